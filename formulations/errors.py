@@ -1,0 +1,25 @@
+"""The project's expected errors: each prints as one line and exits 2 on the CLI, never as a traceback."""
+
+
+class InfeconError(Exception):
+    """Base of every expected, user-facing error."""
+
+
+class InstanceError(InfeconError, ValueError):
+    """Bad input data: a model, hardware or scenario file, or an out-of-range argument.
+
+    The message names the file (if any), the field, the rule and the value, e.g.
+    ``h100.toml: 'hbm_capacity_bytes' must be > 0 (got -8e+10)``.
+    """
+
+
+class NoFeasibleLayoutError(InfeconError):
+    """Nothing in the search space satisfies the constraints; the message names the binding rule."""
+
+
+class BackendUnavailableError(InfeconError):
+    """A requested solver backend is not installed or not known."""
+
+
+class SolverLimitError(InfeconError):
+    """A solver hit its time limit before proving optimality, so its answer would be partial."""

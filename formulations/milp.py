@@ -1,0 +1,167 @@
+"""MILP encoding: one binary per configuration, one named row per rule, solved by HiGHS or CBC.
+
+Why it is exact: ``z[k] = 1`` selects configuration ``k`` (row ``one_configuration``), and every
+nonlinear quantity (max of memory and arithmetic, MoE expert share, cost = GPUs x latency /
+batch, the speculative expectation) is a coefficient read from the performance model's table:
+a one-hot tabulation, not an approximation. Rules the model evaluates in floating point
+(HBM capacity, demand cap, budget) enter as 0/1 coefficients taken from the same masks the
+enumeration uses, so no solver tolerance can move a boundary; the caps and the objective use
+integer ranks (see ``formulations.cpsat``), which a 1e-6 integrality tolerance cannot blur.
+
+``build_milp_rows`` is the single builder; ``to_pulp`` turns it into a PuLP problem (readable
+LP export, CBC fallback) and ``MilpSession`` passes it to HiGHS once and re-solves by
+changing only the cap rows' bounds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from formulations.solution import Solution
+from formulations.space import ConfigTable
+
+
+@dataclass(frozen=True)
+class Row:
+    """``lower <= sum(coefficients * z) <= upper``, named after its rule."""
+
+    name: str
+    coefficients: np.ndarray
+    lower: float
+    upper: float
+
+
+@dataclass(frozen=True)
+class MilpRows:
+    rows: list[Row]
+    objective_fastest: np.ndarray
+    objective_cheapest: np.ndarray
+
+    def row_index(self, name: str) -> int:
+        return next(i for i, row in enumerate(self.rows) if row.name == name)
+
+
+def build_milp_rows(table: ConfigTable) -> MilpRows:
+    """Rows of the MILP over ``table``'s configurations; caps start open."""
+    n = len(table)
+    rows = [Row("one_configuration", np.ones(n), 1.0, 1.0),
+            Row("max_gpus", table.metrics.gpus.astype(float), -np.inf, float(table.problem.space.max_gpus))]
+    for rule, broken in table.violations.items():  # hbm_capacity, demand_cap, budget
+        rows.append(Row(rule, broken.astype(float), -np.inf, 0.0))
+    rows.append(Row("cost_cap", table.cost_rank.astype(float), -np.inf, float(table.cost_rank.max())))
+    rows.append(Row("latency_cap", table.latency_rank.astype(float), -np.inf, float(table.latency_rank.max())))
+    return MilpRows(rows, table.fastest_first_rank.astype(float), table.cheapest_first_rank.astype(float))
+
+
+def to_pulp(milp: MilpRows, objective: str = "fastest"):
+    """The same rows as a PuLP problem: for ``writeLP`` and for solving with PuLP's CBC."""
+    import pulp
+
+    n = len(milp.objective_fastest)
+    problem = pulp.LpProblem("infecon_configuration", pulp.LpMinimize)
+    z = [pulp.LpVariable(f"z_{k}", cat=pulp.LpBinary) for k in range(n)]
+    weights = milp.objective_fastest if objective == "fastest" else milp.objective_cheapest
+    problem += pulp.LpAffineExpression(zip(z, weights.tolist())), f"{objective}_first_position"
+    for row in milp.rows:
+        nonzero = np.flatnonzero(row.coefficients)
+        expr = pulp.LpAffineExpression([(z[k], float(row.coefficients[k])) for k in nonzero])
+        if row.lower == row.upper:
+            problem += expr == row.upper, row.name
+        else:
+            problem += expr <= row.upper, row.name
+    return problem, z
+
+
+def _highs_available() -> bool:
+    try:
+        import highspy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class MilpSession:
+    """Build once, re-solve with new cap constants: HiGHS through highspy, or PuLP's CBC."""
+
+    def __init__(self, table: ConfigTable, *, solver: str | None = None) -> None:
+        self.table = table
+        self.milp = build_milp_rows(table)
+        self.solver = solver or ("highs" if _highs_available() else "cbc")
+        if self.solver == "highs":
+            self._highs = self._pass_to_highs()
+
+    def _pass_to_highs(self):
+        import highspy
+
+        highs = highspy.Highs()
+        highs.setOptionValue("output_flag", False)
+        highs.setOptionValue("mip_rel_gap", 0.0)
+        highs.setOptionValue("mip_abs_gap", 0.0)
+        highs.setOptionValue("threads", 1)
+        n = len(self.table)
+        matrix = np.vstack([row.coefficients for row in self.milp.rows])  # rows x n, small row count
+        lp = highspy.HighsLp()
+        lp.num_col_ = n
+        lp.num_row_ = len(self.milp.rows)
+        lp.col_cost_ = self.milp.objective_fastest
+        lp.col_lower_ = np.zeros(n)
+        lp.col_upper_ = np.ones(n)
+        inf = highspy.kHighsInf
+        lp.row_lower_ = np.array([-inf if np.isinf(r.lower) else r.lower for r in self.milp.rows])
+        lp.row_upper_ = np.array([r.upper for r in self.milp.rows])
+        nz_rows, nz_cols = np.nonzero(matrix)
+        order = np.lexsort((nz_rows, nz_cols))
+        nz_rows, nz_cols = nz_rows[order], nz_cols[order]
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = np.concatenate(([0], np.cumsum(np.bincount(nz_cols, minlength=n)))).astype(np.int32)
+        lp.a_matrix_.index_ = nz_rows.astype(np.int32)
+        lp.a_matrix_.value_ = matrix[nz_rows, nz_cols]
+        lp.integrality_ = [highspy.HighsVarType.kInteger] * n
+        highs.passModel(lp)
+        return highs
+
+    def solve(self, objective: str, *, cost_rank_cap: int | None = None, latency_rank_cap: int | None = None,
+              time_limit_s: float | None = None) -> Solution:
+        cost_upper = float(self.table.cost_rank.max() if cost_rank_cap is None else cost_rank_cap)
+        latency_upper = float(self.table.latency_rank.max() if latency_rank_cap is None else latency_rank_cap)
+        weights = self.milp.objective_fastest if objective == "fastest" else self.milp.objective_cheapest
+        if self.solver == "highs":
+            return self._solve_highs(weights, cost_upper, latency_upper, time_limit_s)
+        return self._solve_cbc(objective, cost_upper, latency_upper, time_limit_s)
+
+    def _solve_highs(self, weights, cost_upper, latency_upper, time_limit_s) -> Solution:
+        import highspy
+
+        highs = self._highs
+        inf = highspy.kHighsInf
+        highs.changeRowBounds(self.milp.row_index("cost_cap"), -inf, cost_upper)
+        highs.changeRowBounds(self.milp.row_index("latency_cap"), -inf, latency_upper)
+        n = len(weights)
+        highs.changeColsCost(n, np.arange(n, dtype=np.int32), weights)
+        highs.setOptionValue("time_limit", float(time_limit_s) if time_limit_s is not None else inf)
+        highs.run()
+        status = highs.getModelStatus()
+        if status == highspy.HighsModelStatus.kOptimal:
+            values = np.asarray(highs.getSolution().col_value)
+            return Solution(int(np.argmax(values)), "OPTIMAL")
+        if status == highspy.HighsModelStatus.kInfeasible:
+            return Solution(None, "INFEASIBLE")
+        if status == highspy.HighsModelStatus.kTimeLimit:
+            return Solution(None, "TIME_LIMIT")
+        return Solution(None, "UNKNOWN")
+
+    def _solve_cbc(self, objective, cost_upper, latency_upper, time_limit_s) -> Solution:
+        import pulp
+
+        problem, z = to_pulp(self.milp, objective)
+        problem.constraints["cost_cap"].constant = -cost_upper
+        problem.constraints["latency_cap"].constant = -latency_upper
+        status = problem.solve(pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, gapRel=0.0))
+        if problem.sol_status == pulp.LpSolutionOptimal:
+            values = np.array([v.value() or 0.0 for v in z])
+            return Solution(int(np.argmax(values)), "OPTIMAL")
+        if pulp.LpStatus[status] == "Infeasible":
+            return Solution(None, "INFEASIBLE")
+        return Solution(None, "TIME_LIMIT" if time_limit_s is not None else "UNKNOWN")

@@ -1,0 +1,136 @@
+"""Parameter counts and per-token sizes derived from a model's architecture (paper eq. 20-22, 34-35).
+
+Kept apart from the step-time physics because the counts are also what tests compare against
+published totals, and what the HBM-capacity rule stores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from formulations.specs import ModelSpec
+
+
+@dataclass(frozen=True)
+class ParameterCounts:
+    """Parameters by how often a decode step must read them.
+
+    ``always_read`` is attention, routers, dense FFN layers and shared experts (paper eq. 20's
+    N_attention plus the non-routed FFN); ``routed`` is every routed expert, read only when a
+    token in the micro-batch is routed to it (eq. 22); ``unembedding`` is read every step;
+    ``embedding`` is stored but only b rows are read, which we neglect.
+    """
+
+    always_read: float
+    routed: float
+    routed_active: float
+    unembedding: float
+    embedding: float
+
+    @property
+    def total(self) -> float:
+        """Everything stored in HBM."""
+        return self.always_read + self.routed + self.unembedding + self.embedding
+
+    @property
+    def active(self) -> float:
+        """Parameters multiplied per token: 2 FLOP each (eq. 21)."""
+        return self.always_read + self.routed_active + self.unembedding
+
+
+def attention_parameters_per_layer(m: ModelSpec) -> float:
+    if m.attention == "mla":
+        qk_dim = m.d_head + m.qk_rope_head_dim
+        if m.q_lora_rank:
+            q = m.d_model * m.q_lora_rank + m.q_lora_rank * m.n_heads * qk_dim
+        else:
+            q = m.d_model * m.n_heads * qk_dim
+        kv = m.d_model * (m.kv_lora_rank + m.qk_rope_head_dim) + m.kv_lora_rank * m.n_heads * (m.d_head + m.v_head_dim)
+        return q + kv + m.n_heads * m.v_head_dim * m.d_model
+    q_and_o = 2 * m.d_model * m.n_heads * m.d_head
+    k_and_v = 2 * m.d_model * m.n_kv_heads * m.d_head
+    return q_and_o + k_and_v
+
+
+def ffn_matrices(m: ModelSpec) -> int:
+    """Gated FFNs (SwiGLU) have up, gate and down projections; plain ones up and down."""
+    return 3 if m.ffn_gated else 2
+
+
+def parameter_counts(m: ModelSpec) -> ParameterCounts:
+    mats = ffn_matrices(m)
+    expert = mats * m.d_model * m.d_ff_expert
+    attention = m.n_layers * attention_parameters_per_layer(m)
+    routers = m.n_moe_layers * m.d_model * m.n_routed_experts
+    dense_ffn = m.n_dense_layers * mats * m.d_model * m.d_ff
+    shared = m.n_moe_layers * m.n_shared_experts * expert
+    routed = m.n_moe_layers * m.n_routed_experts * expert
+    routed_active = m.n_moe_layers * m.n_active_experts * expert
+    unembedding = m.vocab_size * m.d_model
+    embedding = 0.0 if m.tied_embeddings else m.vocab_size * m.d_model
+    return ParameterCounts(
+        always_read=float(attention + routers + dense_ffn + shared),
+        routed=float(routed),
+        routed_active=float(routed_active),
+        unembedding=float(unembedding),
+        embedding=float(embedding),
+    )
+
+
+def kv_elements_per_token(m: ModelSpec) -> float:
+    """KV-cache elements one context token occupies across all layers (paper eq. 34).
+
+    Standard attention caches a K and a V vector per KV head; MLA caches one compressed latent
+    plus the decoupled RoPE key, shared by all heads (paper sec. 3.1).
+    """
+    if m.attention == "mla":
+        return float(m.n_layers * (m.kv_lora_rank + m.qk_rope_head_dim))
+    return float(m.n_layers * 2 * m.n_kv_heads * m.d_head)
+
+
+def attention_flop_per_context_token(m: ModelSpec) -> float:
+    """Attention FLOP per generated token per context token: 2 n_layers n_heads (d_qk + d_v).
+
+    For standard attention d_qk = d_v = d_head, giving the paper's 4 n_layers n_heads d_head
+    (sec. 4.3; eq. 37 as converted drops d_head). MLA with absorbed projections attends in the
+    latent space: d_qk = kv_lora_rank + rope dim, d_v = kv_lora_rank (sec. 3.1's "d_latent").
+    """
+    if m.attention == "mla":
+        d_qk, d_v = m.kv_lora_rank + m.qk_rope_head_dim, m.kv_lora_rank
+    else:
+        d_qk = d_v = m.d_head
+    return float(2 * m.n_layers * m.n_heads * (d_qk + d_v))
+
+
+def qkv_output_width(m: ModelSpec) -> int:
+    """Elements the QKV projection writes per token: (1 + 2/g) n_heads d_head for GQA (eq. 25)."""
+    if m.attention == "mla":
+        return m.n_heads * (m.d_head + m.qk_rope_head_dim) + m.kv_lora_rank + m.qk_rope_head_dim
+    return (m.n_heads + 2 * m.n_kv_heads) * m.d_head
+
+
+def attention_output_width(m: ModelSpec) -> int:
+    return m.n_heads * (m.v_head_dim if m.attention == "mla" else m.d_head)
+
+
+def ffn_active_width(m: ModelSpec, moe_layer: bool) -> int:
+    """Hidden FFN width a token touches: d_ff in a dense layer, (top-k + shared) experts in an MoE layer."""
+    if moe_layer:
+        return (m.n_active_experts + m.n_shared_experts) * m.d_ff_expert
+    return m.d_ff
+
+
+def activation_elements_per_token(m: ModelSpec) -> float:
+    """Matmul inputs and outputs read or written per token, all layers plus the unembedding (eq. 35).
+
+    Per layer: QKV (d_model in, qkv out), output projection (heads in, d_model out), FFN up
+    (d_model in, up/gate out) and down (d_ff in, d_model out). With a non-gated FFN this is
+    eq. 35's 2 d_model + (1+2/g) n_h d_h + n_h d_h + 2 d_model + 2 d_ff.
+    """
+    up_outputs = ffn_matrices(m) - 1
+    per_layer_base = m.d_model + qkv_output_width(m) + attention_output_width(m) + m.d_model + 2 * m.d_model
+    total = 0.0
+    for count, moe in ((m.n_dense_layers, False), (m.n_moe_layers, True)):
+        width = ffn_active_width(m, moe)
+        total += count * (per_layer_base + up_outputs * width + width)
+    return total + m.d_model + m.vocab_size

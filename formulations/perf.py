@@ -1,0 +1,324 @@
+"""The one performance model: time and cost of a decode step for a parallel layout and a batch.
+
+Everything here is vectorised: layout degrees, batch sizes and draft lengths may be numpy arrays
+of one common shape, so the enumeration evaluates every configuration in a few array passes and
+``explain`` evaluates one with 0-d arrays. Encodings (CP-SAT, MILP) tabulate these functions;
+they never restate a formula (``tests/test_one_physics.py``).
+
+Model (paper sec. 3, eq. 29-44, generalised to 1-D/2-D TP, PP and EP as the issue describes):
+
+* A layout is ``tp_rows x tp_cols`` tensor parallelism (``tp_rows == 1`` is 1-D TP over
+  ``tp_cols`` GPUs), ``pp`` pipeline stages and expert parallelism of degree ``ep`` inside the TP
+  group. An instance has ``tp_rows * tp_cols * pp`` GPUs.
+* PP splits the batch into ``pp`` micro-batches (paper sec. 3.5). Each stage reads its weights
+  once per micro-batch, so one token's step costs the full model's reads, arithmetic and
+  collectives at the *micro-batch* size on ``tp`` GPUs, plus ``pp - 1`` point-to-point sends.
+* Arithmetic and HBM traffic overlap (max, eq. 29); collectives and kernel launches do not
+  (sec. 3.4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from formulations.params import (
+    activation_elements_per_token,
+    attention_flop_per_context_token,
+    ffn_active_width,
+    ffn_matrices,
+    kv_elements_per_token,
+    parameter_counts,
+    qkv_output_width,
+)
+from formulations.specs import HardwareSpec, ModelSpec, SpeculativeDecoding, Workload
+
+# How many latency passes and how many copies of the message a collective moves per rank.
+# A tree all-reduce goes up and down (2 passes) and each rank sends and receives 2x(R-1)/R of
+# the message (paper sec. 3.4: "reducing X bytes over R participants reads 2X(R-1) bytes" over
+# R ranks). An all-to-all is one pass moving (R-1)/R of the message; a point-to-point send is
+# one hop moving the whole message.
+_PASSES = {"all_reduce": 2.0, "all_to_all": 1.0}
+_DATA_COPIES = {"all_reduce": 2.0, "all_to_all": 1.0}
+
+
+@dataclass(frozen=True)
+class StepTime:
+    """One forward pass of the instance, in seconds, broken into the paper's four components."""
+
+    compute_s: np.ndarray
+    hbm_read_s: np.ndarray
+    network_s: np.ndarray
+    collective_latency_s: np.ndarray
+    kernel_latency_s: np.ndarray
+
+    @property
+    def total_s(self) -> np.ndarray:
+        """Eq. 29-30: max(memory, arithmetic) plus the serial network and latency terms."""
+        return (np.maximum(self.compute_s, self.hbm_read_s) + self.network_s
+                + self.collective_latency_s + self.kernel_latency_s)
+
+
+def group_placement(group_size, stride, node_size: int):
+    """Ranks per node and nodes spanned by a collective group of ``group_size`` ranks ``stride`` apart.
+
+    Ranks are numbered consecutively across nodes; layouts are restricted (``space.py``) so that
+    every group is spread evenly, which makes this closed form exact.
+    """
+    group_size = np.asarray(group_size, dtype=np.int64)
+    ranks_per_node = np.minimum(group_size, np.maximum(1, node_size // np.asarray(stride, dtype=np.int64)))
+    return ranks_per_node, group_size // ranks_per_node
+
+
+def collective_time_s(hw: HardwareSpec, kind: str, group_size, ranks_per_node, nodes, message_bytes):
+    """Latency and bandwidth seconds of one collective, using the cheapest NCCL protocol for it.
+
+    Latency is eq. 23 per protocol: base + passes * (intra_hop (ranks/node - 1) + inter_hop log2 nodes);
+    bandwidth time is the data each rank moves over the slowest link it uses (inter-node if the
+    group spans nodes) at the protocol's share of that link. Returns ``(latency_s, bandwidth_s)``;
+    both are 0 for a group of one rank or an empty message.
+    """
+    group = np.asarray(group_size, dtype=float)
+    nodes = np.asarray(nodes, dtype=float)
+    link = np.where(nodes > 1, hw.inter_node_bandwidth_bytes_per_s, hw.intra_node_bandwidth_bytes_per_s)
+    moved_bytes = _DATA_COPIES[kind] * np.asarray(message_bytes, dtype=float) * (group - 1) / group
+    hops = (np.asarray(ranks_per_node, dtype=float) - 1, np.log2(nodes))
+    return _cheapest_protocol(hw, _PASSES[kind], hops, moved_bytes, link, active=(group > 1) & (moved_bytes > 0))
+
+
+def point_to_point_time_s(hw: HardwareSpec, crosses_node, message_bytes):
+    """One pipeline send between adjacent stages: one hop, intra- or inter-node."""
+    crosses = np.asarray(crosses_node, dtype=bool)
+    link = np.where(crosses, hw.inter_node_bandwidth_bytes_per_s, hw.intra_node_bandwidth_bytes_per_s)
+    hops = (np.where(crosses, 0.0, 1.0), np.where(crosses, 1.0, 0.0))
+    message = np.asarray(message_bytes, dtype=float)
+    return _cheapest_protocol(hw, 1.0, hops, message, link, active=message > 0)
+
+
+def _cheapest_protocol(hw: HardwareSpec, passes: float, hops, moved_bytes, link_bytes_per_s, active):
+    intra_hops, inter_hops = hops
+    best_total = best_latency = best_bandwidth = None
+    for proto in hw.protocols.values():
+        latency = proto.base_latency_s + passes * (proto.intra_hop_latency_s * intra_hops
+                                                   + proto.inter_hop_latency_s * inter_hops)
+        bandwidth = moved_bytes / (link_bytes_per_s * proto.bandwidth_fraction)
+        total = latency + bandwidth
+        if best_total is None:
+            best_total, best_latency, best_bandwidth = total, latency, bandwidth
+            continue
+        better = total < best_total
+        best_total = np.where(better, total, best_total)
+        best_latency = np.where(better, latency, best_latency)
+        best_bandwidth = np.where(better, bandwidth, best_bandwidth)
+    zero = np.zeros(np.shape(best_total))
+    return np.where(active, best_latency, zero), np.where(active, best_bandwidth, zero)
+
+
+def routed_expert_fraction_read(model: ModelSpec, tokens):
+    """Expected share of routed experts that ``tokens`` independently routed tokens touch (eq. 22)."""
+    if not model.is_moe:
+        return np.zeros(np.shape(tokens))
+    idle_per_token = 1.0 - model.n_active_experts / model.n_routed_experts
+    return 1.0 - idle_per_token ** np.asarray(tokens, dtype=float)
+
+
+def _layer_collectives(model: ModelSpec, hw: HardwareSpec, workload: Workload, tp_rows, tp_cols, ep, tokens):
+    """Serial collectives of all layers: (latency_s, bandwidth_s).
+
+    Written once for 1-D and 2-D TP: a 2-D grid alternates all-reduces over its rows group
+    (QKV and FFN-up outputs, sliced over columns) and its columns group (attention-out and
+    FFN-down outputs, sliced over rows): the paper's 4 per layer, 2 with parallel attention
+    (eq. 25, 44). With ``tp_rows == 1`` the rows group is a single rank, so only the two
+    d_model all-reduces of 1-D TP remain (one with parallel attention). An MoE layer with
+    ``ep > 1`` replaces its FFN collectives by an all-to-all dispatch and combine over the EP
+    group, each carrying min(ep, top-k) copies of the token's d_model vector (sec. 3.5).
+    """
+    act = workload.activation_bytes
+    rows_rpn, rows_nodes = group_placement(tp_rows, tp_cols, hw.node_size_gpus)
+    cols_rpn, cols_nodes = group_placement(tp_cols, 1, hw.node_size_gpus)
+    ep_rpn, ep_nodes = group_placement(ep, 1, hw.node_size_gpus)
+    tokens = np.asarray(tokens, dtype=float)
+
+    def over_rows(width):
+        return collective_time_s(hw, "all_reduce", tp_rows, rows_rpn, rows_nodes, width * tokens * act / tp_cols)
+
+    def over_cols(width):
+        return collective_time_s(hw, "all_reduce", tp_cols, cols_rpn, cols_nodes, width * tokens * act / tp_rows)
+
+    qkv, d_model = qkv_output_width(model), model.d_model
+    attention_parts = [over_rows(qkv), over_cols(d_model)]
+
+    def layer(moe_layer: bool):
+        up_width = (ffn_matrices(model) - 1) * ffn_active_width(model, moe_layer)
+        if model.parallel_attention and not (moe_layer and model.is_moe):
+            return [over_rows(qkv + up_width), over_cols(d_model)], None
+        dense_ffn = [over_rows(up_width), over_cols(d_model)]
+        if not moe_layer:
+            return attention_parts + dense_ffn, None
+        copies = np.minimum(ep, model.n_active_experts)
+        a2a = collective_time_s(hw, "all_to_all", ep, ep_rpn, ep_nodes, copies * d_model * tokens * act)
+        return attention_parts, (np.asarray(ep) > 1, dense_ffn, [a2a, a2a])
+
+    latency = np.zeros(np.broadcast(tp_rows, tp_cols, ep, tokens).shape)
+    bandwidth = np.zeros_like(latency)
+    for count, moe_layer in ((model.n_dense_layers, False), (model.n_moe_layers, True)):
+        if count == 0:
+            continue
+        common, ffn_choice = layer(moe_layer)
+        parts = list(common)
+        for lat, bw in parts:
+            latency = latency + count * lat
+            bandwidth = bandwidth + count * bw
+        if ffn_choice is not None:
+            use_ep, tp_parts, ep_parts = ffn_choice
+            for (tp_lat, tp_bw), (ep_lat, ep_bw) in zip(tp_parts, ep_parts, strict=True):
+                latency = latency + count * np.where(use_ep, ep_lat, tp_lat)
+                bandwidth = bandwidth + count * np.where(use_ep, ep_bw, tp_bw)
+    return latency, bandwidth
+
+
+def _pipeline_sends(model: ModelSpec, hw: HardwareSpec, workload: Workload, tp, pp, tokens):
+    """The ``pp - 1`` activation sends between stages, each split over the stage's ``tp`` GPUs."""
+    tp = np.asarray(tp, dtype=np.int64)
+    pp = np.asarray(pp, dtype=np.int64)
+    node = hw.node_size_gpus
+    inter_sends = np.where(tp >= node, pp - 1, (pp * tp - 1) // node)
+    intra_sends = (pp - 1) - inter_sends
+    message = model.d_model * np.asarray(tokens, dtype=float) * workload.activation_bytes / tp
+    inter_lat, inter_bw = point_to_point_time_s(hw, True, message)
+    intra_lat, intra_bw = point_to_point_time_s(hw, False, message)
+    return inter_sends * inter_lat + intra_sends * intra_lat, inter_sends * inter_bw + intra_sends * intra_bw
+
+
+def kernels_per_layer(model: ModelSpec) -> int:
+    """Serial matmul launches per layer: QKV, output, FFN up, FFN down; 2 with parallel attention (eq. 30)."""
+    return 2 if model.parallel_attention else 4
+
+
+def decode_step(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp_rows, tp_cols, pp, ep,
+                micro_batch, tokens_per_sequence=1) -> StepTime:
+    """Time for the instance to advance every sequence of the batch by one forward pass.
+
+    ``micro_batch`` is the batch divided by ``pp``; ``tokens_per_sequence`` is 1 for plain
+    decoding and gamma + 1 for a speculative verification pass. Returns per-component seconds
+    (eq. 29-44, see the module docstring for the PP and EP generalisation).
+    """
+    counts = parameter_counts(model)
+    tp = np.asarray(tp_rows) * np.asarray(tp_cols)
+    micro_batch = np.asarray(micro_batch, dtype=float)
+    tokens = micro_batch * np.asarray(tokens_per_sequence, dtype=float)
+    context = workload.context_tokens
+
+    weights_read = counts.always_read + routed_expert_fraction_read(model, tokens) * counts.routed + counts.unembedding
+    hbm_bytes = (weights_read * workload.weight_bytes
+                 + micro_batch * context * kv_elements_per_token(model) * workload.kv_bytes
+                 + tokens * activation_elements_per_token(model) * workload.activation_bytes)
+    hbm_read_s = hbm_bytes / (tp * hw.hbm_bandwidth_bytes_per_s * hw.bandwidth_efficiency)
+
+    flop = tokens * (2 * counts.active + attention_flop_per_context_token(model) * context)
+    compute_s = flop / (tp * hw.peak_flop_per_s(workload.weight_bits) * hw.flop_efficiency)
+
+    coll_latency, coll_bandwidth = _layer_collectives(model, hw, workload, tp_rows, tp_cols, ep, tokens)
+    send_latency, send_bandwidth = _pipeline_sends(model, hw, workload, tp, pp, tokens)
+    kernel_s = model.n_layers * kernels_per_layer(model) * hw.kernel_launch_latency_s
+    shape = np.broadcast(compute_s, coll_latency, send_latency).shape
+    return StepTime(
+        compute_s=np.broadcast_to(compute_s, shape),
+        hbm_read_s=np.broadcast_to(hbm_read_s, shape),
+        network_s=coll_bandwidth + send_bandwidth,
+        collective_latency_s=coll_latency + send_latency,
+        kernel_latency_s=np.full(shape, kernel_s),
+    )
+
+
+def hbm_used_bytes_per_gpu(model: ModelSpec, workload: Workload, *, tp, pp, batch,
+                           drafter: ModelSpec | None = None):
+    """Weights plus KV cache per GPU, rounded up to whole bytes.
+
+    Weights and KV shard evenly over the ``tp * pp`` GPUs. Where a layout has more TP ranks than
+    KV heads we follow the paper in assuming attention splits by batch at no extra cost (sec. 3.1:
+    "extra communication for distributed attention is ignored"). A drafter is sharded the same way.
+    Whole bytes keep the capacity rule an exact integer comparison in every backend.
+    """
+    gpus = np.asarray(tp) * np.asarray(pp)
+    stored = parameter_counts(model).total * workload.weight_bytes
+    kv_per_sequence = workload.context_tokens * kv_elements_per_token(model) * workload.kv_bytes
+    if drafter is not None:
+        stored += parameter_counts(drafter).total * workload.weight_bytes
+        kv_per_sequence += workload.context_tokens * kv_elements_per_token(drafter) * workload.kv_bytes
+    return np.ceil((stored + np.asarray(batch, dtype=float) * kv_per_sequence) / gpus).astype(np.int64)
+
+
+def expected_tokens_per_iteration(acceptance: float, draft_tokens):
+    """Tokens a speculative iteration yields on average: (1 - a^(gamma+1)) / (1 - a).
+
+    We use Leviathan et al.'s expectation, which counts the token the target samples itself
+    after the last accepted draft (the "bonus" token), consistently with a verification pass
+    over gamma + 1 positions. The paper's eq. 46 writes (1 - a^gamma)/(1 - a), which omits that
+    token; its notebook uses our form (notes, sec. 7).
+    """
+    gamma = np.asarray(draft_tokens, dtype=float)
+    if acceptance >= 1.0:
+        return gamma + 1.0
+    return (1.0 - acceptance ** (gamma + 1.0)) / (1.0 - acceptance)
+
+
+@dataclass(frozen=True)
+class ConfigMetrics:
+    """Per-configuration results: what the frontier, the encodings and ``explain`` read."""
+
+    target: StepTime
+    drafter: StepTime | None
+    latency_s: np.ndarray  # per output token, seen by one request
+    tokens_per_second: np.ndarray  # per request
+    total_tokens_per_second: np.ndarray  # whole instance
+    usd_per_million_tokens: np.ndarray
+    utilization: np.ndarray  # model FLOP utilisation against peak at the weight precision
+    hbm_used_bytes_per_gpu: np.ndarray
+    gpus: np.ndarray
+
+
+def evaluate(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp_rows, tp_cols, pp, ep, batch,
+             draft_tokens=0, speculative: SpeculativeDecoding | None = None) -> ConfigMetrics:
+    """Latency, speed, cost, utilisation and memory of each configuration.
+
+    With ``speculative``, an iteration is one target pass over ``draft_tokens + 1`` positions
+    plus ``draft_tokens`` drafter passes on the same GPUs in the same layout (the drafter is
+    dense: no EP); latency per token is the iteration time over the expected tokens it yields
+    (eq. 46 with the expectation of ``expected_tokens_per_iteration``).
+    """
+    tp_rows, tp_cols, pp, ep = (np.asarray(x, dtype=np.int64) for x in (tp_rows, tp_cols, pp, ep))
+    batch = np.asarray(batch, dtype=np.int64)
+    gpus = tp_rows * tp_cols * pp
+    micro_batch = batch / pp
+    layout = dict(tp_rows=tp_rows, tp_cols=tp_cols, pp=pp)
+    drafter_step = None
+    if speculative is None:
+        target = decode_step(model, hw, workload, **layout, ep=ep, micro_batch=micro_batch)
+        latency_s = target.total_s
+    else:
+        gamma = np.asarray(draft_tokens, dtype=float)
+        target = decode_step(model, hw, workload, **layout, ep=ep, micro_batch=micro_batch,
+                             tokens_per_sequence=gamma + 1)
+        drafter_step = decode_step(speculative.drafter, hw, workload, **layout, ep=1, micro_batch=micro_batch)
+        latency_s = (target.total_s + gamma * drafter_step.total_s) / expected_tokens_per_iteration(
+            speculative.acceptance, gamma)
+    counts = parameter_counts(model)
+    useful_flop_per_token = 2 * counts.active + attention_flop_per_context_token(model) * workload.context_tokens
+    tokens_per_second = 1.0 / latency_s
+    total = batch * tokens_per_second
+    usd_per_second = gpus * hw.price_usd_per_hour / 3600.0
+    return ConfigMetrics(
+        target=target,
+        drafter=drafter_step,
+        latency_s=latency_s,
+        tokens_per_second=tokens_per_second,
+        total_tokens_per_second=total,
+        usd_per_million_tokens=usd_per_second / total * 1e6,
+        utilization=useful_flop_per_token * total / (gpus * hw.peak_flop_per_s(workload.weight_bits)),
+        hbm_used_bytes_per_gpu=hbm_used_bytes_per_gpu(
+            model, workload, tp=tp_rows * tp_cols, pp=pp, batch=batch,
+            drafter=speculative.drafter if speculative else None),
+        gpus=gpus,
+    )

@@ -1,0 +1,286 @@
+"""The explicit discrete search space shared by every backend, and its tabulation through the model.
+
+A configuration is a layout (TP rows x cols, PP, EP), a batch size and, with speculative
+decoding, a draft length. ``tabulate`` evaluates every configuration once with ``perf.evaluate``
+and records, per rule, which configurations it forbids. The enumeration oracle and the CP-SAT
+and MILP encodings all read this one table, so they search exactly the same space with exactly
+the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from formulations.errors import InstanceError
+from formulations.params import parameter_counts
+from formulations.perf import ConfigMetrics, evaluate, hbm_used_bytes_per_gpu
+from formulations.specs import HardwareSpec, ModelSpec, SpeculativeDecoding, Workload
+
+DEFAULT_MAX_GPUS = 1024
+DEFAULT_MAX_BATCH = 8192
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Which layouts and batch sizes are searched.
+
+    ``batch_sizes`` overrides the domain; otherwise ``batch_mode`` is ``"ladder"`` (1, 2, 3, 4,
+    6, 8, 12, ...: powers of two and their 1.5 multiples, about 1.4x apart) or ``"all"`` (every
+    integer), in both cases up to ``max_batch`` and to the largest batch HBM can hold.
+    """
+
+    max_gpus: int = DEFAULT_MAX_GPUS
+    max_batch: int = DEFAULT_MAX_BATCH
+    batch_mode: str = "ladder"
+    batch_sizes: tuple[int, ...] | None = None
+    allow_2d_tp: bool = True
+    allow_pp: bool = True
+    allow_ep: bool = True
+    draft_tokens: tuple[int, ...] = tuple(range(1, 9))
+
+    def __post_init__(self) -> None:
+        if self.max_gpus < 1:
+            raise InstanceError(f"'max_gpus' must be >= 1 (got {self.max_gpus})")
+        if self.max_batch < 1:
+            raise InstanceError(f"'max_batch' must be >= 1 (got {self.max_batch})")
+        if self.batch_mode not in ("ladder", "all"):
+            raise InstanceError(f"'batch_mode' must be 'ladder' or 'all' (got {self.batch_mode!r})")
+        if self.batch_sizes is not None and (not self.batch_sizes or min(self.batch_sizes) < 1):
+            raise InstanceError(f"'batch_sizes' must be positive integers (got {list(self.batch_sizes)})")
+        if not self.draft_tokens or min(self.draft_tokens) < 1:
+            raise InstanceError(f"'draft_tokens' must be positive integers (got {list(self.draft_tokens)})")
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """Limits beyond the hardware's: total demand (paper fig. 1) and an hourly budget per instance."""
+
+    demand_tokens_per_s: float | None = None
+    budget_usd_per_hour: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("demand_tokens_per_s", "budget_usd_per_hour"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise InstanceError(f"'{name}' must be > 0 (got {value})")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Everything that defines one frontier."""
+
+    model: ModelSpec
+    hardware: HardwareSpec
+    workload: Workload = field(default_factory=Workload)
+    space: SearchSpace = field(default_factory=SearchSpace)
+    constraints: Constraints = field(default_factory=Constraints)
+    speculative: SpeculativeDecoding | None = None
+
+
+def batch_ladder(max_batch: int) -> list[int]:
+    """1, 2, 3, 4, 6, 8, 12, 16, ...: powers of two and 1.5 times them, up to ``max_batch``."""
+    ladder, power = [1], 1
+    while True:
+        power *= 2
+        for value in (3 * power // 4, power):
+            if value > max_batch:
+                return ladder
+            if value > ladder[-1]:
+                ladder.append(value)
+
+
+def _powers_of_two(limit: int) -> list[int]:
+    return [1 << k for k in range(limit.bit_length()) if 1 << k <= limit]
+
+
+def _divisors(n: int, limit: int) -> list[int]:
+    return [d for d in range(1, min(n, limit) + 1) if n % d == 0]
+
+
+def layout_rule_violation(model: ModelSpec, hw: HardwareSpec, *, tp_rows: int, tp_cols: int, pp: int, ep: int,
+                          max_gpus: int) -> str | None:
+    """The first structural rule a layout breaks, by name and reason, or None if it is valid.
+
+    These are the divisibility and node-size rules of a real deployment: heads split over the
+    TP axis that slices them (columns), KV heads split or replicated evenly, d_model split over
+    rows, FFN widths over columns, layers over PP stages, experts over EP ranks inside the TP
+    group; 1-D TP stays inside a node; groups tile nodes evenly; instances use whole nodes.
+    """
+    tp = tp_rows * tp_cols
+    gpus = tp * pp
+    node = hw.node_size_gpus
+    checks = [
+        ("max_gpus", gpus <= max_gpus, f"{gpus} GPUs exceed the maximum of {max_gpus}"),
+        ("tp_divides_heads", model.n_heads % tp_cols == 0, f"{model.n_heads} heads do not split over {tp_cols}"),
+        ("tp_divides_kv_heads", model.n_kv_heads % tp_cols == 0 or tp_cols % model.n_kv_heads == 0,
+         f"{model.n_kv_heads} KV heads neither split over nor replicate evenly on {tp_cols}"),
+        ("tp_divides_d_model", model.d_model % tp_rows == 0, f"d_model {model.d_model} does not split over {tp_rows}"),
+        ("tp_divides_ffn", (model.n_dense_layers == 0 or model.d_ff % tp_cols == 0)
+         and (not model.is_moe or model.d_ff_expert % tp_cols == 0), f"FFN width does not split over {tp_cols}"),
+        ("pp_divides_layers", model.n_layers % pp == 0, f"{model.n_layers} layers do not split into {pp} stages"),
+        ("ep_divides_experts", ep == 1 or (model.is_moe and model.n_routed_experts % ep == 0),
+         f"{model.n_routed_experts} experts do not split over {ep} ranks"),
+        ("ep_within_tp", tp % ep == 0, f"EP degree {ep} does not divide the TP group of {tp}"),
+        ("one_d_tp_within_node", tp_rows > 1 or tp_cols <= node, f"1-D TP over {tp_cols} GPUs spans nodes"),
+        ("tp_tiles_nodes", (node % tp == 0) if tp <= node else (tp % node == 0 and (tp_cols % node == 0 or node % tp_cols == 0)),
+         f"a TP group of {tp_rows}x{tp_cols} does not tile nodes of {node}"),
+        ("whole_nodes", gpus <= node or gpus % node == 0, f"{gpus} GPUs are not whole nodes of {node}"),
+    ]
+    for name, ok, reason in checks:
+        if not ok:
+            return f"{name}: {reason}"
+    return None
+
+
+def candidate_layouts(model: ModelSpec, hw: HardwareSpec, space: SearchSpace) -> np.ndarray:
+    """Every valid layout as rows ``(tp_rows, tp_cols, pp, ep)``, sorted by GPUs then degrees.
+
+    TP axes are powers of two; PP degrees divide the layer count; EP degrees divide the experts.
+    1-D TP is ``tp_rows == 1``; a 2-D grid has both axes >= 2.
+    """
+    axes = _powers_of_two(space.max_gpus)
+    shapes = [(1, c) for c in axes]
+    if space.allow_2d_tp:
+        shapes += [(r, c) for r in axes if r >= 2 for c in axes if c >= 2 and r * c <= space.max_gpus]
+    pps = _divisors(model.n_layers, space.max_gpus) if space.allow_pp else [1]
+    eps = _divisors(model.n_routed_experts, space.max_gpus) if (model.is_moe and space.allow_ep) else [1]
+    rows = []
+    for tp_rows, tp_cols in shapes:
+        for pp in pps:
+            for ep in eps:
+                if layout_rule_violation(model, hw, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep,
+                                         max_gpus=space.max_gpus) is None:
+                    rows.append((tp_rows * tp_cols * pp, tp_rows, tp_cols, pp, ep))
+    if not rows:
+        raise InstanceError(f"no valid layout for {model.name} on {hw.name} within {space.max_gpus} GPUs")
+    rows.sort()
+    return np.array([r[1:] for r in rows], dtype=np.int64)
+
+
+def batch_domain(problem: Problem, layouts: np.ndarray) -> np.ndarray:
+    """The batch sizes searched: the user's list, or the ladder/all integers up to what HBM can hold."""
+    space = problem.space
+    if space.batch_sizes is not None:
+        return np.array(sorted(set(space.batch_sizes)), dtype=np.int64)
+    largest = space.max_batch
+    gpus = layouts[:, 0] * layouts[:, 1] * layouts[:, 2]
+    biggest = int(gpus.max())
+    drafter = problem.speculative.drafter if problem.speculative else None
+    empty = hbm_used_bytes_per_gpu(problem.model, problem.workload, tp=biggest, pp=1, batch=0, drafter=drafter)
+    one = hbm_used_bytes_per_gpu(problem.model, problem.workload, tp=biggest, pp=1, batch=1, drafter=drafter)
+    per_sequence = max(int(one) - int(empty), 0)
+    if per_sequence > 0:
+        room = problem.hardware.hbm_capacity_bytes - float(empty)
+        largest = min(largest, max(1, int(room // per_sequence) + 1))
+    values = range(1, largest + 1) if space.batch_mode == "all" else batch_ladder(largest)
+    return np.array(list(values), dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class ConfigTable:
+    """Every configuration of a problem, in canonical order, with its metrics and rule masks.
+
+    The row index is the canonical tie-break: layouts by (GPUs, rows, cols, PP, EP), then batch,
+    then draft length. ``violations`` maps each constraint name to a boolean array that is True
+    where the configuration breaks it.
+    """
+
+    problem: Problem
+    tp_rows: np.ndarray
+    tp_cols: np.ndarray
+    pp: np.ndarray
+    ep: np.ndarray
+    batch: np.ndarray
+    draft_tokens: np.ndarray
+    metrics: ConfigMetrics
+    violations: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.batch)
+
+    @property
+    def latency_s(self) -> np.ndarray:
+        return self.metrics.latency_s
+
+    @property
+    def usd_per_million_tokens(self) -> np.ndarray:
+        return self.metrics.usd_per_million_tokens
+
+    @cached_property
+    def feasible(self) -> np.ndarray:
+        ok = np.ones(len(self), dtype=bool)
+        for broken in self.violations.values():
+            ok &= ~broken
+        return ok
+
+    @cached_property
+    def latency_rank(self) -> np.ndarray:
+        """Dense rank of each latency among all distinct latencies: an exact, order-preserving integer."""
+        return np.unique(self.latency_s, return_inverse=True)[1].astype(np.int64)
+
+    @cached_property
+    def cost_rank(self) -> np.ndarray:
+        return np.unique(self.usd_per_million_tokens, return_inverse=True)[1].astype(np.int64)
+
+    @cached_property
+    def fastest_first_rank(self) -> np.ndarray:
+        """Position in the order (latency, cost, canonical index): the lexicographic objective."""
+        order = np.lexsort((np.arange(len(self)), self.usd_per_million_tokens, self.latency_s))
+        return _positions(order)
+
+    @cached_property
+    def cheapest_first_rank(self) -> np.ndarray:
+        """Position in the order (cost, latency, canonical index)."""
+        order = np.lexsort((np.arange(len(self)), self.latency_s, self.usd_per_million_tokens))
+        return _positions(order)
+
+    def cost_rank_at_most(self, usd_per_million_tokens: float) -> int:
+        """Largest cost rank whose cost is <= the given cost (-1 if none): the integer form of a cost cap."""
+        distinct = np.unique(self.usd_per_million_tokens)
+        return int(np.searchsorted(distinct, usd_per_million_tokens, side="right")) - 1
+
+    def latency_rank_at_most(self, latency_s: float) -> int:
+        distinct = np.unique(self.latency_s)
+        return int(np.searchsorted(distinct, latency_s, side="right")) - 1
+
+
+def _positions(order: np.ndarray) -> np.ndarray:
+    positions = np.empty_like(order)
+    positions[order] = np.arange(len(order))
+    return positions.astype(np.int64)
+
+
+def tabulate(problem: Problem, layouts: Sequence[tuple[int, int, int, int]] | np.ndarray | None = None) -> ConfigTable:
+    """Evaluate every configuration of the problem's space once (or of the given layouts)."""
+    model, hw, workload = problem.model, problem.hardware, problem.workload
+    if layouts is None:
+        layouts = candidate_layouts(model, hw, problem.space)
+    layouts = np.asarray(layouts, dtype=np.int64).reshape(-1, 4)
+    batches = batch_domain(problem, layouts)
+    gammas = np.array(problem.space.draft_tokens if problem.speculative else (0,), dtype=np.int64)
+    li, bi, gi = np.meshgrid(np.arange(len(layouts)), np.arange(len(batches)), np.arange(len(gammas)), indexing="ij")
+    li, bi, gi = li.ravel(), bi.ravel(), gi.ravel()
+    tp_rows, tp_cols, pp, ep = (layouts[li, k] for k in range(4))
+    batch, gamma = batches[bi], gammas[gi]
+    keep = batch % pp == 0  # PP needs pp micro-batches of equal size
+    tp_rows, tp_cols, pp, ep, batch, gamma = (a[keep] for a in (tp_rows, tp_cols, pp, ep, batch, gamma))
+    if len(batch) == 0:
+        raise InstanceError("the batch domain holds no size divisible by any valid pipeline degree")
+    metrics = evaluate(model, hw, workload, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, batch=batch,
+                       draft_tokens=gamma, speculative=problem.speculative)
+    violations = {"hbm_capacity": metrics.hbm_used_bytes_per_gpu > int(hw.hbm_capacity_bytes)}
+    if problem.constraints.demand_tokens_per_s is not None:
+        violations["demand_cap"] = metrics.total_tokens_per_second > problem.constraints.demand_tokens_per_s
+    if problem.constraints.budget_usd_per_hour is not None:
+        violations["budget"] = metrics.gpus * hw.price_usd_per_hour > problem.constraints.budget_usd_per_hour
+    return ConfigTable(problem=problem, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, batch=batch,
+                       draft_tokens=gamma, metrics=metrics, violations=violations)
+
+
+def weights_bytes(model: ModelSpec, workload: Workload) -> float:
+    """All stored weights at the workload's precision: what must fit across an instance's HBM."""
+    return parameter_counts(model).total * workload.weight_bytes

@@ -1,0 +1,147 @@
+"""Frozen descriptions of a model, an accelerator and a workload: the inputs of the performance model.
+
+Every quantity carries its unit in its name. Instances are immutable; a what-if is
+``dataclasses.replace(h100, hbm_bandwidth_bytes_per_s=2 * h100.hbm_bandwidth_bytes_per_s)``.
+Validation lives in ``instances.loader`` (which knows the file and field to blame); the
+``__post_init__`` checks here only guard invariants the physics relies on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+PROTOCOL_NAMES = ("LL", "LL128", "Simple")
+
+
+def _frozen_map(mapping: Mapping) -> Mapping:
+    return MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A decoder-only Transformer, dense or mixture-of-experts, with standard (MHA/GQA/MQA) or MLA attention.
+
+    Counts are per layer unless named otherwise. ``d_ff`` is the hidden size of the dense FFN
+    layers; ``d_ff_expert`` that of one routed or shared expert. An MoE model's first
+    ``n_dense_layers`` layers use the dense FFN (DeepSeek-V3 has 3), the others are MoE layers.
+    """
+
+    name: str
+    n_layers: int
+    d_model: int
+    n_heads: int
+    n_kv_heads: int
+    d_head: int
+    d_ff: int
+    vocab_size: int
+    ffn_gated: bool = True
+    tied_embeddings: bool = False
+    parallel_attention: bool = False
+    n_routed_experts: int = 0
+    n_active_experts: int = 0
+    n_shared_experts: int = 0
+    d_ff_expert: int = 0
+    n_dense_layers: int | None = None
+    attention: str = "standard"  # "standard" (MHA/GQA/MQA) or "mla" (DeepSeek multi-head latent attention)
+    q_lora_rank: int = 0
+    kv_lora_rank: int = 0
+    qk_rope_head_dim: int = 0
+    v_head_dim: int = 0
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sources", _frozen_map(self.sources))
+        if self.n_dense_layers is None:
+            object.__setattr__(self, "n_dense_layers", self.n_layers if self.n_routed_experts == 0 else 0)
+
+    @property
+    def is_moe(self) -> bool:
+        return self.n_routed_experts > 0
+
+    @property
+    def n_moe_layers(self) -> int:
+        return self.n_layers - self.n_dense_layers
+
+
+@dataclass(frozen=True)
+class ProtocolLatency:
+    """One NCCL protocol's latency and bandwidth (paper eq. 23 and the notes' section 7).
+
+    An all-reduce over ``ranks_per_node`` ranks in each of ``nodes`` nodes costs
+    ``base + 2 * intra_hop * (ranks_per_node - 1) + 2 * inter_hop * log2(nodes)``; the factor 2
+    is the tree's reduce and broadcast passes. ``bandwidth_fraction`` is the share of link
+    bandwidth the protocol delivers (LL sends a flag with every 4 bytes of data: 0.5).
+    """
+
+    base_latency_s: float
+    intra_hop_latency_s: float
+    inter_hop_latency_s: float
+    bandwidth_fraction: float
+
+
+@dataclass(frozen=True)
+class HardwareSpec:
+    """One accelerator and the node it sits in; bandwidths are per device and per direction."""
+
+    name: str
+    flop_per_s_by_bits: Mapping[int, float]
+    hbm_capacity_bytes: float
+    hbm_bandwidth_bytes_per_s: float
+    intra_node_bandwidth_bytes_per_s: float
+    inter_node_bandwidth_bytes_per_s: float
+    node_size_gpus: int
+    kernel_launch_latency_s: float
+    protocols: Mapping[str, ProtocolLatency]
+    price_usd_per_hour: float
+    flop_efficiency: float = 0.7
+    bandwidth_efficiency: float = 0.75
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "flop_per_s_by_bits", _frozen_map(self.flop_per_s_by_bits))
+        object.__setattr__(self, "protocols", _frozen_map(self.protocols))
+        object.__setattr__(self, "sources", _frozen_map(self.sources))
+
+    def peak_flop_per_s(self, weight_bits: int) -> float:
+        """Tensor-core peak for matmuls with ``weight_bits`` weights.
+
+        Why: a precision the hardware has no tensor-core mode for (4-bit on an H100, 8-bit on a
+        V100) runs at the rate of the narrowest supported precision that is wider.
+        """
+        wider = sorted(bits for bits in self.flop_per_s_by_bits if bits >= weight_bits)
+        if not wider:
+            wider = [max(self.flop_per_s_by_bits)]
+        return self.flop_per_s_by_bits[wider[0]]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What is being served: context length, precisions, and the demand and price context."""
+
+    context_tokens: int = 0
+    weight_bits: int = 16
+    activation_bits: int = 16
+    kv_bits: int = 16
+
+    @property
+    def weight_bytes(self) -> float:
+        return self.weight_bits / 8
+
+    @property
+    def activation_bytes(self) -> float:
+        return self.activation_bits / 8
+
+    @property
+    def kv_bytes(self) -> float:
+        return self.kv_bits / 8
+
+
+@dataclass(frozen=True)
+class SpeculativeDecoding:
+    """A drafter model proposing ``gamma`` tokens that the target verifies in one pass (paper sec. 4.1)."""
+
+    drafter: ModelSpec
+    acceptance: float
+    max_draft_tokens: int = 8

@@ -1,0 +1,283 @@
+"""Read models and hardware from TOML files (built-in or the user's) and Hugging Face ``config.json`` files.
+
+Every field of a built-in file is ``name = { value = ..., source = "..." }``; a user's own file may
+give bare values, whose source is then the file itself. An unknown key, a missing field, a wrong
+type or an out-of-range value raises ``InstanceError`` naming file, field, rule and value, so a
+typo never falls back to a default unnoticed.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from formulations.errors import InstanceError
+from formulations.specs import PROTOCOL_NAMES, HardwareSpec, ModelSpec, ProtocolLatency
+
+INSTANCES_DIR = Path(__file__).resolve().parent
+MODELS_DIR = INSTANCES_DIR / "models"
+HARDWARE_DIR = INSTANCES_DIR / "hardware"
+
+_MODEL_INT_FIELDS = {
+    "n_layers": 1, "d_model": 1, "n_heads": 1, "n_kv_heads": 1, "d_head": 1, "d_ff": 1, "vocab_size": 1,
+    "n_routed_experts": 0, "n_active_experts": 0, "n_shared_experts": 0, "d_ff_expert": 0,
+    "n_dense_layers": 0, "q_lora_rank": 0, "kv_lora_rank": 0, "qk_rope_head_dim": 0, "v_head_dim": 0,
+}
+_MODEL_BOOL_FIELDS = ("ffn_gated", "tied_embeddings", "parallel_attention")
+_MODEL_REQUIRED = ("n_layers", "d_model", "n_heads", "n_kv_heads", "d_head", "d_ff", "vocab_size")
+
+_HW_POSITIVE = (
+    "hbm_capacity_bytes", "hbm_bandwidth_bytes_per_s", "intra_node_bandwidth_bytes_per_s",
+    "inter_node_bandwidth_bytes_per_s", "price_usd_per_hour",
+)
+_HW_NONNEGATIVE = ("kernel_launch_latency_s",)
+_HW_FRACTIONS = ("flop_efficiency", "bandwidth_efficiency")
+_FLOP_KEYS = {"flop_per_s_4bit": 4, "flop_per_s_8bit": 8, "flop_per_s_16bit": 16}
+_PROTOCOL_FIELDS = tuple(f.name for f in fields(ProtocolLatency))
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise InstanceError(f"{path}: file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InstanceError(f"{path}: malformed TOML: {exc}") from None
+    except OSError as exc:
+        raise InstanceError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _unwrap(path: Path, key: str, raw: Any, sources: dict[str, str]) -> Any:
+    """Split ``{value, source}`` into the value, recording its source."""
+    if isinstance(raw, dict):
+        extra = set(raw) - {"value", "source"}
+        if extra or "value" not in raw:
+            raise InstanceError(f"{path}: '{key}' must be a value or {{ value = ..., source = \"...\" }} (got keys {sorted(raw)})")
+        sources[key] = str(raw.get("source", path.name))
+        return raw["value"]
+    sources[key] = path.name
+    return raw
+
+
+def _check_int(path: Path, key: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InstanceError(f"{path}: '{key}' must be an integer (got {value!r})")
+    if value < minimum:
+        raise InstanceError(f"{path}: '{key}' must be >= {minimum} (got {value})")
+    return value
+
+
+def _check_number(path: Path, key: str, value: Any, *, positive: bool = True, at_most: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InstanceError(f"{path}: '{key}' must be a number (got {value!r})")
+    if positive and not value > 0:
+        raise InstanceError(f"{path}: '{key}' must be > 0 (got {value!r})")
+    if not positive and value < 0:
+        raise InstanceError(f"{path}: '{key}' must be >= 0 (got {value!r})")
+    if at_most is not None and value > at_most:
+        raise InstanceError(f"{path}: '{key}' must be <= {at_most} (got {value!r})")
+    return float(value)
+
+
+def _reject_unknown(path: Path, data: Mapping[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise InstanceError(f"{path}: unknown field '{unknown[0]}' (expected one of: {', '.join(sorted(allowed))})")
+
+
+def model_from_mapping(path: Path, data: Mapping[str, Any]) -> ModelSpec:
+    """Validate one model's fields (already parsed) and build its ``ModelSpec``."""
+    allowed = {"name", "attention", *_MODEL_INT_FIELDS, *_MODEL_BOOL_FIELDS}
+    _reject_unknown(path, data, allowed)
+    for key in ("name", *_MODEL_REQUIRED):
+        if key not in data:
+            raise InstanceError(f"{path}: missing required field '{key}'")
+    sources: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    for key, raw in data.items():
+        value = _unwrap(path, key, raw, sources)
+        if key in _MODEL_INT_FIELDS:
+            values[key] = _check_int(path, key, value, _MODEL_INT_FIELDS[key])
+        elif key in _MODEL_BOOL_FIELDS:
+            if not isinstance(value, bool):
+                raise InstanceError(f"{path}: '{key}' must be true or false (got {value!r})")
+            values[key] = value
+        elif key == "attention":
+            if value not in ("standard", "mla"):
+                raise InstanceError(f"{path}: 'attention' must be \"standard\" or \"mla\" (got {value!r})")
+            values[key] = value
+        else:
+            if not isinstance(value, str) or not value:
+                raise InstanceError(f"{path}: 'name' must be a non-empty string (got {value!r})")
+            values[key] = value
+    spec = ModelSpec(**values, sources=sources)
+    _check_model_consistency(path, spec)
+    return spec
+
+
+def _check_model_consistency(path: Path, m: ModelSpec) -> None:
+    if m.n_heads % m.n_kv_heads:
+        raise InstanceError(f"{path}: 'n_heads' must be a multiple of 'n_kv_heads' (got {m.n_heads} and {m.n_kv_heads})")
+    if m.is_moe:
+        if not 1 <= m.n_active_experts <= m.n_routed_experts:
+            raise InstanceError(
+                f"{path}: 'n_active_experts' must be in 1..n_routed_experts={m.n_routed_experts} (got {m.n_active_experts})")
+        if m.d_ff_expert < 1:
+            raise InstanceError(f"{path}: 'd_ff_expert' must be >= 1 for a model with experts (got {m.d_ff_expert})")
+    elif m.n_active_experts or m.n_shared_experts:
+        raise InstanceError(f"{path}: 'n_active_experts'/'n_shared_experts' need 'n_routed_experts' >= 1")
+    if m.n_dense_layers > m.n_layers:
+        raise InstanceError(f"{path}: 'n_dense_layers' must be <= n_layers={m.n_layers} (got {m.n_dense_layers})")
+    if m.attention == "mla" and (m.kv_lora_rank < 1 or m.v_head_dim < 1):
+        raise InstanceError(f"{path}: an MLA model needs 'kv_lora_rank' >= 1 and 'v_head_dim' >= 1")
+
+
+def load_model(path: str | Path) -> ModelSpec:
+    """Load a model from a TOML file of ours or from a Hugging Face ``config.json``."""
+    path = Path(path)
+    if path.suffix == ".json":
+        return model_from_hf_config(path)
+    return model_from_mapping(path, _read_toml(path))
+
+
+def load_hardware(path: str | Path) -> HardwareSpec:
+    """Load and validate one hardware TOML file."""
+    path = Path(path)
+    data = _read_toml(path)
+    allowed = {"name", "protocols", *_FLOP_KEYS, *_HW_POSITIVE, *_HW_NONNEGATIVE, *_HW_FRACTIONS, "node_size_gpus"}
+    _reject_unknown(path, data, allowed)
+    required = ("name", "flop_per_s_16bit", "node_size_gpus", "protocols", *_HW_POSITIVE, *_HW_NONNEGATIVE)
+    for key in required:
+        if key not in data:
+            raise InstanceError(f"{path}: missing required field '{key}'")
+    sources: dict[str, str] = {}
+    name = _unwrap(path, "name", data["name"], sources)
+    if not isinstance(name, str) or not name:
+        raise InstanceError(f"{path}: 'name' must be a non-empty string (got {name!r})")
+    flops = {bits: _check_number(path, key, _unwrap(path, key, data[key], sources))
+             for key, bits in _FLOP_KEYS.items() if key in data}
+    values: dict[str, Any] = {key: _check_number(path, key, _unwrap(path, key, data[key], sources)) for key in _HW_POSITIVE}
+    for key in _HW_NONNEGATIVE:
+        values[key] = _check_number(path, key, _unwrap(path, key, data[key], sources), positive=False)
+    for key in _HW_FRACTIONS:
+        if key in data:
+            values[key] = _check_number(path, key, _unwrap(path, key, data[key], sources), at_most=1.0)
+    values["node_size_gpus"] = _check_int(path, "node_size_gpus", _unwrap(path, "node_size_gpus", data["node_size_gpus"], sources), 1)
+    protocols = _load_protocols(path, data["protocols"], sources)
+    return HardwareSpec(name=name, flop_per_s_by_bits=flops, protocols=protocols, sources=sources, **values)
+
+
+def _load_protocols(path: Path, table: Any, sources: dict[str, str]) -> dict[str, ProtocolLatency]:
+    if not isinstance(table, dict) or not table:
+        raise InstanceError(f"{path}: 'protocols' must be a table with at least one of {', '.join(PROTOCOL_NAMES)}")
+    _reject_unknown(path, table, set(PROTOCOL_NAMES))
+    protocols = {}
+    for proto, entries in table.items():
+        if not isinstance(entries, dict):
+            raise InstanceError(f"{path}: 'protocols.{proto}' must be a table")
+        _reject_unknown(path, entries, set(_PROTOCOL_FIELDS))
+        kwargs = {}
+        for key in _PROTOCOL_FIELDS:
+            full = f"protocols.{proto}.{key}"
+            if key not in entries:
+                raise InstanceError(f"{path}: missing required field '{full}'")
+            value = _unwrap(path, full, entries[key], sources)
+            if key == "bandwidth_fraction":
+                kwargs[key] = _check_number(path, full, value, at_most=1.0)
+            else:
+                kwargs[key] = _check_number(path, full, value, positive=False)
+        protocols[proto] = ProtocolLatency(**kwargs)
+    return protocols
+
+
+_HF_KEYS: dict[str, tuple[str, ...]] = {
+    "n_layers": ("num_hidden_layers", "n_layer", "num_layers"),
+    "d_model": ("hidden_size", "n_embd", "d_model"),
+    "n_heads": ("num_attention_heads", "n_head"),
+    "d_ff": ("intermediate_size", "n_inner", "ffn_dim"),
+    "vocab_size": ("vocab_size",),
+}
+
+
+def _hf_get(path: Path, config: Mapping[str, Any], field_name: str) -> int:
+    for key in _HF_KEYS[field_name]:
+        if isinstance(config.get(key), int):
+            return config[key]
+    raise InstanceError(f"{path}: config.json has none of {', '.join(_HF_KEYS[field_name])} (needed for '{field_name}')")
+
+
+def model_from_hf_config(path: Path) -> ModelSpec:
+    """Map a Hugging Face ``config.json`` onto a ``ModelSpec`` (Llama, Mistral, Mixtral, Qwen, DeepSeek-V3 style)."""
+    try:
+        config = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InstanceError(f"{path}: file not found") from None
+    except json.JSONDecodeError as exc:
+        raise InstanceError(f"{path}: malformed JSON: {exc}") from None
+    if not isinstance(config, dict):
+        raise InstanceError(f"{path}: config.json must hold a JSON object")
+    data: dict[str, Any] = {name: _hf_get(path, config, name) for name in _HF_KEYS}
+    data["name"] = str(config.get("_name_or_path") or config.get("model_type") or path.parent.name or path.stem)
+    data["n_kv_heads"] = int(config.get("num_key_value_heads") or data["n_heads"])
+    data["d_head"] = int(config.get("head_dim") or config.get("qk_nope_head_dim") or data["d_model"] // data["n_heads"])
+    data["tied_embeddings"] = bool(config.get("tie_word_embeddings", False))
+    activation = str(config.get("hidden_act", "silu"))
+    data["ffn_gated"] = activation in ("silu", "swiglu", "gelu_pytorch_tanh") or "glu" in activation
+    experts = config.get("n_routed_experts") or config.get("num_local_experts") or config.get("num_experts") or 0
+    if experts:
+        data["n_routed_experts"] = int(experts)
+        data["n_active_experts"] = int(config.get("num_experts_per_tok") or config.get("num_experts_per_token") or 0)
+        data["n_shared_experts"] = int(config.get("n_shared_experts") or 0)
+        data["d_ff_expert"] = int(config.get("moe_intermediate_size") or data["d_ff"])
+        data["n_dense_layers"] = int(config.get("first_k_dense_replace") or 0)
+    if config.get("kv_lora_rank"):
+        data["attention"] = "mla"
+        data["kv_lora_rank"] = int(config["kv_lora_rank"])
+        data["q_lora_rank"] = int(config.get("q_lora_rank") or 0)
+        data["qk_rope_head_dim"] = int(config.get("qk_rope_head_dim") or 0)
+        data["v_head_dim"] = int(config.get("v_head_dim") or data["d_head"])
+    return model_from_mapping(path, data)
+
+
+def _catalog(directory: Path, loader: Callable[[Path], Any]) -> dict[str, Any]:
+    return {p.stem: loader(p) for p in sorted(directory.glob("*.toml"))}
+
+
+def builtin_model_names() -> list[str]:
+    return sorted(p.stem for p in MODELS_DIR.glob("*.toml"))
+
+
+def builtin_hardware_names() -> list[str]:
+    return sorted(p.stem for p in HARDWARE_DIR.glob("*.toml"))
+
+
+def _normalise(name: str) -> str:
+    return name.strip().lower().replace("_", "-").replace(" ", "-").replace(".", "-")
+
+
+def _resolve(name: str, directory: Path, kind: str, aliases: Mapping[str, str]) -> Path:
+    wanted = _normalise(name)
+    wanted = aliases.get(wanted, wanted)
+    for path in directory.glob("*.toml"):
+        if _normalise(path.stem) == wanted:
+            return path
+    names = ", ".join(sorted(p.stem for p in directory.glob("*.toml")))
+    raise InstanceError(f"unknown {kind} '{name}' (built-in: {names}; or pass a file)")
+
+
+_HARDWARE_ALIASES = {"h100": "h100-sxm", "a100": "a100-sxm", "v100": "v100-sxm", "tpu-v4": "tpu-v4", "groq": "groq-lpu"}
+
+
+def get_model(name: str) -> ModelSpec:
+    """A built-in model by file stem, case- and separator-insensitive (``llama-3-70b``)."""
+    return load_model(_resolve(name, MODELS_DIR, "model", {}))
+
+
+def get_hardware(name: str) -> HardwareSpec:
+    """A built-in accelerator by file stem; ``h100`` means ``h100_sxm``."""
+    return load_hardware(_resolve(name, HARDWARE_DIR, "hardware", _HARDWARE_ALIASES))

@@ -1,0 +1,79 @@
+"""The result of a search: frontier points as a DataFrame with unit-named columns, plus solver statuses.
+
+Reports and plots only read a ``Frontier``; they never recompute physics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from formulations.space import ConfigTable, Problem
+
+# The stable CSV contract: these columns come first, in this order (README, "Output columns").
+CONTRACT_COLUMNS = [
+    "tokens_per_second", "usd_per_million_tokens", "gpus", "tp", "pp", "ep", "batch", "latency_ms", "utilization",
+]
+
+
+def configuration_frame(table: ConfigTable, indices: Sequence[int]) -> pd.DataFrame:
+    """One row per configuration index, with every metric the model computes for it."""
+    idx = np.asarray(indices, dtype=np.int64)
+    m = table.metrics
+    target = m.target
+    memory_bound = target.hbm_read_s[idx] >= target.compute_s[idx]
+    frame = pd.DataFrame({
+        "tokens_per_second": m.tokens_per_second[idx],
+        "usd_per_million_tokens": m.usd_per_million_tokens[idx],
+        "gpus": m.gpus[idx],
+        "tp": table.tp_rows[idx] * table.tp_cols[idx],
+        "pp": table.pp[idx],
+        "ep": table.ep[idx],
+        "batch": table.batch[idx],
+        "latency_ms": m.latency_s[idx] * 1e3,
+        "utilization": m.utilization[idx],
+        "tp_layout": np.where(table.tp_rows[idx] > 1, "2D", "1D"),
+        "tp_rows": table.tp_rows[idx],
+        "tp_cols": table.tp_cols[idx],
+        "draft_tokens": table.draft_tokens[idx],
+        "total_tokens_per_second": m.total_tokens_per_second[idx],
+        "hbm_used_gb_per_gpu": m.hbm_used_bytes_per_gpu[idx] / 1e9,
+        "compute_ms": target.compute_s[idx] * 1e3,
+        "hbm_read_ms": target.hbm_read_s[idx] * 1e3,
+        "network_ms": target.network_s[idx] * 1e3,
+        "collective_latency_ms": target.collective_latency_s[idx] * 1e3,
+        "kernel_latency_ms": target.kernel_latency_s[idx] * 1e3,
+        "step_bound": np.where(memory_bound, "memory", "compute"),
+        "config_index": idx,
+    })
+    return frame.reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Frontier:
+    """Non-dominated configurations, fastest first.
+
+    ``points`` holds one row per point (``CONTRACT_COLUMNS`` first); ``statuses`` is the solver
+    status of each point (``"OPTIMAL"`` for a proven optimum; the enumeration is exact by
+    construction); ``complete`` is False when a time limit stopped the search, in which case the
+    points are a prefix of the frontier and the caller must say so.
+    """
+
+    problem: Problem
+    backend: str
+    points: pd.DataFrame
+    statuses: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+    complete: bool = True
+    solves: int = 0
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def layouts(self) -> list[tuple[int, ...]]:
+        """The points as (tp_rows, tp_cols, pp, ep, batch, draft_tokens) tuples, for comparisons."""
+        cols = ["tp_rows", "tp_cols", "pp", "ep", "batch", "draft_tokens"]
+        return [tuple(int(v) for v in row) for row in self.points[cols].itertuples(index=False)]
