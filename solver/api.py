@@ -1,0 +1,239 @@
+"""The Python API: every CLI command is one of these functions, returning DataFrames or dataclasses.
+
+    >>> from solver import api
+    >>> f = api.frontier("llama-3-70b", "h100", context_tokens=8000)
+    >>> f.points[["tokens_per_second", "usd_per_million_tokens", "gpus"]].head()
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from formulations.errors import InstanceError, NoFeasibleLayoutError
+from formulations.params import parameter_counts
+from formulations.perf import ConfigMetrics, evaluate
+from formulations.space import Constraints, Problem, SearchSpace, candidate_layouts, layout_rule_violation, tabulate
+from formulations.specs import HardwareSpec, ModelSpec, SpeculativeDecoding, Workload
+from instances.loader import (
+    builtin_hardware_names,
+    builtin_model_names,
+    get_hardware,
+    get_model,
+    load_hardware,
+    load_model,
+)
+from solver.epsilon import solve_point, trace_frontier
+from solver.frontier import Frontier
+
+DEFAULT_ACCEPTANCE = 0.8
+
+
+def resolve_model(model: str | Path | ModelSpec) -> ModelSpec:
+    """A ``ModelSpec`` from a spec, a built-in name, or a path to a TOML or ``config.json`` file."""
+    if isinstance(model, ModelSpec):
+        return model
+    text = str(model)
+    if text.endswith((".toml", ".json")) or Path(text).is_file():
+        return load_model(text)
+    return get_model(text)
+
+
+def resolve_hardware(hardware: str | Path | HardwareSpec) -> HardwareSpec:
+    if isinstance(hardware, HardwareSpec):
+        return hardware
+    text = str(hardware)
+    if text.endswith(".toml") or Path(text).is_file():
+        return load_hardware(text)
+    return get_hardware(text)
+
+
+def _positive(name: str, value, *, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value) \
+            or value < 0 or (value == 0 and not allow_zero):
+        rule = ">= 0" if allow_zero else "> 0"
+        raise InstanceError(f"'{name}' must be {rule} (got {value!r})")
+
+
+def build_problem(model: str | Path | ModelSpec, hardware: str | Path | HardwareSpec, *, context_tokens: int = 0,
+                  weight_bits: int = 16, activation_bits: int = 16, kv_bits: int | None = None,
+                  price_usd_per_hour: float | None = None, flop_efficiency: float | None = None,
+                  bandwidth_efficiency: float | None = None, demand_tokens_per_s: float | None = None,
+                  budget_usd_per_hour: float | None = None, max_gpus: int | None = None,
+                  max_batch: int | None = None, batch_sizes: list[int] | None = None, batch_mode: str = "ladder",
+                  draft: str | Path | ModelSpec | None = None, acceptance: float = DEFAULT_ACCEPTANCE,
+                  max_draft_tokens: int = 8) -> Problem:
+    """Assemble and validate a ``Problem`` from names or specs and the usual knobs.
+
+    Unset knobs keep the hardware file's values (price, efficiencies) and the search-space
+    defaults. ``kv_bits`` defaults to ``activation_bits``.
+    """
+    spec = resolve_model(model)
+    hw = resolve_hardware(hardware)
+    if isinstance(context_tokens, bool) or not isinstance(context_tokens, int | np.integer) or context_tokens < 0:
+        raise InstanceError(f"'context' must be a whole number of tokens >= 0 (got {context_tokens!r})")
+    for name, bits in (("weight_bits", weight_bits), ("activation_bits", activation_bits), ("kv_bits", kv_bits)):
+        if bits is not None and bits not in (4, 8, 16, 32):
+            raise InstanceError(f"'{name}' must be one of 4, 8, 16, 32 (got {bits!r})")
+    _positive("price", price_usd_per_hour)
+    _positive("demand", demand_tokens_per_s)
+    _positive("budget", budget_usd_per_hour)
+    for name, value in (("flop_efficiency", flop_efficiency), ("bandwidth_efficiency", bandwidth_efficiency)):
+        _positive(name, value)
+        if value is not None and value > 1:
+            raise InstanceError(f"'{name}' must be <= 1 (got {value})")
+    overrides = {k: v for k, v in (("price_usd_per_hour", price_usd_per_hour), ("flop_efficiency", flop_efficiency),
+                                   ("bandwidth_efficiency", bandwidth_efficiency)) if v is not None}
+    hw = dataclasses.replace(hw, **overrides) if overrides else hw
+    workload = Workload(context_tokens=int(context_tokens), weight_bits=weight_bits, activation_bits=activation_bits,
+                        kv_bits=activation_bits if kv_bits is None else kv_bits)
+    space_kwargs = {"batch_mode": batch_mode, "draft_tokens": tuple(range(1, max_draft_tokens + 1))}
+    if max_gpus is not None:
+        space_kwargs["max_gpus"] = max_gpus
+    if max_batch is not None:
+        space_kwargs["max_batch"] = max_batch
+    if batch_sizes is not None:
+        space_kwargs["batch_sizes"] = tuple(int(b) for b in batch_sizes)
+    speculative = None
+    if draft is not None:
+        if not 0 <= acceptance < 1:
+            raise InstanceError(f"'acceptance' must be in [0, 1) (got {acceptance})")
+        speculative = SpeculativeDecoding(resolve_model(draft), acceptance, max_draft_tokens)
+    return Problem(spec, hw, workload, SearchSpace(**space_kwargs),
+                   Constraints(demand_tokens_per_s, budget_usd_per_hour), speculative)
+
+
+def diagnose_infeasible(problem: Problem) -> str:
+    """Why a problem has no feasible configuration: the binding rule and by how much."""
+    table = tabulate(problem)
+    if table.violations["hbm_capacity"].all():
+        needed = int(table.metrics.hbm_used_bytes_per_gpu.min())
+        capacity = problem.hardware.hbm_capacity_bytes
+        return (f"hbm_capacity: {problem.model.name} does not fit on {problem.hardware.name} within "
+                f"{problem.space.max_gpus} GPUs: the roomiest layout needs {needed / 1e9:.1f} GB per GPU, "
+                f"{capacity / 1e9:.1f} GB available (raise --max-gpus, lower --weight-bits or --context)")
+    names = [name for name, broken in table.violations.items() if broken[~table.violations["hbm_capacity"]].all()]
+    if names:
+        return f"{names[0]}: no configuration that fits in memory satisfies it"
+    return "no configuration satisfies all constraints together"
+
+
+def frontier(model, hardware, *, backend: str = "auto", time_limit_s: float | None = None, progress=None,
+             **problem_kwargs) -> Frontier:
+    """The exact Pareto frontier (tokens/s per request against $ per million output tokens).
+
+    Keyword arguments are those of ``build_problem``. Raises ``NoFeasibleLayoutError`` naming the
+    binding rule when nothing is feasible.
+    """
+    problem = model if isinstance(model, Problem) else build_problem(model, hardware, **problem_kwargs)
+    result = trace_frontier(problem, backend, time_limit_s=time_limit_s, progress=progress)
+    if len(result) == 0 and result.complete:
+        raise NoFeasibleLayoutError(diagnose_infeasible(problem))
+    return result
+
+
+def cheapest_at_speed(model, hardware, min_tokens_per_s: float, *, backend: str = "auto",
+                      time_limit_s: float | None = None, **problem_kwargs) -> Frontier:
+    """The cheapest configuration serving each request at least ``min_tokens_per_s``."""
+    _positive("min_speed", min_tokens_per_s)
+    problem = model if isinstance(model, Problem) else build_problem(model, hardware, **problem_kwargs)
+    return solve_point(problem, backend, min_tokens_per_s=min_tokens_per_s, time_limit_s=time_limit_s)
+
+
+def fastest_within_cost(model, hardware, max_usd_per_million_tokens: float, *, backend: str = "auto",
+                        time_limit_s: float | None = None, **problem_kwargs) -> Frontier:
+    """The fastest configuration costing at most ``max_usd_per_million_tokens``."""
+    _positive("max_cost", max_usd_per_million_tokens)
+    problem = model if isinstance(model, Problem) else build_problem(model, hardware, **problem_kwargs)
+    return solve_point(problem, backend, max_usd_per_million_tokens=max_usd_per_million_tokens,
+                       time_limit_s=time_limit_s)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """One configuration's breakdown: each term, which binds, and the rules it breaks."""
+
+    problem: Problem
+    tp_rows: int
+    tp_cols: int
+    pp: int
+    ep: int
+    batch: int
+    draft_tokens: int
+    metrics: ConfigMetrics
+    rule_violation: str | None
+    hbm_capacity_bytes: float
+
+    @property
+    def fits(self) -> bool:
+        return int(self.metrics.hbm_used_bytes_per_gpu) <= int(self.hbm_capacity_bytes)
+
+    def terms(self) -> pd.DataFrame:
+        """Milliseconds per step of each component, for the target (and the drafter)."""
+        rows = []
+        for role, step in (("target", self.metrics.target), ("drafter", self.metrics.drafter)):
+            if step is None:
+                continue
+            rows.append({"pass": role, "compute_ms": float(step.compute_s) * 1e3,
+                         "hbm_read_ms": float(step.hbm_read_s) * 1e3, "network_ms": float(step.network_s) * 1e3,
+                         "collective_latency_ms": float(step.collective_latency_s) * 1e3,
+                         "kernel_latency_ms": float(step.kernel_latency_s) * 1e3,
+                         "step_ms": float(step.total_s) * 1e3})
+        return pd.DataFrame(rows)
+
+
+def explain(model, hardware, *, tp: int = 1, tp_rows: int = 1, tp_cols: int | None = None, pp: int = 1, ep: int = 1,
+            batch: int = 1, draft_tokens: int = 4, **problem_kwargs) -> Explanation:
+    """Evaluate one configuration: 1-D TP of degree ``tp``, or a ``tp_rows`` x ``tp_cols`` grid."""
+    problem = model if isinstance(model, Problem) else build_problem(model, hardware, **problem_kwargs)
+    cols = tp if tp_cols is None else tp_cols
+    for name, value in (("tp", cols), ("tp_rows", tp_rows), ("pp", pp), ("ep", ep), ("batch", batch),
+                        ("draft_tokens", draft_tokens)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise InstanceError(f"'{name}' must be a positive integer (got {value!r})")
+    violation = layout_rule_violation(problem.model, problem.hardware, tp_rows=tp_rows, tp_cols=cols, pp=pp, ep=ep,
+                                      max_gpus=max(problem.space.max_gpus, tp_rows * cols * pp))
+    if violation is None and batch % pp:
+        violation = f"pp_divides_batch: a batch of {batch} does not split into {pp} equal micro-batches"
+    gamma = draft_tokens if problem.speculative else 0
+    metrics = evaluate(problem.model, problem.hardware, problem.workload, tp_rows=tp_rows, tp_cols=cols, pp=pp, ep=ep,
+                       batch=batch, draft_tokens=gamma, speculative=problem.speculative)
+    return Explanation(problem, tp_rows, cols, pp, ep, batch, gamma, metrics, violation,
+                       problem.hardware.hbm_capacity_bytes)
+
+
+def list_models() -> pd.DataFrame:
+    """Built-in models with their size and shape."""
+    rows = []
+    for name in builtin_model_names():
+        m = get_model(name)
+        counts = parameter_counts(m)
+        rows.append({"name": name, "model": m.name, "params_b": counts.total / 1e9, "active_params_b": counts.active / 1e9,
+                     "layers": m.n_layers, "d_model": m.d_model, "heads": m.n_heads, "kv_heads": m.n_kv_heads,
+                     "experts": f"{m.n_active_experts}/{m.n_routed_experts}" if m.is_moe else "-",
+                     "attention": m.attention})
+    return pd.DataFrame(rows)
+
+
+def list_hardware() -> pd.DataFrame:
+    """Built-in accelerators with their headline numbers."""
+    rows = []
+    for name in builtin_hardware_names():
+        h = get_hardware(name)
+        rows.append({"name": name, "hardware": h.name, "tflops_16bit": h.flop_per_s_by_bits[16] / 1e12,
+                     "hbm_gb": h.hbm_capacity_bytes / 1e9, "hbm_tb_per_s": h.hbm_bandwidth_bytes_per_s / 1e12,
+                     "node_size": h.node_size_gpus, "usd_per_hour": h.price_usd_per_hour})
+    return pd.DataFrame(rows)
+
+
+def layouts(model, hardware, **problem_kwargs) -> pd.DataFrame:
+    """The valid layouts of a problem's search space (for inspection)."""
+    problem = model if isinstance(model, Problem) else build_problem(model, hardware, **problem_kwargs)
+    arr = candidate_layouts(problem.model, problem.hardware, problem.space)
+    return pd.DataFrame(arr, columns=["tp_rows", "tp_cols", "pp", "ep"])

@@ -1,0 +1,302 @@
+"""The ``infecon`` command: a thin layer over ``solver.api``.
+
+Expected errors (bad input, nothing feasible, a missing backend) print one line and exit 2;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from formulations.errors import InfeconError
+from formulations.space import DEFAULT_MAX_BATCH, DEFAULT_MAX_GPUS
+from solver import api, reports
+from solver.backends import BACKEND_NAMES
+
+EXIT_USAGE = 2
+
+EXAMPLES = """examples:
+  infecon frontier --model llama-3-70b --hardware h100
+  infecon frontier --model llama-3-70b --hardware h100 --context 8000 --csv out/llama70b.csv --plot out/llama70b.png
+  infecon frontier --model llama-3-1-405b --hardware h100 --draft llama-3-8b --acceptance 0.8
+  infecon frontier --model llama-3-70b --hardware h100 --min-speed 60
+  infecon explain --model llama-3-70b --hardware h100 --tp 8 --pp 1 --batch 64 --context 8000
+  infecon sweep instances/scenarios/sweep_bandwidth.toml
+  infecon plan instances/scenarios/plan_example.toml --out out/plan
+  infecon models
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got '{text}'")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    """A token count: ``8000``, ``8k`` or ``100K``."""
+    clean = text.strip().lower()
+    scale = 1000 if clean.endswith("k") else 1
+    try:
+        value = int(clean.removesuffix("k")) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0 (e.g. 8000 or 8k), got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got '{text}'")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got '{text}'") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got '{text}'")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got '{text}'")
+    return value
+
+
+def _acceptance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got '{text}'") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got '{text}'")
+    return value
+
+
+def _batch_list(text: str) -> list[int]:
+    return [_positive_int(part) for part in text.split(",") if part.strip()]
+
+
+def _bits(text: str) -> int:
+    if text not in ("4", "8", "16", "32"):
+        raise argparse.ArgumentTypeError(f"must be 4, 8, 16 or 32, got '{text}'")
+    return int(text)
+
+
+def add_problem_arguments(parser: argparse.ArgumentParser, *, need_model: bool = True) -> None:
+    """The options that define a problem, shared by ``frontier`` and ``explain``."""
+    what = parser.add_argument_group("what to serve")
+    what.add_argument("--model", required=need_model,
+                      help="built-in model (see 'infecon models'), or a TOML / Hugging Face config.json path")
+    what.add_argument("--hardware", default="h100", help="built-in hardware (see 'infecon hardware') or a TOML path "
+                      "(default: h100)")
+    what.add_argument("--model-file", help="a model TOML or config.json (same as giving a path to --model)")
+    what.add_argument("--hardware-file", help="a hardware TOML (same as giving a path to --hardware)")
+    what.add_argument("--context", type=_nonnegative_int, default=0, help="context length in tokens (default 0)")
+    what.add_argument("--weight-bits", type=_bits, default=16, help="weight precision (default 16)")
+    what.add_argument("--activation-bits", type=_bits, default=16, help="activation precision (default 16)")
+    what.add_argument("--kv-bits", type=_bits, help="KV-cache precision (default: activation bits)")
+    what.add_argument("--draft", help="drafter model for speculative decoding (built-in name or path)")
+    what.add_argument("--acceptance", type=_acceptance, default=api.DEFAULT_ACCEPTANCE,
+                      help="drafter token acceptance probability (default 0.8)")
+    what.add_argument("--max-draft", type=_positive_int, default=8, help="largest draft length searched (default 8)")
+    economics = parser.add_argument_group("hardware and economics")
+    economics.add_argument("--price", type=_positive_float, help="USD per GPU-hour (default: the hardware file's)")
+    economics.add_argument("--flop-efficiency", type=_fraction, help="sustained share of peak FLOP/s (default: file)")
+    economics.add_argument("--bandwidth-efficiency", type=_fraction,
+                           help="sustained share of peak HBM bandwidth (default: file)")
+    economics.add_argument("--demand", type=_positive_float,
+                           help="cap on one instance's total tokens/s (paper fig. 1), e.g. 10000")
+    economics.add_argument("--budget", type=_positive_float, help="cap on one instance's USD per hour")
+    space = parser.add_argument_group("search space")
+    space.add_argument("--max-gpus", type=_positive_int, default=DEFAULT_MAX_GPUS,
+                       help=f"largest instance (default {DEFAULT_MAX_GPUS})")
+    space.add_argument("--max-batch", type=_positive_int, default=DEFAULT_MAX_BATCH,
+                       help=f"largest batch (default {DEFAULT_MAX_BATCH}, also capped by what HBM holds)")
+    space.add_argument("--batch-sizes", type=_batch_list, help="explicit batch sizes, e.g. 1,2,4,8,64")
+    space.add_argument("--all-batches", action="store_true",
+                       help="search every integer batch up to --max-batch instead of the ~1.4x ladder")
+
+
+def problem_kwargs(args: argparse.Namespace) -> dict:
+    return dict(
+        context_tokens=args.context, weight_bits=args.weight_bits, activation_bits=args.activation_bits,
+        kv_bits=args.kv_bits, price_usd_per_hour=args.price, flop_efficiency=args.flop_efficiency,
+        bandwidth_efficiency=args.bandwidth_efficiency, demand_tokens_per_s=args.demand,
+        budget_usd_per_hour=args.budget, max_gpus=args.max_gpus, max_batch=args.max_batch,
+        batch_sizes=args.batch_sizes, batch_mode="all" if args.all_batches else "ladder", draft=args.draft,
+        acceptance=args.acceptance, max_draft_tokens=args.max_draft)
+
+
+def _model_and_hardware(args: argparse.Namespace) -> tuple[str, str]:
+    model = args.model_file or args.model
+    if model is None:
+        raise InfeconError("give --model NAME or --model-file PATH")
+    return model, args.hardware_file or args.hardware
+
+
+def _progress_bar(enabled: bool) -> tuple[Callable[[int], None] | None, Callable[[], None]]:
+    if not enabled or not sys.stderr.isatty():
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(desc="frontier points", unit="pt", file=sys.stderr, leave=False)
+
+    def update(found: int) -> None:
+        bar.n = found
+        bar.refresh()
+
+    return update, bar.close
+
+
+def cmd_frontier(args: argparse.Namespace) -> int:
+    model, hardware = _model_and_hardware(args)
+    kwargs = problem_kwargs(args)
+    common = dict(backend=args.backend, time_limit_s=args.time_limit)
+    if args.min_speed is not None and args.max_cost is not None:
+        raise InfeconError("give at most one of --min-speed and --max-cost")
+    if args.min_speed is not None:
+        result = api.cheapest_at_speed(model, hardware, args.min_speed, **common, **kwargs)
+        if len(result) == 0:
+            raise InfeconError(f"no configuration reaches {args.min_speed:g} tok/s per request "
+                               "(see the frontier's maximum with no --min-speed)")
+    elif args.max_cost is not None:
+        result = api.fastest_within_cost(model, hardware, args.max_cost, **common, **kwargs)
+        if len(result) == 0:
+            raise InfeconError(f"no configuration costs at most ${args.max_cost:g} per million tokens")
+    else:
+        update, close = _progress_bar(args.backend not in ("auto", "enumerate"))
+        try:
+            result = api.frontier(model, hardware, progress=update, **common, **kwargs)
+        finally:
+            close()
+    if args.csv:
+        from pathlib import Path
+
+        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
+        reports.frontier_csv(result).to_csv(args.csv, index=False)
+    if args.plot:
+        label = f"{result.problem.model.name} / {result.problem.hardware.name}"
+        reports.plot_frontiers([(label, result)], args.plot, title=label)
+    if args.format == "csv":
+        reports.frontier_csv(result).to_csv(sys.stdout, index=False)
+    else:
+        print(reports.format_frontier(result, max_rows=None if args.all else 40))
+        for path in (args.csv, args.plot):
+            if path:
+                print(f"wrote {path}")
+    return 0 if result.complete else 3
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    model, hardware = _model_and_hardware(args)
+    if args.tp_grid:
+        try:
+            rows, cols = (int(x) for x in args.tp_grid.lower().split("x"))
+        except ValueError:
+            raise InfeconError(f"--tp-grid must look like 4x8, got '{args.tp_grid}'") from None
+    else:
+        rows, cols = 1, args.tp
+    expl = api.explain(model, hardware, tp_rows=rows, tp_cols=cols, pp=args.pp, ep=args.ep, batch=args.batch,
+                       draft_tokens=args.draft_tokens, **problem_kwargs(args))
+    print(reports.format_explanation(expl))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    print(api.list_models().to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    return 0
+
+
+def cmd_hardware(args: argparse.Namespace) -> int:
+    print(api.list_hardware().to_string(index=False, float_format=lambda v: f"{v:g}"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="infecon",
+        description="Exact cost/speed Pareto frontiers for serving a language model on given hardware "
+                    "(after Erdil 2025, 'Inference economics of language models').",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("frontier", help="the exact Pareto frontier of tokens/s per request against cost",
+                       description="Every non-dominated deployment (TP layout, PP, EP, batch) of a model on "
+                                   "hardware: fastest first; each row is strictly cheaper than the one above.",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_problem_arguments(p)
+    query = p.add_argument_group("single-point queries (instead of the whole frontier)")
+    query.add_argument("--min-speed", type=_positive_float, help="cheapest deployment with at least this tok/s/request")
+    query.add_argument("--max-cost", type=_positive_float, help="fastest deployment costing at most this $/M tokens")
+    out = p.add_argument_group("solver and output")
+    out.add_argument("--backend", default="auto", choices=("auto", *BACKEND_NAMES),
+                     help="auto (= enumerate, the fastest here), enumerate, cpsat or milp; all give the same frontier")
+    out.add_argument("--time-limit", type=_positive_float, help="seconds for cpsat/milp; exit code 3 if it runs out")
+    out.add_argument("--csv", metavar="PATH", help="write every point with all columns to a CSV file")
+    out.add_argument("--plot", metavar="PATH.png", help="write a log-scale cost vs speed plot")
+    out.add_argument("--format", choices=("table", "csv"), default="table", help="stdout format (default table)")
+    out.add_argument("--all", action="store_true", help="print every point, not at most 40")
+    p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_frontier)
+
+    p = sub.add_parser("explain", help="one deployment's step-time breakdown",
+                       description="Evaluate one configuration: each term of the step time, which binds and by "
+                                   "how much, HBM use, and any deployment rule it breaks.",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_problem_arguments(p)
+    layout = p.add_argument_group("the configuration")
+    layout.add_argument("--tp", type=_positive_int, default=1, help="1-D tensor-parallel degree (default 1)")
+    layout.add_argument("--tp-grid", metavar="ROWSxCOLS", help="2-D tensor parallelism instead, e.g. 4x8")
+    layout.add_argument("--pp", type=_positive_int, default=1, help="pipeline stages (default 1)")
+    layout.add_argument("--ep", type=_positive_int, default=1, help="expert-parallel degree (default 1)")
+    layout.add_argument("--batch", type=_positive_int, default=1, help="concurrent sequences (default 1)")
+    layout.add_argument("--draft-tokens", type=_positive_int, default=4, help="draft length with --draft (default 4)")
+    p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("models", help="list built-in models")
+    p.set_defaults(func=cmd_models)
+    p = sub.add_parser("hardware", help="list built-in hardware")
+    p.set_defaults(func=cmd_hardware)
+    _add_study_commands(sub)
+    return parser
+
+
+def _add_study_commands(sub) -> None:
+    """``sweep`` and ``plan`` live in their own modules; registered here when present."""
+    try:
+        from solver import planning, sweeps
+    except ImportError:
+        return
+    sweeps.register(sub)
+    planning.register(sub)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return args.func(args)
+    except InfeconError as exc:
+        if args.debug:
+            raise
+        print(f"infecon: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("infecon: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

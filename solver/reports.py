@@ -1,0 +1,122 @@
+"""Human-readable views of results: terminal tables, explanations and plots. Reads results; computes no physics."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from solver.frontier import CONTRACT_COLUMNS, Frontier
+
+
+def layout_label(tp_rows: int, tp_cols: int) -> str:
+    return f"{tp_rows}x{tp_cols}" if tp_rows > 1 else f"{tp_cols}"
+
+
+def frontier_table(frontier: Frontier) -> pd.DataFrame:
+    """The frontier's columns as a person reads them (units in headers, rounded)."""
+    p = frontier.points
+    table = pd.DataFrame({
+        "tok/s/req": p["tokens_per_second"].round(1),
+        "$/M tok": p["usd_per_million_tokens"].map(lambda v: f"{v:.4g}"),
+        "GPUs": p["gpus"],
+        "TP": [layout_label(r, c) for r, c in zip(p["tp_rows"], p["tp_cols"], strict=True)],
+        "PP": p["pp"],
+        "EP": p["ep"],
+        "batch": p["batch"],
+        "latency ms": p["latency_ms"].round(2),
+        "MFU %": (100 * p["utilization"]).round(1),
+        "bound": p["step_bound"],
+    })
+    if frontier.problem.speculative is not None:
+        table.insert(7, "draft", p["draft_tokens"])
+    return table
+
+
+def format_frontier(frontier: Frontier, *, max_rows: int | None = 40) -> str:
+    """A header line, the table (thinned evenly to ``max_rows``), and a completeness warning if any."""
+    problem = frontier.problem
+    w = problem.workload
+    header = (f"{problem.model.name} on {problem.hardware.name}: context {w.context_tokens} tokens, "
+              f"weights {w.weight_bits}-bit, KV {w.kv_bits}-bit, ${problem.hardware.price_usd_per_hour:g}/GPU-hour"
+              + (f", drafter {problem.speculative.drafter.name} (acceptance {problem.speculative.acceptance:g})"
+                 if problem.speculative else ""))
+    table = frontier_table(frontier)
+    shown = table
+    note = ""
+    if max_rows is not None and len(table) > max_rows:
+        step = (len(table) - 1) / (max_rows - 1)
+        shown = table.iloc[sorted({round(i * step) for i in range(max_rows)})]
+        note = f"\n({max_rows} of {len(table)} points shown; use --csv or --all for every point)"
+    lines = [header,
+             f"{len(frontier)} Pareto-optimal configurations, backend {frontier.backend}, "
+             f"{frontier.wall_s:.2f} s",
+             shown.to_string(index=False) + note]
+    if not frontier.complete:
+        lines.append(f"WARNING: the {frontier.backend} solver hit its time limit; this frontier is INCOMPLETE "
+                     "(only the fastest part). Raise --time-limit.")
+    return "\n".join(lines)
+
+
+def frontier_csv(frontier: Frontier) -> pd.DataFrame:
+    """The CSV contract: ``CONTRACT_COLUMNS`` first, then every other column."""
+    p = frontier.points
+    rest = [c for c in p.columns if c not in CONTRACT_COLUMNS]
+    return p[CONTRACT_COLUMNS + rest]
+
+
+def format_explanation(expl) -> str:
+    """Each term of one configuration's step, which binds and by how much, and whether it fits."""
+    m = expl.metrics
+    problem = expl.problem
+    lines = [f"{problem.model.name} on {problem.hardware.name}, TP {layout_label(expl.tp_rows, expl.tp_cols)}"
+             f" ({'2-D' if expl.tp_rows > 1 else '1-D'}), PP {expl.pp}, EP {expl.ep}, batch {expl.batch}, "
+             f"context {problem.workload.context_tokens}"
+             + (f", draft length {expl.draft_tokens}" if problem.speculative else "")]
+    if expl.rule_violation:
+        lines.append(f"NOT A VALID DEPLOYMENT: {expl.rule_violation}")
+    lines.append(expl.terms().to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    step = m.target
+    compute, memory = float(step.compute_s), float(step.hbm_read_s)
+    bound, other = ("HBM reads", "arithmetic") if memory >= compute else ("arithmetic", "HBM reads")
+    ratio = max(compute, memory) / max(min(compute, memory), 1e-30)
+    serial = float(step.network_s + step.collective_latency_s + step.kernel_latency_s)
+    lines.append(f"binding: {bound} ({ratio:.2f}x {other}); serial network + latency terms are "
+                 f"{100 * serial / float(step.total_s):.0f}% of the target step")
+    used, capacity = float(m.hbm_used_bytes_per_gpu), expl.hbm_capacity_bytes
+    if expl.fits:
+        lines.append(f"HBM: {used / 1e9:.2f} GB of {capacity / 1e9:.1f} GB per GPU ({100 * used / capacity:.0f}%)")
+    else:
+        lines.append(f"HBM: DOES NOT FIT: needs {used / 1e9:.2f} GB per GPU, {capacity / 1e9:.1f} GB available "
+                     f"(over by {(used - capacity) / 1e9:.2f} GB)")
+    lines.append(f"per request {float(m.tokens_per_second):.2f} tok/s (latency {float(m.latency_s) * 1e3:.3f} ms); "
+                 f"instance {float(m.total_tokens_per_second):.1f} tok/s on {int(m.gpus)} GPUs; "
+                 f"${float(m.usd_per_million_tokens):.4g} per million tokens; MFU {100 * float(m.utilization):.2f}%")
+    return "\n".join(lines)
+
+
+def plot_frontiers(curves: Sequence[tuple[str, Frontier]], path: str | Path, *, title: str | None = None) -> Path:
+    """Cost per million tokens (log scale) against tokens/s per request, one line per frontier."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, frontier in curves:
+        p = frontier.points
+        ax.plot(p["tokens_per_second"], p["usd_per_million_tokens"], marker=".", label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("tokens per second per request")
+    ax.set_ylabel("USD per million output tokens")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
