@@ -15,6 +15,9 @@ changing only the cap rows' bounds.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +55,10 @@ def build_milp_rows(table: ConfigTable) -> MilpRows:
         rows.append(Row(rule, broken.astype(float), -np.inf, 0.0))
     rows.append(Row("cost_cap", table.cost_rank.astype(float), -np.inf, float(table.cost_rank.max())))
     rows.append(Row("latency_cap", table.latency_rank.astype(float), -np.inf, float(table.latency_rank.max())))
+    # Lower bounds on each objective's position: the epsilon loop's previous point (caps only tighten,
+    # so the next answer lies strictly after it in the objective's order).
+    rows.append(Row("after_previous_fastest", table.fastest_first_rank.astype(float), 0.0, np.inf))
+    rows.append(Row("after_previous_cheapest", table.cheapest_first_rank.astype(float), 0.0, np.inf))
     return MilpRows(rows, table.fastest_first_rank.astype(float), table.cheapest_first_rank.astype(float))
 
 
@@ -63,15 +70,31 @@ def to_pulp(milp: MilpRows, objective: str = "fastest"):
     problem = pulp.LpProblem("infecon_configuration", pulp.LpMinimize)
     z = [pulp.LpVariable(f"z_{k}", cat=pulp.LpBinary) for k in range(n)]
     weights = milp.objective_fastest if objective == "fastest" else milp.objective_cheapest
-    problem += pulp.LpAffineExpression(zip(z, weights.tolist())), f"{objective}_first_position"
+    problem += pulp.LpAffineExpression(zip(z, weights.tolist(), strict=True)), f"{objective}_first_position"
     for row in milp.rows:
         nonzero = np.flatnonzero(row.coefficients)
         expr = pulp.LpAffineExpression([(z[k], float(row.coefficients[k])) for k in nonzero])
         if row.lower == row.upper:
             problem += expr == row.upper, row.name
+        elif np.isinf(row.upper):
+            problem += expr >= row.lower, row.name
         else:
             problem += expr <= row.upper, row.name
     return problem, z
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Silence writes to file descriptor 1 (C libraries bypass ``sys.stdout``)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _highs_available() -> bool:
@@ -95,11 +118,15 @@ class MilpSession:
     def _pass_to_highs(self):
         import highspy
 
-        highs = highspy.Highs()
+        with _quiet_stdout():  # Highs() prints a banner to the C-level stdout before options apply
+            highs = highspy.Highs()
         highs.setOptionValue("output_flag", False)
         highs.setOptionValue("mip_rel_gap", 0.0)
         highs.setOptionValue("mip_abs_gap", 0.0)
         highs.setOptionValue("threads", 1)
+        # Configurations are one-hot columns; symmetry detection finds nothing useful and costs
+        # ~40% of each run on large tables (scripts/bench_frontier.py).
+        highs.setOptionValue("mip_detect_symmetry", False)
         n = len(self.table)
         matrix = np.vstack([row.coefficients for row in self.milp.rows])  # rows x n, small row count
         lp = highspy.HighsLp()
@@ -110,7 +137,7 @@ class MilpSession:
         lp.col_upper_ = np.ones(n)
         inf = highspy.kHighsInf
         lp.row_lower_ = np.array([-inf if np.isinf(r.lower) else r.lower for r in self.milp.rows])
-        lp.row_upper_ = np.array([r.upper for r in self.milp.rows])
+        lp.row_upper_ = np.array([inf if np.isinf(r.upper) else r.upper for r in self.milp.rows])
         nz_rows, nz_cols = np.nonzero(matrix)
         order = np.lexsort((nz_rows, nz_cols))
         nz_rows, nz_cols = nz_rows[order], nz_cols[order]
@@ -123,21 +150,34 @@ class MilpSession:
         return highs
 
     def solve(self, objective: str, *, cost_rank_cap: int | None = None, latency_rank_cap: int | None = None,
-              time_limit_s: float | None = None) -> Solution:
-        cost_upper = float(self.table.cost_rank.max() if cost_rank_cap is None else cost_rank_cap)
-        latency_upper = float(self.table.latency_rank.max() if latency_rank_cap is None else latency_rank_cap)
+              after_index: int | None = None, time_limit_s: float | None = None) -> Solution:
+        """Best configuration under the caps.
+
+        ``after_index`` (an answer under looser caps) lower-bounds the position.
+        """
+        bounds = {
+            "cost_cap": (-np.inf, float(self.table.cost_rank.max() if cost_rank_cap is None else cost_rank_cap)),
+            "latency_cap": (-np.inf,
+                            float(self.table.latency_rank.max() if latency_rank_cap is None else latency_rank_cap)),
+            "after_previous_fastest": (0.0, np.inf),
+            "after_previous_cheapest": (0.0, np.inf),
+        }
+        if after_index is not None:
+            rank = self.table.fastest_first_rank if objective == "fastest" else self.table.cheapest_first_rank
+            bounds[f"after_previous_{objective}"] = (float(rank[after_index]) + 1, np.inf)
         weights = self.milp.objective_fastest if objective == "fastest" else self.milp.objective_cheapest
         if self.solver == "highs":
-            return self._solve_highs(weights, cost_upper, latency_upper, time_limit_s)
-        return self._solve_cbc(objective, cost_upper, latency_upper, time_limit_s)
+            return self._solve_highs(weights, bounds, time_limit_s)
+        return self._solve_cbc(objective, bounds, time_limit_s)
 
-    def _solve_highs(self, weights, cost_upper, latency_upper, time_limit_s) -> Solution:
+    def _solve_highs(self, weights, bounds, time_limit_s) -> Solution:
         import highspy
 
         highs = self._highs
         inf = highspy.kHighsInf
-        highs.changeRowBounds(self.milp.row_index("cost_cap"), -inf, cost_upper)
-        highs.changeRowBounds(self.milp.row_index("latency_cap"), -inf, latency_upper)
+        for name, (lower, upper) in bounds.items():
+            highs.changeRowBounds(self.milp.row_index(name), -inf if np.isinf(lower) else lower,
+                                  inf if np.isinf(upper) else upper)
         n = len(weights)
         highs.changeColsCost(n, np.arange(n, dtype=np.int32), weights)
         highs.setOptionValue("time_limit", float(time_limit_s) if time_limit_s is not None else inf)
@@ -152,12 +192,12 @@ class MilpSession:
             return Solution(None, "TIME_LIMIT")
         return Solution(None, "UNKNOWN")
 
-    def _solve_cbc(self, objective, cost_upper, latency_upper, time_limit_s) -> Solution:
+    def _solve_cbc(self, objective, bounds, time_limit_s) -> Solution:
         import pulp
 
         problem, z = to_pulp(self.milp, objective)
-        problem.constraints["cost_cap"].constant = -cost_upper
-        problem.constraints["latency_cap"].constant = -latency_upper
+        for name, (lower, upper) in bounds.items():  # PuLP stores "expr <= b" as constant -b
+            problem.constraints[name].constant = -(lower if np.isinf(upper) else upper)
         status = problem.solve(pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, gapRel=0.0))
         if problem.sol_status == pulp.LpSolutionOptimal:
             values = np.array([v.value() or 0.0 for v in z])

@@ -277,16 +277,43 @@ class ConfigMetrics:
     utilization: np.ndarray  # model FLOP utilisation against peak at the weight precision
     hbm_used_bytes_per_gpu: np.ndarray
     gpus: np.ndarray
+    draft_tokens: np.ndarray  # 0 without speculative decoding
+
+
+def optimal_draft_tokens(model: ModelSpec, hw: HardwareSpec, workload: Workload, speculative: SpeculativeDecoding,
+                         *, tp_rows, tp_cols, pp, ep, batch) -> np.ndarray:
+    """The draft length in 1..max_draft_tokens minimising latency per token (eq. 46), per configuration.
+
+    For a fixed layout and batch, cost per token is proportional to latency per token, so the
+    latency-minimising draft length is also the cost-minimising one: choosing it here loses no
+    Pareto point. Ties go to the shorter draft.
+    """
+    micro_batch = np.asarray(batch, dtype=float) / np.asarray(pp)
+    layout = dict(tp_rows=tp_rows, tp_cols=tp_cols, pp=pp)
+    drafter_s = decode_step(speculative.drafter, hw, workload, **layout, ep=1, micro_batch=micro_batch).total_s
+    best_gamma = best_latency = None
+    for gamma in range(1, speculative.max_draft_tokens + 1):
+        target_s = decode_step(model, hw, workload, **layout, ep=ep, micro_batch=micro_batch,
+                               tokens_per_sequence=gamma + 1).total_s
+        latency = (target_s + gamma * drafter_s) / expected_tokens_per_iteration(speculative.acceptance, gamma)
+        if best_latency is None:
+            best_gamma, best_latency = np.ones(np.shape(latency), dtype=np.int64), latency
+            continue
+        better = latency < best_latency
+        best_gamma = np.where(better, gamma, best_gamma)
+        best_latency = np.where(better, latency, best_latency)
+    return best_gamma
 
 
 def evaluate(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp_rows, tp_cols, pp, ep, batch,
-             draft_tokens=0, speculative: SpeculativeDecoding | None = None) -> ConfigMetrics:
+             draft_tokens=None, speculative: SpeculativeDecoding | None = None) -> ConfigMetrics:
     """Latency, speed, cost, utilisation and memory of each configuration.
 
     With ``speculative``, an iteration is one target pass over ``draft_tokens + 1`` positions
     plus ``draft_tokens`` drafter passes on the same GPUs in the same layout (the drafter is
     dense: no EP); latency per token is the iteration time over the expected tokens it yields
-    (eq. 46 with the expectation of ``expected_tokens_per_iteration``).
+    (eq. 46 with the expectation of ``expected_tokens_per_iteration``). ``draft_tokens=None``
+    picks the optimal draft length per configuration (``optimal_draft_tokens``).
     """
     tp_rows, tp_cols, pp, ep = (np.asarray(x, dtype=np.int64) for x in (tp_rows, tp_cols, pp, ep))
     batch = np.asarray(batch, dtype=np.int64)
@@ -294,11 +321,14 @@ def evaluate(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp_rows,
     micro_batch = batch / pp
     layout = dict(tp_rows=tp_rows, tp_cols=tp_cols, pp=pp)
     drafter_step = None
+    gamma = np.zeros(np.shape(batch), dtype=np.int64)
     if speculative is None:
         target = decode_step(model, hw, workload, **layout, ep=ep, micro_batch=micro_batch)
         latency_s = target.total_s
     else:
-        gamma = np.asarray(draft_tokens, dtype=float)
+        if draft_tokens is None:
+            draft_tokens = optimal_draft_tokens(model, hw, workload, speculative, **layout, ep=ep, batch=batch)
+        gamma = np.broadcast_to(np.asarray(draft_tokens, dtype=np.int64), np.broadcast(batch, draft_tokens).shape)
         target = decode_step(model, hw, workload, **layout, ep=ep, micro_batch=micro_batch,
                              tokens_per_sequence=gamma + 1)
         drafter_step = decode_step(speculative.drafter, hw, workload, **layout, ep=1, micro_batch=micro_batch)
@@ -321,4 +351,5 @@ def evaluate(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp_rows,
             model, workload, tp=tp_rows * tp_cols, pp=pp, batch=batch,
             drafter=speculative.drafter if speculative else None),
         gpus=gpus,
+        draft_tokens=gamma,
     )

@@ -1,7 +1,8 @@
 """The explicit discrete search space shared by every backend, and its tabulation through the model.
 
-A configuration is a layout (TP rows x cols, PP, EP), a batch size and, with speculative
-decoding, a draft length. ``tabulate`` evaluates every configuration once with ``perf.evaluate``
+A configuration is a layout (TP rows x cols, PP, EP) and a batch size; with speculative
+decoding its draft length is the latency-optimal one (``perf.optimal_draft_tokens``) unless the
+space fixes it. ``tabulate`` evaluates every configuration once with ``perf.evaluate``
 and records, per rule, which configurations it forbids. The enumeration oracle and the CP-SAT
 and MILP encodings all read this one table, so they search exactly the same space with exactly
 the same numbers.
@@ -40,7 +41,7 @@ class SearchSpace:
     allow_2d_tp: bool = True
     allow_pp: bool = True
     allow_ep: bool = True
-    draft_tokens: tuple[int, ...] = tuple(range(1, 9))
+    draft_tokens: int | None = None  # speculative draft length; None: the optimum per configuration
 
     def __post_init__(self) -> None:
         if self.max_gpus < 1:
@@ -51,8 +52,8 @@ class SearchSpace:
             raise InstanceError(f"'batch_mode' must be 'ladder' or 'all' (got {self.batch_mode!r})")
         if self.batch_sizes is not None and (not self.batch_sizes or min(self.batch_sizes) < 1):
             raise InstanceError(f"'batch_sizes' must be positive integers (got {list(self.batch_sizes)})")
-        if not self.draft_tokens or min(self.draft_tokens) < 1:
-            raise InstanceError(f"'draft_tokens' must be positive integers (got {list(self.draft_tokens)})")
+        if self.draft_tokens is not None and self.draft_tokens < 1:
+            raise InstanceError(f"'draft_tokens' must be a positive integer (got {self.draft_tokens})")
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,8 @@ def layout_rule_violation(model: ModelSpec, hw: HardwareSpec, *, tp_rows: int, t
          f"{model.n_routed_experts} experts do not split over {ep} ranks"),
         ("ep_within_tp", tp % ep == 0, f"EP degree {ep} does not divide the TP group of {tp}"),
         ("one_d_tp_within_node", tp_rows > 1 or tp_cols <= node, f"1-D TP over {tp_cols} GPUs spans nodes"),
-        ("tp_tiles_nodes", (node % tp == 0) if tp <= node else (tp % node == 0 and (tp_cols % node == 0 or node % tp_cols == 0)),
+        ("tp_tiles_nodes",
+         (node % tp == 0) if tp <= node else (tp % node == 0 and (tp_cols % node == 0 or node % tp_cols == 0)),
          f"a TP group of {tp_rows}x{tp_cols} does not tile nodes of {node}"),
         ("whole_nodes", gpus <= node or gpus % node == 0, f"{gpus} GPUs are not whole nodes of {node}"),
     ]
@@ -261,24 +263,23 @@ def tabulate(problem: Problem, layouts: Sequence[tuple[int, int, int, int]] | np
         layouts = candidate_layouts(model, hw, problem.space)
     layouts = np.asarray(layouts, dtype=np.int64).reshape(-1, 4)
     batches = batch_domain(problem, layouts)
-    gammas = np.array(problem.space.draft_tokens if problem.speculative else (0,), dtype=np.int64)
-    li, bi, gi = np.meshgrid(np.arange(len(layouts)), np.arange(len(batches)), np.arange(len(gammas)), indexing="ij")
-    li, bi, gi = li.ravel(), bi.ravel(), gi.ravel()
+    li, bi = np.meshgrid(np.arange(len(layouts)), np.arange(len(batches)), indexing="ij")
+    li, bi = li.ravel(), bi.ravel()
     tp_rows, tp_cols, pp, ep = (layouts[li, k] for k in range(4))
-    batch, gamma = batches[bi], gammas[gi]
+    batch = batches[bi]
     keep = batch % pp == 0  # PP needs pp micro-batches of equal size
-    tp_rows, tp_cols, pp, ep, batch, gamma = (a[keep] for a in (tp_rows, tp_cols, pp, ep, batch, gamma))
+    tp_rows, tp_cols, pp, ep, batch = (a[keep] for a in (tp_rows, tp_cols, pp, ep, batch))
     if len(batch) == 0:
         raise InstanceError("the batch domain holds no size divisible by any valid pipeline degree")
     metrics = evaluate(model, hw, workload, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, batch=batch,
-                       draft_tokens=gamma, speculative=problem.speculative)
+                       draft_tokens=problem.space.draft_tokens, speculative=problem.speculative)
     violations = {"hbm_capacity": metrics.hbm_used_bytes_per_gpu > int(hw.hbm_capacity_bytes)}
     if problem.constraints.demand_tokens_per_s is not None:
         violations["demand_cap"] = metrics.total_tokens_per_second > problem.constraints.demand_tokens_per_s
     if problem.constraints.budget_usd_per_hour is not None:
         violations["budget"] = metrics.gpus * hw.price_usd_per_hour > problem.constraints.budget_usd_per_hour
     return ConfigTable(problem=problem, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, batch=batch,
-                       draft_tokens=gamma, metrics=metrics, violations=violations)
+                       draft_tokens=metrics.draft_tokens, metrics=metrics, violations=violations)
 
 
 def weights_bytes(model: ModelSpec, workload: Workload) -> float:

@@ -9,6 +9,7 @@ typo never falls back to a default unnoticed.
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import fields
@@ -50,6 +51,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise InstanceError(f"{path}: malformed TOML: {exc}") from None
     except OSError as exc:
         raise InstanceError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise InstanceError(f"{path}: not a UTF-8 text file (expected TOML)") from None
 
 
 def _unwrap(path: Path, key: str, raw: Any, sources: dict[str, str]) -> Any:
@@ -57,7 +60,8 @@ def _unwrap(path: Path, key: str, raw: Any, sources: dict[str, str]) -> Any:
     if isinstance(raw, dict):
         extra = set(raw) - {"value", "source"}
         if extra or "value" not in raw:
-            raise InstanceError(f"{path}: '{key}' must be a value or {{ value = ..., source = \"...\" }} (got keys {sorted(raw)})")
+            raise InstanceError(
+                f"{path}: '{key}' must be a value or {{ value = ..., source = \"...\" }} (got keys {sorted(raw)})")
         sources[key] = str(raw.get("source", path.name))
         return raw["value"]
     sources[key] = path.name
@@ -75,6 +79,8 @@ def _check_int(path: Path, key: str, value: Any, minimum: int) -> int:
 def _check_number(path: Path, key: str, value: Any, *, positive: bool = True, at_most: float | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InstanceError(f"{path}: '{key}' must be a number (got {value!r})")
+    if not math.isfinite(value):
+        raise InstanceError(f"{path}: '{key}' must be finite (got {value!r})")
     if positive and not value > 0:
         raise InstanceError(f"{path}: '{key}' must be > 0 (got {value!r})")
     if not positive and value < 0:
@@ -84,10 +90,11 @@ def _check_number(path: Path, key: str, value: Any, *, positive: bool = True, at
     return float(value)
 
 
-def _reject_unknown(path: Path, data: Mapping[str, Any], allowed: set[str]) -> None:
+def _reject_unknown(path: Path, data: Mapping[str, Any], allowed: set[str], prefix: str = "") -> None:
     unknown = sorted(set(data) - allowed)
     if unknown:
-        raise InstanceError(f"{path}: unknown field '{unknown[0]}' (expected one of: {', '.join(sorted(allowed))})")
+        raise InstanceError(
+            f"{path}: unknown field '{prefix}{unknown[0]}' (expected one of: {', '.join(sorted(allowed))})")
 
 
 def model_from_mapping(path: Path, data: Mapping[str, Any]) -> ModelSpec:
@@ -122,11 +129,13 @@ def model_from_mapping(path: Path, data: Mapping[str, Any]) -> ModelSpec:
 
 def _check_model_consistency(path: Path, m: ModelSpec) -> None:
     if m.n_heads % m.n_kv_heads:
-        raise InstanceError(f"{path}: 'n_heads' must be a multiple of 'n_kv_heads' (got {m.n_heads} and {m.n_kv_heads})")
+        raise InstanceError(
+            f"{path}: 'n_heads' must be a multiple of 'n_kv_heads' (got {m.n_heads} and {m.n_kv_heads})")
     if m.is_moe:
         if not 1 <= m.n_active_experts <= m.n_routed_experts:
             raise InstanceError(
-                f"{path}: 'n_active_experts' must be in 1..n_routed_experts={m.n_routed_experts} (got {m.n_active_experts})")
+                f"{path}: 'n_active_experts' must be in 1..n_routed_experts={m.n_routed_experts} "
+                f"(got {m.n_active_experts})")
         if m.d_ff_expert < 1:
             raise InstanceError(f"{path}: 'd_ff_expert' must be >= 1 for a model with experts (got {m.d_ff_expert})")
     elif m.n_active_experts or m.n_shared_experts:
@@ -161,13 +170,15 @@ def load_hardware(path: str | Path) -> HardwareSpec:
         raise InstanceError(f"{path}: 'name' must be a non-empty string (got {name!r})")
     flops = {bits: _check_number(path, key, _unwrap(path, key, data[key], sources))
              for key, bits in _FLOP_KEYS.items() if key in data}
-    values: dict[str, Any] = {key: _check_number(path, key, _unwrap(path, key, data[key], sources)) for key in _HW_POSITIVE}
+    values: dict[str, Any] = {key: _check_number(path, key, _unwrap(path, key, data[key], sources))
+                              for key in _HW_POSITIVE}
     for key in _HW_NONNEGATIVE:
         values[key] = _check_number(path, key, _unwrap(path, key, data[key], sources), positive=False)
     for key in _HW_FRACTIONS:
         if key in data:
             values[key] = _check_number(path, key, _unwrap(path, key, data[key], sources), at_most=1.0)
-    values["node_size_gpus"] = _check_int(path, "node_size_gpus", _unwrap(path, "node_size_gpus", data["node_size_gpus"], sources), 1)
+    node_size = _unwrap(path, "node_size_gpus", data["node_size_gpus"], sources)
+    values["node_size_gpus"] = _check_int(path, "node_size_gpus", node_size, 1)
     protocols = _load_protocols(path, data["protocols"], sources)
     return HardwareSpec(name=name, flop_per_s_by_bits=flops, protocols=protocols, sources=sources, **values)
 
@@ -175,12 +186,12 @@ def load_hardware(path: str | Path) -> HardwareSpec:
 def _load_protocols(path: Path, table: Any, sources: dict[str, str]) -> dict[str, ProtocolLatency]:
     if not isinstance(table, dict) or not table:
         raise InstanceError(f"{path}: 'protocols' must be a table with at least one of {', '.join(PROTOCOL_NAMES)}")
-    _reject_unknown(path, table, set(PROTOCOL_NAMES))
+    _reject_unknown(path, table, set(PROTOCOL_NAMES), prefix="protocols.")
     protocols = {}
     for proto, entries in table.items():
         if not isinstance(entries, dict):
             raise InstanceError(f"{path}: 'protocols.{proto}' must be a table")
-        _reject_unknown(path, entries, set(_PROTOCOL_FIELDS))
+        _reject_unknown(path, entries, set(_PROTOCOL_FIELDS), prefix=f"protocols.{proto}.")
         kwargs = {}
         for key in _PROTOCOL_FIELDS:
             full = f"protocols.{proto}.{key}"
@@ -208,7 +219,8 @@ def _hf_get(path: Path, config: Mapping[str, Any], field_name: str) -> int:
     for key in _HF_KEYS[field_name]:
         if isinstance(config.get(key), int):
             return config[key]
-    raise InstanceError(f"{path}: config.json has none of {', '.join(_HF_KEYS[field_name])} (needed for '{field_name}')")
+    raise InstanceError(
+        f"{path}: config.json has none of {', '.join(_HF_KEYS[field_name])} (needed for '{field_name}')")
 
 
 def model_from_hf_config(path: Path) -> ModelSpec:
@@ -219,12 +231,18 @@ def model_from_hf_config(path: Path) -> ModelSpec:
         raise InstanceError(f"{path}: file not found") from None
     except json.JSONDecodeError as exc:
         raise InstanceError(f"{path}: malformed JSON: {exc}") from None
+    except UnicodeDecodeError:
+        raise InstanceError(f"{path}: not a UTF-8 text file (expected a config.json)") from None
+    except OSError as exc:
+        raise InstanceError(f"{path}: cannot read: {exc.strerror}") from None
     if not isinstance(config, dict):
         raise InstanceError(f"{path}: config.json must hold a JSON object")
     data: dict[str, Any] = {name: _hf_get(path, config, name) for name in _HF_KEYS}
     data["name"] = str(config.get("_name_or_path") or config.get("model_type") or path.parent.name or path.stem)
     data["n_kv_heads"] = int(config.get("num_key_value_heads") or data["n_heads"])
-    data["d_head"] = int(config.get("head_dim") or config.get("qk_nope_head_dim") or data["d_model"] // data["n_heads"])
+    # An MLA config's own key width comes first: transformers saves DeepSeek-V3's ``head_dim`` as the
+    # RoPE part only (qk_rope_head_dim, 64), not the 128-wide head the attention reads.
+    data["d_head"] = int(config.get("qk_nope_head_dim") or config.get("head_dim") or data["d_model"] // data["n_heads"])
     data["tied_embeddings"] = bool(config.get("tie_word_embeddings", False))
     activation = str(config.get("hidden_act", "silu"))
     data["ffn_gated"] = activation in ("silu", "swiglu", "gelu_pytorch_tanh") or "glu" in activation

@@ -68,7 +68,7 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
                   budget_usd_per_hour: float | None = None, max_gpus: int | None = None,
                   max_batch: int | None = None, batch_sizes: list[int] | None = None, batch_mode: str = "ladder",
                   draft: str | Path | ModelSpec | None = None, acceptance: float = DEFAULT_ACCEPTANCE,
-                  max_draft_tokens: int = 8) -> Problem:
+                  max_draft_tokens: int = 8, draft_tokens: int | None = None) -> Problem:
     """Assemble and validate a ``Problem`` from names or specs and the usual knobs.
 
     Unset knobs keep the hardware file's values (price, efficiencies) and the search-space
@@ -93,7 +93,7 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
     hw = dataclasses.replace(hw, **overrides) if overrides else hw
     workload = Workload(context_tokens=int(context_tokens), weight_bits=weight_bits, activation_bits=activation_bits,
                         kv_bits=activation_bits if kv_bits is None else kv_bits)
-    space_kwargs = {"batch_mode": batch_mode, "draft_tokens": tuple(range(1, max_draft_tokens + 1))}
+    space_kwargs = {"batch_mode": batch_mode, "draft_tokens": draft_tokens}
     if max_gpus is not None:
         space_kwargs["max_gpus"] = max_gpus
     if max_batch is not None:
@@ -189,22 +189,24 @@ class Explanation:
 
 
 def explain(model, hardware, *, tp: int = 1, tp_rows: int = 1, tp_cols: int | None = None, pp: int = 1, ep: int = 1,
-            batch: int = 1, draft_tokens: int = 4, **problem_kwargs) -> Explanation:
-    """Evaluate one configuration: 1-D TP of degree ``tp``, or a ``tp_rows`` x ``tp_cols`` grid."""
+            batch: int = 1, draft_tokens: int | None = None, **problem_kwargs) -> Explanation:
+    """Evaluate one configuration: 1-D TP of degree ``tp``, or a ``tp_rows`` x ``tp_cols`` grid.
+
+    With a drafter, ``draft_tokens=None`` uses the latency-optimal draft length.
+    """
     problem = model if isinstance(model, Problem) else build_problem(model, hardware, **problem_kwargs)
     cols = tp if tp_cols is None else tp_cols
     for name, value in (("tp", cols), ("tp_rows", tp_rows), ("pp", pp), ("ep", ep), ("batch", batch),
-                        ("draft_tokens", draft_tokens)):
+                        ("draft_tokens", 1 if draft_tokens is None else draft_tokens)):
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
             raise InstanceError(f"'{name}' must be a positive integer (got {value!r})")
     violation = layout_rule_violation(problem.model, problem.hardware, tp_rows=tp_rows, tp_cols=cols, pp=pp, ep=ep,
                                       max_gpus=max(problem.space.max_gpus, tp_rows * cols * pp))
     if violation is None and batch % pp:
         violation = f"pp_divides_batch: a batch of {batch} does not split into {pp} equal micro-batches"
-    gamma = draft_tokens if problem.speculative else 0
     metrics = evaluate(problem.model, problem.hardware, problem.workload, tp_rows=tp_rows, tp_cols=cols, pp=pp, ep=ep,
-                       batch=batch, draft_tokens=gamma, speculative=problem.speculative)
-    return Explanation(problem, tp_rows, cols, pp, ep, batch, gamma, metrics, violation,
+                       batch=batch, draft_tokens=draft_tokens, speculative=problem.speculative)
+    return Explanation(problem, tp_rows, cols, pp, ep, batch, int(metrics.draft_tokens), metrics, violation,
                        problem.hardware.hbm_capacity_bytes)
 
 
@@ -214,7 +216,8 @@ def list_models() -> pd.DataFrame:
     for name in builtin_model_names():
         m = get_model(name)
         counts = parameter_counts(m)
-        rows.append({"name": name, "model": m.name, "params_b": counts.total / 1e9, "active_params_b": counts.active / 1e9,
+        rows.append({"name": name, "model": m.name, "params_b": counts.total / 1e9,
+                     "active_params_b": counts.active / 1e9,
                      "layers": m.n_layers, "d_model": m.d_model, "heads": m.n_heads, "kv_heads": m.n_kv_heads,
                      "experts": f"{m.n_active_experts}/{m.n_routed_experts}" if m.is_moe else "-",
                      "attention": m.attention})

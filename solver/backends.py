@@ -13,12 +13,18 @@ from formulations.solution import Solution
 from formulations.space import ConfigTable
 from solver.enumeration import best_index
 
-__all__ = ["Backend", "Session", "Solution", "get_backend", "BACKEND_NAMES"]
+__all__ = ["BACKEND_NAMES", "Backend", "Session", "Solution", "get_backend"]
 
 
 class Session(Protocol):
     def solve(self, objective: str, *, cost_rank_cap: int | None = None, latency_rank_cap: int | None = None,
-              time_limit_s: float | None = None) -> Solution: ...
+              after_index: int | None = None, time_limit_s: float | None = None) -> Solution:
+        """Lexicographically best feasible configuration under the caps.
+
+        ``after_index`` is an earlier answer under looser caps: the answer lies strictly after it
+        in the objective's order, which a backend may use to prune.
+        """
+        ...
 
 
 class Backend(Protocol):
@@ -34,7 +40,7 @@ class EnumerationSession:
         self.table = table
 
     def solve(self, objective: str, *, cost_rank_cap: int | None = None, latency_rank_cap: int | None = None,
-              time_limit_s: float | None = None) -> Solution:
+              after_index: int | None = None, time_limit_s: float | None = None) -> Solution:
         index = best_index(self.table, objective, cost_rank_cap=cost_rank_cap, latency_rank_cap=latency_rank_cap)
         return Solution(index, "INFEASIBLE" if index is None else "OPTIMAL")
 
@@ -91,7 +97,7 @@ BACKEND_NAMES = tuple(_BACKENDS)
 
 
 def get_backend(name: str) -> Backend:
-    """A backend by name; ``auto`` is the enumeration, the fastest on every space we ship (scripts/bench_frontier.py)."""
+    """A backend by name; ``auto`` is the enumeration, fastest on every shipped space (scripts/bench_frontier.py)."""
     key = "enumerate" if name == "auto" else name
     if key not in _BACKENDS:
         raise BackendUnavailableError(f"unknown backend '{name}' (choose from: auto, {', '.join(BACKEND_NAMES)})")

@@ -7,6 +7,7 @@ Expected errors (bad input, nothing feasible, a missing backend) print one line 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -92,11 +93,13 @@ def _bits(text: str) -> int:
 def add_problem_arguments(parser: argparse.ArgumentParser, *, need_model: bool = True) -> None:
     """The options that define a problem, shared by ``frontier`` and ``explain``."""
     what = parser.add_argument_group("what to serve")
-    what.add_argument("--model", required=need_model,
-                      help="built-in model (see 'infecon models'), or a TOML / Hugging Face config.json path")
+    # One of --model and --model-file names the model, so neither alone can be required.
+    which_model = what.add_mutually_exclusive_group(required=need_model)
+    which_model.add_argument("--model",
+                             help="built-in model (see 'infecon models'), or a TOML / Hugging Face config.json path")
+    which_model.add_argument("--model-file", help="a model TOML or config.json (same as giving a path to --model)")
     what.add_argument("--hardware", default="h100", help="built-in hardware (see 'infecon hardware') or a TOML path "
                       "(default: h100)")
-    what.add_argument("--model-file", help="a model TOML or config.json (same as giving a path to --model)")
     what.add_argument("--hardware-file", help="a hardware TOML (same as giving a path to --hardware)")
     what.add_argument("--context", type=_nonnegative_int, default=0, help="context length in tokens (default 0)")
     what.add_argument("--weight-bits", type=_bits, default=16, help="weight precision (default 16)")
@@ -105,7 +108,10 @@ def add_problem_arguments(parser: argparse.ArgumentParser, *, need_model: bool =
     what.add_argument("--draft", help="drafter model for speculative decoding (built-in name or path)")
     what.add_argument("--acceptance", type=_acceptance, default=api.DEFAULT_ACCEPTANCE,
                       help="drafter token acceptance probability (default 0.8)")
-    what.add_argument("--max-draft", type=_positive_int, default=8, help="largest draft length searched (default 8)")
+    what.add_argument("--max-draft", type=_positive_int, default=8,
+                      help="longest draft considered; each configuration uses its latency-optimal length (default 8)")
+    what.add_argument("--draft-tokens", type=_positive_int,
+                      help="fix the draft length instead of choosing the optimum per configuration")
     economics = parser.add_argument_group("hardware and economics")
     economics.add_argument("--price", type=_positive_float, help="USD per GPU-hour (default: the hardware file's)")
     economics.add_argument("--flop-efficiency", type=_fraction, help="sustained share of peak FLOP/s (default: file)")
@@ -131,7 +137,7 @@ def problem_kwargs(args: argparse.Namespace) -> dict:
         bandwidth_efficiency=args.bandwidth_efficiency, demand_tokens_per_s=args.demand,
         budget_usd_per_hour=args.budget, max_gpus=args.max_gpus, max_batch=args.max_batch,
         batch_sizes=args.batch_sizes, batch_mode="all" if args.all_batches else "ladder", draft=args.draft,
-        acceptance=args.acceptance, max_draft_tokens=args.max_draft)
+        acceptance=args.acceptance, max_draft_tokens=args.max_draft, draft_tokens=args.draft_tokens)
 
 
 def _model_and_hardware(args: argparse.Namespace) -> tuple[str, str]:
@@ -176,14 +182,17 @@ def cmd_frontier(args: argparse.Namespace) -> int:
             result = api.frontier(model, hardware, progress=update, **common, **kwargs)
         finally:
             close()
-    if args.csv:
-        from pathlib import Path
+    try:
+        if args.csv:
+            from pathlib import Path
 
-        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-        reports.frontier_csv(result).to_csv(args.csv, index=False)
-    if args.plot:
-        label = f"{result.problem.model.name} / {result.problem.hardware.name}"
-        reports.plot_frontiers([(label, result)], args.plot, title=label)
+            Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
+            reports.frontier_csv(result).to_csv(args.csv, index=False)
+        if args.plot:
+            label = f"{result.problem.model.name} / {result.problem.hardware.name}"
+            reports.plot_frontiers([(label, result)], args.plot, title=label)
+    except (OSError, ValueError) as exc:  # an unwritable path, or a plot suffix matplotlib cannot write
+        raise InfeconError(f"cannot write output: {exc}") from None
     if args.format == "csv":
         reports.frontier_csv(result).to_csv(sys.stdout, index=False)
     else:
@@ -204,7 +213,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     else:
         rows, cols = 1, args.tp
     expl = api.explain(model, hardware, tp_rows=rows, tp_cols=cols, pp=args.pp, ep=args.ep, batch=args.batch,
-                       draft_tokens=args.draft_tokens, **problem_kwargs(args))
+                       **problem_kwargs(args))
     print(reports.format_explanation(expl))
     return 0
 
@@ -244,7 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--plot", metavar="PATH.png", help="write a log-scale cost vs speed plot")
     out.add_argument("--format", choices=("table", "csv"), default="table", help="stdout format (default table)")
     out.add_argument("--all", action="store_true", help="print every point, not at most 40")
-    p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    # SUPPRESS as the default, so that an absent subcommand --debug keeps a top-level `infecon --debug frontier`.
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_frontier)
 
     p = sub.add_parser("explain", help="one deployment's step-time breakdown",
@@ -258,8 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     layout.add_argument("--pp", type=_positive_int, default=1, help="pipeline stages (default 1)")
     layout.add_argument("--ep", type=_positive_int, default=1, help="expert-parallel degree (default 1)")
     layout.add_argument("--batch", type=_positive_int, default=1, help="concurrent sequences (default 1)")
-    layout.add_argument("--draft-tokens", type=_positive_int, default=4, help="draft length with --draft (default 4)")
-    p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("models", help="list built-in models")
@@ -287,7 +296,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # here, so that a reader closing the pipe early is caught below
+        return code
     except InfeconError as exc:
         if args.debug:
             raise
@@ -296,6 +307,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("infecon: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader closed the pipe (`infecon ... | head`): stop quietly, and point stdout at
+        # /dev/null so the interpreter's final flush does not raise again (Python docs, "signal").
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

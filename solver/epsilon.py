@@ -47,7 +47,8 @@ def trace_frontier(problem: Problem, backend: Backend | str = "enumerate", *, ti
         if remaining is not None and remaining <= 0:
             complete = False
             break
-        solution: Solution = session.solve("fastest", cost_rank_cap=cost_cap, time_limit_s=remaining)
+        solution: Solution = session.solve("fastest", cost_rank_cap=cost_cap, time_limit_s=remaining,
+                                           after_index=indices[-1] if indices else None)
         solves += 1
         if solution.status == "INFEASIBLE":
             break

@@ -1,0 +1,398 @@
+"""The decode-step model against hand calculations and the paper's figures (paper-notes sec. 2-4)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from formulations.params import activation_elements_per_token, kv_elements_per_token, parameter_counts
+from formulations.perf import (
+    collective_time_s,
+    decode_step,
+    expected_tokens_per_iteration,
+    group_placement,
+    hbm_used_bytes_per_gpu,
+    routed_expert_fraction_read,
+)
+from formulations.specs import HardwareSpec, ProtocolLatency, Workload
+from formulations.toy import critical_batch
+from instances.loader import get_hardware, get_model
+from solver import api
+from solver.epsilon import trace_frontier
+
+H100_FLOP_PER_S = 1e15
+H100_HBM_BYTES_PER_S = 3.3e12
+H100_HBM_BYTES = 80e9
+USD_PER_HOUR = 2.0
+FLOP_CAP = 0.7
+BANDWIDTH_CAP = 0.75
+
+# Frontiers are cheap (tens of milliseconds) but several tests read the same ones.
+_FRONTIERS: dict[tuple, object] = {}
+
+
+def frontier_points(model: str, **kwargs):
+    key = (model, tuple(sorted(kwargs.items())))
+    if key not in _FRONTIERS:
+        _FRONTIERS[key] = api.frontier(model, "h100", **kwargs).points
+    return _FRONTIERS[key]
+
+
+@pytest.fixture(scope="module")
+def h100() -> HardwareSpec:
+    return get_hardware("h100")
+
+
+def single_gpu_step(model, hw, workload, micro_batch):
+    return decode_step(model, hw, workload, tp_rows=1, tp_cols=1, pp=1, ep=1, micro_batch=micro_batch)
+
+
+class TestCriticalBatch:
+    def test_h100_16_bit_uncapped(self):
+        """The H100's critical batch at 16 bits is b* = p C / (2 B) ≈ 303 (paper sec. 2.1)."""
+        # 2 bytes x 1e15 FLOP/s / (2 FLOP x 3.3e12 B/s) = 303.03. Pure arithmetic: 1e-12 relative.
+        b_star = critical_batch(weight_bytes=2, flop_per_s=H100_FLOP_PER_S,
+                                hbm_bandwidth_bytes_per_s=H100_HBM_BYTES_PER_S)
+        assert b_star == pytest.approx(2 * 1e15 / (2 * 3.3e12), rel=1e-12)
+        assert round(b_star) == 303
+
+    def test_h100_16_bit_with_utilisation_caps(self):
+        """With the paper's 70% FLOP and 75% bandwidth caps the critical batch is ≈283."""
+        # 2 x 0.7e15 / (2 x 0.75 x 3.3e12) = 1.4e15 / 4.95e12 = 282.83.
+        b_star = critical_batch(weight_bytes=2, flop_per_s=FLOP_CAP * H100_FLOP_PER_S,
+                                hbm_bandwidth_bytes_per_s=BANDWIDTH_CAP * H100_HBM_BYTES_PER_S)
+        assert b_star == pytest.approx(282.83, abs=0.01)
+        assert round(b_star) == 283
+
+    def test_full_model_on_one_gpu_crosses_near_the_critical_batch(self, h100):
+        """Llama 3 70B on one H100 at context 0 turns compute-bound between batch 270 and 300.
+
+        The toy crossover is 283 (capped). The full model also reads and writes each token's
+        activations (eq. 35), which adds bytes per token and moves the crossover up.
+        """
+        model = get_model("llama-3-70b")
+        counts = parameter_counts(model)
+        batches = np.arange(1, 400)
+        step = single_gpu_step(model, h100, Workload(), batches)
+        first_compute_bound = int(batches[np.argmax(step.compute_s >= step.hbm_read_s)])
+
+        # Closed form with activation I/O (dense, context 0, p = p_act = 2 bytes, N read = N active):
+        #   hbm(b) = (2 N + 2 a b) / B_eff,  compute(b) = 2 N b / C_eff
+        #   => b_x = (2 N / B_eff) / (2 N / C_eff - 2 a / B_eff) = 282.8 / (1 - a C_eff / (N B_eff))
+        # with a = activation elements per token (≈11.1M) and N = 69.5e9: 282.8 / (1 - 0.045) ≈ 296.3.
+        n, a = counts.active, activation_elements_per_token(model)
+        c_eff, b_eff = FLOP_CAP * H100_FLOP_PER_S, BANDWIDTH_CAP * H100_HBM_BYTES_PER_S
+        b_cross = (2 * n / b_eff) / (2 * n / c_eff - 2 * a / b_eff)
+        assert first_compute_bound == math.ceil(b_cross)
+        # The brief's tolerance: 270..300 brackets 283 plus the activation shift, which we bound at 5%.
+        assert 270 <= first_compute_bound <= 300
+        assert 1.0 < b_cross / (c_eff / b_eff) < 1.05
+        assert step.hbm_read_s[269] > step.compute_s[269]  # batch 270: memory-bound
+        assert step.compute_s[299] > step.hbm_read_s[299]  # batch 300: compute-bound
+
+
+    @pytest.mark.parametrize("name", ["llama-3-8b", "llama-3-70b", "llama-3-1-405b"])
+    def test_crossover_matches_closed_form_with_activation_io(self, name, h100):
+        """For each dense Llama the first compute-bound batch on one GPU is the closed form with activation I/O.
+
+        The activation shift is model-dependent: a / N is larger for small models, so Llama 3 8B
+        crosses at 311 (282.8 / (1 - 0.089)), outside the 270-300 band the 70B meets.
+        """
+        model = get_model(name)
+        n, a = parameter_counts(model).active, activation_elements_per_token(model)
+        c_eff, b_eff = FLOP_CAP * H100_FLOP_PER_S, BANDWIDTH_CAP * H100_HBM_BYTES_PER_S
+        b_cross = (2 * n / b_eff) / (2 * n / c_eff - 2 * a / b_eff)
+        batches = np.arange(1, 400)
+        step = single_gpu_step(model, h100, Workload(), batches)
+        assert int(batches[np.argmax(step.compute_s >= step.hbm_read_s)]) == math.ceil(b_cross)
+        # Activation I/O only ever delays the crossover, by under 10% for these models.
+        assert 1.0 < b_cross / (c_eff / b_eff) < 1.10
+
+
+class TestLongContextMistralLarge2:
+    CONTEXT = 100_000
+
+    def test_kv_reads_overtake_weight_reads_from_batch_7(self):
+        """At 100K context Mistral Large 2's KV reads (36 GB per sequence) exceed its ≈244 GB of weights from batch 7.
+
+        The paper says "batch > 7", but its own numbers give 244 / 36 = 6.8: batch 7 already reads
+        252 GB of KV, so the exact crossover lies between 6 and 7 and "> 7" is loose rounding.
+        """
+        model = get_model("mistral-large-2")
+        counts = parameter_counts(model)
+        weight_bytes = (counts.always_read + counts.unembedding) * 2  # dense: every stored weight but the embedding
+        kv_bytes_per_sequence = self.CONTEXT * kv_elements_per_token(model) * 2
+        # 122.2e9 params x 2 B = 244.4 GB; the paper rounds to 244 GB. 0.5% covers the rounding.
+        assert weight_bytes == pytest.approx(244e9, rel=0.005)
+        # 1e5 x 360,448 B = 36.04 GB (paper: 36 GB).
+        assert kv_bytes_per_sequence == pytest.approx(36e9, rel=0.005)
+        # 6 x 36.04 = 216.3 GB < 244.4 GB < 7 x 36.04 = 252.3 GB < 8 x 36.04 = 288.4 GB.
+        assert 6 * kv_bytes_per_sequence < weight_bytes < 7 * kv_bytes_per_sequence
+
+    def test_decode_step_hbm_term_shows_the_same_crossover(self, h100):
+        """decode_step's KV share of hbm_read_s is below the weights-only term at batch 6 and above it at 7 and 8."""
+        model = get_model("mistral-large-2")
+        counts = parameter_counts(model)
+        layout = dict(tp_rows=1, tp_cols=8, pp=1, ep=1)  # one node, the paper's natural instance
+        batches = np.array([6, 7, 8])
+        long = decode_step(model, h100, Workload(context_tokens=self.CONTEXT), **layout, micro_batch=batches)
+        short = decode_step(model, h100, Workload(context_tokens=0), **layout, micro_batch=batches)
+        kv_s = long.hbm_read_s - short.hbm_read_s  # the context term alone (weights and activations cancel)
+        weights_s = (counts.always_read + counts.unembedding) * 2 / (8 * H100_HBM_BYTES_PER_S * BANDWIDTH_CAP)
+        # Ratios kv_s / weights_s: 6 x 36.04 / 244.4 = 0.885, then 1.032 and 1.180.
+        np.testing.assert_allclose(kv_s / weights_s, batches * 36.0448e9 / (counts.active * 2), rtol=1e-9)
+        assert kv_s[0] < weights_s < kv_s[1] < kv_s[2]
+
+    def test_kv_read_cost_floor_is_6_dollars_per_million(self):
+        """Reading the KV cache alone costs ≈$6.06 per million output tokens at 100K context (paper sec. 4.3)."""
+        model = get_model("mistral-large-2")
+        kv_bytes_per_token = self.CONTEXT * kv_elements_per_token(model) * 2  # 36.04 GB
+        # 36.04e9 B x 1e6 tokens / 3.3e12 B/s = 10,923 GPU-s; x $2 / 3600 s = $6.068 per million tokens.
+        # The paper's $6.06 uses 36 GB exactly; our 360,448-byte token is 0.12% larger, hence 0.5%.
+        usd_per_million = kv_bytes_per_token * 1e6 / H100_HBM_BYTES_PER_S * USD_PER_HOUR / 3600
+        assert usd_per_million == pytest.approx(6.06, rel=0.005)
+
+    def test_frontier_never_beats_the_kv_read_floor(self):
+        """No configuration serves Mistral Large 2 at 100K context below the KV-read floor at 75% of peak bandwidth."""
+        model = get_model("mistral-large-2")
+        kv_bytes_per_token = self.CONTEXT * kv_elements_per_token(model) * 2
+        # $6.068 / 0.75 = $8.09 per million tokens: the model caps sustained bandwidth at 75%.
+        floor = kv_bytes_per_token * 1e6 / (BANDWIDTH_CAP * H100_HBM_BYTES_PER_S) * USD_PER_HOUR / 3600
+        points = frontier_points("mistral-large-2", context_tokens=self.CONTEXT)
+        assert len(points) > 0
+        assert points["usd_per_million_tokens"].min() >= floor
+
+
+class TestPipelineParallelism:
+    PP_USELESS_ABOVE_TOKENS_PER_S = H100_HBM_BYTES_PER_S / H100_HBM_BYTES
+
+    def test_hbm_read_time_threshold(self):
+        """Reading all 80 GB of H100 HBM takes 24.2 ms, i.e. 41.2 tokens/s (paper sec. 3.5)."""
+        # 80e9 B / 3.3e12 B/s = 24.24 ms -> 1 / 0.02424 = 41.25 tok/s.
+        full_read_s = H100_HBM_BYTES / H100_HBM_BYTES_PER_S
+        threshold = self.PP_USELESS_ABOVE_TOKENS_PER_S
+        assert full_read_s == pytest.approx(24.24e-3, rel=1e-3)
+        assert threshold == pytest.approx(41.25, rel=1e-3)
+        assert threshold == pytest.approx(1 / full_read_s, rel=1e-12)
+
+    def test_no_frontier_point_faster_than_41_tok_s_uses_pp(self):
+        """Every point of Llama 3 70B's H100 frontier faster than 41.2 tok/s has pp == 1."""
+        points = frontier_points("llama-3-70b")
+        fast = points[points["tokens_per_second"] > self.PP_USELESS_ABOVE_TOKENS_PER_S]
+        assert len(fast) > 0
+        assert (fast["pp"] == 1).all()
+        # The check is not vacuous: the same frontier does use PP at slow speeds.
+        assert (points["pp"] > 1).any()
+
+    def test_pp_free_frontier_agrees_above_41_tok_s(self):
+        """Forbidding PP leaves Llama 3 70B's frontier unchanged at every speed above 41.2 tok/s."""
+        problem = api.build_problem("llama-3-70b", "h100")
+        no_pp = dataclasses.replace(problem, space=dataclasses.replace(problem.space, allow_pp=False))
+        full = frontier_points("llama-3-70b")
+        restricted = trace_frontier(no_pp).points
+        assert (restricted["pp"] == 1).all()
+        assert full["tokens_per_second"].max() == restricted["tokens_per_second"].max()
+        threshold = self.PP_USELESS_ABOVE_TOKENS_PER_S
+
+        def covered(points, others):
+            """Each point above the threshold is matched by another point at least as fast and as cheap."""
+            for _, p in points[points["tokens_per_second"] > threshold].iterrows():
+                ok = ((others["tokens_per_second"] >= p["tokens_per_second"])
+                      & (others["usd_per_million_tokens"] <= p["usd_per_million_tokens"] * (1 + 1e-9)))
+                if not ok.any():
+                    return False
+            return True
+
+        assert covered(full, restricted)
+        assert covered(restricted, full)
+
+
+def ll_only_hardware(**overrides) -> HardwareSpec:
+    """An H100-like node whose only NCCL protocol is LL, so no cheaper protocol can be picked."""
+    values = dict(
+        name="H100 LL only", flop_per_s_by_bits={16: 1e15}, hbm_capacity_bytes=80e9,
+        hbm_bandwidth_bytes_per_s=3.3e12, intra_node_bandwidth_bytes_per_s=450e9,
+        inter_node_bandwidth_bytes_per_s=50e9, node_size_gpus=8, kernel_launch_latency_s=4e-6,
+        protocols={"LL": ProtocolLatency(base_latency_s=6.8e-6, intra_hop_latency_s=0.6e-6,
+                                         inter_hop_latency_s=5e-6, bandwidth_fraction=0.5)},
+        price_usd_per_hour=2.0,
+    )
+    values.update(overrides)
+    return HardwareSpec(**values)
+
+
+class TestCollectiveTime:
+    def test_eq_24_bandwidth_example(self):
+        """An LL all-reduce of 2 B x 10,000 x 100 over 8 ranks in one node spends 15.6 µs on bandwidth (eq. 24)."""
+        hw = ll_only_hardware()
+        message = 2 * 10_000 * 100  # 2 MB: batch 100 per GPU, d_model 10,000, 16-bit
+        latency_s, bandwidth_s = collective_time_s(hw, "all_reduce", 8, 8, 1, message)
+        # Each rank moves 2 X (R - 1) / R = 2 x 2e6 x 7/8 = 3.5e6 B at 450 GB/s x 0.5 (LL) = 225 GB/s: 15.56 µs.
+        # The paper writes (2 x 1e4 x 100 x 7) / (8 x 112 GB/s) ≈ 16 µs (15.6 µs), the same ratio at 112 vs 112.5 GB/s.
+        assert float(bandwidth_s) == pytest.approx(2 * message * 7 / 8 / 225e9, rel=1e-12)
+        assert float(bandwidth_s) == pytest.approx(15.6e-6, rel=0.005)
+        # Latency in one node: 6.8 + 2 x 0.6 x (8 - 1) = 15.2 µs (eq. 23 with log2(1) = 0).
+        assert float(latency_s) == pytest.approx(15.2e-6, rel=1e-9)
+
+    def test_group_spanning_nodes_uses_the_inter_node_link(self):
+        """The same all-reduce over 16 ranks on 2 nodes is paced by the 50 GB/s inter-node link."""
+        hw = ll_only_hardware()
+        message = 2 * 10_000 * 100
+        _, bandwidth_s = collective_time_s(hw, "all_reduce", 16, 8, 2, message)
+        # 2 x 2e6 x 15/16 = 3.75e6 B at 50 GB/s x 0.5 = 25 GB/s: 150 µs.
+        assert float(bandwidth_s) == pytest.approx(150e-6, rel=1e-12)
+
+    def test_eq_23_latency_two_nodes(self, h100):
+        """An all-reduce over 16 ranks on 2 H100 nodes has LL latency 6.8 + 1.2 x 7 + 10 x log2(2) = 25.2 µs."""
+        ranks_per_node, nodes = group_placement(16, 1, h100.node_size_gpus)
+        assert (int(ranks_per_node), int(nodes)) == (8, 2)
+        # A 1-byte message: LL (25.2 µs) beats LL128 (14 + 2.5 x 7 + 17 = 48.5 µs) and Simple (448 µs).
+        latency_s, bandwidth_s = collective_time_s(h100, "all_reduce", 16, ranks_per_node, nodes, 1.0)
+        assert float(latency_s) == pytest.approx((6.8 + 1.2 * (8 - 1) + 10 * math.log2(2)) * 1e-6, rel=1e-9)
+        assert float(bandwidth_s) < 1e-9
+
+    def test_single_rank_group_costs_nothing(self, h100):
+        """A collective over one rank has neither latency nor bandwidth time."""
+        latency_s, bandwidth_s = collective_time_s(h100, "all_reduce", 1, 1, 1, 1e6)
+        assert float(latency_s) == 0.0
+        assert float(bandwidth_s) == 0.0
+
+
+class TestSpeculativeDecoding:
+    def test_expected_tokens_at_80_percent_acceptance(self):
+        """With acceptance 0.8 and 4 draft tokens an iteration yields (1 - 0.8^5) / 0.2 = 3.3616 tokens."""
+        # 0.8^5 = 0.32768; (1 - 0.32768) / 0.2 = 3.3616. Floating point only: 1e-12 relative.
+        assert float(expected_tokens_per_iteration(0.8, 4)) == pytest.approx(3.3616, rel=1e-12)
+
+    def test_zero_acceptance_yields_one_token(self):
+        """With acceptance 0 every draft is rejected and the target's own token is the only one."""
+        np.testing.assert_array_equal(expected_tokens_per_iteration(0.0, np.array([1, 4, 8])), [1.0, 1.0, 1.0])
+
+    def test_full_acceptance_yields_all_drafts_plus_one(self):
+        """With acceptance 1 every draft is kept plus the target's bonus token."""
+        np.testing.assert_array_equal(expected_tokens_per_iteration(1.0, np.array([1, 4])), [2.0, 5.0])
+
+
+class TestMoeExpertShare:
+    def test_mixtral_8x7b_share_read(self):
+        """One Mixtral 8x7B token reads 2/8 of the routed experts; 100 tokens read 1 - 0.75^100 ≈ all of them."""
+        model = get_model("mixtral-8x7b")
+        share = routed_expert_fraction_read(model, np.array([1, 100]))
+        # 1 - (1 - 2/8)^1 = 0.25; 1 - 0.75^100 = 1 - 3.2e-13.
+        assert share[0] == pytest.approx(0.25, rel=1e-12)
+        assert share[1] == pytest.approx(1 - 0.75**100, rel=1e-12)
+        assert share[1] > 1 - 1e-12
+
+    def test_decode_step_reads_the_expected_share(self, h100):
+        """decode_step's HBM time at batch 1 counts always-read weights plus a quarter of Mixtral's routed experts."""
+        model = get_model("mixtral-8x7b")
+        counts = parameter_counts(model)
+        step = single_gpu_step(model, h100, Workload(), 1)
+        # bytes = 2 (always_read + 0.25 routed + unembedding) + 2 x activation elements of one token.
+        expected_bytes = (2 * (counts.always_read + 0.25 * counts.routed + counts.unembedding)
+                          + 2 * activation_elements_per_token(model))
+        assert float(step.hbm_read_s) == pytest.approx(
+            expected_bytes / (H100_HBM_BYTES_PER_S * BANDWIDTH_CAP), rel=1e-12)
+
+    def test_dense_model_reads_no_routed_share(self):
+        """A dense model has no routed experts to read."""
+        assert float(routed_expert_fraction_read(get_model("llama-3-8b"), 100)) == 0.0
+
+
+class TestHbmUsed:
+    def test_weights_and_kv_shard_over_gpus(self):
+        """Llama 3 70B at 16 bits stores half its 141 GB per GPU on 2 GPUs, plus half of each sequence's KV."""
+        model = get_model("llama-3-70b")
+        total = parameter_counts(model).total
+        # ceil(70.55e9 x 2 B / 2) = 70.55 GB, plus 10 sequences x 1000 tokens x 327,680 B / 2 = 1.64 GB.
+        used = hbm_used_bytes_per_gpu(model, Workload(context_tokens=1000), tp=2, pp=1, batch=np.array([0, 10]))
+        assert int(used[0]) == math.ceil(total * 2 / 2)
+        assert int(used[1]) == math.ceil((total * 2 + 10 * 1000 * 327_680) / 2)
+
+
+class TestFrontierAgainstPaper:
+    MODELS = ("llama-3-8b", "llama-3-70b", "llama-3-1-405b")
+
+    def test_square_root_law(self):
+        """Max tokens/s of Llama 3 8B, 70B and 3.1 405B on H100 scales roughly as N^(-1/2) (paper sec. 2.2.3, 5.1)."""
+        totals = [parameter_counts(get_model(name)).total for name in self.MODELS]
+        speeds = [frontier_points(name)["tokens_per_second"].iloc[0] for name in self.MODELS]
+        exponent = np.polyfit(np.log(totals), np.log(speeds), 1)[0]
+        # Observed ≈ -0.56 (445, 107, 50 tok/s). The paper's -1/2 holds "roughly": we allow ±0.15.
+        assert -0.65 <= exponent <= -0.35
+        # 8B -> 70B: sqrt(70.6 / 8.03) = 2.97; observed 4.2; allow a factor 1.6 either way.
+        ratio = speeds[0] / speeds[1]
+        root = math.sqrt(70.6e9 / 8.03e9)
+        assert root / 1.6 <= ratio <= root * 1.6
+
+    def test_motivating_example_utilisation(self):
+        """The Llama 3 70B frontier point nearest 70 tok/s runs at 10-25% utilisation (paper: 15% at 70 tok/s)."""
+        points = frontier_points("llama-3-70b")
+        nearest = points.loc[(points["tokens_per_second"] - 70).abs().idxmin()]
+        # Observed ≈ 67 tok/s at 22% (8 GPUs, batch 192); the band brackets the paper's 15%.
+        assert 50 < nearest["tokens_per_second"] < 90
+        assert 0.10 <= nearest["utilization"] <= 0.25
+        # explain() re-evaluates the same configuration to the same numbers.
+        again = api.explain("llama-3-70b", "h100", tp_rows=int(nearest["tp_rows"]), tp_cols=int(nearest["tp_cols"]),
+                            pp=int(nearest["pp"]), ep=int(nearest["ep"]), batch=int(nearest["batch"]))
+        assert again.rule_violation is None and again.fits
+        assert float(again.metrics.utilization) == pytest.approx(nearest["utilization"], rel=1e-12)
+
+    def test_cost_at_full_utilisation(self):
+        """Llama 3 70B at 16 bits costs ≈$0.11/M at full capped FLOP rate; the frontier's cheapest is $0.11-0.13."""
+        # 2 x 70.55e9 FLOP / 0.7e15 FLOP/s = 201.6 µs GPU time per token; x 1e6 tokens x $2 / 3600 s = $0.112.
+        paper = 2 * 70.55e9 / (FLOP_CAP * H100_FLOP_PER_S) * 1e6 * USD_PER_HOUR / 3600
+        assert paper == pytest.approx(0.112, rel=0.01)
+        # Our FLOP count uses active parameters (69.50e9, no embedding rows): the hard floor is $0.1103.
+        active = parameter_counts(get_model("llama-3-70b")).active
+        floor = 2 * active / (FLOP_CAP * H100_FLOP_PER_S) * 1e6 * USD_PER_HOUR / 3600
+        cheapest = frontier_points("llama-3-70b")["usd_per_million_tokens"].min()
+        # Observed $0.1105 (batch 8192, 2 GPUs, 69.9% of peak): just above the floor.
+        assert cheapest >= floor
+        assert 0.11 <= cheapest <= 0.13
+
+
+DENSE_LAYOUTS = np.array([(1, 1, 1, 1), (1, 8, 1, 1), (2, 4, 1, 1), (4, 8, 1, 1), (1, 8, 4, 1), (8, 8, 2, 1)])
+MOE_LAYOUTS = np.vstack([DENSE_LAYOUTS, [(1, 8, 1, 8), (4, 8, 1, 8), (2, 16, 2, 8)]])
+BATCHES = np.array([1, 2, 3, 4, 8, 16, 64, 100, 256, 1000, 4096])
+CONTEXTS = (0, 1, 100, 8000, 32_000, 128_000)
+
+
+def grid_step(model, hw, context, batches=BATCHES):
+    """total_s over layouts (rows) x micro-batches (columns)."""
+    layouts = MOE_LAYOUTS if model.is_moe else DENSE_LAYOUTS
+    step = decode_step(model, hw, Workload(context_tokens=context), tp_rows=layouts[:, 0:1],
+                       tp_cols=layouts[:, 1:2], pp=layouts[:, 2:3], ep=layouts[:, 3:4],
+                       micro_batch=np.asarray(batches).reshape(1, -1))
+    return step.total_s
+
+
+@pytest.mark.parametrize("name", ["llama-3-70b", "mixtral-8x7b", "deepseek-v3"])
+class TestMonotonicity:
+    def test_more_hbm_bandwidth_never_slows_a_step(self, name, h100):
+        """Doubling HBM bandwidth never raises step time, and lowers it somewhere."""
+        model = get_model(name)
+        faster = dataclasses.replace(h100, hbm_bandwidth_bytes_per_s=2 * h100.hbm_bandwidth_bytes_per_s)
+        for context in CONTEXTS:
+            base, doubled = grid_step(model, h100, context), grid_step(model, faster, context)
+            assert base.shape == (len(MOE_LAYOUTS if model.is_moe else DENSE_LAYOUTS), len(BATCHES))
+            assert (doubled <= base).all()
+            assert (doubled < base).any()
+
+    def test_larger_batch_never_lowers_step_time(self, name, h100):
+        """Step time is non-decreasing in the micro-batch for every layout and context."""
+        model = get_model(name)
+        for context in CONTEXTS:
+            total = grid_step(model, h100, context)
+            assert (np.diff(total, axis=1) >= 0).all()
+            assert (total[:, -1] > total[:, 0]).all()
+
+    def test_more_context_never_lowers_step_time(self, name, h100):
+        """Step time is non-decreasing in the context length for every layout and batch."""
+        model = get_model(name)
+        totals = np.stack([grid_step(model, h100, context) for context in CONTEXTS])
+        assert (np.diff(totals, axis=0) >= 0).all()
+        assert (totals[-1] > totals[0]).all()

@@ -1,0 +1,286 @@
+"""Tests for ``solver.sweeps``: the scenario format, its errors, the sweep table and the ``infecon sweep`` command."""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from formulations.errors import InstanceError
+from instances.loader import INSTANCES_DIR
+from solver import api
+from solver.cli import main
+from solver.sweeps import SWEEP_COLUMNS, load_sweep, run_sweep
+
+SCENARIOS = INSTANCES_DIR / "scenarios"
+EXAMPLES = sorted(SCENARIOS.glob("sweep_*.toml"))
+
+BASE = """\
+[base]
+model = "llama-3-70b"
+hardware = "h100"
+"""
+
+
+def scenario(tmp_path: Path, text: str, *, base: str = BASE, name: str = "scenario.toml") -> Path:
+    """Write a scenario file made of ``base`` and ``text`` and return its path."""
+    path = tmp_path / name
+    path.write_text(base + textwrap.dedent(text))
+    return path
+
+
+def values_of(path: Path) -> list[float]:
+    return [p.value for p in load_sweep(path).points]
+
+
+class TestScenarioFormat:
+    """The three ways of giving the swept values, and the parameter kinds."""
+
+    def test_scale_multiplies_the_base_value(self, tmp_path):
+        """``scale`` gives multiples of the base hardware's value."""
+        path = scenario(tmp_path, """
+            [sweep]
+            parameter = "hardware.hbm_bandwidth_bytes_per_s"
+            scale = [1, 2, 4]
+            """)
+        base = api.resolve_hardware("h100").hbm_bandwidth_bytes_per_s
+        assert values_of(path) == pytest.approx([base, 2 * base, 4 * base])
+
+    def test_values_are_taken_as_given(self, tmp_path):
+        """``values`` are absolute, and reach the problem's workload."""
+        path = scenario(tmp_path, """
+            [sweep]
+            parameter = "weight_bits"
+            values = [16, 8, 4]
+            """)
+        sweep = load_sweep(path)
+        assert [p.problem.workload.weight_bits for p in sweep.points] == [16, 8, 4]
+
+    def test_log_range_of_an_integer_knob_is_rounded(self, tmp_path):
+        """A log range over ``context`` gives whole token counts from start to stop inclusive."""
+        path = scenario(tmp_path, """
+            [sweep]
+            parameter = "context"
+            range = { start = 1000, stop = 128000, num = 6, spacing = "log" }
+            """)
+        values = values_of(path)
+        # geomspace(1000, 128000, 6): ratio 128^(1/5) = 2.639, so 1000, 2639, 6964, 18379, 48503, 128000.
+        assert values == [1000, 2639, 6964, 18379, 48503, 128000]
+        assert all(isinstance(v, int) for v in values)
+
+    def test_linear_range_is_evenly_spaced(self, tmp_path):
+        """A linear range over a fractional knob keeps fractions."""
+        path = scenario(tmp_path, """
+            [sweep]
+            parameter = "acceptance"
+            range = { start = 0.6, stop = 0.9, num = 4, spacing = "linear" }
+            """, base=BASE + 'draft = "llama-3-8b"\n')
+        assert values_of(path) == pytest.approx([0.6, 0.7, 0.8, 0.9])
+
+    def test_protocol_wildcard_scales_each_protocol_its_own_value(self, tmp_path):
+        """``protocols.*.base_latency_s`` with scale 0.5 halves every protocol's base latency."""
+        path = scenario(tmp_path, """
+            [sweep]
+            parameter = "hardware.protocols.*.base_latency_s"
+            scale = [1, 0.5]
+            """)
+        base, half = (p.problem.hardware.protocols for p in load_sweep(path).points)
+        assert set(base) == set(half) == {"LL", "LL128", "Simple"}
+        for name in base:
+            assert half[name].base_latency_s == pytest.approx(base[name].base_latency_s / 2)
+            assert half[name].intra_hop_latency_s == base[name].intra_hop_latency_s
+
+    def test_model_field_is_replaced_and_revalidated(self, tmp_path):
+        """``model.n_kv_heads`` reaches the model spec, leaving the other fields alone."""
+        path = scenario(tmp_path, """
+            [sweep]
+            parameter = "model.n_kv_heads"
+            values = [8, 1]
+            """)
+        models = [p.problem.model for p in load_sweep(path).points]
+        assert [m.n_kv_heads for m in models] == [8, 1]
+        assert models[1].n_layers == models[0].n_layers == api.resolve_model("llama-3-70b").n_layers
+
+    def test_node_size_values(self, tmp_path):
+        """``hardware.node_size_gpus`` takes whole numbers such as 8 and 72."""
+        path = scenario(tmp_path, """
+            [sweep]
+            parameter = "hardware.node_size_gpus"
+            values = [8, 72]
+            """)
+        assert [p.problem.hardware.node_size_gpus for p in load_sweep(path).points] == [8, 72]
+
+    def test_mapping_input_is_accepted(self):
+        """``run_sweep`` takes the parsed mapping as well as a path."""
+        table = run_sweep({"base": {"model": "llama-3-8b"}, "sweep": {"parameter": "price", "values": [1, 2]}})
+        assert table["usd_per_million_tokens_at_speed"].iloc[1] == pytest.approx(
+            2 * table["usd_per_million_tokens_at_speed"].iloc[0])
+
+
+class TestScenarioErrors:
+    """Every malformed scenario fails with an ``InstanceError`` naming the file, the field and the rule."""
+
+    @pytest.mark.parametrize(("text", "expected"), [
+        ('[sweep]\nparamter = "context"\nvalues = [1]\n', "[sweep]: unknown field 'paramter'"),
+        ('[sweep]\nparameter = "context"\nvalues = [1]\n[reports]\nx = 1\n', "unknown field 'reports'"),
+        ('[sweep]\nparameter = "hardware.hbm_bandwith"\nscale = [1, 2]\n', "unknown parameter 'hardware.hbm_bandwith'"),
+        ('[sweep]\nparameter = "hardware.protocols.LL256.base_latency_s"\nscale = [1]\n', "has protocols"),
+        ('[sweep]\nparameter = "hardware.protocols.LL.latency"\nscale = [1]\n', "protocol fields are"),
+        ('[sweep]\nparameter = "model.n_layer"\nvalues = [1]\n', "unknown parameter 'model.n_layer'"),
+        ('[sweep]\nparameter = "tokens"\nvalues = [1]\n', "unknown parameter 'tokens'"),
+        ('[sweep]\nparameter = "context"\nvalues = ["8k"]\n', "'values' must be a non-empty list of numbers"),
+        ('[sweep]\nparameter = "context"\nvalues = []\n', "'values' must be a non-empty list of numbers"),
+        ('[sweep]\nparameter = "context"\nvalues = [1]\nscale = [1]\n', "exactly one of 'scale', 'values' or 'range'"),
+        ('[sweep]\nparameter = "context"\n', "exactly one of 'scale', 'values' or 'range' (got none)"),
+        ('[sweep]\nparameter = "context"\nrange = { start = 1, stop = 9, num = 1 }\n', "'num' must be an integer >= 2"),
+        ('[sweep]\nparameter = "context"\nrange = { start = 9, stop = 9, num = 3 }\n', "'stop' must be > 'start'"),
+        ('[sweep]\nparameter = "context"\nrange = { start = 0, stop = 9, num = 3, spacing = "log" }\n',
+         "log spacing needs 'start' > 0"),
+        ('[sweep]\nparameter = "context"\nrange = { start = 1, stop = 9, num = 3, spacing = "exp" }\n',
+         "'spacing' must be"),
+        ('[sweep]\nparameter = "context"\nrange = { start = 1, stop = 9, count = 3 }\n', "unknown field 'count'"),
+        ('[sweep]\nparameter = "acceptance"\nvalues = [0.7]\n', "needs a drafter"),
+        ('[sweep]\nparameter = "demand"\nscale = [1, 2]\n', "'scale' needs a base value for 'demand'"),
+        ('[sweep]\nparameter = "hardware.node_size_gpus"\nvalues = [7.5]\n', "takes whole numbers"),
+        ('[sweep]\nparameter = "weight_bits"\nvalues = [16, 3]\n', "'weight_bits' must be one of 4, 8, 16, 32"),
+        ('[sweep]\nparameter = "hardware.hbm_bandwidth_bytes_per_s"\nvalues = [-1]\n', "must be > 0 (got -1"),
+        ('[sweep]\nparameter = "model.n_kv_heads"\nvalues = [3]\n', "'n_heads' must be a multiple of 'n_kv_heads'"),
+        ('[sweep]\nparameter = "context"\nvalues = [1]\n[report]\nspeed_tokens_per_s = 0\n',
+         "'speed_tokens_per_s' must be a number > 0"),
+    ])
+    def test_malformed_sweep_is_rejected(self, tmp_path, text, expected):
+        """Each malformed [sweep] or [report] raises with a message naming the file and the problem."""
+        path = scenario(tmp_path, text)
+        with pytest.raises(InstanceError) as info:
+            load_sweep(path)
+        assert str(info.value).startswith(str(path))
+        assert expected in str(info.value)
+
+    def test_unknown_model_names_the_file(self, tmp_path):
+        """An unknown model propagates the loader's message, prefixed with the file and table."""
+        path = scenario(tmp_path, '[sweep]\nparameter = "context"\nvalues = [1]\n',
+                        base='[base]\nmodel = "llama-9-1t"\n')
+        with pytest.raises(InstanceError, match=r"scenario\.toml: \[base\] unknown model 'llama-9-1t'"):
+            load_sweep(path)
+
+    def test_unknown_base_key_is_rejected(self, tmp_path):
+        """A typo in [base] is an error, not a silently ignored knob."""
+        path = scenario(tmp_path, '[sweep]\nparameter = "context"\nvalues = [1]\n', base=BASE + "weight_bit = 8\n")
+        with pytest.raises(InstanceError, match=r"\[base\]: unknown field 'weight_bit'"):
+            load_sweep(path)
+
+    def test_wrong_base_type_is_rejected(self, tmp_path):
+        """A base knob of the wrong type names the key and the expected type."""
+        path = scenario(tmp_path, '[sweep]\nparameter = "price"\nvalues = [1]\n', base=BASE + 'context = "8k"\n')
+        with pytest.raises(InstanceError, match="'context' must be an integer"):
+            load_sweep(path)
+
+    def test_missing_tables_are_rejected(self, tmp_path):
+        """A file without [sweep] says so."""
+        path = scenario(tmp_path, "")
+        with pytest.raises(InstanceError, match=r"missing required table \[sweep\]"):
+            load_sweep(path)
+
+    def test_malformed_toml_names_the_file(self, tmp_path):
+        """A TOML syntax error is an InstanceError naming the file."""
+        path = scenario(tmp_path, "[sweep\n")
+        with pytest.raises(InstanceError, match="malformed TOML"):
+            load_sweep(path)
+
+    def test_overridden_hardware_field_is_rejected(self, tmp_path):
+        """Sweeping the hardware price while [base] sets 'price' would be undone, so it is refused."""
+        path = scenario(tmp_path, '[sweep]\nparameter = "hardware.price_usd_per_hour"\nscale = [1, 2]\n',
+                        base=BASE + "price = 3.0\n")
+        with pytest.raises(InstanceError, match="overridden by \\[base\\] 'price'"):
+            load_sweep(path)
+
+
+class TestRunSweep:
+    """The sweep table's numbers."""
+
+    def test_doubling_hbm_bandwidth_raises_speed_by_less_than_2x(self):
+        """Doubling HBM bandwidth speeds up Llama 3 70B at short context, far less than 2x (paper: <= ~20% latency)."""
+        table = run_sweep(SCENARIOS / "sweep_bandwidth.toml")
+        assert list(table.columns) == SWEEP_COLUMNS
+        doubled = table[table["scale"] == 2].iloc[0]
+        assert 1.0 < doubled["speed_ratio"] < 1.35
+        assert doubled["max_tokens_per_second"] == pytest.approx(
+            doubled["speed_ratio"] * table["max_tokens_per_second"].iloc[0])
+
+    def test_row_matches_the_frontier(self):
+        """Each row's max speed, GPUs and cost at the report speed come from that value's frontier."""
+        table = run_sweep({"base": {"model": "llama-3-70b", "context": 8000},
+                           "sweep": {"parameter": "weight_bits", "values": [16, 8]},
+                           "report": {"speed_tokens_per_s": 60}})
+        points = api.frontier("llama-3-70b", "h100", context_tokens=8000, weight_bits=8).points
+        row = table.iloc[1]
+        fastest = points.loc[points["tokens_per_second"].idxmax()]
+        assert row["max_tokens_per_second"] == pytest.approx(fastest["tokens_per_second"])
+        assert row["gpus_at_max"] == fastest["gpus"]
+        assert row["layout_at_max"].startswith("TP ") and f"batch {int(fastest['batch'])}" in row["layout_at_max"]
+        cheapest = points[points["tokens_per_second"] >= 60]["usd_per_million_tokens"].min()
+        assert row["usd_per_million_tokens_at_speed"] == pytest.approx(cheapest)
+        assert row["frontier_points"] == len(points)
+        assert table["speed_ratio"].iloc[0] == table["cost_ratio"].iloc[0] == 1.0
+
+    def test_infeasible_value_gets_a_note_not_an_abort(self):
+        """A value where nothing fits (70B 16-bit on one 80 GB GPU) gives NaNs and a note; the others still run."""
+        table = run_sweep({"base": {"model": "llama-3-70b"}, "sweep": {"parameter": "max_gpus", "values": [8, 1]}})
+        assert len(table) == 2
+        assert table["note"].iloc[0] == ""
+        assert table["max_tokens_per_second"].iloc[0] > 0
+        assert math.isnan(table["max_tokens_per_second"].iloc[1])
+        assert math.isnan(table["speed_ratio"].iloc[1])
+        assert "infeasible" in table["note"].iloc[1] and "hbm_capacity" in table["note"].iloc[1]
+
+    def test_unreachable_report_speed_gives_nan_cost_and_a_note(self):
+        """When no point reaches the report speed the cost is NaN and the note says how fast it gets."""
+        table = run_sweep({"base": {"model": "llama-3-70b"}, "sweep": {"parameter": "weight_bits", "values": [16]},
+                           "report": {"speed_tokens_per_s": 10000}})
+        assert math.isnan(table["usd_per_million_tokens_at_speed"].iloc[0])
+        assert table["note"].iloc[0].startswith("slower than 10000 tok/s")
+
+    @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+    def test_example_runs(self, path):
+        """Every shipped example runs as is and gives a finite speed and cost on its first row."""
+        table = run_sweep(path)
+        assert len(table) >= 2
+        assert np.isfinite(table["max_tokens_per_second"].iloc[0])
+        assert np.isfinite(table["usd_per_million_tokens_at_speed"].iloc[0])
+
+    def test_examples_cover_the_studies(self):
+        """The six example studies named in the docs are all shipped."""
+        names = {p.stem for p in EXAMPLES}
+        assert {"sweep_bandwidth", "sweep_latency", "sweep_node_size", "sweep_precision", "sweep_context",
+                "sweep_acceptance"} <= names
+
+
+class TestSweepCommand:
+    """``infecon sweep``."""
+
+    def test_writes_csv_and_png(self, tmp_path, capsys):
+        """With --out the command prints the table and writes sweep.csv (equal to the API's table) and sweep.png."""
+        code = main(["sweep", str(SCENARIOS / "sweep_precision.toml"), "--out", str(tmp_path / "out")])
+        assert code == 0
+        assert "max tok/s" in capsys.readouterr().out
+        written = pd.read_csv(tmp_path / "out" / "sweep.csv")
+        expected = run_sweep(SCENARIOS / "sweep_precision.toml")
+        pd.testing.assert_series_equal(written["max_tokens_per_second"], expected["max_tokens_per_second"])
+        assert (tmp_path / "out" / "sweep.png").stat().st_size > 0
+
+    def test_prints_only_without_out(self, tmp_path, capsys, monkeypatch):
+        """Without --out nothing is written."""
+        monkeypatch.chdir(tmp_path)
+        assert main(["sweep", str(SCENARIOS / "sweep_latency.toml")]) == 0
+        assert list(tmp_path.iterdir()) == []
+
+    def test_bad_file_exits_2_with_one_line(self, tmp_path, capsys):
+        """A malformed scenario exits 2 with a one-line error naming the file."""
+        path = scenario(tmp_path, '[sweep]\nparamter = "context"\n')
+        assert main(["sweep", str(path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and str(path) in err and "paramter" in err
