@@ -124,11 +124,14 @@ class MilpSession:
         highs.setOptionValue("mip_rel_gap", 0.0)
         highs.setOptionValue("mip_abs_gap", 0.0)
         highs.setOptionValue("threads", 1)
-        # Configurations are one-hot columns; symmetry detection finds nothing useful and costs
-        # ~40% of each run on large tables (scripts/bench_frontier.py).
+        # HiGHS 1.16's presolve looped forever (ignoring its time limit) on one built-in case
+        # (PaLM 8B with a Llama 3 8B drafter). With the single-column fixing in _solve_highs the LP
+        # relaxation is integral, so presolve has nothing to add: off is both safe and faster.
+        highs.setOptionValue("presolve", "off")
         highs.setOptionValue("mip_detect_symmetry", False)
         n = len(self.table)
         matrix = np.vstack([row.coefficients for row in self.milp.rows])  # rows x n, small row count
+        self._matrix = matrix
         lp = highspy.HighsLp()
         lp.num_col_ = n
         lp.num_row_ = len(self.milp.rows)
@@ -179,6 +182,7 @@ class MilpSession:
             highs.changeRowBounds(self.milp.row_index(name), -inf if np.isinf(lower) else lower,
                                   inf if np.isinf(upper) else upper)
         n = len(weights)
+        highs.changeColsBounds(n, np.arange(n, dtype=np.int32), np.zeros(n), self._column_upper_bounds(bounds))
         highs.changeColsCost(n, np.arange(n, dtype=np.int32), weights)
         highs.setOptionValue("time_limit", float(time_limit_s) if time_limit_s is not None else inf)
         highs.run()
@@ -191,6 +195,21 @@ class MilpSession:
         if status == highspy.HighsModelStatus.kTimeLimit:
             return Solution(None, "TIME_LIMIT")
         return Solution(None, "UNKNOWN")
+
+    def _column_upper_bounds(self, bounds) -> np.ndarray:
+        """The ideal form of every row: 0 for a column whose own coefficient breaks it, else 1.
+
+        Exactly one z is 1, so a row's activity is the chosen column's coefficient; a column that
+        breaks a row on its own can never be chosen. Fixing it to 0 states the same rule with an
+        integral LP relaxation (the rows stay, for the LP file and for CBC).
+        """
+        allowed = np.ones(self._matrix.shape[1], dtype=bool)
+        for index, row in enumerate(self.milp.rows):
+            lower, upper = bounds.get(row.name, (row.lower, row.upper))
+            if row.name == "one_configuration":
+                continue
+            allowed &= (self._matrix[index] >= lower) & (self._matrix[index] <= upper)
+        return allowed.astype(float)
 
     def _solve_cbc(self, objective, bounds, time_limit_s) -> Solution:
         import pulp

@@ -216,8 +216,13 @@ def decode_step(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp_ro
                  + tokens * activation_elements_per_token(model) * workload.activation_bytes)
     hbm_read_s = hbm_bytes / (tp * hw.hbm_bandwidth_bytes_per_s * hw.bandwidth_efficiency)
 
-    flop = tokens * (2 * counts.active + attention_flop_per_context_token(model) * context)
-    compute_s = flop / (tp * hw.peak_flop_per_s(workload.weight_bits) * hw.flop_efficiency)
+    # Weight matmuls run at the weight precision's tensor-core rate (paper fig. 6: 8-bit weights use
+    # 8-bit tensor cores); attention multiplies activations by the KV cache, at the wider of the two.
+    matmul_flop = tokens * 2 * counts.active
+    attention_flop = tokens * attention_flop_per_context_token(model) * context
+    attention_bits = max(workload.activation_bits, workload.kv_bits)
+    compute_s = (matmul_flop / hw.peak_flop_per_s(workload.weight_bits)
+                 + attention_flop / hw.peak_flop_per_s(attention_bits)) / (tp * hw.flop_efficiency)
 
     coll_latency, coll_bandwidth = _layer_collectives(model, hw, workload, tp_rows, tp_cols, ep, tokens)
     send_latency, send_bandwidth = _pipeline_sends(model, hw, workload, tp, pp, tokens)

@@ -41,7 +41,8 @@ _FLOP_KEYS = {"flop_per_s_4bit": 4, "flop_per_s_8bit": 8, "flop_per_s_16bit": 16
 _PROTOCOL_FIELDS = tuple(f.name for f in fields(ProtocolLatency))
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML file, turning I/O and syntax errors into ``InstanceError`` naming the file."""
     try:
         with open(path, "rb") as handle:
             return tomllib.load(handle)
@@ -151,13 +152,13 @@ def load_model(path: str | Path) -> ModelSpec:
     path = Path(path)
     if path.suffix == ".json":
         return model_from_hf_config(path)
-    return model_from_mapping(path, _read_toml(path))
+    return model_from_mapping(path, read_toml(path))
 
 
 def load_hardware(path: str | Path) -> HardwareSpec:
     """Load and validate one hardware TOML file."""
     path = Path(path)
-    data = _read_toml(path)
+    data = read_toml(path)
     allowed = {"name", "protocols", *_FLOP_KEYS, *_HW_POSITIVE, *_HW_NONNEGATIVE, *_HW_FRACTIONS, "node_size_gpus"}
     _reject_unknown(path, data, allowed)
     required = ("name", "flop_per_s_16bit", "node_size_gpus", "protocols", *_HW_POSITIVE, *_HW_NONNEGATIVE)

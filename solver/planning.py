@@ -436,16 +436,6 @@ examples:
 """
 
 
-def _jobs(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got '{text}'")
-    return value
-
-
 def cmd_plan(args: argparse.Namespace) -> int:
     table = run_plan(args.file, args.out, jobs=args.jobs, resume=not args.no_resume, progress=True)
     attrs = table.attrs
@@ -461,6 +451,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     """Add the ``plan`` subcommand to the ``infecon`` parser."""
+    from solver.cli import _positive_int  # the CLI imports this module: import late
+
     p = subparsers.add_parser(
         "plan", help="many scenarios' frontiers in parallel, each with a recommended deployment",
         description="Solve every scenario of a plan file (in parallel, resumable), mark each one's "
@@ -468,7 +460,7 @@ def register(subparsers) -> None:
         epilog=PLAN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", metavar="FILE", help="plan TOML (see below and instances/scenarios/plan_example.toml)")
     p.add_argument("--out", metavar="DIR", required=True, help="output folder for plan.parquet, plan.csv, scenarios/")
-    p.add_argument("--jobs", type=_jobs, default=os.cpu_count() or 1,
+    p.add_argument("--jobs", type=_positive_int, default=os.cpu_count() or 1,
                    help="worker processes (default: all cores, here %(default)s); 1 runs in-process")
     p.add_argument("--no-resume", action="store_true", help="recompute every scenario, ignoring DIR/scenarios/")
     # SUPPRESS as the default keeps a top-level `infecon --debug ...` when the subcommand has no --debug.

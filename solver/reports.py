@@ -114,6 +114,13 @@ def plot_frontiers(curves: Sequence[tuple[str, Frontier]], path: str | Path, *, 
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title, fontsize=10)
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Lay out, write (creating the folder) and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

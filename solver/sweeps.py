@@ -25,7 +25,6 @@ import argparse
 import dataclasses
 import math
 import time
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +36,9 @@ import pandas as pd
 from formulations.errors import InfeconError, InstanceError
 from formulations.space import DEFAULT_MAX_GPUS, Problem
 from formulations.specs import PROTOCOL_NAMES, HardwareSpec, ModelSpec, ProtocolLatency
-from instances.loader import model_from_mapping
+from instances.loader import model_from_mapping, read_toml
 from solver import api
-from solver.reports import layout_label
+from solver.reports import layout_label, save_figure
 
 DEFAULT_REPORT_SPEED_TOKENS_PER_S = 50.0
 
@@ -92,21 +91,6 @@ SWEEP_COLUMNS = ["parameter", "scale", "value", "max_tokens_per_second", "gpus_a
 
 
 # ---------------------------------------------------------------- shared settings validation
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    """Parse a TOML file, turning I/O and syntax errors into ``InstanceError`` naming the file."""
-    try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise InstanceError(f"{path}: file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InstanceError(f"{path}: malformed TOML: {exc}") from None
-    except OSError as exc:
-        raise InstanceError(f"{path}: cannot read: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise InstanceError(f"{path}: not a UTF-8 text file (expected TOML)") from None
 
 
 def reject_unknown(where: str, data: Mapping[str, Any], allowed: Sequence[str] | set[str]) -> None:
@@ -610,12 +594,7 @@ def plot_sweep(table: pd.DataFrame, path: str | Path) -> Path:
             ax.set_xscale("log")
         ax.grid(True, which="both", alpha=0.3)
     fig.suptitle(f"{table.attrs.get('model', '')} on {table.attrs.get('hardware', '')}", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------- CLI

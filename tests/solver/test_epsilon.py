@@ -1,0 +1,85 @@
+"""The epsilon-constraint loop: strict tightening, lexicographic ties, no weakly dominated point."""
+
+import numpy as np
+import pytest
+
+from formulations.perf import ConfigMetrics, StepTime
+from formulations.space import ConfigTable
+from solver import api, cli
+from solver.enumeration import pareto_indices
+from solver.epsilon import trace_frontier
+
+# (latency_s, usd_per_million_tokens) of fabricated configurations, with exact ties on purpose:
+# 0 and 1 tie in both objectives; 2 ties 0 in latency but costs more; 3 is slower than 2 at equal cost;
+# 4 and 5 tie in cost with different latencies; 6 is infeasible but would dominate everything.
+POINTS = [(1.0, 10.0), (1.0, 10.0), (1.0, 12.0), (2.0, 12.0), (2.0, 5.0), (3.0, 5.0), (0.5, 1.0), (4.0, 1.0)]
+FEASIBLE = [True, True, True, True, True, True, False, True]
+
+
+def fabricated_table() -> ConfigTable:
+    """A ConfigTable with chosen objective values (the encodings only read the table)."""
+    problem = api.build_problem("llama-3-8b", "h100")
+    n = len(POINTS)
+    latency = np.array([p[0] for p in POINTS])
+    cost = np.array([p[1] for p in POINTS])
+    zeros = np.zeros(n)
+    step = StepTime(zeros, zeros, zeros, zeros, zeros)
+    ones = np.ones(n, dtype=np.int64)
+    # The infeasible point breaks HBM capacity by one byte, in bytes (CP-SAT) and in the mask (the others).
+    hbm_used = np.where(FEASIBLE, 0, int(problem.hardware.hbm_capacity_bytes) + 1).astype(np.int64)
+    metrics = ConfigMetrics(target=step, drafter=None, latency_s=latency, tokens_per_second=1 / latency,
+                            total_tokens_per_second=1 / latency, usd_per_million_tokens=cost, utilization=zeros,
+                            hbm_used_bytes_per_gpu=hbm_used, gpus=ones,
+                            draft_tokens=np.zeros(n, dtype=np.int64))
+    return ConfigTable(problem=problem, tp_rows=ones, tp_cols=ones, pp=ones, ep=ones, batch=np.arange(1, n + 1),
+                       draft_tokens=np.zeros(n, dtype=np.int64), metrics=metrics,
+                       violations={"hbm_capacity": hbm_used > int(problem.hardware.hbm_capacity_bytes)})
+
+
+class TestTiesAndDominance:
+    """Ties resolve to the lowest canonical index and weakly dominated points never appear."""
+
+    def test_oracle_keeps_exactly_the_strict_frontier(self):
+        """Of the fabricated points only 0 (fastest, cheapest of the fastest), 4 and 7 are non-dominated."""
+        assert pareto_indices(fabricated_table()).tolist() == [0, 4, 7]
+
+    @pytest.mark.parametrize("backend", ["enumerate", "cpsat", "milp"])
+    def test_every_backend_resolves_ties_identically(self, backend):
+        """Each backend reports configurations 0, 4, 7 in that order, all proven optimal."""
+        table = fabricated_table()
+        frontier = trace_frontier(table.problem, backend, table=table)
+        assert frontier.points["config_index"].tolist() == [0, 4, 7]
+        assert frontier.statuses == ["OPTIMAL"] * 3 and frontier.complete
+
+
+class TestFrontierShape:
+    """A real frontier is strictly monotone in both objectives."""
+
+    @pytest.mark.parametrize("backend", ["enumerate", "cpsat", "milp"])
+    def test_strictly_decreasing_speed_and_cost(self, backend):
+        """Down the rows, tokens/s and cost both strictly decrease (each point strictly improves one)."""
+        points = api.frontier("llama-3-70b", "h100", context_tokens=8000, backend=backend).points
+        assert (np.diff(points["tokens_per_second"]) < 0).all()
+        assert (np.diff(points["usd_per_million_tokens"]) < 0).all()
+
+    def test_no_feasible_configuration_outside_dominates_a_point(self):
+        """Brute force over the whole table: no feasible configuration weakly dominates a frontier point."""
+        problem = api.build_problem("mixtral-8x7b", "h100", context_tokens=4000, demand_tokens_per_s=20000)
+        from formulations.space import tabulate
+
+        table = tabulate(problem)
+        speed, cost = table.metrics.tokens_per_second, table.usd_per_million_tokens
+        for index in pareto_indices(table):
+            better = (speed >= speed[index]) & (cost <= cost[index]) & ((speed > speed[index]) | (cost < cost[index]))
+            assert not (better & table.feasible).any()
+
+
+class TestCliReportsIncompleteFrontiers:
+    """A solver stopped by its time limit is announced on the CLI and in the exit code."""
+
+    def test_time_limit_warns_and_exits_3(self, capsys):
+        """--time-limit too small for CP-SAT: a WARNING line and exit code 3, never a silent partial table."""
+        code = cli.main(["frontier", "--model", "mixtral-8x22b", "--hardware", "h100", "--backend", "cpsat",
+                         "--time-limit", "1e-9"])
+        assert code == 3
+        assert "INCOMPLETE" in capsys.readouterr().out

@@ -1,0 +1,84 @@
+"""Hypothesis strategies: small random architectures, hardware, workloads and search spaces.
+
+Small enough that every backend solves a frontier in well under a second, varied enough to reach
+every branch of the model: GQA/MQA/MLA, dense and MoE (shared experts, dense leading layers),
+parallel attention, nodes of 2-8 GPUs, one to three NCCL protocols, capacity that binds, demand
+caps, budgets and speculative decoding.
+"""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from formulations.space import Constraints, Problem, SearchSpace
+from formulations.specs import HardwareSpec, ModelSpec, ProtocolLatency, SpeculativeDecoding, Workload
+
+
+@st.composite
+def models(draw, *, allow_moe: bool = True) -> ModelSpec:
+    n_kv_heads = draw(st.sampled_from([1, 2, 4, 8]))
+    n_heads = n_kv_heads * draw(st.sampled_from([1, 2, 4]))
+    d_head = draw(st.sampled_from([16, 32, 64]))
+    d_model = n_heads * d_head * draw(st.sampled_from([1, 2]))
+    n_layers = draw(st.integers(1, 12))
+    kwargs = dict(
+        name="random", n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads, d_head=d_head,
+        d_ff=64 * draw(st.integers(1, 64)), vocab_size=draw(st.integers(1000, 60000)),
+        ffn_gated=draw(st.booleans()), tied_embeddings=draw(st.booleans()),
+        parallel_attention=draw(st.booleans()))
+    if allow_moe and draw(st.booleans()):
+        experts = draw(st.sampled_from([2, 4, 8, 16]))
+        kwargs.update(n_routed_experts=experts, n_active_experts=draw(st.integers(1, min(experts, 4))),
+                      n_shared_experts=draw(st.integers(0, 1)), d_ff_expert=64 * draw(st.integers(1, 16)),
+                      n_dense_layers=draw(st.integers(0, n_layers)))
+    if draw(st.integers(0, 4)) == 0:
+        kwargs.update(attention="mla", kv_lora_rank=draw(st.sampled_from([32, 64, 128])),
+                      qk_rope_head_dim=draw(st.sampled_from([0, 16])), v_head_dim=d_head,
+                      q_lora_rank=draw(st.sampled_from([0, 64])))
+    return ModelSpec(**kwargs)
+
+
+@st.composite
+def hardware(draw) -> HardwareSpec:
+    names = draw(st.lists(st.sampled_from(["LL", "LL128", "Simple"]), min_size=1, max_size=3, unique=True))
+    protocols = {
+        name: ProtocolLatency(
+            base_latency_s=draw(st.floats(0, 20e-6)), intra_hop_latency_s=draw(st.floats(0, 5e-6)),
+            inter_hop_latency_s=draw(st.floats(0, 30e-6)), bandwidth_fraction=draw(st.floats(0.1, 1.0)))
+        for name in names}
+    flop16 = draw(st.floats(1e12, 2e15))
+    flops = {16: flop16}
+    if draw(st.booleans()):
+        flops[8] = 2 * flop16
+    return HardwareSpec(
+        name="random", flop_per_s_by_bits=flops, hbm_capacity_bytes=draw(st.floats(2e8, 1e11)),
+        hbm_bandwidth_bytes_per_s=draw(st.floats(1e11, 1e13)),
+        intra_node_bandwidth_bytes_per_s=draw(st.floats(1e10, 1e12)),
+        inter_node_bandwidth_bytes_per_s=draw(st.floats(1e9, 1e11)),
+        node_size_gpus=draw(st.sampled_from([2, 4, 8])), kernel_launch_latency_s=draw(st.floats(0, 10e-6)),
+        protocols=protocols, price_usd_per_hour=draw(st.floats(0.1, 10.0)),
+        flop_efficiency=draw(st.floats(0.3, 1.0)), bandwidth_efficiency=draw(st.floats(0.3, 1.0)))
+
+
+@st.composite
+def problems(draw) -> Problem:
+    """A complete small problem; its search space holds at most a few thousand configurations."""
+    model = draw(models())
+    hw = draw(hardware())
+    workload = Workload(context_tokens=draw(st.sampled_from([0, 0, 128, 4096, 100_000])),
+                        weight_bits=draw(st.sampled_from([4, 8, 16])), activation_bits=16,
+                        kv_bits=draw(st.sampled_from([8, 16])))
+    explicit = draw(st.booleans())
+    space = SearchSpace(
+        max_gpus=draw(st.sampled_from([1, 2, 4, 8, 16, 32])),
+        max_batch=draw(st.sampled_from([8, 64, 512])),
+        batch_sizes=tuple(draw(st.lists(st.integers(1, 300), min_size=1, max_size=8))) if explicit else None,
+        allow_2d_tp=draw(st.booleans()), allow_pp=draw(st.booleans()))
+    constraints = Constraints(
+        demand_tokens_per_s=draw(st.none() | st.floats(10, 1e5)),
+        budget_usd_per_hour=draw(st.none() | st.floats(0.5, 100)))
+    speculative = None
+    if draw(st.integers(0, 3)) == 0:
+        speculative = SpeculativeDecoding(draw(models(allow_moe=False)), draw(st.floats(0.0, 0.95)),
+                                          draw(st.integers(1, 6)))
+    return Problem(model, hw, workload, space, constraints, speculative)
