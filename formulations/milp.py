@@ -10,7 +10,8 @@ integer ranks (see ``formulations.cpsat``), which a 1e-6 integrality tolerance c
 
 ``build_milp_rows`` is the single builder; ``to_pulp`` turns it into a PuLP problem (readable
 LP export, CBC fallback) and ``MilpSession`` passes it to HiGHS once and re-solves by
-changing only the cap rows' bounds.
+changing only the cap rows' bounds. In HiGHS every row is also applied in its ideal
+single-column form (``_column_upper_bounds``), which makes the LP relaxation integral.
 """
 
 from __future__ import annotations
@@ -97,6 +98,12 @@ def _quiet_stdout():
         os.close(saved)
 
 
+def _is_one_hot(values: np.ndarray, tolerance: float = 1e-9) -> bool:
+    """True when exactly one entry is 1 and the rest are 0, to ``tolerance``."""
+    top = int(np.argmax(values))
+    return values[top] >= 1 - tolerance and float(np.abs(np.delete(values, top)).sum()) <= tolerance
+
+
 def _highs_available() -> bool:
     try:
         import highspy  # noqa: F401
@@ -148,7 +155,8 @@ class MilpSession:
         lp.a_matrix_.start_ = np.concatenate(([0], np.cumsum(np.bincount(nz_cols, minlength=n)))).astype(np.int32)
         lp.a_matrix_.index_ = nz_rows.astype(np.int32)
         lp.a_matrix_.value_ = matrix[nz_rows, nz_cols]
-        lp.integrality_ = [highspy.HighsVarType.kInteger] * n
+        # Columns start continuous: see _solve_highs for why the LP relaxation is solved first.
+        lp.integrality_ = [highspy.HighsVarType.kContinuous] * n
         highs.passModel(lp)
         return highs
 
@@ -182,13 +190,25 @@ class MilpSession:
             highs.changeRowBounds(self.milp.row_index(name), -inf if np.isinf(lower) else lower,
                                   inf if np.isinf(upper) else upper)
         n = len(weights)
-        highs.changeColsBounds(n, np.arange(n, dtype=np.int32), np.zeros(n), self._column_upper_bounds(bounds))
-        highs.changeColsCost(n, np.arange(n, dtype=np.int32), weights)
+        columns = np.arange(n, dtype=np.int32)
+        highs.changeColsBounds(n, columns, np.zeros(n), self._column_upper_bounds(bounds))
+        highs.changeColsCost(n, columns, weights)
         highs.setOptionValue("time_limit", float(time_limit_s) if time_limit_s is not None else inf)
+        # With every rule in its ideal single-column form the LP relaxation is integral, and an
+        # integral LP optimum is the MILP optimum (the LP bound is attained). So solve the LP,
+        # warm-started from the previous basis, and branch only if the answer were fractional.
         highs.run()
         status = highs.getModelStatus()
         if status == highspy.HighsModelStatus.kOptimal:
             values = np.asarray(highs.getSolution().col_value)
+            if not _is_one_hot(values):
+                integer = np.full(n, highspy.HighsVarType.kInteger)
+                highs.changeColsIntegrality(n, columns, integer)
+                highs.run()
+                highs.changeColsIntegrality(n, columns, np.full(n, highspy.HighsVarType.kContinuous))
+                status = highs.getModelStatus()
+                values = np.asarray(highs.getSolution().col_value)
+        if status == highspy.HighsModelStatus.kOptimal:
             return Solution(int(np.argmax(values)), "OPTIMAL")
         if status == highspy.HighsModelStatus.kInfeasible:
             return Solution(None, "INFEASIBLE")
