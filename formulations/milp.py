@@ -69,7 +69,7 @@ def to_pulp(milp: MilpRows, objective: str = "fastest"):
 
     n = len(milp.objective_fastest)
     problem = pulp.LpProblem("infecon_configuration", pulp.LpMinimize)
-    z = [pulp.LpVariable(f"z_{k}", cat=pulp.LpBinary) for k in range(n)]
+    z = [problem.add_variable(f"z_{k}", 0, 1, cat=pulp.LpBinary) for k in range(n)]
     weights = milp.objective_fastest if objective == "fastest" else milp.objective_cheapest
     problem += pulp.LpAffineExpression(zip(z, weights.tolist(), strict=True)), f"{objective}_first_position"
     for row in milp.rows:
@@ -236,7 +236,8 @@ class MilpSession:
 
         problem, z = to_pulp(self.milp, objective)
         for name, (lower, upper) in bounds.items():  # PuLP stores "expr <= b" as constant -b
-            problem.constraints[name].constant = -(lower if np.isinf(upper) else upper)
+            problem.get_constraint_by_name(name).constant = -(lower if np.isinf(upper) else upper)
+        # PULP_CBC_CMD is the CBC binary PuLP ships (deprecated for PuLP 4, hence pulp<4 in pyproject).
         status = problem.solve(pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, gapRel=0.0))
         if problem.sol_status == pulp.LpSolutionOptimal:
             values = np.array([v.value() or 0.0 for v in z])
