@@ -147,34 +147,25 @@ def _layer_collectives(model: ModelSpec, hw: HardwareSpec, workload: Workload, t
         return collective_time_s(hw, "all_reduce", tp_cols, cols_rpn, cols_nodes, width * tokens * act / tp_rows)
 
     qkv, d_model = qkv_output_width(model), model.d_model
-    attention_parts = [over_rows(qkv), over_cols(d_model)]
-
-    def layer(moe_layer: bool):
-        up_width = (ffn_matrices(model) - 1) * ffn_active_width(model, moe_layer)
-        if model.parallel_attention and not (moe_layer and model.is_moe):
-            return [over_rows(qkv + up_width), over_cols(d_model)], None
-        dense_ffn = [over_rows(up_width), over_cols(d_model)]
-        if not moe_layer:
-            return attention_parts + dense_ffn, None
-        copies = np.minimum(ep, model.n_active_experts)
-        a2a = collective_time_s(hw, "all_to_all", ep, ep_rpn, ep_nodes, copies * d_model * tokens * act)
-        return attention_parts, (np.asarray(ep) > 1, dense_ffn, [a2a, a2a])
-
+    attention = [over_rows(qkv), over_cols(d_model)]
     latency = np.zeros(np.broadcast(tp_rows, tp_cols, ep, tokens).shape)
     bandwidth = np.zeros_like(latency)
     for count, moe_layer in ((model.n_dense_layers, False), (model.n_moe_layers, True)):
         if count == 0:
             continue
-        common, ffn_choice = layer(moe_layer)
-        parts = list(common)
-        for lat, bw in parts:
-            latency = latency + count * lat
-            bandwidth = bandwidth + count * bw
-        if ffn_choice is not None:
-            use_ep, tp_parts, ep_parts = ffn_choice
-            for (tp_lat, tp_bw), (ep_lat, ep_bw) in zip(tp_parts, ep_parts, strict=True):
-                latency = latency + count * np.where(use_ep, ep_lat, tp_lat)
-                bandwidth = bandwidth + count * np.where(use_ep, ep_bw, tp_bw)
+        up_width = (ffn_matrices(model) - 1) * ffn_active_width(model, moe_layer)
+        if model.parallel_attention and not moe_layer:
+            parts = [over_rows(qkv + up_width), over_cols(d_model)]
+        else:
+            ffn = [over_rows(up_width), over_cols(d_model)]
+            if moe_layer:
+                copies = np.minimum(ep, model.n_active_experts)
+                a2a = collective_time_s(hw, "all_to_all", ep, ep_rpn, ep_nodes, copies * d_model * tokens * act)
+                use_ep = np.asarray(ep) > 1
+                ffn = [(np.where(use_ep, a2a[0], lat), np.where(use_ep, a2a[1], bw)) for lat, bw in ffn]
+            parts = attention + ffn
+        latency = latency + count * sum(lat for lat, _ in parts)
+        bandwidth = bandwidth + count * sum(bw for _, bw in parts)
     return latency, bandwidth
 
 

@@ -186,9 +186,10 @@ def batch_domain(problem: Problem, layouts: np.ndarray) -> np.ndarray:
 class ConfigTable:
     """Every configuration of a problem, in canonical order, with its metrics and rule masks.
 
-    The row index is the canonical tie-break: layouts by (GPUs, rows, cols, PP, EP), then batch,
-    then draft length. ``violations`` maps each constraint name to a boolean array that is True
-    where the configuration breaks it.
+    The row index is the canonical tie-break: layouts by (GPUs, rows, cols, PP, EP), then batch.
+    ``draft_tokens`` is each configuration's draft length (0 without speculative decoding).
+    ``violations`` maps each constraint name to a boolean array, True where the configuration
+    breaks it.
     """
 
     problem: Problem
