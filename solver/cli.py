@@ -30,54 +30,39 @@ EXAMPLES = """examples:
 """
 
 
-def _positive_int(text: str) -> int:
+def _checked(text: str, parse, accept, expected: str):
+    """Parse a command-line value and check it, or fail with "must be <expected>, got '<text>'"."""
     try:
-        value = int(text)
+        value = parse(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got '{text}'")
+        value = None
+    if value is None or not accept(value):
+        raise argparse.ArgumentTypeError(f"must be {expected}, got '{text}'")
     return value
 
 
-def _nonnegative_int(text: str) -> int:
-    """A token count: ``8000``, ``8k`` or ``100K``."""
+def _positive_int(text: str) -> int:
+    return _checked(text, int, lambda v: v >= 1, "a positive integer")
+
+
+def _token_count(text: str) -> int:
+    """``8000``, ``8k`` or ``100K``."""
     clean = text.strip().lower()
     scale = 1000 if clean.endswith("k") else 1
-    try:
-        value = int(clean.removesuffix("k")) * scale
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0 (e.g. 8000 or 8k), got '{text}'") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got '{text}'")
-    return value
+    return _checked(text, lambda t: int(clean.removesuffix("k")) * scale, lambda v: v >= 0,
+                    "a whole number >= 0 (e.g. 8000 or 8k)")
 
 
 def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got '{text}'") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got '{text}'")
-    return value
+    return _checked(text, float, lambda v: 0 < v < float("inf"), "a positive number")
 
 
 def _fraction(text: str) -> float:
-    value = _positive_float(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got '{text}'")
-    return value
+    return _checked(text, float, lambda v: 0 < v <= 1, "in (0, 1]")
 
 
 def _acceptance(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got '{text}'") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got '{text}'")
-    return value
+    return _checked(text, float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
 def _batch_list(text: str) -> list[int]:
@@ -101,7 +86,7 @@ def add_problem_arguments(parser: argparse.ArgumentParser, *, need_model: bool =
     what.add_argument("--hardware", default="h100", help="built-in hardware (see 'infecon hardware') or a TOML path "
                       "(default: h100)")
     what.add_argument("--hardware-file", help="a hardware TOML (same as giving a path to --hardware)")
-    what.add_argument("--context", type=_nonnegative_int, default=0, help="context length in tokens (default 0)")
+    what.add_argument("--context", type=_token_count, default=0, help="context length in tokens (default 0)")
     what.add_argument("--weight-bits", type=_bits, default=16, help="weight precision (default 16)")
     what.add_argument("--activation-bits", type=_bits, default=16, help="activation precision (default 16)")
     what.add_argument("--kv-bits", type=_bits, help="KV-cache precision (default: activation bits)")
