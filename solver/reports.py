@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from formulations.space import batch_ladder
 from solver.frontier import CONTRACT_COLUMNS, Frontier
 
 
@@ -53,10 +54,25 @@ def format_frontier(frontier: Frontier, *, max_rows: int | None = 40) -> str:
              f"{len(frontier)} Pareto-optimal configurations, backend {frontier.backend}, "
              f"{frontier.wall_s:.2f} s",
              shown.to_string(index=False) + note]
+    cap_note = batch_cap_note(frontier)
+    if cap_note:
+        lines.append(cap_note)
     if not frontier.complete:
         lines.append(f"WARNING: the {frontier.backend} solver hit its time limit; this frontier is INCOMPLETE "
                      "(only the fastest part). Raise --time-limit.")
     return "\n".join(lines)
+
+
+def batch_cap_note(frontier: Frontier) -> str:
+    """A note when the cheapest point uses the largest batch searched: the cheap end may be cut off."""
+    space = frontier.problem.space
+    if space.batch_sizes is not None or len(frontier) == 0:
+        return ""
+    largest = space.max_batch if space.batch_mode == "all" else batch_ladder(space.max_batch)[-1]
+    if int(frontier.points["batch"].iloc[-1]) < largest:
+        return ""
+    return (f"note: the cheapest point uses the largest batch searched ({largest}); "
+            f"--max-batch {2 * space.max_batch} may extend the cheap end")
 
 
 def frontier_csv(frontier: Frontier) -> pd.DataFrame:

@@ -283,3 +283,17 @@ class TestConsoleScript:
         process.wait(timeout=60)
         assert first.decode().startswith(CONTRACT_HEADER)
         assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+
+
+class TestBatchCapNote:
+    """The table says when --max-batch, not the physics, ends the frontier's cheap side."""
+
+    def test_note_when_cheapest_point_uses_the_largest_batch(self, capsys):
+        """With --max-batch 16 the cheapest Llama 3 8B point uses batch 16, and the output says so."""
+        assert main(["frontier", "--model", "llama-3-8b", "--hardware", "h100", "--max-batch", "16"]) == 0
+        assert "largest batch searched (16)" in capsys.readouterr().out
+
+    def test_no_note_when_memory_or_cost_ends_the_frontier(self, capsys):
+        """At 100K context HBM capacity, not --max-batch, limits the batch: no note."""
+        assert main(["frontier", "--model", "llama-3-70b", "--hardware", "h100", "--context", "100k"]) == 0
+        assert "largest batch searched" not in capsys.readouterr().out
