@@ -17,7 +17,6 @@ from functools import cached_property
 import numpy as np
 
 from formulations.errors import InstanceError
-from formulations.params import parameter_counts
 from formulations.perf import ConfigMetrics, evaluate, hbm_used_bytes_per_gpu
 from formulations.specs import HardwareSpec, ModelSpec, SpeculativeDecoding, Workload
 
@@ -282,7 +281,3 @@ def tabulate(problem: Problem, layouts: Sequence[tuple[int, int, int, int]] | np
     return ConfigTable(problem=problem, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, batch=batch,
                        draft_tokens=metrics.draft_tokens, metrics=metrics, violations=violations)
 
-
-def weights_bytes(model: ModelSpec, workload: Workload) -> float:
-    """All stored weights at the workload's precision: what must fit across an instance's HBM."""
-    return parameter_counts(model).total * workload.weight_bytes
