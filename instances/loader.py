@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -91,17 +91,19 @@ def _check_number(path: Path, key: str, value: Any, *, positive: bool = True, at
     return float(value)
 
 
-def _reject_unknown(path: Path, data: Mapping[str, Any], allowed: set[str], prefix: str = "") -> None:
+def reject_unknown(where: str | Path, data: Mapping[str, Any], allowed: Iterable[str], prefix: str = "") -> None:
+    """Raise naming the first key of ``data`` not in ``allowed`` (so a typo never falls back to a default)."""
+    allowed = set(allowed)
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise InstanceError(
-            f"{path}: unknown field '{prefix}{unknown[0]}' (expected one of: {', '.join(sorted(allowed))})")
+            f"{where}: unknown field '{prefix}{unknown[0]}' (expected one of: {', '.join(sorted(allowed))})")
 
 
 def model_from_mapping(path: Path, data: Mapping[str, Any]) -> ModelSpec:
     """Validate one model's fields (already parsed) and build its ``ModelSpec``."""
     allowed = {"name", "attention", *_MODEL_INT_FIELDS, *_MODEL_BOOL_FIELDS}
-    _reject_unknown(path, data, allowed)
+    reject_unknown(path, data, allowed)
     for key in ("name", *_MODEL_REQUIRED):
         if key not in data:
             raise InstanceError(f"{path}: missing required field '{key}'")
@@ -160,7 +162,7 @@ def load_hardware(path: str | Path) -> HardwareSpec:
     path = Path(path)
     data = read_toml(path)
     allowed = {"name", "protocols", *_FLOP_KEYS, *_HW_POSITIVE, *_HW_NONNEGATIVE, *_HW_FRACTIONS, "node_size_gpus"}
-    _reject_unknown(path, data, allowed)
+    reject_unknown(path, data, allowed)
     required = ("name", "flop_per_s_16bit", "node_size_gpus", "protocols", *_HW_POSITIVE, *_HW_NONNEGATIVE)
     for key in required:
         if key not in data:
@@ -187,12 +189,12 @@ def load_hardware(path: str | Path) -> HardwareSpec:
 def _load_protocols(path: Path, table: Any, sources: dict[str, str]) -> dict[str, ProtocolLatency]:
     if not isinstance(table, dict) or not table:
         raise InstanceError(f"{path}: 'protocols' must be a table with at least one of {', '.join(PROTOCOL_NAMES)}")
-    _reject_unknown(path, table, set(PROTOCOL_NAMES), prefix="protocols.")
+    reject_unknown(path, table, set(PROTOCOL_NAMES), prefix="protocols.")
     protocols = {}
     for proto, entries in table.items():
         if not isinstance(entries, dict):
             raise InstanceError(f"{path}: 'protocols.{proto}' must be a table")
-        _reject_unknown(path, entries, set(_PROTOCOL_FIELDS), prefix=f"protocols.{proto}.")
+        reject_unknown(path, entries, set(_PROTOCOL_FIELDS), prefix=f"protocols.{proto}.")
         kwargs = {}
         for key in _PROTOCOL_FIELDS:
             full = f"protocols.{proto}.{key}"

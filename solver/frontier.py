@@ -52,6 +52,19 @@ def configuration_frame(table: ConfigTable, indices: Sequence[int]) -> pd.DataFr
     return frame.reset_index(drop=True)
 
 
+def cheapest_row_at_least(points: pd.DataFrame, tokens_per_second: float) -> int | None:
+    """Position of the cheapest frontier point at least this fast per request, or None if none is.
+
+    On an exact frontier this is the cheapest deployment meeting the speed, so sweeps and planning
+    runs need no solve of their own.
+    """
+    fast_enough = np.flatnonzero(points["tokens_per_second"].to_numpy(dtype=float) >= tokens_per_second)
+    if len(fast_enough) == 0:
+        return None
+    cost = points["usd_per_million_tokens"].to_numpy(dtype=float)
+    return int(fast_enough[np.argmin(cost[fast_enough])])
+
+
 @dataclass(frozen=True)
 class Frontier:
     """Non-dominated configurations, fastest first.

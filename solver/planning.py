@@ -44,16 +44,15 @@ import pandas as pd
 
 from formulations.errors import InfeconError, InstanceError
 from formulations.space import Problem
+from instances.loader import read_toml, reject_unknown
 from solver import api
-from solver.frontier import CONTRACT_COLUMNS
+from solver.frontier import CONTRACT_COLUMNS, cheapest_row_at_least
 from solver.sweeps import (
     PROBLEM_KNOBS,
     check_knob,
     is_number,
     layout_text,
     problem_arguments,
-    read_toml,
-    reject_unknown,
 )
 
 DEFAULT_ALPHA = 3.0  # paper sec. 4: alpha ~ 3 fits Artificial Analysis 2024 prices (eq. 45)
@@ -232,11 +231,11 @@ def recommend(points: pd.DataFrame, scenario: Scenario) -> int:
     speed = points["tokens_per_second"].to_numpy(dtype=float)
     cost = points["usd_per_million_tokens"].to_numpy(dtype=float)
     if scenario.min_speed is not None:
-        ok = np.flatnonzero(speed >= scenario.min_speed)
-        if not len(ok):
+        row = cheapest_row_at_least(points, scenario.min_speed)
+        if row is None:
             raise InfeconError(f"target speed unreachable: min_speed {scenario.min_speed:g} tok/s per request, "
                                f"the fastest deployment reaches {speed.max():.1f}")
-        return int(ok[np.argmin(cost[ok])])
+        return row
     score = scenario.alpha * np.log(speed) - np.log(cost)
     return int(np.argmax(score))
 

@@ -25,7 +25,7 @@ import argparse
 import dataclasses
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,8 +36,9 @@ import pandas as pd
 from formulations.errors import InfeconError, InstanceError
 from formulations.space import DEFAULT_MAX_GPUS, Problem
 from formulations.specs import PROTOCOL_NAMES, HardwareSpec, ModelSpec, ProtocolLatency
-from instances.loader import model_from_mapping, read_toml
+from instances.loader import model_from_mapping, read_toml, reject_unknown
 from solver import api
+from solver.frontier import cheapest_row_at_least
 from solver.reports import layout_label, save_figure
 
 DEFAULT_REPORT_SPEED_TOKENS_PER_S = 50.0
@@ -91,13 +92,6 @@ SWEEP_COLUMNS = ["parameter", "scale", "value", "max_tokens_per_second", "gpus_a
 
 
 # ---------------------------------------------------------------- shared settings validation
-
-
-def reject_unknown(where: str, data: Mapping[str, Any], allowed: Sequence[str] | set[str]) -> None:
-    """Raise naming the first key of ``data`` not in ``allowed``, with the allowed keys listed."""
-    unknown = sorted(set(data) - set(allowed))
-    if unknown:
-        raise InstanceError(f"{where}: unknown field '{unknown[0]}' (expected one of: {', '.join(sorted(allowed))})")
 
 
 def is_number(value: Any) -> bool:
@@ -523,10 +517,9 @@ def run_sweep(source: str | Path | Mapping[str, Any], *, backend: str = "auto") 
             continue
         pts = front.points
         fastest = pts.iloc[int(pts["tokens_per_second"].to_numpy().argmax())]
-        fast_enough = pts[pts["tokens_per_second"] >= speed]
-        # The frontier holds the cheapest point at every speed, so its cheapest fast-enough point is the optimum.
-        cost = float(fast_enough["usd_per_million_tokens"].min()) if len(fast_enough) else math.nan
-        if not len(fast_enough):
+        cheapest = cheapest_row_at_least(pts, speed)
+        cost = math.nan if cheapest is None else float(pts["usd_per_million_tokens"].iloc[cheapest])
+        if cheapest is None:
             row["note"] = f"slower than {speed:g} tok/s at best ({float(fastest['tokens_per_second']):.1f})"
         row.update(max_tokens_per_second=float(fastest["tokens_per_second"]), gpus_at_max=int(fastest["gpus"]),
                    layout_at_max=layout_text(fastest, point.problem.speculative is not None),
