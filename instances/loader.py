@@ -291,7 +291,10 @@ def _resolve(name: str, directory: Path, kind: str, aliases: Mapping[str, str]) 
     raise InstanceError(f"unknown {kind} '{name}' (built-in: {names}; or pass a file)")
 
 
-_HARDWARE_ALIASES = {"h100": "h100-sxm", "a100": "a100-sxm", "v100": "v100-sxm", "tpu-v4": "tpu-v4", "groq": "groq-lpu"}
+_HARDWARE_ALIASES = {
+    "h100": "h100-sxm", "a100": "a100-sxm", "v100": "v100-sxm", "tpu-v4": "tpu-v4", "groq": "groq-lpu",
+    "gb200": "gb200-nvl72", "nvl72": "gb200-nvl72", "gaudi-3": "gaudi3", "trillium": "tpu-v6e",
+}
 
 
 def get_model(name: str) -> ModelSpec:
@@ -300,5 +303,5 @@ def get_model(name: str) -> ModelSpec:
 
 
 def get_hardware(name: str) -> HardwareSpec:
-    """A built-in accelerator by file stem; ``h100`` means ``h100_sxm``."""
+    """A built-in accelerator by file stem; ``h100`` means ``h100_sxm`` and ``gb200`` ``gb200_nvl72``."""
     return load_hardware(_resolve(name, HARDWARE_DIR, "hardware", _HARDWARE_ALIASES))

@@ -358,3 +358,96 @@ class TestNameResolution:
         """The catalogue lists one name per file."""
         assert builtin_model_names() == [p.stem for p in MODEL_FILES]
         assert builtin_hardware_names() == [p.stem for p in HARDWARE_FILES]
+
+
+# The measured serving data (issue 8) names its models and hardware by file stem. These are the names it
+# uses; the development CSV sits next to the repository (../shared/measured/), and when it is there the
+# test below also reads it, so a new name in the data that the catalogue lacks fails here.
+SERVING_DATA_MODELS = ("deepseek_v3", "falcon_180b", "llama_2_70b", "llama_2_7b", "llama_3_1_405b", "llama_3_70b")
+SERVING_DATA_HARDWARE = ("h100_sxm", "h200", "mi300x")
+SERVING_DEV_CSV = Path(__file__).resolve().parents[1].parent / "shared" / "measured" / "serving_dev.csv"
+NEW_MODELS = ("llama_2_7b", "llama_2_70b", "falcon_180b")
+NEW_HARDWARE = ("mi325x", "mi355x", "b300", "gb200_nvl72", "h20", "l40s", "gaudi3", "tpu_v5e", "tpu_v6e")
+
+
+class TestServingCatalogue:
+    @pytest.mark.parametrize("name", SERVING_DATA_MODELS)
+    def test_data_model_resolves(self, name):
+        """Every model the measured serving data names is a built-in file of that stem."""
+        assert get_model(name) == load_model(MODELS_DIR / f"{name}.toml")
+
+    @pytest.mark.parametrize("name", SERVING_DATA_HARDWARE)
+    def test_data_hardware_resolves(self, name):
+        """Every accelerator the measured serving data names is a built-in file of that stem."""
+        assert get_hardware(name) == load_hardware(HARDWARE_DIR / f"{name}.toml")
+
+    def test_data_file_names_are_covered(self):
+        """The development CSV's model and hardware columns use only the names above (read when present)."""
+        if not SERVING_DEV_CSV.exists():
+            pytest.skip(f"{SERVING_DEV_CSV} is not next to this checkout; the name lists above are still tested")
+        import csv
+
+        with open(SERVING_DEV_CSV, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        assert rows
+        assert {row["model"] for row in rows} <= set(SERVING_DATA_MODELS)
+        assert {row["hardware"] for row in rows} <= set(SERVING_DATA_HARDWARE)
+
+    @pytest.mark.parametrize(("alias", "stem"), [
+        ("llama-2-70b", "llama_2_70b"), ("Llama-2-70B", "llama_2_70b"), ("Llama-2-7B", "llama_2_7b"),
+        ("llama 2 7b", "llama_2_7b"), ("Falcon-180B", "falcon_180b"), ("falcon_180b", "falcon_180b"),
+    ])
+    def test_model_aliases(self, alias, stem):
+        """Published names ('Llama-2-70B', 'Falcon-180B') resolve like their file stems."""
+        assert get_model(alias) == load_model(MODELS_DIR / f"{stem}.toml")
+
+    @pytest.mark.parametrize(("alias", "stem"), [
+        ("MI325X", "mi325x"), ("mi355x", "mi355x"), ("B300", "b300"), ("GB200 NVL72", "gb200_nvl72"),
+        ("gb200", "gb200_nvl72"), ("H20", "h20"), ("L40S", "l40s"), ("Gaudi 3", "gaudi3"), ("gaudi3", "gaudi3"),
+        ("TPU v5e", "tpu_v5e"), ("tpu-v6e", "tpu_v6e"), ("trillium", "tpu_v6e"),
+    ])
+    def test_hardware_aliases(self, alias, stem):
+        """Marketing names ('GB200 NVL72', 'Gaudi 3', 'TPU v5e') resolve to their files."""
+        assert get_hardware(alias) == load_hardware(HARDWARE_DIR / f"{stem}.toml")
+
+    @pytest.mark.parametrize("name", NEW_MODELS + NEW_HARDWARE)
+    def test_new_files_exist(self, name):
+        """Each model and accelerator issue 8 asks for is in the catalogue (and so in the sourced-fields tests)."""
+        assert name in builtin_model_names() + builtin_hardware_names()
+
+    def test_llama_2_7b_count_by_hand(self):
+        """Llama-2-7B counts 6,738,149,376 parameters: the published 6,738,415,616 less its 65 RMSNorm vectors."""
+        # attention 4 x 4096^2 = 67,108,864 (MHA: K and V as wide as Q); FFN 3 x 4096 x 11008 = 135,266,304;
+        # 32 layers x 202,375,168 = 6,476,005,376; embedding + unembedding 2 x 32000 x 4096 = 262,144,000.
+        # Published (safetensors) 6,738,415,616 - 6,738,149,376 = 266,240 = (2 x 32 + 1) x 4096 norm weights.
+        assert parameter_counts(get_model("llama_2_7b")).total == 6_738_149_376
+
+    def test_llama_2_70b_count_by_hand(self):
+        """Llama-2-70B counts 68,975,329,280 parameters: the published 68,976,648,192 less its 161 RMSNorm vectors."""
+        # attention 2 x 8192^2 + 2 x 8192 x (8 x 128) = 150,994,944; FFN 3 x 8192 x 28672 = 704,643,072;
+        # 80 layers x 855,638,016 = 68,451,041,280; embedding + unembedding 2 x 32000 x 8192 = 524,288,000.
+        # Published 68,976,648,192 - 68,975,329,280 = 1,318,912 = (2 x 80 + 1) x 8192 norm weights.
+        assert parameter_counts(get_model("llama_2_70b")).total == 68_975_329_280
+
+    def test_falcon_180b_count_by_hand(self):
+        """Falcon-180B counts 178,552,307,712 parameters, 0.8% under the card's round "180B"."""
+        # attention 2 x 14848^2 + 2 x 14848 x (8 x 64) = 456,130,560; GELU MLP 2 x 14848 x 59392 = 1,763,704,832;
+        # 80 layers x 2,219,835,392 = 177,586,831,360; one shared 65024 x 14848 embedding = 965,476,352.
+        counts = parameter_counts(get_model("falcon_180b"))
+        assert counts.total == 178_552_307_712
+        assert counts.total == pytest.approx(180e9, rel=0.015)  # "180B" is two significant figures
+
+    def test_architectures(self):
+        """The attention and FFN shapes that matter for KV size and step time are the configs' own."""
+        llama_7b, llama_70b, falcon = (get_model(n) for n in NEW_MODELS)
+        assert (llama_7b.n_heads, llama_7b.n_kv_heads, llama_7b.ffn_gated) == (32, 32, True)     # MHA, SwiGLU
+        assert (llama_70b.n_heads, llama_70b.n_kv_heads, llama_70b.ffn_gated) == (64, 8, True)   # GQA 8, SwiGLU
+        assert (falcon.n_heads, falcon.n_kv_heads, falcon.d_head) == (232, 8, 64)               # multi-group
+        assert falcon.parallel_attention and not falcon.ffn_gated and falcon.tied_embeddings
+        assert not llama_7b.parallel_attention and not llama_70b.parallel_attention
+
+    def test_scale_up_domains(self):
+        """GB200 NVL72 is one 72-GPU NVLink domain and a TPU v5e/v6e pod one 256-chip ICI domain."""
+        assert get_hardware("gb200_nvl72").node_size_gpus == 72
+        assert get_hardware("tpu_v5e").node_size_gpus == 256
+        assert get_hardware("tpu_v6e").node_size_gpus == 256
