@@ -28,10 +28,10 @@ PUBLISHED_TOTAL = {
     "palm_62b": 62.5e9,
     "palm_540b": 540e9,
     "gpt_4_rumoured": 1.8e12,
-    # Llama 2: the safetensors totals (6,738,415,616 and 68,976,648,192, norms included); Falcon: the card's "180B".
+    # Safetensors totals, norms included: Llama 2 6,738,415,616 and 68,976,648,192; Falcon-180B 179.523e9.
     "llama_2_7b": 6.738e9,
     "llama_2_70b": 68.98e9,
-    "falcon_180b": 180e9,
+    "falcon_180b": 179.52e9,
 }
 PUBLISHED_ACTIVE = {
     "mixtral_8x7b": 12.9e9,
