@@ -18,7 +18,8 @@ import numpy as np
 
 from formulations.errors import InstanceError
 from formulations.perf import ConfigMetrics, evaluate, hbm_used_bytes_per_gpu
-from formulations.specs import HardwareSpec, ModelSpec, SpeculativeDecoding, Workload
+from formulations.serving import serving_metrics
+from formulations.specs import EngineProfile, HardwareSpec, ModelSpec, Requests, SpeculativeDecoding, Workload
 
 DEFAULT_MAX_GPUS = 1024
 DEFAULT_MAX_BATCH = 8192
@@ -61,9 +62,11 @@ class Constraints:
 
     demand_tokens_per_s: float | None = None
     budget_usd_per_hour: float | None = None
+    ttft_max_s: float | None = None  # service-level objectives of a serving mode
+    tpot_max_s: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("demand_tokens_per_s", "budget_usd_per_hour"):
+        for name in ("demand_tokens_per_s", "budget_usd_per_hour", "ttft_max_s", "tpot_max_s"):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise InstanceError(f"'{name}' must be > 0 (got {value})")
@@ -71,7 +74,11 @@ class Constraints:
 
 @dataclass(frozen=True)
 class Problem:
-    """Everything that defines one frontier."""
+    """Everything that defines one frontier.
+
+    With ``engine`` None the configurations are the paper's decode-only model (``perf.evaluate``);
+    with an engine profile they are ``serving.serving_metrics`` of ``requests`` in ``mode``.
+    """
 
     model: ModelSpec
     hardware: HardwareSpec
@@ -79,6 +86,9 @@ class Problem:
     space: SearchSpace = field(default_factory=SearchSpace)
     constraints: Constraints = field(default_factory=Constraints)
     speculative: SpeculativeDecoding | None = None
+    requests: Requests | None = None
+    engine: EngineProfile | None = None
+    mode: str = "decode_only"
 
 
 def batch_ladder(max_batch: int) -> list[int]:
@@ -256,9 +266,20 @@ def _positions(order: np.ndarray) -> np.ndarray:
     return positions.astype(np.int64)
 
 
+def evaluate_configurations(problem: Problem, *, tp_rows, tp_cols, pp, ep, batch, draft_tokens=None) -> ConfigMetrics:
+    """The problem's metrics of each configuration: the paper's ``perf.evaluate`` without an engine, else the
+    serving model of its requests, engine and mode (``serving.serving_metrics``)."""
+    layout = dict(tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, batch=batch, draft_tokens=draft_tokens,
+                  speculative=problem.speculative)
+    if problem.engine is None:
+        return evaluate(problem.model, problem.hardware, problem.workload, **layout)
+    return serving_metrics(problem.model, problem.hardware, problem.workload, problem.requests, problem.engine,
+                           problem.mode, **layout)
+
+
 def tabulate(problem: Problem, layouts: Sequence[tuple[int, int, int, int]] | np.ndarray | None = None) -> ConfigTable:
     """Evaluate every configuration of the problem's space once (or of the given layouts)."""
-    model, hw, workload = problem.model, problem.hardware, problem.workload
+    model, hw = problem.model, problem.hardware
     if layouts is None:
         layouts = candidate_layouts(model, hw, problem.space)
     layouts = np.asarray(layouts, dtype=np.int64).reshape(-1, 4)
@@ -271,9 +292,13 @@ def tabulate(problem: Problem, layouts: Sequence[tuple[int, int, int, int]] | np
     tp_rows, tp_cols, pp, ep, batch = (a[keep] for a in (tp_rows, tp_cols, pp, ep, batch))
     if len(batch) == 0:
         raise InstanceError("the batch domain holds no size divisible by any valid pipeline degree")
-    metrics = evaluate(model, hw, workload, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, batch=batch,
-                       draft_tokens=problem.space.draft_tokens, speculative=problem.speculative)
+    metrics = evaluate_configurations(problem, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, batch=batch,
+                                      draft_tokens=problem.space.draft_tokens)
     violations = {"hbm_capacity": metrics.hbm_used_bytes_per_gpu > int(hw.hbm_capacity_bytes)}
+    if problem.constraints.ttft_max_s is not None:
+        violations["ttft_max"] = ~(metrics.ttft_s <= problem.constraints.ttft_max_s)
+    if problem.constraints.tpot_max_s is not None:
+        violations["tpot_max"] = ~(metrics.tpot_s <= problem.constraints.tpot_max_s)
     if problem.constraints.demand_tokens_per_s is not None:
         violations["demand_cap"] = metrics.total_tokens_per_second > problem.constraints.demand_tokens_per_s
     if problem.constraints.budget_usd_per_hour is not None:

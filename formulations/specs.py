@@ -145,3 +145,77 @@ class SpeculativeDecoding:
     drafter: ModelSpec
     acceptance: float
     max_draft_tokens: int = 8
+
+
+SERVING_MODES = ("decode_only", "static_batch", "closed_loop", "disaggregated")
+
+
+@dataclass(frozen=True)
+class Requests:
+    """What one request asks for: ``input_tokens`` of prompt (isl) and ``output_tokens`` generated (osl)."""
+
+    input_tokens: int
+    output_tokens: int
+
+    def __post_init__(self) -> None:
+        if self.input_tokens < 0 or self.output_tokens < 1:
+            raise ValueError(f"requests need isl >= 0 and osl >= 1 (got {self.input_tokens}, {self.output_tokens})")
+
+    @property
+    def mean_decode_context_tokens(self) -> int:
+        """The average context a decode step attends to: the prompt plus half the output (isl + osl/2)."""
+        return self.input_tokens + self.output_tokens // 2
+
+
+@dataclass(frozen=True)
+class KernelCounts:
+    """Serial kernels an engine launches per layer, by block type (collectives are counted by perf.py)."""
+
+    attention: int = 6  # norm, QKV GEMM, RoPE + KV write, attention, output GEMM, residual
+    mla_attention: int = 11  # norm, q_a, q norm, q_b, kv_a, kv norm, RoPE, two absorbed BMMs, attention, output
+    dense_ffn: int = 3  # gate/up GEMM, activation, down GEMM
+    moe_ffn: int = 7  # router, top-k, permute, grouped up GEMM, activation, grouped down GEMM, combine
+    shared_expert: int = 3  # gate/up GEMM, activation, down GEMM
+
+    def per_pass(self, model: ModelSpec) -> float:
+        """Kernels in one forward pass through every layer of ``model``."""
+        attention = self.mla_attention if model.attention == "mla" else self.attention
+        moe = self.moe_ffn + (self.shared_expert if model.n_shared_experts else 0)
+        return float(model.n_layers * attention + model.n_dense_layers * self.dense_ffn + model.n_moe_layers * moe)
+
+
+@dataclass(frozen=True)
+class EngineProfile:
+    """How a serving engine turns the physics into time: efficiencies and overheads (``serving.py``).
+
+    ``paper`` is True for the paper's assumptions: the hardware file's efficiencies, the paper's
+    kernel term (``perf.kernels_per_layer`` launches of ``kernel_launch_latency_s`` per layer) and
+    no other overhead. Otherwise the engine's own efficiencies apply and the overhead per forward
+    pass is ``kernels.per_pass(model) * kernel_s + step_s + micro_batch * n_layers * sequence_layer_s``:
+    a constant per pass plus a coefficient per sequence (affine in the batch). ``kernel_s_by_hardware``
+    maps a hardware's ``name`` to its own per-kernel time where the data measured it.
+    """
+
+    name: str
+    paper: bool = False
+    default_mode: str = "closed_loop"
+    flop_efficiency: float = 0.7
+    bandwidth_efficiency: float = 0.75
+    kernel_s: float = 4e-6
+    kernel_s_by_hardware: Mapping[str, float] = field(default_factory=dict)
+    sequence_layer_s: float = 0.0
+    step_s: float = 0.0
+    kernels: KernelCounts = field(default_factory=KernelCounts)
+    chunked_prefill: bool = True
+    attention_dp_for_mla: bool = False
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kernel_s_by_hardware", _frozen_map(self.kernel_s_by_hardware))
+        object.__setattr__(self, "sources", _frozen_map(self.sources))
+        if self.default_mode not in SERVING_MODES:
+            raise ValueError(f"'default_mode' must be one of {SERVING_MODES} (got {self.default_mode!r})")
+
+    def kernel_s_on(self, hw: HardwareSpec) -> float:
+        """Seconds per kernel on ``hw``: its own fitted value where the profile has one, else ``kernel_s``."""
+        return self.kernel_s_by_hardware.get(hw.name, self.kernel_s)

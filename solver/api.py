@@ -16,9 +16,26 @@ import pandas as pd
 
 from formulations.errors import InstanceError, NoFeasibleLayoutError
 from formulations.params import parameter_counts
-from formulations.perf import ConfigMetrics, evaluate
-from formulations.space import Constraints, Problem, SearchSpace, candidate_layouts, layout_rule_violation, tabulate
-from formulations.specs import HardwareSpec, ModelSpec, SpeculativeDecoding, Workload
+from formulations.perf import ConfigMetrics
+from formulations.space import (
+    Constraints,
+    Problem,
+    SearchSpace,
+    candidate_layouts,
+    evaluate_configurations,
+    layout_rule_violation,
+    tabulate,
+)
+from formulations.specs import (
+    SERVING_MODES,
+    EngineProfile,
+    HardwareSpec,
+    ModelSpec,
+    Requests,
+    SpeculativeDecoding,
+    Workload,
+)
+from instances.engines import get_engine
 from instances.loader import (
     builtin_hardware_names,
     builtin_model_names,
@@ -31,6 +48,8 @@ from solver.epsilon import solve_point, trace_frontier
 from solver.frontier import Frontier
 
 DEFAULT_ACCEPTANCE = 0.8
+DEFAULT_ISL = 1024  # input and output tokens per request when a serving engine is used and none are given
+DEFAULT_OSL = 1024
 
 
 def resolve_model(model: str | Path | ModelSpec) -> ModelSpec:
@@ -61,7 +80,37 @@ def _positive(name: str, value, *, allow_zero: bool = False) -> None:
         raise InstanceError(f"'{name}' must be {rule} (got {value!r})")
 
 
-def build_problem(model: str | Path | ModelSpec, hardware: str | Path | HardwareSpec, *, context_tokens: int = 0,
+def resolve_serving(engine: str | Path | EngineProfile | None, mode: str | None, isl: int | None, osl: int | None,
+                    context_tokens: int | None) -> tuple[EngineProfile | None, str, Requests | None, int]:
+    """The engine profile, mode, requests and decode context a problem uses.
+
+    No engine: the paper's decode-only model at ``context_tokens`` (default 0), as before serving
+    existed. ``paper`` without isl/osl: the same numbers (decode-only at ``context_tokens``). Any
+    other case: requests of ``isl`` / ``osl`` tokens (default 1024 / 1024) in ``mode`` (default: the
+    engine's), decoding at the mean context isl + osl/2 unless ``context_tokens`` overrides it.
+    """
+    for name, value in (("isl", isl), ("osl", osl), ("context", context_tokens)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0
+                                  or (name == "osl" and value < 1)):
+            rule = ">= 1" if name == "osl" else ">= 0"
+            raise InstanceError(f"'{name}' must be a whole number of tokens {rule} (got {value!r})")
+    if engine is None:
+        return None, "decode_only", None, int(context_tokens or 0)
+    profile = engine if isinstance(engine, EngineProfile) else get_engine(str(engine))
+    mode = mode or profile.default_mode
+    if mode not in SERVING_MODES:
+        raise InstanceError(f"'mode' must be one of {', '.join(SERVING_MODES)} (got {mode!r})")
+    if profile.paper and mode == "decode_only" and isl is None and osl is None:
+        return profile, mode, Requests(0, 1), int(context_tokens or 0)
+    requests = Requests(DEFAULT_ISL if isl is None else int(isl), DEFAULT_OSL if osl is None else int(osl))
+    context = requests.mean_decode_context_tokens if context_tokens is None else int(context_tokens)
+    return profile, mode, requests, context
+
+
+def build_problem(model: str | Path | ModelSpec, hardware: str | Path | HardwareSpec, *,
+                  context_tokens: int | None = None, isl: int | None = None, osl: int | None = None,
+                  engine: str | Path | EngineProfile | None = None, mode: str | None = None,
+                  ttft_max_s: float | None = None, tpot_max_s: float | None = None,
                   weight_bits: int = 16, activation_bits: int = 16, kv_bits: int | None = None,
                   price_usd_per_hour: float | None = None, flop_efficiency: float | None = None,
                   bandwidth_efficiency: float | None = None, demand_tokens_per_s: float | None = None,
@@ -72,12 +121,17 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
     """Assemble and validate a ``Problem`` from names or specs and the usual knobs.
 
     Unset knobs keep the hardware file's values (price, efficiencies) and the search-space
-    defaults. ``kv_bits`` defaults to ``activation_bits``.
+    defaults. ``kv_bits`` defaults to ``activation_bits``. ``engine`` (a profile name such as
+    ``generic``, ``vllm`` or ``paper``) switches to the serving model (``resolve_serving``);
+    ``ttft_max_s`` and ``tpot_max_s`` are its service-level constraints.
     """
     spec = resolve_model(model)
     hw = resolve_hardware(hardware)
-    if isinstance(context_tokens, bool) or not isinstance(context_tokens, int | np.integer) or context_tokens < 0:
-        raise InstanceError(f"'context' must be a whole number of tokens >= 0 (got {context_tokens!r})")
+    profile, mode, requests, context_tokens = resolve_serving(engine, mode, isl, osl, context_tokens)
+    _positive("ttft_max", ttft_max_s)
+    _positive("tpot_max", tpot_max_s)
+    if profile is None and (ttft_max_s is not None or tpot_max_s is not None):
+        raise InstanceError("'ttft_max'/'tpot_max' need a serving engine (e.g. engine='generic')")
     for name, bits in (("weight_bits", weight_bits), ("activation_bits", activation_bits), ("kv_bits", kv_bits)):
         if bits is not None and bits not in (4, 8, 16, 32):
             raise InstanceError(f"'{name}' must be one of 4, 8, 16, 32 (got {bits!r})")
@@ -106,7 +160,8 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
             raise InstanceError(f"'acceptance' must be in [0, 1) (got {acceptance})")
         speculative = SpeculativeDecoding(resolve_model(draft), acceptance, max_draft_tokens)
     return Problem(spec, hw, workload, SearchSpace(**space_kwargs),
-                   Constraints(demand_tokens_per_s, budget_usd_per_hour), speculative)
+                   Constraints(demand_tokens_per_s, budget_usd_per_hour, ttft_max_s, tpot_max_s), speculative,
+                   requests=requests, engine=profile, mode=mode)
 
 
 def diagnose_infeasible(problem: Problem) -> str:
@@ -204,8 +259,8 @@ def explain(model, hardware, *, tp: int = 1, tp_rows: int = 1, tp_cols: int | No
                                       max_gpus=max(problem.space.max_gpus, tp_rows * cols * pp))
     if violation is None and batch % pp:
         violation = f"pp_divides_batch: a batch of {batch} does not split into {pp} equal micro-batches"
-    metrics = evaluate(problem.model, problem.hardware, problem.workload, tp_rows=tp_rows, tp_cols=cols, pp=pp, ep=ep,
-                       batch=batch, draft_tokens=draft_tokens, speculative=problem.speculative)
+    metrics = evaluate_configurations(problem, tp_rows=tp_rows, tp_cols=cols, pp=pp, ep=ep, batch=batch,
+                                      draft_tokens=draft_tokens)
     return Explanation(problem, tp_rows, cols, pp, ep, batch, int(metrics.draft_tokens), metrics, violation,
                        problem.hardware.hbm_capacity_bytes)
 

@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 
 from formulations.errors import InfeconError
 from formulations.space import DEFAULT_MAX_BATCH, DEFAULT_MAX_GPUS
+from formulations.specs import SERVING_MODES
+from instances.engines import DEFAULT_ENGINE, builtin_engine_names
 from solver import api, reports
 from solver.backends import BACKEND_NAMES
 
@@ -20,13 +22,29 @@ EXIT_USAGE = 2
 
 EXAMPLES = """examples:
   infecon frontier --model llama-3-70b --hardware h100
+  infecon frontier --model llama-3-70b --hardware h100 --isl 2000 --osl 500 --ttft-max 1
+  infecon frontier --model llama-3-70b --hardware h100 --engine paper --context 8000
   infecon frontier --model llama-3-70b --hardware h100 --context 8000 --csv out/llama70b.csv --plot out/llama70b.png
   infecon frontier --model llama-3-1-405b --hardware h100 --draft llama-3-8b --acceptance 0.8
   infecon frontier --model llama-3-70b --hardware h100 --min-speed 60
   infecon explain --model llama-3-70b --hardware h100 --tp 8 --pp 1 --batch 64 --context 8000
   infecon sweep instances/scenarios/sweep_bandwidth.toml
   infecon plan instances/scenarios/plan_example.toml --out out/plan
+  infecon validate --data ../shared/measured/serving_dev.csv --out out/validated.csv
+  infecon calibrate --data ../shared/measured/serving_dev.csv --engine vllm --out instances/engines/vllm.toml
   infecon models
+
+engines and modes:
+  An engine profile (instances/engines/<family>.toml) says how a serving engine turns the physics into
+  time: its compute and HBM efficiencies, seconds per kernel launch (per-layer kernel counts by block
+  type), a fixed cost per step and a cost per sequence per layer per step, fitted by 'infecon calibrate'
+  on published measurements. generic is fitted on all of them; paper is the paper's model (hardware
+  efficiencies, 4 kernels per layer, no other overhead).
+  Modes: decode_only (the paper: speed = 1/decode step, prefill not charged); static_batch (all
+  requests start together: speed = osl / (TTFT + (osl-1) TPOT)); closed_loop (continuous batching,
+  the default: each decode step also carries batch/osl prefills, TTFT includes queueing);
+  disaggregated (separate prefill and decode instances; decode never pays for prefill, the KV cache
+  crosses the network). Prefill GPU time is priced per input token, decode per output token.
 """
 
 
@@ -86,7 +104,11 @@ def add_problem_arguments(parser: argparse.ArgumentParser, *, need_model: bool =
     what.add_argument("--hardware", default="h100", help="built-in hardware (see 'infecon hardware') or a TOML path "
                       "(default: h100)")
     what.add_argument("--hardware-file", help="a hardware TOML (same as giving a path to --hardware)")
-    what.add_argument("--context", type=_token_count, default=0, help="context length in tokens (default 0)")
+    what.add_argument("--isl", type=_token_count, help=f"input (prompt) tokens per request (default {api.DEFAULT_ISL}; "
+                      "with --engine paper and no --isl/--osl: the paper's decode-only model at --context)")
+    what.add_argument("--osl", type=_token_count, help=f"output tokens per request (default {api.DEFAULT_OSL})")
+    what.add_argument("--context", type=_token_count,
+                      help="decode context in tokens, overriding isl + osl/2 (the paper's model: default 0)")
     what.add_argument("--weight-bits", type=_bits, default=16, help="weight precision (default 16)")
     what.add_argument("--activation-bits", type=_bits, default=16, help="activation precision (default 16)")
     what.add_argument("--kv-bits", type=_bits, help="KV-cache precision (default: activation bits)")
@@ -97,6 +119,16 @@ def add_problem_arguments(parser: argparse.ArgumentParser, *, need_model: bool =
                       help="longest draft considered; each configuration uses its latency-optimal length (default 8)")
     what.add_argument("--draft-tokens", type=_positive_int,
                       help="fix the draft length instead of choosing the optimum per configuration")
+    serving = parser.add_argument_group("serving engine and mode (see 'engines and modes' below)")
+    serving.add_argument("--engine", default=DEFAULT_ENGINE,
+                         help=f"engine profile: {', '.join(builtin_engine_names())} or a profile TOML "
+                              f"(default {DEFAULT_ENGINE})")
+    serving.add_argument("--mode", choices=SERVING_MODES,
+                         help="serving mode (default: the engine's; closed_loop, or decode_only for paper)")
+    serving.add_argument("--ttft-max", type=_positive_float, metavar="S",
+                         help="longest acceptable time to first token, seconds (an SLO constraint)")
+    serving.add_argument("--tpot-max", type=_positive_float, metavar="S",
+                         help="longest acceptable time per output token, seconds (an SLO constraint)")
     economics = parser.add_argument_group("hardware and economics")
     economics.add_argument("--price", type=_positive_float, help="USD per GPU-hour (default: the hardware file's)")
     economics.add_argument("--flop-efficiency", type=_fraction, help="sustained share of peak FLOP/s (default: file)")
@@ -117,7 +149,9 @@ def add_problem_arguments(parser: argparse.ArgumentParser, *, need_model: bool =
 
 def problem_kwargs(args: argparse.Namespace) -> dict:
     return dict(
-        context_tokens=args.context, weight_bits=args.weight_bits, activation_bits=args.activation_bits,
+        context_tokens=args.context, isl=args.isl, osl=args.osl, engine=args.engine, mode=args.mode,
+        ttft_max_s=args.ttft_max, tpot_max_s=args.tpot_max, weight_bits=args.weight_bits,
+        activation_bits=args.activation_bits,
         kv_bits=args.kv_bits, price_usd_per_hour=args.price, flop_efficiency=args.flop_efficiency,
         bandwidth_efficiency=args.bandwidth_efficiency, demand_tokens_per_s=args.demand,
         budget_usd_per_hour=args.budget, max_gpus=args.max_gpus, max_batch=args.max_batch,

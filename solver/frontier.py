@@ -49,7 +49,23 @@ def configuration_frame(table: ConfigTable, indices: Sequence[int]) -> pd.DataFr
         "step_bound": np.where(memory_bound, "memory", "compute"),
         "config_index": idx,
     })
+    for column, values in serving_columns(m, idx).items():
+        frame[column] = values
     return frame.reset_index(drop=True)
+
+
+SERVING_COLUMNS = {"ttft_ms": ("ttft_s", 1e3), "tpot_ms": ("tpot_s", 1e3),
+                   "usd_per_million_input_tokens": ("usd_per_million_input_tokens", 1.0),
+                   "blended_usd_per_million_tokens": ("blended_usd_per_million_tokens", 1.0),
+                   "engine_overhead_ms": ("engine_overhead_s", 1e3), "prefill_ms": ("prefill_s", 1e3)}
+
+
+def serving_columns(metrics, idx) -> dict[str, np.ndarray]:
+    """The serving model's extra columns (TTFT, TPOT, input and blended prices), when it produced the metrics."""
+    if getattr(metrics, "ttft_s", None) is None:
+        return {}
+    return {column: np.asarray(getattr(metrics, name), dtype=float)[idx] * scale
+            for column, (name, scale) in SERVING_COLUMNS.items()}
 
 
 def cheapest_row_at_least(points: pd.DataFrame, tokens_per_second: float) -> int | None:

@@ -32,6 +32,10 @@ def frontier_table(frontier: Frontier) -> pd.DataFrame:
     })
     if frontier.problem.speculative is not None:
         table.insert(7, "draft", p["draft_tokens"])
+    if "ttft_ms" in p:
+        table["TTFT ms"] = p["ttft_ms"].round(1)
+        table["TPOT ms"] = p["tpot_ms"].round(2)
+        table["$/M in"] = p["usd_per_million_input_tokens"].map(lambda v: f"{v:.4g}")
     return table
 
 
@@ -39,7 +43,8 @@ def format_frontier(frontier: Frontier, *, max_rows: int | None = 40) -> str:
     """A header line, the table (thinned evenly to ``max_rows``), and a completeness warning if any."""
     problem = frontier.problem
     w = problem.workload
-    header = (f"{problem.model.name} on {problem.hardware.name}: context {w.context_tokens} tokens, "
+    header = (f"{problem.model.name} on {problem.hardware.name}: {serving_label(problem)}"
+              f"context {w.context_tokens} tokens, "
               f"weights {w.weight_bits}-bit, KV {w.kv_bits}-bit, ${problem.hardware.price_usd_per_hour:g}/GPU-hour"
               + (f", drafter {problem.speculative.drafter.name} (acceptance {problem.speculative.acceptance:g})"
                  if problem.speculative else ""))
@@ -61,6 +66,14 @@ def format_frontier(frontier: Frontier, *, max_rows: int | None = 40) -> str:
         lines.append(f"WARNING: the {frontier.backend} solver hit its time limit; this frontier is INCOMPLETE "
                      "(only the fastest part). Raise --time-limit.")
     return "\n".join(lines)
+
+
+def serving_label(problem) -> str:
+    """``engine generic, closed_loop, isl 2000 / osl 500, `` (empty for the paper's model without an engine)."""
+    if problem.engine is None:
+        return ""
+    r = problem.requests
+    return f"engine {problem.engine.name}, {problem.mode}, isl {r.input_tokens} / osl {r.output_tokens}, "
 
 
 def batch_cap_note(frontier: Frontier) -> str:
@@ -109,6 +122,14 @@ def format_explanation(expl) -> str:
     lines.append(f"per request {float(m.tokens_per_second):.2f} tok/s (latency {float(m.latency_s) * 1e3:.3f} ms); "
                  f"instance {float(m.total_tokens_per_second):.1f} tok/s on {int(m.gpus)} GPUs; "
                  f"${float(m.usd_per_million_tokens):.4g} per million tokens; MFU {100 * float(m.utilization):.2f}%")
+    if getattr(m, "ttft_s", None) is not None:
+        r = problem.requests
+        lines.append(f"serving ({serving_label(problem).rstrip(', ')}): TTFT {float(m.ttft_s) * 1e3:.1f} ms, "
+                     f"TPOT {float(m.tpot_s) * 1e3:.2f} ms (engine overhead {float(m.engine_overhead_s) * 1e3:.2f} ms "
+                     f"per step), prefill pass {float(m.prefill_s) * 1e3:.1f} ms; "
+                     f"${float(m.usd_per_million_tokens):.4g}/M output, ${float(m.usd_per_million_input_tokens):.4g}/M "
+                     f"input, ${float(m.blended_usd_per_million_tokens):.4g}/M blended at "
+                     f"{r.input_tokens}:{r.output_tokens}")
     return "\n".join(lines)
 
 

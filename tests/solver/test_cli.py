@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from formulations.errors import InstanceError
+from instances.engines import DEFAULT_ENGINE
 from instances.loader import (
     HARDWARE_DIR,
     MODELS_DIR,
@@ -58,8 +59,8 @@ def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
 
 @pytest.fixture(scope="module")
 def llama_70b_frontier() -> pd.DataFrame:
-    """The whole llama-3-70b / h100 frontier from the API, the oracle for the single-point queries."""
-    return api.frontier("llama-3-70b", "h100").points
+    """The whole llama-3-70b / h100 frontier from the API at the CLI's default engine, the oracle for the queries."""
+    return api.frontier("llama-3-70b", "h100", engine=DEFAULT_ENGINE).points
 
 
 class TestFrontier:

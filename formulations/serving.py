@@ -1,0 +1,262 @@
+"""The serving model: prefill, engine overheads, serving modes and prices, all from ``perf.decode_step``.
+
+One physics: a forward pass is ``perf.decode_step``. A decode step carries one token per sequence
+at the mean decode context isl + osl/2; a prefill pass carries isl tokens per sequence at the mean
+causal context isl/2, so its arithmetic is compute-bound and its attention quadratic in isl
+(``tokens * context``). What an engine adds (``EngineProfile``) is applied to that step here:
+
+* its efficiencies scale the arithmetic and HBM terms (``perf`` divides by them linearly, so a
+  step evaluated at 100 % efficiency is scaled exactly);
+* its overhead per pass is a **constant** (kernels per layer by block type times seconds per
+  kernel, plus a fixed scheduling cost per step) plus a **coefficient per sequence**
+  (``n_layers * sequence_layer_s``): affine in the micro-batch, the form the encodings use.
+
+Serving modes turn pass times into what a user sees (per request: TTFT, TPOT, tokens/s):
+
+* ``decode_only``: the paper: every step decodes, prefill is not charged to speed;
+  TPOT = decode step, per-user speed = 1 / TPOT.
+* ``static_batch``: all ``b`` requests start together; TTFT = one prefill pass of b x isl tokens,
+  TPOT = decode step at b, per-user speed = osl / (TTFT + (osl - 1) TPOT).
+* ``closed_loop``: continuous batching at ``b`` requests in flight per instance. In steady state
+  b/osl requests finish and arrive per step, so each step also carries b/osl prefills of one
+  isl-token sequence (P1): TPOT = decode step + (micro_batch / osl) P1 (affine in the batch).
+  The prefill share of a step is rho = (micro_batch / osl) P1 / TPOT; a new request waits for the
+  prefills ahead of it as in an M/D/1 queue: TTFT = P1 (1 + rho / (2 (1 - rho))).
+* ``disaggregated``: separate prefill and decode instances of the same layout. The decode pool
+  never pays for prefill: TPOT = decode step. The prefill pool runs P1 per request at utilisation
+  rho_p (given by the instance counts, or ``DEFAULT_PREFILL_UTILIZATION`` when sizing it), and the
+  KV cache of isl tokens crosses the network: TTFT = P1 (1 + rho_p / (2 (1 - rho_p))) + transfer.
+
+Prices: prefill GPU time is charged to input tokens, decode GPU time to output tokens
+(``usd_per_million_tokens`` stays the output price); the blended price weighs them isl:osl.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from formulations.params import kv_elements_per_token
+from formulations.perf import ConfigMetrics, StepTime, decode_step, evaluate, expected_tokens_per_iteration
+from formulations.specs import (
+    SERVING_MODES,
+    EngineProfile,
+    HardwareSpec,
+    ModelSpec,
+    Requests,
+    SpeculativeDecoding,
+    Workload,
+)
+
+DEFAULT_PREFILL_UTILIZATION = 0.7  # a disaggregated prefill pool sized to run 70 % busy (assumption)
+
+
+@dataclass(frozen=True)
+class PassTime:
+    """One forward pass: the physics at the engine's efficiencies plus the engine's affine overhead.
+
+    ``total_s = physics.total_s + constant_s + per_sequence_s * micro_batch``; the engine's
+    kernel term is inside ``physics.kernel_latency_s`` (also a constant per pass).
+    """
+
+    physics: StepTime
+    constant_s: np.ndarray
+    per_sequence_s: np.ndarray
+    micro_batch: np.ndarray
+
+    @property
+    def overhead_s(self) -> np.ndarray:
+        """Engine time beyond the paper's four terms: kernels, fixed step cost and per-sequence cost."""
+        return self.physics.kernel_latency_s + self.constant_s + self.per_sequence_s * self.micro_batch
+
+    @property
+    def total_s(self) -> np.ndarray:
+        return self.physics.total_s + self.constant_s + self.per_sequence_s * self.micro_batch
+
+
+def unit_hardware(hw: HardwareSpec) -> HardwareSpec:
+    """``hw`` at 100 % efficiency and no kernel term: the step an engine's parameters then scale."""
+    return dataclasses.replace(hw, flop_efficiency=1.0, bandwidth_efficiency=1.0, kernel_launch_latency_s=0.0)
+
+
+def engine_pass(unit: StepTime, model: ModelSpec, hw: HardwareSpec, engine: EngineProfile, micro_batch) -> PassTime:
+    """Apply an engine to a pass evaluated on ``unit_hardware(hw)``: efficiencies, kernels, overheads."""
+    micro_batch = np.asarray(micro_batch, dtype=float)
+    kernel_s = engine.kernels.per_pass(model) * engine.kernel_s_on(hw)
+    physics = dataclasses.replace(
+        unit, compute_s=unit.compute_s / engine.flop_efficiency,
+        hbm_read_s=unit.hbm_read_s / engine.bandwidth_efficiency,
+        kernel_latency_s=np.full(np.shape(unit.kernel_latency_s), kernel_s))
+    return PassTime(physics, np.full(np.shape(micro_batch), engine.step_s),
+                    np.full(np.shape(micro_batch), model.n_layers * engine.sequence_layer_s), micro_batch)
+
+
+def forward_pass(model: ModelSpec, hw: HardwareSpec, workload: Workload, engine: EngineProfile, *, tp_rows, tp_cols,
+                 pp, ep, micro_batch, tokens_per_sequence=1, context_tokens=None) -> PassTime:
+    """One pass of ``tokens_per_sequence`` tokens for each of ``micro_batch`` sequences at ``context_tokens``.
+
+    ``context_tokens`` defaults to the workload's decode context. The paper profile is
+    ``perf.decode_step`` unchanged (its own kernel term, the hardware's efficiencies, no overhead).
+    """
+    if context_tokens is not None:
+        workload = dataclasses.replace(workload, context_tokens=context_tokens)
+    layout = dict(tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, micro_batch=micro_batch,
+                  tokens_per_sequence=tokens_per_sequence)
+    micro_batch = np.asarray(micro_batch, dtype=float)
+    if engine.paper:
+        physics = decode_step(model, hw, workload, **layout)
+        zero = np.zeros(np.shape(physics.total_s))
+        return PassTime(physics, zero, zero, np.broadcast_to(micro_batch, zero.shape))
+    return engine_pass(decode_step(model, unit_hardware(hw), workload, **layout), model, hw, engine, micro_batch)
+
+
+def prefill_context_tokens(requests: Requests) -> float:
+    """Mean context a prompt token attends to under a causal mask: (isl + 1) / 2 (attention quadratic in isl)."""
+    return (requests.input_tokens + 1) / 2
+
+
+def kv_transfer_s(model: ModelSpec, hw: HardwareSpec, workload: Workload, requests: Requests, tp) -> np.ndarray:
+    """Seconds to send one request's prompt KV cache from a prefill to a decode instance.
+
+    Each of the ``tp`` GPUs sends its shard over its own network link at the inter-node bandwidth.
+    """
+    kv_bytes = requests.input_tokens * kv_elements_per_token(model) * workload.kv_bytes
+    return kv_bytes / (np.asarray(tp, dtype=float) * hw.inter_node_bandwidth_bytes_per_s)
+
+
+@dataclass(frozen=True)
+class ModeTimes:
+    """What one request sees in a serving mode, and the GPU seconds charged to output and input tokens."""
+
+    ttft_s: np.ndarray
+    tpot_s: np.ndarray
+    tokens_per_second: np.ndarray  # per request, output tokens over its end-to-end time (1 / TPOT in steady state)
+    total_tokens_per_second: np.ndarray  # output tokens per second of one (decode) instance
+    output_gpu_s_per_token: np.ndarray  # instance-seconds charged to each output token (multiply by GPUs and price)
+    input_gpu_s_per_token: np.ndarray  # instance-seconds charged to each input token
+
+
+def _waiting_factor(rho):
+    """1 + rho / (2 (1 - rho)): M/D/1 time in system over service time (Pollaczek-Khinchine)."""
+    rho = np.clip(np.asarray(rho, dtype=float), 0.0, 0.999)
+    return 1.0 + rho / (2.0 * (1.0 - rho))
+
+
+def mode_times(mode: str, requests: Requests, *, decode_s, prefill_batch_s, prefill_one_s, batch, pp,
+               transfer_s=0.0, prefill_utilization=DEFAULT_PREFILL_UTILIZATION) -> ModeTimes:
+    """TTFT, TPOT, speeds and charged time of a serving mode from its pass times (module docstring).
+
+    Args:
+        decode_s: seconds per decode step at the micro-batch ``batch / pp``.
+        prefill_batch_s: one prefill pass over the whole micro-batch (static batch).
+        prefill_one_s: one prefill pass of a single isl-token sequence through the full model (P1).
+        batch: requests in flight per (decode) instance; pp: pipeline stages.
+        transfer_s: KV transfer per request (disaggregated); prefill_utilization: its prefill pool's.
+    """
+    if mode not in SERVING_MODES:
+        raise ValueError(f"mode must be one of {SERVING_MODES} (got {mode!r})")
+    isl, osl = requests.input_tokens, requests.output_tokens
+    batch = np.asarray(batch, dtype=float)
+    micro_batch = batch / np.asarray(pp, dtype=float)
+    decode_s, prefill_one_s = np.asarray(decode_s, dtype=float), np.asarray(prefill_one_s, dtype=float)
+    per_input = (lambda seconds: seconds / isl) if isl > 0 else (lambda seconds: np.full(np.shape(seconds), np.nan))
+    if mode == "static_batch":
+        ttft = np.asarray(prefill_batch_s, dtype=float)
+        tpot = decode_s
+        speed = osl / (ttft + (osl - 1) * tpot)
+        return ModeTimes(ttft, tpot, speed, batch * speed, (osl - 1) * tpot / (osl * batch), per_input(ttft / batch))
+    prefill_gpu_s = prefill_one_s / np.asarray(pp, dtype=float)  # P1 occupies each of pp stages 1/pp of the time
+    if mode == "closed_loop":
+        amortised = micro_batch / osl * prefill_one_s
+        tpot = decode_s + amortised
+        ttft = prefill_one_s * _waiting_factor(amortised / tpot)
+    elif mode == "disaggregated":
+        tpot = decode_s
+        ttft = prefill_one_s * _waiting_factor(prefill_utilization) + transfer_s
+        prefill_gpu_s = prefill_gpu_s / prefill_utilization  # an idle share of the pool is paid for too
+    else:  # decode_only: the paper's model; a lone request's prefill is reported but not charged to speed
+        tpot = decode_s
+        ttft = prefill_one_s
+    ttft = np.broadcast_to(ttft, np.shape(tpot))
+    return ModeTimes(ttft, tpot, 1.0 / tpot, batch / tpot, decode_s / batch, per_input(prefill_gpu_s))
+
+
+@dataclass(frozen=True)
+class ServingMetrics(ConfigMetrics):
+    """``ConfigMetrics`` of a serving mode: speed, latency and cost are the mode's, plus TTFT and prices.
+
+    ``latency_s`` is 1 / per-request speed (TPOT in steady state), ``usd_per_million_tokens`` the
+    price per million output tokens.
+    """
+
+    ttft_s: np.ndarray = None
+    tpot_s: np.ndarray = None
+    usd_per_million_input_tokens: np.ndarray = None
+    blended_usd_per_million_tokens: np.ndarray = None
+    engine_overhead_s: np.ndarray = None  # per decode step: kernels, fixed and per-sequence costs
+    prefill_s: np.ndarray = None  # one isl-token prefill pass (P1), or the batch's in static batch
+
+
+def serving_metrics(model: ModelSpec, hw: HardwareSpec, workload: Workload, requests: Requests,
+                    engine: EngineProfile, mode: str, *, tp_rows, tp_cols, pp, ep, batch,
+                    speculative: SpeculativeDecoding | None = None, draft_tokens=None,
+                    prefill_utilization: float = DEFAULT_PREFILL_UTILIZATION) -> ServingMetrics:
+    """TTFT, TPOT, per-request and per-instance speed, and input/output/blended prices of deployments.
+
+    Vectorised like ``perf.evaluate`` over layouts and batches (``batch`` is per instance); the
+    decode context is ``workload.context_tokens`` (isl + osl/2 unless the caller overrides it).
+    With ``engine.paper`` and ``mode == "decode_only"`` every ``ConfigMetrics`` field equals
+    ``perf.evaluate``'s. With a drafter, the engine's per-pass overhead is added to each target
+    and drafter pass of an iteration (the draft length is chosen without it).
+    """
+    tp_rows, tp_cols, pp, ep = (np.asarray(x, dtype=np.int64) for x in (tp_rows, tp_cols, pp, ep))
+    batch = np.asarray(batch, dtype=np.int64)
+    micro_batch = batch / pp
+    layout = dict(tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep)
+    physics_hw = hw if engine.paper else dataclasses.replace(
+        hw, flop_efficiency=engine.flop_efficiency, bandwidth_efficiency=engine.bandwidth_efficiency,
+        kernel_launch_latency_s=0.0)
+    base = evaluate(model, physics_hw, workload, **layout, batch=batch, draft_tokens=draft_tokens,
+                    speculative=speculative)
+    decode = forward_pass(model, hw, workload, engine, **layout, micro_batch=micro_batch)
+    if speculative is None:
+        decode_s = decode.total_s
+    else:  # add each pass's engine overhead to the paper's speculative latency (eq. 46)
+        gamma = np.asarray(base.draft_tokens, dtype=float)
+        target = forward_pass(model, hw, workload, engine, **layout, micro_batch=micro_batch,
+                              tokens_per_sequence=gamma + 1)
+        drafter = forward_pass(speculative.drafter, hw, workload, engine, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp,
+                               ep=1, micro_batch=micro_batch)
+        extra = (target.overhead_s + gamma * drafter.overhead_s) if not engine.paper else 0.0
+        decode_s = base.latency_s + extra / expected_tokens_per_iteration(speculative.acceptance, gamma)
+    context = prefill_context_tokens(requests)
+    isl = max(requests.input_tokens, 1)
+    prefill_one = forward_pass(model, hw, workload, engine, **layout, micro_batch=np.ones(np.shape(micro_batch)),
+                               tokens_per_sequence=isl, context_tokens=context).total_s
+    prefill_batch = prefill_one
+    if mode == "static_batch":
+        prefill_batch = forward_pass(model, hw, workload, engine, **layout, micro_batch=micro_batch,
+                                     tokens_per_sequence=isl, context_tokens=context).total_s
+    if requests.input_tokens == 0:
+        prefill_one = prefill_batch = np.zeros(np.shape(decode_s))
+    times = mode_times(mode, requests, decode_s=decode_s, prefill_batch_s=prefill_batch, prefill_one_s=prefill_one,
+                       batch=batch, pp=pp, transfer_s=kv_transfer_s(model, hw, workload, requests, tp_rows * tp_cols),
+                       prefill_utilization=prefill_utilization)
+    usd_per_instance_s = base.gpus * hw.price_usd_per_hour / 3600.0
+    out_price = usd_per_instance_s * times.output_gpu_s_per_token * 1e6
+    in_price = usd_per_instance_s * times.input_gpu_s_per_token * 1e6
+    isl_, osl = requests.input_tokens, requests.output_tokens
+    blended = out_price if isl_ == 0 else (isl_ * in_price + osl * out_price) / (isl_ + osl)
+    common = {f.name: getattr(base, f.name) for f in fields(ConfigMetrics)}
+    if not (engine.paper and mode == "decode_only"):
+        scale = times.total_tokens_per_second / base.total_tokens_per_second
+        common.update(target=decode.physics if speculative is None else base.target,
+                      latency_s=1.0 / times.tokens_per_second, tokens_per_second=times.tokens_per_second,
+                      total_tokens_per_second=times.total_tokens_per_second, usd_per_million_tokens=out_price,
+                      utilization=base.utilization * scale)
+    ttft = times.ttft_s if requests.input_tokens > 0 else np.full(np.shape(times.ttft_s), np.nan)
+    return ServingMetrics(**common, ttft_s=ttft, tpot_s=times.tpot_s, usd_per_million_input_tokens=in_price,
+                          blended_usd_per_million_tokens=blended, engine_overhead_s=decode.overhead_s,
+                          prefill_s=prefill_batch if mode == "static_batch" else prefill_one)

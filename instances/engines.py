@@ -1,0 +1,97 @@
+"""Read serving-engine profiles (``instances/engines/<family>.toml``) and map engine names to families.
+
+A profile is data: every value is ``{ value = ..., source = "..." }`` (which rows it was fitted on,
+or the document it comes from). An engine name as a measurement file writes it maps to its
+family, the text before the first ``-`` (``vllm-0.10-rocm`` -> ``vllm``); an unknown family uses
+``generic``, and ``resolve_engine`` says so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from formulations.errors import InstanceError
+from formulations.specs import SERVING_MODES, EngineProfile, KernelCounts
+from instances.loader import INSTANCES_DIR, _check_int, _check_number, _unwrap, read_toml, reject_unknown
+
+ENGINES_DIR = INSTANCES_DIR / "engines"
+DEFAULT_ENGINE = "generic"
+
+_FRACTIONS = ("flop_efficiency", "bandwidth_efficiency")
+_SECONDS = ("kernel_s", "sequence_layer_s", "step_s")
+_FLAGS = ("paper", "chunked_prefill", "attention_dp_for_mla")
+_KERNEL_FIELDS = tuple(f for f in KernelCounts.__dataclass_fields__)
+
+
+def engine_family(engine: str) -> str:
+    """The family of an engine name: the text before the first ``-``, lower-cased (``trtllm-0.9`` -> ``trtllm``)."""
+    return engine.strip().lower().split("-", 1)[0]
+
+
+def builtin_engine_names() -> list[str]:
+    return sorted(p.stem for p in ENGINES_DIR.glob("*.toml"))
+
+
+def load_engine(path: str | Path) -> EngineProfile:
+    """Load and validate one engine profile; bad data names file, field, rule and value."""
+    path = Path(path)
+    data = read_toml(path)
+    allowed = {"name", "default_mode", "kernels", "kernel_s_by_hardware", *_FRACTIONS, *_SECONDS, *_FLAGS}
+    reject_unknown(path, data, allowed)
+    if "name" not in data:
+        raise InstanceError(f"{path}: missing required field 'name'")
+    sources: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    for key, raw in data.items():
+        if key in ("kernels", "kernel_s_by_hardware"):
+            continue
+        value = _unwrap(path, key, raw, sources)
+        if key in _FRACTIONS:
+            values[key] = _check_number(path, key, value, at_most=1.0)
+        elif key in _SECONDS:
+            values[key] = _check_number(path, key, value, positive=False)
+        elif key in _FLAGS:
+            if not isinstance(value, bool):
+                raise InstanceError(f"{path}: '{key}' must be true or false (got {value!r})")
+            values[key] = value
+        elif key == "default_mode":
+            if value not in SERVING_MODES:
+                raise InstanceError(f"{path}: 'default_mode' must be one of {', '.join(SERVING_MODES)} (got {value!r})")
+            values[key] = value
+        elif not isinstance(value, str) or not value:
+            raise InstanceError(f"{path}: 'name' must be a non-empty string (got {value!r})")
+        else:
+            values[key] = value
+    kernels = data.get("kernels", {})
+    if not isinstance(kernels, dict):
+        raise InstanceError(f"{path}: 'kernels' must be a table")
+    reject_unknown(path, kernels, _KERNEL_FIELDS, prefix="kernels.")
+    counts = {key: _check_int(path, f"kernels.{key}", _unwrap(path, f"kernels.{key}", raw, sources), 0)
+              for key, raw in kernels.items()}
+    by_hardware = data.get("kernel_s_by_hardware", {})
+    if not isinstance(by_hardware, dict):
+        raise InstanceError(f"{path}: 'kernel_s_by_hardware' must be a table of hardware name = seconds")
+    per_hw = {name: _check_number(path, f"kernel_s_by_hardware.{name}",
+                                  _unwrap(path, f"kernel_s_by_hardware.{name}", raw, sources), positive=False)
+              for name, raw in by_hardware.items()}
+    return EngineProfile(**values, kernels=KernelCounts(**counts), kernel_s_by_hardware=per_hw, sources=sources)
+
+
+def get_engine(name: str) -> EngineProfile:
+    """A built-in profile by family name (``vllm``), or a profile file by path."""
+    text = str(name)
+    if text.endswith(".toml") or Path(text).is_file():
+        return load_engine(text)
+    path = ENGINES_DIR / f"{engine_family(text)}.toml"
+    if not path.is_file():
+        raise InstanceError(f"unknown engine '{name}' (built-in: {', '.join(builtin_engine_names())}; or pass a file)")
+    return load_engine(path)
+
+
+def resolve_engine(engine: str) -> tuple[EngineProfile, str | None]:
+    """The profile for a measurement's engine name, and a note when its family falls back to ``generic``."""
+    family = engine_family(engine)
+    if (ENGINES_DIR / f"{family}.toml").is_file():
+        return load_engine(ENGINES_DIR / f"{family}.toml"), None
+    return load_engine(ENGINES_DIR / f"{DEFAULT_ENGINE}.toml"), f"engine family '{family}' unknown: used generic"
