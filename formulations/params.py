@@ -134,3 +134,22 @@ def activation_elements_per_token(m: ModelSpec) -> float:
         width = ffn_active_width(m, moe)
         total += count * (per_layer_base + up_outputs * width + width)
     return total + m.d_model + m.vocab_size
+
+
+def live_activation_elements_per_token(m: ModelSpec) -> tuple[float, float]:
+    """Activation elements a token keeps in HBM while a step runs: (replicated on every TP rank, sharded over TP).
+
+    Why: a decode step's matmul inputs and outputs live in HBM (the paper reads and writes them there,
+    eq. 35), so every token in flight needs room for them, however small the context. Buffers are
+    reused from layer to layer, so what must fit is one layer's worth: the residual stream entering
+    and leaving the layer (2 d_model, held whole on every TP rank, as Megatron-style TP does) plus
+    the widest tensor the step writes, split over the TP group: the QKV, attention or FFN up/gate
+    outputs, or the logits over the vocabulary (vocabulary-parallel unembedding).
+    """
+    up_outputs = ffn_matrices(m) - 1
+    widths = [qkv_output_width(m), attention_output_width(m), m.vocab_size]
+    if m.n_dense_layers:
+        widths.append(up_outputs * ffn_active_width(m, False))
+    if m.n_moe_layers:
+        widths.append(up_outputs * ffn_active_width(m, True))
+    return float(2 * m.d_model), float(max(widths))

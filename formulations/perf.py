@@ -19,7 +19,8 @@ Model (paper sec. 3, eq. 29-44, generalised to 1-D/2-D TP, PP and EP as the issu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -29,6 +30,7 @@ from formulations.params import (
     ffn_active_width,
     ffn_matrices,
     kv_elements_per_token,
+    live_activation_elements_per_token,
     parameter_counts,
     qkv_output_width,
 )
@@ -41,7 +43,10 @@ from formulations.specs import HardwareSpec, ModelSpec, SpeculativeDecoding, Wor
 # one hop moving the whole message.
 _PASSES = {"all_reduce": 2.0, "all_to_all": 1.0}
 _DATA_COPIES = {"all_reduce": 2.0, "all_to_all": 1.0}
-
+# Whether the intra-node phase of a hierarchical collective shrinks what crosses the network: a
+# reduction leaves each rank 1/r of the message after its node's reduce-scatter; an all-to-all
+# only regroups data by destination, so every rank still sends its whole message's remote share.
+_REDUCES_WITHIN_NODE = {"all_reduce": True, "all_to_all": False}
 
 @dataclass(frozen=True)
 class StepTime:
@@ -74,35 +79,53 @@ def group_placement(group_size, stride, node_size: int):
 def collective_time_s(hw: HardwareSpec, kind: str, group_size, ranks_per_node, nodes, message_bytes):
     """Latency and bandwidth seconds of one collective, using the cheapest NCCL protocol for it.
 
-    Latency is eq. 23 per protocol: base + passes * (intra_hop (ranks/node - 1) + inter_hop log2 nodes);
-    bandwidth time is the data each rank moves over the slowest link it uses (inter-node if the
-    group spans nodes) at the protocol's share of that link. Returns ``(latency_s, bandwidth_s)``;
-    both are 0 for a group of one rank or an empty message.
+    Latency is eq. 23 per protocol: base + passes * (intra_hop (ranks/node - 1) + inter_hop log2 nodes).
+    Bandwidth time is hierarchical, as NCCL runs a collective over ``r`` ranks in each of ``n`` nodes
+    (paper eqs. 26-28 and 41-42): an intra-node phase moves ``copies (r-1)/r m`` bytes per rank over
+    NVLink, an inter-node phase ``copies (n-1)/n m'`` over the network, where ``m' = m/r`` for a
+    reduction (the node's reduce-scatter left each rank 1/r of the message) and ``m' = m`` for an
+    all-to-all (data routed over NVLink to the rank on the destination's rail, NCCL's PXN). The
+    phases add (sec. 3.4: communication does not overlap). For a 2-D TP group of ``r n = sqrt(N)``
+    ranks slicing ``X`` reduced bytes, the network term is 2(n-1) X / N per GPU (eq. 26/41 with
+    n = sqrt(N_nodes)) and the NVLink term 2(r-1) n X / N (eq. 42's sqrt(N_nodes) multiplier).
+    With n = 1 or r = 1 it is the flat ring formula over the one link used. Returns
+    ``(latency_s, bandwidth_s)``; both are 0 for a group of one rank or an empty message.
     """
     group = np.asarray(group_size, dtype=float)
+    per_node = np.asarray(ranks_per_node, dtype=float)
     nodes = np.asarray(nodes, dtype=float)
-    link = np.where(nodes > 1, hw.inter_node_bandwidth_bytes_per_s, hw.intra_node_bandwidth_bytes_per_s)
-    moved_bytes = _DATA_COPIES[kind] * np.asarray(message_bytes, dtype=float) * (group - 1) / group
-    hops = (np.asarray(ranks_per_node, dtype=float) - 1, np.log2(nodes))
-    return _cheapest_protocol(hw, _PASSES[kind], hops, moved_bytes, link, active=(group > 1) & (moved_bytes > 0))
+    message = np.asarray(message_bytes, dtype=float)
+    copies = _DATA_COPIES[kind]
+    intra_bytes = copies * message * (per_node - 1) / per_node
+    remote_message = message / per_node if _REDUCES_WITHIN_NODE[kind] else message
+    inter_bytes = copies * remote_message * (nodes - 1) / nodes
+    hops = (per_node - 1, np.log2(nodes))
+    links = ((intra_bytes, hw.intra_node_bandwidth_bytes_per_s), (inter_bytes, hw.inter_node_bandwidth_bytes_per_s))
+    return _cheapest_protocol(hw, _PASSES[kind], hops, links, active=(group > 1) & (message > 0))
 
 
 def point_to_point_time_s(hw: HardwareSpec, crosses_node, message_bytes):
     """One pipeline send between adjacent stages: one hop, intra- or inter-node."""
     crosses = np.asarray(crosses_node, dtype=bool)
-    link = np.where(crosses, hw.inter_node_bandwidth_bytes_per_s, hw.intra_node_bandwidth_bytes_per_s)
-    hops = (np.where(crosses, 0.0, 1.0), np.where(crosses, 1.0, 0.0))
     message = np.asarray(message_bytes, dtype=float)
-    return _cheapest_protocol(hw, 1.0, hops, message, link, active=message > 0)
+    hops = (np.where(crosses, 0.0, 1.0), np.where(crosses, 1.0, 0.0))
+    links = ((np.where(crosses, 0.0, message), hw.intra_node_bandwidth_bytes_per_s),
+             (np.where(crosses, message, 0.0), hw.inter_node_bandwidth_bytes_per_s))
+    return _cheapest_protocol(hw, 1.0, hops, links, active=message > 0)
 
 
-def _cheapest_protocol(hw: HardwareSpec, passes: float, hops, moved_bytes, link_bytes_per_s, active):
+def _cheapest_protocol(hw: HardwareSpec, passes: float, hops, links, active):
+    """Per configuration, the protocol with the least latency + bandwidth time.
+
+    ``links`` is ``((bytes, link_bytes_per_s), ...)``: bytes each rank moves over each link, in
+    phases that do not overlap; a protocol delivers ``bandwidth_fraction`` of every link.
+    """
     intra_hops, inter_hops = hops
     best_total = best_latency = best_bandwidth = None
     for proto in hw.protocols.values():
         latency = proto.base_latency_s + passes * (proto.intra_hop_latency_s * intra_hops
                                                    + proto.inter_hop_latency_s * inter_hops)
-        bandwidth = moved_bytes / (link_bytes_per_s * proto.bandwidth_fraction)
+        bandwidth = sum(moved / (link * proto.bandwidth_fraction) for moved, link in links)
         total = latency + bandwidth
         if best_total is None:
             best_total, best_latency, best_bandwidth = total, latency, bandwidth
@@ -228,22 +251,65 @@ def decode_step(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp_ro
     )
 
 
-def hbm_used_bytes_per_gpu(model: ModelSpec, workload: Workload, *, tp, pp, batch,
-                           drafter: ModelSpec | None = None):
-    """Weights plus KV cache per GPU, rounded up to whole bytes.
+# Whole bytes above this are "more than any accelerator holds": clipping there keeps the integer
+# conversion of absurd batches (10^11 sequences and beyond) from overflowing int64, and every
+# backend's capacity rule exact (2^53 is also the largest integer float64 holds exactly).
+_HBM_BYTES_CEILING = 2 ** 53
 
-    Weights and KV shard evenly over the ``tp * pp`` GPUs. Where a layout has more TP ranks than
-    KV heads we follow the paper in assuming attention splits by batch at no extra cost (sec. 3.1:
-    "extra communication for distributed attention is ignored"). A drafter is sharded the same way.
-    Whole bytes keep the capacity rule an exact integer comparison in every backend.
+
+def hbm_bytes_per_gpu_affine(model: ModelSpec, workload: Workload, *, tp, pp, drafter: ModelSpec | None = None,
+                             tokens_per_sequence=1):
+    """HBM per GPU as ``fixed_bytes + batch * per_sequence_bytes``: the capacity rule's structure.
+
+    Fixed: the weights (and a loaded drafter's), sharded evenly over the ``tp * pp`` GPUs. Per
+    sequence: its KV cache (and the drafter's), sharded the same way, plus the activations its
+    ``tokens_per_sequence`` tokens keep live during a step (``live_activation_elements_per_token``:
+    the residual stream on every TP rank and the step's widest output split over the TP group),
+    on the one PP stage a micro-batch of ``batch / pp`` occupies at a time. Where a layout has more
+    TP ranks than KV heads we follow the paper in assuming attention splits by batch at no extra
+    cost (sec. 3.1: "extra communication for distributed attention is ignored"). A drafter's own
+    activations are not added: it runs between target passes in the same buffers, which a drafter
+    smaller than the target does not outgrow.
+
+    Returns ``(fixed_bytes, per_sequence_bytes)`` as float arrays.
     """
-    gpus = np.asarray(tp) * np.asarray(pp)
+    tp = np.asarray(tp, dtype=float)
+    pp = np.asarray(pp, dtype=float)
+    gpus = tp * pp
     stored = parameter_counts(model).total * workload.weight_bytes
     kv_per_sequence = workload.context_tokens * kv_elements_per_token(model) * workload.kv_bytes
     if drafter is not None:
         stored += parameter_counts(drafter).total * workload.weight_bytes
         kv_per_sequence += workload.context_tokens * kv_elements_per_token(drafter) * workload.kv_bytes
-    return np.ceil((stored + np.asarray(batch, dtype=float) * kv_per_sequence) / gpus).astype(np.int64)
+    replicated, sharded = live_activation_elements_per_token(model)
+    activations = (np.asarray(tokens_per_sequence, dtype=float) * workload.activation_bytes
+                   * (replicated + sharded / tp) / pp)
+    return stored / gpus, kv_per_sequence / gpus + activations
+
+
+def hbm_used_bytes_per_gpu(model: ModelSpec, workload: Workload, *, tp, pp, batch,
+                           drafter: ModelSpec | None = None, tokens_per_sequence=1):
+    """Weights, KV cache and live activations per GPU, rounded up to whole bytes (``hbm_bytes_per_gpu_affine``).
+
+    Whole bytes keep the capacity rule an exact integer comparison in every backend; values beyond
+    2^53 bytes are clipped there (infeasible on any accelerator either way), so no batch overflows.
+    """
+    fixed, per_sequence = hbm_bytes_per_gpu_affine(model, workload, tp=tp, pp=pp, drafter=drafter,
+                                                   tokens_per_sequence=tokens_per_sequence)
+    used = np.ceil(fixed + np.asarray(batch, dtype=float) * per_sequence)
+    return np.minimum(used, float(_HBM_BYTES_CEILING)).astype(np.int64)
+
+
+def largest_batch_in_hbm(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp, pp) -> np.ndarray:
+    """Per layout, the most sequences whose weights, KV and activations fit in HBM (0 if the weights do not).
+
+    The default batch cap: "whatever fits" (no drafter loaded and one token per sequence, the least
+    any configuration of the layout needs).
+    """
+    fixed, per_sequence = hbm_bytes_per_gpu_affine(model, workload, tp=tp, pp=pp)
+    room = hw.hbm_capacity_bytes - fixed
+    fits = np.floor(np.maximum(room, 0.0) / per_sequence)
+    return np.minimum(fits, float(_HBM_BYTES_CEILING)).astype(np.int64)
 
 
 def expected_tokens_per_iteration(acceptance: float, draft_tokens):
@@ -252,12 +318,79 @@ def expected_tokens_per_iteration(acceptance: float, draft_tokens):
     We use Leviathan et al.'s expectation, which counts the token the target samples itself
     after the last accepted draft (the "bonus" token), consistently with a verification pass
     over gamma + 1 positions. The paper's eq. 46 writes (1 - a^gamma)/(1 - a), which omits that
-    token; its notebook uses our form (notes, sec. 7).
+    token; its notebook uses our form (notes, sec. 7). ``gamma = 0`` (no speculation) yields 1.
     """
     gamma = np.asarray(draft_tokens, dtype=float)
     if acceptance >= 1.0:
         return gamma + 1.0
     return (1.0 - acceptance ** (gamma + 1.0)) / (1.0 - acceptance)
+
+
+@dataclass(frozen=True)
+class DrafterChoice:
+    """The drafter's layout per configuration (0 where it has none on those GPUs) and its step."""
+
+    tp_rows: np.ndarray
+    tp_cols: np.ndarray
+    pp: np.ndarray
+    step: StepTime  # at the chosen layout; meaningless where ``available`` is False
+    available: np.ndarray
+
+    @property
+    def step_s(self) -> np.ndarray:
+        """Seconds per drafter pass, infinite where no drafter layout exists."""
+        return np.where(self.available, self.step.total_s, np.inf)
+
+
+def drafter_step(drafter: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp_rows, tp_cols, pp,
+                 batch) -> StepTime:
+    """One drafter pass over a batch in the drafter's own layout (dense: no EP; ``batch / pp`` micro-batches)."""
+    micro_batch = np.asarray(batch, dtype=float) / np.asarray(pp)
+    return decode_step(drafter, hw, workload, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=1, micro_batch=micro_batch)
+
+
+def fastest_drafter_layout(drafter: ModelSpec, hw: HardwareSpec, workload: Workload,
+                           candidates: Callable[[int], np.ndarray], *, gpus, batch) -> DrafterChoice:
+    """Per configuration, the fastest drafter layout on the target's ``gpus`` for its ``batch``.
+
+    Why this loses no Pareto point: the drafter runs on the GPUs the target already pays for, so
+    for a fixed target layout, batch and draft length the cost per token is proportional to the
+    latency per token, which increases with the drafter's step time (eq. 46). Choosing the
+    drafter's layout to minimise its step time, and then the draft length (``optimal_draft_tokens``)
+    to minimise latency, therefore yields the cheapest and fastest point of every (layout, batch).
+
+    ``candidates(gpus)`` gives the drafter's valid layouts on exactly that many GPUs as rows
+    ``(tp_rows, tp_cols, pp)`` (``space.drafter_layouts``), canonical order first; a layout with
+    ``pp`` stages needs ``batch % pp == 0``. Ties go to the earlier candidate. The drafter's step
+    depends only on (GPUs, batch), so it is evaluated once per distinct pair.
+    """
+    gpus = np.asarray(gpus, dtype=np.int64)
+    batch = np.asarray(batch, dtype=np.int64)
+    shape = np.broadcast(gpus, batch).shape
+    pairs, inverse = np.unique(np.stack([np.broadcast_to(gpus, shape).ravel(), np.broadcast_to(batch, shape).ravel()]),
+                               axis=1, return_inverse=True)
+    chosen = np.zeros((3, pairs.shape[1]), dtype=np.int64)
+    for g in np.unique(pairs[0]):
+        layouts = np.asarray(candidates(int(g)), dtype=np.int64).reshape(-1, 3)
+        if len(layouts) == 0:
+            continue
+        columns = np.flatnonzero(pairs[0] == g)
+        b = pairs[1, columns][None, :]
+        rows, cols, stages = (layouts[:, k, None] for k in range(3))
+        step_s = drafter_step(drafter, hw, workload, tp_rows=rows, tp_cols=cols, pp=stages, batch=b).total_s
+        step_s = np.where(b % stages == 0, step_s, np.inf)
+        best = np.argmin(step_s, axis=0)
+        found = np.isfinite(step_s[best, np.arange(len(columns))])
+        chosen[:, columns] = np.where(found, layouts[best].T, 0)
+    available = chosen[2] > 0
+    safe = np.where(available, chosen, 1)
+    step = drafter_step(drafter, hw, workload, tp_rows=safe[0], tp_cols=safe[1], pp=safe[2], batch=pairs[1])
+    inverse = inverse.reshape(shape)
+    return DrafterChoice(
+        tp_rows=chosen[0][inverse], tp_cols=chosen[1][inverse], pp=chosen[2][inverse],
+        step=StepTime(*(getattr(step, f.name)[inverse] for f in fields(StepTime))),
+        available=available[inverse],
+    )
 
 
 @dataclass(frozen=True)
@@ -273,79 +406,106 @@ class ConfigMetrics:
     utilization: np.ndarray  # model FLOP utilisation against peak at the weight precision
     hbm_used_bytes_per_gpu: np.ndarray
     gpus: np.ndarray
-    draft_tokens: np.ndarray  # 0 without speculative decoding
+    draft_tokens: np.ndarray  # 0 without speculative decoding, or where not speculating is fastest
+    drafter_tp_rows: np.ndarray  # the drafter's layout; 0 where no drafter runs (draft_tokens == 0)
+    drafter_tp_cols: np.ndarray
+    drafter_pp: np.ndarray
 
 
 def optimal_draft_tokens(model: ModelSpec, hw: HardwareSpec, workload: Workload, speculative: SpeculativeDecoding,
-                         *, tp_rows, tp_cols, pp, ep, batch) -> np.ndarray:
-    """The draft length in 1..max_draft_tokens minimising latency per token (eq. 46), per configuration.
+                         *, tp_rows, tp_cols, pp, ep, batch, drafter_step_s) -> np.ndarray:
+    """The draft length in 0..max_draft_tokens minimising latency per token (eq. 46), per configuration.
 
-    For a fixed layout and batch, cost per token is proportional to latency per token, so the
+    0 means no speculation: the target decodes alone and the drafter is not loaded. For a fixed
+    layout and batch, cost per token is proportional to latency per token, so the
     latency-minimising draft length is also the cost-minimising one: choosing it here loses no
-    Pareto point. Ties go to the shorter draft.
+    Pareto point, and a speculative frontier is never worse than the plain one (with acceptance 0
+    it is the plain one). A length whose target, drafter and activations do not fit in HBM is not
+    a choice; nor is any length > 0 where the drafter has no layout (``drafter_step_s`` infinite).
+    Ties go to the shorter draft.
     """
     micro_batch = np.asarray(batch, dtype=float) / np.asarray(pp)
     layout = dict(tp_rows=tp_rows, tp_cols=tp_cols, pp=pp)
-    drafter_s = decode_step(speculative.drafter, hw, workload, **layout, ep=1, micro_batch=micro_batch).total_s
-    best_gamma = best_latency = None
+    tp = np.asarray(tp_rows) * np.asarray(tp_cols)
+    best_latency = decode_step(model, hw, workload, **layout, ep=ep, micro_batch=micro_batch).total_s
+    best_gamma = np.zeros(np.shape(best_latency), dtype=np.int64)
     for gamma in range(1, speculative.max_draft_tokens + 1):
         target_s = decode_step(model, hw, workload, **layout, ep=ep, micro_batch=micro_batch,
                                tokens_per_sequence=gamma + 1).total_s
-        latency = (target_s + gamma * drafter_s) / expected_tokens_per_iteration(speculative.acceptance, gamma)
-        if best_latency is None:
-            best_gamma, best_latency = np.ones(np.shape(latency), dtype=np.int64), latency
-            continue
-        better = latency < best_latency
+        latency = (target_s + gamma * drafter_step_s) / expected_tokens_per_iteration(speculative.acceptance, gamma)
+        fits = hbm_used_bytes_per_gpu(model, workload, tp=tp, pp=pp, batch=batch, drafter=speculative.drafter,
+                                      tokens_per_sequence=gamma + 1) <= int(hw.hbm_capacity_bytes)
+        better = fits & (latency < best_latency)
         best_gamma = np.where(better, gamma, best_gamma)
         best_latency = np.where(better, latency, best_latency)
     return best_gamma
 
 
 def evaluate(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp_rows, tp_cols, pp, ep, batch,
-             draft_tokens=None, speculative: SpeculativeDecoding | None = None) -> ConfigMetrics:
+             draft_tokens=None, speculative: SpeculativeDecoding | None = None,
+             drafter_layouts: Callable[[int], np.ndarray] | None = None) -> ConfigMetrics:
     """Latency, speed, cost, utilisation and memory of each configuration.
 
     With ``speculative``, an iteration is one target pass over ``draft_tokens + 1`` positions
-    plus ``draft_tokens`` drafter passes on the same GPUs in the same layout (the drafter is
-    dense: no EP); latency per token is the iteration time over the expected tokens it yields
-    (eq. 46 with the expectation of ``expected_tokens_per_iteration``). ``draft_tokens=None``
-    picks the optimal draft length per configuration (``optimal_draft_tokens``).
+    plus ``draft_tokens`` drafter passes on the same GPUs in the drafter's own fastest layout
+    among ``drafter_layouts(gpus)`` (``fastest_drafter_layout``); latency per token is the
+    iteration time over the expected tokens it yields (eq. 46 with the expectation of
+    ``expected_tokens_per_iteration``). ``draft_tokens=None`` picks the optimal draft length per
+    configuration, 0 (no speculation) included (``optimal_draft_tokens``).
+
+    Raises:
+        ValueError: ``speculative`` without ``drafter_layouts``.
     """
     tp_rows, tp_cols, pp, ep = (np.asarray(x, dtype=np.int64) for x in (tp_rows, tp_cols, pp, ep))
     batch = np.asarray(batch, dtype=np.int64)
     gpus = tp_rows * tp_cols * pp
     micro_batch = batch / pp
     layout = dict(tp_rows=tp_rows, tp_cols=tp_cols, pp=pp)
-    drafter_step = None
-    gamma = np.zeros(np.shape(batch), dtype=np.int64)
+    shape = np.broadcast(gpus, batch).shape
+    gamma = np.zeros(shape, dtype=np.int64)
+    drafter_step_time = None
+    drafter_layout = [np.zeros(shape, dtype=np.int64)] * 3
     if speculative is None:
         target = decode_step(model, hw, workload, **layout, ep=ep, micro_batch=micro_batch)
         latency_s = target.total_s
     else:
+        if drafter_layouts is None:
+            raise ValueError("speculative decoding needs drafter_layouts (space.drafter_layouts)")
+        choice = fastest_drafter_layout(speculative.drafter, hw, workload, drafter_layouts, gpus=gpus, batch=batch)
         if draft_tokens is None:
-            draft_tokens = optimal_draft_tokens(model, hw, workload, speculative, **layout, ep=ep, batch=batch)
-        gamma = np.broadcast_to(np.asarray(draft_tokens, dtype=np.int64), np.broadcast(batch, draft_tokens).shape)
+            draft_tokens = optimal_draft_tokens(model, hw, workload, speculative, **layout, ep=ep, batch=batch,
+                                                drafter_step_s=choice.step_s)
+        gamma = np.broadcast_to(np.asarray(draft_tokens, dtype=np.int64), shape)
         target = decode_step(model, hw, workload, **layout, ep=ep, micro_batch=micro_batch,
                              tokens_per_sequence=gamma + 1)
-        drafter_step = decode_step(speculative.drafter, hw, workload, **layout, ep=1, micro_batch=micro_batch)
-        latency_s = (target.total_s + gamma * drafter_step.total_s) / expected_tokens_per_iteration(
-            speculative.acceptance, gamma)
+        drafting = gamma > 0
+        drafter_step_time = choice.step
+        drafter_s = gamma * np.where(drafting, choice.step_s, 0.0)  # inf only for a fixed length with no layout
+        latency_s = (target.total_s + drafter_s) / expected_tokens_per_iteration(speculative.acceptance, gamma)
+        drafter_layout = [np.where(drafting, x, 0) for x in (choice.tp_rows, choice.tp_cols, choice.pp)]
     counts = parameter_counts(model)
     useful_flop_per_token = 2 * counts.active + attention_flop_per_context_token(model) * workload.context_tokens
     tokens_per_second = 1.0 / latency_s
     total = batch * tokens_per_second
     usd_per_second = gpus * hw.price_usd_per_hour / 3600.0
+    tp = tp_rows * tp_cols
+    hbm = hbm_used_bytes_per_gpu(model, workload, tp=tp, pp=pp, batch=batch, tokens_per_sequence=gamma + 1)
+    if speculative is not None:
+        with_drafter = hbm_used_bytes_per_gpu(model, workload, tp=tp, pp=pp, batch=batch,
+                                              drafter=speculative.drafter, tokens_per_sequence=gamma + 1)
+        hbm = np.where(gamma > 0, with_drafter, hbm)
     return ConfigMetrics(
         target=target,
-        drafter=drafter_step,
+        drafter=drafter_step_time,
         latency_s=latency_s,
         tokens_per_second=tokens_per_second,
         total_tokens_per_second=total,
         usd_per_million_tokens=usd_per_second / total * 1e6,
         utilization=useful_flop_per_token * total / (gpus * hw.peak_flop_per_s(workload.weight_bits)),
-        hbm_used_bytes_per_gpu=hbm_used_bytes_per_gpu(
-            model, workload, tp=tp_rows * tp_cols, pp=pp, batch=batch,
-            drafter=speculative.drafter if speculative else None),
+        hbm_used_bytes_per_gpu=hbm,
         gpus=gpus,
         draft_tokens=gamma,
+        drafter_tp_rows=drafter_layout[0],
+        drafter_tp_cols=drafter_layout[1],
+        drafter_pp=drafter_layout[2],
     )

@@ -34,6 +34,7 @@ Prices: prefill GPU time is charged to input tokens, decode GPU time to output t
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -202,6 +203,7 @@ class ServingMetrics(ConfigMetrics):
 def serving_metrics(model: ModelSpec, hw: HardwareSpec, workload: Workload, requests: Requests,
                     engine: EngineProfile, mode: str, *, tp_rows, tp_cols, pp, ep, batch,
                     speculative: SpeculativeDecoding | None = None, draft_tokens=None,
+                    drafter_layouts: Callable[[int], np.ndarray] | None = None,
                     prefill_utilization: float = DEFAULT_PREFILL_UTILIZATION) -> ServingMetrics:
     """TTFT, TPOT, per-request and per-instance speed, and input/output/blended prices of deployments.
 
@@ -219,7 +221,7 @@ def serving_metrics(model: ModelSpec, hw: HardwareSpec, workload: Workload, requ
         hw, flop_efficiency=engine.flop_efficiency, bandwidth_efficiency=engine.bandwidth_efficiency,
         kernel_launch_latency_s=0.0)
     base = evaluate(model, physics_hw, workload, **layout, batch=batch, draft_tokens=draft_tokens,
-                    speculative=speculative)
+                    speculative=speculative, drafter_layouts=drafter_layouts)
     decode = forward_pass(model, hw, workload, engine, **layout, micro_batch=micro_batch)
     if speculative is None:
         decode_s = decode.total_s
@@ -227,8 +229,11 @@ def serving_metrics(model: ModelSpec, hw: HardwareSpec, workload: Workload, requ
         gamma = np.asarray(base.draft_tokens, dtype=float)
         target = forward_pass(model, hw, workload, engine, **layout, micro_batch=micro_batch,
                               tokens_per_sequence=gamma + 1)
-        drafter = forward_pass(speculative.drafter, hw, workload, engine, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp,
-                               ep=1, micro_batch=micro_batch)
+        drafting = base.drafter_pp > 0  # the drafter's own layout (perf.fastest_drafter_layout); none at gamma 0
+        drafter_pp = np.where(drafting, base.drafter_pp, 1)
+        drafter = forward_pass(speculative.drafter, hw, workload, engine, ep=1, micro_batch=batch / drafter_pp,
+                               tp_rows=np.where(drafting, base.drafter_tp_rows, 1),
+                               tp_cols=np.where(drafting, base.drafter_tp_cols, 1), pp=drafter_pp)
         extra = (target.overhead_s + gamma * drafter.overhead_s) if not engine.paper else 0.0
         decode_s = base.latency_s + extra / expected_tokens_per_iteration(speculative.acceptance, gamma)
     context = prefill_context_tokens(requests)

@@ -12,17 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 
 import numpy as np
 
 from formulations.errors import InstanceError
-from formulations.perf import ConfigMetrics, evaluate, hbm_used_bytes_per_gpu
+from formulations.perf import ConfigMetrics, evaluate, largest_batch_in_hbm
 from formulations.serving import serving_metrics
 from formulations.specs import EngineProfile, HardwareSpec, ModelSpec, Requests, SpeculativeDecoding, Workload
 
 DEFAULT_MAX_GPUS = 1024
-DEFAULT_MAX_BATCH = 8192
+# Every tabulated configuration costs about a kilobyte of arrays while the table is built; beyond this
+# count (every integer batch up to what fits in HBM, at short context) a table would exhaust memory.
+MAX_TABULATED_CONFIGURATIONS = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -31,11 +33,12 @@ class SearchSpace:
 
     ``batch_sizes`` overrides the domain; otherwise ``batch_mode`` is ``"ladder"`` (1, 2, 3, 4,
     6, 8, 12, ...: powers of two and their 1.5 multiples, about 1.4x apart) or ``"all"`` (every
-    integer), in both cases up to ``max_batch`` and to the largest batch HBM can hold.
+    integer), in both cases up to the largest batch HBM can hold on some layout, and to
+    ``max_batch`` if the user sets one (None: no cap beyond HBM).
     """
 
     max_gpus: int = DEFAULT_MAX_GPUS
-    max_batch: int = DEFAULT_MAX_BATCH
+    max_batch: int | None = None
     batch_mode: str = "ladder"
     batch_sizes: tuple[int, ...] | None = None
     allow_2d_tp: bool = True
@@ -46,7 +49,7 @@ class SearchSpace:
     def __post_init__(self) -> None:
         if self.max_gpus < 1:
             raise InstanceError(f"'max_gpus' must be >= 1 (got {self.max_gpus})")
-        if self.max_batch < 1:
+        if self.max_batch is not None and self.max_batch < 1:
             raise InstanceError(f"'max_batch' must be >= 1 (got {self.max_batch})")
         if self.batch_mode not in ("ladder", "all"):
             raise InstanceError(f"'batch_mode' must be 'ladder' or 'all' (got {self.batch_mode!r})")
@@ -118,7 +121,9 @@ def layout_rule_violation(model: ModelSpec, hw: HardwareSpec, *, tp_rows: int, t
     These are the divisibility and node-size rules of a real deployment: heads split over the
     TP axis that slices them (columns), KV heads split or replicated evenly, d_model split over
     rows, FFN widths over columns, layers over PP stages, experts over EP ranks inside the TP
-    group; 1-D TP stays inside a node; groups tile nodes evenly; instances use whole nodes.
+    group; groups tile nodes evenly; instances use whole nodes. 1-D TP may span nodes (the paper's
+    fastest 405B and 70B points use 1-D TP over 16-32 GPUs; the collectives then run hierarchically,
+    ``perf.collective_time_s``).
     """
     tp = tp_rows * tp_cols
     gpus = tp * pp
@@ -135,7 +140,6 @@ def layout_rule_violation(model: ModelSpec, hw: HardwareSpec, *, tp_rows: int, t
         ("ep_divides_experts", ep == 1 or (model.is_moe and model.n_routed_experts % ep == 0),
          f"{model.n_routed_experts} experts do not split over {ep} ranks"),
         ("ep_within_tp", tp % ep == 0, f"EP degree {ep} does not divide the TP group of {tp}"),
-        ("one_d_tp_within_node", tp_rows > 1 or tp_cols <= node, f"1-D TP over {tp_cols} GPUs spans nodes"),
         ("tp_tiles_nodes",
          (node % tp == 0) if tp <= node else (tp % node == 0 and (tp_cols % node == 0 or node % tp_cols == 0)),
          f"a TP group of {tp_rows}x{tp_cols} does not tile nodes of {node}"),
@@ -172,21 +176,48 @@ def candidate_layouts(model: ModelSpec, hw: HardwareSpec, space: SearchSpace) ->
     return np.array([r[1:] for r in rows], dtype=np.int64)
 
 
+def drafter_layouts(drafter: ModelSpec, hw: HardwareSpec, gpus: int) -> np.ndarray:
+    """The drafter's valid layouts on exactly ``gpus`` GPUs, as rows ``(tp_rows, tp_cols, pp)`` in canonical order.
+
+    The drafter runs on the GPUs the target already holds, in a layout of its own (the paper lets
+    a drafter under a 4x8 2-D TP target run as PP 4 x TP 8). It is dense, so no EP; the same
+    divisibility and node rules as any layout apply. It uses all the GPUs: a replica on fewer GPUs
+    would leave the others idle, and PP stages split the batch into micro-batches exactly as
+    data-parallel replicas would, with one copy of the weights.
+    """
+    axes = _powers_of_two(gpus)
+    shapes = [(1, c) for c in axes] + [(r, c) for r in axes if r >= 2 for c in axes if c >= 2 and r * c <= gpus]
+    rows = []
+    for tp_rows, tp_cols in shapes:
+        pp, rest = divmod(gpus, tp_rows * tp_cols)
+        if rest == 0 and layout_rule_violation(drafter, hw, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=1,
+                                               max_gpus=gpus) is None:
+            rows.append((pp, tp_rows, tp_cols))
+    rows.sort()
+    return np.array([(r, c, pp) for pp, r, c in rows], dtype=np.int64).reshape(-1, 3)
+
+
+def largest_batch(problem: Problem, layouts: np.ndarray) -> int:
+    """The largest batch any of ``layouts`` holds in HBM (weights, KV, activations), capped by ``max_batch``.
+
+    At least 1, so that a space whose weights fit nowhere still has a domain (the HBM rule then
+    rejects every configuration, naming itself). Computed in floats and clipped, so a huge
+    ``max_batch`` cannot overflow.
+    """
+    fits = largest_batch_in_hbm(problem.model, problem.hardware, problem.workload,
+                                tp=layouts[:, 0] * layouts[:, 1], pp=layouts[:, 2])
+    largest = max(1, int(fits.max()))
+    if problem.space.max_batch is not None:
+        largest = min(largest, problem.space.max_batch)
+    return largest
+
+
 def batch_domain(problem: Problem, layouts: np.ndarray) -> np.ndarray:
-    """The batch sizes searched: the user's list, or the ladder/all integers up to what HBM can hold."""
+    """The batch sizes searched: the user's list, or the ladder/all integers up to ``largest_batch``."""
     space = problem.space
     if space.batch_sizes is not None:
         return np.array(sorted(set(space.batch_sizes)), dtype=np.int64)
-    largest = space.max_batch
-    gpus = layouts[:, 0] * layouts[:, 1] * layouts[:, 2]
-    biggest = int(gpus.max())
-    drafter = problem.speculative.drafter if problem.speculative else None
-    empty = hbm_used_bytes_per_gpu(problem.model, problem.workload, tp=biggest, pp=1, batch=0, drafter=drafter)
-    one = hbm_used_bytes_per_gpu(problem.model, problem.workload, tp=biggest, pp=1, batch=1, drafter=drafter)
-    per_sequence = max(int(one) - int(empty), 0)
-    if per_sequence > 0:
-        room = problem.hardware.hbm_capacity_bytes - float(empty)
-        largest = min(largest, max(1, int(room // per_sequence) + 1))
+    largest = largest_batch(problem, layouts)
     values = range(1, largest + 1) if space.batch_mode == "all" else batch_ladder(largest)
     return np.array(list(values), dtype=np.int64)
 
@@ -269,8 +300,10 @@ def _positions(order: np.ndarray) -> np.ndarray:
 def evaluate_configurations(problem: Problem, *, tp_rows, tp_cols, pp, ep, batch, draft_tokens=None) -> ConfigMetrics:
     """The problem's metrics of each configuration: the paper's ``perf.evaluate`` without an engine, else the
     serving model of its requests, engine and mode (``serving.serving_metrics``)."""
+    speculative = problem.speculative
+    candidates = None if speculative is None else partial(drafter_layouts, speculative.drafter, problem.hardware)
     layout = dict(tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, batch=batch, draft_tokens=draft_tokens,
-                  speculative=problem.speculative)
+                  speculative=speculative, drafter_layouts=candidates)
     if problem.engine is None:
         return evaluate(problem.model, problem.hardware, problem.workload, **layout)
     return serving_metrics(problem.model, problem.hardware, problem.workload, problem.requests, problem.engine,
@@ -284,6 +317,11 @@ def tabulate(problem: Problem, layouts: Sequence[tuple[int, int, int, int]] | np
         layouts = candidate_layouts(model, hw, problem.space)
     layouts = np.asarray(layouts, dtype=np.int64).reshape(-1, 4)
     batches = batch_domain(problem, layouts)
+    if len(layouts) * len(batches) > MAX_TABULATED_CONFIGURATIONS:
+        raise InstanceError(
+            f"'max_batch': {len(layouts)} layouts x {len(batches)} batch sizes (every integer up to "
+            f"{int(batches.max())}, what fits in HBM) exceed {MAX_TABULATED_CONFIGURATIONS:,} configurations; "
+            "set a max_batch (--max-batch) or use the batch ladder")
     li, bi = np.meshgrid(np.arange(len(layouts)), np.arange(len(batches)), indexing="ij")
     li, bi = li.ravel(), bi.ravel()
     tp_rows, tp_cols, pp, ep = (layouts[li, k] for k in range(4))
@@ -299,6 +337,8 @@ def tabulate(problem: Problem, layouts: Sequence[tuple[int, int, int, int]] | np
         violations["ttft_max"] = ~(metrics.ttft_s <= problem.constraints.ttft_max_s)
     if problem.constraints.tpot_max_s is not None:
         violations["tpot_max"] = ~(metrics.tpot_s <= problem.constraints.tpot_max_s)
+    if problem.speculative is not None:
+        violations["drafter_layout"] = (metrics.draft_tokens > 0) & (metrics.drafter_pp == 0)
     if problem.constraints.demand_tokens_per_s is not None:
         violations["demand_cap"] = metrics.total_tokens_per_second > problem.constraints.demand_tokens_per_s
     if problem.constraints.budget_usd_per_hour is not None:

@@ -247,7 +247,8 @@ def explain(model, hardware, *, tp: int = 1, tp_rows: int = 1, tp_cols: int | No
             batch: int = 1, draft_tokens: int | None = None, **problem_kwargs) -> Explanation:
     """Evaluate one configuration: 1-D TP of degree ``tp``, or a ``tp_rows`` x ``tp_cols`` grid.
 
-    With a drafter, ``draft_tokens=None`` uses the latency-optimal draft length.
+    With a drafter, ``draft_tokens=None`` uses the latency-optimal draft length (0: no speculation),
+    and the drafter takes its fastest layout on the same GPUs (``perf.fastest_drafter_layout``).
     """
     problem = model if isinstance(model, Problem) else build_problem(model, hardware, **problem_kwargs)
     cols = tp if tp_cols is None else tp_cols
@@ -261,6 +262,9 @@ def explain(model, hardware, *, tp: int = 1, tp_rows: int = 1, tp_cols: int | No
         violation = f"pp_divides_batch: a batch of {batch} does not split into {pp} equal micro-batches"
     metrics = evaluate_configurations(problem, tp_rows=tp_rows, tp_cols=cols, pp=pp, ep=ep, batch=batch,
                                       draft_tokens=draft_tokens)
+    speculative = problem.speculative
+    if violation is None and speculative is not None and int(metrics.draft_tokens) > 0 and int(metrics.drafter_pp) == 0:
+        violation = f"drafter_layout: {speculative.drafter.name} has no valid layout on {int(metrics.gpus)} GPUs"
     return Explanation(problem, tp_rows, cols, pp, ep, batch, int(metrics.draft_tokens), metrics, violation,
                        problem.hardware.hbm_capacity_bytes)
 

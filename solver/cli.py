@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from formulations.errors import InfeconError
-from formulations.space import DEFAULT_MAX_BATCH, DEFAULT_MAX_GPUS
+from formulations.space import DEFAULT_MAX_GPUS
 from formulations.specs import SERVING_MODES
 from instances.engines import DEFAULT_ENGINE, builtin_engine_names
 from solver import api, reports
@@ -140,11 +140,13 @@ def add_problem_arguments(parser: argparse.ArgumentParser, *, need_model: bool =
     space = parser.add_argument_group("search space")
     space.add_argument("--max-gpus", type=_positive_int, default=DEFAULT_MAX_GPUS,
                        help=f"largest instance (default {DEFAULT_MAX_GPUS})")
-    space.add_argument("--max-batch", type=_positive_int, default=DEFAULT_MAX_BATCH,
-                       help=f"largest batch (default {DEFAULT_MAX_BATCH}, also capped by what HBM holds)")
+    space.add_argument("--max-batch", type=_positive_int, default=None,
+                       help="largest batch (default: the largest that fits in HBM with weights, KV cache and "
+                            "activations)")
     space.add_argument("--batch-sizes", type=_batch_list, help="explicit batch sizes, e.g. 1,2,4,8,64")
     space.add_argument("--all-batches", action="store_true",
-                       help="search every integer batch up to --max-batch instead of the ~1.4x ladder")
+                       help="search every integer batch instead of the ~1.4x ladder (up to what fits in HBM, which "
+                            "at short context can be millions: set --max-batch)")
 
 
 def problem_kwargs(args: argparse.Namespace) -> dict:

@@ -79,13 +79,13 @@ def serving_label(problem) -> str:
 def batch_cap_note(frontier: Frontier) -> str:
     """A note when the cheapest point uses the largest batch searched: the cheap end may be cut off."""
     space = frontier.problem.space
-    if space.batch_sizes is not None or len(frontier) == 0:
-        return ""
+    if space.batch_sizes is not None or space.max_batch is None or len(frontier) == 0:
+        return ""  # without --max-batch the largest batch searched is the largest that fits in HBM
     largest = space.max_batch if space.batch_mode == "all" else batch_ladder(space.max_batch)[-1]
     if int(frontier.points["batch"].iloc[-1]) < largest:
         return ""
     return (f"note: the cheapest point uses the largest batch searched ({largest}); "
-            f"--max-batch {2 * space.max_batch} may extend the cheap end")
+            f"--max-batch {2 * space.max_batch} (or none: whatever fits in HBM) may extend the cheap end")
 
 
 def frontier_csv(frontier: Frontier) -> pd.DataFrame:
@@ -103,6 +103,13 @@ def format_explanation(expl) -> str:
              f" ({'2-D' if expl.tp_rows > 1 else '1-D'}), PP {expl.pp}, EP {expl.ep}, batch {expl.batch}, "
              f"context {problem.workload.context_tokens}"
              + (f", draft length {expl.draft_tokens}" if problem.speculative else "")]
+    if problem.speculative is not None:
+        if expl.draft_tokens > 0:
+            lines.append(f"drafter {problem.speculative.drafter.name}: TP "
+                         f"{layout_label(int(m.drafter_tp_rows), int(m.drafter_tp_cols))}, PP {int(m.drafter_pp)} "
+                         "(its fastest layout on these GPUs)")
+        else:
+            lines.append("no speculation: draft length 0 is the fastest choice here (or nothing else fits)")
     if expl.rule_violation:
         lines.append(f"NOT A VALID DEPLOYMENT: {expl.rule_violation}")
     lines.append(expl.terms().to_string(index=False, float_format=lambda v: f"{v:.4f}"))

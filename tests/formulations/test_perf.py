@@ -6,18 +6,23 @@ import dataclasses
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from formulations.params import activation_elements_per_token, kv_elements_per_token, parameter_counts
 from formulations.perf import (
     collective_time_s,
     decode_step,
+    evaluate,
     expected_tokens_per_iteration,
+    fastest_drafter_layout,
     group_placement,
     hbm_used_bytes_per_gpu,
+    largest_batch_in_hbm,
     routed_expert_fraction_read,
 )
-from formulations.specs import HardwareSpec, ProtocolLatency, Workload
+from formulations.space import drafter_layouts
+from formulations.specs import HardwareSpec, ProtocolLatency, SpeculativeDecoding, Workload
 from formulations.toy import critical_batch
 from instances.loader import get_hardware, get_model
 from solver import api
@@ -237,13 +242,44 @@ class TestCollectiveTime:
         # Latency in one node: 6.8 + 2 x 0.6 x (8 - 1) = 15.2 µs (eq. 23 with log2(1) = 0).
         assert float(latency_s) == pytest.approx(15.2e-6, rel=1e-9)
 
-    def test_group_spanning_nodes_uses_the_inter_node_link(self):
-        """The same all-reduce over 16 ranks on 2 nodes is paced by the 50 GB/s inter-node link."""
+    def test_group_spanning_nodes_splits_bytes_between_links(self):
+        """16 ranks on 2 nodes: the all-reduce is hierarchical, NVLink inside nodes, the network across them."""
         hw = ll_only_hardware()
         message = 2 * 10_000 * 100
         _, bandwidth_s = collective_time_s(hw, "all_reduce", 16, 8, 2, message)
-        # 2 x 2e6 x 15/16 = 3.75e6 B at 50 GB/s x 0.5 = 25 GB/s: 150 µs.
-        assert float(bandwidth_s) == pytest.approx(150e-6, rel=1e-12)
+        # Intra-node reduce-scatter + all-gather: 2 x 2e6 x 7/8 = 3.5e6 B at 225 GB/s (LL) = 15.556 µs.
+        # Inter-node all-reduce of each rank's 1/8 shard: 2 x (2e6 / 8) x 1/2 = 2.5e5 B at 25 GB/s = 10 µs.
+        # (Before the paper's hierarchical split, all 3.75e6 B went over the network: 150 µs.)
+        assert float(bandwidth_s) == pytest.approx(3.5e6 / 225e9 + 2.5e5 / 25e9, rel=1e-12)
+
+    def test_two_d_grid_matches_eqs_41_and_42(self):
+        """A sqrt(N)-rank group over sqrt(N_nodes) nodes moves eq. 41's and 42's bytes per GPU."""
+        hw = ll_only_hardware()
+        # N = 256 GPUs on N_nodes = 16 nodes, 2-D TP 16 x 16: a group of R = 16 ranks spans n = 4 nodes, r = 4 each.
+        n_gpu, n_nodes, ranks, per_node, nodes = 256, 16, 16, 4, 4
+        reduced_bytes = 3.0e8  # X of eq. 43, any value: each group reduces an X / sqrt(N) slice
+        _, bandwidth_s = collective_time_s(hw, "all_reduce", ranks, per_node, nodes, reduced_bytes / ranks)
+        inter_reads = 2 * (math.sqrt(n_nodes) - 1) * reduced_bytes  # eq. 41
+        intra_reads = 2 * (math.sqrt(n_gpu / n_nodes) - 1) * math.sqrt(n_nodes) * reduced_bytes  # eq. 42
+        paper_s = inter_reads / (n_gpu * 25e9) + intra_reads / (n_gpu * 225e9)  # eq. 39 at LL's half bandwidth
+        # = 2 x 3 x 3e8 / (256 x 25e9) + 2 x 3 x 4 x 3e8 / (256 x 225e9) = 281.25 µs + 125 µs.
+        assert float(bandwidth_s) == pytest.approx(paper_s, rel=1e-12)
+        assert paper_s == pytest.approx(281.25e-6 + 125e-6, rel=1e-12)
+
+    def test_all_to_all_across_nodes_sends_its_remote_share_over_the_network(self):
+        """An all-to-all regroups over NVLink, then each rank sends (n-1)/n of its message across nodes."""
+        hw = ll_only_hardware()
+        message = 8e6
+        _, bandwidth_s = collective_time_s(hw, "all_to_all", 16, 8, 2, message)
+        # NVLink: 8e6 x 7/8 = 7e6 B at 225 GB/s = 31.1 µs; network: 8e6 x 1/2 = 4e6 B at 25 GB/s = 160 µs.
+        assert float(bandwidth_s) == pytest.approx(7e6 / 225e9 + 4e6 / 25e9, rel=1e-12)
+
+    def test_one_rank_per_node_uses_only_the_network(self):
+        """With one rank in each of 4 nodes nothing moves over NVLink: the flat ring over the network."""
+        hw = ll_only_hardware()
+        _, bandwidth_s = collective_time_s(hw, "all_reduce", 4, 1, 4, 1e6)
+        # 2 x 1e6 x 3/4 = 1.5e6 B at 25 GB/s = 60 µs.
+        assert float(bandwidth_s) == pytest.approx(1.5e6 / 25e9, rel=1e-12)
 
     def test_eq_23_latency_two_nodes(self, h100):
         """An all-reduce over 16 ranks on 2 H100 nodes has LL latency 6.8 + 1.2 x 7 + 10 x log2(2) = 25.2 µs."""
@@ -303,14 +339,37 @@ class TestMoeExpertShare:
 
 
 class TestHbmUsed:
-    def test_weights_and_kv_shard_over_gpus(self):
-        """Llama 3 70B at 16 bits stores half its 141 GB per GPU on 2 GPUs, plus half of each sequence's KV."""
+    def test_weights_kv_and_activations_shard_over_gpus(self):
+        """Llama 3 70B at 16 bits stores half its 141 GB per GPU on 2 GPUs, half of each KV, and live activations."""
         model = get_model("llama-3-70b")
         total = parameter_counts(model).total
-        # ceil(70.55e9 x 2 B / 2) = 70.55 GB, plus 10 sequences x 1000 tokens x 327,680 B / 2 = 1.64 GB.
+        # ceil(70.55e9 x 2 B / 2) = 70.55 GB, plus 10 sequences x 1000 tokens x 327,680 B / 2 = 1.64 GB, plus
+        # 10 tokens x 2 B x (2 x 8192 residual + 128,256 logits / 2 TP ranks) = 1,610,240 B of activations
+        # (the logits are the widest output: QKV 10,240, FFN up+gate 57,344, vocabulary 128,256).
         used = hbm_used_bytes_per_gpu(model, Workload(context_tokens=1000), tp=2, pp=1, batch=np.array([0, 10]))
         assert int(used[0]) == math.ceil(total * 2 / 2)
-        assert int(used[1]) == math.ceil((total * 2 + 10 * 1000 * 327_680) / 2)
+        assert int(used[1]) == math.ceil((total * 2 + 10 * 1000 * 327_680) / 2 + 10 * 2 * (2 * 8192 + 128_256 / 2))
+
+    def test_absurd_batch_does_not_fit_and_does_not_overflow(self, h100):
+        """10^10 sequences at context 0 need petabytes of activations (issue 11 row 2); 10^20 must not overflow."""
+        model = get_model("llama-3-70b")
+        used = hbm_used_bytes_per_gpu(model, Workload(), tp=2, pp=1, batch=np.array([10**10, 10**20]))
+        # 70.55e9 B of weights + 1e10 x 2 B x (16384 + 64128) = 1.61e15 B per GPU, far above 80 GB.
+        assert int(used[0]) == int(parameter_counts(model).total) + 1_610_240_000_000_000
+        # 1e20 x 161,024 B = 1.6e25 B clips at 2^53 B instead of overflowing int64.
+        assert int(used[1]) == 2**53
+        assert (used > h100.hbm_capacity_bytes).all()
+
+    def test_largest_batch_is_what_fits(self, h100):
+        """The default batch cap is the most sequences whose weights, KV and activations fit in 80 GB."""
+        model = get_model("llama-3-70b")
+        workload = Workload(context_tokens=1000)
+        fits = int(largest_batch_in_hbm(model, h100, workload, tp=2, pp=1))
+        # room = 80e9 - 70.552e9 = 9.448e9 B; per sequence 327,680,000 / 2 + 2 x 80,512 = 163,999,... B: 57 sequences.
+        per_sequence = 1000 * 327_680 / 2 + 2 * (2 * 8192 + 128_256 / 2)
+        assert fits == math.floor((80e9 - parameter_counts(model).total) / per_sequence) == 57
+        used = hbm_used_bytes_per_gpu(model, workload, tp=2, pp=1, batch=np.array([fits, fits + 1]))
+        assert used[0] <= h100.hbm_capacity_bytes < used[1]
 
 
 class TestFrontierAgainstPaper:
@@ -396,3 +455,76 @@ class TestMonotonicity:
         totals = np.stack([grid_step(model, h100, context) for context in CONTEXTS])
         assert (np.diff(totals, axis=0) >= 0).all()
         assert (totals[-1] > totals[0]).all()
+
+
+def latency_only_hardware() -> HardwareSpec:
+    """An accelerator where only collective latency costs time: 10 µs per collective or send, nothing else."""
+    return ll_only_hardware(
+        name="latency only", flop_per_s_by_bits={16: 1e30}, hbm_bandwidth_bytes_per_s=1e30,
+        intra_node_bandwidth_bytes_per_s=1e30, inter_node_bandwidth_bytes_per_s=1e30, kernel_launch_latency_s=0.0,
+        protocols={"LL": ProtocolLatency(base_latency_s=10e-6, intra_hop_latency_s=0.0, inter_hop_latency_s=0.0,
+                                         bandwidth_fraction=1.0)})
+
+
+class TestDrafterLayout:
+    def test_candidates_use_all_gpus_and_obey_the_rules(self, h100):
+        """Llama 3 8B's layouts on 32 GPUs: every one uses 32 GPUs, PP 4 x TP 8 (the paper's example) among them."""
+        layouts = drafter_layouts(get_model("llama-3-8b"), h100, 32)
+        assert (layouts[:, 0] * layouts[:, 1] * layouts[:, 2] == 32).all()
+        assert [1, 8, 4] in layouts.tolist()
+        assert [1, 32, 1] in layouts.tolist()  # 1-D TP over 4 nodes: 32 heads split, 8 KV heads replicate
+
+    def test_choice_by_hand_when_only_latency_counts(self):
+        """10 µs per collective: 1-D TP pays 2 per layer (640 µs for 32 layers), PP p pays p - 1 sends.
+
+        On 8 GPUs: PP 8 x TP 1 = 7 sends = 70 µs needs a batch divisible by 8; otherwise TP 8 (640 µs)
+        beats PP 2 x TP 4 (650 µs), PP 4 x TP 2 (670 µs) and the 2-D grids (4 all-reduces per layer, 1280 µs).
+        """
+        hw = latency_only_hardware()
+        drafter = get_model("llama-3-8b")
+        choice = fastest_drafter_layout(drafter, hw, Workload(), lambda g: drafter_layouts(drafter, hw, g),
+                                        gpus=np.array([8, 8, 8]), batch=np.array([8, 4, 2]))
+        assert choice.available.all()
+        assert list(zip(choice.tp_rows, choice.tp_cols, choice.pp, strict=True)) == [(1, 1, 8), (1, 8, 1), (1, 8, 1)]
+        np.testing.assert_allclose(choice.step_s, [70e-6, 640e-6, 640e-6], rtol=1e-9)
+
+    def test_no_layout_means_no_speculation(self):
+        """Where the drafter has no valid layout (here: no candidates at all), only draft length 0 is a choice."""
+        hw = latency_only_hardware()
+        target, drafter = get_model("llama-3-70b"), get_model("llama-3-8b")
+        spec = SpeculativeDecoding(drafter, acceptance=0.9)
+        metrics = evaluate(target, hw, Workload(), tp_rows=1, tp_cols=8, pp=1, ep=1, batch=np.array([1, 8]),
+                           speculative=spec, drafter_layouts=lambda g: np.zeros((0, 3), dtype=np.int64))
+        np.testing.assert_array_equal(metrics.draft_tokens, [0, 0])
+        np.testing.assert_array_equal(metrics.drafter_pp, [0, 0])
+
+    def test_speculation_needs_candidates(self, h100):
+        """The physics refuses to guess the drafter's layout."""
+        spec = SpeculativeDecoding(get_model("llama-3-8b"), acceptance=0.8)
+        with pytest.raises(ValueError, match="drafter_layouts"):
+            evaluate(get_model("llama-3-70b"), h100, Workload(), tp_rows=1, tp_cols=8, pp=1, ep=1, batch=1,
+                     speculative=spec)
+
+
+class TestSpeculativeFrontier:
+    def test_acceptance_zero_equals_no_speculation(self):
+        """With acceptance 0 every draft is wasted, so each configuration drafts 0 tokens: the plain frontier."""
+        plain = frontier_points("llama-3-70b")
+        spec = api.frontier("llama-3-70b", "h100", draft="llama-3-8b", acceptance=0.0).points
+        assert (spec["draft_tokens"] == 0).all()
+        assert (spec["drafter_pp"] == 0).all()
+        columns = ["tokens_per_second", "usd_per_million_tokens", "tp_rows", "tp_cols", "pp", "ep", "batch",
+                   "hbm_used_gb_per_gpu"]
+        pd.testing.assert_frame_equal(spec[columns], plain[columns])
+
+    @pytest.mark.parametrize("draft, acceptance", [("llama-3-8b", 0.5), ("llama-3-70b", 0.8)])
+    def test_speculative_frontier_is_never_worse(self, draft, acceptance):
+        """At every cost of the plain frontier the speculative one is at least as fast (issue 11 row 6).
+
+        Even with the target as its own drafter: draft length 0 is always a choice.
+        """
+        plain = frontier_points("llama-3-70b")
+        spec = api.frontier("llama-3-70b", "h100", draft=draft, acceptance=acceptance).points
+        for cost, speed in zip(plain["usd_per_million_tokens"], plain["tokens_per_second"], strict=True):
+            affordable = spec[spec["usd_per_million_tokens"] <= cost * (1 + 1e-12)]
+            assert affordable["tokens_per_second"].max() >= speed * (1 - 1e-12)

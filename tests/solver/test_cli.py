@@ -277,7 +277,8 @@ class TestConsoleScript:
     def test_closed_pipe(self):
         """A reader that stops early (`infecon ... | head -1`) gets no traceback."""
         process = subprocess.Popen([str(INFECON), "frontier", "--model", "llama-3-8b", "--all-batches",
-                                    "--format", "csv"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                    "--max-batch", "8192", "--format", "csv"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         first = process.stdout.readline()
         process.stdout.close()  # ~1.7 MB remain unread: more than a pipe buffer, so the writer meets EPIPE
         stderr = process.stderr.read().decode()

@@ -30,7 +30,8 @@ def fabricated_table() -> ConfigTable:
     metrics = ConfigMetrics(target=step, drafter=None, latency_s=latency, tokens_per_second=1 / latency,
                             total_tokens_per_second=1 / latency, usd_per_million_tokens=cost, utilization=zeros,
                             hbm_used_bytes_per_gpu=hbm_used, gpus=ones,
-                            draft_tokens=np.zeros(n, dtype=np.int64))
+                            draft_tokens=np.zeros(n, dtype=np.int64), drafter_tp_rows=0 * ones,
+                            drafter_tp_cols=0 * ones, drafter_pp=0 * ones)
     return ConfigTable(problem=problem, tp_rows=ones, tp_cols=ones, pp=ones, ep=ones, batch=np.arange(1, n + 1),
                        draft_tokens=np.zeros(n, dtype=np.int64), metrics=metrics,
                        violations={"hbm_capacity": hbm_used > int(problem.hardware.hbm_capacity_bytes)})
