@@ -299,3 +299,18 @@ class TestBatchCapNote:
         """At 100K context HBM capacity, not --max-batch, limits the batch: no note."""
         assert main(["frontier", "--model", "llama-3-70b", "--hardware", "h100", "--context", "100k"]) == 0
         assert "largest batch searched" not in capsys.readouterr().out
+
+
+class TestAbsurdBatches:
+    """Issue 11 row 2: activations count in HBM, so a huge --max-batch is capped by memory, not accepted."""
+
+    def test_huge_max_batch_stops_at_what_fits(self, tmp_path):
+        """--max-batch 1e11 at context 0: no point with more sequences than HBM holds (was 68,719,476,736)."""
+        out = tmp_path / "f.csv"
+        assert main(["frontier", "--model", "llama-3-70b", "--hardware", "h100", "--engine", "paper",
+                     "--max-batch", "100000000000", "--csv", str(out)]) == 0
+        points = pd.read_csv(out)
+        # 2 GPUs hold 70.55 GB of weights each; 9.45 GB left / 144,640 B of activations per sequence
+        # (2 B x (2 x 8192 + 128,256 logits) over PP 2) = about 65,300 sequences; the ladder's last below is 49,152.
+        assert points["batch"].max() == 49_152
+        assert (points["hbm_used_gb_per_gpu"] <= 80.0).all()
