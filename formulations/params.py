@@ -137,14 +137,16 @@ def activation_elements_per_token(m: ModelSpec) -> float:
 
 
 def live_activation_elements_per_token(m: ModelSpec) -> tuple[float, float]:
-    """Activation elements a token keeps in HBM while a step runs: (replicated on every TP rank, sharded over TP).
+    """Elements a token keeps in HBM while a step runs: (activations, replicated on every TP rank; workspace, sharded).
 
     Why: a decode step's matmul inputs and outputs live in HBM (the paper reads and writes them there,
-    eq. 35), so every token in flight needs room for them, however small the context. Buffers are
-    reused from layer to layer, so what must fit is one layer's worth: the residual stream entering
-    and leaving the layer (2 d_model, held whole on every TP rank, as Megatron-style TP does) plus
-    the widest tensor the step writes, split over the TP group: the QKV, attention or FFN up/gate
-    outputs, or the logits over the vocabulary (vocabulary-parallel unembedding).
+    eq. 35), so every token in flight needs room for them, however short its context. Buffers are
+    reused from layer to layer, so what must fit is one layer's worth. Activations: the residual
+    stream entering and leaving the layer (2 d_model, held whole on every TP rank, as Megatron-style
+    TP does). Workspace: the buffer for the widest tensor the step writes, split over the TP group:
+    the QKV, attention or FFN up/gate outputs, or the logits over the vocabulary (vocabulary-parallel
+    unembedding; the widest for Llama 3, whose vocabulary is 128K). Engine-specific reserves (CUDA
+    context, communication buffers, allocator slack) are not physics and are left to engine profiles.
     """
     up_outputs = ffn_matrices(m) - 1
     widths = [qkv_output_width(m), attention_output_width(m), m.vocab_size]
