@@ -517,11 +517,12 @@ class TestSpeculativeFrontier:
                    "hbm_used_gb_per_gpu"]
         pd.testing.assert_frame_equal(spec[columns], plain[columns])
 
-    @pytest.mark.parametrize("draft, acceptance", [("llama-3-8b", 0.5), ("llama-3-70b", 0.8)])
+    @pytest.mark.parametrize("draft, acceptance", [("llama-3-8b", 0.5), ("llama-3-70b", 0.8),
+                                                   ("llama-3-1-405b", 0.8)])
     def test_speculative_frontier_is_never_worse(self, draft, acceptance):
         """At every cost of the plain frontier the speculative one is at least as fast (issue 11 row 6).
 
-        Even with the target as its own drafter: draft length 0 is always a choice.
+        Even with the target as its own drafter, or a drafter larger than the target: draft length 0 is a choice.
         """
         plain = frontier_points("llama-3-70b")
         spec = api.frontier("llama-3-70b", "h100", draft=draft, acceptance=acceptance).points
