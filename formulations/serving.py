@@ -19,7 +19,9 @@ Serving modes turn pass times into what a user sees (per request: TTFT, TPOT, to
   TPOT = decode step at b, per-user speed = osl / (TTFT + (osl - 1) TPOT).
 * ``closed_loop``: continuous batching at ``b`` requests in flight per instance. In steady state
   b/osl requests finish and arrive per step, so each step also carries b/osl prefills of one
-  isl-token sequence (P1): TPOT = decode step + (micro_batch / osl) P1 (affine in the batch).
+  isl-token sequence (P1): TPOT = decode step + (micro_batch / osl) P1 (affine in the batch). With
+  chunked prefill (engine profile) the chunks ride in decode steps and P1 there excludes the
+  pass's own kernel and step costs.
   The prefill share of a step is rho = (micro_batch / osl) P1 / TPOT; a new request waits for the
   prefills ahead of it as in an M/D/1 queue: TTFT = P1 (1 + rho / (2 (1 - rho))).
 * ``disaggregated``: separate prefill and decode instances of the same layout. The decode pool
@@ -85,7 +87,8 @@ def unit_hardware(hw: HardwareSpec) -> HardwareSpec:
 def engine_pass(unit: StepTime, model: ModelSpec, hw: HardwareSpec, engine: EngineProfile, micro_batch) -> PassTime:
     """Apply an engine to a pass evaluated on ``unit_hardware(hw)``: efficiencies, kernels, overheads."""
     micro_batch = np.asarray(micro_batch, dtype=float)
-    kernel_s = engine.kernels.per_pass(model) * engine.kernel_s_on(hw)
+    engine = engine.on(hw)
+    kernel_s = engine.kernels.per_pass(model) * engine.kernel_s
     physics = dataclasses.replace(
         unit, compute_s=unit.compute_s / engine.flop_efficiency,
         hbm_read_s=unit.hbm_read_s / engine.bandwidth_efficiency,
@@ -146,7 +149,8 @@ def _waiting_factor(rho):
 
 
 def mode_times(mode: str, requests: Requests, *, decode_s, prefill_batch_s, prefill_one_s, batch, pp,
-               transfer_s=0.0, prefill_utilization=DEFAULT_PREFILL_UTILIZATION) -> ModeTimes:
+               transfer_s=0.0, prefill_utilization=DEFAULT_PREFILL_UTILIZATION, request_s=0.0,
+               carried_prefill_s=None) -> ModeTimes:
     """TTFT, TPOT, speeds and charged time of a serving mode from its pass times (module docstring).
 
     Args:
@@ -155,6 +159,11 @@ def mode_times(mode: str, requests: Requests, *, decode_s, prefill_batch_s, pref
         prefill_one_s: one prefill pass of a single isl-token sequence through the full model (P1).
         batch: requests in flight per (decode) instance; pp: pipeline stages.
         transfer_s: KV transfer per request (disaggregated); prefill_utilization: its prefill pool's.
+        request_s: fixed latency per served request (API server, tokeniser), added to the TTFT of the
+            served modes (closed loop, disaggregated); offline static-batch benchmarks have no server.
+        carried_prefill_s: what one prefill adds to the decode steps that carry it in closed loop
+            (default P1; with chunked prefill P1 without the pass's constant costs, which the decode
+            step it rides in already pays).
     """
     if mode not in SERVING_MODES:
         raise ValueError(f"mode must be one of {SERVING_MODES} (got {mode!r})")
@@ -170,12 +179,13 @@ def mode_times(mode: str, requests: Requests, *, decode_s, prefill_batch_s, pref
         return ModeTimes(ttft, tpot, speed, batch * speed, (osl - 1) * tpot / (osl * batch), per_input(ttft / batch))
     prefill_gpu_s = prefill_one_s / np.asarray(pp, dtype=float)  # P1 occupies each of pp stages 1/pp of the time
     if mode == "closed_loop":
-        amortised = micro_batch / osl * prefill_one_s
+        carried = prefill_one_s if carried_prefill_s is None else np.asarray(carried_prefill_s, dtype=float)
+        amortised = micro_batch / osl * carried
         tpot = decode_s + amortised
-        ttft = prefill_one_s * _waiting_factor(amortised / tpot)
+        ttft = prefill_one_s * _waiting_factor(amortised / tpot) + request_s
     elif mode == "disaggregated":
         tpot = decode_s
-        ttft = prefill_one_s * _waiting_factor(prefill_utilization) + transfer_s
+        ttft = prefill_one_s * _waiting_factor(prefill_utilization) + transfer_s + request_s
         prefill_gpu_s = prefill_gpu_s / prefill_utilization  # an idle share of the pool is paid for too
     else:  # decode_only: the paper's model; a lone request's prefill is reported but not charged to speed
         tpot = decode_s
@@ -200,6 +210,89 @@ class ServingMetrics(ConfigMetrics):
     prefill_s: np.ndarray = None  # one isl-token prefill pass (P1), or the batch's in static batch
 
 
+@dataclass(frozen=True)
+class ServingPasses:
+    """The forward passes a deployment's serving mode needs, evaluated once (vectorised over configurations).
+
+    For a non-paper engine they are at 100 % efficiency and without kernel term (``unit_hardware``),
+    so ``serving_times`` can apply any engine's parameters without re-running the physics: this is
+    what ``calibrate`` fits through.
+    """
+
+    model: ModelSpec
+    hardware: HardwareSpec
+    requests: Requests
+    mode: str
+    decode: StepTime
+    prefill_one: StepTime
+    prefill_batch: StepTime
+    batch: np.ndarray
+    pp: np.ndarray
+    transfer_s: np.ndarray
+    paper: bool
+
+
+def serving_passes(model: ModelSpec, hw: HardwareSpec, workload: Workload, requests: Requests, mode: str,
+                   *, tp_rows, tp_cols, pp, ep, batch, paper: bool = False) -> ServingPasses:
+    """Decode at the micro-batch, prefill of one isl-token sequence (P1) and of the micro-batch (static batch)."""
+    pp = np.asarray(pp, dtype=np.int64)
+    batch = np.asarray(batch, dtype=float)
+    micro_batch = batch / pp
+    layout = dict(tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep)
+    physics_hw = hw if paper else unit_hardware(hw)
+    prefill = dataclasses.replace(workload, context_tokens=prefill_context_tokens(requests))
+    isl = max(requests.input_tokens, 1)
+    decode = decode_step(model, physics_hw, workload, **layout, micro_batch=micro_batch)
+    prefill_one = decode_step(model, physics_hw, prefill, **layout, micro_batch=np.ones(np.shape(micro_batch)),
+                              tokens_per_sequence=isl)
+    prefill_batch = prefill_one
+    if mode == "static_batch":
+        prefill_batch = decode_step(model, physics_hw, prefill, **layout, micro_batch=micro_batch,
+                                    tokens_per_sequence=isl)
+    transfer = kv_transfer_s(model, hw, workload, requests, np.asarray(tp_rows) * np.asarray(tp_cols))
+    return ServingPasses(model, hw, requests, mode, decode, prefill_one, prefill_batch, batch, pp, transfer, paper)
+
+
+def _pass_time(step: StepTime, passes: ServingPasses, engine: EngineProfile, micro_batch) -> PassTime:
+    if passes.paper:
+        zero = np.zeros(np.shape(step.total_s))
+        return PassTime(step, zero, zero, np.broadcast_to(np.asarray(micro_batch, dtype=float), zero.shape))
+    return engine_pass(step, passes.model, passes.hardware, engine, micro_batch)
+
+
+def serving_times(passes: ServingPasses, engine: EngineProfile, *, decode_s=None,
+                  prefill_utilization: float = DEFAULT_PREFILL_UTILIZATION) -> tuple[ModeTimes, PassTime, np.ndarray]:
+    """The mode's times with ``engine`` applied to the passes: (times, decode pass, prefill seconds shown).
+
+    ``decode_s`` replaces the decode pass's time (a speculative iteration's latency per token).
+    """
+    micro_batch = passes.batch / passes.pp
+    decode = _pass_time(passes.decode, passes, engine, micro_batch)
+    one = _pass_time(passes.prefill_one, passes, engine, 1.0)
+    prefill_one = one.total_s
+    carried = prefill_one
+    if engine.chunked_prefill and not passes.paper:  # chunks ride in decode steps: no kernels or step cost of their own
+        carried = prefill_one - one.physics.kernel_latency_s - one.constant_s
+    prefill_batch = _pass_time(passes.prefill_batch, passes, engine, micro_batch).total_s
+    if passes.requests.input_tokens == 0:
+        prefill_one = prefill_batch = carried = np.zeros(np.shape(decode.total_s))
+    times = mode_times(passes.mode, passes.requests, decode_s=decode.total_s if decode_s is None else decode_s,
+                       prefill_batch_s=prefill_batch, prefill_one_s=prefill_one, batch=passes.batch, pp=passes.pp,
+                       transfer_s=passes.transfer_s, prefill_utilization=prefill_utilization,
+                       request_s=0.0 if passes.paper else engine.request_s, carried_prefill_s=carried)
+    return times, decode, prefill_batch if passes.mode == "static_batch" else prefill_one
+
+
+def per_user_speed(metric: str, times: ModeTimes, requests: Requests) -> np.ndarray:
+    """Per-request speed as a measurement defines it: ``inverse_tpot`` or ``osl_over_e2e_latency``."""
+    if metric == "inverse_tpot":
+        return 1.0 / times.tpot_s
+    if metric == "osl_over_e2e_latency":
+        osl = requests.output_tokens
+        return osl / (times.ttft_s + (osl - 1) * times.tpot_s)
+    raise ValueError(f"per-user metric must be inverse_tpot or osl_over_e2e_latency (got {metric!r})")
+
+
 def serving_metrics(model: ModelSpec, hw: HardwareSpec, workload: Workload, requests: Requests,
                     engine: EngineProfile, mode: str, *, tp_rows, tp_cols, pp, ep, batch,
                     speculative: SpeculativeDecoding | None = None, draft_tokens=None,
@@ -222,10 +315,9 @@ def serving_metrics(model: ModelSpec, hw: HardwareSpec, workload: Workload, requ
         kernel_launch_latency_s=0.0)
     base = evaluate(model, physics_hw, workload, **layout, batch=batch, draft_tokens=draft_tokens,
                     speculative=speculative, drafter_layouts=drafter_layouts)
-    decode = forward_pass(model, hw, workload, engine, **layout, micro_batch=micro_batch)
-    if speculative is None:
-        decode_s = decode.total_s
-    else:  # add each pass's engine overhead to the paper's speculative latency (eq. 46)
+    passes = serving_passes(model, hw, workload, requests, mode, **layout, batch=batch, paper=engine.paper)
+    decode_s = None
+    if speculative is not None:  # add each pass's engine overhead to the paper's speculative latency (eq. 46)
         gamma = np.asarray(base.draft_tokens, dtype=float)
         target = forward_pass(model, hw, workload, engine, **layout, micro_batch=micro_batch,
                               tokens_per_sequence=gamma + 1)
@@ -236,24 +328,13 @@ def serving_metrics(model: ModelSpec, hw: HardwareSpec, workload: Workload, requ
                                tp_cols=np.where(drafting, base.drafter_tp_cols, 1), pp=drafter_pp)
         extra = (target.overhead_s + gamma * drafter.overhead_s) if not engine.paper else 0.0
         decode_s = base.latency_s + extra / expected_tokens_per_iteration(speculative.acceptance, gamma)
-    context = prefill_context_tokens(requests)
-    isl = max(requests.input_tokens, 1)
-    prefill_one = forward_pass(model, hw, workload, engine, **layout, micro_batch=np.ones(np.shape(micro_batch)),
-                               tokens_per_sequence=isl, context_tokens=context).total_s
-    prefill_batch = prefill_one
-    if mode == "static_batch":
-        prefill_batch = forward_pass(model, hw, workload, engine, **layout, micro_batch=micro_batch,
-                                     tokens_per_sequence=isl, context_tokens=context).total_s
-    if requests.input_tokens == 0:
-        prefill_one = prefill_batch = np.zeros(np.shape(decode_s))
-    times = mode_times(mode, requests, decode_s=decode_s, prefill_batch_s=prefill_batch, prefill_one_s=prefill_one,
-                       batch=batch, pp=pp, transfer_s=kv_transfer_s(model, hw, workload, requests, tp_rows * tp_cols),
-                       prefill_utilization=prefill_utilization)
+    times, decode, prefill_s = serving_times(passes, engine, decode_s=decode_s,
+                                             prefill_utilization=prefill_utilization)
     usd_per_instance_s = base.gpus * hw.price_usd_per_hour / 3600.0
     out_price = usd_per_instance_s * times.output_gpu_s_per_token * 1e6
     in_price = usd_per_instance_s * times.input_gpu_s_per_token * 1e6
-    isl_, osl = requests.input_tokens, requests.output_tokens
-    blended = out_price if isl_ == 0 else (isl_ * in_price + osl * out_price) / (isl_ + osl)
+    isl, osl = requests.input_tokens, requests.output_tokens
+    blended = out_price if isl == 0 else (isl * in_price + osl * out_price) / (isl + osl)
     common = {f.name: getattr(base, f.name) for f in fields(ConfigMetrics)}
     if not (engine.paper and mode == "decode_only"):
         scale = times.total_tokens_per_second / base.total_tokens_per_second
@@ -261,7 +342,7 @@ def serving_metrics(model: ModelSpec, hw: HardwareSpec, workload: Workload, requ
                       latency_s=1.0 / times.tokens_per_second, tokens_per_second=times.tokens_per_second,
                       total_tokens_per_second=times.total_tokens_per_second, usd_per_million_tokens=out_price,
                       utilization=base.utilization * scale)
-    ttft = times.ttft_s if requests.input_tokens > 0 else np.full(np.shape(times.ttft_s), np.nan)
+    ttft = times.ttft_s if isl > 0 else np.full(np.shape(times.ttft_s), np.nan)
     return ServingMetrics(**common, ttft_s=ttft, tpot_s=times.tpot_s, usd_per_million_input_tokens=in_price,
                           blended_usd_per_million_tokens=blended, engine_overhead_s=decode.overhead_s,
-                          prefill_s=prefill_batch if mode == "static_batch" else prefill_one)
+                          prefill_s=prefill_s)

@@ -9,7 +9,7 @@ Validation lives in ``instances.loader`` (which knows the file and field to blam
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 PROTOCOL_NAMES = ("LL", "LL128", "Simple")
@@ -192,8 +192,10 @@ class EngineProfile:
     kernel term (``perf.kernels_per_layer`` launches of ``kernel_launch_latency_s`` per layer) and
     no other overhead. Otherwise the engine's own efficiencies apply and the overhead per forward
     pass is ``kernels.per_pass(model) * kernel_s + step_s + micro_batch * n_layers * sequence_layer_s``:
-    a constant per pass plus a coefficient per sequence (affine in the batch). ``kernel_s_by_hardware``
-    maps a hardware's ``name`` to its own per-kernel time where the data measured it.
+    a constant per pass plus a coefficient per sequence (affine in the batch); ``request_s`` is a fixed
+    latency per request (API server, tokeniser, scheduler) added to TTFT. ``by_hardware`` maps a
+    hardware's ``name`` to its own values of ``PER_HARDWARE`` parameters where the data measured it
+    (a platform property: kernel launch and achieved bandwidth differ between CUDA and ROCm).
     """
 
     name: str
@@ -202,20 +204,28 @@ class EngineProfile:
     flop_efficiency: float = 0.7
     bandwidth_efficiency: float = 0.75
     kernel_s: float = 4e-6
-    kernel_s_by_hardware: Mapping[str, float] = field(default_factory=dict)
+    by_hardware: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     sequence_layer_s: float = 0.0
     step_s: float = 0.0
+    request_s: float = 0.0
     kernels: KernelCounts = field(default_factory=KernelCounts)
     chunked_prefill: bool = True
-    attention_dp_for_mla: bool = False
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "kernel_s_by_hardware", _frozen_map(self.kernel_s_by_hardware))
+        object.__setattr__(self, "by_hardware", _frozen_map({k: _frozen_map(v) for k, v in self.by_hardware.items()}))
+        for values in self.by_hardware.values():
+            unknown = set(values) - set(PER_HARDWARE)
+            if unknown:
+                raise ValueError(f"per-hardware values may set {PER_HARDWARE} only (got {sorted(unknown)})")
         object.__setattr__(self, "sources", _frozen_map(self.sources))
         if self.default_mode not in SERVING_MODES:
             raise ValueError(f"'default_mode' must be one of {SERVING_MODES} (got {self.default_mode!r})")
 
-    def kernel_s_on(self, hw: HardwareSpec) -> float:
-        """Seconds per kernel on ``hw``: its own fitted value where the profile has one, else ``kernel_s``."""
-        return self.kernel_s_by_hardware.get(hw.name, self.kernel_s)
+    def on(self, hw: HardwareSpec) -> EngineProfile:
+        """This profile on ``hw``: its own per-hardware values where the profile has them, else the defaults."""
+        values = self.by_hardware.get(hw.name)
+        return replace(self, by_hardware={}, **values) if values else self
+
+
+PER_HARDWARE = ("kernel_s", "bandwidth_efficiency", "flop_efficiency")

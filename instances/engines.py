@@ -12,15 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from formulations.errors import InstanceError
-from formulations.specs import SERVING_MODES, EngineProfile, KernelCounts
+from formulations.specs import PER_HARDWARE, SERVING_MODES, EngineProfile, KernelCounts
 from instances.loader import INSTANCES_DIR, _check_int, _check_number, _unwrap, read_toml, reject_unknown
 
 ENGINES_DIR = INSTANCES_DIR / "engines"
 DEFAULT_ENGINE = "generic"
 
 _FRACTIONS = ("flop_efficiency", "bandwidth_efficiency")
-_SECONDS = ("kernel_s", "sequence_layer_s", "step_s")
-_FLAGS = ("paper", "chunked_prefill", "attention_dp_for_mla")
+_SECONDS = ("kernel_s", "sequence_layer_s", "step_s", "request_s")
+_FLAGS = ("paper", "chunked_prefill")
 _KERNEL_FIELDS = tuple(f for f in KernelCounts.__dataclass_fields__)
 
 
@@ -37,14 +37,14 @@ def load_engine(path: str | Path) -> EngineProfile:
     """Load and validate one engine profile; bad data names file, field, rule and value."""
     path = Path(path)
     data = read_toml(path)
-    allowed = {"name", "default_mode", "kernels", "kernel_s_by_hardware", *_FRACTIONS, *_SECONDS, *_FLAGS}
+    allowed = {"name", "default_mode", "kernels", "by_hardware", *_FRACTIONS, *_SECONDS, *_FLAGS}
     reject_unknown(path, data, allowed)
     if "name" not in data:
         raise InstanceError(f"{path}: missing required field 'name'")
     sources: dict[str, str] = {}
     values: dict[str, Any] = {}
     for key, raw in data.items():
-        if key in ("kernels", "kernel_s_by_hardware"):
+        if key in ("kernels", "by_hardware"):
             continue
         value = _unwrap(path, key, raw, sources)
         if key in _FRACTIONS:
@@ -69,13 +69,19 @@ def load_engine(path: str | Path) -> EngineProfile:
     reject_unknown(path, kernels, _KERNEL_FIELDS, prefix="kernels.")
     counts = {key: _check_int(path, f"kernels.{key}", _unwrap(path, f"kernels.{key}", raw, sources), 0)
               for key, raw in kernels.items()}
-    by_hardware = data.get("kernel_s_by_hardware", {})
+    by_hardware = data.get("by_hardware", {})
     if not isinstance(by_hardware, dict):
-        raise InstanceError(f"{path}: 'kernel_s_by_hardware' must be a table of hardware name = seconds")
-    per_hw = {name: _check_number(path, f"kernel_s_by_hardware.{name}",
-                                  _unwrap(path, f"kernel_s_by_hardware.{name}", raw, sources), positive=False)
-              for name, raw in by_hardware.items()}
-    return EngineProfile(**values, kernels=KernelCounts(**counts), kernel_s_by_hardware=per_hw, sources=sources)
+        raise InstanceError(f"{path}: 'by_hardware' must hold one table per hardware name")
+    per_hw = {}
+    for hw_name, table in by_hardware.items():
+        where = f"by_hardware.{hw_name}"
+        if not isinstance(table, dict):
+            raise InstanceError(f"{path}: '{where}' must be a table of {', '.join(PER_HARDWARE)}")
+        reject_unknown(path, table, PER_HARDWARE, prefix=f"{where}.")
+        per_hw[hw_name] = {key: _check_number(path, f"{where}.{key}", _unwrap(path, f"{where}.{key}", raw, sources),
+                                              at_most=1.0 if key in _FRACTIONS else None)
+                           for key, raw in table.items()}
+    return EngineProfile(**values, kernels=KernelCounts(**counts), by_hardware=per_hw, sources=sources)
 
 
 def get_engine(name: str) -> EngineProfile:

@@ -239,6 +239,53 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    from solver import validation
+
+    frame = validation.read_measurements(args.data)
+    predicted = validation.predict_frame(frame, engine=args.engine)
+    if args.out:
+        _write_csv(predicted, args.out)
+    print(validation.format_summary(validation.summary(predicted)))
+    failed = predicted[~predicted["status"].str.startswith("ok")]
+    print(f"{len(predicted) - len(failed)} of {len(predicted)} rows predicted"
+          + (f"; {len(failed)} not: " + "; ".join(f"row {i + 2}: {s}" for i, s in failed["status"].items())
+             if len(failed) else ""))
+    fallbacks = predicted["status"].str.contains("used generic").sum()
+    if fallbacks:
+        print(f"{fallbacks} rows of engine families without a profile were predicted with generic")
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from solver import calibration
+
+    fit = calibration.calibrate(args.data, args.engine, held_out=not args.no_held_out)
+    print(calibration.format_fit(fit))
+    if args.out:
+        from pathlib import Path
+
+        try:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(calibration.profile_toml(fit, Path(args.data).name))
+        except OSError as exc:
+            raise InfeconError(f"cannot write output: {exc}") from None
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _write_csv(frame, path: str) -> None:
+    from pathlib import Path
+
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(path, index=False)
+    except OSError as exc:
+        raise InfeconError(f"cannot write output: {exc}") from None
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     print(api.list_models().to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     return 0
@@ -291,6 +338,32 @@ def build_parser() -> argparse.ArgumentParser:
     layout.add_argument("--batch", type=_positive_int, default=1, help="concurrent sequences (default 1)")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("validate", help="predict published serving measurements and report the errors",
+                       description="Predict every row of a measurement CSV (columns as in "
+                                   "../shared/measured/serving_dev.csv) at its own model, hardware, layout, "
+                                   "precision, concurrency, isl/osl, engine and benchmark mode; print median and "
+                                   "p90 |error|, bias and rank agreement by engine and hardware.",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, metavar="FILE.csv", help="the measurements")
+    p.add_argument("--out", metavar="FILE.csv", help="write the rows with predicted_* columns, error and status")
+    p.add_argument("--engine", help="predict every row with this profile instead of each row's own engine family")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("calibrate", help="fit an engine profile to measurements",
+                       description="Fit an engine family's few physical parameters (efficiencies, seconds per "
+                                   "kernel, per-step and per-sequence costs, request latency) to the rows of that "
+                                   "family (generic: all rows) by robust least squares on log(measured/predicted); "
+                                   "print each with its standard error, the in-sample and the leave-one-group-out "
+                                   "(group = source x hardware) errors, and write the profile.",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, metavar="FILE.csv", help="the measurements")
+    p.add_argument("--engine", required=True, help="engine family to fit (trtllm, vllm, sglang, generic, ...)")
+    p.add_argument("--out", metavar="FILE.toml", help="write the fitted profile, e.g. instances/engines/vllm.toml")
+    p.add_argument("--no-held-out", action="store_true", help="skip the leave-one-group-out refits (faster)")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("models", help="list built-in models")
     p.set_defaults(func=cmd_models)

@@ -1,0 +1,268 @@
+"""Fit an engine profile's few physical parameters to measurements, with uncertainties and held-out errors.
+
+``scipy.optimize.least_squares`` on log(measured / predicted) of per-user speed (and of TTFT where
+measured), with a robust soft-L1 loss (a row 10 % off counts fully, a row 3x off barely more than
+one 30 % off, so a suspicious row cannot drag the fit) and bounds that keep each parameter physical.
+Parameters: compute and HBM efficiencies, seconds per sequence per layer per step, a fixed cost per
+step, and seconds per kernel for each hardware in the data (a platform property: launch latency and
+small-kernel tails differ between CUDA and ROCm); hardware absent from the data uses the median.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares
+
+from formulations.errors import InstanceError
+from formulations.specs import EngineProfile
+from instances.engines import ENGINES_DIR, load_engine
+from solver.validation import PreparedRow, predict_prepared, prepare_row, read_measurements
+
+# name: (lower bound, upper bound, start, scale). Bounds are physical: an efficiency below the ~95 %
+# a tuned kernel reaches; a kernel between a bare launch (0.5 us) and a slow small kernel (100 us);
+# per-step costs below 20 ms; a request's fixed latency (API server, tokeniser) below 50 ms.
+SHARED_PARAMETERS = {
+    "sequence_layer_s": (0.0, 50e-6, 1e-6, 1e-6),
+    "step_s": (0.0, 20e-3, 1e-4, 1e-3),
+    "request_s": (0.0, 0.05, 0.01, 0.01),
+}
+HARDWARE_PARAMETERS = {
+    "kernel_s": (0.5e-6, 100e-6, 5e-6, 1e-6),
+    "bandwidth_efficiency": (0.2, 0.95, 0.75, 1.0),
+    "flop_efficiency": (0.05, 0.95, 0.6, 1.0),
+}
+ROBUST_SCALE = 0.1  # soft-L1 transition: log errors beyond ~10 % are down-weighted
+UNITS = {"flop_efficiency": "", "bandwidth_efficiency": "", "sequence_layer_s": "s", "step_s": "s", "kernel_s": "s"}
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A fitted profile, its parameters' values and standard errors, and its errors on the data."""
+
+    profile: EngineProfile
+    values: dict[str, float]
+    errors: dict[str, float]
+    rows: int
+    residual_count: int
+    in_sample: pd.DataFrame  # per row: measured and predicted per-user, TPOT, TTFT
+    held_out: pd.DataFrame | None  # the same, each group predicted by a fit without it
+
+
+def prepare(frame: pd.DataFrame, family: str | None) -> tuple[list[PreparedRow], list[str]]:
+    """The rows of ``family`` (all rows for None) that can be predicted, and why others cannot."""
+    prepared, skipped = [], []
+    for i, record in frame.iterrows():
+        row = prepare_row(int(i), record)
+        if isinstance(row, str):
+            skipped.append(f"row {int(i) + 2}: {row}")
+        elif family is None or row.family == family:
+            prepared.append(row)
+    return prepared, skipped
+
+
+def parameter_names(rows: list[PreparedRow]) -> list[str]:
+    """Shared parameters, then each per-hardware parameter for each hardware in the rows; ``request_s``
+    only where some row measured TTFT in a served mode (it is unidentifiable otherwise)."""
+    hardware = sorted({r.hardware_name for r in rows})
+    served = any(math.isfinite(r.measured_ttft_s) and r.passes.mode in ("closed_loop", "disaggregated") for r in rows)
+    shared = [n for n in SHARED_PARAMETERS if n != "request_s" or served]
+    return shared + [f"by_hardware.{h}.{p}" for h in hardware for p in HARDWARE_PARAMETERS]
+
+
+def profile_with(base: EngineProfile, names: list[str], values) -> EngineProfile:
+    """``base`` with the named parameters set; each per-hardware parameter's default is its median over hardware."""
+    shared = {n: float(v) for n, v in zip(names, values, strict=True) if not n.startswith("by_hardware.")}
+    per_hw: dict[str, dict[str, float]] = {}
+    for n, v in zip(names, values, strict=True):
+        if n.startswith("by_hardware."):
+            hw, param = n.removeprefix("by_hardware.").rsplit(".", 1)
+            per_hw.setdefault(hw, {})[param] = float(v)
+    defaults = {p: float(np.median([v[p] for v in per_hw.values()])) for p in HARDWARE_PARAMETERS if per_hw}
+    return dataclasses.replace(base, **shared, **defaults, by_hardware=per_hw)
+
+
+def _bounds(names: list[str]):
+    spec = [SHARED_PARAMETERS.get(n) or HARDWARE_PARAMETERS[n.rsplit(".", 1)[1]] for n in names]
+    return (np.array([s[0] for s in spec]), np.array([s[1] for s in spec]), np.array([s[2] for s in spec]),
+            np.array([s[3] for s in spec]))
+
+
+def residuals(rows: list[PreparedRow], profile: EngineProfile) -> np.ndarray:
+    """log(measured / predicted) per-user speed for every row, then TTFT for rows that measured it."""
+    speed, ttft = [], []
+    for row in rows:
+        p = predict_prepared(row, profile)
+        speed.append(math.log(row.measured_per_user / p["per_user"]))
+        if math.isfinite(row.measured_ttft_s):
+            ttft.append(math.log(row.measured_ttft_s / p["ttft_s"]))
+    return np.array(speed + ttft)
+
+
+def fit_parameters(rows: list[PreparedRow], base: EngineProfile) -> tuple[EngineProfile, dict, dict, int]:
+    """Least-squares fit of ``base``'s parameters to ``rows``: (profile, values, standard errors, residuals)."""
+    names = parameter_names(rows)
+    if len(rows) < len(names):
+        raise InstanceError(f"calibrate: {len(rows)} predictable rows, fewer than the {len(names)} parameters to fit "
+                            f"({', '.join(names)})")
+    lower, upper, start, scale = _bounds(names)
+
+    def fun(z):
+        return residuals(rows, profile_with(base, names, z * scale))
+
+    result = least_squares(fun, start / scale, bounds=(lower / scale, upper / scale), loss="soft_l1",
+                           f_scale=ROBUST_SCALE, method="trf")
+    values = result.x * scale
+    m, n = result.fun.size, len(names)
+    # Gauss-Newton covariance from the (robust-loss-modified) Jacobian, scaled by the residual variance.
+    dof = max(m - n, 1)
+    sigma2 = 2 * result.cost / dof
+    cov = np.linalg.pinv(result.jac.T @ result.jac) * sigma2
+    errors = np.sqrt(np.clip(np.diag(cov), 0, None)) * scale
+    profile = profile_with(base, names, values)
+    return profile, dict(zip(names, values, strict=True)), dict(zip(names, errors, strict=True)), m
+
+
+def _table(rows: list[PreparedRow], profile_of) -> pd.DataFrame:
+    records = []
+    for row in rows:
+        p = predict_prepared(row, profile_of(row))
+        records.append({"index": row.index, "family": row.family, "group": row.group,
+                        "measured_per_user": row.measured_per_user, "predicted_per_user": p["per_user"],
+                        "measured_tpot_s": row.measured_tpot_s if math.isfinite(row.measured_tpot_s)
+                        else (1 / row.measured_per_user if row.metric == "inverse_tpot" else math.nan),
+                        "predicted_tpot_s": p["tpot_s"],
+                        "measured_ttft_s": row.measured_ttft_s, "predicted_ttft_s": p["ttft_s"]})
+    return pd.DataFrame(records)
+
+
+def leave_one_group_out(rows: list[PreparedRow], base: EngineProfile,
+                        fallback_rows: list[PreparedRow] | None = None) -> pd.DataFrame:
+    """Each group (source x hardware) predicted by a profile fitted without it.
+
+    Where the family's remaining rows never ran on the group's hardware (so its per-hardware values
+    are unknown) or are fewer than its parameters, the group is predicted by a generic fit on
+    ``fallback_rows`` without the group, as a user would predict an engine unmeasured on that hardware.
+    """
+    parts = []
+    for group in sorted({r.group for r in rows}):
+        inside = [r for r in rows if r.group == group]
+        outside = [r for r in rows if r.group != group]
+        known = {r.hardware_name for r in outside}
+        if not outside or len(outside) <= len(parameter_names(outside)) or inside[0].hardware_name not in known:
+            if fallback_rows is None:
+                continue
+            outside = [r for r in fallback_rows if r.group != group]
+        profile = fit_parameters(outside, dataclasses.replace(base, by_hardware={}))[0]
+        parts.append(_table(inside, lambda _row, p=profile: p))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def calibrate(data: str | Path | pd.DataFrame, family: str, *, base: EngineProfile | None = None,
+              held_out: bool = True, fallback: bool = True) -> Fit:
+    """Fit profile ``family`` (``generic``: every row) to a measurement file; optionally leave-one-group-out."""
+    frame = data if isinstance(data, pd.DataFrame) else read_measurements(data)
+    family = family.strip().lower()
+    if family == "paper":
+        raise InstanceError("calibrate: the paper profile holds the paper's assumptions and is not fitted")
+    if base is None:
+        path = ENGINES_DIR / f"{family}.toml"
+        base = load_engine(path) if path.is_file() else EngineProfile(name=family)
+    rows, _ = prepare(frame, None if family == "generic" else family)
+    if not rows:
+        raise InstanceError(f"calibrate: no predictable rows of engine family '{family}' in the data")
+    profile, values, errors, m = fit_parameters(rows, base)
+    in_sample = _table(rows, lambda _row: profile)
+    outside = None
+    if held_out:
+        fallback_rows = prepare(frame, None)[0] if fallback and family != "generic" else None
+        outside = leave_one_group_out(rows, base, fallback_rows)
+    return Fit(profile, values, errors, len(rows), m, in_sample, outside)
+
+
+def error_stats(table: pd.DataFrame) -> dict[str, float]:
+    """Median and p90 |predicted/measured - 1| of per-user speed, TPOT and TTFT (where measured)."""
+    stats = {}
+    for name in ("per_user", "tpot", "ttft"):
+        measured = table[f"measured_{name}" if name == "per_user" else f"measured_{name}_s"].to_numpy(dtype=float)
+        predicted = table[f"predicted_{name}" if name == "per_user" else f"predicted_{name}_s"].to_numpy(dtype=float)
+        keep = np.isfinite(measured) & np.isfinite(predicted)
+        err = np.abs(predicted[keep] / measured[keep] - 1)
+        stats[f"{name}_n"] = int(keep.sum())
+        stats[f"{name}_median"] = float(np.median(err)) if keep.any() else math.nan
+        stats[f"{name}_p90"] = float(np.quantile(err, 0.9)) if keep.any() else math.nan
+    return stats
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def profile_toml(fit: Fit, data_name: str) -> str:
+    """The profile file: fitted values with their source (data, rows, standard error), the rest carried over."""
+    p = fit.profile
+    rows = f"{fit.rows} rows"
+    source = f"infecon calibrate --engine {p.name} on {data_name} ({rows})"
+    lines = [f"# Written by `infecon calibrate --engine {p.name}`; re-run it to refit (tests check it reproduces).",
+             f'name = {{ value = "{p.name}", source = "{p.sources.get("name", "infecon")}" }}',
+             f'default_mode = {{ value = "{p.default_mode}", source = "{p.sources.get("default_mode", "infecon")}" }}',
+             f'chunked_prefill = {{ value = {str(p.chunked_prefill).lower()}, '
+             f'source = "{p.sources.get("chunked_prefill", "assumption")}" }}']
+    for name in SHARED_PARAMETERS:
+        if name in fit.values:
+            lines.append(f'{name} = {{ value = {_fmt(fit.values[name])}, source = "{source}; '
+                         f'standard error {_fmt(fit.errors[name])}" }}')
+        else:
+            lines.append(f'{name} = {{ value = {_fmt(getattr(p, name))}, source = "not identifiable from the rows '
+                         f'(no TTFT measured in a served mode): kept" }}')
+    for name in HARDWARE_PARAMETERS:
+        lines.append(f'{name} = {{ value = {_fmt(getattr(p, name))}, source = "{source}; median of the '
+                     'per-hardware values below, for hardware not in the data" }')
+    for hw, values in p.by_hardware.items():
+        lines.append("")
+        lines.append(f'[by_hardware."{hw}"]')
+        for param, value in values.items():
+            key = f"by_hardware.{hw}.{param}"
+            lines.append(f'{param} = {{ value = {_fmt(value)}, source = "{source}; '
+                         f'standard error {_fmt(fit.errors[key])}" }}')
+    lines.append("")
+    lines.append("[kernels]")
+    for field in dataclasses.fields(p.kernels):
+        key = f"kernels.{field.name}"
+        lines.append(f'{field.name} = {{ value = {getattr(p.kernels, field.name)}, '
+                     f'source = "{p.sources.get(key, KERNEL_COUNT_SOURCE)}" }}')
+    return "\n".join(lines) + "\n"
+
+
+KERNEL_COUNT_SOURCE = ("assumption: counted from the engines' decoder-layer forward (e.g. vLLM LlamaDecoderLayer: "
+                       "input_layernorm, qkv_proj, rotary_emb, attn, o_proj, post_attention_layernorm; LlamaMLP "
+                       "gate_up_proj, act_fn, down_proj; DeepseekV2MLAAttention and FusedMoE for MLA and MoE)")
+
+
+def format_fit(fit: Fit) -> str:
+    """Parameters with standard errors, then in-sample and leave-one-group-out errors."""
+    lines = [f"engine {fit.profile.name}: {fit.rows} rows, {fit.residual_count} residuals "
+             f"(per-user speed, and TTFT where measured)", "parameter                                    value      "
+             "std error"]
+    for name, value in fit.values.items():
+        lines.append(f"  {name:<42} {value:<10.4g} {fit.errors[name]:.2g}")
+    for label, table in (("in-sample", fit.in_sample), ("leave-one-group-out", fit.held_out)):
+        if table is None or table.empty:
+            lines.append(f"{label}: n/a")
+            continue
+        s = error_stats(table)
+        lines.append(f"{label}: |error| median / p90: per-user {100 * s['per_user_median']:.1f}% / "
+                     f"{100 * s['per_user_p90']:.1f}% ({s['per_user_n']} rows); TPOT {_pct(s, 'tpot')}; "
+                     f"TTFT {_pct(s, 'ttft')}")
+    return "\n".join(lines)
+
+
+def _pct(s: dict, name: str) -> str:
+    if not s[f"{name}_n"]:
+        return "not measured"
+    return f"{100 * s[f'{name}_median']:.1f}% / {100 * s[f'{name}_p90']:.1f}% ({s[f'{name}_n']} rows)"

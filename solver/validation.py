@@ -1,0 +1,218 @@
+"""Predict published serving measurements row by row, and summarise how far off the model is.
+
+A measurement file has the columns of ``../shared/measured/serving_dev.csv`` (its README). Each
+row is predicted at its own model, hardware, layout, precision, concurrency, isl/osl, engine and
+benchmark mode. Rows that cannot be predicted are kept with a ``status`` saying why.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from formulations.errors import InfeconError, InstanceError
+from formulations.perf import hbm_used_bytes_per_gpu
+from formulations.serving import DEFAULT_PREFILL_UTILIZATION, per_user_speed, serving_passes, serving_times
+from formulations.space import layout_rule_violation
+from formulations.specs import SERVING_MODES, EngineProfile, Requests, Workload
+from instances.engines import engine_family, resolve_engine
+from instances.loader import get_hardware, get_model
+
+REQUIRED_COLUMNS = ("model", "hardware", "engine", "benchmark", "weight_bits", "kv_bits", "n_gpu", "tp", "pp", "ep",
+                    "instances", "concurrency", "isl", "osl", "per_user_tok_s", "per_user_metric")
+_POSITIVE_INTS = ("weight_bits", "kv_bits", "n_gpu", "tp", "pp", "ep", "instances", "concurrency", "osl")
+_OPTIONAL_NUMBERS = ("tpot_ms", "ttft_ms", "total_tok_s")
+_PER_USER_METRICS = ("inverse_tpot", "osl_over_e2e_latency")
+PREDICTED_COLUMNS = ("predicted_per_user_tok_s", "predicted_tpot_ms", "predicted_ttft_ms", "predicted_total_tok_s",
+                     "error_per_user", "status")
+ACTIVATION_BITS = 16  # activations and collectives in 16 bits, as the engines in the data run them
+
+
+def _bad(path, row: int, column: str, rule: str, value) -> InstanceError:
+    return InstanceError(f"{path}: row {row}, column '{column}': {rule} (got {value!r})")
+
+
+def read_measurements(path: str | Path) -> pd.DataFrame:
+    """Read and check a measurement CSV; a malformed file is one error naming the row (file line) and column."""
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise InstanceError(f"{path}: file not found") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InstanceError(f"{path}: not a readable CSV: {str(exc).splitlines()[0]}") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise InstanceError(f"{path}: missing column '{missing[0]}' (required: {', '.join(REQUIRED_COLUMNS)})")
+    if frame.empty:
+        raise InstanceError(f"{path}: no measurement rows")
+    for i, record in frame.iterrows():
+        line = int(i) + 2  # the header is line 1
+        for column in (*_POSITIVE_INTS, "isl"):
+            text = record[column].strip()
+            minimum = 0 if column == "isl" else 1
+            if not text.lstrip("-").isdigit() or int(text) < minimum:
+                raise _bad(path, line, column, f"must be a whole number >= {minimum}", record[column])
+        for column in ("per_user_tok_s", *tuple(c for c in _OPTIONAL_NUMBERS if c in frame.columns)):
+            text = record[column].strip()
+            if column != "per_user_tok_s" and text == "":
+                continue
+            try:
+                value = float(text)
+            except ValueError:
+                raise _bad(path, line, column, "must be a number", record[column]) from None
+            if not (math.isfinite(value) and value > 0):
+                raise _bad(path, line, column, "must be a positive number", record[column])
+        if record["benchmark"] not in SERVING_MODES:
+            raise _bad(path, line, "benchmark", f"must be one of {', '.join(SERVING_MODES)}", record["benchmark"])
+        if record["per_user_metric"] not in _PER_USER_METRICS:
+            raise _bad(path, line, "per_user_metric", f"must be one of {', '.join(_PER_USER_METRICS)}",
+                       record["per_user_metric"])
+        if int(record["concurrency"]) % int(record["instances"]):
+            raise _bad(path, line, "concurrency", "must split evenly over 'instances'", record["concurrency"])
+    return frame
+
+
+def _number(text: str) -> float:
+    return float(text) if str(text).strip() != "" else math.nan
+
+
+@dataclass(frozen=True)
+class PreparedRow:
+    """One measurement with its passes evaluated once, ready for any engine's parameters (``calibrate``)."""
+
+    index: int
+    passes: object  # ServingPasses
+    metric: str
+    instances: int
+    measured_per_user: float
+    measured_tpot_s: float
+    measured_ttft_s: float
+    prefill_instances: float  # disaggregated: prefill instances per decode instance (nan otherwise)
+    family: str
+    hardware_name: str
+    group: str  # source x hardware, for leave-one-group-out
+
+
+def prepare_row(index: int, record: pd.Series) -> PreparedRow | str:
+    """The row's passes, or a status string saying why it cannot be predicted."""
+    try:
+        model = get_model(record["model"])
+    except InfeconError:
+        return f"unknown model '{record['model']}'"
+    try:
+        hw = get_hardware(record["hardware"])
+    except InfeconError:
+        return f"unknown hardware '{record['hardware']}'"
+    if str(record.get("attention_dp", "")).strip().lower() in ("true", "1", "yes"):
+        return "attention data parallelism is not modelled yet"
+    tp, pp, ep, instances = (int(record[c]) for c in ("tp", "pp", "ep", "instances"))
+    violation = layout_rule_violation(model, hw, tp_rows=1, tp_cols=tp, pp=pp, ep=ep, max_gpus=tp * pp)
+    if violation:
+        return f"invalid layout: {violation}"
+    requests = Requests(int(record["isl"]), int(record["osl"]))
+    batch = int(record["concurrency"]) // instances
+    workload = Workload(context_tokens=requests.mean_decode_context_tokens, weight_bits=int(record["weight_bits"]),
+                        activation_bits=ACTIVATION_BITS, kv_bits=int(record["kv_bits"]))
+    used = int(hbm_used_bytes_per_gpu(model, workload, tp=tp, pp=pp, batch=batch))
+    if used > hw.hbm_capacity_bytes:
+        return (f"does not fit in memory: needs {used / 1e9:.1f} GB per GPU, "
+                f"{hw.hbm_capacity_bytes / 1e9:.1f} GB available")
+    passes = serving_passes(model, hw, workload, requests, record["benchmark"], tp_rows=1, tp_cols=tp, pp=pp, ep=ep,
+                            batch=batch)
+    prefill_instances = math.nan
+    if record["benchmark"] == "disaggregated":
+        spare = int(record["n_gpu"]) - instances * tp * pp
+        if spare < tp * pp:
+            return "disaggregated row without GPUs left for prefill (n_gpu <= instances x tp x pp)"
+        prefill_instances = spare / (tp * pp) / instances
+    source = record.get("source", "")
+    return PreparedRow(index, passes, record["per_user_metric"], instances, float(record["per_user_tok_s"]),
+                       _number(record.get("tpot_ms", "")) / 1e3, _number(record.get("ttft_ms", "")) / 1e3,
+                       prefill_instances, engine_family(record["engine"]), hw.name,
+                       f"{source} x {record['hardware']}")
+
+
+def predict_prepared(row: PreparedRow, engine: EngineProfile) -> dict[str, float]:
+    """Per-user speed (as the row measured it), TPOT, TTFT and total output tok/s over the row's instances."""
+    utilization = DEFAULT_PREFILL_UTILIZATION
+    if row.passes.mode == "disaggregated":
+        # The prefill pool's load: each decode instance's request rate times P1, over its share of prefill instances.
+        times, _, prefill_s = serving_times(row.passes, engine)
+        rate = times.total_tokens_per_second / row.passes.requests.output_tokens
+        utilization = float(np.clip(rate * prefill_s / row.prefill_instances, 1e-6, 0.999))
+    times, _, _ = serving_times(row.passes, engine, prefill_utilization=utilization)
+    return {"per_user": float(per_user_speed(row.metric, times, row.passes.requests)),
+            "tpot_s": float(times.tpot_s), "ttft_s": float(times.ttft_s),
+            "total": float(times.total_tokens_per_second) * row.instances}
+
+
+def predict_frame(frame: pd.DataFrame, engine: str | EngineProfile | None = None) -> pd.DataFrame:
+    """Every input column in order, plus the predictions, the error and a status per row.
+
+    ``engine`` None: each row's own engine family's profile (unknown families use generic and say so).
+    """
+    out = frame.copy()
+    results = {c: [] for c in PREDICTED_COLUMNS}
+    for i, record in frame.iterrows():
+        prepared = prepare_row(int(i), record)
+        if isinstance(prepared, str):
+            for c in PREDICTED_COLUMNS[:-1]:
+                results[c].append(math.nan)
+            results["status"].append(prepared)
+            continue
+        if engine is None:
+            profile, note = resolve_engine(record["engine"])
+        else:
+            profile, note = (engine if isinstance(engine, EngineProfile) else resolve_engine(engine)[0]), None
+        p = predict_prepared(prepared, profile)
+        results["predicted_per_user_tok_s"].append(p["per_user"])
+        results["predicted_tpot_ms"].append(p["tpot_s"] * 1e3)
+        results["predicted_ttft_ms"].append(p["ttft_s"] * 1e3)
+        results["predicted_total_tok_s"].append(p["total"])
+        results["error_per_user"].append(p["per_user"] / prepared.measured_per_user - 1)
+        results["status"].append("ok" if note is None else f"ok ({note})")
+    for column, values in results.items():
+        out[column] = values
+    return out
+
+
+def _rank_agreement(measured: np.ndarray, predicted: np.ndarray) -> float:
+    """Share of row pairs whose order the prediction gets right (Kendall-style concordance; nan below 2 rows)."""
+    n = len(measured)
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n) if measured[i] != measured[j]]
+    if not pairs:
+        return math.nan
+    right = sum((measured[i] - measured[j]) * (predicted[i] - predicted[j]) > 0 for i, j in pairs)
+    return right / len(pairs)
+
+
+def summary(predicted: pd.DataFrame) -> pd.DataFrame:
+    """By engine and hardware: rows, rows predicted, median and p90 |error|, signed bias, rank agreement."""
+    rows = []
+    ok = predicted["status"].str.startswith("ok")
+    groups = [*list(predicted.groupby(["engine", "hardware"], sort=True)), (("all", "all"), predicted)]
+    for (engine, hardware), part in groups:
+        good = part[ok.loc[part.index]]
+        err = good["error_per_user"].to_numpy(dtype=float)
+        rows.append({
+            "engine": engine, "hardware": hardware, "rows": len(part), "predicted": len(good),
+            "median_abs_error": float(np.median(np.abs(err))) if len(err) else math.nan,
+            "p90_abs_error": float(np.quantile(np.abs(err), 0.9)) if len(err) else math.nan,
+            "bias": float(np.median(err)) if len(err) else math.nan,
+            "rank_agreement": _rank_agreement(good["per_user_tok_s"].astype(float).to_numpy(),
+                                              good["predicted_per_user_tok_s"].to_numpy(dtype=float)),
+        })
+    return pd.DataFrame(rows)
+
+
+def format_summary(table: pd.DataFrame) -> str:
+    shown = table.copy()
+    for column in ("median_abs_error", "p90_abs_error", "bias", "rank_agreement"):
+        sign = "+" if column == "bias" else ""
+        shown[column] = shown[column].map(lambda v, s=sign: "-" if not np.isfinite(v) else f"{100 * v:{s}.0f}%")
+    return shown.to_string(index=False)
