@@ -18,6 +18,7 @@ from typing import Any
 
 from formulations.errors import InstanceError
 from formulations.specs import PROTOCOL_NAMES, HardwareSpec, ModelSpec, ProtocolLatency
+from instances.limits import check_knob
 
 INSTANCES_DIR = Path(__file__).resolve().parent
 MODELS_DIR = INSTANCES_DIR / "models"
@@ -180,6 +181,8 @@ def load_hardware(path: str | Path) -> HardwareSpec:
     for key in _HW_FRACTIONS:
         if key in data:
             values[key] = _check_number(path, key, _unwrap(path, key, data[key], sources), at_most=1.0)
+    for key in ("price_usd_per_hour", *_HW_FRACTIONS):  # plausible ranges shared with the CLI and the API
+        check_knob(key, values.get(key), label=f"'{key}'", where=str(path))
     node_size = _unwrap(path, "node_size_gpus", data["node_size_gpus"], sources)
     values["node_size_gpus"] = _check_int(path, "node_size_gpus", node_size, 1)
     protocols = _load_protocols(path, data["protocols"], sources)

@@ -36,6 +36,7 @@ from formulations.specs import (
     Workload,
 )
 from instances.engines import get_engine
+from instances.limits import check_knob
 from instances.loader import (
     builtin_hardware_names,
     builtin_model_names,
@@ -48,6 +49,7 @@ from solver.epsilon import solve_point, trace_frontier
 from solver.frontier import Frontier
 
 DEFAULT_ACCEPTANCE = 0.8
+DEFAULT_MAX_DRAFT_TOKENS = 8
 DEFAULT_ISL = 1024  # input and output tokens per request when a serving engine is used and none are given
 DEFAULT_OSL = 1024
 
@@ -117,7 +119,7 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
                   budget_usd_per_hour: float | None = None, max_gpus: int | None = None,
                   max_batch: int | None = None, batch_sizes: list[int] | None = None, batch_mode: str = "ladder",
                   draft: str | Path | ModelSpec | None = None, acceptance: float = DEFAULT_ACCEPTANCE,
-                  max_draft_tokens: int = 8, draft_tokens: int | None = None) -> Problem:
+                  max_draft_tokens: int = DEFAULT_MAX_DRAFT_TOKENS, draft_tokens: int | None = None) -> Problem:
     """Assemble and validate a ``Problem`` from names or specs and the usual knobs.
 
     Unset knobs keep the hardware file's values (price, efficiencies) and the search-space
@@ -135,13 +137,16 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
     for name, bits in (("weight_bits", weight_bits), ("activation_bits", activation_bits), ("kv_bits", kv_bits)):
         if bits is not None and bits not in (4, 8, 16, 32):
             raise InstanceError(f"'{name}' must be one of 4, 8, 16, 32 (got {bits!r})")
-    _positive("price", price_usd_per_hour)
-    _positive("demand", demand_tokens_per_s)
-    _positive("budget", budget_usd_per_hour)
-    for name, value in (("flop_efficiency", flop_efficiency), ("bandwidth_efficiency", bandwidth_efficiency)):
-        _positive(name, value)
-        if value is not None and value > 1:
-            raise InstanceError(f"'{name}' must be <= 1 (got {value})")
+    for name, value in (("context", context_tokens), ("price_usd_per_hour", price_usd_per_hour),
+                        ("demand_tokens_per_s", demand_tokens_per_s), ("budget_usd_per_hour", budget_usd_per_hour),
+                        ("flop_efficiency", flop_efficiency), ("bandwidth_efficiency", bandwidth_efficiency),
+                        ("max_gpus", max_gpus), ("max_batch", max_batch), ("max_draft_tokens", max_draft_tokens),
+                        ("draft_tokens", draft_tokens)):
+        check_knob(name, value)
+    for value in batch_sizes or ():
+        check_knob("batch_sizes", value)
+    if draft is None and draft_tokens is not None:
+        raise InstanceError("'draft_tokens' needs 'draft' (a drafter for speculative decoding)")
     overrides = {k: v for k, v in (("price_usd_per_hour", price_usd_per_hour), ("flop_efficiency", flop_efficiency),
                                    ("bandwidth_efficiency", bandwidth_efficiency)) if v is not None}
     hw = dataclasses.replace(hw, **overrides) if overrides else hw
@@ -187,6 +192,7 @@ def frontier(model, hardware, *, backend: str = "auto", time_limit_s: float | No
     binding rule when nothing is feasible.
     """
     problem = model if isinstance(model, Problem) else build_problem(model, hardware, **problem_kwargs)
+    check_knob("time_limit_s", time_limit_s)
     result = trace_frontier(problem, backend, time_limit_s=time_limit_s, progress=progress)
     if len(result) == 0 and result.complete:
         raise NoFeasibleLayoutError(diagnose_infeasible(problem))
@@ -196,7 +202,8 @@ def frontier(model, hardware, *, backend: str = "auto", time_limit_s: float | No
 def cheapest_at_speed(model, hardware, min_tokens_per_s: float, *, backend: str = "auto",
                       time_limit_s: float | None = None, **problem_kwargs) -> Frontier:
     """The cheapest configuration serving each request at least ``min_tokens_per_s``."""
-    _positive("min_speed", min_tokens_per_s)
+    check_knob("min_speed", min_tokens_per_s)
+    check_knob("time_limit_s", time_limit_s)
     problem = model if isinstance(model, Problem) else build_problem(model, hardware, **problem_kwargs)
     return solve_point(problem, backend, min_tokens_per_s=min_tokens_per_s, time_limit_s=time_limit_s)
 
@@ -204,7 +211,8 @@ def cheapest_at_speed(model, hardware, min_tokens_per_s: float, *, backend: str 
 def fastest_within_cost(model, hardware, max_usd_per_million_tokens: float, *, backend: str = "auto",
                         time_limit_s: float | None = None, **problem_kwargs) -> Frontier:
     """The fastest configuration costing at most ``max_usd_per_million_tokens``."""
-    _positive("max_cost", max_usd_per_million_tokens)
+    check_knob("max_cost", max_usd_per_million_tokens)
+    check_knob("time_limit_s", time_limit_s)
     problem = model if isinstance(model, Problem) else build_problem(model, hardware, **problem_kwargs)
     return solve_point(problem, backend, max_usd_per_million_tokens=max_usd_per_million_tokens,
                        time_limit_s=time_limit_s)
@@ -228,6 +236,16 @@ class Explanation:
     @property
     def fits(self) -> bool:
         return int(self.metrics.hbm_used_bytes_per_gpu) <= int(self.hbm_capacity_bytes)
+
+    @property
+    def problem_found(self) -> str | None:
+        """The first reason this is not a valid deployment (a broken rule, then HBM capacity), or None."""
+        if self.rule_violation:
+            return self.rule_violation
+        if not self.fits:
+            return (f"hbm_capacity: needs {float(self.metrics.hbm_used_bytes_per_gpu) / 1e9:.2f} GB per GPU, "
+                    f"{self.hbm_capacity_bytes / 1e9:.1f} GB available")
+        return None
 
     def terms(self) -> pd.DataFrame:
         """Milliseconds per step of each component, for the target (and the drafter)."""

@@ -11,14 +11,18 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from formulations.errors import InfeconError
+from formulations.errors import InfeconError, SolverLimitError
 from formulations.space import DEFAULT_MAX_GPUS
 from formulations.specs import SERVING_MODES
 from instances.engines import DEFAULT_ENGINE, builtin_engine_names
-from solver import api, reports
+from instances.limits import KNOB_RANGES
+from solver import api, outputs, reports
 from solver.backends import BACKEND_NAMES
 
+EXIT_INVALID_DEPLOYMENT = 1  # explain: the breakdown is printed, but the configuration is not deployable
 EXIT_USAGE = 2
+EXIT_TIME_LIMIT = 3  # a solver ran out of --time-limit: the answer is partial or missing
+DEFAULT_HARDWARE = "h100"
 
 EXAMPLES = """examples:
   infecon frontier --model llama-3-70b --hardware h100
@@ -52,7 +56,7 @@ def _checked(text: str, parse, accept, expected: str):
     """Parse a command-line value and check it, or fail with "must be <expected>, got '<text>'"."""
     try:
         value = parse(text)
-    except ValueError:
+    except (ValueError, OverflowError):
         value = None
     if value is None or not accept(value):
         raise argparse.ArgumentTypeError(f"must be {expected}, got '{text}'")
@@ -63,20 +67,27 @@ def _positive_int(text: str) -> int:
     return _checked(text, int, lambda v: v >= 1, "a positive integer")
 
 
-def _token_count(text: str) -> int:
+def _knob(name: str, parse=float) -> Callable[[str], object]:
+    """An argparse type for a problem knob, checked against its plausible range (``instances.limits``)."""
+    rule = KNOB_RANGES[name]
+
+    def convert(text: str):
+        return _checked(text, parse, rule.accepts, rule.describe())
+
+    convert.__name__ = name  # argparse names the type in some messages
+    return convert
+
+
+def _parse_tokens(text: str) -> int:
     """``8000``, ``8k`` or ``100K``."""
     clean = text.strip().lower()
     scale = 1000 if clean.endswith("k") else 1
-    return _checked(text, lambda t: int(clean.removesuffix("k")) * scale, lambda v: v >= 0,
-                    "a whole number >= 0 (e.g. 8000 or 8k)")
+    return int(clean.removesuffix("k")) * scale
 
 
-def _positive_float(text: str) -> float:
-    return _checked(text, float, lambda v: 0 < v < float("inf"), "a positive number")
-
-
-def _fraction(text: str) -> float:
-    return _checked(text, float, lambda v: 0 < v <= 1, "in (0, 1]")
+def _token_count(text: str) -> int:
+    rule = KNOB_RANGES["context"]
+    return _checked(text, _parse_tokens, rule.accepts, f"{rule.describe()} (e.g. 8000 or 8k)")
 
 
 def _acceptance(text: str) -> float:
@@ -84,7 +95,11 @@ def _acceptance(text: str) -> float:
 
 
 def _batch_list(text: str) -> list[int]:
-    return [_positive_int(part) for part in text.split(",") if part.strip()]
+    rule = KNOB_RANGES["batch_sizes"]
+    parts = [part for part in text.split(",") if part.strip()]
+    return _checked(text, lambda t: [int(part) for part in parts],
+                    lambda values: bool(values) and all(rule.accepts(v) for v in values),
+                    f"comma-separated batch sizes, each {rule.describe()}")
 
 
 def _bits(text: str) -> int:
@@ -101,9 +116,10 @@ def add_problem_arguments(parser: argparse.ArgumentParser, *, need_model: bool =
     which_model.add_argument("--model",
                              help="built-in model (see 'infecon models'), or a TOML / Hugging Face config.json path")
     which_model.add_argument("--model-file", help="a model TOML or config.json (same as giving a path to --model)")
-    what.add_argument("--hardware", default="h100", help="built-in hardware (see 'infecon hardware') or a TOML path "
-                      "(default: h100)")
-    what.add_argument("--hardware-file", help="a hardware TOML (same as giving a path to --hardware)")
+    which_hardware = what.add_mutually_exclusive_group()
+    which_hardware.add_argument("--hardware", help="built-in hardware (see 'infecon hardware') or a TOML path "
+                                f"(default: {DEFAULT_HARDWARE})")
+    which_hardware.add_argument("--hardware-file", help="a hardware TOML (same as giving a path to --hardware)")
     what.add_argument("--isl", type=_token_count, help=f"input (prompt) tokens per request (default {api.DEFAULT_ISL}; "
                       "with --engine paper and no --isl/--osl: the paper's decode-only model at --context)")
     what.add_argument("--osl", type=_token_count, help=f"output tokens per request (default {api.DEFAULT_OSL})")
@@ -113,34 +129,37 @@ def add_problem_arguments(parser: argparse.ArgumentParser, *, need_model: bool =
     what.add_argument("--activation-bits", type=_bits, default=16, help="activation precision (default 16)")
     what.add_argument("--kv-bits", type=_bits, help="KV-cache precision (default: activation bits)")
     what.add_argument("--draft", help="drafter model for speculative decoding (built-in name or path)")
-    what.add_argument("--acceptance", type=_acceptance, default=api.DEFAULT_ACCEPTANCE,
-                      help="drafter token acceptance probability (default 0.8)")
-    what.add_argument("--max-draft", type=_positive_int, default=8,
-                      help="longest draft considered; each configuration uses its latency-optimal length (default 8)")
-    what.add_argument("--draft-tokens", type=_positive_int,
-                      help="fix the draft length instead of choosing the optimum per configuration")
+    what.add_argument("--acceptance", type=_acceptance,
+                      help=f"drafter token acceptance probability (default {api.DEFAULT_ACCEPTANCE}; needs --draft)")
+    what.add_argument("--max-draft", type=_knob("max_draft_tokens", int),
+                      help=f"longest draft considered; each configuration uses its latency-optimal length "
+                           f"(default {api.DEFAULT_MAX_DRAFT_TOKENS}; needs --draft)")
+    what.add_argument("--draft-tokens", type=_knob("draft_tokens", int),
+                      help="fix the draft length instead of choosing the optimum per configuration (needs --draft)")
     serving = parser.add_argument_group("serving engine and mode (see 'engines and modes' below)")
     serving.add_argument("--engine", default=DEFAULT_ENGINE,
                          help=f"engine profile: {', '.join(builtin_engine_names())} or a profile TOML "
                               f"(default {DEFAULT_ENGINE})")
     serving.add_argument("--mode", choices=SERVING_MODES,
                          help="serving mode (default: the engine's; closed_loop, or decode_only for paper)")
-    serving.add_argument("--ttft-max", type=_positive_float, metavar="S",
+    serving.add_argument("--ttft-max", type=_knob("ttft_max_s"), metavar="S",
                          help="longest acceptable time to first token, seconds (an SLO constraint)")
-    serving.add_argument("--tpot-max", type=_positive_float, metavar="S",
+    serving.add_argument("--tpot-max", type=_knob("tpot_max_s"), metavar="S",
                          help="longest acceptable time per output token, seconds (an SLO constraint)")
     economics = parser.add_argument_group("hardware and economics")
-    economics.add_argument("--price", type=_positive_float, help="USD per GPU-hour (default: the hardware file's)")
-    economics.add_argument("--flop-efficiency", type=_fraction, help="sustained share of peak FLOP/s (default: file)")
-    economics.add_argument("--bandwidth-efficiency", type=_fraction,
+    economics.add_argument("--price", type=_knob("price_usd_per_hour"),
+                           help="USD per GPU-hour (default: the hardware file's)")
+    economics.add_argument("--flop-efficiency", type=_knob("flop_efficiency"),
+                           help="sustained share of peak FLOP/s (default: file)")
+    economics.add_argument("--bandwidth-efficiency", type=_knob("bandwidth_efficiency"),
                            help="sustained share of peak HBM bandwidth (default: file)")
-    economics.add_argument("--demand", type=_positive_float,
+    economics.add_argument("--demand", type=_knob("demand_tokens_per_s"),
                            help="cap on one instance's total tokens/s (paper fig. 1), e.g. 10000")
-    economics.add_argument("--budget", type=_positive_float, help="cap on one instance's USD per hour")
+    economics.add_argument("--budget", type=_knob("budget_usd_per_hour"), help="cap on one instance's USD per hour")
     space = parser.add_argument_group("search space")
-    space.add_argument("--max-gpus", type=_positive_int, default=DEFAULT_MAX_GPUS,
+    space.add_argument("--max-gpus", type=_knob("max_gpus", int), default=DEFAULT_MAX_GPUS,
                        help=f"largest instance (default {DEFAULT_MAX_GPUS})")
-    space.add_argument("--max-batch", type=_positive_int, default=None,
+    space.add_argument("--max-batch", type=_knob("max_batch", int), default=None,
                        help="largest batch (default: the largest that fits in HBM with weights, KV cache and "
                             "activations)")
     space.add_argument("--batch-sizes", type=_batch_list, help="explicit batch sizes, e.g. 1,2,4,8,64")
@@ -150,7 +169,8 @@ def add_problem_arguments(parser: argparse.ArgumentParser, *, need_model: bool =
 
 
 def problem_kwargs(args: argparse.Namespace) -> dict:
-    return dict(
+    check_draft_options(args)
+    kwargs = dict(
         context_tokens=args.context, isl=args.isl, osl=args.osl, engine=args.engine, mode=args.mode,
         ttft_max_s=args.ttft_max, tpot_max_s=args.tpot_max, weight_bits=args.weight_bits,
         activation_bits=args.activation_bits,
@@ -158,14 +178,30 @@ def problem_kwargs(args: argparse.Namespace) -> dict:
         bandwidth_efficiency=args.bandwidth_efficiency, demand_tokens_per_s=args.demand,
         budget_usd_per_hour=args.budget, max_gpus=args.max_gpus, max_batch=args.max_batch,
         batch_sizes=args.batch_sizes, batch_mode="all" if args.all_batches else "ladder", draft=args.draft,
-        acceptance=args.acceptance, max_draft_tokens=args.max_draft, draft_tokens=args.draft_tokens)
+        draft_tokens=args.draft_tokens)
+    if args.acceptance is not None:
+        kwargs["acceptance"] = args.acceptance
+    if args.max_draft is not None:
+        kwargs["max_draft_tokens"] = args.max_draft
+    return kwargs
+
+
+def check_draft_options(args: argparse.Namespace) -> None:
+    """Speculative-decoding options without ``--draft`` would be silently ignored: refuse them (as ``sweep`` does)."""
+    if args.draft is not None:
+        return
+    for option, value in (("--acceptance", args.acceptance), ("--max-draft", args.max_draft),
+                          ("--draft-tokens", args.draft_tokens)):
+        if value is not None:
+            raise InfeconError(f"{option} needs --draft MODEL (a drafter for speculative decoding); "
+                               f"without one it would be ignored")
 
 
 def _model_and_hardware(args: argparse.Namespace) -> tuple[str, str]:
     model = args.model_file or args.model
     if model is None:
         raise InfeconError("give --model NAME or --model-file PATH")
-    return model, args.hardware_file or args.hardware
+    return model, args.hardware_file or args.hardware or DEFAULT_HARDWARE
 
 
 def _progress_bar(enabled: bool) -> tuple[Callable[[int], None] | None, Callable[[], None]]:
@@ -185,9 +221,10 @@ def _progress_bar(enabled: bool) -> tuple[Callable[[int], None] | None, Callable
 def cmd_frontier(args: argparse.Namespace) -> int:
     model, hardware = _model_and_hardware(args)
     kwargs = problem_kwargs(args)
+    # Checked before solving, so a bad path costs no solve; the plot path gains .png if it has no suffix.
+    csv_path = outputs.output_file("--csv", args.csv) if args.csv is not None else None
+    plot_path = outputs.plot_file("--plot", args.plot) if args.plot is not None else None
     common = dict(backend=args.backend, time_limit_s=args.time_limit)
-    if args.min_speed is not None and args.max_cost is not None:
-        raise InfeconError("give at most one of --min-speed and --max-cost")
     if args.min_speed is not None:
         result = api.cheapest_at_speed(model, hardware, args.min_speed, **common, **kwargs)
         if len(result) == 0:
@@ -203,25 +240,25 @@ def cmd_frontier(args: argparse.Namespace) -> int:
             result = api.frontier(model, hardware, progress=update, **common, **kwargs)
         finally:
             close()
+    if len(result) == 0 and not result.complete:
+        raise SolverLimitError(f"no point proven before the time limit ({args.backend} backend, --time-limit "
+                               f"{args.time_limit:g} s); raise --time-limit")
     try:
-        if args.csv:
-            from pathlib import Path
-
-            Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-            reports.frontier_csv(result).to_csv(args.csv, index=False)
-        if args.plot:
+        if csv_path is not None:
+            reports.frontier_csv(result).to_csv(csv_path, index=False)
+        if plot_path is not None:
             label = f"{result.problem.model.name} / {result.problem.hardware.name}"
-            reports.plot_frontiers([(label, result)], args.plot, title=label)
-    except (OSError, ValueError) as exc:  # an unwritable path, or a plot suffix matplotlib cannot write
+            reports.plot_frontiers([(label, result)], plot_path, title=label)
+    except (OSError, ValueError) as exc:  # e.g. the disk filled up while writing
         raise InfeconError(f"cannot write output: {exc}") from None
     if args.format == "csv":
         reports.frontier_csv(result).to_csv(sys.stdout, index=False)
     else:
         print(reports.format_frontier(result, max_rows=None if args.all else 40))
-        for path in (args.csv, args.plot):
-            if path:
+        for path in (csv_path, plot_path):
+            if path is not None:
                 print(f"wrote {path}")
-    return 0 if result.complete else 3
+    return 0 if result.complete else EXIT_TIME_LIMIT
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -232,11 +269,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
         except ValueError:
             raise InfeconError(f"--tp-grid must look like 4x8, got '{args.tp_grid}'") from None
     else:
-        rows, cols = 1, args.tp
+        rows, cols = 1, args.tp or 1
     expl = api.explain(model, hardware, tp_rows=rows, tp_cols=cols, pp=args.pp, ep=args.ep, batch=args.batch,
                        **problem_kwargs(args))
     print(reports.format_explanation(expl))
-    return 0
+    return 0 if expl.problem_found is None else EXIT_INVALID_DEPLOYMENT
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -296,8 +333,30 @@ def cmd_hardware(args: argparse.Namespace) -> int:
     return 0
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line naming the option, plus where to find help.
+
+    Why: argparse prints the whole usage block (a dozen lines for ``frontier``) before the one line that
+    matters; a user, a script or a log wants ``infecon frontier: --max-batch must be a positive integer,
+    got 'x'``. Subparsers inherit the class, so every command behaves the same.
+    """
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: {one_line_usage_error(message)} (see: {self.prog} --help)\n")
+
+
+def one_line_usage_error(message: str) -> str:
+    """argparse's ``argument --x: must be ...`` as ``--x must be ...``; other messages unchanged but on one line."""
+    message = " ".join(message.split())
+    option, sep, rest = message.partition(": ")
+    if sep and option.startswith("argument "):
+        option = option.removeprefix("argument ")
+        return f"{option} {rest}" if rest.startswith("must ") else f"{option}: {rest}"
+    return message
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="infecon",
         description="Exact cost/speed Pareto frontiers for serving a language model on given hardware "
                     "(after Erdil 2025, 'Inference economics of language models').",
@@ -310,13 +369,16 @@ def build_parser() -> argparse.ArgumentParser:
                                    "hardware: fastest first; each row is strictly cheaper than the one above.",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_problem_arguments(p)
-    query = p.add_argument_group("single-point queries (instead of the whole frontier)")
-    query.add_argument("--min-speed", type=_positive_float, help="cheapest deployment with at least this tok/s/request")
-    query.add_argument("--max-cost", type=_positive_float, help="fastest deployment costing at most this $/M tokens")
+    query = p.add_argument_group("single-point queries (instead of the whole frontier)").add_mutually_exclusive_group()
+    query.add_argument("--min-speed", type=_knob("min_speed"),
+                       help="cheapest deployment with at least this tok/s/request")
+    query.add_argument("--max-cost", type=_knob("max_cost"),
+                       help="fastest deployment costing at most this $/M tokens")
     out = p.add_argument_group("solver and output")
     out.add_argument("--backend", default="auto", choices=("auto", *BACKEND_NAMES),
                      help="auto (= enumerate, the fastest here), enumerate, cpsat or milp; all give the same frontier")
-    out.add_argument("--time-limit", type=_positive_float, help="seconds for cpsat/milp; exit code 3 if it runs out")
+    out.add_argument("--time-limit", type=_knob("time_limit_s"),
+                     help="seconds for cpsat/milp; exit code 3 if it runs out")
     out.add_argument("--csv", metavar="PATH", help="write every point with all columns to a CSV file")
     out.add_argument("--plot", metavar="PATH.png", help="write a log-scale cost vs speed plot")
     out.add_argument("--format", choices=("table", "csv"), default="table", help="stdout format (default table)")
@@ -327,15 +389,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("explain", help="one deployment's step-time breakdown",
                        description="Evaluate one configuration: each term of the step time, which binds and by "
-                                   "how much, HBM use, and any deployment rule it breaks.",
+                                   "how much, HBM use, and any deployment rule it breaks. The second line is the "
+                                   "verdict; the exit code is 0 for a valid deployment, 1 when it breaks a rule "
+                                   "or does not fit in HBM (the breakdown is still printed), 2 for bad input.",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_problem_arguments(p)
     layout = p.add_argument_group("the configuration")
-    layout.add_argument("--tp", type=_positive_int, default=1, help="1-D tensor-parallel degree (default 1)")
-    layout.add_argument("--tp-grid", metavar="ROWSxCOLS", help="2-D tensor parallelism instead, e.g. 4x8")
-    layout.add_argument("--pp", type=_positive_int, default=1, help="pipeline stages (default 1)")
-    layout.add_argument("--ep", type=_positive_int, default=1, help="expert-parallel degree (default 1)")
-    layout.add_argument("--batch", type=_positive_int, default=1, help="concurrent sequences (default 1)")
+    which_tp = layout.add_mutually_exclusive_group()
+    which_tp.add_argument("--tp", type=_knob("max_gpus", int), help="1-D tensor-parallel degree (default 1)")
+    which_tp.add_argument("--tp-grid", metavar="ROWSxCOLS", help="2-D tensor parallelism instead, e.g. 4x8")
+    layout.add_argument("--pp", type=_knob("max_gpus", int), default=1, help="pipeline stages (default 1)")
+    layout.add_argument("--ep", type=_knob("max_gpus", int), default=1, help="expert-parallel degree (default 1)")
+    layout.add_argument("--batch", type=_knob("batch", int), default=1, help="concurrent sequences (default 1)")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_explain)
 
@@ -397,7 +462,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"infecon: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_TIME_LIMIT if isinstance(exc, SolverLimitError) else EXIT_USAGE
     except KeyboardInterrupt:
         print("infecon: interrupted", file=sys.stderr)
         return 130

@@ -436,6 +436,9 @@ examples:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from solver.outputs import output_folder
+
+    output_folder("--out", args.out)  # before any scenario runs, naming the option
     table = run_plan(args.file, args.out, jobs=args.jobs, resume=not args.no_resume, progress=True)
     attrs = table.attrs
     print(summary(table).to_string(index=False))

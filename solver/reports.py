@@ -110,8 +110,9 @@ def format_explanation(expl) -> str:
                          "(its fastest layout on these GPUs)")
         else:
             lines.append("no speculation: draft length 0 is the fastest choice here (or nothing else fits)")
-    if expl.rule_violation:
-        lines.append(f"NOT A VALID DEPLOYMENT: {expl.rule_violation}")
+    problem_found = expl.problem_found
+    lines.insert(1, f"verdict: NOT A VALID DEPLOYMENT: {problem_found}" if problem_found
+                 else "verdict: valid deployment (breaks no rule, fits in HBM)")
     lines.append(expl.terms().to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     step = m.target
     compute, memory = float(step.compute_s), float(step.hbm_read_s)

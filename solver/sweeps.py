@@ -629,12 +629,13 @@ examples:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from solver.outputs import output_folder
+
+    out = output_folder("--out", args.out) if args.out is not None else None  # before the sweep's solves
     table = run_sweep(args.file)
     print(format_sweep(table))
-    if args.out:
-        out = Path(args.out)
+    if out is not None:
         try:
-            out.mkdir(parents=True, exist_ok=True)
             table.to_csv(out / "sweep.csv", index=False)
             plot_sweep(table, out / "sweep.png")
         except OSError as exc:  # an unwritable or clashing output path

@@ -1,0 +1,109 @@
+"""Plausible ranges for the numbers a user sets, so an absurd value is rejected by name instead of computed.
+
+Why: the physics is plain arithmetic on floats and int64 arrays. A price of 1e308 overflows to inf, a
+batch of 1e20 does not fit in int64, and an efficiency of 1e-300 prices a million tokens at $1e301
+without complaint. Each bound below lies far outside any real deployment (the reason is next to it),
+so rejecting beyond it loses no honest question. The CLI, ``solver.api.build_problem`` and the file
+loaders all check against this one table.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from numbers import Integral, Real
+
+from formulations.errors import InstanceError
+
+
+@dataclass(frozen=True)
+class Range:
+    """An allowed interval for one knob and its unit; the reason for each bound is a comment where it is set.
+
+    ``low_open`` excludes ``low`` itself (a price must be > 0, a context may be 0); ``whole`` asks for an integer.
+    """
+
+    low: float
+    high: float
+    low_open: bool
+    whole: bool
+    unit: str
+
+    def accepts(self, value: object) -> bool:
+        if isinstance(value, bool):
+            return False
+        if self.whole and not isinstance(value, Integral):
+            return False
+        if not isinstance(value, Real) or not math.isfinite(value):
+            return False
+        above_low = value > self.low if self.low_open else value >= self.low
+        return above_low and value <= self.high
+
+    def describe(self) -> str:
+        """The rule in words, e.g. ``a positive integer <= 1048576`` or ``a number in [0.01, 1]``."""
+        kind = "integer" if self.whole else "number"
+        high = f"{self.high:.0f}" if self.whole else f"{self.high:g}"
+        if self.low == 0 and self.low_open:
+            return f"a positive {kind} <= {high}"
+        if self.whole and self.low == 1:
+            return f"a positive integer <= {high}"
+        bracket = "(" if self.low_open else "["
+        return f"a{'n' if kind == 'integer' else ''} {kind} in {bracket}{self.low:g}, {high}]"
+
+
+# 1e8 tokens is 10x the longest context any model serves (Llama 4 Scout, 10M); beyond it KV sizes leave int64.
+_CONTEXT = Range(0, 10**8, False, True, "tokens")
+# A billion concurrent sequences is ~1e4x any real decode batch; the batch ladder and HBM cap stay small.
+_BATCH = Range(1, 10**9, False, True, "sequences")
+# 2**20 GPUs is 5x the largest cluster built (~200K GPUs, 2025); layouts are powers of two below it.
+_GPUS = Range(1, 2**20, False, True, "GPUs")
+# Past 64 drafted tokens the expected tokens per iteration, (1 - a^(g+1)) / (1 - a), gains < 0.1% for a <= 0.9,
+# and every extra length is one more decode-step evaluation per configuration.
+_DRAFT = Range(1, 64, False, True, "tokens")
+# Sustained efficiency below 1% of peak is no real kernel (decode reaches 30-90% of HBM bandwidth); the
+# floor keeps a typo such as 1e-3 for 1e-1 from pricing tokens at millions of dollars.
+EFFICIENCY = Range(0.01, 1.0, False, False, "share of peak")
+
+KNOB_RANGES: dict[str, Range] = {
+    "context": _CONTEXT,
+    "max_batch": _BATCH,
+    "batch": _BATCH,
+    "batch_sizes": _BATCH,
+    "max_gpus": _GPUS,
+    "max_draft_tokens": _DRAFT,
+    "draft_tokens": _DRAFT,
+    # $1M per GPU-hour is ~1e5x any rental price; above ~1e300 the cost per token overflows to inf.
+    "price_usd_per_hour": Range(0, 1e6, True, False, "USD per GPU-hour"),
+    "flop_efficiency": EFFICIENCY,
+    "bandwidth_efficiency": EFFICIENCY,
+    # 1e12 tok/s is ~1e4x all of 2025's LLM traffic; the same bound caps an hourly budget in USD.
+    "demand_tokens_per_s": Range(0, 1e12, True, False, "tokens/s"),
+    "budget_usd_per_hour": Range(0, 1e12, True, False, "USD per hour"),
+    "min_speed": Range(0, 1e9, True, False, "tokens/s per request"),
+    "max_cost": Range(0, 1e12, True, False, "USD per million tokens"),
+    # Service-level limits beyond a day are no latency target.
+    "ttft_max_s": Range(0, 86400, True, False, "seconds"),
+    "tpot_max_s": Range(0, 86400, True, False, "seconds"),
+    # A solver limit beyond 30 days is a typo; CP-SAT and HiGHS take it as a double either way.
+    "time_limit_s": Range(0, 30 * 86400, True, False, "seconds"),
+}
+
+
+def check_knob(name: str, value: object, *, label: str | None = None, where: str = "") -> None:
+    """Raise ``InstanceError`` unless ``value`` is in ``KNOB_RANGES[name]``; ``None`` means unset and passes.
+
+    Args:
+        name: the knob's key in ``KNOB_RANGES`` (a ``build_problem`` keyword).
+        value: the value to check.
+        label: how the message names the knob (default ``'name'``), e.g. ``--price``.
+        where: a file or scenario prefix for the message, e.g. ``plan.toml: scenario 'chat'``.
+
+    Raises:
+        InstanceError: ``'price_usd_per_hour' must be a positive number <= 1e+06 (USD per GPU-hour), got 1e+308``.
+    """
+    if value is None:
+        return
+    rule = KNOB_RANGES[name]
+    if not rule.accepts(value):
+        prefix = f"{where}: " if where else ""
+        raise InstanceError(f"{prefix}{label or repr(name)} must be {rule.describe()} ({rule.unit}), got {value!r}")

@@ -1,0 +1,88 @@
+"""Output paths, checked before any work: a bad ``--csv``, ``--plot`` or ``--out`` costs nothing and names itself.
+
+Why: a frontier or a sweep can take minutes; failing afterwards on a folder that is a file, or on a
+plot suffix matplotlib cannot write, throws that work away, and matplotlib's own message does not
+say which option was wrong.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from formulations.errors import InfeconError
+
+DEFAULT_PLOT_SUFFIX = ".png"
+
+
+def _refuse_file_on_the_way(option: str, path: Path) -> None:
+    """Raise if an existing regular file stands where a folder of ``path`` must be (``file/out.csv``)."""
+    for ancestor in (path, *path.parents):
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise InfeconError(f"{option}: '{ancestor}' is a file, not a folder, so '{path}' cannot be created")
+            return
+
+
+def _ensure_parent(option: str, path: Path) -> None:
+    """Create ``path``'s folder, or raise naming ``option`` if it cannot exist or be written."""
+    parent = path.parent
+    _refuse_file_on_the_way(option, parent)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InfeconError(f"{option}: cannot create the folder '{parent}' ({exc.strerror or exc})") from None
+    if not os.access(parent, os.W_OK):
+        raise InfeconError(f"{option}: the folder '{parent}' is not writable")
+
+
+def output_file(option: str, text: str) -> Path:
+    """A file path for ``option``, its folder created: not empty, not an existing folder, writable."""
+    if not text.strip():
+        raise InfeconError(f"{option}: needs a file path, got ''")
+    path = Path(text)
+    if path.is_dir():
+        raise InfeconError(f"{option}: '{path}' is a folder; give a file path such as {path / 'out.csv'}")
+    _ensure_parent(option, path)
+    return path
+
+
+def plot_formats() -> list[str]:
+    """The file suffixes matplotlib can write (without the dot), e.g. ``png``, ``pdf``, ``svg``."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return sorted(FigureCanvasBase.get_supported_filetypes())
+
+
+def plot_file(option: str, text: str) -> Path:
+    """A plot path whose suffix names a format matplotlib writes; no suffix means ``.png``, said in the path.
+
+    Why: matplotlib itself appends ``.png`` to a bare name, so printing the name as given would point
+    at a file that does not exist.
+    """
+    path = output_file(option, text)
+    if not path.suffix:
+        return path.with_name(path.name + DEFAULT_PLOT_SUFFIX)
+    suffix = path.suffix.lower().lstrip(".")
+    formats = plot_formats()
+    if suffix not in formats:
+        raise InfeconError(f"{option}: cannot write a '.{suffix}' plot (formats: {', '.join(formats)}), "
+                           f"got '{text}'")
+    return path
+
+
+def output_folder(option: str, text: str) -> Path:
+    """A folder for ``option``, created if missing: not an existing file, writable."""
+    if not text.strip():
+        raise InfeconError(f"{option}: needs a folder path, got ''")
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise InfeconError(f"{option}: '{path}' exists and is not a folder")
+    _refuse_file_on_the_way(option, path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InfeconError(f"{option}: cannot create the folder '{path}' ({exc.strerror or exc})") from None
+    if not os.access(path, os.W_OK):
+        raise InfeconError(f"{option}: the folder '{path}' is not writable")
+    return path

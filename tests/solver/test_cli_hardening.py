@@ -1,0 +1,232 @@
+"""Odd inputs found by trying the CLI as a new user (issue 11): each gets one clear line and the right exit code."""
+
+from __future__ import annotations
+
+import pytest
+
+from formulations.errors import InstanceError
+from instances.limits import KNOB_RANGES, check_knob
+from instances.loader import HARDWARE_DIR
+from solver import api
+from solver.cli import main, one_line_usage_error
+from tests.solver.test_cli import assert_one_line_error, run
+
+SMALL = ("--model", "llama-3-8b", "--hardware", "h100", "--max-gpus", "2")
+
+
+class TestUsageErrors:
+    def test_one_line_with_help_hint(self, capsys):
+        """A bad option value is one line naming the option and the rule, with a pointer to --help, no usage block."""
+        code, _, err = run(capsys, "frontier", *SMALL, "--max-batch", "x")
+        assert err == ("infecon frontier: --max-batch must be a positive integer <= 1000000000, got 'x' "
+                       "(see: infecon frontier --help)\n")
+        assert code == 2
+
+    @pytest.mark.parametrize(("message", "expected"), [
+        ("argument --max-batch: must be a positive integer, got 'x'",
+         "--max-batch must be a positive integer, got 'x'"),
+        ("argument --tp-grid: not allowed with argument --tp", "--tp-grid: not allowed with argument --tp"),
+        ("unrecognized arguments: --foo", "unrecognized arguments: --foo"),
+        ("line one\n  line two", "line one line two"),
+    ])
+    def test_rewording(self, message, expected):
+        """argparse's 'argument --x: must ...' reads as '--x must ...'; anything else keeps its words on one line."""
+        assert one_line_usage_error(message) == expected
+
+    @pytest.mark.parametrize("argv", [["frontier", *SMALL, "--foo"], ["bogus"], ["frontier"],
+                                      ["frontier", *SMALL, "--backend", "gurobi"]],
+                             ids=["unknown-option", "unknown-command", "no-model", "bad-choice"])
+    def test_other_argparse_errors(self, capsys, argv):
+        """Unknown options, commands and choices are one line too."""
+        code, _, err = run(capsys, *argv)
+        assert_one_line_error(code, err, "--help")
+
+
+class TestHugeAndAbsurdNumbers:
+    """Rows 1, 3 and 4: values that overflowed or priced tokens at $1e301 are refused, naming the option."""
+
+    @pytest.mark.parametrize(("option", "value", "rule"), [
+        ("--max-batch", "99999999999999999999", "a positive integer <= 1000000000"),
+        ("--batch-sizes", "1,99999999999999999999", "comma-separated batch sizes, each a positive integer <= 10"),
+        ("--max-gpus", "99999999999999999999", "a positive integer <= 1048576"),
+        ("--context", "99999999999999999999", "an integer in [0, 100000000]"),
+        ("--price", "1e308", "a positive number <= 1e+06"),
+        ("--price", "nan", "a positive number <= 1e+06"),
+        ("--bandwidth-efficiency", "1e-300", "a number in [0.01, 1]"),
+        ("--flop-efficiency", "0.001", "a number in [0.01, 1]"),
+        ("--demand", "inf", "a positive number <= 1e+12"),
+        ("--time-limit", "1e300", "a positive number <= 2.592e+06"),
+    ])
+    def test_frontier_option(self, capsys, option, value, rule):
+        """The option, its rule and the value given, in one line, exit 2."""
+        code, _, err = run(capsys, "frontier", *SMALL, option, value)
+        assert_one_line_error(code, err, f"{option} must be {rule}", f"got '{value}'")
+
+    @pytest.mark.parametrize(("option", "value"), [("--tp", "99999999999999999999"), ("--batch", "1e3"),
+                                                   ("--pp", "0"), ("--ep", "-1")])
+    def test_explain_option(self, capsys, option, value):
+        """explain's layout degrees and batch are bounded integers too."""
+        code, _, err = run(capsys, "explain", "--model", "llama-3-8b", option, value)
+        assert_one_line_error(code, err, f"{option} must be a positive integer <=", f"got '{value}'")
+
+    def test_efficiency_floor_is_one_percent(self, capsys):
+        """1% of peak, the floor, is accepted and gives a finite frontier."""
+        code, out, err = run(capsys, "frontier", *SMALL, "--bandwidth-efficiency", "0.01", "--format", "csv")
+        assert code == 0, err
+        assert "inf" not in out and "nan" not in out
+
+    @pytest.mark.parametrize(("field", "value"), [("price_usd_per_hour", "1e308"), ("bandwidth_efficiency", "1e-300")])
+    def test_hardware_file(self, capsys, tmp_path, field, value):
+        """The same ranges hold for a hardware file's price and efficiencies, naming file and field."""
+        text = (HARDWARE_DIR / "h100_sxm.toml").read_text()
+        path = tmp_path / "mine.toml"
+        path.write_text(f"{field} = {value}\n" + "\n".join(line for line in text.splitlines()
+                                                             if not line.startswith(f"{field} ")))
+        code, _, err = run(capsys, "frontier", "--model", "llama-3-8b", "--hardware-file", str(path))
+        assert_one_line_error(code, err, str(path), f"'{field}' must be")
+
+    @pytest.mark.parametrize(("knob", "value"), [("max_batch", 10**20), ("price_usd_per_hour", 1e308),
+                                                 ("bandwidth_efficiency", 1e-300), ("context_tokens", 10**20)])
+    def test_api_refuses_too(self, knob, value):
+        """The Python API checks the same ranges, so a script gets the same message, not an OverflowError."""
+        with pytest.raises(InstanceError, match="must be"):
+            api.build_problem("llama-3-8b", "h100", **{knob: value})
+
+    @pytest.mark.parametrize("name", sorted(KNOB_RANGES))
+    def test_every_range_accepts_its_bounds(self, name):
+        """Both ends of each closed bound are accepted; just past the high end is not."""
+        rule = KNOB_RANGES[name]
+        high = int(rule.high) if rule.whole else rule.high
+        check_knob(name, high)
+        if not rule.low_open:
+            check_knob(name, int(rule.low) if rule.whole else rule.low)
+        with pytest.raises(InstanceError, match=name):
+            check_knob(name, high * 2)
+
+
+class TestDraftOptionsNeedDraft:
+    """Row 5: speculative-decoding options without --draft were silently ignored."""
+
+    @pytest.mark.parametrize(("option", "value"), [("--acceptance", "0.5"), ("--draft-tokens", "3"),
+                                                   ("--max-draft", "4")])
+    def test_refused(self, capsys, option, value):
+        code, _, err = run(capsys, "frontier", *SMALL, option, value)
+        assert_one_line_error(code, err, f"{option} needs --draft")
+
+    def test_with_draft_accepted(self, capsys):
+        """The same option with a drafter runs and prints the drafter's acceptance in the header."""
+        code, out, err = run(capsys, "frontier", "--model", "llama-3-70b", "--max-gpus", "8", "--draft", "llama-3-8b",
+                             "--acceptance", "0.5")
+        assert code == 0, err
+        assert "acceptance 0.5" in out
+
+    def test_api_draft_tokens_without_draft(self):
+        with pytest.raises(InstanceError, match="'draft_tokens' needs 'draft'"):
+            api.build_problem("llama-3-8b", "h100", draft_tokens=3)
+
+
+class TestMutuallyExclusive:
+    """Row 12: two options for one thing, where one silently won."""
+
+    @pytest.mark.parametrize(("argv", "fragment"), [
+        (["explain", "--model", "llama-3-8b", "--tp", "8", "--tp-grid", "4x4"], "--tp-grid: not allowed with"),
+        (["frontier", "--model", "llama-3-8b", "--hardware", "h100", "--hardware-file", "x.toml"],
+         "--hardware-file: not allowed with"),
+        (["frontier", "--model", "llama-3-8b", "--min-speed", "60", "--max-cost", "2"], "--max-cost: not allowed with"),
+    ], ids=["tp-and-grid", "hardware-and-file", "speed-and-cost"])
+    def test_refused(self, capsys, argv, fragment):
+        code, _, err = run(capsys, *argv)
+        assert_one_line_error(code, err, fragment)
+
+    def test_default_hardware_still_h100(self, capsys):
+        """With neither --hardware nor --hardware-file the default is still the H100."""
+        code, out, _ = run(capsys, "frontier", "--model", "llama-3-8b", "--max-gpus", "1")
+        assert code == 0
+        assert "on NVIDIA H100 SXM" in out
+
+
+class TestOutputsCheckedFirst:
+    """Rows 7, 8 and 15: output paths are checked before any solve, and the printed path is the real one."""
+
+    def test_plot_without_suffix_gets_png(self, capsys, tmp_path):
+        """--plot out/noext writes out/noext.png and says so (matplotlib appends .png to a bare name)."""
+        code, out, _ = run(capsys, "frontier", *SMALL, "--plot", str(tmp_path / "noext"))
+        assert code == 0
+        assert (tmp_path / "noext.png").read_bytes()[:4] == b"\x89PNG"
+        assert f"wrote {tmp_path / 'noext.png'}" in out
+
+    def test_bad_plot_suffix_fails_before_csv(self, capsys, tmp_path, monkeypatch):
+        """--plot f.txt fails naming --plot before solving, so --csv is not written either."""
+        def no_solve(*args, **kwargs):
+            raise AssertionError("solved before checking the outputs")
+
+        monkeypatch.setattr(api, "frontier", no_solve)
+        code, _, err = run(capsys, "frontier", *SMALL, "--plot", str(tmp_path / "f.txt"),
+                           "--csv", str(tmp_path / "b.csv"))
+        assert_one_line_error(code, err, "--plot", "'.txt'", "png")
+        assert not (tmp_path / "b.csv").exists()
+
+    @pytest.mark.parametrize("option", ["--csv", "--plot"])
+    def test_folder_as_file(self, capsys, tmp_path, option):
+        code, _, err = run(capsys, "frontier", *SMALL, option, str(tmp_path))
+        assert_one_line_error(code, err, option, "is a folder")
+
+    @pytest.mark.parametrize("command", [["sweep", "instances/scenarios/sweep_bandwidth.toml"],
+                                         ["plan", "instances/scenarios/plan_example.toml"]])
+    def test_out_is_a_file(self, capsys, tmp_path, monkeypatch, command):
+        """sweep/plan --out naming an existing file fail at once, naming --out (the sweep used to run first)."""
+        from solver import planning, sweeps
+
+        def no_run(*args, **kwargs):
+            raise AssertionError("ran before checking --out")
+
+        monkeypatch.setattr(sweeps, "run_sweep", no_run)
+        monkeypatch.setattr(planning, "run_plan", no_run)
+        blocker = tmp_path / "file"
+        blocker.write_text("")
+        code, _, err = run(capsys, *command, "--out", str(blocker))
+        assert_one_line_error(code, err, "--out", "exists and is not a folder")
+
+
+class TestExplainVerdict:
+    """Row 13: explain says the same 'verdict:' line in every case and exits 1 for an invalid deployment."""
+
+    @pytest.mark.parametrize(("argv", "reason"), [
+        (["--model", "llama-3-70b", "--tp", "3"], "tp_divides_heads"),
+        (["--model", "llama-3-70b", "--tp", "8", "--pp", "160"], "pp_divides_layers"),
+        (["--model", "llama-3-70b", "--tp", "8", "--ep", "2"], "ep_divides_experts"),
+        (["--model", "llama-3-70b", "--tp", "1", "--batch", "64"], "hbm_capacity"),
+    ], ids=["tp-3", "pp-over-layers", "ep-dense", "does-not-fit"])
+    def test_invalid(self, capsys, argv, reason):
+        code, out, _ = run(capsys, "explain", *argv)
+        assert code == 1
+        assert out.splitlines()[1].startswith(f"verdict: NOT A VALID DEPLOYMENT: {reason}")
+        assert "step_ms" in out  # the breakdown is still printed
+
+    def test_valid(self, capsys):
+        code, out, _ = run(capsys, "explain", "--model", "llama-3-70b", "--tp", "8", "--batch", "64")
+        assert code == 0
+        assert out.splitlines()[1] == "verdict: valid deployment (breaks no rule, fits in HBM)"
+
+
+class TestTimeLimit:
+    """Row 14: a solver stopped before its first point says so in one line (no empty DataFrame) and exits 3."""
+
+    def test_no_point_proven(self, capsys):
+        code, out, err = run(capsys, "frontier", "--model", "llama-3-8b", "--backend", "cpsat", "--time-limit", "1e-6")
+        assert code == 3
+        assert "Empty DataFrame" not in out
+        assert err.strip() == ("infecon: error: no point proven before the time limit (cpsat backend, --time-limit "
+                               "1e-06 s); raise --time-limit")
+
+    def test_single_point_query(self, capsys):
+        """--min-speed under a time limit that cuts the solve short also exits 3, in one line."""
+        code, _, err = run(capsys, "frontier", "--model", "llama-3-8b", "--backend", "cpsat", "--time-limit", "1e-6",
+                           "--min-speed", "10")
+        assert code == 3
+        assert len(err.strip().splitlines()) == 1 and "raise --time-limit" in err
+
+
+def test_main_returns_codes_not_exits(capsys):
+    """main() returns the code (SystemExit only from argparse), so in-process callers and tests can read it."""
+    assert main(["frontier", *SMALL, "--format", "csv"]) == 0
