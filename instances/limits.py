@@ -53,8 +53,9 @@ class Range:
 
 # 1e8 tokens is 10x the longest context any model serves (Llama 4 Scout, 10M); beyond it KV sizes leave int64.
 _CONTEXT = Range(0, 10**8, False, True, "tokens")
-# A billion concurrent sequences is ~1e4x any real decode batch; the batch ladder and HBM cap stay small.
-_BATCH = Range(1, 10**9, False, True, "sequences")
+# A trillion concurrent sequences is ~1e7x any real decode batch (a bound, not a default: HBM caps the
+# batch far below); above ~9e18 a batch no longer fits in int64.
+_BATCH = Range(1, 10**12, False, True, "sequences")
 # 2**20 GPUs is 5x the largest cluster built (~200K GPUs, 2025); layouts are powers of two below it.
 _GPUS = Range(1, 2**20, False, True, "GPUs")
 # Past 64 drafted tokens the expected tokens per iteration, (1 - a^(g+1)) / (1 - a), gains < 0.1% for a <= 0.9,

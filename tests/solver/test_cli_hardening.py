@@ -18,7 +18,7 @@ class TestUsageErrors:
     def test_one_line_with_help_hint(self, capsys):
         """A bad option value is one line naming the option and the rule, with a pointer to --help, no usage block."""
         code, _, err = run(capsys, "frontier", *SMALL, "--max-batch", "x")
-        assert err == ("infecon frontier: --max-batch must be a positive integer <= 1000000000, got 'x' "
+        assert err == ("infecon frontier: --max-batch must be a positive integer <= 1000000000000, got 'x' "
                        "(see: infecon frontier --help)\n")
         assert code == 2
 
@@ -46,8 +46,8 @@ class TestHugeAndAbsurdNumbers:
     """Rows 1, 3 and 4: values that overflowed or priced tokens at $1e301 are refused, naming the option."""
 
     @pytest.mark.parametrize(("option", "value", "rule"), [
-        ("--max-batch", "99999999999999999999", "a positive integer <= 1000000000"),
-        ("--batch-sizes", "1,99999999999999999999", "comma-separated batch sizes, each a positive integer <= 10"),
+        ("--max-batch", "99999999999999999999", "a positive integer <= 1000000000000"),
+        ("--batch-sizes", "1,99999999999999999999", "batch sizes, each a positive integer <= 1000000000000"),
         ("--max-gpus", "99999999999999999999", "a positive integer <= 1048576"),
         ("--context", "99999999999999999999", "an integer in [0, 100000000]"),
         ("--price", "1e308", "a positive number <= 1e+06"),
