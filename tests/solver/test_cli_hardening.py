@@ -47,7 +47,7 @@ class TestHugeAndAbsurdNumbers:
 
     @pytest.mark.parametrize(("option", "value", "rule"), [
         ("--max-batch", "99999999999999999999", "a positive integer <= 1000000000000"),
-        ("--batch-sizes", "1,99999999999999999999", "batch sizes, each a positive integer <= 1000000000000"),
+        ("--batch-sizes", "1,99999999999999999999", "comma-separated batch sizes, each a positive integer <="),
         ("--max-gpus", "99999999999999999999", "a positive integer <= 1048576"),
         ("--context", "99999999999999999999", "an integer in [0, 100000000]"),
         ("--price", "1e308", "a positive number <= 1e+06"),
