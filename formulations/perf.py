@@ -2,8 +2,9 @@
 
 Everything here is vectorised: layout degrees, batch sizes and draft lengths may be numpy arrays
 of one common shape, so the enumeration evaluates every configuration in a few array passes and
-``explain`` evaluates one with 0-d arrays. Encodings (CP-SAT, MILP) tabulate these functions;
-they never restate a formula (``tests/test_one_physics.py``).
+``explain`` evaluates one with 0-d arrays. ``step_structure`` exposes the step time's
+coefficients in the batch for one layout; the encodings (CP-SAT, MILP) build their constraints
+from it and never restate a formula (``tests/test_one_physics.py``).
 
 Model (paper sec. 3, eq. 29-44, generalised to 1-D/2-D TP, PP and EP as the issue describes):
 
@@ -76,8 +77,60 @@ def group_placement(group_size, stride, node_size: int):
     return ranks_per_node, group_size // ranks_per_node
 
 
-def collective_time_s(hw: HardwareSpec, kind: str, group_size, ranks_per_node, nodes, message_bytes):
-    """Latency and bandwidth seconds of one collective, using the cheapest NCCL protocol for it.
+@dataclass(frozen=True)
+class ProtocolLines:
+    """One collective call's time under each NCCL protocol, as a line in the tokens the call carries.
+
+    ``latency_s[p] + s_per_token[p] * tokens`` is the call's time under protocol ``p`` (axis 0
+    follows ``hw.protocols``); NCCL runs the cheapest, so a call costs the minimum of these lines:
+    a concave, piecewise-linear function of the tokens. ``active`` is False for a group of one
+    rank or an empty message, which cost nothing.
+    """
+
+    latency_s: np.ndarray
+    s_per_token: np.ndarray
+    active: np.ndarray
+
+    def cheapest(self, tokens):
+        """``(latency_s, bandwidth_s)`` of the cheapest protocol at ``tokens`` (first protocol on ties)."""
+        tokens = np.asarray(tokens, dtype=float)
+        best_total = best_latency = best_bandwidth = None
+        for latency, slope in zip(self.latency_s, self.s_per_token, strict=True):
+            bandwidth = slope * tokens
+            total = latency + bandwidth
+            if best_total is None:
+                best_total, best_latency, best_bandwidth = total, latency, bandwidth
+                continue
+            better = total < best_total
+            best_total = np.where(better, total, best_total)
+            best_latency = np.where(better, latency, best_latency)
+            best_bandwidth = np.where(better, bandwidth, best_bandwidth)
+        active = self.active & (tokens > 0)
+        zero = np.zeros(np.shape(best_total))
+        return np.where(active, best_latency, zero), np.where(active, best_bandwidth, zero)
+
+
+def _protocol_lines(hw: HardwareSpec, passes: float, hops, links, active) -> ProtocolLines:
+    """Eq. 23 latency per protocol, and bandwidth seconds per token over phases that do not overlap.
+
+    ``links`` is ``((bytes_per_token, link_bytes_per_s), ...)``: what each rank moves over each
+    link per token carried; a protocol delivers ``bandwidth_fraction`` of every link.
+    """
+    intra_hops, inter_hops = hops
+    latency, slope = [], []
+    for proto in hw.protocols.values():
+        latency.append(proto.base_latency_s + passes * (proto.intra_hop_latency_s * intra_hops
+                                                        + proto.inter_hop_latency_s * inter_hops))
+        slope.append(sum(moved / (link * proto.bandwidth_fraction) for moved, link in links))
+    shape = np.broadcast(*latency, *slope, active).shape
+    return ProtocolLines(np.array([np.broadcast_to(x, shape) for x in latency], dtype=float),
+                         np.array([np.broadcast_to(x, shape) for x in slope], dtype=float),
+                         np.broadcast_to(np.asarray(active, dtype=bool), shape))
+
+
+def collective_lines(hw: HardwareSpec, kind: str, group_size, ranks_per_node, nodes,
+                     bytes_per_token) -> ProtocolLines:
+    """Per-protocol lines of one collective whose message is ``bytes_per_token`` per token carried.
 
     Latency is eq. 23 per protocol: base + passes * (intra_hop (ranks/node - 1) + inter_hop log2 nodes).
     Bandwidth time is hierarchical, as NCCL runs a collective over ``r`` ranks in each of ``n`` nodes
@@ -88,121 +141,176 @@ def collective_time_s(hw: HardwareSpec, kind: str, group_size, ranks_per_node, n
     phases add (sec. 3.4: communication does not overlap). For a 2-D TP group of ``r n = sqrt(N)``
     ranks slicing ``X`` reduced bytes, the network term is 2(n-1) X / N per GPU (eq. 26/41 with
     n = sqrt(N_nodes)) and the NVLink term 2(r-1) n X / N (eq. 42's sqrt(N_nodes) multiplier).
-    With n = 1 or r = 1 it is the flat ring formula over the one link used. Returns
-    ``(latency_s, bandwidth_s)``; both are 0 for a group of one rank or an empty message.
+    With n = 1 or r = 1 it is the flat ring formula over the one link used.
     """
     group = np.asarray(group_size, dtype=float)
     per_node = np.asarray(ranks_per_node, dtype=float)
     nodes = np.asarray(nodes, dtype=float)
-    message = np.asarray(message_bytes, dtype=float)
+    message = np.asarray(bytes_per_token, dtype=float)
     copies = _DATA_COPIES[kind]
     intra_bytes = copies * message * (per_node - 1) / per_node
     remote_message = message / per_node if _REDUCES_WITHIN_NODE[kind] else message
     inter_bytes = copies * remote_message * (nodes - 1) / nodes
     hops = (per_node - 1, np.log2(nodes))
     links = ((intra_bytes, hw.intra_node_bandwidth_bytes_per_s), (inter_bytes, hw.inter_node_bandwidth_bytes_per_s))
-    return _cheapest_protocol(hw, _PASSES[kind], hops, links, active=(group > 1) & (message > 0))
+    return _protocol_lines(hw, _PASSES[kind], hops, links, active=(group > 1) & (message > 0))
 
 
-def point_to_point_time_s(hw: HardwareSpec, crosses_node, message_bytes):
-    """One pipeline send between adjacent stages: one hop, intra- or inter-node."""
+def point_to_point_lines(hw: HardwareSpec, crosses_node, bytes_per_token) -> ProtocolLines:
+    """One pipeline send between adjacent stages: one hop, intra- or inter-node, the whole message."""
     crosses = np.asarray(crosses_node, dtype=bool)
-    message = np.asarray(message_bytes, dtype=float)
+    message = np.asarray(bytes_per_token, dtype=float)
     hops = (np.where(crosses, 0.0, 1.0), np.where(crosses, 1.0, 0.0))
     links = ((np.where(crosses, 0.0, message), hw.intra_node_bandwidth_bytes_per_s),
              (np.where(crosses, message, 0.0), hw.inter_node_bandwidth_bytes_per_s))
-    return _cheapest_protocol(hw, 1.0, hops, links, active=message > 0)
+    return _protocol_lines(hw, 1.0, hops, links, active=message > 0)
 
 
-def _cheapest_protocol(hw: HardwareSpec, passes: float, hops, links, active):
-    """Per configuration, the protocol with the least latency + bandwidth time.
+def collective_time_s(hw: HardwareSpec, kind: str, group_size, ranks_per_node, nodes, message_bytes):
+    """Latency and bandwidth seconds of one collective of ``message_bytes``, at the cheapest NCCL protocol.
 
-    ``links`` is ``((bytes, link_bytes_per_s), ...)``: bytes each rank moves over each link, in
-    phases that do not overlap; a protocol delivers ``bandwidth_fraction`` of every link.
+    The lines of ``collective_lines`` evaluated at one "token" carrying the whole message.
+    Returns ``(latency_s, bandwidth_s)``; both are 0 for a group of one rank or an empty message.
     """
-    intra_hops, inter_hops = hops
-    best_total = best_latency = best_bandwidth = None
-    for proto in hw.protocols.values():
-        latency = proto.base_latency_s + passes * (proto.intra_hop_latency_s * intra_hops
-                                                   + proto.inter_hop_latency_s * inter_hops)
-        bandwidth = sum(moved / (link * proto.bandwidth_fraction) for moved, link in links)
-        total = latency + bandwidth
-        if best_total is None:
-            best_total, best_latency, best_bandwidth = total, latency, bandwidth
-            continue
-        better = total < best_total
-        best_total = np.where(better, total, best_total)
-        best_latency = np.where(better, latency, best_latency)
-        best_bandwidth = np.where(better, bandwidth, best_bandwidth)
-    zero = np.zeros(np.shape(best_total))
-    return np.where(active, best_latency, zero), np.where(active, best_bandwidth, zero)
+    return collective_lines(hw, kind, group_size, ranks_per_node, nodes, message_bytes).cheapest(1.0)
+
+
+def point_to_point_time_s(hw: HardwareSpec, crosses_node, message_bytes):
+    """One pipeline send of ``message_bytes``: ``(latency_s, bandwidth_s)`` at the cheapest protocol."""
+    return point_to_point_lines(hw, crosses_node, message_bytes).cheapest(1.0)
+
+
+def expert_share(idle_share_per_token: float, tokens):
+    """1 - q^tokens: the share of routed experts that ``tokens`` independent tokens touch (eq. 22).
+
+    ``q = 1 - top_k / experts`` is the chance one token leaves a given expert idle. Concave and
+    increasing in the tokens, so any chord between two of its points lies below it.
+    """
+    return 1.0 - idle_share_per_token ** np.asarray(tokens, dtype=float)
 
 
 def routed_expert_fraction_read(model: ModelSpec, tokens):
     """Expected share of routed experts that ``tokens`` independently routed tokens touch (eq. 22)."""
     if not model.is_moe:
         return np.zeros(np.shape(tokens))
-    idle_per_token = 1.0 - model.n_active_experts / model.n_routed_experts
-    return 1.0 - idle_per_token ** np.asarray(tokens, dtype=float)
+    return expert_share(1.0 - model.n_active_experts / model.n_routed_experts, tokens)
 
 
-def _layer_collectives(model: ModelSpec, hw: HardwareSpec, workload: Workload, tp_rows, tp_cols, ep, tokens):
-    """Serial collectives of all layers: (latency_s, bandwidth_s).
+@dataclass(frozen=True)
+class CollectiveTerm:
+    """``calls`` identical collective calls per step (all layers), each costing the cheapest of ``lines``."""
+
+    calls: np.ndarray
+    lines: ProtocolLines
+
+
+@dataclass(frozen=True)
+class StepStructure:
+    """A decode step's time as a function of the micro-batch, for fixed layouts: what encodings build from.
+
+    With ``m`` sequences per micro-batch and ``x = m * tokens_per_sequence`` tokens per pass:
+
+    * ``compute_s = compute_s_per_token * x`` (linear);
+    * ``hbm_read_s = hbm_fixed_s + hbm_routed_s * (1 - expert_idle_share ** x) + hbm_s_per_sequence * m
+      + hbm_s_per_token * x`` (affine plus the concave MoE share of experts, eq. 22);
+    * each collective term: ``calls * min_p(latency_s[p] + s_per_token[p] * x)`` (concave and
+      piecewise linear: the cheapest NCCL protocol per call);
+    * ``kernel_s`` (constant launches).
+
+    The step is ``max(compute, hbm) + collectives + kernels`` (eq. 29-30). ``at`` evaluates it and
+    ``decode_step`` is ``step_structure(...).at(...)``, so the encodings, which read these
+    coefficients, and the enumeration, which calls ``decode_step``, cannot drift apart. Every
+    array has the layouts' shape.
+    """
+
+    compute_s_per_token: np.ndarray
+    hbm_fixed_s: np.ndarray
+    hbm_routed_s: np.ndarray
+    expert_idle_share: float
+    hbm_s_per_sequence: np.ndarray
+    hbm_s_per_token: np.ndarray
+    kernel_s: float
+    collectives: tuple[CollectiveTerm, ...]
+    tokens_per_sequence: np.ndarray
+
+    def at(self, micro_batch) -> StepTime:
+        """The step's components at ``micro_batch`` sequences per micro-batch (broadcast with the layouts)."""
+        m = np.asarray(micro_batch, dtype=float)
+        x = m * self.tokens_per_sequence
+        compute_s = self.compute_s_per_token * x
+        hbm_read_s = (self.hbm_fixed_s + self.hbm_routed_s * expert_share(self.expert_idle_share, x)
+                      + self.hbm_s_per_sequence * m + self.hbm_s_per_token * x)
+        latency = np.zeros(np.shape(compute_s))
+        bandwidth = np.zeros(np.shape(compute_s))
+        for term in self.collectives:
+            lat, bw = term.lines.cheapest(x)
+            latency = latency + term.calls * lat
+            bandwidth = bandwidth + term.calls * bw
+        shape = np.broadcast(compute_s, hbm_read_s, latency).shape
+        return StepTime(
+            compute_s=np.broadcast_to(compute_s, shape),
+            hbm_read_s=np.broadcast_to(hbm_read_s, shape),
+            network_s=np.broadcast_to(bandwidth, shape),
+            collective_latency_s=np.broadcast_to(latency, shape),
+            kernel_latency_s=np.full(shape, self.kernel_s),
+        )
+
+
+def _layer_collectives(model: ModelSpec, hw: HardwareSpec, workload: Workload, tp_rows, tp_cols, ep
+                       ) -> list[CollectiveTerm]:
+    """Serial collectives of all layers, as terms of the step structure.
 
     Written once for 1-D and 2-D TP: a 2-D grid alternates all-reduces over its rows group
     (QKV and FFN-up outputs, sliced over columns) and its columns group (attention-out and
     FFN-down outputs, sliced over rows): the paper's 4 per layer, 2 with parallel attention
     (eq. 25, 44). With ``tp_rows == 1`` the rows group is a single rank, so only the two
     d_model all-reduces of 1-D TP remain (one with parallel attention). An MoE layer with
-    ``ep > 1`` replaces its FFN collectives by an all-to-all dispatch and combine over the EP
+    ``ep > 1`` replaces its two FFN collectives by an all-to-all dispatch and combine over the EP
     group, each carrying min(ep, top-k) copies of the token's d_model vector (sec. 3.5).
     """
     act = workload.activation_bytes
     rows_rpn, rows_nodes = group_placement(tp_rows, tp_cols, hw.node_size_gpus)
     cols_rpn, cols_nodes = group_placement(tp_cols, 1, hw.node_size_gpus)
     ep_rpn, ep_nodes = group_placement(ep, 1, hw.node_size_gpus)
-    tokens = np.asarray(tokens, dtype=float)
 
     def over_rows(width):
-        return collective_time_s(hw, "all_reduce", tp_rows, rows_rpn, rows_nodes, width * tokens * act / tp_cols)
+        return collective_lines(hw, "all_reduce", tp_rows, rows_rpn, rows_nodes, width * act / np.asarray(tp_cols))
 
     def over_cols(width):
-        return collective_time_s(hw, "all_reduce", tp_cols, cols_rpn, cols_nodes, width * tokens * act / tp_rows)
+        return collective_lines(hw, "all_reduce", tp_cols, cols_rpn, cols_nodes, width * act / np.asarray(tp_rows))
 
     qkv, d_model = qkv_output_width(model), model.d_model
-    attention = [over_rows(qkv), over_cols(d_model)]
-    latency = np.zeros(np.broadcast(tp_rows, tp_cols, ep, tokens).shape)
-    bandwidth = np.zeros_like(latency)
+    shape = np.broadcast(tp_rows, tp_cols, ep).shape
+    use_ep = np.broadcast_to(np.asarray(ep) > 1, shape)
+    terms = []
     for count, moe_layer in ((model.n_dense_layers, False), (model.n_moe_layers, True)):
         if count == 0:
             continue
+        calls = np.full(shape, float(count))
         up_width = (ffn_matrices(model) - 1) * ffn_active_width(model, moe_layer)
         if model.parallel_attention and not moe_layer:
-            parts = [over_rows(qkv + up_width), over_cols(d_model)]
-        else:
-            ffn = [over_rows(up_width), over_cols(d_model)]
-            if moe_layer:
-                copies = np.minimum(ep, model.n_active_experts)
-                a2a = collective_time_s(hw, "all_to_all", ep, ep_rpn, ep_nodes, copies * d_model * tokens * act)
-                use_ep = np.asarray(ep) > 1
-                ffn = [(np.where(use_ep, a2a[0], lat), np.where(use_ep, a2a[1], bw)) for lat, bw in ffn]
-            parts = attention + ffn
-        latency = latency + count * sum(lat for lat, _ in parts)
-        bandwidth = bandwidth + count * sum(bw for _, bw in parts)
-    return latency, bandwidth
+            terms += [CollectiveTerm(calls, over_rows(qkv + up_width)), CollectiveTerm(calls, over_cols(d_model))]
+            continue
+        terms += [CollectiveTerm(calls, over_rows(qkv)), CollectiveTerm(calls, over_cols(d_model))]
+        ffn_calls = np.where(use_ep, 0.0, calls) if moe_layer else calls
+        terms += [CollectiveTerm(ffn_calls, over_rows(up_width)), CollectiveTerm(ffn_calls, over_cols(d_model))]
+        if moe_layer:
+            copies = np.minimum(ep, model.n_active_experts)
+            a2a = collective_lines(hw, "all_to_all", ep, ep_rpn, ep_nodes, copies * d_model * act)
+            terms.append(CollectiveTerm(2 * np.where(use_ep, calls, 0.0), a2a))
+    return terms
 
 
-def _pipeline_sends(model: ModelSpec, hw: HardwareSpec, workload: Workload, tp, pp, tokens):
+def _pipeline_sends(model: ModelSpec, hw: HardwareSpec, workload: Workload, tp, pp) -> list[CollectiveTerm]:
     """The ``pp - 1`` activation sends between stages, each split over the stage's ``tp`` GPUs."""
     tp = np.asarray(tp, dtype=np.int64)
     pp = np.asarray(pp, dtype=np.int64)
     node = hw.node_size_gpus
     inter_sends = np.where(tp >= node, pp - 1, (pp * tp - 1) // node)
     intra_sends = (pp - 1) - inter_sends
-    message = model.d_model * np.asarray(tokens, dtype=float) * workload.activation_bytes / tp
-    inter_lat, inter_bw = point_to_point_time_s(hw, True, message)
-    intra_lat, intra_bw = point_to_point_time_s(hw, False, message)
-    return inter_sends * inter_lat + intra_sends * intra_lat, inter_sends * inter_bw + intra_sends * intra_bw
+    per_token = model.d_model * workload.activation_bytes / tp
+    return [CollectiveTerm(inter_sends.astype(float), point_to_point_lines(hw, True, per_token)),
+            CollectiveTerm(intra_sends.astype(float), point_to_point_lines(hw, False, per_token))]
 
 
 def kernels_per_layer(model: ModelSpec) -> int:
@@ -210,45 +318,49 @@ def kernels_per_layer(model: ModelSpec) -> int:
     return 2 if model.parallel_attention else 4
 
 
+def step_structure(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp_rows, tp_cols, pp, ep,
+                   tokens_per_sequence=1) -> StepStructure:
+    """The coefficients of the step time in the micro-batch, per layout (see ``StepStructure``).
+
+    ``tokens_per_sequence`` is 1 for plain decoding and gamma + 1 for a speculative verification
+    pass. Eq. 29-44; the module docstring gives the PP and EP generalisation.
+    """
+    counts = parameter_counts(model)
+    tp = np.asarray(tp_rows) * np.asarray(tp_cols)
+    context = workload.context_tokens
+    hbm_s_per_byte = 1.0 / (tp * hw.hbm_bandwidth_bytes_per_s * hw.bandwidth_efficiency)
+    # Weight matmuls run at the weight precision's tensor-core rate (paper fig. 6: 8-bit weights use
+    # 8-bit tensor cores); attention multiplies activations by the KV cache, at the wider of the two.
+    attention_bits = max(workload.activation_bits, workload.kv_bits)
+    flop_s_per_token = (2 * counts.active / hw.peak_flop_per_s(workload.weight_bits)
+                        + attention_flop_per_context_token(model) * context / hw.peak_flop_per_s(attention_bits))
+    idle = 1.0 - model.n_active_experts / model.n_routed_experts if model.is_moe else 1.0
+    collectives = (*_layer_collectives(model, hw, workload, tp_rows, tp_cols, ep),
+                   *_pipeline_sends(model, hw, workload, tp, pp))
+    return StepStructure(
+        compute_s_per_token=flop_s_per_token / (tp * hw.flop_efficiency),
+        hbm_fixed_s=(counts.always_read + counts.unembedding) * workload.weight_bytes * hbm_s_per_byte,
+        hbm_routed_s=counts.routed * workload.weight_bytes * hbm_s_per_byte,
+        expert_idle_share=idle,
+        hbm_s_per_sequence=context * kv_elements_per_token(model) * workload.kv_bytes * hbm_s_per_byte,
+        hbm_s_per_token=activation_elements_per_token(model) * workload.activation_bytes * hbm_s_per_byte,
+        kernel_s=model.n_layers * kernels_per_layer(model) * hw.kernel_launch_latency_s,
+        collectives=collectives,
+        tokens_per_sequence=np.asarray(tokens_per_sequence, dtype=float),
+    )
+
+
 def decode_step(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp_rows, tp_cols, pp, ep,
                 micro_batch, tokens_per_sequence=1) -> StepTime:
     """Time for the instance to advance every sequence of the batch by one forward pass.
 
     ``micro_batch`` is the batch divided by ``pp``; ``tokens_per_sequence`` is 1 for plain
-    decoding and gamma + 1 for a speculative verification pass. Returns per-component seconds
-    (eq. 29-44, see the module docstring for the PP and EP generalisation).
+    decoding and gamma + 1 for a speculative verification pass. Evaluates ``step_structure``,
+    the coefficients the encodings read. Returns per-component seconds (eq. 29-44).
     """
-    counts = parameter_counts(model)
-    tp = np.asarray(tp_rows) * np.asarray(tp_cols)
-    micro_batch = np.asarray(micro_batch, dtype=float)
-    tokens = micro_batch * np.asarray(tokens_per_sequence, dtype=float)
-    context = workload.context_tokens
-
-    weights_read = counts.always_read + routed_expert_fraction_read(model, tokens) * counts.routed + counts.unembedding
-    hbm_bytes = (weights_read * workload.weight_bytes
-                 + micro_batch * context * kv_elements_per_token(model) * workload.kv_bytes
-                 + tokens * activation_elements_per_token(model) * workload.activation_bytes)
-    hbm_read_s = hbm_bytes / (tp * hw.hbm_bandwidth_bytes_per_s * hw.bandwidth_efficiency)
-
-    # Weight matmuls run at the weight precision's tensor-core rate (paper fig. 6: 8-bit weights use
-    # 8-bit tensor cores); attention multiplies activations by the KV cache, at the wider of the two.
-    matmul_flop = tokens * 2 * counts.active
-    attention_flop = tokens * attention_flop_per_context_token(model) * context
-    attention_bits = max(workload.activation_bits, workload.kv_bits)
-    compute_s = (matmul_flop / hw.peak_flop_per_s(workload.weight_bits)
-                 + attention_flop / hw.peak_flop_per_s(attention_bits)) / (tp * hw.flop_efficiency)
-
-    coll_latency, coll_bandwidth = _layer_collectives(model, hw, workload, tp_rows, tp_cols, ep, tokens)
-    send_latency, send_bandwidth = _pipeline_sends(model, hw, workload, tp, pp, tokens)
-    kernel_s = model.n_layers * kernels_per_layer(model) * hw.kernel_launch_latency_s
-    shape = np.broadcast(compute_s, coll_latency, send_latency).shape
-    return StepTime(
-        compute_s=np.broadcast_to(compute_s, shape),
-        hbm_read_s=np.broadcast_to(hbm_read_s, shape),
-        network_s=coll_bandwidth + send_bandwidth,
-        collective_latency_s=coll_latency + send_latency,
-        kernel_latency_s=np.full(shape, kernel_s),
-    )
+    structure = step_structure(model, hw, workload, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep,
+                               tokens_per_sequence=tokens_per_sequence)
+    return structure.at(micro_batch)
 
 
 # Whole bytes above this are "more than any accelerator holds": clipping there keeps the integer
