@@ -221,12 +221,53 @@ _HF_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _hf_get(path: Path, config: Mapping[str, Any], field_name: str) -> int:
-    for key in _HF_KEYS[field_name]:
-        if isinstance(config.get(key), int):
-            return config[key]
-    raise InstanceError(
-        f"{path}: config.json has none of {', '.join(_HF_KEYS[field_name])} (needed for '{field_name}')")
+# Hugging Face ``architectures`` class names of decoder-only causal LMs end so; encoders and
+# encoder-decoders (BertForMaskedLM, T5ForConditionalGeneration) do not, and have no decode step to model.
+_DECODER_ONLY_SUFFIXES = ("ForCausalLM", "LMHeadModel")
+_NOT_DECODER_ONLY_TYPES = frozenset({
+    "albert", "bart", "bert", "deberta", "deberta-v2", "distilbert", "electra", "encoder-decoder", "marian", "mbart",
+    "mt5", "pegasus", "roberta", "t5", "umt5", "whisper", "xlm-roberta",
+})
+
+
+def _check_decoder_only(path: Path, config: Mapping[str, Any]) -> None:
+    """Refuse encoder and encoder-decoder configs, naming the field that says so: the physics is decode-only."""
+    if config.get("is_encoder_decoder") is True:
+        raise InstanceError(f"{path}: 'is_encoder_decoder' is true: infecon models decoder-only Transformers")
+    model_type = config.get("model_type")
+    if isinstance(model_type, str) and model_type.lower() in _NOT_DECODER_ONLY_TYPES:
+        raise InstanceError(f"{path}: 'model_type' {model_type!r} is not a decoder-only model "
+                            "(infecon models decoder-only Transformers)")
+    architectures = config.get("architectures")
+    if architectures is None or architectures == []:
+        return
+    if not isinstance(architectures, list) or not all(isinstance(a, str) for a in architectures):
+        raise InstanceError(f"{path}: 'architectures' must be a list of class names (got {architectures!r})")
+    if not any(a.endswith(_DECODER_ONLY_SUFFIXES) and "WithLMHead" not in a for a in architectures):
+        raise InstanceError(f"{path}: 'architectures' must name a decoder-only causal LM (a class ending in "
+                            f"ForCausalLM or LMHeadModel), got {architectures}")
+
+
+def _hf_int(path: Path, config: Mapping[str, Any], keys: tuple[str, ...], *, minimum: int = 0,
+            required: bool = False) -> tuple[str, int] | tuple[None, None]:
+    """The first of ``keys`` that config.json sets, as (key, value); the value must be a whole number >= ``minimum``.
+
+    An optional key set to null counts as absent (some configs write ``"head_dim": null``); a
+    required one must be a number. A string, a float or a bool is an error naming the key, never
+    a silent fallback to another key or a truncation (``32.7`` layers).
+    """
+    for key in keys:
+        if key not in config or (config[key] is None and not required):
+            continue
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InstanceError(f"{path}: '{key}' must be an integer (got {value!r})")
+        if value < minimum:
+            raise InstanceError(f"{path}: '{key}' must be >= {minimum} (got {value})")
+        return key, value
+    if required:
+        raise InstanceError(f"{path}: config.json has none of {', '.join(keys)}")
+    return None, None
 
 
 def model_from_hf_config(path: Path) -> ModelSpec:
@@ -243,28 +284,43 @@ def model_from_hf_config(path: Path) -> ModelSpec:
         raise InstanceError(f"{path}: cannot read: {exc.strerror}") from None
     if not isinstance(config, dict):
         raise InstanceError(f"{path}: config.json must hold a JSON object")
-    data: dict[str, Any] = {name: _hf_get(path, config, name) for name in _HF_KEYS}
+    _check_decoder_only(path, config)
+
+    def optional(*keys: str, minimum: int = 0) -> int | None:
+        return _hf_int(path, config, keys, minimum=minimum)[1]
+
+    used: dict[str, str] = {}
+    data: dict[str, Any] = {}
+    for name, keys in _HF_KEYS.items():
+        used[name], data[name] = _hf_int(path, config, keys, minimum=1, required=True)
     data["name"] = str(config.get("_name_or_path") or config.get("model_type") or path.parent.name or path.stem)
-    data["n_kv_heads"] = int(config.get("num_key_value_heads") or data["n_heads"])
+    data["n_kv_heads"] = optional("num_key_value_heads", minimum=1) or data["n_heads"]
     # An MLA config's own key width comes first: transformers saves DeepSeek-V3's ``head_dim`` as the
     # RoPE part only (qk_rope_head_dim, 64), not the 128-wide head the attention reads.
-    data["d_head"] = int(config.get("qk_nope_head_dim") or config.get("head_dim") or data["d_model"] // data["n_heads"])
+    d_head = optional("qk_nope_head_dim", minimum=1) or optional("head_dim", minimum=1)
+    if d_head is None:
+        if data["d_model"] % data["n_heads"]:
+            raise InstanceError(f"{path}: '{used['d_model']}' ({data['d_model']}) must be a multiple of "
+                                f"'{used['n_heads']}' ({data['n_heads']}) when there is no 'head_dim'")
+        d_head = data["d_model"] // data["n_heads"]
+    data["d_head"] = d_head
     data["tied_embeddings"] = bool(config.get("tie_word_embeddings", False))
     activation = str(config.get("hidden_act", "silu"))
     data["ffn_gated"] = activation in ("silu", "swiglu", "gelu_pytorch_tanh") or "glu" in activation
-    experts = config.get("n_routed_experts") or config.get("num_local_experts") or config.get("num_experts") or 0
+    experts = optional("n_routed_experts") or optional("num_local_experts") or optional("num_experts") or 0
     if experts:
-        data["n_routed_experts"] = int(experts)
-        data["n_active_experts"] = int(config.get("num_experts_per_tok") or config.get("num_experts_per_token") or 0)
-        data["n_shared_experts"] = int(config.get("n_shared_experts") or 0)
-        data["d_ff_expert"] = int(config.get("moe_intermediate_size") or data["d_ff"])
-        data["n_dense_layers"] = int(config.get("first_k_dense_replace") or 0)
-    if config.get("kv_lora_rank"):
+        data["n_routed_experts"] = experts
+        data["n_active_experts"] = optional("num_experts_per_tok") or optional("num_experts_per_token") or 0
+        data["n_shared_experts"] = optional("n_shared_experts") or 0
+        data["d_ff_expert"] = optional("moe_intermediate_size", minimum=1) or data["d_ff"]
+        data["n_dense_layers"] = optional("first_k_dense_replace") or 0
+    kv_lora_rank = optional("kv_lora_rank")
+    if kv_lora_rank:
         data["attention"] = "mla"
-        data["kv_lora_rank"] = int(config["kv_lora_rank"])
-        data["q_lora_rank"] = int(config.get("q_lora_rank") or 0)
-        data["qk_rope_head_dim"] = int(config.get("qk_rope_head_dim") or 0)
-        data["v_head_dim"] = int(config.get("v_head_dim") or data["d_head"])
+        data["kv_lora_rank"] = kv_lora_rank
+        data["q_lora_rank"] = optional("q_lora_rank") or 0
+        data["qk_rope_head_dim"] = optional("qk_rope_head_dim") or 0
+        data["v_head_dim"] = optional("v_head_dim", minimum=1) or data["d_head"]
     return model_from_mapping(path, data)
 
 
@@ -298,6 +354,17 @@ _HARDWARE_ALIASES = {
     "h100": "h100-sxm", "a100": "a100-sxm", "v100": "v100-sxm", "tpu-v4": "tpu-v4", "groq": "groq-lpu",
     "gb200": "gb200-nvl72", "nvl72": "gb200-nvl72", "gaudi-3": "gaudi3", "trillium": "tpu-v6e",
 }
+
+
+def hardware_aliases(stem: str) -> list[str]:
+    """The short names that also select built-in hardware ``stem`` (``h100`` for ``h100_sxm``)."""
+    return sorted(alias for alias, target in _HARDWARE_ALIASES.items()
+                  if target == _normalise(stem) and alias != target)
+
+
+# Printed under the listings, so a user knows the README's spellings and the file stems are the same names.
+NAME_SPELLINGS = ("names ignore case and treat '-', '_', '.' and spaces alike (llama-3-70b = llama_3_70b = "
+                  "Llama-3-70B); a path to a TOML or config.json file works wherever a name does")
 
 
 def get_model(name: str) -> ModelSpec:

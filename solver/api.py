@@ -42,6 +42,7 @@ from instances.loader import (
     builtin_model_names,
     get_hardware,
     get_model,
+    hardware_aliases,
     load_hardware,
     load_model,
 )
@@ -306,7 +307,8 @@ def list_hardware() -> pd.DataFrame:
     rows = []
     for name in builtin_hardware_names():
         h = get_hardware(name)
-        rows.append({"name": name, "hardware": h.name, "tflops_16bit": h.flop_per_s_by_bits[16] / 1e12,
+        rows.append({"name": name, "also": ", ".join(hardware_aliases(name)) or "-", "hardware": h.name,
+                     "tflops_16bit": h.flop_per_s_by_bits[16] / 1e12,
                      "hbm_gb": h.hbm_capacity_bytes / 1e9, "hbm_tb_per_s": h.hbm_bandwidth_bytes_per_s / 1e12,
                      "node_size": h.node_size_gpus, "usd_per_hour": h.price_usd_per_hour})
     return pd.DataFrame(rows)

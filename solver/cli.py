@@ -16,6 +16,7 @@ from formulations.space import DEFAULT_MAX_GPUS
 from formulations.specs import SERVING_MODES
 from instances.engines import DEFAULT_ENGINE, builtin_engine_names
 from instances.limits import KNOB_RANGES
+from instances.loader import NAME_SPELLINGS
 from solver import api, outputs, reports
 from solver.backends import BACKEND_NAMES
 
@@ -325,11 +326,13 @@ def _write_csv(frame, path: str) -> None:
 
 def cmd_models(args: argparse.Namespace) -> int:
     print(api.list_models().to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print(NAME_SPELLINGS)
     return 0
 
 
 def cmd_hardware(args: argparse.Namespace) -> int:
     print(api.list_hardware().to_string(index=False, float_format=lambda v: f"{v:g}"))
+    print(f"{NAME_SPELLINGS}; 'also' lists short names (h100 = h100_sxm)")
     return 0
 
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from formulations.errors import InstanceError
 from instances.limits import KNOB_RANGES, check_knob
-from instances.loader import HARDWARE_DIR
+from instances.loader import HARDWARE_DIR, get_hardware, get_model, load_model
 from solver import api
 from solver.cli import main, one_line_usage_error
 from tests.solver.test_cli import assert_one_line_error, run
+from tests.test_instances import LLAMA_3_8B_CONFIG
 
 SMALL = ("--model", "llama-3-8b", "--hardware", "h100", "--max-gpus", "2")
 
@@ -230,3 +234,70 @@ class TestTimeLimit:
 def test_main_returns_codes_not_exits(capsys):
     """main() returns the code (SystemExit only from argparse), so in-process callers and tests can read it."""
     assert main(["frontier", *SMALL, "--format", "csv"]) == 0
+
+
+class TestHuggingFaceConfigs:
+    """Rows 9-11: config.json files that loaded as something they are not."""
+
+    @staticmethod
+    def frontier_of(capsys, tmp_path, config: dict) -> tuple[int, str, Path]:
+        path = tmp_path / "config.json"
+        path.write_text(json.dumps(config))
+        code, _, err = run(capsys, "frontier", "--model-file", str(path), "--max-gpus", "2")
+        return code, err, path
+
+    @pytest.mark.parametrize(("changes", "fragment"), [
+        ({"architectures": ["BertForMaskedLM"], "model_type": "llama"}, "'architectures' must name a decoder-only"),
+        ({"architectures": ["BertForMaskedLM"], "model_type": "bert"}, "'model_type' 'bert' is not a decoder-only"),
+        ({"architectures": ["T5ForConditionalGeneration"], "is_encoder_decoder": True}, "'is_encoder_decoder' is true"),
+    ], ids=["bert-arch", "bert-type", "t5"])
+    def test_encoder_models_refused(self, capsys, tmp_path, changes, fragment):
+        """Row 9: an encoder or encoder-decoder has no decode step to model; the message names the field."""
+        code, err, path = self.frontier_of(capsys, tmp_path, {**LLAMA_3_8B_CONFIG, **changes})
+        assert_one_line_error(code, err, str(path), fragment)
+
+    @pytest.mark.parametrize(("key", "value", "shown"), [
+        ("hidden_size", "4096", "'4096'"), ("hidden_size", None, "None"), ("num_hidden_layers", 32.7, "32.7"),
+        ("num_key_value_heads", "8", "'8'"), ("num_attention_heads", True, "True"), ("vocab_size", -5, None),
+    ])
+    def test_mistyped_fields(self, capsys, tmp_path, key, value, shown):
+        """Row 10: a field of the wrong type is named with its value, not reported as missing."""
+        code, err, _ = self.frontier_of(capsys, tmp_path, {**LLAMA_3_8B_CONFIG, key: value})
+        if shown is None:
+            assert_one_line_error(code, err, f"'{key}' must be >= 1 (got {value})")
+        else:
+            assert_one_line_error(code, err, f"'{key}' must be an integer (got {shown})")
+
+    def test_heads_do_not_divide_width(self, capsys, tmp_path):
+        """Row 11: hidden 4001 over 32 heads and no head_dim would give a silent d_head of 125."""
+        code, err, _ = self.frontier_of(capsys, tmp_path, {**LLAMA_3_8B_CONFIG, "hidden_size": 4001})
+        assert_one_line_error(code, err, "'hidden_size' (4001) must be a multiple of 'num_attention_heads' (32)")
+
+    def test_explicit_head_dim_allows_any_width(self, capsys, tmp_path):
+        """With head_dim given, the width need not divide (as in Gemma): the config loads and solves."""
+        code, err, _ = self.frontier_of(capsys, tmp_path, {**LLAMA_3_8B_CONFIG, "hidden_size": 4001, "head_dim": 128})
+        assert code == 0, err
+
+    def test_null_optional_field_is_absent(self, capsys, tmp_path):
+        """"head_dim": null, as some configs write it, means 'not given' (4096 / 32 = 128)."""
+        path = tmp_path / "config.json"
+        path.write_text(json.dumps({**LLAMA_3_8B_CONFIG, "head_dim": None}))
+        assert load_model(path).d_head == 128
+
+
+class TestListingsSaySpellings:
+    """The listings say that the README's spellings and the file stems are the same names."""
+
+    def test_models(self, capsys):
+        code, out, _ = run(capsys, "models")
+        assert code == 0
+        assert "llama-3-70b = llama_3_70b" in out
+        assert get_model("Llama-3-70B") == get_model("llama_3_70b")
+
+    def test_hardware_short_names(self, capsys):
+        """`infecon hardware` shows h100 next to h100_sxm, and the short name resolves to it."""
+        code, out, _ = run(capsys, "hardware")
+        assert code == 0
+        row = next(line.split() for line in out.splitlines() if line.split()[:1] == ["h100_sxm"])
+        assert row[1] == "h100"
+        assert get_hardware("h100") == get_hardware("h100_sxm")

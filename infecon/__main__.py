@@ -1,0 +1,7 @@
+"""``python -m infecon``: the same command as the installed ``infecon`` script."""
+
+import sys
+
+from solver.cli import main
+
+sys.exit(main())
