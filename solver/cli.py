@@ -7,11 +7,12 @@ Expected errors (bad input, nothing feasible, a missing backend) print one line 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
 
-from formulations.errors import InfeconError, SolverLimitError
+from formulations.errors import InfeconError, InstanceError, SolverLimitError
 from formulations.space import DEFAULT_MAX_GPUS
 from formulations.specs import SERVING_MODES
 from instances.engines import DEFAULT_ENGINE, builtin_engine_names
@@ -277,13 +278,26 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0 if expl.problem_found is None else EXIT_INVALID_DEPLOYMENT
 
 
+@contextlib.contextmanager
+def naming_file(path: str):
+    """Prefix an ``InstanceError`` that does not name ``path`` with it: every data error names its file."""
+    try:
+        yield
+    except InstanceError as exc:
+        if path in str(exc):
+            raise
+        raise InstanceError(f"{path}: {exc}") from None
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from solver import validation
 
-    frame = validation.read_measurements(args.data)
-    predicted = validation.predict_frame(frame, engine=args.engine)
-    if args.out:
-        _write_csv(predicted, args.out)
+    out = outputs.output_file("--out", args.out) if args.out is not None else None  # before any prediction
+    with naming_file(args.data):
+        frame = validation.read_measurements(args.data)
+        predicted = validation.predict_frame(frame, engine=args.engine)
+    if out is not None:
+        _write_csv(predicted, str(out))
     print(validation.format_summary(validation.summary(predicted)))
     failed = predicted[~predicted["status"].str.startswith("ok")]
     print(f"{len(predicted) - len(failed)} of {len(predicted)} rows predicted"
@@ -300,14 +314,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from solver import calibration
 
-    fit = calibration.calibrate(args.data, args.engine, held_out=not args.no_held_out)
+    out = outputs.output_file("--out", args.out) if args.out is not None else None  # before the fit
+    with naming_file(args.data):
+        fit = calibration.calibrate(args.data, args.engine, held_out=not args.no_held_out)
     print(calibration.format_fit(fit))
-    if args.out:
+    if out is not None:
         from pathlib import Path
 
         try:
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.out).write_text(calibration.profile_toml(fit, Path(args.data).name))
+            out.write_text(calibration.profile_toml(fit, Path(args.data).name))
         except OSError as exc:
             raise InfeconError(f"cannot write output: {exc}") from None
         print(f"wrote {args.out}")
@@ -456,6 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
+        print("infecon: give a command, e.g. infecon frontier --model llama-3-70b", file=sys.stderr)
         return EXIT_USAGE
     try:
         code = args.func(args)

@@ -29,7 +29,6 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import re
 import sys
@@ -384,11 +383,11 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     for name, group in table.groupby("scenario", sort=False):
         first = group.iloc[0]
         if first["status"] != "ok":
-            rows.append({"scenario": name, "status": "failed", "tok/s/req": math.nan, "$/M tok": "-", "GPUs": "-",
+            rows.append({"scenario": name, "status": "failed", "tok/s/req": "-", "$/M tok": "-", "GPUs": "-",
                          "layout": "-", "points": 0})
             continue
         rec = group[group["recommended"]].iloc[0]
-        rows.append({"scenario": name, "status": "ok", "tok/s/req": round(float(rec["tokens_per_second"]), 1),
+        rows.append({"scenario": name, "status": "ok", "tok/s/req": f"{float(rec['tokens_per_second']):.1f}",
                      "$/M tok": f"{float(rec['usd_per_million_tokens']):.4g}", "GPUs": str(int(rec["gpus"])),
                      "layout": layout_text(rec, int(rec.get("draft_tokens", 0)) > 0), "points": len(group)})
     return pd.DataFrame(rows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from formulations.space import batch_ladder
@@ -33,9 +34,13 @@ def frontier_table(frontier: Frontier) -> pd.DataFrame:
     if frontier.problem.speculative is not None:
         table.insert(7, "draft", p["draft_tokens"])
     if "ttft_ms" in p:
-        table["TTFT ms"] = p["ttft_ms"].round(1)
+        # Decode-only serving (the paper's model, isl 0) has no prefill: no TTFT and no input price to show.
+        prefill = bool(p["ttft_ms"].notna().any())
+        if prefill:
+            table["TTFT ms"] = p["ttft_ms"].round(1)
         table["TPOT ms"] = p["tpot_ms"].round(2)
-        table["$/M in"] = p["usd_per_million_input_tokens"].map(lambda v: f"{v:.4g}")
+        if prefill:
+            table["$/M in"] = p["usd_per_million_input_tokens"].map(lambda v: f"{v:.4g}")
     return table
 
 
@@ -132,11 +137,15 @@ def format_explanation(expl) -> str:
                  f"${float(m.usd_per_million_tokens):.4g} per million tokens; MFU {100 * float(m.utilization):.2f}%")
     if getattr(m, "ttft_s", None) is not None:
         r = problem.requests
-        lines.append(f"serving ({serving_label(problem).rstrip(', ')}): TTFT {float(m.ttft_s) * 1e3:.1f} ms, "
+        # Decode-only serving (isl 0) has no prefill, so TTFT and the input price are undefined (NaN): say so.
+        ttft = "none (decode only)" if np.isnan(float(m.ttft_s)) else f"{float(m.ttft_s) * 1e3:.1f} ms"
+        input_price = float(m.usd_per_million_input_tokens)
+        input_text = "" if np.isnan(input_price) else f"${input_price:.4g}/M input, "
+        lines.append(f"serving ({serving_label(problem).rstrip(', ')}): TTFT {ttft}, "
                      f"TPOT {float(m.tpot_s) * 1e3:.2f} ms (engine overhead {float(m.engine_overhead_s) * 1e3:.2f} ms "
                      f"per step), prefill pass {float(m.prefill_s) * 1e3:.1f} ms; "
-                     f"${float(m.usd_per_million_tokens):.4g}/M output, ${float(m.usd_per_million_input_tokens):.4g}/M "
-                     f"input, ${float(m.blended_usd_per_million_tokens):.4g}/M blended at "
+                     f"${float(m.usd_per_million_tokens):.4g}/M output, {input_text}"
+                     f"${float(m.blended_usd_per_million_tokens):.4g}/M blended at "
                      f"{r.input_tokens}:{r.output_tokens}")
     return "\n".join(lines)
 

@@ -539,14 +539,19 @@ def run_sweep(source: str | Path | Mapping[str, Any], *, backend: str = "auto") 
 def format_sweep(table: pd.DataFrame) -> str:
     """A header and the table as a person reads it (units in headers, rounded)."""
     speed = table["report_speed_tokens_per_s"].iloc[0]
+
+    def shown(column: str, fmt) -> pd.Series:
+        """Formatted values, with '-' where nothing fits or no point reaches the report speed (NaN in the CSV)."""
+        return table[column].map(lambda v: "-" if pd.isna(v) else fmt(v))
+
     view = pd.DataFrame({
-        "value": table["value"].map(lambda v: "-" if math.isnan(v) else f"{v:g}"),
-        "max tok/s": table["max_tokens_per_second"].round(1),
-        "GPUs": table["gpus_at_max"].map(lambda v: "-" if pd.isna(v) else str(int(v))),
+        "value": shown("value", lambda v: f"{v:g}"),
+        "max tok/s": shown("max_tokens_per_second", lambda v: f"{v:.1f}"),
+        "GPUs": shown("gpus_at_max", lambda v: str(int(v))),
         "layout at max": table["layout_at_max"].replace("", "-"),
-        f"$/M tok @{speed:g}": table["usd_per_million_tokens_at_speed"].map(lambda v: f"{v:.4g}"),
-        "speed x": table["speed_ratio"].round(3),
-        "cost x": table["cost_ratio"].round(3),
+        f"$/M tok @{speed:g}": shown("usd_per_million_tokens_at_speed", lambda v: f"{v:.4g}"),
+        "speed x": shown("speed_ratio", lambda v: f"{v:.3f}"),
+        "cost x": shown("cost_ratio", lambda v: f"{v:.3f}"),
         "points": table["frontier_points"],
         "wall s": table["wall_s"].round(2),
     })

@@ -301,3 +301,41 @@ class TestListingsSaySpellings:
         row = next(line.split() for line in out.splitlines() if line.split()[:1] == ["h100_sxm"])
         assert row[1] == "h100"
         assert get_hardware("h100") == get_hardware("h100_sxm")
+
+
+class TestNoNanInReports:
+    """Found by the fuzzer: decode-only serving (--engine paper) printed NaN for TTFT and the input price."""
+
+    def test_frontier_table(self, capsys):
+        code, out, _ = run(capsys, "frontier", *SMALL, "--engine", "paper")
+        assert code == 0
+        assert "nan" not in out.lower()
+        assert "TTFT" not in out and "TPOT ms" in out  # no prefill to time; the decode step still is
+
+    def test_explain(self, capsys):
+        code, out, _ = run(capsys, "explain", "--model", "llama-3-8b", "--engine", "paper")
+        assert code == 0
+        assert "nan" not in out.lower()
+        assert "TTFT none (decode only)" in out
+
+    def test_sweep_row_where_nothing_fits(self):
+        """A swept value where nothing fits shows '-' (with its note), not NaN; the CSV keeps the empty cells."""
+        from solver.sweeps import format_sweep, run_sweep
+
+        table = run_sweep({"base": {"model": "llama-3-8b", "hardware": "h100", "max_gpus": 1},
+                           "sweep": {"parameter": "context", "values": [0, 10_000_000]}})
+        assert table["max_tokens_per_second"].isna().iloc[1]  # 10M tokens of KV cache do not fit on one H100
+        text = format_sweep(table)
+        assert "nan" not in text.lower()
+        assert text.splitlines()[-1].split()[1] == "-"
+
+    def test_plan_summary_with_a_failed_scenario(self, capsys, tmp_path):
+        """A failed plan scenario shows '-' for its speed, not NaN, and the plan exits 1 naming it."""
+        plan = tmp_path / "plan.toml"
+        plan.write_text('[[scenario]]\nname = "ok"\nmodel = "llama-3-8b"\nmax_gpus = 2\n'
+                        '[[scenario]]\nname = "bad"\nmodel = "gpt-5-ultra"\n')
+        code, out, _ = run(capsys, "plan", str(plan), "--out", str(tmp_path / "out"), "--jobs", "1")
+        assert code == 1
+        assert "nan" not in out.lower()
+        assert next(line for line in out.splitlines() if line.split()[:2] == ["bad", "failed"]).split()[2] == "-"
+        assert "FAILED bad: unknown model 'gpt-5-ultra'" in out

@@ -1,0 +1,438 @@
+"""Fuzzing the ``infecon`` command: Hypothesis strategies for odd command lines and files, and the outcome oracle.
+
+Shared by ``tests/solver/test_cli_fuzz.py`` (a few hundred examples in CI) and ``scripts/fuzz_cli.py``
+(many more). The allowed outcomes (issue 11) are:
+
+- exit 0 with finite numbers in the output (``explain`` may exit 1 with a ``verdict:`` line, ``plan``
+  may exit 1 with ``FAILED`` lines: both documented);
+- exit 2 with exactly one line on stderr and no traceback;
+- exit 3 for a time limit, only when ``--time-limit`` was given.
+
+Anything else (an exception escaping ``main``, a leaked warning, ``nan``/``inf`` in a result, a
+second stderr line, a run slower than ``SLOW_S``) is a failure, classified by ``Outcome.failure``.
+Problems stay small (``--max-gpus`` mostly <= 8, small models) so each run is fast in-process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import re
+import signal
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hypothesis import strategies as st
+
+from instances.loader import HARDWARE_DIR, MODELS_DIR
+from solver.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS_DIR = ROOT / "instances" / "scenarios"
+ENGINES_DIR = ROOT / "instances" / "engines"
+MEASUREMENTS = Path("/work/shared/measured/serving_dev.csv")
+SLOW_S = 60.0  # an in-process run slower than this counts as a hang
+
+SMALL_MODELS = ("llama-3-8b", "llama_3_8b", "mixtral-8x7b", "palm-8b", "Llama-3-8B", "deepseek-v3")
+HARDWARE = ("h100", "h100_sxm", "a100", "v100", "mi300x", "groq", "tpu-v4", "b200")
+ODD_TEXT = ("", " ", "nan", "NaN", "inf", "-inf", "-1", "0", "-0", "1e308", "1e-300", "99999999999999999999",
+            "x", "1,2", "0x10", " 5 ", "1_000", "8k", "8K", "+5", "5.0", "1e3", "\u0663", "--", "-", "None", "true",
+            "1/2", "0.5", "1", "2", "3", "7", "64", "1000000")
+ODD_NAMES = ("", "x", "gpt-5-ultra", "llama", "/", ".", "..", "/dev/null", "nonexistent.toml", "nonexistent.json")
+
+# Each option with values a user might reasonably give; the fuzzer mixes these with ODD_TEXT.
+PROBLEM_OPTIONS: dict[str, tuple[str, ...]] = {
+    "--context": ("0", "8000", "8k", "100k", "128000"),
+    "--weight-bits": ("4", "8", "16", "32"),
+    "--activation-bits": ("8", "16"),
+    "--kv-bits": ("4", "8", "16"),
+    "--draft": ("llama-3-8b", "palm-8b"),
+    "--acceptance": ("0", "0.5", "0.8", "0.99"),
+    "--max-draft": ("1", "4", "8"),
+    "--draft-tokens": ("1", "3"),
+    "--engine": ("paper", "generic", "vllm", "trtllm", "sglang"),
+    "--mode": ("decode_only", "closed_loop", "static_batch", "open_loop"),
+    "--isl": ("128", "1024", "8k"),
+    "--osl": ("1", "128", "1024"),
+    "--ttft-max": ("0.1", "1", "10"),
+    "--tpot-max": ("0.01", "0.05"),
+    "--price": ("0.5", "2", "1000"),
+    "--flop-efficiency": ("0.01", "0.5", "1"),
+    "--bandwidth-efficiency": ("0.01", "0.75", "1"),
+    "--demand": ("1", "10000"),
+    "--budget": ("1", "100"),
+    "--max-batch": ("1", "16", "256", "100000000000"),
+    "--batch-sizes": ("1", "1,2,4", "64,8", "1,,2"),
+}
+FRONTIER_OPTIONS: dict[str, tuple[str, ...]] = {
+    "--min-speed": ("1", "60", "1000"),
+    "--max-cost": ("0.01", "2", "1000"),
+    "--backend": ("auto", "enumerate", "cpsat", "milp"),
+    "--time-limit": ("0.000001", "0.01", "10"),
+    "--format": ("table", "csv"),
+}
+FRONTIER_FLAGS = ("--all-batches", "--all")
+EXPLAIN_OPTIONS: dict[str, tuple[str, ...]] = {
+    "--tp": ("1", "2", "3", "8"), "--tp-grid": ("2x2", "4x8", "2by2", "0x4", "x"), "--pp": ("1", "2", "5"),
+    "--ep": ("1", "2", "8"), "--batch": ("1", "64", "4096"),
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One run of ``main(argv)``: its exit code, output, wall time and, if it escaped, the exception."""
+
+    argv: tuple[str, ...]
+    code: int | None
+    out: str
+    err: str
+    wall_s: float
+    exception: BaseException | None
+    warnings: tuple[str, ...]
+
+    @property
+    def failure(self) -> str | None:
+        """None if the outcome is allowed, else a short class name for the failure (used to group them)."""
+        if self.exception is not None:
+            return f"exception {type(self.exception).__name__}"
+        if self.wall_s > SLOW_S:
+            return "slow"
+        if self.warnings:
+            return f"warning {self.warnings[0][:60]}"
+        if "Traceback" in self.err or "Traceback" in self.out:
+            return "traceback printed"
+        command = next((a for a in self.argv if not a.startswith("-")), "")
+        if self.code == 0 or (self.code == 1 and command in ("explain", "plan")):
+            if self.code == 1 and command == "explain" and "verdict: NOT A VALID DEPLOYMENT" not in self.out:
+                return "explain exit 1 without a verdict"
+            if self.code == 1 and command == "plan" and "FAILED" not in self.out:
+                return "plan exit 1 without FAILED lines"
+            if _non_finite(self.out):
+                return "non-finite number in output"
+            return None
+        if self.code == 2:
+            lines = self.err.strip().splitlines()
+            if len(lines) != 1:
+                return f"exit 2 with {len(lines)} stderr lines"
+            if not lines[0].startswith("infecon"):
+                return "exit 2 without an 'infecon' message"
+            return None
+        if self.code == 3:
+            if "--time-limit" not in self.argv:
+                return "exit 3 without --time-limit"
+            return None
+        return f"exit code {self.code}"
+
+    @property
+    def file_failure(self) -> str | None:
+        """``failure``, plus: a run given a data file that exits 2 must name that file, or be a result about the
+        deployment ("nothing fits") rather than about the file."""
+        if self.failure is not None or self.code != 2:
+            return self.failure
+        data_file = next((Path(a) for a in self.argv if a.endswith((".toml", ".json", ".csv"))), None)
+        if data_file is None or str(data_file) in self.err:
+            return None
+        if re.match(r"infecon: error: (hbm_capacity|no configuration|[a-z_]+: no configuration)", self.err):
+            return None
+        return "file error without the file's name"
+
+    def describe(self) -> str:
+        command = " ".join(_quote(a) for a in self.argv)
+        text = f"{self.failure or self.file_failure}: infecon {command} -> exit {self.code}"
+        if self.exception is not None:
+            text += f" ({type(self.exception).__name__}: {str(self.exception)[:200]})"
+        elif self.err.strip():
+            text += f"\n  stderr: {self.err.strip()[:300]}"
+        return text
+
+
+def _quote(arg: str) -> str:
+    return arg if arg and re.fullmatch(r"[\w./:,=+-]+", arg) else repr(arg)
+
+
+_NON_FINITE = re.compile(r"(?<![\w.])[-+]?(nan|inf|infinity)(?![\w])", re.IGNORECASE)
+
+
+def _non_finite(text: str) -> bool:
+    """True if a printed number is nan or inf (words such as 'infecon' or 'info' do not count)."""
+    return bool(_NON_FINITE.search(text))
+
+
+class _Alarm(Exception):
+    pass
+
+
+def _on_alarm(signum, frame):
+    raise _Alarm(f"no answer within {SLOW_S:g} s")
+
+
+def run_cli(argv: list[str]) -> Outcome:
+    """``main(argv)`` in-process, capturing stdout, stderr, warnings and any escaping exception."""
+    out, err = io.StringIO(), io.StringIO()
+    code: int | None = None
+    exception: BaseException | None = None
+    start = time.perf_counter()
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.alarm(int(SLOW_S) + 1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                code = main(list(argv))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException as exc:  # the oracle's job is to see every escape
+            exception = exc
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, previous)
+    # pulp's own DeprecationWarning for PULP_CBC_CMD is a library notice the suite filters too; not ours.
+    ours = tuple(str(w.message) for w in caught
+                 if not (issubclass(w.category, DeprecationWarning) and "PULP_CBC_CMD" in str(w.message)))
+    if isinstance(exception, _Alarm):
+        return Outcome(tuple(argv), None, out.getvalue(), err.getvalue(), SLOW_S + 1, None, ours)
+    return Outcome(tuple(argv), code, out.getvalue(), err.getvalue(), time.perf_counter() - start, exception, ours)
+
+
+# ---- command lines -------------------------------------------------------------------------------------------
+
+@st.composite
+def _usually(draw, typical: st.SearchStrategy[str], odd: st.SearchStrategy[str], odd_share: float) -> str:
+    """``typical`` most of the time, ``odd`` with probability about ``odd_share``: enough valid runs to reach
+    the solvers, enough odd ones to reach every check."""
+    # Hypothesis favours small integers (and shrinks towards 0), so 0 must mean "typical".
+    return draw(odd if draw(st.integers(0, 99)) >= 100 * (1 - odd_share) else typical)
+
+
+def _value(choices: tuple[str, ...]) -> st.SearchStrategy[str]:
+    odd = st.one_of(st.sampled_from(ODD_TEXT), st.text(alphabet="0123456789.eE+-kx,nai ", max_size=8))
+    return _usually(st.sampled_from(choices), odd, 0.15)
+
+
+@st.composite
+def option_list(draw, options: dict[str, tuple[str, ...]], max_options: int) -> list[str]:
+    chosen = draw(st.lists(st.sampled_from(sorted(options)), max_size=max_options, unique=True))
+    argv: list[str] = []
+    for option in chosen:
+        argv += [option, draw(_value(options[option]))]
+    return argv
+
+
+@st.composite
+def small_problem(draw) -> list[str]:
+    """``--model`` (or a bad name), ``--hardware`` and a small ``--max-gpus``."""
+    model = draw(_usually(st.sampled_from(SMALL_MODELS), st.sampled_from(ODD_NAMES), 0.05))
+    argv = ["--model", model] if draw(st.integers(0, 19)) or model else []
+    if draw(st.booleans()):
+        argv += ["--hardware", draw(_usually(st.sampled_from(HARDWARE), st.sampled_from(ODD_NAMES), 0.05))]
+    argv += ["--max-gpus", draw(_usually(st.sampled_from(("1", "2", "4", "8")), st.sampled_from(ODD_TEXT), 0.05))]
+    return argv
+
+
+@st.composite
+def frontier_argv(draw) -> list[str]:
+    argv = ["frontier", *draw(small_problem()), *draw(option_list(PROBLEM_OPTIONS, 4)),
+            *draw(option_list(FRONTIER_OPTIONS, 2))]
+    argv += draw(st.lists(st.sampled_from(FRONTIER_FLAGS), max_size=1, unique=True))
+    if "--all-batches" in argv and "--max-batch" not in argv:
+        argv += ["--max-batch", "64"]  # every integer up to what fits can be millions: a known, documented cost
+    return argv
+
+
+@st.composite
+def explain_argv(draw) -> list[str]:
+    return ["explain", *draw(small_problem()), *draw(option_list(PROBLEM_OPTIONS, 3)),
+            *draw(option_list(EXPLAIN_OPTIONS, 3))]
+
+
+@st.composite
+def any_argv(draw) -> list[str]:
+    """Mostly frontier and explain; sometimes the listings or a made-up command."""
+    return draw(st.one_of(
+        frontier_argv(), frontier_argv(), explain_argv(),
+        st.sampled_from([["models"], ["hardware"], ["--help"], ["bogus"], [], ["frontier", "--help"]]),
+    ))
+
+
+# ---- files built from the real ones --------------------------------------------------------------------------
+
+_SCALES = (0.0, -1.0, 1e-300, 1e-6, 0.5, 2.0, 1e6, 1e300, math.nan, math.inf)
+
+
+def _paths(data: Any, prefix: tuple = ()) -> list[tuple]:
+    """Every key path into nested dicts, e.g. ('protocols', 'LL', 'base_latency_s')."""
+    if not isinstance(data, dict):
+        return []
+    found = []
+    for key, value in data.items():
+        found.append((*prefix, key))
+        found += _paths(value, (*prefix, key))
+    return found
+
+
+def _get(data: dict, path: tuple) -> Any:
+    for key in path:
+        data = data[key]
+    return data
+
+
+def _set(data: dict, path: tuple, value: Any) -> None:
+    for key in path[:-1]:
+        data = data[key]
+    if value is _DROP:
+        del data[path[-1]]
+    else:
+        data[path[-1]] = value
+
+
+_DROP = object()
+
+
+@st.composite
+def mutated(draw, data: dict, *, allow_null: bool) -> dict:
+    """A deep copy of ``data`` with 1-3 fields dropped, retyped, scaled or added."""
+    data = json.loads(json.dumps(data))
+    for _ in range(draw(st.integers(1, 3))):
+        paths = _paths(data)
+        if not paths:
+            break
+        path = draw(st.sampled_from(paths))
+        value = _get(data, path)
+        if isinstance(value, dict) and "value" in value:  # {value, source}: mutate the value itself
+            path, value = (*path, "value"), value["value"]
+        action = draw(st.sampled_from(("drop", "retype", "scale", "add")))
+        if action == "drop":
+            _set(data, path, _DROP)
+        elif action == "retype":
+            options = [str(value), [value], {"x": 1}, True, 1.5, -3, ""]
+            options += [None] if allow_null else []
+            options = [o for o in options if not (type(o) is type(value) and o == value)]  # a real change
+            _set(data, path, draw(st.sampled_from(options)))
+        elif action == "scale" and isinstance(value, int | float) and not isinstance(value, bool) and value != 0:
+            scaled = value * draw(st.sampled_from(_SCALES))
+            _set(data, path, int(scaled) if isinstance(value, int) and math.isfinite(scaled) else scaled)
+        else:
+            _set(data, (*path[:-1], draw(st.sampled_from(("typo_field", "n_layer", "extra")))), 1)
+    return data
+
+
+def _is_table(value: Any) -> bool:
+    return isinstance(value, dict) and not ("value" in value and set(value) <= {"value", "source"})
+
+
+def toml_text(data: dict, prefix: tuple[str, ...] = ()) -> str:
+    """A minimal TOML writer for the shapes our files use (scalars, lists, inline, nested and array tables)."""
+    lines: list[str] = []
+    tables: list[str] = []
+    for key, value in data.items():
+        path = ".".join(_toml_key(k) for k in (*prefix, key))
+        if _is_table(value):
+            tables += [f"[{path}]", toml_text(value, (*prefix, key))]
+        elif isinstance(value, list) and value and all(_is_table(v) for v in value):
+            for item in value:
+                tables += [f"[[{path}]]", toml_text(item, (*prefix, key))]
+        else:
+            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+    return "\n".join(lines + tables) + "\n"
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf") if math.isinf(value) else repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    return json.dumps(str(value))
+
+
+def _load_toml(path: Path) -> dict:
+    import tomllib
+
+    return tomllib.loads(path.read_text())
+
+
+_ODD_CELLS = ("", "x", "nan", "inf", "-1", "0", "1e308", "1e-300", "99999999999999999999", "True", "8.5", " ")
+
+
+@st.composite
+def measurements_case(draw, tmp: Path) -> list[str]:
+    """A few rows of the published measurements with a column dropped, cells retyped or a column scaled."""
+    import csv
+
+    with MEASUREMENTS.open() as handle:
+        rows = list(csv.DictReader(handle))
+    chosen = draw(st.lists(st.sampled_from(range(len(rows))), min_size=1, max_size=8, unique=True))
+    table = [dict(rows[i]) for i in chosen]
+    columns = list(table[0])
+    for _ in range(draw(st.integers(1, 3))):
+        column = draw(st.sampled_from(columns))
+        action = draw(st.sampled_from(("drop", "cell", "scale")))
+        if action == "drop" and len(columns) > 1:
+            columns.remove(column)
+        elif action == "cell":
+            draw(st.sampled_from(table))[column] = draw(st.sampled_from(_ODD_CELLS))
+        else:
+            factor = draw(st.sampled_from(_SCALES))
+            for row in table:
+                with contextlib.suppress(ValueError):
+                    row[column] = repr(float(row[column]) * factor)
+    path = tmp / "measured.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(table)
+    if draw(st.booleans()):
+        return ["validate", "--data", str(path)]
+    engine = draw(st.sampled_from(("generic", "vllm", "trtllm", "sglang", "x")))
+    return ["calibrate", "--data", str(path), "--engine", engine, "--no-held-out"]
+
+
+@st.composite
+def file_case(draw, tmp: Path) -> list[str]:
+    """A real model, hardware, engine, sweep or plan file (or config.json) with a few fields mutated, and its argv."""
+    from tests.test_instances import DEEPSEEK_V3_CONFIG, LLAMA_3_8B_CONFIG, MIXTRAL_8X7B_CONFIG
+
+    kind = draw(st.sampled_from(("model", "hardware", "config", "engine", "sweep", "plan", "measurements")))
+    if kind == "measurements":
+        return draw(measurements_case(tmp))
+    small = ["--max-gpus", draw(st.sampled_from(("1", "2", "8")))]
+    if kind == "config":
+        base = draw(st.sampled_from((LLAMA_3_8B_CONFIG, MIXTRAL_8X7B_CONFIG, DEEPSEEK_V3_CONFIG)))
+        path = tmp / "config.json"
+        path.write_text(json.dumps(draw(mutated(base, allow_null=True))))
+        return ["frontier", "--model-file", str(path), *small]
+    source = {
+        "model": draw(st.sampled_from(sorted(MODELS_DIR.glob("llama_3_8b.toml")) + sorted(MODELS_DIR.glob("mix*")))),
+        "hardware": draw(st.sampled_from(sorted(HARDWARE_DIR.glob("*.toml")))),
+        "engine": draw(st.sampled_from(sorted(ENGINES_DIR.glob("*.toml")))),
+        "sweep": draw(st.sampled_from(sorted(SCENARIOS_DIR.glob("sweep_*.toml")))),
+        "plan": SCENARIOS_DIR / "plan_example.toml",
+    }[kind]
+    data = draw(mutated(_load_toml(source), allow_null=False))
+    path = tmp / f"{kind}.toml"
+    path.write_text(toml_text(data))
+    if kind == "model":
+        return ["frontier", "--model-file", str(path), *small]
+    if kind == "hardware":
+        return ["frontier", "--model", "llama-3-8b", "--hardware-file", str(path), *small]
+    if kind == "engine":
+        return ["frontier", "--model", "llama-3-8b", "--engine", str(path), *small]
+    if kind == "sweep":
+        return ["sweep", str(path)]
+    return ["plan", str(path), "--out", str(tmp / "plan_out"), "--jobs", "1", "--no-resume"]

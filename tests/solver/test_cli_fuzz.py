@@ -1,0 +1,88 @@
+"""Fuzzing the CLI (issue 11): random flags and values, and real files with fields dropped, retyped or scaled.
+
+The only allowed outcomes are those of ``tests.cli_fuzz.Outcome.failure``: exit 0 with finite numbers,
+exit 2 with one line and no traceback, exit 3 for a time limit (and explain's or plan's documented
+exit 1). ``scripts/fuzz_cli.py`` runs many more examples and groups failures by class.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.cli_fuzz import any_argv, file_case, mutated, run_cli, toml_text
+
+# In-process runs of small problems take ~10-100 ms each; these counts keep the module under a minute.
+FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FILES = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FUZZ
+@given(argv=any_argv())
+def test_random_command_lines(argv):
+    """Random options and odd values: exit 0 with finite numbers, or one line with exit 2, or exit 3 on a limit."""
+    outcome = run_cli(argv)
+    assert outcome.failure is None, outcome.describe()
+
+
+@FILES
+@given(data=st.data())
+def test_mutated_files(data):
+    """Real model, hardware, engine, sweep and plan files and config.json with 1-3 fields broken."""
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = data.draw(file_case(Path(tmp)))
+        outcome = run_cli(argv)
+        assert outcome.file_failure is None, outcome.describe()
+
+
+class TestOracle:
+    """The fuzzer's oracle and writers must themselves be right, or a green fuzz run means nothing."""
+
+    @pytest.mark.parametrize(("argv", "expected"), [
+        (["models"], None),
+        (["frontier", "--model", "llama-3-8b", "--max-batch", "x"], None),
+        (["explain", "--model", "llama-3-8b", "--tp", "3"], None),
+    ])
+    def test_allowed(self, argv, expected):
+        assert run_cli(argv).failure is expected
+
+    def test_escaping_exception_is_a_failure(self, monkeypatch):
+        """An exception that escapes main is classified by its type."""
+        from solver import api
+
+        def boom(*args, **kwargs):
+            raise OverflowError("Python int too large to convert to C long")
+
+        monkeypatch.setattr(api, "frontier", boom)
+        assert run_cli(["frontier", "--model", "llama-3-8b"]).failure == "exception OverflowError"
+
+    def test_non_finite_output_is_a_failure(self, monkeypatch, capsys):
+        from tests.cli_fuzz import Outcome
+
+        bad = Outcome(("frontier",), 0, "tok/s 106.7 $/M inf", "", 0.1, None, ())
+        assert bad.failure == "non-finite number in output"
+        fine = Outcome(("frontier",), 0, "infecon information", "", 0.1, None, ())
+        assert fine.failure is None
+
+    def test_toml_writer_round_trips(self):
+        """Every real file written back by the fuzzer's TOML writer parses to the same data."""
+        import tomllib
+
+        from instances.loader import HARDWARE_DIR, MODELS_DIR
+        from tests.cli_fuzz import ENGINES_DIR, SCENARIOS_DIR
+
+        for directory in (MODELS_DIR, HARDWARE_DIR, ENGINES_DIR, SCENARIOS_DIR):
+            for path in directory.glob("*.toml"):
+                data = tomllib.loads(path.read_text())
+                assert tomllib.loads(toml_text(data)) == data, path
+
+    @settings(max_examples=30, deadline=None)
+    @given(data=st.data())
+    def test_mutation_changes_something(self, data):
+        """A mutated copy differs from its source (so every file case really is a broken file)."""
+        base = {"a": 1, "b": {"value": 2.0, "source": "s"}, "c": {"d": "x"}}
+        assert data.draw(mutated(base, allow_null=True)) != base
