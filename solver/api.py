@@ -60,17 +60,24 @@ def resolve_model(model: str | Path | ModelSpec) -> ModelSpec:
     if isinstance(model, ModelSpec):
         return model
     text = str(model)
-    if text.endswith((".toml", ".json")) or Path(text).is_file():
-        return load_model(text)
+    if isinstance(model, Path) or text.endswith((".toml", ".json")) or Path(text).is_file():
+        return load_model(_file_path(text))
     return get_model(text)
+
+
+def _file_path(text: str) -> str:
+    """``text`` if it is not a folder; a folder given as a data file gets one clear line."""
+    if text and Path(text).is_dir():
+        raise InstanceError(f"{text}: is a folder; give a TOML file (or a config.json for a model)")
+    return text
 
 
 def resolve_hardware(hardware: str | Path | HardwareSpec) -> HardwareSpec:
     if isinstance(hardware, HardwareSpec):
         return hardware
     text = str(hardware)
-    if text.endswith(".toml") or Path(text).is_file():
-        return load_hardware(text)
+    if isinstance(hardware, Path) or text.endswith(".toml") or Path(text).is_file():
+        return load_hardware(_file_path(text))
     return get_hardware(text)
 
 
@@ -275,6 +282,8 @@ def explain(model, hardware, *, tp: int = 1, tp_rows: int = 1, tp_cols: int | No
                         ("draft_tokens", 1 if draft_tokens is None else draft_tokens)):
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
             raise InstanceError(f"'{name}' must be a positive integer (got {value!r})")
+        check_knob("batch" if name == "batch" else "draft_tokens" if name == "draft_tokens" else "max_gpus", value,
+                   label=f"'{name}'")
     violation = layout_rule_violation(problem.model, problem.hardware, tp_rows=tp_rows, tp_cols=cols, pp=pp, ep=ep,
                                       max_gpus=max(problem.space.max_gpus, tp_rows * cols * pp))
     if violation is None and batch % pp:

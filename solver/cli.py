@@ -11,6 +11,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from formulations.errors import InfeconError, InstanceError, SolverLimitError
 from formulations.space import DEFAULT_MAX_GPUS
@@ -102,6 +103,18 @@ def _batch_list(text: str) -> list[int]:
     return _checked(text, lambda t: [int(part) for part in parts],
                     lambda values: bool(values) and all(rule.accepts(v) for v in values),
                     f"comma-separated batch sizes, each {rule.describe()}")
+
+
+def _tp_grid(text: str) -> tuple[int, int]:
+    """``4x8``: rows x columns of a 2-D tensor-parallel grid, each a bounded positive integer."""
+    axis = KNOB_RANGES["max_gpus"]
+
+    def parse(t: str) -> tuple[int, int]:
+        rows, cols = (int(x) for x in t.lower().split("x"))  # a ValueError unless exactly two integers
+        return rows, cols
+
+    return _checked(text, parse, lambda grid: all(axis.accepts(v) for v in grid),
+                    f"ROWSxCOLS such as 4x8, each {axis.describe()}")
 
 
 def _bits(text: str) -> int:
@@ -200,10 +213,13 @@ def check_draft_options(args: argparse.Namespace) -> None:
 
 
 def _model_and_hardware(args: argparse.Namespace) -> tuple[str, str]:
-    model = args.model_file or args.model
+    # A --*-file option is always a path (a Path makes api.resolve_* read it), never a built-in name.
+    model = Path(args.model_file) if args.model_file is not None else args.model
     if model is None:
         raise InfeconError("give --model NAME or --model-file PATH")
-    return model, args.hardware_file or args.hardware or DEFAULT_HARDWARE
+    if args.hardware_file is not None:
+        return model, Path(args.hardware_file)
+    return model, args.hardware or DEFAULT_HARDWARE
 
 
 def _progress_bar(enabled: bool) -> tuple[Callable[[int], None] | None, Callable[[], None]]:
@@ -265,13 +281,7 @@ def cmd_frontier(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     model, hardware = _model_and_hardware(args)
-    if args.tp_grid:
-        try:
-            rows, cols = (int(x) for x in args.tp_grid.lower().split("x"))
-        except ValueError:
-            raise InfeconError(f"--tp-grid must look like 4x8, got '{args.tp_grid}'") from None
-    else:
-        rows, cols = 1, args.tp or 1
+    rows, cols = args.tp_grid if args.tp_grid is not None else (1, args.tp or 1)
     expl = api.explain(model, hardware, tp_rows=rows, tp_cols=cols, pp=args.pp, ep=args.ep, batch=args.batch,
                        **problem_kwargs(args))
     print(reports.format_explanation(expl))
@@ -319,8 +329,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         fit = calibration.calibrate(args.data, args.engine, held_out=not args.no_held_out)
     print(calibration.format_fit(fit))
     if out is not None:
-        from pathlib import Path
-
         try:
             out.write_text(calibration.profile_toml(fit, Path(args.data).name))
         except OSError as exc:
@@ -330,8 +338,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _write_csv(frame, path: str) -> None:
-    from pathlib import Path
-
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(path, index=False)
@@ -415,7 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     layout = p.add_argument_group("the configuration")
     which_tp = layout.add_mutually_exclusive_group()
     which_tp.add_argument("--tp", type=_knob("max_gpus", int), help="1-D tensor-parallel degree (default 1)")
-    which_tp.add_argument("--tp-grid", metavar="ROWSxCOLS", help="2-D tensor parallelism instead, e.g. 4x8")
+    which_tp.add_argument("--tp-grid", type=_tp_grid, metavar="ROWSxCOLS",
+                          help="2-D tensor parallelism instead, e.g. 4x8")
     layout.add_argument("--pp", type=_knob("max_gpus", int), default=1, help="pipeline stages (default 1)")
     layout.add_argument("--ep", type=_knob("max_gpus", int), default=1, help="expert-parallel degree (default 1)")
     layout.add_argument("--batch", type=_knob("batch", int), default=1, help="concurrent sequences (default 1)")

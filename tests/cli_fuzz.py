@@ -78,7 +78,8 @@ FRONTIER_OPTIONS: dict[str, tuple[str, ...]] = {
 }
 FRONTIER_FLAGS = ("--all-batches", "--all")
 EXPLAIN_OPTIONS: dict[str, tuple[str, ...]] = {
-    "--tp": ("1", "2", "3", "8"), "--tp-grid": ("2x2", "4x8", "2by2", "0x4", "x"), "--pp": ("1", "2", "5"),
+    "--tp": ("1", "2", "3", "8"), "--pp": ("1", "2", "5"),
+    "--tp-grid": ("2x2", "4x8", "2by2", "0x4", "x", "99999999999999999999x2", "4x8x2", "-2x-2"),
     "--ep": ("1", "2", "8"), "--batch": ("1", "64", "4096"),
 }
 

@@ -14,6 +14,7 @@ from instances.limits import KNOB_RANGES, check_knob
 from instances.loader import HARDWARE_DIR, get_hardware, get_model, load_model
 from solver import api
 from solver.cli import main, one_line_usage_error
+from tests.cli_fuzz import MEASUREMENTS
 from tests.solver.test_cli import assert_one_line_error, run
 from tests.test_instances import LLAMA_3_8B_CONFIG
 
@@ -362,3 +363,42 @@ class TestSpeculationNeverWorse:
         assert spec_points["tokens_per_second"].max() >= plain_max * (1 - 1e-12)
         if acceptance == "0":
             assert (spec_points["draft_tokens"] == 0).all()  # every draft would be rejected
+
+
+class TestFoundByHand:
+    """Odd inputs found while fixing the table: each was a traceback or a misleading line."""
+
+    @pytest.mark.parametrize("grid", ["99999999999999999999x2", "4x8x2", "0x4", "-2x-2", "4by8"])
+    def test_tp_grid(self, capsys, grid):
+        """--tp-grid with a huge, zero, negative or malformed axis (the huge one was an OverflowError)."""
+        code, _, err = run(capsys, "explain", "--model", "llama-3-8b", f"--tp-grid={grid}")
+        assert_one_line_error(code, err, "--tp-grid must be ROWSxCOLS such as 4x8", f"got '{grid}'")
+
+    def test_model_file_is_a_folder(self, capsys, tmp_path):
+        code, _, err = run(capsys, "frontier", "--model-file", str(tmp_path))
+        assert_one_line_error(code, err, str(tmp_path), "is a folder")
+
+    def test_hardware_file_is_always_a_path(self, capsys, tmp_path):
+        """--hardware-file names a file even without .toml: a missing one is 'file not found', not 'unknown'."""
+        missing = tmp_path / "my_gpu.json"
+        code, _, err = run(capsys, "frontier", "--model", "llama-3-8b", "--hardware-file", str(missing))
+        assert_one_line_error(code, err, str(missing), "file not found")
+
+    def test_api_explain_bounds(self):
+        """The API's explain refuses a degree that would overflow, naming it."""
+        with pytest.raises(InstanceError, match="'tp_rows' must be a positive integer <= 1048576"):
+            api.explain("llama-3-8b", "h100", tp_rows=10**20, tp_cols=2)
+
+    def test_calibrate_error_names_the_data_file(self, capsys, tmp_path):
+        """A calibrate error about the data (too few rows to fit) names the CSV."""
+        rows = MEASUREMENTS.read_text().splitlines()[:3]
+        data = tmp_path / "few.csv"
+        data.write_text("\n".join(rows) + "\n")
+        code, _, err = run(capsys, "calibrate", "--data", str(data), "--engine", "generic", "--no-held-out")
+        assert_one_line_error(code, err, str(data))
+
+    @pytest.mark.parametrize("command", [["validate"], ["calibrate", "--engine", "generic"]])
+    def test_out_checked_before_work(self, capsys, tmp_path, command):
+        """validate/calibrate --out that cannot be written fail before reading the data, naming --out."""
+        code, _, err = run(capsys, *command, "--data", str(tmp_path / "missing.csv"), "--out", str(tmp_path))
+        assert_one_line_error(code, err, "--out", "is a folder")
