@@ -212,7 +212,7 @@ def check_draft_options(args: argparse.Namespace) -> None:
                                f"without one it would be ignored")
 
 
-def _model_and_hardware(args: argparse.Namespace) -> tuple[str, str]:
+def _model_and_hardware(args: argparse.Namespace) -> tuple[str | Path, str | Path]:
     # A --*-file option is always a path (a Path makes api.resolve_* read it), never a built-in name.
     model = Path(args.model_file) if args.model_file is not None else args.model
     if model is None:
