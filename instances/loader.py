@@ -18,7 +18,7 @@ from typing import Any
 
 from formulations.errors import InstanceError
 from formulations.specs import PROTOCOL_NAMES, HardwareSpec, ModelSpec, ProtocolLatency
-from instances.limits import check_knob
+from instances.limits import KNOB_RANGES, check_knob
 
 INSTANCES_DIR = Path(__file__).resolve().parent
 MODELS_DIR = INSTANCES_DIR / "models"
@@ -70,11 +70,18 @@ def _unwrap(path: Path, key: str, raw: Any, sources: dict[str, str]) -> Any:
     return raw
 
 
-def _check_int(path: Path, key: str, value: Any, minimum: int) -> int:
+# 2**24 (16.8M) is ~64x the largest dimension of any published model (a 256K vocabulary); beyond it a product
+# of dimensions overflows float64 or int64 in the physics instead of failing here, naming the field.
+MAX_MODEL_DIMENSION = 2**24
+
+
+def _check_int(path: Path, key: str, value: Any, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InstanceError(f"{path}: '{key}' must be an integer (got {value!r})")
     if value < minimum:
         raise InstanceError(f"{path}: '{key}' must be >= {minimum} (got {value})")
+    if maximum is not None and value > maximum:
+        raise InstanceError(f"{path}: '{key}' must be <= {maximum} (got {value})")
     return value
 
 
@@ -113,7 +120,7 @@ def model_from_mapping(path: Path, data: Mapping[str, Any]) -> ModelSpec:
     for key, raw in data.items():
         value = _unwrap(path, key, raw, sources)
         if key in _MODEL_INT_FIELDS:
-            values[key] = _check_int(path, key, value, _MODEL_INT_FIELDS[key])
+            values[key] = _check_int(path, key, value, _MODEL_INT_FIELDS[key], MAX_MODEL_DIMENSION)
         elif key in _MODEL_BOOL_FIELDS:
             if not isinstance(value, bool):
                 raise InstanceError(f"{path}: '{key}' must be true or false (got {value!r})")
@@ -184,7 +191,7 @@ def load_hardware(path: str | Path) -> HardwareSpec:
     for key in ("price_usd_per_hour", *_HW_FRACTIONS):  # plausible ranges shared with the CLI and the API
         check_knob(key, values.get(key), label=f"'{key}'", where=str(path))
     node_size = _unwrap(path, "node_size_gpus", data["node_size_gpus"], sources)
-    values["node_size_gpus"] = _check_int(path, "node_size_gpus", node_size, 1)
+    values["node_size_gpus"] = _check_int(path, "node_size_gpus", node_size, 1, int(KNOB_RANGES["max_gpus"].high))
     protocols = _load_protocols(path, data["protocols"], sources)
     return HardwareSpec(name=name, flop_per_s_by_bits=flops, protocols=protocols, sources=sources, **values)
 

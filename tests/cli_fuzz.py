@@ -135,8 +135,9 @@ class Outcome:
         deployment ("nothing fits") rather than about the file."""
         if self.failure is not None or self.code != 2:
             return self.failure
-        data_file = next((Path(a) for a in self.argv if a.endswith((".toml", ".json", ".csv"))), None)
-        if data_file is None or str(data_file) in self.err:
+        # The fuzzer's files sit in a folder; a bare made-up name ("nonexistent.json") is a name, not a file case.
+        data_file = next((Path(a) for a in self.argv if a.endswith((".toml", ".json", ".csv")) and "/" in a), None)
+        if data_file is None or str(data_file) in self.err or "--help)" in self.err:  # usage errors name an option
             return None
         if re.match(r"infecon: error: (hbm_capacity|no configuration|[a-z_]+: no configuration)", self.err):
             return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -11,7 +12,7 @@ import pytest
 
 from formulations.errors import InstanceError
 from instances.limits import KNOB_RANGES, check_knob
-from instances.loader import HARDWARE_DIR, get_hardware, get_model, load_model
+from instances.loader import HARDWARE_DIR, MODELS_DIR, get_hardware, get_model, load_model
 from solver import api
 from solver.cli import main, one_line_usage_error
 from tests.cli_fuzz import MEASUREMENTS
@@ -402,3 +403,13 @@ class TestFoundByHand:
         """validate/calibrate --out that cannot be written fail before reading the data, naming --out."""
         code, _, err = run(capsys, *command, "--data", str(tmp_path / "missing.csv"), "--out", str(tmp_path))
         assert_one_line_error(code, err, "--out", "is a folder")
+
+    @pytest.mark.parametrize("field", ["d_model", "n_layers", "vocab_size"])
+    def test_model_dimension_too_large(self, capsys, tmp_path, field):
+        """Found by the fuzzer: a model field scaled by 1e300 was an OverflowError; now it names the field."""
+        text = (MODELS_DIR / "llama_3_8b.toml").read_text()
+        path = tmp_path / "huge.toml"
+        path.write_text(re.sub(rf"^{field} = {{ value = \d+", f"{field} = {{ value = {4096 * 10**300}", text,
+                               flags=re.MULTILINE))
+        code, _, err = run(capsys, "frontier", "--model-file", str(path), "--max-gpus", "2")
+        assert_one_line_error(code, err, str(path), f"'{field}' must be <= 16777216")
