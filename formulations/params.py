@@ -88,14 +88,19 @@ def kv_elements_per_token(m: ModelSpec) -> float:
     return float(m.n_layers * 2 * m.n_kv_heads * m.d_head)
 
 
-def attention_flop_per_context_token(m: ModelSpec) -> float:
+def attention_flop_per_context_token(m: ModelSpec, prefill: bool = False) -> float:
     """Attention FLOP per generated token per context token: 2 n_layers n_heads (d_qk + d_v).
 
     For standard attention d_qk = d_v = d_head, giving the paper's 4 n_layers n_heads d_head
     (sec. 4.3; eq. 37 as converted drops d_head). MLA with absorbed projections attends in the
     latent space: d_qk = kv_lora_rank + rope dim, d_v = kv_lora_rank (sec. 3.1's "d_latent").
+    A ``prefill`` pass decompresses the latent and attends per head (d_qk = d_head + rope dim,
+    d_v = v_head_dim), as DeepSeek-V3's engines do for prompts (DeepSeek-V2 paper, sec. 2.1.3:
+    absorption pays off at decode, where the cached latent is re-read for every new token).
     """
-    if m.attention == "mla":
+    if m.attention == "mla" and prefill:
+        d_qk, d_v = m.d_head + m.qk_rope_head_dim, m.v_head_dim
+    elif m.attention == "mla":
         d_qk, d_v = m.kv_lora_rank + m.qk_rope_head_dim, m.kv_lora_rank
     else:
         d_qk = d_v = m.d_head

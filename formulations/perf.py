@@ -319,11 +319,13 @@ def kernels_per_layer(model: ModelSpec) -> int:
 
 
 def step_structure(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp_rows, tp_cols, pp, ep,
-                   tokens_per_sequence=1) -> StepStructure:
+                   tokens_per_sequence=1, prefill: bool = False) -> StepStructure:
     """The coefficients of the step time in the micro-batch, per layout (see ``StepStructure``).
 
     ``tokens_per_sequence`` is 1 for plain decoding and gamma + 1 for a speculative verification
-    pass. Eq. 29-44; the module docstring gives the PP and EP generalisation.
+    pass; a ``prefill`` pass (the serving model's, ``serving.py``) carries a prompt's tokens and
+    attends as engines do for prompts (``attention_flop_per_context_token``). Eq. 29-44; the module
+    docstring gives the PP and EP generalisation.
     """
     counts = parameter_counts(model)
     tp = np.asarray(tp_rows) * np.asarray(tp_cols)
@@ -333,7 +335,7 @@ def step_structure(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp
     # 8-bit tensor cores); attention multiplies activations by the KV cache, at the wider of the two.
     attention_bits = max(workload.activation_bits, workload.kv_bits)
     flop_s_per_token = (2 * counts.active / hw.peak_flop_per_s(workload.weight_bits)
-                        + attention_flop_per_context_token(model) * context / hw.peak_flop_per_s(attention_bits))
+                        + attention_flop_per_context_token(model, prefill) * context / hw.peak_flop_per_s(attention_bits))
     idle = 1.0 - model.n_active_experts / model.n_routed_experts if model.is_moe else 1.0
     collectives = (*_layer_collectives(model, hw, workload, tp_rows, tp_cols, ep),
                    *_pipeline_sends(model, hw, workload, tp, pp))
@@ -351,7 +353,7 @@ def step_structure(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp
 
 
 def decode_step(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp_rows, tp_cols, pp, ep,
-                micro_batch, tokens_per_sequence=1) -> StepTime:
+                micro_batch, tokens_per_sequence=1, prefill: bool = False) -> StepTime:
     """Time for the instance to advance every sequence of the batch by one forward pass.
 
     ``micro_batch`` is the batch divided by ``pp``; ``tokens_per_sequence`` is 1 for plain
@@ -359,7 +361,7 @@ def decode_step(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp_ro
     the coefficients the encodings read. Returns per-component seconds (eq. 29-44).
     """
     structure = step_structure(model, hw, workload, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep,
-                               tokens_per_sequence=tokens_per_sequence)
+                               tokens_per_sequence=tokens_per_sequence, prefill=prefill)
     return structure.at(micro_batch)
 
 

@@ -244,11 +244,11 @@ def serving_passes(model: ModelSpec, hw: HardwareSpec, workload: Workload, reque
     isl = max(requests.input_tokens, 1)
     decode = decode_step(model, physics_hw, workload, **layout, micro_batch=micro_batch)
     prefill_one = decode_step(model, physics_hw, prefill, **layout, micro_batch=np.ones(np.shape(micro_batch)),
-                              tokens_per_sequence=isl)
+                              tokens_per_sequence=isl, prefill=True)
     prefill_batch = prefill_one
     if mode == "static_batch":
         prefill_batch = decode_step(model, physics_hw, prefill, **layout, micro_batch=micro_batch,
-                                    tokens_per_sequence=isl)
+                                    tokens_per_sequence=isl, prefill=True)
     transfer = kv_transfer_s(model, hw, workload, requests, np.asarray(tp_rows) * np.asarray(tp_cols))
     return ServingPasses(model, hw, requests, mode, decode, prefill_one, prefill_batch, batch, pp, transfer, paper)
 

@@ -3,9 +3,12 @@
 ``scipy.optimize.least_squares`` on log(measured / predicted) of per-user speed (and of TTFT where
 measured), with a robust soft-L1 loss (a row 10 % off counts fully, a row 3x off barely more than
 one 30 % off, so a suspicious row cannot drag the fit) and bounds that keep each parameter physical.
-Parameters: compute and HBM efficiencies, seconds per sequence per layer per step, a fixed cost per
-step, and seconds per kernel for each hardware in the data (a platform property: launch latency and
-small-kernel tails differ between CUDA and ROCm); hardware absent from the data uses the median.
+Parameters: compute and HBM efficiencies, seconds per kernel, seconds per sequence per layer per
+step, a fixed cost per step and a fixed latency per served request. Efficiencies and kernel time
+are platform properties (CUDA and ROCm kernels differ), so each hardware in the data may deviate
+from the shared value by a factor exp(delta), with a prior delta ~ N(0, PRIOR_SIGMA) added to the
+residuals: a deviation survives only where the data demands it, and hardware the data lacks (or a
+deviation the data cannot identify) keeps the shared value.
 """
 
 from __future__ import annotations
@@ -26,17 +29,22 @@ from solver.validation import PreparedRow, predict_prepared, prepare_row, read_m
 
 # name: (lower bound, upper bound, start, scale). Bounds are physical: an efficiency below the ~95 %
 # a tuned kernel reaches; a kernel between a bare launch (0.5 us) and a slow small kernel (100 us);
-# per-step costs below 20 ms; a request's fixed latency (API server, tokeniser) below 50 ms.
+# per-step costs below 20 ms; a served request's fixed latency (client, HTTP, tokeniser, scheduler: what a
+# benchmark's TTFT counts beyond the prefill) below 0.2 s. Rows without a served TTFT leave request_s at
+# its start value: it only enters TTFT of closed-loop and disaggregated rows.
 SHARED_PARAMETERS = {
+    "flop_efficiency": (0.05, 0.95, 0.6, 1.0),
+    "bandwidth_efficiency": (0.2, 0.95, 0.75, 1.0),
+    "kernel_s": (0.5e-6, 100e-6, 5e-6, 1e-6),
     "sequence_layer_s": (0.0, 50e-6, 1e-6, 1e-6),
     "step_s": (0.0, 20e-3, 1e-4, 1e-3),
-    "request_s": (0.0, 0.05, 0.01, 0.01),
+    "request_s": (0.0, 0.2, 0.01, 0.01),
 }
-HARDWARE_PARAMETERS = {
-    "kernel_s": (0.5e-6, 100e-6, 5e-6, 1e-6),
-    "bandwidth_efficiency": (0.2, 0.95, 0.75, 1.0),
-    "flop_efficiency": (0.05, 0.95, 0.6, 1.0),
-}
+HARDWARE_PARAMETERS = ("kernel_s", "bandwidth_efficiency", "flop_efficiency")
+DEVIATION_BOUNDS = (-2.0, 2.0, 0.0, 1.0)  # log factor of a hardware's value over the shared one
+# Prior width of a platform's deviation, in log units: within a factor e (~2.7) of the shared value. Chosen
+# over 0.3 because it gave lower leave-one-group-out errors on the development data (scripts/bench_fidelity.py).
+PRIOR_SIGMA = 1.0
 ROBUST_SCALE = 0.1  # soft-L1 transition: log errors beyond ~10 % are down-weighted
 UNITS = {"flop_efficiency": "", "bandwidth_efficiency": "", "sequence_layer_s": "s", "step_s": "s", "kernel_s": "s"}
 
@@ -67,28 +75,29 @@ def prepare(frame: pd.DataFrame, family: str | None) -> tuple[list[PreparedRow],
 
 
 def parameter_names(rows: list[PreparedRow]) -> list[str]:
-    """Shared parameters, then each per-hardware parameter for each hardware in the rows; ``request_s``
-    only where some row measured TTFT in a served mode (it is unidentifiable otherwise)."""
+    """Shared parameters, then the log factor of each per-hardware parameter for each hardware in the rows;
+    ``request_s`` only where some row measured TTFT in a served mode (it is unidentifiable otherwise)."""
     hardware = sorted({r.hardware_name for r in rows})
     served = any(math.isfinite(r.measured_ttft_s) and r.passes.mode in ("closed_loop", "disaggregated") for r in rows)
     shared = [n for n in SHARED_PARAMETERS if n != "request_s" or served]
-    return shared + [f"by_hardware.{h}.{p}" for h in hardware for p in HARDWARE_PARAMETERS]
+    return shared + [f"log_factor.{h}.{p}" for h in hardware for p in HARDWARE_PARAMETERS]
 
 
 def profile_with(base: EngineProfile, names: list[str], values) -> EngineProfile:
-    """``base`` with the named parameters set; each per-hardware parameter's default is its median over hardware."""
-    shared = {n: float(v) for n, v in zip(names, values, strict=True) if not n.startswith("by_hardware.")}
+    """``base`` with the named parameters set: shared values, and per hardware the shared value times exp(delta)
+    (an efficiency capped at the shared upper bound)."""
+    shared = {n: float(v) for n, v in zip(names, values, strict=True) if not n.startswith("log_factor.")}
     per_hw: dict[str, dict[str, float]] = {}
     for n, v in zip(names, values, strict=True):
-        if n.startswith("by_hardware."):
-            hw, param = n.removeprefix("by_hardware.").rsplit(".", 1)
-            per_hw.setdefault(hw, {})[param] = float(v)
-    defaults = {p: float(np.median([v[p] for v in per_hw.values()])) for p in HARDWARE_PARAMETERS if per_hw}
-    return dataclasses.replace(base, **shared, **defaults, by_hardware=per_hw)
+        if n.startswith("log_factor."):
+            hw, param = n.removeprefix("log_factor.").rsplit(".", 1)
+            value = shared.get(param, getattr(base, param)) * math.exp(float(v))
+            per_hw.setdefault(hw, {})[param] = min(value, SHARED_PARAMETERS[param][1])
+    return dataclasses.replace(base, **shared, by_hardware=per_hw)
 
 
 def _bounds(names: list[str]):
-    spec = [SHARED_PARAMETERS.get(n) or HARDWARE_PARAMETERS[n.rsplit(".", 1)[1]] for n in names]
+    spec = [SHARED_PARAMETERS.get(n, DEVIATION_BOUNDS) for n in names]
     return (np.array([s[0] for s in spec]), np.array([s[1] for s in spec]), np.array([s[2] for s in spec]),
             np.array([s[3] for s in spec]))
 
@@ -112,13 +121,16 @@ def fit_parameters(rows: list[PreparedRow], base: EngineProfile) -> tuple[Engine
                             f"({', '.join(names)})")
     lower, upper, start, scale = _bounds(names)
 
+    deviations = np.array([n.startswith("log_factor.") for n in names])
+
     def fun(z):
-        return residuals(rows, profile_with(base, names, z * scale))
+        prior = z[deviations] / PRIOR_SIGMA  # scale 1 for deviations: z is delta itself
+        return np.concatenate([residuals(rows, profile_with(base, names, z * scale)), prior])
 
     result = least_squares(fun, start / scale, bounds=(lower / scale, upper / scale), loss="soft_l1",
                            f_scale=ROBUST_SCALE, method="trf")
     values = result.x * scale
-    m, n = result.fun.size, len(names)
+    m, n = result.fun.size - int(deviations.sum()), len(names)
     # Gauss-Newton covariance from the (robust-loss-modified) Jacobian, scaled by the residual variance.
     dof = max(m - n, 1)
     sigma2 = 2 * result.cost / dof
@@ -218,18 +230,14 @@ def profile_toml(fit: Fit, data_name: str) -> str:
             lines.append(f'{name} = {{ value = {_fmt(fit.values[name])}, source = "{source}; '
                          f'standard error {_fmt(fit.errors[name])}" }}')
         else:
-            lines.append(f'{name} = {{ value = {_fmt(getattr(p, name))}, source = "not identifiable from the rows '
-                         f'(no TTFT measured in a served mode): kept" }}')
-    for name in HARDWARE_PARAMETERS:
-        lines.append(f'{name} = {{ value = {_fmt(getattr(p, name))}, source = "{source}; median of the '
-                     'per-hardware values below, for hardware not in the data" }')
+            lines.append(f'{name} = {{ value = {_fmt(getattr(p, name))}, source = "{REQUEST_SOURCE}" }}')
     for hw, values in p.by_hardware.items():
         lines.append("")
         lines.append(f'[by_hardware."{hw}"]')
         for param, value in values.items():
-            key = f"by_hardware.{hw}.{param}"
-            lines.append(f'{param} = {{ value = {_fmt(value)}, source = "{source}; '
-                         f'standard error {_fmt(fit.errors[key])}" }}')
+            key = f"log_factor.{hw}.{param}"
+            lines.append(f'{param} = {{ value = {_fmt(value)}, source = "{source}; shared value x exp('
+                         f'{_fmt(fit.values[key])} +- {_fmt(fit.errors[key])})" }}')
     lines.append("")
     lines.append("[kernels]")
     for field in dataclasses.fields(p.kernels):
@@ -239,6 +247,7 @@ def profile_toml(fit: Fit, data_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+REQUEST_SOURCE = "not fitted: no row of this engine measured TTFT in a served mode (closed loop)"
 KERNEL_COUNT_SOURCE = ("assumption: counted from the engines' decoder-layer forward (e.g. vLLM LlamaDecoderLayer: "
                        "input_layernorm, qkv_proj, rotary_emb, attn, o_proj, post_attention_layernorm; LlamaMLP "
                        "gate_up_proj, act_fn, down_proj; DeepseekV2MLAAttention and FusedMoE for MLA and MoE)")
