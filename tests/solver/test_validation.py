@@ -144,3 +144,29 @@ class TestCalibrate:
             # The file keeps 6 significant digits; the fit is deterministic: agree to 1e-4 (or 1e-12 absolute).
             assert fitted == pytest.approx(value, rel=1e-4, abs=1e-12), name
         assert dataclasses.replace(fit.profile, sources={}).kernels == shipped.kernels
+
+
+class TestUserFiles:
+    def test_calibrate_cli_writes_a_profile_that_loads(self, tmp_path, capsys):
+        """`infecon calibrate` on a user's CSV prints parameters with errors and writes a loadable profile."""
+        data, out = tmp_path / "runs.csv", tmp_path / "mine.toml"
+        synthetic_rows().to_csv(data, index=False)
+        assert main(["calibrate", "--data", str(data), "--engine", "synthetic", "--no-held-out", "--out",
+                     str(out)]) == 0
+        printed = capsys.readouterr().out
+        assert "flop_efficiency" in printed and "in-sample" in printed
+        profile = get_engine(out)
+        assert profile.name == "synthetic"
+        assert profile.kernel_s == pytest.approx(KNOWN["kernel_s"], rel=0.02)
+
+    def test_disaggregated_row(self, tmp_path):
+        """A disaggregated row (2 decode GPUs, 2 prefill GPUs) is predicted; its TPOT never pays for prefill."""
+        rows = [{**ROW, "benchmark": "disaggregated", "n_gpu": "4"}, {**ROW, "benchmark": "closed_loop"}]
+        result = validation.predict_frame(validation.read_measurements(write(tmp_path, rows)))
+        assert list(result["status"]) == ["ok", "ok"]
+        assert result["predicted_tpot_ms"][0] < result["predicted_tpot_ms"][1]
+
+    def test_disaggregated_row_needs_prefill_gpus(self, tmp_path):
+        rows = [{**ROW, "benchmark": "disaggregated", "n_gpu": "2"}]
+        result = validation.predict_frame(validation.read_measurements(write(tmp_path, rows)))
+        assert result["status"][0].startswith("disaggregated row without GPUs left for prefill")
