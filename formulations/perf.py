@@ -335,7 +335,8 @@ def step_structure(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp
     # 8-bit tensor cores); attention multiplies activations by the KV cache, at the wider of the two.
     attention_bits = max(workload.activation_bits, workload.kv_bits)
     flop_s_per_token = (2 * counts.active / hw.peak_flop_per_s(workload.weight_bits)
-                        + attention_flop_per_context_token(model, prefill) * context / hw.peak_flop_per_s(attention_bits))
+                        + attention_flop_per_context_token(model, prefill) * context
+                        / hw.peak_flop_per_s(attention_bits))
     idle = 1.0 - model.n_active_experts / model.n_routed_experts if model.is_moe else 1.0
     collectives = (*_layer_collectives(model, hw, workload, tp_rows, tp_cols, ep),
                    *_pipeline_sends(model, hw, workload, tp, pp))
