@@ -1,135 +1,214 @@
-"""CP-SAT encoding of "the lexicographically best configuration under the deployment rules and a cap".
+"""CP-SAT encoding: the layout degrees, the integer batch and the step time in integer nanoseconds.
 
-Why it is exact: every nonlinear quantity (max of memory and arithmetic time, the MoE share of
-experts read, cost = GPUs x latency / batch, the speculative expectation) is a function of the
-discrete configuration, so the model chooses a configuration and reads each quantity from the
-performance model's table with an element constraint. CP-SAT needs integers; floats enter only
-as *dense ranks* (a value's position among the distinct tabulated values), which preserve order
-exactly, so no scaling can reorder or merge two distinct points
-(``tests/formulations/test_encodings.py`` checks it). Bytes are whole numbers already.
-
-The decision variable is the configuration's *position* in the objective's lexicographic order
-(fastest-first: latency, cost, index; or cheapest-first), a bijection with the configurations.
-Minimising it is the lexicographic objective; decoding maps it back to a configuration.
-
-Rules: ``hbm_capacity`` is the byte inequality itself (element + bound). The rules the model
-evaluates in floating point (``demand_cap``, ``budget``) and the GPU limit enter as named domain
-constraints on the position: the set of configurations the tabulated model says satisfy them,
-which is what an element-plus-bound constraint would reduce to, without its presolve cost.
+The same design as the MILP (``formulations.milp``), from the same lines in the micro-batch
+(``formulations.relaxation``). CP-SAT needs integers, so every time goes through ``to_ns`` with
+a rounding *direction*: a lower bound of the physics is rounded down and a cap is rounded up,
+so the integer model stays a relaxation of the physics, and ``solver/epsilon.py`` checks every
+point with the physics itself. Each option ``o`` (layout, draft length, segment of micro-batches)
+has a Boolean ``choose[o]``, an integer ``micro_batch[o]`` (zero unless chosen) and
+``busy_ns[o] >= max(compute, hbm)``. The degrees ``tp_rows``, ``tp_cols``, ``pp``, ``ep`` and
+``gpus`` are integer variables equal to the chosen option's, so the divisibility rules read as
+constraints (``tp_divides_heads``, ``ep_divides_experts``); their domains come from the data.
 
 Sections follow the OR-Tools samples: data, variables, constraints, objective.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from ortools.sat.python import cp_model
 
-from formulations.solution import Solution
-from formulations.space import ConfigTable
+from formulations.relaxation import Options
+from formulations.solution import Answer
+from formulations.space import Problem
+
+NS_PER_S = 1e9
+LATENCY_WEIGHT_SCALE = 1 << 16  # latency_ns * 2^16 >= sum(floor(2^16 / tokens_per_iteration) * iteration_ns)
+CAP_SLACK = 1e-7  # caps relaxed outward by this share, as in the MILP
+OPEN = 1 << 60  # the bound of a cap row that is switched off (CP-SAT rejects bounds near 2^63)
+
+
+def to_ns(seconds, *, rounding: str) -> np.ndarray:
+    """Seconds as integer nanoseconds, rounded ``"down"`` (a lower bound) or ``"up"`` (a cap).
+
+    The one place where floats become CP-SAT integers: the direction keeps the model a relaxation.
+    """
+    scaled = np.asarray(seconds, dtype=float) * NS_PER_S
+    rounded = np.floor(scaled) if rounding == "down" else np.ceil(scaled)
+    return rounded.astype(np.int64)
 
 
 @dataclass
 class CpSatEncoding:
-    """A built model plus the handles the epsilon loop re-bounds between solves."""
+    """A built model and the handles the epsilon loop changes between solves."""
 
     model: cp_model.CpModel
-    position: cp_model.IntVar
-    config_at_position: np.ndarray
-    cap: cp_model.Constraint  # cost_cap (fastest-first) or latency_cap (cheapest-first)
-    after: cp_model.Constraint  # position lower bound: the loop's previous point
-    cap_upper_default: int
-
-    def decode(self, solver: cp_model.CpSolver) -> int:
-        """The configuration index of a solution."""
-        return int(self.config_at_position[solver.value(self.position)])
+    choose: list
+    micro_batch: list
+    iteration_ns: list  # linear expressions
+    latency_ns: cp_model.IntVar
+    cost_cap_indices: list[int]  # one cost_cap row per option
+    cost_lhs: cp_model.LinearExpr  # GPUs x iteration_ns, summed over options
+    latency_max_ns: int
 
 
-def _set_bounds(constraint: cp_model.Constraint, lower: int | None = None, upper: int | None = None) -> None:
-    """Rewrite a one-interval linear constraint's bounds in place (the proto wrapper rejects negative indices)."""
-    domain = constraint.proto.linear.domain
-    if lower is not None:
-        domain[0] = lower
-    if upper is not None:
-        domain[len(domain) - 1] = upper
-
-
-def build_cpsat(table: ConfigTable, objective: str = "fastest") -> CpSatEncoding:
-    """Build the CP-SAT model over ``table``'s configurations; the cap starts open.
-
-    ``objective`` is ``"fastest"`` (cap on cost) or ``"cheapest"`` (cap on latency).
-    """
-    # Data: configurations in the objective's lexicographic order.
-    rank = table.fastest_first_rank if objective == "fastest" else table.cheapest_first_rank
-    order = np.argsort(rank, kind="stable")
-    n = len(order)
-    capped = table.cost_rank if objective == "fastest" else table.latency_rank
-    hw = table.problem.hardware
+def build_cpsat(problem: Problem, options: Options) -> CpSatEncoding:
+    """The CP-SAT model over ``options`` (module docstring); caps start open."""
+    # Data.
+    o = options
+    n = len(o)
+    compute = to_ns(o.compute_s_per_sequence, rounding="down")
+    hbm0, hbm1 = to_ns(o.hbm_intercept_s, rounding="down"), to_ns(o.hbm_s_per_sequence, rounding="down")
+    serial0, serial1 = to_ns(o.serial_intercept_s, rounding="down"), to_ns(o.serial_s_per_sequence, rounding="down")
+    busy_max = np.maximum(compute * o.m_hi, hbm0 + np.maximum(hbm1, 0) * o.m_hi)
+    layouts = o.layouts[o.layout]
     model = cp_model.CpModel()
 
     # Variables.
-    position = model.new_int_var(0, n - 1, f"{objective}_first_position")
-    hbm_used = model.new_int_var(0, int(table.metrics.hbm_used_bytes_per_gpu.max()), "hbm_used_bytes_per_gpu")
-    capped_rank = model.new_int_var(0, int(capped.max()), "cost_rank" if objective == "fastest" else "latency_rank")
+    choose = [model.new_bool_var(f"choose_{k}") for k in range(n)]
+    micro_batch = [model.new_int_var(0, int(o.m_hi[k]), f"micro_batch_{k}") for k in range(n)]
+    busy = [model.new_int_var(0, int(busy_max[k]), f"busy_ns_{k}") for k in range(n)]
+    batch = model.new_int_var(o.batch_min, o.batch_max, "batch")
+    degree_names = ("tp_rows", "tp_cols", "pp", "ep")
+    degrees = {name: model.new_int_var_from_domain(cp_model.Domain.from_values(sorted(set(layouts[:, j].tolist()))),
+                                                   name) for j, name in enumerate(degree_names)}
+    gpus = model.new_int_var_from_domain(cp_model.Domain.from_values(sorted(set(o.gpus.tolist()))), "gpus")
+    iteration = [busy[k] + int(serial0[k]) * choose[k] + int(serial1[k]) * micro_batch[k] for k in range(n)]
+    latency_max = int((busy_max + serial0 + np.maximum(serial1, 0) * o.m_hi).max())
+    latency = model.new_int_var(0, latency_max, "latency_ns")
 
-    # Tabulated physics.
-    model.add_element(position, table.metrics.hbm_used_bytes_per_gpu[order].tolist(), hbm_used).with_name(
-        "hbm_of_config")
-    model.add_element(position, capped[order].tolist(), capped_rank).with_name("rank_of_config")
+    # Constraints: one option, its segment, the step time's lines.
+    model.add_exactly_one(choose).with_name("one_configuration")
+    for k in range(n):
+        model.add(micro_batch[k] >= int(o.m_lo[k]) * choose[k]).with_name(f"segment_start_{k}")
+        model.add(micro_batch[k] <= int(o.m_hi[k]) * choose[k]).with_name(f"segment_end_{k}")
+        model.add(busy[k] >= int(compute[k]) * micro_batch[k]).with_name(f"compute_bound_{k}")
+        model.add(busy[k] >= int(hbm1[k]) * micro_batch[k] + int(hbm0[k]) * choose[k]).with_name(f"hbm_bound_{k}")
+    model.add(batch == sum(int(o.pp[k]) * micro_batch[k] for k in range(n))).with_name("batch_definition")
+    for j, name in enumerate(degree_names):
+        model.add(degrees[name] == sum(int(layouts[k, j]) * choose[k] for k in range(n))).with_name(f"{name}_of_layout")
+    model.add(gpus == sum(int(o.gpus[k]) * choose[k] for k in range(n))).with_name("gpus_of_layout")
+    weights = np.floor(LATENCY_WEIGHT_SCALE / o.tokens_per_iteration).astype(np.int64)
+    model.add(LATENCY_WEIGHT_SCALE * latency >= sum(int(weights[k]) * iteration[k] for k in range(n))).with_name(
+        "latency_definition")
 
-    # Deployment rules.
-    model.add(hbm_used <= int(hw.hbm_capacity_bytes)).with_name("hbm_capacity")
-    within_gpus = np.flatnonzero(table.metrics.gpus[order] <= table.problem.space.max_gpus)
-    model.add_linear_expression_in_domain(position, cp_model.Domain.from_values(within_gpus.tolist())).with_name(
-        "max_gpus")
-    for rule, broken in table.violations.items():
-        if rule == "hbm_capacity":
-            continue
-        allowed = np.flatnonzero(~broken[order])
-        model.add_linear_expression_in_domain(position, cp_model.Domain.from_values(allowed.tolist())).with_name(rule)
+    # Rules. Divisibility and node rules are already the layouts' domain; two are restated for the reader.
+    model.add_modulo_equality(0, problem.model.n_heads, degrees["tp_cols"]).with_name("tp_divides_heads")
+    if problem.model.is_moe:
+        model.add_modulo_equality(0, problem.model.n_routed_experts, degrees["ep"]).with_name("ep_divides_experts")
+    model.add(gpus <= problem.space.max_gpus).with_name("max_gpus")
+    # Per option, homogeneous in the option's variables (as in the MILP): hbm_capacity in whole bytes,
+    # rounded so that the integer rule is never stricter than the physics.
+    capacity = math.ceil(problem.hardware.hbm_capacity_bytes * (1 + CAP_SLACK))
+    fixed = np.floor(o.hbm_fixed_bytes).astype(np.int64)
+    per_micro = np.floor(o.hbm_bytes_per_micro_sequence).astype(np.int64)
+    for k in range(n):
+        model.add(int(fixed[k] - capacity) * choose[k] + int(per_micro[k]) * micro_batch[k] <= 0).with_name(
+            f"hbm_capacity_{k}")
+    budget = problem.constraints.budget_usd_per_hour
+    if budget is not None:
+        model.add(gpus <= math.floor(budget * (1 + CAP_SLACK) / problem.hardware.price_usd_per_hour)).with_name(
+            "budget")
+    if problem.constraints.demand_tokens_per_s is not None:
+        allowed = np.ceil(np.minimum(o.demand_batch_bound * (1 + CAP_SLACK), o.m_hi * o.pp)).astype(np.int64)
+        for k in range(n):
+            model.add(int(o.pp[k]) * micro_batch[k] <= int(allowed[k]) * choose[k]).with_name(f"demand_cap_{k}")
+    cost_caps = [model.add(int(o.gpus[k]) * iteration[k] <= OPEN).with_name(f"cost_cap_{k}").index
+                 for k in range(n)]
+    cost_lhs = sum(int(o.gpus[k]) * iteration[k] for k in range(n))
 
-    # The cap the epsilon loop tightens, and the loop's lower bound on the position.
-    cap = model.add(capped_rank <= int(capped.max())).with_name("cost_cap" if objective == "fastest" else "latency_cap")
-    after = model.add(position >= 0).with_name("after_previous_point")
-
-    # Objective: the lexicographic position.
-    model.minimize(position)
-    return CpSatEncoding(model, position, order, cap, after, int(capped.max()))
+    # Objective: latency per token.
+    model.minimize(latency)
+    return CpSatEncoding(model, choose, micro_batch, iteration, latency, cost_caps, cost_lhs, latency_max)
 
 
 class CpSatSession:
-    """Solves the same encodings repeatedly, moving only the caps' constants."""
+    """Solves the same model repeatedly, changing the caps, the objective and the excluded layouts."""
 
-    def __init__(self, table: ConfigTable, *, workers: int = 1) -> None:
-        self.table = table
+    def __init__(self, problem: Problem, options: Options, *, workers: int = 1) -> None:
+        self.problem = problem
+        self.options = options
         self.workers = workers
-        self._encodings: dict[str, CpSatEncoding] = {}
+        self.empty = len(options) == 0  # no layout holds a batch: every solve is infeasible
+        self.encoding = None if self.empty else build_cpsat(problem, options)
+        self._cost_ct = cp_model.CpModel()  # scratch, for building the cost row's proto
+        self._base_cost = None
 
-    def encoding(self, objective: str) -> CpSatEncoding:
-        if objective not in self._encodings:
-            self._encodings[objective] = build_cpsat(self.table, objective)
-        return self._encodings[objective]
+    def exclude_layouts(self, layouts) -> None:
+        """Fix ``choose`` to 0 for every option of these layouts."""
+        if self.empty:
+            return
+        proto = self.encoding.model.proto
+        for k in np.flatnonzero(np.isin(self.options.layout, list(layouts))):
+            variable = proto.variables[self.encoding.choose[int(k)].index]
+            variable.domain.clear()
+            variable.domain.extend([0, 0])
 
-    def solve(self, objective: str, *, cost_rank_cap: int | None = None, latency_rank_cap: int | None = None,
-              after_index: int | None = None, time_limit_s: float | None = None) -> Solution:
-        """Best configuration under the cap.
+    def _batch_coefficients(self, usd_per_million_tokens: float) -> np.ndarray:
+        """``cost_cap`` as GPUs x iteration_ns <= K x micro_batch: K per option, rounded up (a relaxation).
 
-        ``after_index`` (an answer under a looser cap) lower-bounds the position.
+        cost = GPUs price iteration_s 1e6 / (3600 tokens_per_iteration pp micro_batch), so cost <= C is
+        GPUs iteration_ns <= C tokens_per_iteration pp 3.6e6 / price x micro_batch. K is clipped where
+        it could not bind anyway, to keep CP-SAT's integers in range.
         """
-        enc = self.encoding(objective)
-        cap = cost_rank_cap if objective == "fastest" else latency_rank_cap
-        _set_bounds(enc.cap, upper=enc.cap_upper_default if cap is None else cap)
-        rank = self.table.fastest_first_rank if objective == "fastest" else self.table.cheapest_first_rank
-        _set_bounds(enc.after, lower=0 if after_index is None else int(rank[after_index]) + 1)
+        o = self.options
+        k = (usd_per_million_tokens * (1 + CAP_SLACK) * o.tokens_per_iteration * o.pp * 3.6e6
+             / self.problem.hardware.price_usd_per_hour)
+        lhs_max = o.gpus.astype(float) * self.encoding.latency_max_ns * o.tokens_per_iteration
+        never_binding = lhs_max / np.maximum(o.m_lo, 1) + 1
+        return np.ceil(np.minimum(k, never_binding)).astype(np.int64)
+
+    def _set_cost_cap(self, usd_per_million_tokens: float | None) -> None:
+        """Per option: GPUs x iteration_ns - K x micro_batch <= 0, or open (no cap)."""
+        enc = self.encoding
+        proto = enc.model.proto
+        if self._base_cost is None:
+            self._base_cost = [(list(proto.constraints[i].linear.vars), list(proto.constraints[i].linear.coeffs))
+                               for i in enc.cost_cap_indices]
+        ks = None if usd_per_million_tokens is None else self._batch_coefficients(usd_per_million_tokens)
+        for k, index in enumerate(enc.cost_cap_indices):
+            linear = proto.constraints[index].linear
+            variables, coefficients = list(self._base_cost[k][0]), list(self._base_cost[k][1])
+            if ks is not None:
+                variables.append(enc.micro_batch[k].index)
+                coefficients.append(-int(ks[k]))
+            linear.vars.clear()
+            linear.vars.extend(variables)
+            linear.coeffs.clear()
+            linear.coeffs.extend(coefficients)
+            linear.domain.clear()
+            linear.domain.extend([-OPEN, OPEN if ks is None else 0])
+
+    def solve(self, *, max_usd_per_million_tokens: float | None = None, max_latency_s: float | None = None,
+              objective: str = "latency", time_limit_s: float | None = None) -> Answer:
+        """The best option under the caps (see ``MilpSession.solve``); the latency bound is in seconds."""
+        if self.empty:
+            return Answer("INFEASIBLE")
+        enc = self.encoding
+        self._set_cost_cap(max_usd_per_million_tokens)
+        latency_var = enc.model.proto.variables[enc.latency_ns.index]
+        upper = int(to_ns((max_latency_s or 0.0) * (1 + CAP_SLACK), rounding="up")) if max_latency_s else None
+        top = enc.latency_max_ns
+        latency_var.domain.clear()
+        latency_var.domain.extend([0, top if upper is None else min(top, upper)])
+        if objective == "latency":
+            enc.model.minimize(enc.latency_ns)
+        else:
+            ks = self._batch_coefficients(max_usd_per_million_tokens or 0.0)
+            enc.model.minimize(enc.cost_lhs - sum(int(ks[k]) * enc.micro_batch[k] for k in range(len(ks))))
         solver = cp_model.CpSolver()
         solver.parameters.num_workers = self.workers
         if time_limit_s is not None:
             solver.parameters.max_time_in_seconds = max(time_limit_s, 1e-3)
         status = solver.solve(enc.model)
         if status == cp_model.OPTIMAL:
-            return Solution(enc.decode(solver), "OPTIMAL")
+            chosen = next(k for k, var in enumerate(enc.choose) if solver.boolean_value(var))
+            bound = solver.best_objective_bound
+            return Answer("OPTIMAL", int(self.options.layout[chosen]),
+                          bound / NS_PER_S if objective == "latency" else bound)
         if status == cp_model.INFEASIBLE:
-            return Solution(None, "INFEASIBLE")
-        return Solution(None, "TIME_LIMIT" if time_limit_s is not None else "UNKNOWN")
+            return Answer("INFEASIBLE")
+        return Answer("TIME_LIMIT" if time_limit_s is not None else "UNKNOWN")

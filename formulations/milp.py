@@ -1,87 +1,203 @@
-"""MILP encoding: one binary per configuration, one named row per rule, solved by HiGHS or CBC.
+"""MILP encoding: the layout choice, the integer batch and the step time as variables; one named row per rule.
 
-Why it is exact: ``z[k] = 1`` selects configuration ``k`` (row ``one_configuration``), and every
-nonlinear quantity (max of memory and arithmetic, MoE expert share, cost = GPUs x latency /
-batch, the speculative expectation) is a coefficient read from the performance model's table:
-a one-hot tabulation, not an approximation. Rules the model evaluates in floating point
-(HBM capacity, demand cap, budget) enter as 0/1 coefficients taken from the same masks the
-enumeration uses, so no solver tolerance can move a boundary; the caps and the objective use
-integer ranks (see ``formulations.cpsat``), which a 1e-6 integrality tolerance cannot blur.
+Built from ``relaxation.build_options`` (the physics' structure as lines in the micro-batch). For
+each option ``o`` (a layout, a draft length and a segment of micro-batches):
 
-``build_milp_rows`` is the single builder; ``to_pulp`` turns it into a PuLP problem (readable
-LP export, CBC fallback) and ``MilpSession`` passes it to HiGHS once and re-solves by
-changing only the cap rows' bounds. In HiGHS every row is also applied in its ideal
-single-column form (``_column_upper_bounds``), which makes the LP relaxation integral.
+* ``choose[o]`` (binary) picks it, ``micro_batch[o]`` (integer) is its micro-batch, zero unless
+  chosen (rows ``segment_start``/``segment_end``), and ``busy_us[o]`` is ``max(compute, hbm)``
+  (rows ``compute_bound``, ``hbm_bound``: minimising time makes it the max);
+* ``batch = sum(pp[o] micro_batch[o])`` is the integer batch (row ``batch_definition``).
+
+One row per rule, summed over the options (exactly one is chosen, row ``one_configuration``):
+``hbm_capacity`` (GB per GPU), ``max_gpus``, ``budget``, ``demand_cap``, ``cost_cap`` (cost per
+million tokens <= C, linear as ``GPUs price iteration <= C tokens_per_iteration batch``) and
+``latency_cap``. Times are microseconds (``_us``). The layout's divisibility and node rules are
+the option set itself (``space.candidate_layouts``). The model's size is the number of options,
+which grows with the logarithm of the largest batch, never with the number of batch sizes.
+
+The model is a relaxation of the physics (``relaxation``): its optimum is a lower bound, and
+``solver/epsilon.py`` verifies every point with the physics. ``MilpSession`` passes the model to
+HiGHS once and re-solves after changing the cap rows and the excluded layouts' column bounds;
+``to_pulp`` gives the same model as a PuLP problem, for ``writeLP`` and PuLP's CBC.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 from dataclasses import dataclass
 
 import numpy as np
 
-from formulations.solution import Solution
-from formulations.space import ConfigTable
+from formulations.relaxation import Options
+from formulations.solution import Answer
+from formulations.space import Problem
+
+US_PER_S = 1e6
+GB_PER_BYTE = 1e-9
+# Caps are relaxed outward by this share, so that a solver's tolerances can never cut off a point
+# the physics allows; the exact check happens after the solve.
+CAP_SLACK = 1e-7
+INF = float("inf")
 
 
-@dataclass(frozen=True)
-class Row:
-    """``lower <= sum(coefficients * z) <= upper``, named after its rule."""
+@dataclass
+class LinearModel:
+    """``row_lower <= A x <= row_upper``, column bounds and types, and names: the one description both
+    HiGHS and PuLP read."""
 
-    name: str
-    coefficients: np.ndarray
-    lower: float
-    upper: float
+    column_names: list[str]
+    column_lower: np.ndarray
+    column_upper: np.ndarray
+    integer: np.ndarray
+    row_names: list[str]
+    row_lower: np.ndarray
+    row_upper: np.ndarray
+    rows: np.ndarray  # coordinates of the nonzeros
+    cols: np.ndarray
+    values: np.ndarray
+    objective: np.ndarray
 
-
-@dataclass(frozen=True)
-class MilpRows:
-    rows: list[Row]
-    objective_fastest: np.ndarray
-    objective_cheapest: np.ndarray
-
-    def row_index(self, name: str) -> int:
-        return next(i for i, row in enumerate(self.rows) if row.name == name)
-
-
-def build_milp_rows(table: ConfigTable) -> MilpRows:
-    """Rows of the MILP over ``table``'s configurations; caps start open."""
-    n = len(table)
-    rows = [Row("one_configuration", np.ones(n), 1.0, 1.0),
-            Row("max_gpus", table.metrics.gpus.astype(float), -np.inf, float(table.problem.space.max_gpus))]
-    for rule, broken in table.violations.items():  # hbm_capacity, demand_cap, budget
-        rows.append(Row(rule, broken.astype(float), -np.inf, 0.0))
-    rows.append(Row("cost_cap", table.cost_rank.astype(float), -np.inf, float(table.cost_rank.max())))
-    rows.append(Row("latency_cap", table.latency_rank.astype(float), -np.inf, float(table.latency_rank.max())))
-    # Lower bounds on each objective's position: the epsilon loop's previous point (caps only tighten,
-    # so the next answer lies strictly after it in the objective's order).
-    rows.append(Row("after_previous_fastest", table.fastest_first_rank.astype(float), 0.0, np.inf))
-    rows.append(Row("after_previous_cheapest", table.cheapest_first_rank.astype(float), 0.0, np.inf))
-    return MilpRows(rows, table.fastest_first_rank.astype(float), table.cheapest_first_rank.astype(float))
+    def row(self, name: str) -> int:
+        return self.row_names.index(name)
 
 
-def to_pulp(milp: MilpRows, objective: str = "fastest"):
-    """The same rows as a PuLP problem: for ``writeLP`` and for solving with PuLP's CBC."""
+def cost_factor_usd_per_us(problem: Problem) -> float:
+    """USD per GPU-microsecond times 1e6 tokens: cost per million tokens = factor * GPUs * iteration_us / tokens."""
+    return problem.hardware.price_usd_per_hour / 3600.0 / US_PER_S * 1e6
+
+
+def _iteration_us(options: Options):
+    """(busy, choose, micro_batch) coefficients of one option's iteration time in microseconds."""
+    return 1.0, options.serial_intercept_s * US_PER_S, options.serial_s_per_sequence * US_PER_S
+
+
+def cost_cap_coefficients(problem: Problem, options: Options, usd_per_million_tokens: float):
+    """Per option, the ``cost_cap`` row for cap C: ``factor GPUs iteration_us - C tokens_per_iteration pp micro_batch``.
+
+    Cost per million tokens <= C is linear once multiplied out by the batch (issue 9). Returns the
+    coefficients on (busy, choose, micro_batch), divided by C.
+    """
+    o = options
+    # Divided by the cap, so that the row compares numbers of order one whatever the currency scale: a toy
+    # model's costs of 1e-5 $/M would otherwise sit below CBC's absolute tolerances.
+    scale = 1.0 / usd_per_million_tokens if usd_per_million_tokens > 0 else 1.0
+    factor = cost_factor_usd_per_us(problem) * o.gpus * scale
+    busy, serial0, serial1 = _iteration_us(o)
+    on_batch = factor * serial1 - usd_per_million_tokens * scale * (1 + CAP_SLACK) * o.tokens_per_iteration * o.pp
+    return factor * busy, factor * serial0, on_batch
+
+
+def latency_cap_coefficients(options: Options, max_latency_s: float):
+    """Per option, ``iteration_us / tokens_per_iteration - L choose <= 0`` on (busy, choose, micro_batch)."""
+    busy, serial0, serial1 = _iteration_us(options)
+    per_token = 1.0 / options.tokens_per_iteration
+    return busy * per_token, serial0 * per_token - max_latency_s * US_PER_S * (1 + CAP_SLACK), serial1 * per_token
+
+
+def build_milp(problem: Problem, options: Options) -> LinearModel:
+    """The MILP over ``options``; caps start open (module docstring).
+
+    Every rule that concerns one option is stated once per option and is homogeneous in its
+    variables (a multiple of ``choose[o]``): Balas' disjunctive form, whose LP relaxation is the
+    convex hull of the options' union. Its LP optimum therefore picks one option (an integral
+    ``choose``), so HiGHS branches only on the chosen option's integer micro-batch.
+    """
+    # Data.
+    o = options
+    n = len(o)
+    z, m, u = np.arange(n), n + np.arange(n), 2 * n + np.arange(n)
+    batch = 3 * n
+    names = ([f"choose_{k}" for k in range(n)] + [f"micro_batch_{k}" for k in range(n)]
+             + [f"busy_us_{k}" for k in range(n)] + ["batch"])
+    lower = np.zeros(3 * n + 1)
+    upper = np.concatenate([np.ones(n), o.m_hi.astype(float), np.full(n, INF), [float(o.batch_max)]])
+    lower[batch] = float(o.batch_min)
+    integer = np.concatenate([np.ones(2 * n, dtype=bool), np.zeros(n, dtype=bool), [True]])
+    rows, cols, vals, row_names, row_lo, row_hi = [], [], [], [], [], []
+
+    def family(name, on_busy, on_choose, on_batch, lo, hi):
+        """One row per option: lo <= on_busy busy + on_choose choose + on_batch micro_batch <= hi."""
+        first = len(row_names)
+        row_names.extend(f"{name}_{k}" for k in range(n))
+        row_lo.extend(np.broadcast_to(lo, n).tolist())
+        row_hi.extend(np.broadcast_to(hi, n).tolist())
+        index = first + np.arange(n)
+        for col, val in ((u, on_busy), (z, on_choose), (m, on_batch)):
+            val = np.broadcast_to(np.asarray(val, dtype=float), n)
+            keep = val != 0
+            rows.append(index[keep])
+            cols.append(col[keep])
+            vals.append(val[keep])
+
+    def single(name, entries, lo, hi):
+        index = len(row_names)
+        row_names.append(name)
+        row_lo.append(lo)
+        row_hi.append(hi)
+        for col, val in entries:
+            rows.append(np.full(len(col), index))
+            cols.append(np.asarray(col))
+            vals.append(np.broadcast_to(np.asarray(val, dtype=float), len(col)))
+
+    # Constraints: one option, its segment of micro-batches, the step time's lines.
+    single("one_configuration", [(z, 1.0)], 1.0, 1.0)
+    family("segment_start", 0.0, -o.m_lo, 1.0, 0.0, INF)
+    family("segment_end", 0.0, -o.m_hi, 1.0, -INF, 0.0)
+    family("compute_bound", 1.0, 0.0, -o.compute_s_per_sequence * US_PER_S, 0.0, INF)
+    family("hbm_bound", 1.0, -o.hbm_intercept_s * US_PER_S, -o.hbm_s_per_sequence * US_PER_S, 0.0, INF)
+    single("batch_definition", [(np.array([batch]), 1.0), (m, -o.pp.astype(float))], 0.0, 0.0)
+
+    # Rules, per option.
+    capacity_gb = problem.hardware.hbm_capacity_bytes * GB_PER_BYTE * (1 + CAP_SLACK)
+    family("hbm_capacity", 0.0, o.hbm_fixed_bytes * GB_PER_BYTE - capacity_gb,
+           o.hbm_bytes_per_micro_sequence * GB_PER_BYTE, -INF, 0.0)
+    single("max_gpus", [(z, o.gpus.astype(float))], -INF, float(problem.space.max_gpus))
+    budget = problem.constraints.budget_usd_per_hour
+    if budget is not None:
+        family("budget", 0.0, o.gpus * problem.hardware.price_usd_per_hour - budget * (1 + CAP_SLACK), 0.0, -INF, 0.0)
+    if problem.constraints.demand_tokens_per_s is not None:
+        allowed = np.minimum(o.demand_batch_bound * (1 + CAP_SLACK), o.m_hi * o.pp)
+        family("demand_cap", 0.0, -allowed, o.pp.astype(float), -INF, 0.0)
+    family("latency_cap", *latency_cap_coefficients(o, 0.0), -INF, INF)
+    family("cost_cap", *cost_cap_coefficients(problem, o, 0.0), -INF, INF)
+
+    # Objective: latency per token (microseconds).
+    objective = np.zeros(3 * n + 1)
+    on_busy, on_choose, on_batch = latency_cap_coefficients(o, 0.0)
+    objective[u], objective[z], objective[m] = on_busy, on_choose, on_batch
+    return LinearModel(names, lower, upper, integer, row_names, np.array(row_lo), np.array(row_hi),
+                       np.concatenate(rows), np.concatenate(cols), np.concatenate(vals), objective)
+
+
+def to_pulp(model: LinearModel):
+    """The same model as a PuLP problem (named rows and columns), for ``writeLP`` and CBC."""
     import pulp
 
-    n = len(milp.objective_fastest)
-    problem = pulp.LpProblem("infecon_configuration", pulp.LpMinimize)
-    z = [problem.add_variable(f"z_{k}", 0, 1, cat=pulp.LpBinary) for k in range(n)]
-    weights = milp.objective_fastest if objective == "fastest" else milp.objective_cheapest
-    problem += pulp.LpAffineExpression(zip(z, weights.tolist(), strict=True)), f"{objective}_first_position"
-    for row in milp.rows:
-        nonzero = np.flatnonzero(row.coefficients)
-        expr = pulp.LpAffineExpression([(z[k], float(row.coefficients[k])) for k in nonzero])
-        if row.lower == row.upper:
-            problem += expr == row.upper, row.name
-        elif np.isinf(row.upper):
-            problem += expr >= row.lower, row.name
+    problem = pulp.LpProblem("infecon_layout_and_batch", pulp.LpMinimize)
+    variables = [problem.add_variable(name, None if np.isinf(lo) else float(lo), None if np.isinf(hi) else float(hi),
+                                      cat=pulp.LpInteger if integral else pulp.LpContinuous)
+                 for name, lo, hi, integral in zip(model.column_names, model.column_lower, model.column_upper,
+                                                   model.integer, strict=True)]
+    nonzero = np.flatnonzero(model.objective)
+    problem += pulp.LpAffineExpression([(variables[k], float(model.objective[k])) for k in nonzero]), "latency_us"
+    order = np.argsort(model.rows, kind="stable")
+    starts = np.searchsorted(model.rows[order], np.arange(len(model.row_names) + 1))
+    for index, name in enumerate(model.row_names):
+        span = order[starts[index]:starts[index + 1]]
+        expr = pulp.LpAffineExpression([(variables[int(model.cols[k])], float(model.values[k])) for k in span])
+        lo, hi = model.row_lower[index], model.row_upper[index]
+        if lo == hi:
+            problem += expr == float(hi), name
+        elif np.isinf(hi) and np.isinf(lo):
+            problem += expr >= -1e30, name
+        elif np.isinf(hi):
+            problem += expr >= float(lo), name
         else:
-            problem += expr <= row.upper, row.name
-    return problem, z
+            problem += expr <= float(hi), name
+    return problem, variables
 
 
 @contextlib.contextmanager
@@ -98,13 +214,7 @@ def _quiet_stdout():
         os.close(saved)
 
 
-def _is_one_hot(values: np.ndarray, tolerance: float = 1e-9) -> bool:
-    """True when exactly one entry is 1 and the rest are 0, to ``tolerance``."""
-    top = int(np.argmax(values))
-    return values[top] >= 1 - tolerance and float(np.abs(np.delete(values, top)).sum()) <= tolerance
-
-
-def _highs_available() -> bool:
+def highs_available() -> bool:
     try:
         import highspy  # noqa: F401
     except ImportError:
@@ -113,13 +223,16 @@ def _highs_available() -> bool:
 
 
 class MilpSession:
-    """Build once, re-solve with new cap constants: HiGHS through highspy, or PuLP's CBC."""
+    """Build once, re-solve with new caps and exclusions: HiGHS through highspy (or PuLP's CBC)."""
 
-    def __init__(self, table: ConfigTable, *, solver: str | None = None) -> None:
-        self.table = table
-        self.milp = build_milp_rows(table)
-        self.solver = solver or ("highs" if _highs_available() else "cbc")
-        if self.solver == "highs":
+    def __init__(self, problem: Problem, options: Options, *, solver: str | None = None) -> None:
+        self.problem = problem
+        self.options = options
+        self.empty = len(options) == 0  # no layout holds a batch: every solve is infeasible
+        self.model = None if self.empty else build_milp(problem, options)
+        self.solver = solver or ("highs" if highs_available() else "cbc")
+        self._excluded: set[int] = set()
+        if self.solver == "highs" and not self.empty:
             self._highs = self._pass_to_highs()
 
     def _pass_to_highs(self):
@@ -128,120 +241,148 @@ class MilpSession:
         with _quiet_stdout():  # Highs() prints a banner to the C-level stdout before options apply
             highs = highspy.Highs()
         highs.setOptionValue("output_flag", False)
-        highs.setOptionValue("mip_rel_gap", 0.0)
-        highs.setOptionValue("mip_abs_gap", 0.0)
         highs.setOptionValue("threads", 1)
-        # HiGHS 1.16's presolve looped forever (ignoring its time limit) on one built-in case
-        # (PaLM 8B with a Llama 3 8B drafter). With the single-column fixing in _solve_highs the LP
-        # relaxation is integral, so presolve has nothing to add: off is both safe and faster.
+        highs.setOptionValue("mip_rel_gap", 1e-6)
+        # The disjunctive form makes the LP relaxation pick one option already (build_milp), so presolve
+        # and primal heuristics only cost time here (measured: 2-5x slower per solve with them on).
         highs.setOptionValue("presolve", "off")
-        highs.setOptionValue("mip_detect_symmetry", False)
-        n = len(self.table)
-        matrix = np.vstack([row.coefficients for row in self.milp.rows])  # rows x n, small row count
-        self._matrix = matrix
+        highs.setOptionValue("mip_heuristic_effort", 0.0)
+        model = self.model
         lp = highspy.HighsLp()
-        lp.num_col_ = n
-        lp.num_row_ = len(self.milp.rows)
-        lp.col_cost_ = self.milp.objective_fastest
-        lp.col_lower_ = np.zeros(n)
-        lp.col_upper_ = np.ones(n)
+        n_cols, n_rows = len(model.column_names), len(model.row_names)
+        lp.num_col_, lp.num_row_ = n_cols, n_rows
+        lp.col_cost_ = model.objective
         inf = highspy.kHighsInf
-        lp.row_lower_ = np.array([-inf if np.isinf(r.lower) else r.lower for r in self.milp.rows])
-        lp.row_upper_ = np.array([inf if np.isinf(r.upper) else r.upper for r in self.milp.rows])
-        nz_rows, nz_cols = np.nonzero(matrix)
-        order = np.lexsort((nz_rows, nz_cols))
-        nz_rows, nz_cols = nz_rows[order], nz_cols[order]
+        lp.col_lower_ = np.where(np.isinf(model.column_lower), -inf, model.column_lower)
+        lp.col_upper_ = np.where(np.isinf(model.column_upper), inf, model.column_upper)
+        lp.row_lower_ = np.where(np.isinf(model.row_lower), -inf, model.row_lower)
+        lp.row_upper_ = np.where(np.isinf(model.row_upper), inf, model.row_upper)
+        order = np.lexsort((model.rows, model.cols))
         lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = np.concatenate(([0], np.cumsum(np.bincount(nz_cols, minlength=n)))).astype(np.int32)
-        lp.a_matrix_.index_ = nz_rows.astype(np.int32)
-        lp.a_matrix_.value_ = matrix[nz_rows, nz_cols]
-        # Columns start continuous: see _solve_highs for why the LP relaxation is solved first.
-        lp.integrality_ = [highspy.HighsVarType.kContinuous] * n
+        lp.a_matrix_.start_ = np.concatenate(([0], np.cumsum(np.bincount(model.cols, minlength=n_cols)))).astype(
+            np.int32)
+        lp.a_matrix_.index_ = model.rows[order].astype(np.int32)
+        lp.a_matrix_.value_ = model.values[order]
+        lp.integrality_ = [highspy.HighsVarType.kInteger if k else highspy.HighsVarType.kContinuous
+                           for k in model.integer]
         highs.passModel(lp)
         return highs
 
-    def solve(self, objective: str, *, cost_rank_cap: int | None = None, latency_rank_cap: int | None = None,
-              after_index: int | None = None, time_limit_s: float | None = None) -> Solution:
-        """Best configuration under the caps.
+    def exclude_layouts(self, layouts) -> None:
+        """Forbid the options of these layout indices (the epsilon loop already knows them exactly)."""
+        new = set(int(x) for x in layouts) - self._excluded
+        if not new:
+            return
+        self._excluded |= new
+        columns = np.flatnonzero(np.isin(self.options.layout, list(new))).astype(np.int32)
+        if self.solver == "highs" and len(columns) and not self.empty:
+            self._highs.changeColsBounds(len(columns), columns, np.zeros(len(columns)), np.zeros(len(columns)))
 
-        ``after_index`` (an answer under looser caps) lower-bounds the position.
+    def solve(self, *, max_usd_per_million_tokens: float | None = None, max_latency_s: float | None = None,
+              objective: str = "latency", time_limit_s: float | None = None) -> Answer:
+        """The best option under the caps: its layout index and a proven lower bound on the objective.
+
+        ``objective`` is ``"latency"`` (seconds per token; the bound is in seconds) or ``"cost"``:
+        the ``cost_cap`` row's activity at the given cost cap, which is negative exactly for options
+        cheaper than the cap (Dinkelbach's parametric form of a ratio), so minimising it steers
+        towards the cheapest layout.
         """
-        bounds = {
-            "cost_cap": (-np.inf, float(self.table.cost_rank.max() if cost_rank_cap is None else cost_rank_cap)),
-            "latency_cap": (-np.inf,
-                            float(self.table.latency_rank.max() if latency_rank_cap is None else latency_rank_cap)),
-            "after_previous_fastest": (0.0, np.inf),
-            "after_previous_cheapest": (0.0, np.inf),
-        }
-        if after_index is not None:
-            rank = self.table.fastest_first_rank if objective == "fastest" else self.table.cheapest_first_rank
-            bounds[f"after_previous_{objective}"] = (float(rank[after_index]) + 1, np.inf)
-        weights = self.milp.objective_fastest if objective == "fastest" else self.milp.objective_cheapest
+        if self.empty:
+            return Answer("INFEASIBLE")
         if self.solver == "highs":
-            return self._solve_highs(weights, bounds, time_limit_s)
-        return self._solve_cbc(objective, bounds, time_limit_s)
+            return self._solve_highs(max_usd_per_million_tokens, max_latency_s, objective, time_limit_s)
+        return self._solve_cbc(max_usd_per_million_tokens, max_latency_s, objective, time_limit_s)
 
-    def _solve_highs(self, weights, bounds, time_limit_s) -> Solution:
+    def objective_vector(self, objective: str, cost) -> np.ndarray:
+        if objective == "latency":
+            return self.model.objective
+        return self._spread(cost_cap_coefficients(self.problem, self.options, 0.0 if cost is None else cost))
+
+    def _spread(self, coefficients) -> np.ndarray:
+        """(busy, choose, micro_batch) per-option coefficients as one vector over all columns."""
+        n = len(self.options)
+        vector = np.zeros(3 * n + 1)
+        on_busy, on_choose, on_batch = (np.broadcast_to(c, n) for c in coefficients)
+        vector[2 * n:3 * n], vector[:n], vector[n:2 * n] = on_busy, on_choose, on_batch
+        return vector
+
+    def _set_family(self, name: str, coefficients, active: bool) -> None:
+        """Write (busy, choose, micro_batch) coefficients into each row of a per-option family; open or close it."""
         import highspy
 
-        highs = self._highs
-        inf = highspy.kHighsInf
-        for name, (lower, upper) in bounds.items():
-            highs.changeRowBounds(self.milp.row_index(name), -inf if np.isinf(lower) else lower,
-                                  inf if np.isinf(upper) else upper)
-        n = len(weights)
-        columns = np.arange(n, dtype=np.int32)
-        highs.changeColsBounds(n, columns, np.zeros(n), self._column_upper_bounds(bounds))
-        highs.changeColsCost(n, columns, weights)
-        highs.setOptionValue("time_limit", float(time_limit_s) if time_limit_s is not None else inf)
-        # With every rule in its ideal single-column form the LP relaxation is integral, and an
-        # integral LP optimum is the MILP optimum (the LP bound is attained). So solve the LP,
-        # warm-started from the previous basis, and branch only if the answer were fractional.
+        highs, n = self._highs, len(self.options)
+        first = self.model.row(f"{name}_0")
+        for offset, values in zip((2 * n, 0, n), coefficients, strict=True):
+            for k, value in enumerate(np.broadcast_to(values, n).tolist()):
+                highs.changeCoeff(first + k, offset + k, value)
+        rows = np.arange(first, first + n, dtype=np.int32)
+        upper = np.zeros(n) if active else np.full(n, highspy.kHighsInf)
+        highs.changeRowsBounds(n, rows, np.full(n, -highspy.kHighsInf), upper)
+
+    def _solve_highs(self, cost, latency, objective, time_limit_s) -> Answer:
+        import highspy
+
+        highs, n = self._highs, len(self.options)
+        self._set_family("cost_cap", cost_cap_coefficients(self.problem, self.options, cost or 0.0), cost is not None)
+        self._set_family("latency_cap", latency_cap_coefficients(self.options, latency or 0.0), latency is not None)
+        weights = self.objective_vector(objective, cost)
+        highs.changeColsCost(len(weights), np.arange(len(weights), dtype=np.int32), weights)
+        highs.setOptionValue("time_limit", float(time_limit_s) if time_limit_s is not None else highspy.kHighsInf)
         highs.run()
         status = highs.getModelStatus()
         if status == highspy.HighsModelStatus.kOptimal:
             values = np.asarray(highs.getSolution().col_value)
-            if not _is_one_hot(values):
-                integer = np.full(n, highspy.HighsVarType.kInteger)
-                highs.changeColsIntegrality(n, columns, integer)
-                highs.run()
-                highs.changeColsIntegrality(n, columns, np.full(n, highspy.HighsVarType.kContinuous))
-                status = highs.getModelStatus()
-                values = np.asarray(highs.getSolution().col_value)
-        if status == highspy.HighsModelStatus.kOptimal:
-            return Solution(int(np.argmax(values)), "OPTIMAL")
+            chosen = int(np.argmax(values[:n]))
+            return self._answer(chosen, highs.getInfo().mip_dual_bound, objective)
         if status == highspy.HighsModelStatus.kInfeasible:
-            return Solution(None, "INFEASIBLE")
+            return Answer("INFEASIBLE")
         if status == highspy.HighsModelStatus.kTimeLimit:
-            return Solution(None, "TIME_LIMIT")
-        return Solution(None, "UNKNOWN")
+            return Answer("TIME_LIMIT")
+        return Answer("UNKNOWN")
 
-    def _column_upper_bounds(self, bounds) -> np.ndarray:
-        """The ideal form of every row: 0 for a column whose own coefficient breaks it, else 1.
+    def _answer(self, chosen: int, bound: float, objective: str) -> Answer:
+        """The chosen option's layout and the proven bound (seconds for the latency objective)."""
+        scale = 1 / US_PER_S if objective == "latency" else 1.0
+        return Answer("OPTIMAL", int(self.options.layout[chosen]), bound * scale)
 
-        Exactly one z is 1, so a row's activity is the chosen column's coefficient; a column that
-        breaks a row on its own can never be chosen. Fixing it to 0 states the same rule with an
-        integral LP relaxation (the rows stay, for the LP file and for CBC).
-        """
-        allowed = np.ones(self._matrix.shape[1], dtype=bool)
-        for index, row in enumerate(self.milp.rows):
-            lower, upper = bounds.get(row.name, (row.lower, row.upper))
-            if row.name == "one_configuration":
+    def _capped_model(self, cost, latency, objective) -> LinearModel:
+        """A copy of the model with the caps and the objective of one solve written in (for PuLP and CBC)."""
+        model = self.model
+        n = len(self.options)
+        keep = np.ones(len(model.values), dtype=bool)
+        rows, cols, values = [], [], []
+        row_upper = model.row_upper.copy()
+        for name, cap, coefficients in (
+                ("cost_cap", cost, lambda: cost_cap_coefficients(self.problem, self.options, cost)),
+                ("latency_cap", latency, lambda: latency_cap_coefficients(self.options, latency))):
+            first = model.row(f"{name}_0")
+            row_upper[first:first + n] = INF if cap is None else 0.0
+            if cap is None:
                 continue
-            allowed &= (self._matrix[index] >= lower) & (self._matrix[index] <= upper)
-        return allowed.astype(float)
+            keep &= (model.rows < first) | (model.rows >= first + n)
+            for offset, new in zip((2 * n, 0, n), coefficients(), strict=True):
+                rows.append(first + np.arange(n))
+                cols.append(offset + np.arange(n))
+                values.append(np.broadcast_to(np.asarray(new, dtype=float), n))
+        upper = model.column_upper.copy()
+        upper[np.flatnonzero(np.isin(self.options.layout, list(self._excluded)))] = 0.0
+        return dataclasses.replace(
+            model, rows=np.concatenate([model.rows[keep], *rows]), cols=np.concatenate([model.cols[keep], *cols]),
+            values=np.concatenate([model.values[keep], *values]), row_upper=row_upper, column_upper=upper,
+            objective=self.objective_vector(objective, cost))
 
-    def _solve_cbc(self, objective, bounds, time_limit_s) -> Solution:
+    def _solve_cbc(self, cost, latency, objective, time_limit_s) -> Answer:
         import pulp
 
-        problem, z = to_pulp(self.milp, objective)
-        for name, (lower, upper) in bounds.items():  # PuLP stores "expr <= b" as constant -b
-            problem.get_constraint_by_name(name).constant = -(lower if np.isinf(upper) else upper)
-        # PULP_CBC_CMD is the CBC binary PuLP ships (deprecated for PuLP 4, hence pulp<4 in pyproject).
-        status = problem.solve(pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, gapRel=0.0))
+        problem, variables = to_pulp(self._capped_model(cost, latency, objective))
+        n = len(self.options)
+        status = problem.solve(pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, gapRel=1e-6))
         if problem.sol_status == pulp.LpSolutionOptimal:
-            values = np.array([v.value() or 0.0 for v in z])
-            return Solution(int(np.argmax(values)), "OPTIMAL")
+            values = np.array([variables[k].value() or 0.0 for k in range(n)])
+            # PuLP reports no separate dual bound from CBC; with a relative gap of 1e-6 the bound is at
+            # least the objective shrunk by that gap.
+            value = pulp.value(problem.objective)
+            return self._answer(int(np.argmax(values)), value - 1e-6 * abs(value), objective)
         if pulp.LpStatus[status] == "Infeasible":
-            return Solution(None, "INFEASIBLE")
-        return Solution(None, "TIME_LIMIT" if time_limit_s is not None else "UNKNOWN")
+            return Answer("INFEASIBLE")
+        return Answer("TIME_LIMIT" if time_limit_s is not None else "UNKNOWN")

@@ -3,9 +3,10 @@
 A configuration is a layout (TP rows x cols, PP, EP) and a batch size; with speculative
 decoding its draft length is the latency-optimal one (``perf.optimal_draft_tokens``) unless the
 space fixes it. ``tabulate`` evaluates every configuration once with ``perf.evaluate``
-and records, per rule, which configurations it forbids. The enumeration oracle and the CP-SAT
-and MILP encodings all read this one table, so they search exactly the same space with exactly
-the same numbers.
+and records, per rule, which configurations it forbids. The enumeration oracle reads this table;
+the CP-SAT and MILP encodings never do (they are built from ``perf.step_structure`` through
+``relaxation.py``), but every point they report is read from ``tabulate`` on the layouts they
+point at, so all backends report exactly the same numbers.
 """
 
 from __future__ import annotations
@@ -310,13 +311,19 @@ def evaluate_configurations(problem: Problem, *, tp_rows, tp_cols, pp, ep, batch
                            problem.mode, **layout)
 
 
-def tabulate(problem: Problem, layouts: Sequence[tuple[int, int, int, int]] | np.ndarray | None = None) -> ConfigTable:
-    """Evaluate every configuration of the problem's space once (or of the given layouts)."""
+def tabulate(problem: Problem, layouts: Sequence[tuple[int, int, int, int]] | np.ndarray | None = None,
+             batches: np.ndarray | None = None) -> ConfigTable:
+    """Evaluate every configuration of the problem's space once (or of the given layouts and batch sizes).
+
+    The solver backends call this for the few layouts a solver points at, with the whole space's
+    ``batch_domain``, so their points carry exactly the enumeration's numbers.
+    """
     model, hw = problem.model, problem.hardware
     if layouts is None:
         layouts = candidate_layouts(model, hw, problem.space)
     layouts = np.asarray(layouts, dtype=np.int64).reshape(-1, 4)
-    batches = batch_domain(problem, layouts)
+    if batches is None:
+        batches = batch_domain(problem, layouts)
     if len(layouts) * len(batches) > MAX_TABULATED_CONFIGURATIONS:
         raise InstanceError(
             f"'max_batch': {len(layouts)} layouts x {len(batches)} batch sizes (every integer up to "

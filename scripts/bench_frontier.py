@@ -1,12 +1,15 @@
-"""Benchmark: time to draw each frontier with every backend, and the ratio to the enumeration, from one run.
+"""Benchmark (issue 9): every backend's time per frontier at integer batch resolution, and the models' sizes.
 
-    python scripts/bench_frontier.py [--models ...] [--contexts 0 100000] [--speculative]
+    python scripts/bench_frontier.py [--max-batch 8192] [--cases llama mixtral deepseek] [--backends ...]
 
-Prints one row per (model, context, speculative): the number of configurations searched, the
-frontier size, each backend's wall time (tabulation included, as a user sees it) and its ratio
-to the enumeration's. Every backend's frontier is checked against the enumeration's on the way.
-Targets (issue 3, 2-core machine): every backend under 2 s per frontier (5 s with speculative
-decoding), the enumeration under 0.2 s.
+For each case of the issue's "done when" (Llama 3 70B / H100 at context 0, Mixtral 8x22B / H100 at
+8,000, DeepSeek-V3 / H200 at 100,000 with 8-bit weights; the paper's decode-only model, every
+integer batch up to ``--max-batch``) it prints one row per backend: wall seconds for the whole
+frontier (start-up included), points, solves, whether the frontier equals the enumeration's point
+for point (layout, batch, draft length; cost to 1e-9 relative), and the seconds of the two
+single-point queries (``--min-speed`` at the frontier's median speed, ``--max-cost`` at its median
+cost). A second table gives the MILP's and the CP-SAT model's rows and columns at max batch 64
+and 8,192. Every number comes from this one run.
 """
 
 from __future__ import annotations
@@ -14,69 +17,93 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
 import pandas as pd
 
-from formulations.space import tabulate
+from formulations.cpsat import build_cpsat
+from formulations.milp import build_milp
+from formulations.relaxation import build_options
 from solver import api
-from solver.epsilon import trace_frontier
+from solver.epsilon import solve_point, trace_frontier
 
-MODELS = ["llama-3-8b", "llama-3-70b", "llama-3-1-405b", "mixtral-8x22b", "deepseek-v3"]
-BACKENDS = ["enumerate", "cpsat", "milp"]
-
-
-def time_backend(problem, backend: str) -> tuple[float, object]:
-    """Wall seconds for one frontier from scratch: tabulation plus search."""
-    start = time.perf_counter()
-    frontier = trace_frontier(problem, backend)
-    return time.perf_counter() - start, frontier
+CASES = {
+    "llama": ("llama-3-70b", "h100", dict(context_tokens=0)),
+    "mixtral": ("mixtral-8x22b", "h100", dict(context_tokens=8000)),
+    "deepseek": ("deepseek-v3", "h200", dict(context_tokens=100_000, weight_bits=8)),
+}
+BACKENDS = ["enumerate", "milp", "cpsat"]
 
 
-def bench(models: list[str], contexts: list[int], speculative: list[bool], hardware: str) -> pd.DataFrame:
+def problem_for(case: str, max_batch: int):
+    model, hardware, kwargs = CASES[case]
+    return api.build_problem(model, hardware, engine="paper", max_batch=max_batch, batch_mode="all", **kwargs)
+
+
+def same_frontier(expected, actual) -> bool:
+    if actual.layouts() != expected.layouts():
+        return False
+    a, b = (f.points["usd_per_million_tokens"].to_numpy() for f in (actual, expected))
+    return bool(np.allclose(a, b, rtol=1e-9, atol=0))
+
+
+def bench_case(case: str, max_batch: int, backends: list[str], time_limit_s: float) -> list[dict]:
+    problem = problem_for(case, max_batch)
+    rows, reference = [], None
+    for backend in backends:
+        start = time.perf_counter()
+        frontier = trace_frontier(problem, backend, time_limit_s=None if backend == "enumerate" else time_limit_s)
+        seconds = time.perf_counter() - start
+        if reference is None:
+            reference = frontier
+        points = frontier.points
+        speed = float(np.median(reference.points["tokens_per_second"]))
+        cost = float(np.median(reference.points["usd_per_million_tokens"]))
+        timings = {}
+        for name, query in (("min_speed_s", dict(min_tokens_per_s=speed)),
+                            ("max_cost_s", dict(max_usd_per_million_tokens=cost))):
+            start = time.perf_counter()
+            try:
+                solve_point(problem, backend, time_limit_s=None if backend == "enumerate" else time_limit_s, **query)
+                timings[name] = time.perf_counter() - start
+            except Exception:  # a time limit: report it as such
+                timings[name] = float("nan")
+        rows.append({"case": case, "max_batch": max_batch, "backend": backend, "frontier_s": seconds,
+                     "points": len(points), "solves": frontier.solves, "complete": frontier.complete,
+                     "equals_enumeration": same_frontier(reference, frontier), **timings})
+        print(pd.DataFrame([rows[-1]]).to_string(index=False, header=len(rows) == 1 and case == "llama",
+                                                 float_format=lambda v: f"{v:.2f}"), flush=True)
+    return rows
+
+
+def model_sizes(cases: list[str]) -> pd.DataFrame:
     rows = []
-    for model in models:
-        for context in contexts:
-            for spec in speculative:
-                problem = api.build_problem(model, hardware, context_tokens=context,
-                                            draft="llama-3-8b" if spec else None)
-                row = {"model": model, "context": context, "speculative": spec, "configs": len(tabulate(problem))}
-                reference = None
-                for backend in BACKENDS:
-                    seconds, frontier = time_backend(problem, backend)
-                    if reference is None:
-                        reference = frontier
-                        row["points"] = len(frontier)
-                    elif frontier.layouts() != reference.layouts():
-                        raise SystemExit(f"{backend} disagrees with the enumeration on {model} context {context}")
-                    row[f"{backend}_s"] = seconds
-                for backend in BACKENDS[1:]:
-                    row[f"{backend}_ratio"] = row[f"{backend}_s"] / row["enumerate_s"]
-                rows.append(row)
-                print(pd.DataFrame([row]).to_string(index=False, header=len(rows) == 1,
-                                                    float_format=lambda v: f"{v:.3f}"), flush=True)
+    for case in cases:
+        for max_batch in (64, 8192):
+            problem = problem_for(case, max_batch)
+            options = build_options(problem)
+            milp = build_milp(problem, options)
+            cpsat = build_cpsat(problem, options).model.proto
+            rows.append({"case": case, "max_batch": max_batch, "options": len(options),
+                         "milp_rows": len(milp.row_names), "milp_columns": len(milp.column_names),
+                         "cpsat_constraints": len(cpsat.constraints), "cpsat_variables": len(cpsat.variables)})
     return pd.DataFrame(rows)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=MODELS)
-    parser.add_argument("--contexts", nargs="+", type=int, default=[0, 100_000])
-    parser.add_argument("--hardware", default="h100")
-    parser.add_argument("--speculative", choices=["off", "on", "both"], default="both")
+    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
+    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=BACKENDS)
+    parser.add_argument("--max-batch", type=int, default=8192)
+    parser.add_argument("--time-limit", type=float, default=120.0, help="seconds per solver frontier or query")
     args = parser.parse_args()
-    spec = {"off": [False], "on": [True], "both": [False, True]}[args.speculative]
-    table = bench(args.models, args.contexts, spec, args.hardware)
+    backends = ["enumerate"] + [b for b in args.backends if b != "enumerate"]
+    rows = []
+    for case in args.cases:
+        rows += bench_case(case, args.max_batch, backends, args.time_limit)
     print()
-    print(table.to_markdown(index=False, floatfmt=".3f") if _has_tabulate() else table.to_string(index=False))
-    worst = {b: table[f"{b}_s"].max() for b in BACKENDS}
-    print("worst wall time per backend (s): " + ", ".join(f"{b} {t:.3f}" for b, t in worst.items()))
-
-
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print()
+    print(model_sizes(args.cases).to_string(index=False))
 
 
 if __name__ == "__main__":

@@ -328,3 +328,27 @@ def layouts(model, hardware, **problem_kwargs) -> pd.DataFrame:
     problem = model if isinstance(model, Problem) else build_problem(model, hardware, **problem_kwargs)
     arr = candidate_layouts(problem.model, problem.hardware, problem.space)
     return pd.DataFrame(arr, columns=["tp_rows", "tp_cols", "pp", "ep"])
+
+
+def export_models(model, hardware, directory: str | Path, **problem_kwargs) -> list[Path]:
+    """Write the encodings of a problem, caps open (the first solve's model): ``model.lp`` and ``model.cpsat.txt``.
+
+    Both read like the design: each rule is a named row (``hbm_capacity``, ``cost_cap``, ...) over
+    the layout choice and the integer ``batch``. Raises ``InstanceError`` if the directory cannot be written.
+    """
+    from formulations.cpsat import build_cpsat
+    from formulations.milp import build_milp, to_pulp
+    from formulations.relaxation import build_options
+
+    problem = model if isinstance(model, Problem) else build_problem(model, hardware, **problem_kwargs)
+    options = build_options(problem)
+    target = Path(directory)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        lp_path, cpsat_path = target / "model.lp", target / "model.cpsat.txt"
+        to_pulp(build_milp(problem, options))[0].writeLP(str(lp_path))
+        if not build_cpsat(problem, options).model.export_to_file(str(cpsat_path)):
+            raise OSError(f"CP-SAT could not write {cpsat_path}")
+    except OSError as exc:
+        raise InstanceError(f"--export-model: cannot write to '{directory}': {exc}") from None
+    return [lp_path, cpsat_path]

@@ -1,7 +1,9 @@
 """Solver backends behind one protocol, looked up by name.
 
-A backend opens a ``session`` on a tabulated problem (building its model once) and answers
-repeated ``solve`` calls that differ only in the cap's constant, as the epsilon loop needs.
+The enumeration evaluates every configuration (``solver.enumeration``). A solver backend opens a
+``session`` on a problem: it builds its encoding once from the physics' structure
+(``formulations.relaxation``) and answers repeated ``solve`` calls that differ only in the caps
+and in the layouts already evaluated exactly, as the epsilon loop needs (``solver.epsilon``).
 """
 
 from __future__ import annotations
@@ -9,21 +11,23 @@ from __future__ import annotations
 from typing import Protocol
 
 from formulations.errors import BackendUnavailableError
-from formulations.solution import Solution
-from formulations.space import ConfigTable
-from solver.enumeration import best_index
+from formulations.relaxation import Options, build_options
+from formulations.solution import Answer, Solution
+from formulations.space import Problem
 
-__all__ = ["BACKEND_NAMES", "Backend", "Session", "Solution", "get_backend"]
+__all__ = ["BACKEND_NAMES", "Answer", "Backend", "Session", "Solution", "get_backend"]
 
 
 class Session(Protocol):
-    def solve(self, objective: str, *, cost_rank_cap: int | None = None, latency_rank_cap: int | None = None,
-              after_index: int | None = None, time_limit_s: float | None = None) -> Solution:
-        """Lexicographically best feasible configuration under the caps.
+    options: Options
 
-        ``after_index`` is an earlier answer under looser caps: the answer lies strictly after it
-        in the objective's order, which a backend may use to prune.
-        """
+    def exclude_layouts(self, layouts) -> None:
+        """Forbid these layout indices from now on (the loop knows their points exactly)."""
+        ...
+
+    def solve(self, *, max_usd_per_million_tokens: float | None = None, max_latency_s: float | None = None,
+              objective: str = "latency", time_limit_s: float | None = None) -> Answer:
+        """The layout of the best allowed option under the caps, with a proven lower bound on the objective."""
         ...
 
 
@@ -32,27 +36,19 @@ class Backend(Protocol):
 
     def available(self) -> bool: ...
 
-    def session(self, table: ConfigTable) -> Session: ...
-
-
-class EnumerationSession:
-    def __init__(self, table: ConfigTable) -> None:
-        self.table = table
-
-    def solve(self, objective: str, *, cost_rank_cap: int | None = None, latency_rank_cap: int | None = None,
-              after_index: int | None = None, time_limit_s: float | None = None) -> Solution:
-        index = best_index(self.table, objective, cost_rank_cap=cost_rank_cap, latency_rank_cap=latency_rank_cap)
-        return Solution(index, "INFEASIBLE" if index is None else "OPTIMAL")
+    def session(self, problem: Problem) -> Session: ...
 
 
 class EnumerationBackend:
+    """The exhaustive oracle; ``solver.epsilon`` runs it directly, without a session."""
+
     name = "enumerate"
 
     def available(self) -> bool:
         return True
 
-    def session(self, table: ConfigTable) -> EnumerationSession:
-        return EnumerationSession(table)
+    def session(self, problem: Problem) -> Session:
+        raise BackendUnavailableError("the enumeration has no encoding to open a session on")
 
 
 class CpSatBackend:
@@ -65,14 +61,14 @@ class CpSatBackend:
             return False
         return True
 
-    def session(self, table: ConfigTable):
+    def session(self, problem: Problem):
         from formulations.cpsat import CpSatSession
 
-        return CpSatSession(table)
+        return CpSatSession(problem, build_options(problem))
 
 
 class MilpBackend:
-    """PuLP model solved by HiGHS through highspy; PuLP's bundled CBC when highspy is missing."""
+    """The MILP solved by HiGHS through highspy; PuLP's bundled CBC when highspy is missing (or asked for)."""
 
     name = "milp"
 
@@ -86,10 +82,10 @@ class MilpBackend:
             return False
         return True
 
-    def session(self, table: ConfigTable):
+    def session(self, problem: Problem):
         from formulations.milp import MilpSession
 
-        return MilpSession(table, solver=self.solver)
+        return MilpSession(problem, build_options(problem), solver=self.solver)
 
 
 _BACKENDS = {"enumerate": EnumerationBackend, "cpsat": CpSatBackend, "milp": MilpBackend}
@@ -97,7 +93,7 @@ BACKEND_NAMES = tuple(_BACKENDS)
 
 
 def get_backend(name: str) -> Backend:
-    """A backend by name; ``auto`` is the enumeration, fastest on every shipped space (scripts/bench_frontier.py)."""
+    """A backend by name; ``auto`` is the enumeration."""
     key = "enumerate" if name == "auto" else name
     if key not in _BACKENDS:
         raise BackendUnavailableError(f"unknown backend '{name}' (choose from: auto, {', '.join(BACKEND_NAMES)})")

@@ -243,6 +243,9 @@ def cmd_frontier(args: argparse.Namespace) -> int:
     csv_path = outputs.output_file("--csv", args.csv) if args.csv is not None else None
     plot_path = outputs.plot_file("--plot", args.plot) if args.plot is not None else None
     common = dict(backend=args.backend, time_limit_s=args.time_limit)
+    if args.export_model is not None:
+        for path in api.export_models(model, hardware, args.export_model, **kwargs):
+            print(f"wrote {path}")
     if args.min_speed is not None:
         result = api.cheapest_at_speed(model, hardware, args.min_speed, **common, **kwargs)
         if len(result) == 0:
@@ -403,6 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="auto (= enumerate, the fastest here), enumerate, cpsat or milp; all give the same frontier")
     out.add_argument("--time-limit", type=_knob("time_limit_s"),
                      help="seconds for cpsat/milp; exit code 3 if it runs out")
+    out.add_argument("--export-model", metavar="DIR",
+                     help="write the MILP as DIR/model.lp and the CP-SAT model as DIR/model.cpsat.txt (caps open)")
     out.add_argument("--csv", metavar="PATH", help="write every point with all columns to a CSV file")
     out.add_argument("--plot", metavar="PATH.png", help="write a log-scale cost vs speed plot")
     out.add_argument("--format", choices=("table", "csv"), default="table", help="stdout format (default table)")

@@ -1,9 +1,29 @@
 """The epsilon-constraint loop that traces the exact frontier with any backend.
 
-Objective: fastest (lowest latency per token), ties broken by cost and then by canonical index,
-so each solve returns one non-dominated point. Constraint: a cost cap, kept as one handle and
-tightened strictly below each point found. Integer ranks make "strictly below" exact: the next
-cap is the found point's cost rank minus one, with no floating-point epsilon to choose.
+The enumeration evaluates every configuration and filters the Pareto set (``enumeration``). The
+solver backends (CP-SAT, MILP) search over layouts and integer batches with a relaxed encoding
+(``formulations.relaxation``: the physics' lines, which never overestimate a time), and this loop
+turns their answers into exact points:
+
+* ``known`` layouts are evaluated with the physics at every batch of the space (``space.tabulate``
+  on those layouts only), so their points carry exactly the enumeration's numbers.
+* A solve asks for the fastest configuration among the *other* layouts under the current cost cap
+  (relaxed outward by ``CAP_SLACK``). Its proven bound ``T`` is a lower bound on the latency of
+  every configuration of every unknown layout that satisfies the cap, and of any tighter cap,
+  because tightening only removes configurations. The layout it points at becomes known.
+* The next frontier point under cap ``c`` is the lexicographic minimum (latency, cost, canonical
+  index) over all feasible configurations cheaper than ``c``. If the best known candidate is
+  strictly faster than ``T`` (with a relative safety margin against solver tolerances), no
+  unknown configuration can precede it, so it *is* that minimum: emit it, set ``c`` to its cost.
+  Otherwise solve again; each solve makes one more layout known or proves that no unknown layout
+  is feasible, so the loop ends after at most (layouts + 1) solves.
+
+Runs fall out: after a solve, one layout's consecutive batches are emitted from the physics until
+its latency reaches the next unknown layout's bound, typically a few solves per run of a layout.
+Why nothing is missed or weakly dominated: each emitted point is the exact lexicographic minimum
+under a strict cost cap (argued above), which is the definition the enumeration's Pareto filter
+computes; a point equal in both objectives to an emitted one costs the same, so the strict cap
+excludes it, and ties in latency resolve by cost and then canonical index as in the enumeration.
 """
 
 from __future__ import annotations
@@ -11,11 +31,108 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import numpy as np
+import pandas as pd
+
 from formulations.errors import SolverLimitError
-from formulations.space import ConfigTable, Problem, tabulate
-from solver.backends import Backend, Solution, get_backend
-from solver.enumeration import pareto_indices
+from formulations.space import ConfigTable, Problem, batch_domain, tabulate
+from solver.backends import Backend, get_backend
+from solver.enumeration import best_index, pareto_indices
 from solver.frontier import Frontier, configuration_frame
+
+# A solver's bound is trusted only to this relative margin (its feasibility and optimality tolerances
+# are 1e-7 or tighter on these scaled models); a known point within it of the bound triggers one more
+# solve, which makes the competing layout known and settles the tie with the physics.
+BOUND_MARGIN = 1e-6
+
+
+class KnownLayouts:
+    """The layouts evaluated so far with the physics, and their points, in canonical order."""
+
+    def __init__(self, problem: Problem, layouts: np.ndarray) -> None:
+        self.problem = problem
+        self.layouts = layouts
+        self.batches = batch_domain(problem, layouts)
+        per_layout = np.array([np.count_nonzero(self.batches % pp == 0) for pp in layouts[:, 2]])
+        self.offsets = np.concatenate(([0], np.cumsum(per_layout)))  # canonical index of each layout's first point
+        self.tables: dict[int, ConfigTable] = {}
+        self._arrays = None
+
+    def __contains__(self, layout: int) -> bool:
+        return layout in self.tables
+
+    def add(self, layout: int) -> None:
+        """Evaluate a layout at every batch of the space it can split into equal micro-batches (maybe none)."""
+        pp = int(self.layouts[layout, 2])
+        if (self.batches % pp == 0).any():
+            self.tables[layout] = tabulate(self.problem, self.layouts[layout:layout + 1], batches=self.batches)
+        else:
+            self.tables[layout] = None
+        self._arrays = None
+
+    def arrays(self):
+        """Feasible known points: latency, cost, canonical index, (layout, local index), sorted canonically."""
+        if self._arrays is None:
+            parts = []
+            for layout in sorted(k for k, table in self.tables.items() if table is not None):
+                table = self.tables[layout]
+                local = np.flatnonzero(table.feasible)
+                parts.append((table.latency_s[local], table.usd_per_million_tokens[local],
+                              self.offsets[layout] + local, np.full(len(local), layout), local))
+            if parts:
+                self._arrays = tuple(np.concatenate(column) for column in zip(*parts, strict=True))
+            else:
+                empty = np.zeros(0)
+                self._arrays = (empty, empty, empty.astype(np.int64), empty.astype(np.int64), empty.astype(np.int64))
+        return self._arrays
+
+    def pareto(self):
+        """Indices into ``arrays()`` of the known points' frontier, fastest first (the enumeration's filter)."""
+        latency, cost, canonical, _, _ = self.arrays()
+        order = np.lexsort((canonical, cost, latency))
+        ordered_cost = cost[order]
+        cheapest_before = np.minimum.accumulate(np.concatenate(([np.inf], ordered_cost[:-1])))
+        return order[ordered_cost < cheapest_before]
+
+    def frame(self, picks: list[int]) -> pd.DataFrame:
+        """Frontier rows of the given indices into ``arrays()``, with canonical ``config_index``."""
+        _, _, canonical, layout, local = self.arrays()
+        frames = []
+        for pick in picks:
+            row = configuration_frame(self.tables[int(layout[pick])], [int(local[pick])])
+            row["config_index"] = int(canonical[pick])
+            frames.append(row)
+        if not frames:
+            return _empty_frame(self.problem)
+        return pd.concat(frames, ignore_index=True)
+
+
+class _Search:
+    """One backend session plus the known layouts: the shared state of frontier and point queries."""
+
+    def __init__(self, problem: Problem, backend: Backend, deadline: float | None) -> None:
+        self.session = backend.session(problem)
+        self.known = KnownLayouts(problem, self.session.options.layouts)
+        self.deadline = deadline
+        self.solves = 0
+
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.perf_counter()
+
+    def solve(self, **caps):
+        remaining = self.remaining()
+        if remaining is not None and remaining <= 0:
+            return None
+        self.session.exclude_layouts(list(self.known.tables))
+        answer = self.session.solve(time_limit_s=remaining, **caps)
+        self.solves += 1
+        if answer.status == "OPTIMAL":
+            self.known.add(answer.layout)
+        return answer
+
+
+def _empty_frame(problem: Problem) -> pd.DataFrame:
+    return configuration_frame(tabulate(problem, np.array([[1, 1, 1, 1]]), batches=np.array([1])), [])
 
 
 def trace_frontier(problem: Problem, backend: Backend | str = "enumerate", *, time_limit_s: float | None = None,
@@ -27,44 +144,60 @@ def trace_frontier(problem: Problem, backend: Backend | str = "enumerate", *, ti
         problem: model, hardware, workload, search space and constraints.
         backend: a ``Backend`` or its name (``enumerate``, ``cpsat``, ``milp``).
         time_limit_s: wall-clock budget for the whole frontier; a solver that runs out marks the
-            result incomplete (``Frontier.complete``) rather than returning a silent prefix.
-        table: a precomputed tabulation of ``problem`` (saves the evaluation when comparing backends).
+            result incomplete (``Frontier.complete``): the points returned are then a proven prefix
+            (the fastest ones), never a silent partial answer.
+        table: a precomputed tabulation of ``problem`` for the enumeration (ignored by solvers).
         progress: called with the number of points found so far, after each point.
     """
     backend = get_backend(backend) if isinstance(backend, str) else backend
     start = time.perf_counter()
-    table = table if table is not None else tabulate(problem)
     if backend.name == "enumerate":
+        table = table if table is not None else tabulate(problem)
         indices = pareto_indices(table)
         frame = configuration_frame(table, indices)
         return Frontier(problem, backend.name, frame, ["OPTIMAL"] * len(frame), time.perf_counter() - start,
                         complete=True, solves=1)
-    session = backend.session(table)
-    indices, statuses, complete, solves = [], [], True, 0
-    cost_cap: int | None = None
-    while True:
-        remaining = None if time_limit_s is None else time_limit_s - (time.perf_counter() - start)
-        if remaining is not None and remaining <= 0:
-            complete = False
-            break
-        solution: Solution = session.solve("fastest", cost_rank_cap=cost_cap, time_limit_s=remaining,
-                                           after_index=indices[-1] if indices else None)
-        solves += 1
-        if solution.status == "INFEASIBLE":
-            break
-        if solution.status != "OPTIMAL":
-            complete = False
-            break
-        indices.append(solution.index)
-        statuses.append(solution.status)
-        if progress is not None:
-            progress(len(indices))
-        cost_cap = int(table.cost_rank[solution.index]) - 1
-        if cost_cap < 0:
-            break
-    frame = configuration_frame(table, indices)
-    return Frontier(problem, backend.name, frame, statuses, time.perf_counter() - start, complete=complete,
-                    solves=solves)
+    search = _Search(problem, backend, None if time_limit_s is None else start + time_limit_s)
+    picks, complete = _trace(search, progress)
+    return Frontier(problem, backend.name, search.known.frame(picks), ["OPTIMAL"] * len(picks),
+                    time.perf_counter() - start, complete=complete, solves=search.solves)
+
+
+def _trace(search: _Search, progress, *, cap: float = np.inf, inclusive: bool = False, limit: int | None = None):
+    """The loop of the module docstring; returns (indices into known.arrays(), complete)."""
+    picks: list[tuple[int, int]] = []  # (canonical index, layout) of emitted points, to re-find after pool changes
+    bound = -np.inf
+    frontier, position, version = None, 0, None
+    while limit is None or len(picks) < limit:
+        if version is not search.known._arrays or frontier is None:
+            frontier = search.known.pareto()
+            version = search.known.arrays()
+            position = 0
+        latency, cost = version[0], version[1]
+        while position < len(frontier) and not (cost[frontier[position]] <= cap if inclusive
+                                                else cost[frontier[position]] < cap):
+            position += 1
+        candidate = frontier[position] if position < len(frontier) else None
+        if candidate is not None and latency[candidate] * (1 + BOUND_MARGIN) < bound:
+            picks.append((int(version[2][candidate]), int(version[3][candidate])))
+            cap, inclusive = float(cost[candidate]), False
+            if progress is not None:
+                progress(len(picks))
+            continue
+        if bound == np.inf:
+            break  # nothing unknown is feasible and nothing known is left under the cap
+        answer = search.solve(max_usd_per_million_tokens=None if np.isinf(cap) else cap)
+        if answer is None or answer.status not in ("OPTIMAL", "INFEASIBLE"):
+            return _positions(search, picks), False
+        bound = np.inf if answer.status == "INFEASIBLE" else answer.bound
+        frontier = None
+    return _positions(search, picks), True
+
+
+def _positions(search: _Search, picks: list[tuple[int, int]]) -> list[int]:
+    canonical = search.known.arrays()[2]
+    where = {int(c): k for k, c in enumerate(canonical)}
+    return [where[c] for c, _ in picks]
 
 
 def solve_point(problem: Problem, backend: Backend | str = "enumerate", *, min_tokens_per_s: float | None = None,
@@ -81,19 +214,45 @@ def solve_point(problem: Problem, backend: Backend | str = "enumerate", *, min_t
         raise ValueError("give exactly one of min_tokens_per_s and max_usd_per_million_tokens")
     backend = get_backend(backend) if isinstance(backend, str) else backend
     start = time.perf_counter()
-    table = table if table is not None else tabulate(problem)
-    session = backend.session(table)
-    if min_tokens_per_s is not None:
-        cap = table.latency_rank_at_most(1.0 / min_tokens_per_s)
-        solution = session.solve("cheapest", latency_rank_cap=cap, time_limit_s=time_limit_s) if cap >= 0 \
-            else Solution(None, "INFEASIBLE")
+    if backend.name == "enumerate":
+        table = table if table is not None else tabulate(problem)
+        if min_tokens_per_s is not None:
+            cap = table.latency_rank_at_most(1.0 / min_tokens_per_s)
+            index = best_index(table, "cheapest", latency_rank_cap=cap) if cap >= 0 else None
+        else:
+            cap = table.cost_rank_at_most(max_usd_per_million_tokens)
+            index = best_index(table, "fastest", cost_rank_cap=cap) if cap >= 0 else None
+        indices = [] if index is None else [index]
+        return Frontier(problem, backend.name, configuration_frame(table, indices), ["OPTIMAL"] * len(indices),
+                        time.perf_counter() - start, solves=1)
+    search = _Search(problem, backend, None if time_limit_s is None else start + time_limit_s)
+    if max_usd_per_million_tokens is not None:
+        picks, complete = _trace(search, None, cap=max_usd_per_million_tokens, inclusive=True, limit=1)
     else:
-        cap = table.cost_rank_at_most(max_usd_per_million_tokens)
-        solution = session.solve("fastest", cost_rank_cap=cap, time_limit_s=time_limit_s) if cap >= 0 \
-            else Solution(None, "INFEASIBLE")
-    if solution.status not in ("OPTIMAL", "INFEASIBLE"):
-        raise SolverLimitError(f"{backend.name} stopped with status {solution.status} before proving the optimum; "
-                               "raise --time-limit")
-    indices = [] if solution.index is None else [solution.index]
-    return Frontier(problem, backend.name, configuration_frame(table, indices),
-                    [solution.status] * len(indices), time.perf_counter() - start, solves=1)
+        picks, complete = _cheapest_at_speed(search, 1.0 / min_tokens_per_s)
+    if not complete:
+        raise SolverLimitError(f"{backend.name} stopped before proving the optimum; raise --time-limit")
+    return Frontier(problem, backend.name, search.known.frame(picks), ["OPTIMAL"] * len(picks),
+                    time.perf_counter() - start, solves=search.solves)
+
+
+def _cheapest_at_speed(search: _Search, max_latency_s: float):
+    """The cheapest feasible configuration with latency <= ``max_latency_s`` (ties: faster, then canonical).
+
+    Each solve asks whether an unknown layout has a configuration at least as fast and no dearer
+    than the best known one (caps relaxed outward), steering to the cheapest by the cost row's
+    activity; it makes that layout known, or proves there is none, which settles the answer.
+    """
+    while True:
+        latency, cost, canonical, _, _ = search.known.arrays()
+        ok = np.flatnonzero(latency <= max_latency_s)
+        best = None
+        if len(ok):
+            best = int(ok[np.lexsort((canonical[ok], latency[ok], cost[ok]))[0]])
+        cap = None if best is None else float(cost[best])
+        answer = search.solve(max_usd_per_million_tokens=cap, max_latency_s=max_latency_s,
+                              objective="latency" if cap is None else "cost")
+        if answer is None or answer.status not in ("OPTIMAL", "INFEASIBLE"):
+            return [], False
+        if answer.status == "INFEASIBLE":
+            return ([] if best is None else [best]), True

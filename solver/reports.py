@@ -68,8 +68,11 @@ def format_frontier(frontier: Frontier, *, max_rows: int | None = 40) -> str:
     if cap_note:
         lines.append(cap_note)
     if not frontier.complete:
-        lines.append(f"WARNING: the {frontier.backend} solver hit its time limit; this frontier is INCOMPLETE "
-                     "(only the fastest part). Raise --time-limit.")
+        proven = (f"the {len(frontier)} points shown are proven (every point of the frontier down to "
+                  f"${frontier.points['usd_per_million_tokens'].iloc[-1]:.4g} per million tokens)"
+                  if len(frontier) else "no point is proven yet")
+        lines.append(f"WARNING: the {frontier.backend} solver hit its time limit; this frontier is INCOMPLETE: "
+                     f"{proven}; cheaper, slower points may be missing. Raise --time-limit.")
     return "\n".join(lines)
 
 

@@ -71,7 +71,7 @@ def problems(draw) -> Problem:
     explicit = draw(st.booleans())
     space = SearchSpace(
         max_gpus=draw(st.sampled_from([1, 2, 4, 8, 16, 32])),
-        max_batch=draw(st.sampled_from([8, 64, 512])),
+        max_batch=draw(st.sampled_from([8, 64, 512])), batch_mode="all",
         batch_sizes=tuple(draw(st.lists(st.integers(1, 300), min_size=1, max_size=8))) if explicit else None,
         allow_2d_tp=draw(st.booleans()), allow_pp=draw(st.booleans()))
     constraints = Constraints(

@@ -1,43 +1,89 @@
-"""One physics: every backend takes its numbers from formulations/perf.py through the tabulated ConfigTable.
+"""One physics: the encodings build from the step structure of formulations/perf.py and never tabulate configurations.
 
-If this test failed: an encoding or a backend started computing a physical quantity itself. Read the
-value from ``ConfigTable`` (``tabulate``) instead, so the three backends cannot drift apart.
+If this test failed: an encoding or a backend started computing a physical quantity itself, or
+started enumerating whole configurations (a table in disguise). Build constraints from
+``perf.step_structure`` and the other structure functions through ``formulations/relaxation.py``,
+with the layout and the integer batch as decision variables, and leave exact evaluation of
+configurations to ``space.tabulate``, which only the enumeration and the epsilon loop's check call.
 """
 
 import ast
 from pathlib import Path
 
+from solver import api
+
 ROOT = Path(__file__).resolve().parents[1]
-ENCODINGS = [ROOT / "formulations" / "cpsat.py", ROOT / "formulations" / "milp.py",
-             ROOT / "solver" / "enumeration.py", ROOT / "solver" / "epsilon.py", ROOT / "solver" / "backends.py"]
-PHYSICS_MODULES = {"formulations.perf", "formulations.params", "formulations.toy"}
+ENCODINGS = [ROOT / "formulations" / "cpsat.py", ROOT / "formulations" / "milp.py"]
+SEARCH = [ROOT / "solver" / "enumeration.py", ROOT / "solver" / "epsilon.py", ROOT / "solver" / "backends.py"]
+PHYSICS_MODULES = {"formulations.perf", "formulations.params", "formulations.toy", "formulations.serving"}
 # Hardware and model constants an encoding would need only if it re-derived the physics.
 PHYSICS_ATTRIBUTES = {"hbm_bandwidth_bytes_per_s", "flop_per_s_by_bits", "peak_flop_per_s", "protocols",
                       "intra_node_bandwidth_bytes_per_s", "inter_node_bandwidth_bytes_per_s",
                       "kernel_launch_latency_s", "n_layers", "d_model", "d_ff", "n_heads", "acceptance"}
+# Rule data, not physics: CP-SAT states tp_divides_heads with the head count; relaxation.py passes the
+# drafter's acceptance to perf.expected_tokens_per_iteration.
+ALLOWED = {"cpsat.py": {"n_heads"}, "relaxation.py": {"acceptance"}}
+# What evaluates whole configurations: only the enumeration and the epsilon loop's exact check may call these.
+TABLE_BUILDERS = {"tabulate", "evaluate", "evaluate_configurations", "ConfigTable", "decode_step"}
 
 
 def _tree(path: Path) -> ast.AST:
     return ast.parse(path.read_text())
 
 
+def _names(path: Path) -> set[str]:
+    tree = _tree(path)
+    names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    names |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for alias in node.names}
+    return names
+
+
 def test_encodings_do_not_import_the_physics():
-    """Encodings and backends import the table, never the formulas."""
-    for path in ENCODINGS:
+    """The CP-SAT and MILP encodings and the backends import the physics only through relaxation.py."""
+    for path in ENCODINGS + SEARCH:
         for node in ast.walk(_tree(path)):
             if isinstance(node, ast.ImportFrom):
                 assert node.module not in PHYSICS_MODULES, f"{path.name} imports {node.module}"
 
 
 def test_encodings_read_no_physical_constants():
-    """Encodings never touch the constants the physics is made of."""
-    for path in ENCODINGS:
+    """Encodings and backends never touch the constants the physics is made of."""
+    for path in ENCODINGS + SEARCH + [ROOT / "formulations" / "relaxation.py"]:
         used = {node.attr for node in ast.walk(_tree(path)) if isinstance(node, ast.Attribute)}
+        used -= ALLOWED.get(path.name, set())
         assert used & PHYSICS_ATTRIBUTES == set(), f"{path.name} reads {sorted(used & PHYSICS_ATTRIBUTES)}"
 
 
+def test_encodings_build_from_the_structure_functions():
+    """relaxation.py builds every line from perf.step_structure and perf's HBM structure, and the encodings read it."""
+    relaxation = _names(ROOT / "formulations" / "relaxation.py")
+    assert {"step_structure", "hbm_bytes_per_gpu_affine", "expected_tokens_per_iteration"} <= relaxation
+    for path in ENCODINGS:
+        assert "Options" in _names(path), f"{path.name} does not build from relaxation.Options"
+
+
+def test_no_encoding_builds_a_table_of_configurations():
+    """Neither the encodings nor relaxation.py evaluates whole configurations (tabulate, evaluate, decode_step)."""
+    for path in [*ENCODINGS, ROOT / "formulations" / "relaxation.py"]:
+        assert _names(path) & TABLE_BUILDERS == set(), f"{path.name} uses {sorted(_names(path) & TABLE_BUILDERS)}"
+
+
+def test_model_size_does_not_follow_the_number_of_batch_sizes():
+    """From max batch 64 to 8,192 (128x the batch sizes) the MILP grows by a few segments per layout, < 2.5x."""
+    from formulations.milp import build_milp
+    from formulations.relaxation import build_options
+
+    sizes = {}
+    for max_batch in (64, 8192):
+        problem = api.build_problem("llama-3-8b", "h100", max_gpus=8, max_batch=max_batch, batch_mode="all")
+        model = build_milp(problem, build_options(problem))
+        sizes[max_batch] = (len(model.column_names), len(model.row_names))
+    # Geometric segments: 64 = 2^6 gives <= 6 per layout, 8192 = 2^13 <= 13; the ratio is at most 13/6.
+    assert sizes[8192][0] <= 2.5 * sizes[64][0] and sizes[8192][1] <= 2.5 * sizes[64][1]
+
+
 def test_the_table_is_built_by_the_model():
-    """tabulate() calls perf.evaluate: the one place where configurations meet the physics."""
+    """tabulate() evaluates configurations through the one entry point of the physics."""
     calls = {node.func.id for node in ast.walk(_tree(ROOT / "formulations" / "space.py"))
              if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
-    assert "evaluate" in calls
+    assert "evaluate_configurations" in calls

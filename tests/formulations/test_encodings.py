@@ -1,84 +1,89 @@
-"""The CP-SAT and MILP encodings read the performance model's table faithfully and order points exactly."""
+"""The encodings' building blocks: the relaxation's lines bound the physics, and the models read like the design."""
 
 import numpy as np
-from hypothesis import given, settings
-from hypothesis import strategies as st
+import pytest
 from ortools.sat.python import cp_model
 
-from formulations.cpsat import build_cpsat
-from formulations.milp import build_milp_rows, to_pulp
+from formulations.cpsat import build_cpsat, to_ns
+from formulations.milp import build_milp, to_pulp
+from formulations.relaxation import build_options
 from formulations.space import tabulate
 from solver import api
 
+CASES = [("mixtral-8x7b", dict(max_gpus=16, context_tokens=8000, demand_tokens_per_s=5000, budget_usd_per_hour=20)),
+         ("llama-3-8b", dict(max_gpus=8, context_tokens=0, max_batch=4096)),
+         ("deepseek-v3", dict(context_tokens=100_000, weight_bits=8, max_batch=256)),
+         ("llama-3-70b", dict(max_gpus=16, draft="llama-3-8b", max_batch=64))]
 
-def _small_table():
-    problem = api.build_problem("mixtral-8x7b", "h100", max_gpus=16, context_tokens=8000, batch_sizes=[1, 4, 64, 512],
-                                demand_tokens_per_s=5000, budget_usd_per_hour=20)
-    return tabulate(problem)
+
+def _problem(name, kwargs):
+    return api.build_problem(name, "h100", batch_mode="all", **kwargs)
 
 
-class TestEveryConfigurationThroughTheEncodings:
-    """Fixing the encoding to one configuration reproduces the model's verdict on it."""
+class TestRelaxationBoundsThePhysics:
+    @pytest.mark.parametrize(("name", "kwargs"), CASES)
+    def test_every_option_is_a_lower_bound_at_every_integer_batch(self, name, kwargs):
+        """On each option's segment, max(compute, hbm line) + serial line <= the physics' iteration time, per token.
 
-    def test_cpsat_feasibility_equals_model(self):
-        """For every configuration, CP-SAT with its position fixed is feasible iff the model says so."""
-        table = _small_table()
-        assert table.feasible.any() and not table.feasible.all()
-        enc = build_cpsat(table, "fastest")
-        position_of = np.empty(len(table), dtype=np.int64)
-        position_of[enc.config_at_position] = np.arange(len(table))
-        for index in range(len(table)):
-            model = enc.model.clone()
-            model.add(model.get_int_var_from_proto_index(enc.position.index) == int(position_of[index]))
-            status = cp_model.CpSolver().solve(model)
-            assert (status == cp_model.OPTIMAL) == bool(table.feasible[index]), index
+        Checked against ``tabulate`` (the enumeration's numbers) at every integer batch of every
+        layout; 1e-12 relative absorbs summation-order rounding only.
+        """
+        problem = _problem(name, kwargs)
+        options = build_options(problem)
+        table = tabulate(problem)
+        layout_of = {tuple(row): k for k, row in enumerate(options.layouts.tolist())}
+        rows = np.array([layout_of[(r, c, p, e)] for r, c, p, e in
+                         zip(table.tp_rows, table.tp_cols, table.pp, table.ep, strict=True)])
+        for k in range(len(options)):
+            here = np.flatnonzero((rows == options.layout[k]) & (table.draft_tokens == options.draft_tokens[k]))
+            m = table.batch[here] // options.pp[k]
+            inside = here[(m >= options.m_lo[k]) & (m <= options.m_hi[k])]
+            m = table.batch[inside] // options.pp[k]
+            busy = np.maximum(options.compute_s_per_sequence[k] * m,
+                              options.hbm_intercept_s[k] + options.hbm_s_per_sequence[k] * m)
+            bound = (busy + options.serial_intercept_s[k] + options.serial_s_per_sequence[k] * m) \
+                / options.tokens_per_iteration[k]
+            assert (bound <= table.latency_s[inside] * (1 + 1e-12)).all(), (k, options.layouts[options.layout[k]])
 
-    def test_cpsat_decodes_each_position_to_its_configuration(self):
-        """Both orders are bijections: position k decodes to the configuration ranked k."""
-        table = _small_table()
-        for objective, rank in (("fastest", table.fastest_first_rank), ("cheapest", table.cheapest_first_rank)):
-            enc = build_cpsat(table, objective)
-            assert np.array_equal(rank[enc.config_at_position], np.arange(len(table)))
+    def test_chords_are_tight_for_a_dense_model(self):
+        """For a dense model at context 0 the HBM time is affine in the batch, so its chord is exact (1e-12)."""
+        problem = _problem("llama-3-8b", dict(max_gpus=1, max_batch=64))
+        options = build_options(problem)
+        table = tabulate(problem)
+        k = len(options) - 1  # the last segment of the one layout, [32, 64]
+        m = table.batch[(table.batch >= options.m_lo[k]) & (table.batch <= options.m_hi[k])]
+        hbm = table.metrics.target.hbm_read_s[m - 1]
+        np.testing.assert_allclose(options.hbm_intercept_s[k] + options.hbm_s_per_sequence[k] * m, hbm, rtol=1e-12)
 
-    def test_milp_rows_equal_model_values(self):
-        """Every MILP row's coefficient for z[k] is the model's value for configuration k."""
-        table = _small_table()
-        rows = {row.name: row for row in build_milp_rows(table).rows}
-        assert np.array_equal(rows["max_gpus"].coefficients, table.metrics.gpus)
-        for rule, broken in table.violations.items():
-            assert np.array_equal(rows[rule].coefficients, broken.astype(float))
-        assert np.array_equal(rows["cost_cap"].coefficients, table.cost_rank)
-        assert np.array_equal(rows["latency_cap"].coefficients, table.latency_rank)
-        violated = sum(rows[rule].coefficients for rule in table.violations)
-        assert np.array_equal(violated == 0, table.feasible)
 
-    def test_milp_exports_readable_named_rows(self, tmp_path):
-        """The PuLP model's LP file names each rule (it reads like the design)."""
-        problem, _ = to_pulp(build_milp_rows(_small_table()))
+class TestIntegerScaling:
+    def test_lower_bounds_round_down_and_caps_up(self):
+        """to_ns floors a bound and ceils a cap, so the integer model only ever relaxes the physics."""
+        assert to_ns(1.0000000009e-3, rounding="down") == 1_000_000
+        assert to_ns(1.0000000001e-3, rounding="up") == 1_000_001
+        values = np.random.default_rng(0).uniform(1e-6, 1.0, 1000)
+        assert (to_ns(values, rounding="down") <= values * 1e9).all()
+        assert (to_ns(values, rounding="up") >= values * 1e9).all()
+
+
+class TestModelsReadLikeTheDesign:
+    def test_lp_file_names_each_rule_and_the_batch(self, tmp_path):
+        """The PuLP model's LP file names the batch and each rule (it reads like the design)."""
+        problem = _problem(*CASES[0])
+        lp, _ = to_pulp(build_milp(problem, build_options(problem)))
         path = tmp_path / "model.lp"
-        problem.writeLP(str(path))
+        lp.writeLP(str(path))
         text = path.read_text()
-        for name in ("one_configuration", "hbm_capacity", "demand_cap", "budget", "cost_cap", "max_gpus"):
-            assert name in text
+        for name in ("one_configuration", "hbm_capacity", "demand_cap", "budget", "cost_cap", "max_gpus", "batch",
+                     "segment_start", "compute_bound", "hbm_bound"):
+            assert name in text, name
 
-
-class TestRankScaling:
-    """Floats become integers only as dense ranks, which can neither reorder nor merge distinct values."""
-
-    @settings(max_examples=200, deadline=None)
-    @given(st.lists(st.floats(min_value=1e-12, max_value=1e6, allow_nan=False), min_size=2, max_size=60))
-    def test_dense_rank_preserves_strict_order_and_ties(self, values):
-        """rank(a) < rank(b) iff a < b, and rank(a) == rank(b) iff a == b, even for values 1 ulp apart."""
-        values = np.array([*values, np.nextafter(values[0], np.inf)])
-        ranks = np.unique(values, return_inverse=True)[1]
-        less = values[:, None] < values[None, :]
-        assert np.array_equal(ranks[:, None] < ranks[None, :], less)
-        assert np.array_equal(ranks[:, None] == ranks[None, :], values[:, None] == values[None, :])
-
-    def test_table_ranks_are_the_order_of_the_physics(self):
-        """On a real table, cost and latency ranks sort exactly like the model's floats."""
-        table = _small_table()
-        for rank, values in ((table.cost_rank, table.usd_per_million_tokens), (table.latency_rank, table.latency_s)):
-            order = np.argsort(values, kind="stable")
-            assert np.all(np.diff(rank[order]) >= 0)
-            assert np.array_equal(np.diff(rank[order]) > 0, np.diff(values[order]) > 0)
+    def test_cpsat_names_its_rules(self):
+        """The CP-SAT model's constraints carry the rule names, the divisibility rules included."""
+        problem = _problem(*CASES[0])
+        model = build_cpsat(problem, build_options(problem)).model
+        names = {c.name.rsplit("_", 1)[0] if c.name[-1].isdigit() else c.name for c in model.proto.constraints}
+        for name in ("one_configuration", "hbm_capacity", "tp_divides_heads", "ep_divides_experts", "max_gpus",
+                     "budget", "demand_cap", "cost_cap", "batch_definition"):
+            assert name in names, name
+        assert cp_model.CpSolver().solve(model) == cp_model.OPTIMAL

@@ -40,7 +40,7 @@ class BackendContract:
     @settings(max_examples=200, deadline=None, suppress_health_check=SLOW_AND_SHARED)
     @given(problem=problems())
     def test_frontier_matches_enumeration_on_random_instances(self, problem):
-        """On 200 generated problems the backend's frontier equals the enumeration oracle's, point for point."""
+        """On 200 generated problems at integer batch resolution the frontier equals the oracle's, point for point."""
         table = tabulate(problem)
         expected = trace_frontier(problem, "enumerate", table=table)
         actual = trace_frontier(problem, self.backend(), table=table)
@@ -66,15 +66,16 @@ class BackendContract:
             assert got.points["config_index"].tolist() == [want]
 
     def test_real_model_frontier(self):
-        """Llama 3 70B on H100 at 8K context: same frontier as the enumeration."""
-        problem = api.build_problem("llama-3-70b", "h100", context_tokens=8000)
+        """Mixtral 8x7B on up to 16 H100s at 8K context, every batch up to 256: same frontier as the enumeration."""
+        problem = api.build_problem("mixtral-8x7b", "h100", context_tokens=8000, max_gpus=16, max_batch=256,
+                                    batch_mode="all")
         table = tabulate(problem)
         assert_same_frontier(trace_frontier(problem, "enumerate", table=table),
                              trace_frontier(problem, self.backend(), table=table))
 
     def test_time_limit_is_reported_not_hidden(self):
         """A budget too small to prove anything yields an incomplete frontier, never a silent partial one."""
-        problem = api.build_problem("mixtral-8x22b", "h100")
+        problem = api.build_problem("mixtral-8x22b", "h100", max_batch=64)
         result = trace_frontier(problem, self.backend(), time_limit_s=1e-9)
         assert not result.complete
 

@@ -25,7 +25,7 @@ def _cbc_available() -> bool:
 class TestCbcFallback:
     """The fallback solver PuLP ships gives the same frontier as HiGHS and the enumeration."""
 
-    @settings(max_examples=15, deadline=None, suppress_health_check=SLOW_AND_SHARED)
+    @settings(max_examples=10, deadline=None, suppress_health_check=SLOW_AND_SHARED)
     @given(problem=problems())
     def test_cbc_matches_enumeration(self, problem):
         """CBC's frontier equals the oracle's on generated problems."""
@@ -35,7 +35,8 @@ class TestCbcFallback:
 
     def test_cbc_on_a_real_model(self):
         """CBC traces Llama 3 8B on H100 (16 GPUs at most) exactly."""
-        problem = api.build_problem("llama-3-8b", "h100", max_gpus=16, context_tokens=8000)
+        problem = api.build_problem("llama-3-8b", "h100", max_gpus=16, context_tokens=8000, max_batch=128,
+                                    batch_mode="all")
         table = tabulate(problem)
         assert_same_frontier(trace_frontier(problem, "enumerate", table=table),
                              trace_frontier(problem, MilpBackend(solver="cbc"), table=table))

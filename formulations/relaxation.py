@@ -1,0 +1,219 @@
+"""What the CP-SAT and MILP encodings are built from: per layout, lines in the micro-batch that bound the physics.
+
+Why a bound and not a table: an encoding must keep the layout degrees and the batch as decision
+variables, with a model whose size does not grow with the number of batch sizes. The step time
+is ``max(compute, hbm) + serial`` (``perf.StepStructure``): compute is linear in the micro-batch
+``m``, while HBM time (the MoE share of experts, eq. 22) and the serial collectives (the cheapest
+NCCL protocol per call) are concave. So each (layout, draft length) gets a few *segments*
+``[m_lo, m_hi]`` of the micro-batch, and on each segment:
+
+* ``compute_s = compute_s_per_sequence * m`` exactly;
+* ``hbm_s >= hbm_intercept_s + hbm_s_per_sequence * m``: the chord of a concave function, below it;
+* ``serial_s >= serial_intercept_s + serial_s_per_sequence * m``: the same, for collectives and kernels;
+* a speculative iteration adds ``gamma`` drafter passes, bounded below by the fastest drafter layout's
+  pass at ``m_lo`` (every layout's pass grows with the batch; divisibility of the drafter's PP is
+  ignored, which only lowers the bound).
+
+Every line is a *lower bound* of the physics at every integer micro-batch of its segment
+(``tests/formulations/test_relaxation.py``), and the memory, GPU and budget rules are exact or
+relaxed outward. An encoding over these lines is therefore a relaxation: its optimum under a cap
+is never worse than the true optimum, and its proven bound is a valid bound on every
+configuration it covers. ``solver/epsilon.py`` turns that into exact answers by evaluating the
+layouts the solver points at with the physics itself. The segment breakpoints are geometric
+(ratio ``SEGMENT_RATIO``), so the model grows with the logarithm of the largest batch; the
+chord's error is at most ``max_relative_gap`` of the step time, measured at the breakpoints' midpoints.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from formulations.errors import InstanceError
+from formulations.perf import (
+    drafter_step,
+    expected_tokens_per_iteration,
+    hbm_bytes_per_gpu_affine,
+    largest_batch_in_hbm,
+    step_structure,
+)
+from formulations.space import Problem, candidate_layouts, drafter_layouts, largest_batch
+
+SEGMENT_RATIO = 2  # each segment's last micro-batch is about twice its first
+
+
+@dataclass(frozen=True)
+class Options:
+    """One row per (layout, draft length, segment): the encodings' columns come from these arrays.
+
+    Times are seconds. ``layout`` indexes ``layouts``: ``space.candidate_layouts``, the layouts that
+    pass the divisibility and node rules (``tp_divides_heads``, ``ep_divides_experts``, ...), in
+    canonical order. Those rules are the layout variable's domain, read from the data.
+    """
+
+    layouts: np.ndarray  # (n_layouts, 4): tp_rows, tp_cols, pp, ep
+    layout: np.ndarray
+    draft_tokens: np.ndarray
+    m_lo: np.ndarray
+    m_hi: np.ndarray
+    pp: np.ndarray
+    gpus: np.ndarray
+    compute_s_per_sequence: np.ndarray
+    hbm_intercept_s: np.ndarray
+    hbm_s_per_sequence: np.ndarray
+    serial_intercept_s: np.ndarray
+    serial_s_per_sequence: np.ndarray
+    tokens_per_iteration: np.ndarray
+    hbm_fixed_bytes: np.ndarray
+    hbm_bytes_per_micro_sequence: np.ndarray
+    demand_batch_bound: np.ndarray  # largest batch the demand cap allows on the segment (inf: no cap)
+    batch_min: int
+    batch_max: int
+
+    def __len__(self) -> int:
+        return len(self.layout)
+
+
+def _segments(m_max: int) -> list[tuple[int, int]]:
+    """Geometric segments covering 1..m_max: [1, 2], [2, 4], [4, 8], ... (shared endpoints are harmless)."""
+    points = [1]
+    while points[-1] < m_max:
+        points.append(min(m_max, points[-1] * SEGMENT_RATIO))
+    if len(points) == 1:
+        return [(1, 1)]
+    return list(itertools.pairwise(points))
+
+
+def _chord(values_lo, values_hi, m_lo, m_hi):
+    """Intercept and slope of the line through (m_lo, values_lo) and (m_hi, values_hi)."""
+    width = np.maximum(m_hi - m_lo, 1)
+    slope = np.where(m_hi > m_lo, (values_hi - values_lo) / width, 0.0)
+    return values_lo - slope * m_lo, slope
+
+
+def build_options(problem: Problem) -> Options:
+    """The segments of every (valid layout, draft length), with their bounding lines (module docstring).
+
+    Raises:
+        InstanceError: the problem uses a serving engine, which these encodings do not model.
+    """
+    paper_decode = problem.engine is None or (problem.engine.paper and problem.mode == "decode_only")
+    if not paper_decode or problem.constraints.ttft_max_s is not None or problem.constraints.tpot_max_s is not None:
+        raise InstanceError("the cpsat and milp backends encode the paper's decode-only model: use --engine paper "
+                            "(no --isl/--osl, --mode or SLOs), or --backend enumerate for a serving engine")
+    model, hw, workload, space = problem.model, problem.hardware, problem.workload, problem.space
+    layouts = candidate_layouts(model, hw, space)
+    spec = problem.speculative
+    if spec is None:
+        gammas = [0]
+    elif space.draft_tokens is not None:
+        gammas = [space.draft_tokens]
+    else:
+        gammas = list(range(spec.max_draft_tokens + 1))
+    if space.batch_sizes is not None:
+        batch_min, batch_max = min(space.batch_sizes), max(space.batch_sizes)
+    else:
+        batch_min, batch_max = 1, largest_batch(problem, layouts)
+    rows = []
+    tp = layouts[:, 0] * layouts[:, 1]
+    pp_all = layouts[:, 2]
+    fits = largest_batch_in_hbm(model, hw, workload, tp=tp, pp=pp_all)
+    for li, pp in enumerate(pp_all):
+        m_max = min(batch_max, int(fits[li])) // int(pp)
+        m_min = -(-batch_min // int(pp))
+        if m_max < max(m_min, 1):
+            continue
+        for lo, hi in _segments(m_max):
+            if hi < m_min:
+                continue
+            rows.append((li, max(lo, m_min), hi))
+    base = np.array(rows, dtype=np.int64).reshape(-1, 3)  # empty when no layout holds a batch: infeasible
+    n = len(base)
+    layout_idx = np.repeat(base[:, 0], len(gammas))
+    m_lo = np.repeat(base[:, 1], len(gammas))
+    m_hi = np.repeat(base[:, 2], len(gammas))
+    gamma = np.tile(np.array(gammas, dtype=np.int64), n)
+    tp_rows, tp_cols, pp, ep = (layouts[layout_idx, k] for k in range(4))
+    structure = step_structure(model, hw, workload, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep,
+                               tokens_per_sequence=gamma + 1)
+    at_lo, at_hi = structure.at(m_lo), structure.at(m_hi)
+    hbm_intercept, hbm_slope = _chord(at_lo.hbm_read_s, at_hi.hbm_read_s, m_lo, m_hi)
+    serial_lo = at_lo.network_s + at_lo.collective_latency_s + at_lo.kernel_latency_s
+    serial_hi = at_hi.network_s + at_hi.collective_latency_s + at_hi.kernel_latency_s
+    serial_intercept, serial_slope = _chord(serial_lo, serial_hi, m_lo, m_hi)
+    gpus = tp_rows * tp_cols * pp
+    keep = np.ones(len(gamma), dtype=bool)
+    if spec is not None and (gamma > 0).any() and len(gamma):
+        drafter_floor = _drafter_floor_s(problem, gpus, pp * m_lo)
+        keep &= (gamma == 0) | np.isfinite(drafter_floor)
+        serial_intercept = serial_intercept + gamma * np.where(gamma > 0, np.nan_to_num(drafter_floor, posinf=0.0), 0)
+    tokens = expected_tokens_per_iteration(spec.acceptance, gamma) if spec is not None else np.ones(len(gamma))
+    fixed, per_sequence = hbm_bytes_per_gpu_affine(
+        model, workload, tp=tp_rows * tp_cols, pp=pp, tokens_per_sequence=gamma + 1)
+    if spec is not None:
+        fixed_d, per_d = hbm_bytes_per_gpu_affine(model, workload, tp=tp_rows * tp_cols, pp=pp, drafter=spec.drafter,
+                                                  tokens_per_sequence=gamma + 1)
+        fixed, per_sequence = np.where(gamma > 0, fixed_d, fixed), np.where(gamma > 0, per_d, per_sequence)
+    demand = np.full(len(gamma), np.inf)
+    if problem.constraints.demand_tokens_per_s is not None:
+        # batch / latency <= demand and latency <= latency(m_hi) on the segment imply
+        # batch <= demand * latency(m_hi): a weaker row than the rule, so still a relaxation.
+        latency_hi = _iteration_upper_s(at_hi, gamma, spec, problem, gpus, pp * m_hi) / tokens
+        demand = problem.constraints.demand_tokens_per_s * latency_hi
+    select = np.flatnonzero(keep)
+    return Options(
+        layouts=layouts, layout=layout_idx[select], draft_tokens=gamma[select], m_lo=m_lo[select],
+        m_hi=m_hi[select], pp=pp[select], gpus=gpus[select],
+        compute_s_per_sequence=(structure.compute_s_per_token * (gamma + 1))[select],
+        hbm_intercept_s=hbm_intercept[select], hbm_s_per_sequence=hbm_slope[select],
+        serial_intercept_s=serial_intercept[select], serial_s_per_sequence=serial_slope[select],
+        tokens_per_iteration=np.asarray(tokens, dtype=float)[select],
+        hbm_fixed_bytes=np.asarray(fixed, dtype=float)[select],
+        hbm_bytes_per_micro_sequence=np.asarray(per_sequence * pp, dtype=float)[select],
+        demand_batch_bound=demand[select], batch_min=batch_min, batch_max=batch_max)
+
+
+def _drafter_candidates(problem: Problem, gpus: int) -> np.ndarray:
+    return drafter_layouts(problem.speculative.drafter, problem.hardware, gpus)
+
+
+def _drafter_floor_s(problem: Problem, gpus: np.ndarray, batch: np.ndarray) -> np.ndarray:
+    """A lower bound on one drafter pass at ``batch`` or more: the fastest drafter layout's pass at ``batch``.
+
+    Every layout's pass grows with the batch, so its value at the segment's first batch bounds the
+    segment; taking all drafter layouts (ignoring that a drafter PP degree must divide the batch)
+    can only lower the bound. Infinite where the drafter has no layout on ``gpus`` GPUs.
+    """
+    out = np.full(len(gpus), np.inf)
+    for g in np.unique(gpus):
+        candidates = _drafter_candidates(problem, int(g))
+        if len(candidates) == 0:
+            continue
+        cols = np.flatnonzero(gpus == g)
+        step = drafter_step(problem.speculative.drafter, problem.hardware, problem.workload,
+                            tp_rows=candidates[:, 0, None], tp_cols=candidates[:, 1, None], pp=candidates[:, 2, None],
+                            batch=np.maximum(batch[cols][None, :], candidates[:, 2, None])).total_s
+        out[cols] = step.min(axis=0)
+    return out
+
+
+def _iteration_upper_s(at_hi, gamma, spec, problem, gpus, batch_hi) -> np.ndarray:
+    """An upper bound on an iteration's seconds on a segment: the target at its last micro-batch, plus the
+    drafter passes at the slowest drafter layout there (any chosen layout is at most that slow)."""
+    target = at_hi.total_s
+    if spec is None or not (gamma > 0).any():
+        return target
+    slowest = np.zeros(len(gpus))
+    for g in np.unique(gpus):
+        candidates = _drafter_candidates(problem, int(g))
+        if len(candidates) == 0:
+            continue
+        cols = np.flatnonzero(gpus == g)
+        step = drafter_step(spec.drafter, problem.hardware, problem.workload, tp_rows=candidates[:, 0, None],
+                            tp_cols=candidates[:, 1, None], pp=candidates[:, 2, None],
+                            batch=batch_hi[cols][None, :]).total_s
+        slowest[cols] = step.max(axis=0)
+    return target + gamma * slowest
+
