@@ -121,8 +121,9 @@ class TestFrontier:
 
     @pytest.mark.parametrize("backend", ["cpsat", "milp"])
     def test_backends_agree(self, capsys, backend):
-        """cpsat and milp give the default backend's rows, layout for layout."""
-        args = ("--model", "llama-3-8b", "--hardware", "h100", "--max-gpus", "16")
+        """cpsat and milp give the default backend's rows, layout for layout (the paper's model, which they encode)."""
+        args = ("--model", "llama-3-8b", "--hardware", "h100", "--max-gpus", "16", "--engine", "paper",
+                "--max-batch", "512")
         default = frontier_csv(capsys, *args)
         other = frontier_csv(capsys, *args, "--backend", backend)
         pd.testing.assert_frame_equal(other[LAYOUT_COLUMNS], default[LAYOUT_COLUMNS])
@@ -267,7 +268,7 @@ class TestConsoleScript:
     def test_milp_stdout_is_pure_csv(self):
         """With --backend milp, stdout is still exactly the CSV (the solver's banner must not reach it)."""
         result = subprocess.run([str(INFECON), "frontier", "--model", "llama-3-8b", "--max-gpus", "16",
-                                 "--backend", "milp", "--format", "csv"],
+                                 "--engine", "paper", "--max-batch", "512", "--backend", "milp", "--format", "csv"],
                                 capture_output=True, text=True, timeout=60, check=False)
         assert result.returncode == 0, result.stderr
         assert result.stdout.startswith(CONTRACT_HEADER + ",")

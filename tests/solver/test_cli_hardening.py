@@ -221,7 +221,8 @@ class TestTimeLimit:
     """Row 14: a solver stopped before its first point says so in one line (no empty DataFrame) and exits 3."""
 
     def test_no_point_proven(self, capsys):
-        code, out, err = run(capsys, "frontier", "--model", "llama-3-8b", "--backend", "cpsat", "--time-limit", "1e-6")
+        code, out, err = run(capsys, "frontier", "--model", "llama-3-8b", "--engine", "paper", "--backend", "cpsat",
+                             "--time-limit", "1e-6")
         assert code == 3
         assert "Empty DataFrame" not in out
         assert err.strip() == ("infecon: error: no point proven before the time limit (cpsat backend, --time-limit "
@@ -229,8 +230,8 @@ class TestTimeLimit:
 
     def test_single_point_query(self, capsys):
         """--min-speed under a time limit that cuts the solve short also exits 3, in one line."""
-        code, _, err = run(capsys, "frontier", "--model", "llama-3-8b", "--backend", "cpsat", "--time-limit", "1e-6",
-                           "--min-speed", "10")
+        code, _, err = run(capsys, "frontier", "--model", "llama-3-8b", "--engine", "paper", "--backend", "cpsat",
+                           "--time-limit", "1e-6", "--min-speed", "10")
         assert code == 3
         assert len(err.strip().splitlines()) == 1 and "raise --time-limit" in err
 
