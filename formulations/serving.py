@@ -293,6 +293,24 @@ def per_user_speed(metric: str, times: ModeTimes, requests: Requests) -> np.ndar
     raise ValueError(f"per-user metric must be inverse_tpot or osl_over_e2e_latency (got {metric!r})")
 
 
+def _speculative_latency_s(model: ModelSpec, hw: HardwareSpec, workload: Workload, engine: EngineProfile,
+                           speculative: SpeculativeDecoding, base: ConfigMetrics, layout: dict, batch) -> np.ndarray:
+    """Seconds per output token of a speculative iteration under ``engine``: eq. 46 with the engine's passes.
+
+    One target pass over gamma + 1 positions plus gamma drafter passes in the drafter's own layout,
+    over the expected tokens an iteration yields; at gamma 0 this is one plain decode pass.
+    """
+    gamma = np.asarray(base.draft_tokens, dtype=float)
+    target = forward_pass(model, hw, workload, engine, **layout, micro_batch=batch / layout["pp"],
+                          tokens_per_sequence=gamma + 1)
+    drafting = base.drafter_pp > 0  # the drafter's own layout (perf.fastest_drafter_layout); none at gamma 0
+    drafter_pp = np.where(drafting, base.drafter_pp, 1)
+    drafter = forward_pass(speculative.drafter, hw, workload, engine, ep=1, micro_batch=batch / drafter_pp,
+                           tp_rows=np.where(drafting, base.drafter_tp_rows, 1),
+                           tp_cols=np.where(drafting, base.drafter_tp_cols, 1), pp=drafter_pp)
+    return (target.total_s + gamma * drafter.total_s) / expected_tokens_per_iteration(speculative.acceptance, gamma)
+
+
 def serving_metrics(model: ModelSpec, hw: HardwareSpec, workload: Workload, requests: Requests,
                     engine: EngineProfile, mode: str, *, tp_rows, tp_cols, pp, ep, batch,
                     speculative: SpeculativeDecoding | None = None, draft_tokens=None,
@@ -316,18 +334,20 @@ def serving_metrics(model: ModelSpec, hw: HardwareSpec, workload: Workload, requ
     base = evaluate(model, physics_hw, workload, **layout, batch=batch, draft_tokens=draft_tokens,
                     speculative=speculative, drafter_layouts=drafter_layouts)
     passes = serving_passes(model, hw, workload, requests, mode, **layout, batch=batch, paper=engine.paper)
-    decode_s = None
-    if speculative is not None:  # add each pass's engine overhead to the paper's speculative latency (eq. 46)
-        gamma = np.asarray(base.draft_tokens, dtype=float)
-        target = forward_pass(model, hw, workload, engine, **layout, micro_batch=micro_batch,
-                              tokens_per_sequence=gamma + 1)
-        drafting = base.drafter_pp > 0  # the drafter's own layout (perf.fastest_drafter_layout); none at gamma 0
-        drafter_pp = np.where(drafting, base.drafter_pp, 1)
-        drafter = forward_pass(speculative.drafter, hw, workload, engine, ep=1, micro_batch=batch / drafter_pp,
-                               tp_rows=np.where(drafting, base.drafter_tp_rows, 1),
-                               tp_cols=np.where(drafting, base.drafter_tp_cols, 1), pp=drafter_pp)
-        extra = (target.overhead_s + gamma * drafter.overhead_s) if not engine.paper else 0.0
-        decode_s = base.latency_s + extra / expected_tokens_per_iteration(speculative.acceptance, gamma)
+    decode_s = base.latency_s if speculative is not None else None  # the paper's eq. 46 as perf.evaluate has it
+    if speculative is not None and not engine.paper:
+        # The paper's eq. 46 latency is already ``base.latency_s``; an engine's iteration is its own passes
+        # (per-hardware efficiencies, kernels, overheads), so gamma 0 is exactly plain decoding. The draft
+        # length is chosen on the paper's physics; where that choice is slower than plain decoding under
+        # the engine, plain decoding (gamma 0, drafter not loaded) is taken, so a drafter never hurts.
+        plain_s = _pass_time(passes.decode, passes, engine, micro_batch).total_s
+        decode_s = _speculative_latency_s(model, hw, workload, engine, speculative, base, layout, batch)
+        slower = decode_s > plain_s
+        if slower.any():
+            base = evaluate(model, physics_hw, workload, **layout, batch=batch,
+                            draft_tokens=np.where(slower, 0, base.draft_tokens), speculative=speculative,
+                            drafter_layouts=drafter_layouts)
+            decode_s = _speculative_latency_s(model, hw, workload, engine, speculative, base, layout, batch)
     times, decode, prefill_s = serving_times(passes, engine, decode_s=decode_s,
                                              prefill_utilization=prefill_utilization)
     usd_per_instance_s = base.gpus * hw.price_usd_per_hour / 3600.0

@@ -347,15 +347,18 @@ class TestNoNanInReports:
 
 
 class TestSpeculationNeverWorse:
-    """Row 6 at the CLI (the physics change is the paper engineer's): draft length 0 is a choice."""
+    """Row 6 at the CLI: draft length 0 (plain decoding) is a choice, under the paper's model and an engine's."""
 
+    @pytest.mark.parametrize("engine", ["paper", "generic"])
     @pytest.mark.parametrize(("draft", "acceptance"), [("llama-3-70b", "0"), ("llama-3-70b", "0.8")],
                              ids=["acceptance-0", "target-as-drafter"])
-    def test_fastest_point_at_least_plain(self, capsys, draft, acceptance):
-        """With a useless drafter the fastest speculative point is as fast as the plain one (was 80.6 vs 106.7)."""
-        # The paper's decode-only engine: under the default serving engine (generic) a draft length of 0 still
-        # costs ~2 ms per token (66.1 vs 77.6 tok/s here), reported in issue 11's closing note for the serving owner.
-        common = ["frontier", "--model", "llama-3-70b", "--max-gpus", "8", "--engine", "paper", "--format", "csv"]
+    def test_fastest_point_at_least_plain(self, capsys, engine, draft, acceptance):
+        """With a useless drafter the fastest speculative point is as fast as the plain one (was 80.6 vs 106.7).
+
+        Under ``generic`` it was 77.3 vs 81.6 tok/s: the speculative latency ignored the engine's
+        per-hardware efficiencies, so even gamma 0 differed from plain decoding.
+        """
+        common = ["frontier", "--model", "llama-3-70b", "--max-gpus", "8", "--engine", engine, "--format", "csv"]
         code, plain, _ = run(capsys, *common)
         assert code == 0
         code, spec, err = run(capsys, *common, "--draft", draft, "--acceptance", acceptance)
