@@ -352,3 +352,23 @@ def export_models(model, hardware, directory: str | Path, **problem_kwargs) -> l
     except OSError as exc:
         raise InstanceError(f"--export-model: cannot write to '{directory}': {exc}") from None
     return [lp_path, cpsat_path]
+
+
+def load_fleet(path: str | Path):
+    """A validated fleet scenario (``instances.fleet_scenario.FleetScenario``) from its TOML file."""
+    from instances.fleet_scenario import load_fleet_scenario
+
+    return load_fleet_scenario(path)
+
+
+def plan_fleet(scenario, **kwargs):
+    """The least-cost fleet of a scenario (a ``FleetScenario`` or a path): a ``solver.fleet.FleetPlan``.
+
+    ``.plan`` and ``.candidates`` are DataFrames, ``.summary`` the summary.json contents. Keyword
+    arguments are those of ``solver.fleet.plan_fleet`` (backend, time_limit_s, jobs, ray, ray_address).
+    """
+    from solver import fleet
+
+    if isinstance(scenario, str | Path):
+        scenario = load_fleet(scenario)
+    return fleet.plan_fleet(scenario, **kwargs)

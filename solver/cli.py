@@ -20,6 +20,7 @@ from instances.engines import DEFAULT_ENGINE, builtin_engine_names
 from instances.limits import KNOB_RANGES
 from instances.loader import NAME_SPELLINGS
 from solver import api, outputs, reports
+from solver.arguments import checked as _checked
 from solver.backends import BACKEND_NAMES
 
 EXIT_INVALID_DEPLOYMENT = 1  # explain: the breakdown is printed, but the configuration is not deployable
@@ -53,21 +54,6 @@ engines and modes:
   disaggregated (separate prefill and decode instances; decode never pays for prefill, the KV cache
   crosses the network). Prefill GPU time is priced per input token, decode per output token.
 """
-
-
-def _checked(text: str, parse, accept, expected: str):
-    """Parse a command-line value and check it, or fail with "must be <expected>, got '<text>'"."""
-    try:
-        value = parse(text)
-    except (ValueError, OverflowError):
-        value = None
-    if value is None or not accept(value):
-        raise argparse.ArgumentTypeError(f"must be {expected}, got '{text}'")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    return _checked(text, int, lambda v: v >= 1, "a positive integer")
 
 
 def _knob(name: str, parse=float) -> Callable[[str], object]:
@@ -471,11 +457,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_study_commands(sub) -> None:
     """``sweep`` and ``plan`` live in their own modules; registered here when present."""
     try:
-        from solver import planning, sweeps
+        from solver import fleet_command, planning, sweeps
     except ImportError:
         return
     sweeps.register(sub)
     planning.register(sub)
+    fleet_command.register(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

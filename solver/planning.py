@@ -45,6 +45,7 @@ from formulations.errors import InfeconError, InstanceError
 from formulations.space import Problem
 from instances.loader import read_toml, reject_unknown
 from solver import api
+from solver.arguments import positive_int
 from solver.frontier import CONTRACT_COLUMNS, cheapest_row_at_least
 from solver.sweeps import (
     PROBLEM_KNOBS,
@@ -452,7 +453,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     """Add the ``plan`` subcommand to the ``infecon`` parser."""
-    from solver.cli import _positive_int  # the CLI imports this module: import late
 
     p = subparsers.add_parser(
         "plan", help="many scenarios' frontiers in parallel, each with a recommended deployment",
@@ -461,7 +461,7 @@ def register(subparsers) -> None:
         epilog=PLAN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", metavar="FILE", help="plan TOML (see below and instances/scenarios/plan_example.toml)")
     p.add_argument("--out", metavar="DIR", required=True, help="output folder for plan.parquet, plan.csv, scenarios/")
-    p.add_argument("--jobs", type=_positive_int, default=os.cpu_count() or 1,
+    p.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1,
                    help="worker processes (default: all cores, here %(default)s); 1 runs in-process")
     p.add_argument("--no-resume", action="store_true", help="recompute every scenario, ignoring DIR/scenarios/")
     # SUPPRESS as the default keeps a top-level `infecon --debug ...` when the subcommand has no --debug.

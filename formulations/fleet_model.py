@@ -1,0 +1,252 @@
+"""The fleet problem as integers: what both fleet encodings (MILP and CP-SAT) read.
+
+Why integers: CP-SAT accepts only integer coefficients, and two backends can only be compared
+exactly if they solve the same numbers. Scaling happens here, once, and always in the safe
+direction: a replica's capacity is rounded *down* and a demand *up* (to millionths of a request
+per second), so an integer-feasible fleet is feasible in real numbers too. Prices are
+micro-USD per GPU-hour (exact for any price given to the cent), so costs are exact integers and
+a cost cap "strictly below" a found cost is that cost minus one.
+
+Rules (each a named row in both encodings):
+
+* ``demand_<w>``: capacity of the aggregated replicas of ``w`` plus the requests routed to its
+  disaggregated pools covers its demand;
+* ``prefill_decode_balance_<w>_prefill`` / ``_decode``: the disaggregated prefill pool can take
+  the routed requests' prompts (capacity x isl >= rate x isl) and the decode pool their outputs
+  (capacity x osl >= rate x osl); both in requests/s;
+* ``inventory_<gpu>``: GPUs used (or rented, in whole nodes) at most those available;
+* ``whole_nodes_<gpu>``: with whole nodes, GPUs used fit in the nodes rented;
+* ``budget``: the fleet's USD/hour at most the budget.
+Objective: least USD/hour.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+CAPACITY_SCALE = 10**6  # capacity units per request/s
+MICRO_USD = 10**6  # cost units per USD
+KINDS = ("closed_loop", "disaggregated_prefill", "disaggregated_decode")
+
+
+def capacity_units(requests_per_s: float) -> int:
+    """A replica's capacity in integer units, rounded down (never promises more than the model gives)."""
+    return math.floor(requests_per_s * CAPACITY_SCALE)
+
+
+def demand_units(requests_per_s: float) -> int:
+    """A demand in integer units, rounded up."""
+    return math.ceil(requests_per_s * CAPACITY_SCALE)
+
+
+def cost_units(usd_per_hour: float) -> int:
+    """Micro-USD per hour, to the nearest unit (prices are given to the cent or so: exact)."""
+    return round(usd_per_hour * MICRO_USD)
+
+
+def safe_name(text: str) -> str:
+    """A constraint-name fragment both PuLP's LP export and CP-SAT accept unchanged."""
+    return "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in text)
+
+
+@dataclass(frozen=True)
+class FleetData:
+    """Workloads, GPU pools and candidate replicas, all integer.
+
+    Candidate arrays are aligned (one entry per candidate). ``kind`` indexes ``KINDS``.
+    ``scale_rank`` orders candidates by the TPOT scale they need (0 for prefill replicas);
+    a solve may allow only candidates up to a rank (the TPOT-scale frontier).
+    """
+
+    workload_names: tuple[str, ...]
+    demand: np.ndarray  # units, per workload
+    disaggregated: tuple[str, ...]  # "allow" | "never" | "only", per workload
+    pool_names: tuple[str, ...]
+    available: np.ndarray  # GPUs per pool; -1: unlimited
+    node_size: np.ndarray  # GPUs per node, per pool
+    gpu_cost: np.ndarray  # micro-USD per GPU-hour, per pool
+    workload: np.ndarray  # per candidate
+    pool: np.ndarray
+    kind: np.ndarray
+    gpus: np.ndarray
+    capacity: np.ndarray  # units per replica
+    scale_rank: np.ndarray
+    budget: int | None = None  # micro-USD per hour
+    whole_nodes: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("demand", "available", "node_size", "gpu_cost", "workload", "pool", "kind", "gpus", "capacity",
+                     "scale_rank"):
+            object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=np.int64))
+
+    @property
+    def cost(self) -> np.ndarray:
+        """Micro-USD per hour of one replica of each candidate."""
+        return self.gpus * self.gpu_cost[self.pool]
+
+    def replica_upper_bounds(self, max_scale_rank: int | None = None) -> np.ndarray:
+        """Replicas of a candidate an optimal fleet can use: enough to cover its workload alone, within inventory.
+
+        0 for a candidate with no capacity or above ``max_scale_rank``. More replicas than
+        ceil(demand / capacity) are never needed since every cost is positive.
+        """
+        cap = np.maximum(self.capacity, 1)
+        upper = -(-self.demand[self.workload] // cap)
+        upper = np.where(self.capacity > 0, upper, 0)
+        limit = self.available[self.pool]
+        upper = np.where(limit >= 0, np.minimum(upper, limit // self.gpus), upper)
+        if max_scale_rank is not None:
+            upper = np.where(self.scale_rank <= max_scale_rank, upper, 0)
+        return upper.astype(np.int64)
+
+    def routes_disaggregated(self, w: int) -> bool:
+        return self.disaggregated[w] != "never"
+
+
+@dataclass(frozen=True)
+class FleetSolution:
+    """A solver's answer: replicas per candidate and nodes per pool, its cost and how sure it is.
+
+    ``status`` is ``OPTIMAL`` (proven), ``FEASIBLE`` (a plan, not proven optimal: see ``gap``),
+    ``INFEASIBLE`` or ``UNKNOWN`` (stopped with no plan).
+    """
+
+    status: str
+    replicas: np.ndarray | None = None
+    routed: np.ndarray | None = None  # units per workload sent to disaggregated pools
+    nodes: np.ndarray | None = None  # whole nodes per pool (whole_nodes only)
+    objective: int | None = None  # micro-USD per hour
+    bound: float | None = None
+    backend: str = ""
+
+    @property
+    def gap(self) -> float | None:
+        """Relative MIP gap (objective - bound) / objective; 0 for a proven optimum."""
+        if self.objective is None:
+            return None
+        if self.status == "OPTIMAL":
+            return 0.0
+        if self.bound is None or self.objective == 0:
+            return None
+        return max(0.0, (self.objective - self.bound) / self.objective)
+
+
+def fleet_cost(data: FleetData, replicas: np.ndarray) -> int:
+    """Micro-USD per hour of a fleet: replica prices, or whole nodes per pool with ``whole_nodes``."""
+    replicas = np.asarray(replicas, dtype=np.int64)
+    if not data.whole_nodes:
+        return int((data.cost * replicas).sum())
+    used = np.bincount(data.pool, weights=data.gpus * replicas, minlength=len(data.pool_names)).astype(np.int64)
+    nodes = -(-used // data.node_size)
+    return int((nodes * data.node_size * data.gpu_cost).sum())
+
+
+@dataclass(frozen=True)
+class IntVar:
+    name: str
+    upper: int  # lower bound is 0
+
+
+@dataclass(frozen=True)
+class LinearRow:
+    """``lower <= sum(coef * var) <= upper`` over integer variables, named after its rule (None: open side)."""
+
+    name: str
+    terms: list[tuple[int, int]]
+    lower: int | None = None
+    upper: int | None = None
+
+
+@dataclass(frozen=True)
+class FleetRows:
+    """The whole fleet model in solver-neutral form: both encodings translate exactly this."""
+
+    variables: list[IntVar]
+    rows: list[LinearRow]
+    objective: list[tuple[int, int]]
+    replica_vars: np.ndarray  # variable index per candidate (-1: not in the model)
+    routed_vars: np.ndarray  # variable index per workload (-1: none)
+    node_vars: np.ndarray  # variable index per pool (-1: none)
+
+
+def fleet_rows(data: FleetData, *, max_scale_rank: int | None = None, cost_cap: int | None = None) -> FleetRows:
+    """Variables, named rows and objective of the fleet model (module docstring).
+
+    Args:
+        max_scale_rank: allow only candidates with ``scale_rank`` up to this (the TPOT-scale frontier).
+        cost_cap: micro-USD per hour the fleet may cost at most (the epsilon loop's cap); None: open.
+    """
+    variables: list[IntVar] = []
+
+    def new(name: str, upper: int) -> int:
+        variables.append(IntVar(name, int(upper)))
+        return len(variables) - 1
+
+    upper = data.replica_upper_bounds(max_scale_rank)
+    replica_vars = np.full(len(data.gpus), -1, dtype=np.int64)
+    for c in np.flatnonzero(upper > 0):
+        label = f"{data.workload_names[data.workload[c]]}_{data.pool_names[data.pool[c]]}_{KINDS[data.kind[c]]}_{c}"
+        replica_vars[c] = new(f"replicas_{safe_name(label)}", upper[c])
+    routed_vars = np.full(len(data.workload_names), -1, dtype=np.int64)
+    for w, name in enumerate(data.workload_names):
+        if data.routes_disaggregated(w):
+            routed_vars[w] = new(f"routed_{safe_name(name)}", data.demand[w])
+    node_vars = np.full(len(data.pool_names), -1, dtype=np.int64)
+    if data.whole_nodes:
+        for p, name in enumerate(data.pool_names):
+            used = upper[data.pool == p] * data.gpus[data.pool == p]
+            most = -(-int(used.sum()) // int(data.node_size[p]))
+            if data.available[p] >= 0:
+                most = min(most, int(data.available[p]) // int(data.node_size[p]))
+            node_vars[p] = new(f"nodes_{safe_name(name)}", most)
+
+    def of(mask: np.ndarray, coefficient: np.ndarray) -> list[tuple[int, int]]:
+        return [(int(replica_vars[c]), int(coefficient[c])) for c in np.flatnonzero(mask & (replica_vars >= 0))]
+
+    rows: list[LinearRow] = []
+    for w, name in enumerate(data.workload_names):
+        mine = data.workload == w
+        terms = of(mine & (data.kind == 0), data.capacity)
+        if routed_vars[w] >= 0:
+            terms.append((int(routed_vars[w]), 1))
+            for kind, pool in ((1, "prefill"), (2, "decode")):
+                rows.append(LinearRow(f"prefill_decode_balance_{safe_name(name)}_{pool}",
+                                      [*of(mine & (data.kind == kind), data.capacity), (int(routed_vars[w]), -1)],
+                                      lower=0))
+        rows.append(LinearRow(f"demand_{safe_name(name)}", terms, lower=int(data.demand[w])))
+    cost_terms: list[tuple[int, int]]
+    if data.whole_nodes:
+        cost_terms = []
+        for p, name in enumerate(data.pool_names):
+            size = int(data.node_size[p])
+            rows.append(LinearRow(f"whole_nodes_{safe_name(name)}",
+                                  [*of(data.pool == p, data.gpus), (int(node_vars[p]), -size)], upper=0))
+            if data.available[p] >= 0:
+                rows.append(LinearRow(f"inventory_{safe_name(name)}", [(int(node_vars[p]), size)],
+                                      upper=int(data.available[p])))
+            cost_terms.append((int(node_vars[p]), size * int(data.gpu_cost[p])))
+    else:
+        for p, name in enumerate(data.pool_names):
+            if data.available[p] >= 0:
+                rows.append(LinearRow(f"inventory_{safe_name(name)}", of(data.pool == p, data.gpus),
+                                      upper=int(data.available[p])))
+        cost_terms = of(np.ones(len(data.gpus), dtype=bool), data.cost)
+    if data.budget is not None:
+        rows.append(LinearRow("budget", cost_terms, upper=int(data.budget)))
+    if cost_cap is not None:
+        rows.append(LinearRow("cost_cap", cost_terms, upper=int(cost_cap)))
+    return FleetRows(variables, rows, cost_terms, replica_vars, routed_vars, node_vars)
+
+
+def solution_from_values(data: FleetData, model: FleetRows, values: list[int], status: str, bound: float | None,
+                         backend: str) -> FleetSolution:
+    """Replicas, routing and nodes from the solver's variable values (rounded: they are integral)."""
+    def pick(indices: np.ndarray) -> np.ndarray:
+        return np.array([round(values[i]) if i >= 0 else 0 for i in indices], dtype=np.int64)
+
+    replicas = pick(model.replica_vars)
+    return FleetSolution(status, replicas, pick(model.routed_vars), pick(model.node_vars),
+                         int(sum(coef * round(values[i]) for i, coef in model.objective)), bound, backend)

@@ -1,0 +1,237 @@
+"""Read a fleet scenario: GPU pools, workloads with demand and SLOs, and fleet-wide settings.
+
+A fleet scenario is one TOML file (``instances/scenarios/fleet_example.toml``)::
+
+    [fleet]                          # optional
+    budget_usd_per_hour = 400
+    whole_nodes = true               # GPUs of a type are rented in whole nodes
+    disaggregated = "allow"          # "allow" | "never" | "only"
+    engine = "generic"               # serving-engine profile (instances/engines/)
+    [[gpu]]
+    hardware = "h100_sxm"
+    available = 64                   # omit for unlimited
+    price_usd_per_hour = 2.1         # omit for the hardware file's price
+    [[workload]]
+    name = "chat"
+    model = "llama_3_70b"
+    isl = 2000
+    osl = 400
+    requests_per_s = 12.0            # or output_tok_per_s
+    ttft_max_s = 1.5
+    tpot_max_s = 0.04
+
+Like every instance file, an unknown key is an error, and every message names the file, the
+table, the field, the rule and the value. Model, hardware and engine names are resolved here,
+so an unknown name fails on load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from formulations.errors import InstanceError
+from formulations.specs import EngineProfile, HardwareSpec, ModelSpec
+from instances.engines import DEFAULT_ENGINE, get_engine
+from instances.loader import get_hardware, get_model, read_toml, reject_unknown
+
+DISAGGREGATION_CHOICES = ("allow", "never", "only")
+BATCH_CHOICES = ("ladder", "all")
+DEFAULT_FLEET_MAX_GPUS = 64  # GPUs in one replica; a fleet adds replicas rather than growing one instance
+_NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,62}")
+_FLEET_KEYS = {"budget_usd_per_hour", "whole_nodes", "disaggregated", "engine", "max_gpus", "batch"}
+_GPU_KEYS = {"hardware", "available", "price_usd_per_hour"}
+_WORKLOAD_KEYS = {"name", "model", "isl", "osl", "requests_per_s", "output_tok_per_s", "ttft_max_s", "tpot_max_s",
+                  "weight_bits", "kv_bits", "engine", "disaggregated"}
+
+
+@dataclass(frozen=True)
+class GpuPool:
+    """One GPU type the fleet may use: its spec (price already overridden), stem and inventory."""
+
+    key: str  # the hardware name as written, made safe for constraint names (inventory_<key>)
+    hardware: HardwareSpec
+    available: int | None  # None: unlimited
+    raw: Mapping[str, Any] = field(default=None, compare=False, repr=False)  # the TOML table, for workers
+
+
+@dataclass(frozen=True)
+class FleetWorkload:
+    """One traffic class: a model serving requests of isl/osl tokens at a demand, under SLOs."""
+
+    name: str
+    model_key: str
+    model: ModelSpec
+    isl: int
+    osl: int
+    requests_per_s: float
+    ttft_max_s: float | None
+    tpot_max_s: float | None
+    weight_bits: int
+    kv_bits: int | None
+    engine: EngineProfile
+    disaggregated: str  # "allow" | "never" | "only"
+    raw: Mapping[str, Any] = field(default=None, compare=False, repr=False)  # the TOML table with defaults applied
+
+
+@dataclass(frozen=True)
+class FleetSettings:
+    budget_usd_per_hour: float | None = None
+    whole_nodes: bool = False
+    max_gpus: int = DEFAULT_FLEET_MAX_GPUS
+    batch: str = "ladder"
+
+
+@dataclass(frozen=True)
+class FleetScenario:
+    gpus: tuple[GpuPool, ...]
+    workloads: tuple[FleetWorkload, ...]
+    settings: FleetSettings
+    source: str = "<memory>"
+
+
+def _number(where: str, key: str, value: Any, *, minimum: float = 0.0, strict: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InstanceError(f"{where}: '{key}' must be a finite number (got {value!r})")
+    if (strict and not value > minimum) or (not strict and value < minimum):
+        raise InstanceError(f"{where}: '{key}' must be {'>' if strict else '>='} {minimum:g} (got {value!r})")
+    return float(value)
+
+
+def _integer(where: str, key: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InstanceError(f"{where}: '{key}' must be a whole number (got {value!r})")
+    if value < minimum:
+        raise InstanceError(f"{where}: '{key}' must be >= {minimum} (got {value!r})")
+    return value
+
+
+def _choice(where: str, key: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise InstanceError(f"{where}: '{key}' must be one of {', '.join(choices)} (got {value!r})")
+    return value
+
+
+def _resolved(where: str, key: str, value: Any, getter):
+    if not isinstance(value, str):
+        raise InstanceError(f"{where}: '{key}' must be a name (got {value!r})")
+    try:
+        return getter(value)
+    except InstanceError as exc:
+        raise InstanceError(f"{where}: '{key}': {exc}") from None
+
+
+def _tables(where: str, data: dict, key: str) -> list[dict]:
+    raw = data.get(key)
+    if not isinstance(raw, list) or not raw or not all(isinstance(t, dict) for t in raw):
+        raise InstanceError(f"{where}: expected at least one [[{key}]] table")
+    return raw
+
+
+def _settings(where: str, raw: Any) -> tuple[FleetSettings, str, str]:
+    if not isinstance(raw, dict):
+        raise InstanceError(f"{where}: 'fleet' must be a table (got {raw!r})")
+    reject_unknown(f"{where}: [fleet]", raw, _FLEET_KEYS)
+    label = f"{where}: [fleet]"
+    budget = raw.get("budget_usd_per_hour")
+    whole = raw.get("whole_nodes", False)
+    if not isinstance(whole, bool):
+        raise InstanceError(f"{label}: 'whole_nodes' must be true or false (got {whole!r})")
+    settings = FleetSettings(
+        budget_usd_per_hour=None if budget is None else _number(label, "budget_usd_per_hour", budget),
+        whole_nodes=whole,
+        max_gpus=_integer(label, "max_gpus", raw.get("max_gpus", DEFAULT_FLEET_MAX_GPUS), 1),
+        batch=_choice(label, "batch", raw.get("batch", "ladder"), BATCH_CHOICES))
+    disaggregated = _choice(label, "disaggregated", raw.get("disaggregated", "allow"), DISAGGREGATION_CHOICES)
+    engine = raw.get("engine", DEFAULT_ENGINE)
+    _resolved(label, "engine", engine, get_engine)
+    return settings, disaggregated, engine
+
+
+def parse_gpu(where: str, number: int, raw: Mapping[str, Any], seen: dict[str, int] | None = None) -> GpuPool:
+    label = f"{where}: gpu #{number}"
+    reject_unknown(label, raw, _GPU_KEYS)
+    if "hardware" not in raw:
+        raise InstanceError(f"{label}: missing required field 'hardware'")
+    hw = _resolved(label, "hardware", raw["hardware"], get_hardware)
+    key = re.sub(r"[^A-Za-z0-9_]", "_", str(raw["hardware"]).lower())
+    seen = {} if seen is None else seen
+    if hw.name in seen:
+        raise InstanceError(f"{label}: 'hardware' {raw['hardware']!r} is listed twice (gpu #{seen[hw.name]} "
+                            f"and #{number}); give one [[gpu]] per type")
+    seen[hw.name] = number
+    available = raw.get("available")
+    if available is not None:
+        available = _integer(label, "available", available, 0)
+    if "price_usd_per_hour" in raw:
+        hw = dataclasses.replace(hw, price_usd_per_hour=_number(label, "price_usd_per_hour",
+                                                                raw["price_usd_per_hour"]))
+    return GpuPool(key, hw, available, dict(raw))
+
+
+def parse_workload(where: str, number: int, raw: Mapping[str, Any], seen: dict[str, int] | None = None,
+                   disaggregated: str = "allow", engine: str = DEFAULT_ENGINE) -> FleetWorkload:
+    """One [[workload]] table; ``disaggregated`` and ``engine`` are the [fleet] defaults it may override."""
+    label = f"{where}: workload #{number}"
+    reject_unknown(label, raw, _WORKLOAD_KEYS)
+    for key in ("name", "model", "isl", "osl"):
+        if key not in raw:
+            raise InstanceError(f"{label}: missing required field '{key}'")
+    name = raw["name"]
+    if not isinstance(name, str) or not _NAME_PATTERN.fullmatch(name):
+        raise InstanceError(f"{label}: 'name' must be 1-63 letters, digits, '_' or '-', starting with a letter "
+                            f"(it names constraints) (got {name!r})")
+    seen = {} if seen is None else seen
+    if name in seen:
+        raise InstanceError(f"{label}: duplicate name {name!r} (workloads #{seen[name]} and #{number})")
+    seen[name] = number
+    label = f"{where}: workload '{name}'"
+    model = _resolved(label, "model", raw["model"], get_model)
+    isl = _integer(label, "isl", raw["isl"], 1)
+    osl = _integer(label, "osl", raw["osl"], 1)
+    demand_keys = [k for k in ("requests_per_s", "output_tok_per_s") if k in raw]
+    if len(demand_keys) != 1:
+        raise InstanceError(f"{label}: give exactly one of 'requests_per_s' and 'output_tok_per_s' "
+                            f"(got {demand_keys or 'neither'})")
+    demand = _number(label, demand_keys[0], raw[demand_keys[0]])
+    requests_per_s = demand if demand_keys[0] == "requests_per_s" else demand / osl
+    slo = {k: None if raw.get(k) is None else _number(label, k, raw[k]) for k in ("ttft_max_s", "tpot_max_s")}
+    bits = {}
+    for key, default in (("weight_bits", 16), ("kv_bits", None)):
+        value = raw.get(key, default)
+        if value is not None and value not in (4, 8, 16, 32):
+            raise InstanceError(f"{label}: '{key}' must be one of 4, 8, 16, 32 (got {value!r})")
+        bits[key] = value
+    profile = _resolved(label, "engine", raw.get("engine", engine), get_engine)
+    mode = _choice(label, "disaggregated", raw.get("disaggregated", disaggregated), DISAGGREGATION_CHOICES)
+    full = {**raw, "engine": raw.get("engine", engine), "disaggregated": mode}
+    return FleetWorkload(name, str(raw["model"]), model, isl, osl, requests_per_s, slo["ttft_max_s"],
+                         slo["tpot_max_s"], bits["weight_bits"], bits["kv_bits"], profile, mode, full)
+
+
+def load_fleet_scenario(path: str | Path) -> FleetScenario:
+    """Read and validate a fleet scenario file.
+
+    Raises:
+        InstanceError: naming the file, the table and the field: an unknown key, a missing or
+            ill-typed field, a negative or zero demand, an unknown model/hardware/engine, a
+            duplicate name, or an inventory of 0 GPUs everywhere.
+    """
+    path = Path(path)
+    data = read_toml(path)
+    where = str(path)
+    reject_unknown(where, data, {"fleet", "gpu", "workload"})
+    settings, disaggregated, engine = _settings(where, data.get("fleet", {}))
+    seen_gpus: dict[str, int] = {}
+    gpus = tuple(parse_gpu(where, i, raw, seen_gpus) for i, raw in enumerate(_tables(where, data, "gpu"), start=1))
+    if all(g.available == 0 for g in gpus):
+        raise InstanceError(f"{where}: 'available' is 0 for every [[gpu]]: no GPU can serve anything")
+    seen_names: dict[str, int] = {}
+    workloads = tuple(parse_workload(where, i, raw, seen_names, disaggregated, engine)
+                      for i, raw in enumerate(_tables(where, data, "workload"), start=1))
+    return FleetScenario(gpus, workloads, settings, where)

@@ -1,0 +1,28 @@
+"""Command-line value types shared by every subcommand's parser (``cli``, ``planning``, ``sweeps``, ``fleet``).
+
+A module of its own so that the modules that register subcommands never import ``solver.cli``
+(which imports them): the imports stay one-way.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def checked(text: str, parse, accept, expected: str):
+    """Parse a command-line value and check it, or fail with "must be <expected>, got '<text>'"."""
+    try:
+        value = parse(text)
+    except (ValueError, OverflowError):
+        value = None
+    if value is None or not accept(value):
+        raise argparse.ArgumentTypeError(f"must be {expected}, got '{text}'")
+    return value
+
+
+def positive_int(text: str) -> int:
+    return checked(text, int, lambda v: v >= 1, "a positive integer")
+
+
+def positive_float(text: str) -> float:
+    return checked(text, float, lambda v: 0 < v < float("inf"), "a positive number")

@@ -1,0 +1,368 @@
+"""Fleet planning: how many replicas of which deployment on which GPU type serve every workload at least cost.
+
+The loop: candidate replicas per workload x GPU type (``fleet_candidates``, in parallel), one
+integer model over all of them (``formulations.fleet_model``), solved by the MILP (HiGHS) or
+CP-SAT, then a plan table with one row per workload x deployment. Alongside: the naive plan
+(each workload on its own cheapest single deployment, in file order, within what inventory is
+left), and, when nothing is feasible, the rule that binds.
+
+``fleet_frontier`` traces the exact Pareto frontier of fleet cost against the TPOT-SLO scale (all
+workloads' TPOT limits multiplied by one factor) with the epsilon-constraint loop of
+``solver.epsilon``: a cost cap kept as one constraint and tightened strictly below each point
+found (integer micro-dollars make "strictly" exact), and at each cap the tightest scale, found
+by bisection over the candidates' scale ranks (the least cost is non-increasing in the scale).
+It is written here rather than shared with ``solver.epsilon`` because that loop walks one
+configuration table's ranks, and this one a model rebuilt per solve.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from formulations.errors import InfeconError, NoFeasibleLayoutError, SolverLimitError
+from formulations.fleet_model import (
+    KINDS,
+    MICRO_USD,
+    FleetData,
+    FleetSolution,
+    capacity_units,
+    cost_units,
+    demand_units,
+    fleet_cost,
+)
+from instances.fleet_scenario import FleetScenario, parse_gpu, parse_workload
+from solver.fleet_candidates import CANDIDATE_COLUMNS, Candidates, fleet_candidates
+from solver.parallel import run_tasks
+
+FLEET_BACKENDS = ("milp", "cpsat")
+PLAN_COLUMNS = [
+    "workload", "hardware", "mode", "tp", "pp", "ep", "batch", "replicas", "gpus", "usd_per_hour",
+    "capacity_requests_per_s", "ttft_s", "tpot_s", "utilization", "tp_rows", "tp_cols", "replica_gpus",
+    "replica_usd_per_hour", "capacity_output_tok_per_s", "demand_requests_per_s",
+]
+
+
+@dataclass(frozen=True)
+class FleetPlan:
+    """A solved fleet: ``plan`` (one row per workload x deployment), ``summary`` (the JSON contract), and more.
+
+    ``status`` is ``optimal`` only for a proven optimum; ``feasible`` means a plan whose
+    ``summary["mip_gap"]`` says how far from proven it may be.
+    """
+
+    status: str
+    plan: pd.DataFrame
+    summary: dict
+    candidates: pd.DataFrame
+    solution: FleetSolution
+    data: FleetData
+    scenario: FleetScenario = field(repr=False, default=None)
+
+
+# ---------------------------------------------------------------- candidates
+
+
+def _candidates_task(task: tuple) -> Candidates:
+    """Worker side: re-read one workload and one GPU from their TOML tables (specs do not pickle) and generate."""
+    where, gpu_number, gpu_raw, workload_number, workload_raw, settings, tpot_scale_max = task
+    gpu = parse_gpu(where, gpu_number, gpu_raw)
+    workload = parse_workload(where, workload_number, workload_raw)
+    return fleet_candidates(workload, gpu, settings, tpot_scale_max=tpot_scale_max)
+
+
+def generate_candidates(scenario: FleetScenario, *, tpot_scale_max: float | None = None, jobs: int | None = 1,
+                        ray: bool = False, ray_address: str | None = None, progress: bool | None = None
+                        ) -> list[Candidates]:
+    """Candidates of every workload x GPU type, in (workload, GPU) order; in parallel unless ``jobs == 1``."""
+    pairs = [(wi, gi) for wi in range(len(scenario.workloads)) for gi in range(len(scenario.gpus))]
+    if jobs == 1 and not (ray or ray_address):
+        out = []
+        for wi, gi in pairs:
+            out.append(fleet_candidates(scenario.workloads[wi], scenario.gpus[gi], scenario.settings,
+                                        tpot_scale_max=tpot_scale_max))
+        return out
+    tasks = [(scenario.source, gi + 1, scenario.gpus[gi].raw, wi + 1, scenario.workloads[wi].raw, scenario.settings,
+              tpot_scale_max) for wi, gi in pairs]
+    results = run_tasks(_candidates_task, tasks, jobs=jobs, ray=ray, ray_address=ray_address,
+                        desc="candidates", progress=progress)
+    out = []
+    for (wi, gi), (status, payload) in zip(pairs, results, strict=True):
+        if status != "ok":
+            raise InfeconError(f"candidates of workload '{scenario.workloads[wi].name}' on "
+                               f"'{scenario.gpus[gi].key}': {payload}")
+        out.append(payload)
+    return out
+
+
+def _require_servable(scenario: FleetScenario, generated: list[Candidates]) -> None:
+    """Raise naming the workload and each GPU type's binding rule when a workload has no usable candidate."""
+    for w in scenario.workloads:
+        mine = [c for c in generated if c.workload == w.name]
+        modes = set()
+        for c in mine:
+            modes.update(c.frame["mode"].unique().tolist())
+        if "closed_loop" in modes or {"disaggregated_prefill", "disaggregated_decode"} <= modes:
+            continue
+        slo = ", ".join(f"{k} {v:g} s" for k, v in (("ttft_max", w.ttft_max_s), ("tpot_max", w.tpot_max_s))
+                        if v is not None) or "no SLO"
+        why = "; ".join(f"{c.hardware}: " + " / ".join(f"{mode}: {reason}" for mode, reason in c.reasons.items())
+                        for c in mine if c.reasons)
+        raise NoFeasibleLayoutError(f"demand_{w.name}: workload '{w.name}' ({w.model.name}, {slo}) can be served "
+                                    f"on no GPU type: {why}")
+
+
+def fleet_data(scenario: FleetScenario, candidates: pd.DataFrame) -> FleetData:
+    """The integer fleet model of a scenario and its candidate table (row order = candidate index)."""
+    names = [w.name for w in scenario.workloads]
+    pools = [g.key for g in scenario.gpus]
+    scales = candidates["tpot_scale"].to_numpy(dtype=float)
+    distinct = np.unique(scales)
+    budget = scenario.settings.budget_usd_per_hour
+    return FleetData(
+        workload_names=tuple(names),
+        demand=[demand_units(w.requests_per_s) for w in scenario.workloads],
+        disaggregated=tuple(w.disaggregated for w in scenario.workloads),
+        pool_names=tuple(pools),
+        available=[-1 if g.available is None else g.available for g in scenario.gpus],
+        node_size=[g.hardware.node_size_gpus for g in scenario.gpus],
+        gpu_cost=[cost_units(g.hardware.price_usd_per_hour) for g in scenario.gpus],
+        workload=[names.index(w) for w in candidates["workload"]],
+        pool=[pools.index(h) for h in candidates["hardware"]],
+        kind=[KINDS.index(m) for m in candidates["mode"]],
+        gpus=candidates["gpus"].to_numpy(dtype=np.int64),
+        capacity=[capacity_units(c) for c in candidates["capacity_requests_per_s"]],
+        scale_rank=np.searchsorted(distinct, scales),
+        budget=None if budget is None else cost_units(budget),
+        whole_nodes=scenario.settings.whole_nodes)
+
+
+# ---------------------------------------------------------------- solving
+
+
+def solve(data: FleetData, backend: str = "milp", **kwargs) -> FleetSolution:
+    """One least-cost solve with the named backend (``milp`` or ``cpsat``)."""
+    if backend == "milp":
+        from formulations.fleet_milp import solve_fleet_milp
+
+        return solve_fleet_milp(data, **kwargs)
+    if backend == "cpsat":
+        from formulations.fleet_cpsat import solve_fleet_cpsat
+
+        return solve_fleet_cpsat(data, **kwargs)
+    raise InfeconError(f"unknown fleet backend '{backend}' (choose from: {', '.join(FLEET_BACKENDS)})")
+
+
+def naive_cost(data: FleetData) -> int | None:
+    """Micro-USD/hour of serving each workload, in order, on its own cheapest single deployment.
+
+    A deployment is one aggregated candidate, or one prefill and one decode candidate (any GPU
+    types), with just enough replicas for the whole demand; each workload takes the cheapest that
+    fits the inventory the earlier ones left. None if some workload finds nothing that fits.
+    This plan is feasible for the fleet model (budget aside), so the optimum is never above it.
+    """
+    used = np.zeros(len(data.pool_names), dtype=np.int64)
+    replicas = np.zeros(len(data.gpus), dtype=np.int64)
+
+    def fits(extra: dict[int, int]) -> bool:
+        after = used.copy()
+        for c, n in extra.items():
+            after[data.pool[c]] += n * data.gpus[c]
+        if data.whole_nodes:
+            after = -(-after // data.node_size) * data.node_size
+        return bool(np.all((data.available < 0) | (after <= data.available)))
+
+    for w in range(len(data.workload_names)):
+        mine = np.flatnonzero((data.workload == w) & (data.capacity > 0))
+        need = {c: int(-(-data.demand[w] // data.capacity[c])) for c in mine}
+        options = [{c: need[c]} for c in mine if data.kind[c] == 0 and data.disaggregated[w] != "only"]
+        if data.routes_disaggregated(w):
+            options += [{p: need[p], d: need[d]} for p in mine if data.kind[p] == 1 for d in mine if data.kind[d] == 2]
+        options = [o for o in options if fits(o)]
+        if not options:
+            return None
+        best = min(options, key=lambda o: (sum(n * int(data.cost[c]) for c, n in o.items()), sorted(o)))
+        for c, n in best.items():
+            replicas[c] += n
+            used[data.pool[c]] += n * data.gpus[c]
+    return fleet_cost(data, replicas)
+
+
+def diagnose_infeasible(data: FleetData, backend: str, time_limit_s: float | None = None) -> str:
+    """The rule that binds when no fleet is feasible: a workload alone, one GPU type's inventory, or the budget."""
+    def feasible(changed: FleetData) -> FleetSolution:
+        return solve(changed, backend, time_limit_s=time_limit_s)
+
+    unlimited = np.full(len(data.pool_names), -1)
+    if data.budget is not None:
+        free = feasible(_replace(data, budget=None))
+        if free.status in ("OPTIMAL", "FEASIBLE") and free.objective > data.budget:
+            return (f"budget: the least-cost fleet costs ${free.objective / MICRO_USD:,.2f}/hour, above the budget of "
+                    f"${data.budget / MICRO_USD:,.2f}/hour")
+    for w, name in enumerate(data.workload_names):
+        alone = _replace(data, demand=np.where(np.arange(len(data.demand)) == w, data.demand, 0), budget=None)
+        if feasible(alone).status == "INFEASIBLE":
+            return (f"inventory: workload '{name}' alone needs more GPUs than available "
+                    f"({_inventory_text(data)}) at its SLOs")
+    for p, pool in enumerate(data.pool_names):
+        if data.available[p] < 0:
+            continue
+        loosened = _replace(data, available=np.where(np.arange(len(unlimited)) == p, -1, data.available), budget=None)
+        if feasible(loosened).status != "INFEASIBLE":
+            return (f"inventory_{pool}: the workloads together need more than the {data.available[p]} {pool} GPUs "
+                    f"available ({_inventory_text(data)})")
+    return f"inventory: the workloads together need more GPUs than available ({_inventory_text(data)})"
+
+
+def _inventory_text(data: FleetData) -> str:
+    return ", ".join(f"{p} {'unlimited' if a < 0 else a}" for p, a in zip(data.pool_names, data.available, strict=True))
+
+
+def _replace(data: FleetData, **changes) -> FleetData:
+    import dataclasses
+
+    return dataclasses.replace(data, **changes)
+
+
+# ---------------------------------------------------------------- the plan table
+
+
+def plan_table(scenario: FleetScenario, candidates: pd.DataFrame, data: FleetData,
+               solution: FleetSolution) -> pd.DataFrame:
+    """One row per workload x deployment used, with totals for all its replicas and the share of capacity used."""
+    chosen = np.flatnonzero(solution.replicas > 0)
+    rows = candidates.iloc[chosen].reset_index(drop=True)
+    replicas = solution.replicas[chosen]
+    demand = {w.name: w.requests_per_s for w in scenario.workloads}
+    routed = {name: solution.routed[w] / data.demand[w] * demand[name] if data.demand[w] else 0.0
+              for w, name in enumerate(data.workload_names)}
+    total_capacity = rows["capacity_requests_per_s"].to_numpy(dtype=float) * replicas
+    load = np.array([routed[w] if m != "closed_loop" else demand[w] - routed[w]
+                     for w, m in zip(rows["workload"], rows["mode"], strict=True)])
+    group = rows["workload"] + "/" + rows["mode"]
+    group_capacity = pd.Series(total_capacity).groupby(group.to_numpy()).transform("sum").to_numpy()
+    table = pd.DataFrame({
+        "workload": rows["workload"], "hardware": rows["hardware"], "mode": rows["mode"], "tp": rows["tp"],
+        "pp": rows["pp"], "ep": rows["ep"], "batch": rows["batch"], "replicas": replicas,
+        "gpus": replicas * rows["gpus"].to_numpy(), "usd_per_hour": replicas * rows["usd_per_hour"].to_numpy(),
+        "capacity_requests_per_s": total_capacity, "ttft_s": rows["ttft_s"], "tpot_s": rows["tpot_s"],
+        "utilization": np.divide(load, group_capacity, out=np.zeros(len(rows)), where=group_capacity > 0),
+        "tp_rows": rows["tp_rows"], "tp_cols": rows["tp_cols"], "replica_gpus": rows["gpus"],
+        "replica_usd_per_hour": rows["usd_per_hour"],
+        "capacity_output_tok_per_s": replicas * rows["capacity_output_tok_per_s"].to_numpy(),
+        "demand_requests_per_s": [demand[w] for w in rows["workload"]]}, columns=PLAN_COLUMNS)
+    order = {w.name: i for i, w in enumerate(scenario.workloads)}
+    table["_order"] = table["workload"].map(order)
+    table = table.sort_values(["_order", "mode", "hardware"], kind="stable")
+    return table.drop(columns="_order").reset_index(drop=True)
+
+
+def _gpus_by_hardware(data: FleetData, solution: FleetSolution) -> dict[str, int]:
+    used = np.bincount(data.pool, weights=data.gpus * solution.replicas, minlength=len(data.pool_names))
+    if data.whole_nodes:
+        return {p: int(n * s) for p, n, s in zip(data.pool_names, solution.nodes, data.node_size, strict=True)}
+    return {p: int(u) for p, u in zip(data.pool_names, used, strict=True)}
+
+
+def plan_fleet(scenario: FleetScenario, *, backend: str = "milp", time_limit_s: float | None = None,
+               jobs: int | None = 1, ray: bool = False, ray_address: str | None = None,
+               progress: bool | None = None) -> FleetPlan:
+    """The least-cost fleet serving every workload of ``scenario`` under its SLOs, inventory and budget.
+
+    Raises:
+        NoFeasibleLayoutError: a workload meets its SLOs on no GPU type, or no fleet fits the
+            inventory or budget; the message names the binding rule.
+        SolverLimitError: the time limit ran out before any plan was found.
+    """
+    start = time.perf_counter()
+    generated = generate_candidates(scenario, jobs=jobs, ray=ray, ray_address=ray_address, progress=progress)
+    _require_servable(scenario, generated)
+    candidates = pd.concat([c.frame for c in generated], ignore_index=True).reindex(columns=CANDIDATE_COLUMNS)
+    data = fleet_data(scenario, candidates)
+    candidates_s = time.perf_counter() - start
+    solution = solve(data, backend, time_limit_s=time_limit_s)
+    solve_s = time.perf_counter() - start - candidates_s
+    if solution.status == "INFEASIBLE":
+        raise NoFeasibleLayoutError(diagnose_infeasible(data, backend, time_limit_s))
+    if solution.status == "UNKNOWN":
+        raise SolverLimitError(f"{solution.backend} found no plan within the time limit of {time_limit_s} s")
+    naive = naive_cost(data)
+    status = "optimal" if solution.status == "OPTIMAL" else "feasible"
+    summary = {
+        "status": status,
+        "total_usd_per_hour": solution.objective / MICRO_USD,
+        "naive_usd_per_hour": None if naive is None else naive / MICRO_USD,
+        "gpus_by_hardware": _gpus_by_hardware(data, solution),
+        "mip_gap": solution.gap,
+        "wall_s": time.perf_counter() - start,
+        "candidates_s": candidates_s,
+        "solve_s": solve_s,
+        "backend": solution.backend,
+        "workloads": len(scenario.workloads),
+        "gpu_types": len(scenario.gpus),
+        "candidates": len(candidates),
+        "scenario": scenario.source,
+    }
+    return FleetPlan(status, plan_table(scenario, candidates, data, solution), summary, candidates, solution, data,
+                     scenario)
+
+
+# ---------------------------------------------------------------- the TPOT-scale frontier
+
+
+def fleet_frontier(scenario: FleetScenario, *, tpot_scale_max: float = 1.0, backend: str = "milp",
+                   time_limit_s: float | None = None, jobs: int | None = 1, ray: bool = False,
+                   ray_address: str | None = None, progress: bool | None = None,
+                   on_point: Callable[[int], None] | None = None) -> pd.DataFrame:
+    """Exact Pareto frontier of fleet cost against the TPOT-SLO scale, tightest scale first.
+
+    Each row: ``tpot_scale`` (every workload's TPOT limit times this), ``total_usd_per_hour``,
+    ``gpus``, ``status``. A point is on the frontier only if proven optimal; a solve that is not
+    stops the loop and ``attrs["complete"]`` is False.
+    """
+    start = time.perf_counter()
+    generated = generate_candidates(scenario, tpot_scale_max=tpot_scale_max, jobs=jobs, ray=ray,
+                                    ray_address=ray_address, progress=progress)
+    _require_servable(scenario, generated)
+    candidates = pd.concat([c.frame for c in generated], ignore_index=True).reindex(columns=CANDIDATE_COLUMNS)
+    data = fleet_data(scenario, candidates)
+    scales = np.unique(candidates["tpot_scale"].to_numpy(dtype=float))
+    top = len(scales) - 1
+    rows, cap, complete = [], None, True
+
+    def attempt(rank: int) -> FleetSolution:
+        return solve(data, backend, max_scale_rank=rank, cost_cap=cap, time_limit_s=time_limit_s)
+
+    while True:
+        loosest = attempt(top)
+        if loosest.status == "INFEASIBLE":
+            break
+        if loosest.status != "OPTIMAL":
+            complete = False
+            break
+        low, high, best = -1, top, loosest  # feasible at high, not at low
+        while high - low > 1:
+            mid = (low + high) // 2
+            trial = attempt(mid)
+            if trial.status == "OPTIMAL":
+                high, best = mid, trial
+            elif trial.status == "INFEASIBLE":
+                low = mid
+            else:
+                complete = False
+                break
+        if not complete:
+            break
+        rows.append({"tpot_scale": float(scales[high]), "total_usd_per_hour": best.objective / MICRO_USD,
+                     "gpus": int(sum(_gpus_by_hardware(data, best).values())),
+                     "gpus_by_hardware": _gpus_by_hardware(data, best), "status": "optimal"})
+        if on_point is not None:
+            on_point(len(rows))
+        cap = best.objective - 1
+    frame = pd.DataFrame(rows, columns=["tpot_scale", "total_usd_per_hour", "gpus", "gpus_by_hardware", "status"])
+    frame.attrs.update(complete=complete, wall_s=time.perf_counter() - start, candidates=len(candidates))
+    return frame

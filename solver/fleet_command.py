@@ -1,0 +1,100 @@
+"""The ``infecon fleet`` subcommand: parse arguments, call ``solver.fleet``, print and write. Nothing else."""
+
+from __future__ import annotations
+
+import argparse
+
+from instances.fleet_scenario import load_fleet_scenario
+from solver import fleet, fleet_report
+from solver.arguments import positive_float, positive_int
+
+FLEET_HELP = """\
+A fleet scenario lists GPU types (with inventory and price), workloads (model, isl/osl, demand,
+SLOs) and optional [fleet] settings:
+
+  [fleet]
+  budget_usd_per_hour = 400     # optional cap on the whole fleet
+  whole_nodes = false           # true: GPUs of a type are rented in whole nodes
+  disaggregated = "allow"       # "allow" | "never" | "only": separate prefill and decode pools
+  engine = "generic"            # serving-engine profile (instances/engines/)
+  max_gpus = 64                 # GPUs in one replica
+  batch = "ladder"              # batch sizes searched: "ladder" (~1.4x apart) or "all"
+  [[gpu]]
+  hardware = "h100_sxm"
+  available = 64                # omit for unlimited
+  price_usd_per_hour = 2.1      # omit for the hardware file's price
+  [[workload]]
+  name = "chat"
+  model = "llama_3_70b"
+  isl = 2000
+  osl = 400
+  requests_per_s = 12.0         # or output_tok_per_s
+  ttft_max_s = 1.5              # optional SLOs
+  tpot_max_s = 0.04
+  weight_bits = 8               # optional (also kv_bits, engine, disaggregated per workload)
+
+Writes DIR/plan.csv and DIR/plan.parquet (one row per workload x deployment: workload, hardware,
+mode, tp, pp, ep, batch, replicas, gpus, usd_per_hour, capacity_requests_per_s, ttft_s, tpot_s,
+utilization, ...; gpus and usd_per_hour for all replicas of the row), DIR/summary.json (status,
+total_usd_per_hour, naive_usd_per_hour, gpus_by_hardware, mip_gap, wall_s) and DIR/fleet.png.
+'optimal' means proven optimal. With --frontier: DIR/frontier.csv, the exact Pareto frontier of
+fleet cost against a common scale on every workload's TPOT limit. Bad input or an infeasible fleet
+prints one line naming the rule and exits 2 without touching DIR.
+
+examples:
+  infecon fleet instances/scenarios/fleet_example.toml --out out/fleet
+  infecon fleet instances/scenarios/fleet_example.toml --out out/fleet --backend cpsat --time-limit 60
+  infecon fleet instances/scenarios/fleet_example.toml --frontier --tpot-scale-max 1.0
+  infecon fleet instances/scenarios/fleet_example.toml --ray                    # candidates on a local Ray
+  infecon fleet instances/scenarios/fleet_example.toml --ray-address ray://head:10001
+"""
+
+
+def cmd_fleet(args: argparse.Namespace) -> int:
+    scenario = load_fleet_scenario(args.file)
+    common = dict(backend=args.backend, time_limit_s=args.time_limit, jobs=args.jobs, ray=args.ray,
+                  ray_address=args.ray_address, progress=None)
+    if args.frontier:
+        front = fleet.fleet_frontier(scenario, tpot_scale_max=args.tpot_scale_max, **common)
+        if args.out:
+            path = fleet_report.write_frontier(front, args.out)
+        print(fleet_report.format_frontier(front))
+        if args.out:
+            print(f"wrote {path}")
+        return 0 if front.attrs["complete"] else 3
+    plan = fleet.plan_fleet(scenario, **common)
+    paths = fleet_report.write_plan(plan, args.out) if args.out else []
+    print(fleet_report.format_plan(plan))
+    if paths:
+        print("wrote " + ", ".join(str(p) for p in paths))
+    return 0 if plan.status == "optimal" else 3
+
+
+def register(subparsers) -> None:
+    """Add the ``fleet`` subcommand to the ``infecon`` parser."""
+    p = subparsers.add_parser(
+        "fleet", help="least-cost fleet: replicas of which deployment on which GPU type serve every workload",
+        description="Choose integer replica counts of candidate deployments (per workload x GPU type, from each "
+                    "workload's exact frontier under its SLOs) that meet every demand within inventory and budget "
+                    "at the least USD/hour, by MILP (HiGHS) or CP-SAT.",
+        epilog=FLEET_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("file", metavar="SCENARIO.toml", help="fleet scenario (see below and "
+                   "instances/scenarios/fleet_example.toml)")
+    p.add_argument("--out", metavar="DIR", help="write plan.csv, plan.parquet, summary.json, fleet.png here")
+    p.add_argument("--backend", choices=fleet.FLEET_BACKENDS, default="milp",
+                   help="milp (PuLP + HiGHS, CBC without highspy; default) or cpsat")
+    p.add_argument("--time-limit", type=positive_float, metavar="S",
+                   help="seconds per solve; a plan not proven optimal exits 3 and reports its MIP gap")
+    p.add_argument("--frontier", action="store_true",
+                   help="trace fleet cost against a common scale on all TPOT limits instead of one plan")
+    p.add_argument("--tpot-scale-max", type=positive_float, default=1.0, metavar="X",
+                   help="with --frontier: the loosest scale considered (default 1: the scenario's own limits)")
+    scale = p.add_argument_group("candidate generation (one task per workload x GPU type)")
+    scale.add_argument("--jobs", type=positive_int, default=None,
+                       help="local worker processes (default: all cores); 1 runs in this process")
+    scale.add_argument("--ray", action="store_true", help="run the tasks on a local Ray runtime (pip install "
+                       "'infecon[ray]')")
+    scale.add_argument("--ray-address", metavar="ADDRESS",
+                       help="join an existing Ray cluster instead (e.g. ray://head:10001 or auto)")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_fleet)

@@ -1,0 +1,103 @@
+"""Run independent tasks in parallel: in this process, a local process pool, or on Ray.
+
+Planning runs and fleet candidate generation are embarrassingly parallel (one task per scenario,
+or per workload x GPU type). ``run_tasks`` keeps their code free of the choice:
+
+* ``jobs == 1`` (or one task): in this process, in order;
+* default: a ``ProcessPoolExecutor`` of ``jobs`` workers on this machine;
+* ``ray=True``: a local Ray runtime; ``ray_address="ray://host:10001"`` (or ``"auto"``) joins an
+  existing cluster, whose workers must have infecon installed (``pip install 'infecon[ray]'``).
+
+Tasks and results must pickle; a task's function must be importable at module level. A task
+that raises is reported as ``("error", message)`` rather than stopping the others.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Any
+
+from formulations.errors import InfeconError
+
+
+def _guarded(function: Callable[[Any], Any], task: Any) -> tuple[str, Any]:
+    try:
+        return "ok", function(task)
+    except InfeconError as exc:
+        return "error", str(exc)
+
+
+def progress_bar(total: int, desc: str, enabled: bool | None):
+    """A tqdm bar on stderr; ``enabled=None`` shows it only when stderr is a terminal."""
+    from tqdm import tqdm
+
+    disable = total == 0 or ((not sys.stderr.isatty()) if enabled is None else not enabled)
+    return tqdm(total=total, desc=desc, file=sys.stderr, leave=False, disable=disable)
+
+
+def _ray_map(function, tasks: Sequence[Any], address: str | None, bar) -> list[tuple[str, Any]]:
+    try:
+        import ray
+    except ImportError:
+        raise InfeconError("--ray needs Ray: pip install 'infecon[ray]' (or pip install ray)") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise InfeconError(f"cannot reach the Ray cluster at {address!r}: {exc}") from None
+    try:
+        remote = ray.remote(_guarded)
+        pending = {remote.remote(function, task): i for i, task in enumerate(tasks)}
+        results: list[Any] = [None] * len(tasks)
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                index = pending.pop(ref)
+                try:
+                    results[index] = ray.get(ref)
+                except Exception as exc:  # a worker that died: report this task, keep the others
+                    results[index] = ("error", f"{type(exc).__name__}: {exc}")
+                bar.update()
+        return results
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def run_tasks(function: Callable[[Any], Any], tasks: Sequence[Any], *, jobs: int | None = None, ray: bool = False,
+              ray_address: str | None = None, desc: str = "tasks", progress: bool | None = None
+              ) -> list[tuple[str, Any]]:
+    """``[("ok", function(task)) or ("error", reason)]`` in the order of ``tasks``.
+
+    Args:
+        jobs: worker processes for the local pool (default: all cores); 1 runs in this process.
+        ray: use Ray (a local runtime unless ``ray_address`` names a cluster).
+        ray_address: join this Ray cluster (implies ``ray``).
+        progress: show a progress bar on stderr (default: when stderr is a terminal).
+    """
+    if jobs is None:
+        jobs = os.cpu_count() or 1
+    with progress_bar(len(tasks), desc, progress) as bar:
+        if ray or ray_address:
+            return _ray_map(function, tasks, ray_address, bar)
+        if jobs == 1 or len(tasks) <= 1:
+            results = []
+            for task in tasks:
+                results.append(_guarded(function, task))
+                bar.update()
+            return results
+        results: list[Any] = [None] * len(tasks)
+        with ProcessPoolExecutor(max_workers=min(jobs, len(tasks))) as pool:
+            futures = {pool.submit(_guarded, function, task): i for i, task in enumerate(tasks)}
+            for future in as_completed(futures):
+                index = futures[future]
+                try:
+                    results[index] = future.result()
+                except Exception as exc:  # a bug or a dead worker in one task must not lose the others
+                    results[index] = ("error", f"{type(exc).__name__}: {exc}")
+                bar.update()
+        return results

@@ -1,0 +1,251 @@
+"""Fleet planning end to end: every plan re-checked from the single-deployment model, bad input, frontier, Ray."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from formulations.errors import InstanceError, NoFeasibleLayoutError
+from formulations.serving import DEFAULT_PREFILL_UTILIZATION
+from instances.fleet_scenario import load_fleet_scenario
+from solver import api, cli
+from solver.fleet import fleet_data, fleet_frontier, generate_candidates, plan_fleet, solve
+from solver.fleet_candidates import CANDIDATE_COLUMNS
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "instances" / "scenarios" / "fleet_example.toml"
+
+SMALL = """
+[fleet]
+disaggregated = "{disaggregated}"
+[[gpu]]
+hardware = "h100_sxm"
+available = {h100}
+price_usd_per_hour = 2.1
+[[gpu]]
+hardware = "a100_sxm"
+[[workload]]
+name = "chat-8b"
+model = "llama_3_8b"
+isl = 1000
+osl = 300
+requests_per_s = 30.0
+ttft_max_s = 0.5
+tpot_max_s = {tpot}
+[[workload]]
+name = "docs-70b"
+model = "llama_3_70b"
+isl = 4000
+osl = 200
+output_tok_per_s = 400.0
+ttft_max_s = 3.0
+tpot_max_s = 0.05
+weight_bits = 8
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "fleet.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def small(tmp_path: Path, disaggregated: str = "allow", h100: int = 8, tpot: float = 0.02) -> Path:
+    return write(tmp_path, SMALL.format(disaggregated=disaggregated, h100=h100, tpot=tpot))
+
+
+def recheck(plan) -> None:
+    """Every row re-evaluated with ``api.explain`` at its deployment meets its SLOs; the rows meet every rule."""
+    scenario = plan.scenario
+    workloads = {w.name: w for w in scenario.workloads}
+    gpus = {g.key: g for g in scenario.gpus}
+    capacity: dict[tuple[str, str], float] = {}
+    for row in plan.plan.itertuples():
+        w, g = workloads[row.workload], gpus[row.hardware]
+        serving_mode = "closed_loop" if row.mode == "closed_loop" else "disaggregated"
+        e = api.explain(w.model, g.hardware, tp_rows=int(row.tp_rows), tp_cols=int(row.tp_cols), pp=int(row.pp),
+                        ep=int(row.ep), batch=int(row.batch), isl=w.isl, osl=w.osl, engine=w.engine,
+                        mode=serving_mode, weight_bits=w.weight_bits, kv_bits=w.kv_bits)
+        assert e.rule_violation is None and e.fits, row
+        m = e.metrics
+        assert int(m.gpus) * g.hardware.price_usd_per_hour * row.replicas == pytest.approx(row.usd_per_hour)
+        if row.mode == "disaggregated_prefill":
+            assert float(m.ttft_s) <= w.ttft_max_s
+            # Hand check of the prefill rate: a pool at utilisation rho runs rho * pp / P1 requests/s per replica.
+            per_replica = DEFAULT_PREFILL_UTILIZATION * row.pp / float(m.prefill_s)
+        else:
+            if w.tpot_max_s is not None:
+                assert float(m.tpot_s) <= w.tpot_max_s
+            if row.mode == "closed_loop" and w.ttft_max_s is not None:
+                assert float(m.ttft_s) <= w.ttft_max_s
+            per_replica = float(m.total_tokens_per_second) / w.osl  # output tokens/s over osl
+        assert row.capacity_requests_per_s == pytest.approx(per_replica * row.replicas, rel=1e-9)
+        key = (row.workload, row.mode)
+        capacity[key] = capacity.get(key, 0.0) + row.capacity_requests_per_s
+    for name, w in workloads.items():
+        aggregated = capacity.get((name, "closed_loop"), 0.0)
+        pools = min(capacity.get((name, "disaggregated_prefill"), 0.0),
+                    capacity.get((name, "disaggregated_decode"), 0.0))
+        assert aggregated + pools >= w.requests_per_s * (1 - 1e-9), name  # demand, with the pools balanced
+    for key, g in gpus.items():
+        used = plan.plan.loc[plan.plan["hardware"] == key, "gpus"].sum()
+        assert plan.summary["gpus_by_hardware"][key] >= used
+        if g.available is not None:
+            assert plan.summary["gpus_by_hardware"][key] <= g.available
+    assert plan.summary["total_usd_per_hour"] == pytest.approx(plan.plan["usd_per_hour"].sum()) \
+        or scenario.settings.whole_nodes
+    if plan.summary["naive_usd_per_hour"] is not None:
+        assert plan.summary["total_usd_per_hour"] <= plan.summary["naive_usd_per_hour"] + 1e-9
+
+
+class TestPlanFleet:
+    @pytest.fixture(scope="class")
+    def example(self):
+        return plan_fleet(load_fleet_scenario(EXAMPLE), jobs=1)
+
+    def test_example_plan_rechecks(self, example):
+        """The shipped example's plan is proven optimal, passes every re-check, and an inventory binds."""
+        assert example.status == "optimal" and example.summary["mip_gap"] == 0.0
+        recheck(example)
+        binding = [g for g in example.scenario.gpus
+                   if g.available is not None and example.summary["gpus_by_hardware"][g.key] == g.available]
+        assert binding, "the example is meant to have an inventory that binds"
+
+    @pytest.mark.parametrize("disaggregated", ["allow", "never", "only"])
+    def test_small_fleets_recheck(self, tmp_path, disaggregated):
+        """Small fleets in every disaggregation setting: re-checked, never above the naive plan."""
+        plan = plan_fleet(load_fleet_scenario(small(tmp_path, disaggregated)), jobs=1)
+        recheck(plan)
+        modes = set(plan.plan["mode"])
+        if disaggregated == "never":
+            assert modes == {"closed_loop"}
+        if disaggregated == "only":
+            assert "closed_loop" not in modes
+
+    def test_inventory_binding_raises_cost(self, tmp_path):
+        """Fewer H100s can only make the fleet cost more (or the same), and the plan stays within them."""
+        loose = plan_fleet(load_fleet_scenario(small(tmp_path, h100=64)), jobs=1)
+        tight = plan_fleet(load_fleet_scenario(small(tmp_path, h100=1)), jobs=1)
+        assert tight.summary["gpus_by_hardware"]["h100_sxm"] <= 1
+        assert tight.summary["total_usd_per_hour"] >= loose.summary["total_usd_per_hour"]
+        recheck(tight)
+
+    def test_backends_agree(self, tmp_path):
+        scenario = load_fleet_scenario(small(tmp_path, "never"))
+        milp = plan_fleet(scenario, jobs=1)
+        cpsat = solve(milp.data, "cpsat", time_limit_s=60)
+        assert cpsat.status == "OPTIMAL" and cpsat.objective == milp.solution.objective
+
+    def test_whole_nodes(self, tmp_path):
+        """In whole nodes every type's GPU count is a multiple of its node size, and the bill covers them."""
+        text = SMALL.format(disaggregated="never", h100=64, tpot=0.02).replace("[fleet]", "[fleet]\nwhole_nodes = true")
+        plan = plan_fleet(load_fleet_scenario(write(tmp_path, text)), jobs=1)
+        prices = {g.key: g.hardware.price_usd_per_hour for g in plan.scenario.gpus}
+        nodes = {g.key: g.hardware.node_size_gpus for g in plan.scenario.gpus}
+        billed = 0.0
+        for key, count in plan.summary["gpus_by_hardware"].items():
+            assert count % nodes[key] == 0
+            billed += count * prices[key]
+        assert plan.summary["total_usd_per_hour"] == pytest.approx(billed)
+        recheck(plan)
+
+    def test_budget_names_itself(self, tmp_path):
+        text = SMALL.format(disaggregated="never", h100=8, tpot=0.02).replace("[fleet]",
+                                                                                "[fleet]\nbudget_usd_per_hour = 1")
+        with pytest.raises(NoFeasibleLayoutError, match=r"^budget: the least-cost fleet costs \$"):
+            plan_fleet(load_fleet_scenario(write(tmp_path, text)), jobs=1)
+
+    def test_unmeetable_slo_names_the_workload(self, tmp_path):
+        with pytest.raises(NoFeasibleLayoutError, match=r"^demand_chat-8b: workload 'chat-8b'.*tpot_max"):
+            plan_fleet(load_fleet_scenario(small(tmp_path, tpot=1e-5)), jobs=1)
+
+    def test_process_pool_matches_in_process(self, tmp_path):
+        scenario = load_fleet_scenario(small(tmp_path))
+        serial = generate_candidates(scenario, jobs=1)
+        pooled = generate_candidates(scenario, jobs=2)
+        for a, b in zip(serial, pooled, strict=True):
+            assert a.frame.equals(b.frame)
+
+    @pytest.mark.skipif(not __import__("importlib").util.find_spec("ray"), reason="Ray is an optional extra")
+    def test_ray_matches_in_process(self, tmp_path):
+        """The Ray path (a local runtime) generates exactly the in-process candidates."""
+        scenario = load_fleet_scenario(small(tmp_path, "never"))
+        scenario = dataclasses.replace(scenario, workloads=scenario.workloads[:1])
+        serial = generate_candidates(scenario, jobs=1)
+        remote = generate_candidates(scenario, ray=True)
+        for a, b in zip(serial, remote, strict=True):
+            assert a.frame.equals(b.frame)
+
+
+class TestFleetFrontier:
+    def test_frontier_against_per_scale_solves(self, tmp_path):
+        """The loop's frontier equals the non-dominated set of least costs solved at every candidate scale."""
+        scenario = load_fleet_scenario(small(tmp_path, "never", tpot=0.03))
+        front = fleet_frontier(scenario, tpot_scale_max=1.0, jobs=1)
+        assert front.attrs["complete"] and len(front) >= 2
+        costs = front["total_usd_per_hour"].to_numpy()
+        scales = front["tpot_scale"].to_numpy()
+        assert np.all(np.diff(costs) < 0) and np.all(np.diff(scales) > 0)
+        # Oracle: the least cost at each distinct scale rank, then keep the strictly cheaper ones.
+        generated = generate_candidates(scenario, tpot_scale_max=1.0, jobs=1)
+        candidates = pd.concat([c.frame for c in generated], ignore_index=True).reindex(columns=CANDIDATE_COLUMNS)
+        data = fleet_data(scenario, candidates)
+        distinct = np.unique(candidates["tpot_scale"].to_numpy(dtype=float))
+        expected, best = [], None
+        for rank, scale in enumerate(distinct):
+            s = solve(data, "milp", max_scale_rank=rank)
+            if s.status == "OPTIMAL" and (best is None or s.objective < best):
+                best = s.objective
+                expected.append((float(scale), s.objective / 1e6))
+        assert [(round(s, 12), round(c, 6)) for s, c in expected] == \
+            [(round(s, 12), round(c, 6)) for s, c in zip(scales, costs, strict=True)]
+
+
+class TestFleetCli:
+    def run(self, capsys, *argv):
+        code = cli.main(["fleet", *map(str, argv)])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    def test_writes_every_output(self, tmp_path, capsys):
+        out = tmp_path / "out"
+        code, stdout, _ = self.run(capsys, small(tmp_path, "never"), "--out", out, "--jobs", 1)
+        assert code == 0
+        assert {p.name for p in out.iterdir()} == {"plan.csv", "plan.parquet", "summary.json", "fleet.png"}
+        summary = json.loads((out / "summary.json").read_text())
+        assert {"status", "total_usd_per_hour", "naive_usd_per_hour", "gpus_by_hardware", "mip_gap",
+                "wall_s"} <= set(summary)
+        header = (out / "plan.csv").read_text().splitlines()[0].split(",")
+        assert header[:13] == ["workload", "hardware", "mode", "tp", "pp", "ep", "batch", "replicas", "gpus",
+                               "usd_per_hour", "capacity_requests_per_s", "ttft_s", "tpot_s"]
+        assert "proven optimal" in stdout
+
+    @pytest.mark.parametrize(("edit", "message"), [
+        (("h100_sxm", "h999"), "gpu #1: 'hardware': unknown hardware 'h999'"),
+        (('model = "llama_3_8b"', 'model = "llama_9"'), "workload 'chat-8b': 'model': unknown model 'llama_9'"),
+        (("requests_per_s = 30.0", "requests_per_s = -3.0"), "'requests_per_s' must be > 0 (got -3.0)"),
+        (("available = 8", "available = 8\ncolour = 1"), "gpu #1: unknown field 'colour'"),
+        (("isl = 1000", "isl = [1000"), "malformed TOML"),
+        (("tpot_max_s = 0.02", "tpot_max_s = 0.00001"), "demand_chat-8b: workload 'chat-8b'"),
+        (("available = 8", "available = 0\n[[gpu]]\nhardware = \"h200\"\navailable = 0"), None),
+    ])
+    def test_bad_input_is_one_line_exit_2_and_out_untouched(self, tmp_path, capsys, edit, message):
+        text = SMALL.format(disaggregated="never", h100=8, tpot=0.02).replace(*edit)
+        if message is None:  # inventory 0 everywhere: drop the unlimited A100s
+            text = text.replace('[[gpu]]\nhardware = "a100_sxm"\n', "")
+            message = "'available' is 0 for every [[gpu]]"
+        out = tmp_path / "out"
+        code, _, stderr = self.run(capsys, write(tmp_path, text), "--out", out, "--jobs", 1)
+        assert code == 2
+        assert len(stderr.strip().splitlines()) == 1 and message in stderr, stderr
+        assert not out.exists()
+
+    def test_loader_rejects_both_demands(self, tmp_path):
+        text = SMALL.format(disaggregated="never", h100=8, tpot=0.02).replace(
+            "requests_per_s = 30.0", "requests_per_s = 30.0\noutput_tok_per_s = 10.0")
+        with pytest.raises(InstanceError, match="give exactly one of 'requests_per_s' and 'output_tok_per_s'"):
+            load_fleet_scenario(write(tmp_path, text))
