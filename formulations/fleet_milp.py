@@ -27,18 +27,20 @@ def to_pulp(model: FleetRows):
     return problem, x
 
 
-def _solver(time_limit_s: float | None, threads: int | None):
+def _solver(time_limit_s: float | None):
     import pulp
 
     options = dict(msg=False, gapRel=0.0, gapAbs=0.5, timeLimit=time_limit_s)
-    highs = pulp.HiGHS(threads=threads, **options)
+    # One thread, as formulations.milp: HiGHS's thread scheduler is global to the process and the
+    # first solve fixes its size; a later Highs asking for another count fails with an error status.
+    highs = pulp.HiGHS(threads=1, **options)
     if highs.available():
         return highs, "milp-highs"
-    return pulp.PULP_CBC_CMD(threads=threads, **options), "milp-cbc"
+    return pulp.PULP_CBC_CMD(threads=1, **options), "milp-cbc"
 
 
 def solve_fleet_milp(data: FleetData, *, max_scale_rank: int | None = None, cost_cap: int | None = None,
-                     time_limit_s: float | None = None, threads: int | None = None) -> FleetSolution:
+                     time_limit_s: float | None = None) -> FleetSolution:
     """Least-cost fleet by MILP.
 
     Returns:
@@ -49,7 +51,7 @@ def solve_fleet_milp(data: FleetData, *, max_scale_rank: int | None = None, cost
 
     model = fleet_rows(data, max_scale_rank=max_scale_rank, cost_cap=cost_cap)
     problem, x = to_pulp(model)
-    solver, name = _solver(time_limit_s, threads)
+    solver, name = _solver(time_limit_s)
     with _quiet_stdout():  # highspy prints a banner on creation, before PuLP can silence it
         problem.solve(solver)
     status = pulp.LpStatus[problem.status]

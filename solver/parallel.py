@@ -38,7 +38,7 @@ def progress_bar(total: int, desc: str, enabled: bool | None):
     return tqdm(total=total, desc=desc, file=sys.stderr, leave=False, disable=disable)
 
 
-def _ray_map(function, tasks: Sequence[Any], address: str | None, bar) -> list[tuple[str, Any]]:
+def _ray_map(function, tasks: Sequence[Any], address: str | None, done_with) -> list[tuple[str, Any]]:
     try:
         import ray
     except ImportError:
@@ -61,7 +61,7 @@ def _ray_map(function, tasks: Sequence[Any], address: str | None, bar) -> list[t
                     results[index] = ray.get(ref)
                 except Exception as exc:  # a worker that died: report this task, keep the others
                     results[index] = ("error", f"{type(exc).__name__}: {exc}")
-                bar.update()
+                done_with(index, results[index])
         return results
     finally:
         if started_here:
@@ -69,8 +69,8 @@ def _ray_map(function, tasks: Sequence[Any], address: str | None, bar) -> list[t
 
 
 def run_tasks(function: Callable[[Any], Any], tasks: Sequence[Any], *, jobs: int | None = None, ray: bool = False,
-              ray_address: str | None = None, desc: str = "tasks", progress: bool | None = None
-              ) -> list[tuple[str, Any]]:
+              ray_address: str | None = None, desc: str = "tasks", progress: bool | None = None,
+              on_result: Callable[[int, tuple[str, Any]], None] | None = None) -> list[tuple[str, Any]]:
     """``[("ok", function(task)) or ("error", reason)]`` in the order of ``tasks``.
 
     Args:
@@ -78,17 +78,23 @@ def run_tasks(function: Callable[[Any], Any], tasks: Sequence[Any], *, jobs: int
         ray: use Ray (a local runtime unless ``ray_address`` names a cluster).
         ray_address: join this Ray cluster (implies ``ray``).
         progress: show a progress bar on stderr (default: when stderr is a terminal).
+        on_result: called with (task index, outcome) as each task finishes, e.g. to store it at once.
     """
     if jobs is None:
         jobs = os.cpu_count() or 1
     with progress_bar(len(tasks), desc, progress) as bar:
+        def done_with(index: int, outcome: tuple[str, Any]) -> None:
+            if on_result is not None:
+                on_result(index, outcome)
+            bar.update()
+
         if ray or ray_address:
-            return _ray_map(function, tasks, ray_address, bar)
+            return _ray_map(function, tasks, ray_address, done_with)
         if jobs == 1 or len(tasks) <= 1:
             results = []
-            for task in tasks:
+            for index, task in enumerate(tasks):
                 results.append(_guarded(function, task))
-                bar.update()
+                done_with(index, results[-1])
             return results
         results: list[Any] = [None] * len(tasks)
         with ProcessPoolExecutor(max_workers=min(jobs, len(tasks))) as pool:
@@ -99,5 +105,5 @@ def run_tasks(function: Callable[[Any], Any], tasks: Sequence[Any], *, jobs: int
                     results[index] = future.result()
                 except Exception as exc:  # a bug or a dead worker in one task must not lose the others
                     results[index] = ("error", f"{type(exc).__name__}: {exc}")
-                bar.update()
+                done_with(index, results[index])
         return results

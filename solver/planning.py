@@ -31,9 +31,7 @@ import hashlib
 import json
 import os
 import re
-import sys
 from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +45,7 @@ from instances.loader import read_toml, reject_unknown
 from solver import api
 from solver.arguments import positive_int
 from solver.frontier import CONTRACT_COLUMNS, cheapest_row_at_least
+from solver.parallel import run_tasks
 from solver.sweeps import (
     PROBLEM_KNOBS,
     check_knob,
@@ -271,15 +270,8 @@ def _failed_row(name: str, reason: str) -> pd.DataFrame:
     return pd.DataFrame({"scenario": [name], "recommended": [False], "status": ["failed"], "error": [reason]})
 
 
-def _progress_bar(total: int, enabled: bool | None):
-    from tqdm import tqdm
-
-    disable = total == 0 or ((not sys.stderr.isatty()) if enabled is None else not enabled)
-    return tqdm(total=total, desc="scenarios", unit="scenario", file=sys.stderr, leave=False, disable=disable)
-
-
 def run_plan(path: str | Path, out_dir: str | Path, *, jobs: int | None = None, resume: bool = True,
-             progress: bool | None = None) -> pd.DataFrame:
+             progress: bool | None = None, ray: bool = False, ray_address: str | None = None) -> pd.DataFrame:
     """Solve every scenario of a plan file and write ``plan.parquet``, ``plan.csv`` and the per-scenario store.
 
     Args:
@@ -288,6 +280,7 @@ def run_plan(path: str | Path, out_dir: str | Path, *, jobs: int | None = None, 
         jobs: worker processes (default ``os.cpu_count()``); 1 solves in this process.
         resume: load scenarios whose stored settings hash matches instead of recomputing them.
         progress: show a tqdm bar on stderr (default: when stderr is a terminal).
+        ray, ray_address: solve the scenarios on a local Ray runtime or a Ray cluster (``solver.parallel``).
 
     Returns:
         The tidy table: ``scenario``, the frontier columns, ``recommended``, ``status``, ``error``;
@@ -340,21 +333,15 @@ def run_plan(path: str | Path, out_dir: str | Path, *, jobs: int | None = None, 
         else:
             failed[scenario.name] = payload
 
-    with _progress_bar(len(to_run), progress) as bar:
-        if jobs == 1 or len(to_run) <= 1:
-            for scenario in to_run:
-                finish(scenario, _solve_in_worker(scenario))
-                bar.update()
-        else:
-            with ProcessPoolExecutor(max_workers=min(jobs, len(to_run))) as pool:
-                futures = {pool.submit(_solve_in_worker, s): s for s in to_run}
-                for future in as_completed(futures):
-                    scenario = futures[future]
-                    try:
-                        finish(scenario, future.result())
-                    except Exception as exc:  # a bug or a dead worker in one scenario must not lose the others
-                        failed[scenario.name] = f"{type(exc).__name__}: {exc}"
-                    bar.update()
+    def record(index: int, outcome: tuple[str, Any]) -> None:
+        kind, payload = outcome  # ("ok", worker outcome) or ("error", a failure outside the worker's guard)
+        try:
+            finish(to_run[index], payload if kind == "ok" else ("failed", payload))
+        except Exception as exc:  # a bug in one scenario's result must not lose the others
+            failed[to_run[index].name] = f"{type(exc).__name__}: {exc}"
+
+    run_tasks(_solve_in_worker, to_run, jobs=jobs, ray=ray, ray_address=ray_address, desc="scenarios",
+              progress=progress, on_result=record)
 
     table = _assemble(scenarios, results, failed)
     _write_parquet_atomically(table, out / "plan.parquet")
@@ -439,7 +426,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from solver.outputs import output_folder
 
     output_folder("--out", args.out)  # before any scenario runs, naming the option
-    table = run_plan(args.file, args.out, jobs=args.jobs, resume=not args.no_resume, progress=True)
+    table = run_plan(args.file, args.out, jobs=args.jobs, resume=not args.no_resume, progress=True, ray=args.ray,
+                     ray_address=args.ray_address)
     attrs = table.attrs
     print(summary(table).to_string(index=False))
     print(f"{len(attrs['ran'])} scenarios computed, skipped {attrs['skipped']} done, "
@@ -463,6 +451,9 @@ def register(subparsers) -> None:
     p.add_argument("--out", metavar="DIR", required=True, help="output folder for plan.parquet, plan.csv, scenarios/")
     p.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1,
                    help="worker processes (default: all cores, here %(default)s); 1 runs in-process")
+    p.add_argument("--ray", action="store_true", help="solve the scenarios on a local Ray runtime "
+                   "(pip install 'infecon[ray]')")
+    p.add_argument("--ray-address", metavar="ADDRESS", help="join an existing Ray cluster instead (ray://head:10001)")
     p.add_argument("--no-resume", action="store_true", help="recompute every scenario, ignoring DIR/scenarios/")
     # SUPPRESS as the default keeps a top-level `infecon --debug ...` when the subcommand has no --debug.
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)

@@ -1,0 +1,96 @@
+"""Benchmark: fleet planning at three sizes, from one run.
+
+    python scripts/bench_fleet.py [--sizes 5x4 50x8 200x8] [--jobs N] [--time-limit S] [--ray]
+
+Prints one row per fleet: workloads x GPU types, candidates, wall seconds for the candidates and
+for the solve, the solver's status and MIP gap, the fleet's USD/hour and the naive plan's (each
+workload on its own cheapest single deployment) with the saving. The 5 x 4 fleet is the shipped
+example; the larger ones are generated (seeded, so every run plans the same fleets): workloads
+cycle through five models with varied isl/osl, demand and SLOs, and half the GPU types have an
+inventory. Goals (issue 10, 2-core machine): <= 10 s, <= 30 s, <= 120 s in all, gap 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from instances.fleet_scenario import load_fleet_scenario
+from solver.fleet import plan_fleet
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "instances" / "scenarios" / "fleet_example.toml"
+GPU_TYPES = ["h100_sxm", "h200", "a100_sxm", "mi300x", "b200", "l40s", "mi325x", "h20"]
+MODELS = [("llama_3_8b", 16), ("llama_3_70b", 8), ("mixtral_8x7b", 16), ("mixtral_8x22b", 8), ("llama_3_1_405b", 8)]
+GOALS_S = {(5, 4): 10.0, (50, 8): 30.0, (200, 8): 120.0}
+
+
+def generated_scenario(workloads: int, gpu_types: int, seed: int = 0) -> str:
+    """A fleet scenario's TOML text: ``workloads`` traffic classes on the first ``gpu_types`` GPU types."""
+    rng = np.random.default_rng(seed)
+    lines = ['[fleet]', 'disaggregated = "allow"', '']
+    for i, hardware in enumerate(GPU_TYPES[:gpu_types]):
+        lines += ["[[gpu]]", f'hardware = "{hardware}"']
+        if i % 2 == 0:
+            lines.append(f"available = {int(rng.choice([64, 128, 256])) * max(1, workloads // 25)}")
+        lines.append("")
+    for i in range(workloads):
+        model, bits = MODELS[i % len(MODELS)]
+        isl = int(rng.choice([500, 1000, 2000, 4000, 8000]))
+        osl = int(rng.choice([100, 200, 400, 800]))
+        big = model == "llama_3_1_405b"
+        lines += ["[[workload]]", f'name = "w{i:03d}-{model.replace("_", "-")}"', f'model = "{model}"',
+                  f"isl = {isl}", f"osl = {osl}", f"requests_per_s = {float(rng.uniform(0.5, 20.0)):.2f}",
+                  f"ttft_max_s = {float(rng.choice([1.0, 2.0, 4.0]) * (3 if big else 1)):.1f}",
+                  f"tpot_max_s = {float(rng.choice([0.03, 0.05, 0.1]) * (3 if big else 1)):.2f}",
+                  f"weight_bits = {bits}", ""]
+    return "\n".join(lines)
+
+
+def bench(sizes: list[tuple[int, int]], *, jobs: int | None, time_limit_s: float | None, ray: bool) -> pd.DataFrame:
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for workloads, gpu_types in sizes:
+            if (workloads, gpu_types) == (5, 4):
+                path = EXAMPLE
+            else:
+                path = Path(folder) / f"fleet_{workloads}x{gpu_types}.toml"
+                path.write_text(generated_scenario(workloads, gpu_types))
+            start = time.perf_counter()
+            plan = plan_fleet(load_fleet_scenario(path), jobs=jobs, ray=ray, time_limit_s=time_limit_s,
+                              progress=False)
+            wall = time.perf_counter() - start
+            s = plan.summary
+            naive = s["naive_usd_per_hour"]
+            goal = GOALS_S.get((workloads, gpu_types))
+            rows.append({
+                "fleet": f"{workloads} x {gpu_types}", "candidates": s["candidates"],
+                "candidates_s": round(s["candidates_s"], 2), "solve_s": round(s["solve_s"], 2),
+                "wall_s": round(wall, 2), "goal_s": goal, "met": "yes" if goal and wall <= goal else "no",
+                "status": s["status"], "mip_gap": s["mip_gap"], "usd_per_hour": round(s["total_usd_per_hour"], 2),
+                "naive_usd_per_hour": None if naive is None else round(naive, 2),
+                "saving_pct": None if not naive else round(100 * (1 - s["total_usd_per_hour"] / naive), 1)})
+            print(pd.DataFrame(rows[-1:]).to_string(index=False, header=len(rows) == 1), flush=True)
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="+", default=["5x4", "50x8", "200x8"], help="WORKLOADSxGPU_TYPES")
+    parser.add_argument("--jobs", type=int, default=None, help="candidate worker processes (default: all cores)")
+    parser.add_argument("--time-limit", type=float, default=None, help="seconds per solve (default: none)")
+    parser.add_argument("--ray", action="store_true", help="generate candidates on a local Ray runtime")
+    args = parser.parse_args()
+    sizes = [tuple(int(x) for x in size.lower().split("x")) for size in args.sizes]
+    table = bench(sizes, jobs=args.jobs, time_limit_s=args.time_limit, ray=args.ray)
+    print()
+    print(table.to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
