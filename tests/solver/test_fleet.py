@@ -74,7 +74,7 @@ def recheck(plan) -> None:
         m = e.metrics
         assert int(m.gpus) * g.hardware.price_usd_per_hour * row.replicas == pytest.approx(row.usd_per_hour)
         if row.mode == "disaggregated_prefill":
-            assert float(m.ttft_s) <= w.ttft_max_s
+            assert w.ttft_max_s is None or float(m.ttft_s) <= w.ttft_max_s
             # Hand check of the prefill rate: a pool at utilisation rho runs rho * pp / P1 requests/s per replica.
             per_replica = DEFAULT_PREFILL_UTILIZATION * row.pp / float(m.prefill_s)
         else:
