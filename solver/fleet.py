@@ -17,6 +17,7 @@ configuration table's ranks, and this one a model rebuilt per solve.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -157,8 +158,8 @@ def solve(data: FleetData, backend: str = "milp", **kwargs) -> FleetSolution:
     raise InfeconError(f"unknown fleet backend '{backend}' (choose from: {', '.join(FLEET_BACKENDS)})")
 
 
-def naive_cost(data: FleetData) -> int | None:
-    """Micro-USD/hour of serving each workload, in order, on its own cheapest single deployment.
+def naive_solution(data: FleetData) -> FleetSolution | None:
+    """Serve each workload, in order, on its own cheapest single deployment.
 
     A deployment is one aggregated candidate, or one prefill and one decode candidate (any GPU
     types), with just enough replicas for the whole demand; each workload takes the cheapest that
@@ -167,6 +168,7 @@ def naive_cost(data: FleetData) -> int | None:
     """
     used = np.zeros(len(data.pool_names), dtype=np.int64)
     replicas = np.zeros(len(data.gpus), dtype=np.int64)
+    routed = np.zeros(len(data.workload_names), dtype=np.int64)
 
     def fits(extra: dict[int, int]) -> bool:
         after = used.copy()
@@ -189,7 +191,10 @@ def naive_cost(data: FleetData) -> int | None:
         for c, n in best.items():
             replicas[c] += n
             used[data.pool[c]] += n * data.gpus[c]
-    return fleet_cost(data, replicas)
+        if len(best) == 2:  # a prefill and decode pair takes all of the workload's requests
+            routed[w] = data.demand[w]
+    nodes = -(-used // data.node_size) if data.whole_nodes else np.zeros(len(used), dtype=np.int64)
+    return FleetSolution("FEASIBLE", replicas, routed, nodes, fleet_cost(data, replicas), backend="naive")
 
 
 def diagnose_infeasible(data: FleetData, backend: str, time_limit_s: float | None = None) -> str:
@@ -223,8 +228,6 @@ def _inventory_text(data: FleetData) -> str:
 
 
 def _replace(data: FleetData, **changes) -> FleetData:
-    import dataclasses
-
     return dataclasses.replace(data, **changes)
 
 
@@ -288,9 +291,17 @@ def plan_fleet(scenario: FleetScenario, *, backend: str = "milp", time_limit_s: 
     solve_s = time.perf_counter() - start - candidates_s
     if solution.status == "INFEASIBLE":
         raise NoFeasibleLayoutError(diagnose_infeasible(data, backend, time_limit_s))
+    naive_plan = naive_solution(data)
+    naive = None if naive_plan is None else naive_plan.objective
+    usable = naive_plan is not None and (data.budget is None or naive <= data.budget)
+    if solution.status in ("FEASIBLE", "UNKNOWN") and usable and \
+            (solution.objective is None or naive < solution.objective):
+        # Stopped by the time limit with nothing better than the naive plan: keep the naive plan, so the
+        # answer is never above it, with the solver's bound still saying how far from proven it may be.
+        solution = dataclasses.replace(naive_plan, bound=solution.bound,
+                                       backend=f"{solution.backend} (its plan was costlier: naive plan kept)")
     if solution.status == "UNKNOWN":
         raise SolverLimitError(f"{solution.backend} found no plan within the time limit of {time_limit_s} s")
-    naive = naive_cost(data)
     status = "optimal" if solution.status == "OPTIMAL" else "feasible"
     summary = {
         "status": status,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from formulations.fleet_cpsat import solve_fleet_cpsat
 from formulations.fleet_milp import solve_fleet_milp, to_pulp
 from formulations.fleet_model import FleetData, fleet_cost, fleet_rows
+from solver.fleet import naive_solution
 
 
 @st.composite
@@ -42,25 +44,30 @@ def small_fleets(draw) -> FleetData:
         whole_nodes=draw(st.booleans()))
 
 
+def meets_rules(data: FleetData, n: np.ndarray) -> bool:
+    """Every rule checked directly: demand (with balanced pools), inventory (in whole nodes if asked), budget."""
+    served = True
+    for w in range(len(data.workload_names)):
+        def cap(kind: int, w: int = w) -> int:
+            return int((n * data.capacity)[(data.workload == w) & (data.kind == kind)].sum())
+        routed = min(cap(1), cap(2)) if data.routes_disaggregated(w) else 0
+        aggregated = cap(0) if data.disaggregated[w] != "only" else 0
+        served &= aggregated + routed >= data.demand[w]
+    used = np.bincount(data.pool, weights=n * data.gpus, minlength=len(data.pool_names)).astype(np.int64)
+    if data.whole_nodes:
+        used = -(-used // data.node_size) * data.node_size
+    within = bool(np.all((data.available < 0) | (used <= data.available)))
+    return bool(served) and within and (data.budget is None or fleet_cost(data, n) <= data.budget)
+
+
 def brute_force_cost(data: FleetData) -> int | None:
     """Least cost over every replica vector within the encodings' bounds, checking every rule directly."""
     upper = data.replica_upper_bounds()
     best = None
     for replicas in itertools.product(*(range(int(u) + 1) for u in upper)):
         n = np.array(replicas, dtype=np.int64)
-        served = True
-        for w in range(len(data.workload_names)):
-            def cap(kind: int, w: int = w, n: np.ndarray = n) -> int:
-                return int((n * data.capacity)[(data.workload == w) & (data.kind == kind)].sum())
-            routed = min(cap(1), cap(2)) if data.routes_disaggregated(w) else 0
-            aggregated = cap(0) if data.disaggregated[w] != "only" else 0
-            served &= aggregated + routed >= data.demand[w]
-        used = np.bincount(data.pool, weights=n * data.gpus, minlength=len(data.pool_names)).astype(np.int64)
-        if data.whole_nodes:
-            used = -(-used // data.node_size) * data.node_size
-        within = np.all((data.available < 0) | (used <= data.available))
-        cost = fleet_cost(data, n)
-        if served and within and (data.budget is None or cost <= data.budget):
+        if meets_rules(data, n):
+            cost = fleet_cost(data, n)
             best = cost if best is None else min(best, cost)
     return best
 
@@ -69,7 +76,8 @@ class TestFleetEncodings:
     @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(small_fleets())
     def test_milp_and_cpsat_agree_with_brute_force(self, data):
-        """On 50 generated small fleets both backends prove the same optimal cost as exhaustive search."""
+        """On 50 generated small fleets both backends prove the same optimal cost as exhaustive search; the naive
+        plan obeys the rules and costs no less."""
         expected = brute_force_cost(data)
         for solution in (solve_fleet_milp(data), solve_fleet_cpsat(data)):
             if expected is None:
@@ -79,6 +87,11 @@ class TestFleetEncodings:
                 assert solution.objective == expected, solution.backend
                 assert fleet_cost(data, solution.replicas) == expected  # the plan itself costs what is reported
                 assert solution.gap == 0.0
+        naive = naive_solution(data)
+        if naive is not None:  # the naive plan obeys every rule but the budget, and never beats the optimum
+            assert meets_rules(dataclasses.replace(data, budget=None), naive.replicas)
+            if expected is not None:
+                assert naive.objective >= expected
 
     def test_constraints_carry_their_rule_names(self):
         """The exported model reads like the design: demand, balance, inventory, budget rows by name."""
