@@ -13,9 +13,7 @@ from pathlib import Path
 from solver import api
 
 ROOT = Path(__file__).resolve().parents[1]
-ENCODINGS = [ROOT / "formulations" / "cpsat.py", ROOT / "formulations" / "milp.py",
-             ROOT / "formulations" / "fleet_model.py", ROOT / "formulations" / "fleet_milp.py",
-             ROOT / "formulations" / "fleet_cpsat.py"]
+ENCODINGS = [ROOT / "formulations" / "cpsat.py", ROOT / "formulations" / "milp.py"]
 SEARCH = [ROOT / "solver" / "enumeration.py", ROOT / "solver" / "epsilon.py", ROOT / "solver" / "backends.py"]
 PHYSICS_MODULES = {"formulations.perf", "formulations.params", "formulations.toy", "formulations.serving"}
 # Hardware and model constants an encoding would need only if it re-derived the physics.

@@ -112,3 +112,15 @@ class TestFleetEncodings:
         whole = FleetData(("w",), [10], ("never",), ("g",), [-1], [8], [2], [0, 0], [0, 0], [0, 0], [1, 4], [4, 11],
                           [0, 0], whole_nodes=True)
         assert solve_fleet_milp(whole).objective == 16
+
+
+def test_fleet_encodings_import_no_physics():
+    """The fleet encodings read candidate numbers only: no physics module is imported (one physics)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "formulations"
+    for name in ("fleet_model.py", "fleet_milp.py", "fleet_cpsat.py"):
+        modules = {node.module for node in ast.walk(ast.parse((root / name).read_text()))
+                   if isinstance(node, ast.ImportFrom)}
+        assert not modules & {"formulations.perf", "formulations.params", "formulations.serving"}, name
