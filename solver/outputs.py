@@ -24,16 +24,20 @@ def _refuse_file_on_the_way(option: str, path: Path) -> None:
             return
 
 
+def _ensure_folder(option: str, folder: Path) -> None:
+    """Create ``folder``, or raise naming ``option`` if it cannot exist or be written."""
+    _refuse_file_on_the_way(option, folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InfeconError(f"{option}: cannot create the folder '{folder}' ({exc.strerror or exc})") from None
+    if not os.access(folder, os.W_OK):
+        raise InfeconError(f"{option}: the folder '{folder}' is not writable")
+
+
 def _ensure_parent(option: str, path: Path) -> None:
     """Create ``path``'s folder, or raise naming ``option`` if it cannot exist or be written."""
-    parent = path.parent
-    _refuse_file_on_the_way(option, parent)
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InfeconError(f"{option}: cannot create the folder '{parent}' ({exc.strerror or exc})") from None
-    if not os.access(parent, os.W_OK):
-        raise InfeconError(f"{option}: the folder '{parent}' is not writable")
+    _ensure_folder(option, path.parent)
 
 
 def output_file(option: str, text: str) -> Path:
@@ -78,11 +82,5 @@ def output_folder(option: str, text: str) -> Path:
     path = Path(text)
     if path.exists() and not path.is_dir():
         raise InfeconError(f"{option}: '{path}' exists and is not a folder")
-    _refuse_file_on_the_way(option, path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InfeconError(f"{option}: cannot create the folder '{path}' ({exc.strerror or exc})") from None
-    if not os.access(path, os.W_OK):
-        raise InfeconError(f"{option}: the folder '{path}' is not writable")
+    _ensure_folder(option, path)
     return path
