@@ -26,7 +26,7 @@ from instances.engines import builtin_engine_names  # noqa: E402
 from solver import calibration  # noqa: E402
 from solver.validation import read_measurements  # noqa: E402
 
-DEFAULT_DATA = ROOT.parent.parent / "shared" / "measured" / "serving_dev.csv"
+DEFAULT_DATA = ROOT.parent / "shared" / "measured" / "serving_dev.csv"
 
 
 def own_family_predictions(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
