@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 from ortools.sat.python import cp_model
 
-from formulations.relaxation import Options
-from formulations.solution import Answer
-from formulations.space import Problem
+from infecon.formulations.relaxation import Options
+from infecon.formulations.solution import Answer
+from infecon.formulations.space import Problem
 
 NS_PER_S = 1e9
 LATENCY_WEIGHT_SCALE = 1 << 16  # latency_ns * 2^16 >= sum(floor(2^16 / tokens_per_iteration) * iteration_ns)

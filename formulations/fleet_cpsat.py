@@ -6,7 +6,7 @@ cost exactly; ``tests/formulations/test_fleet_encodings.py`` checks it on genera
 
 from __future__ import annotations
 
-from formulations.fleet_model import FleetData, FleetRows, FleetSolution, fleet_rows, solution_from_values
+from infecon.formulations.fleet_model import FleetData, FleetRows, FleetSolution, fleet_rows, solution_from_values
 
 
 def to_cpsat(model: FleetRows):

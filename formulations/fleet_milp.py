@@ -7,8 +7,8 @@ absolute gap below one micro-dollar, so "optimal" means proven optimal on the in
 
 from __future__ import annotations
 
-from formulations.fleet_model import FleetData, FleetRows, FleetSolution, fleet_rows, solution_from_values
-from formulations.milp import _quiet_stdout
+from infecon.formulations.fleet_model import FleetData, FleetRows, FleetSolution, fleet_rows, solution_from_values
+from infecon.formulations.milp import _quiet_stdout
 
 
 def to_pulp(model: FleetRows):

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from formulations.relaxation import Options
-from formulations.solution import Answer
-from formulations.space import Problem
+from infecon.formulations.relaxation import Options
+from infecon.formulations.solution import Answer
+from infecon.formulations.space import Problem
 
 US_PER_S = 1e6
 GB_PER_BYTE = 1e-9

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from formulations.specs import ModelSpec
+from infecon.formulations.specs import ModelSpec
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from formulations.params import (
+from infecon.formulations.params import (
     activation_elements_per_token,
     attention_flop_per_context_token,
     ffn_active_width,
@@ -35,7 +35,7 @@ from formulations.params import (
     parameter_counts,
     qkv_output_width,
 )
-from formulations.specs import HardwareSpec, ModelSpec, SpeculativeDecoding, Workload
+from infecon.formulations.specs import HardwareSpec, ModelSpec, SpeculativeDecoding, Workload
 
 # How many latency passes and how many copies of the message a collective moves per rank.
 # A tree all-reduce goes up and down (2 passes) and each rank sends and receives 2x(R-1)/R of

@@ -31,15 +31,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from formulations.errors import InstanceError
-from formulations.perf import (
+from infecon.formulations.errors import InstanceError
+from infecon.formulations.perf import (
     drafter_step,
     expected_tokens_per_iteration,
     hbm_bytes_per_gpu_affine,
     largest_batch_in_hbm,
     step_structure,
 )
-from formulations.space import Problem, candidate_layouts, drafter_layouts, largest_batch
+from infecon.formulations.space import Problem, candidate_layouts, drafter_layouts, largest_batch
 
 SEGMENT_RATIO = 2  # each segment's last micro-batch is about twice its first
 

@@ -41,9 +41,9 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from formulations.params import kv_elements_per_token
-from formulations.perf import ConfigMetrics, StepTime, decode_step, evaluate, expected_tokens_per_iteration
-from formulations.specs import (
+from infecon.formulations.params import kv_elements_per_token
+from infecon.formulations.perf import ConfigMetrics, StepTime, decode_step, evaluate, expected_tokens_per_iteration
+from infecon.formulations.specs import (
     SERVING_MODES,
     EngineProfile,
     HardwareSpec,

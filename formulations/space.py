@@ -17,10 +17,10 @@ from functools import cached_property, partial
 
 import numpy as np
 
-from formulations.errors import InstanceError
-from formulations.perf import ConfigMetrics, evaluate, largest_batch_in_hbm
-from formulations.serving import serving_metrics
-from formulations.specs import EngineProfile, HardwareSpec, ModelSpec, Requests, SpeculativeDecoding, Workload
+from infecon.formulations.errors import InstanceError
+from infecon.formulations.perf import ConfigMetrics, evaluate, largest_batch_in_hbm
+from infecon.formulations.serving import serving_metrics
+from infecon.formulations.specs import EngineProfile, HardwareSpec, ModelSpec, Requests, SpeculativeDecoding, Workload
 
 DEFAULT_MAX_GPUS = 1024
 # Every tabulated configuration costs about a kilobyte of arrays while the table is built; beyond this

@@ -6,9 +6,11 @@ The public Python API, under one name that cannot clash with other projects::
     f = infecon.frontier("llama-3-70b", "h100", context_tokens=8000)   # -> Frontier (.points: DataFrame)
     infecon.cheapest_at_speed("llama-3-70b", "h100", 60).points          # one row
     infecon.explain("llama-3-70b", "h100", tp=8, batch=64)               # -> Explanation
+    infecon.plan_fleet(infecon.load_fleet("fleet.toml")).plan            # -> DataFrame
 
-Why a re-export: the implementation lives in the repository's ``solver/``, ``formulations/`` and
-``instances/`` packages (the design card's layout). This module names what is public and stable;
+Why a re-export: the implementation lives in ``infecon.solver``, ``infecon.formulations`` and
+``infecon.instances`` (the repository's top-level ``solver/``, ``formulations/`` and ``instances/``
+folders, the design card's layout). This module names what is public and stable;
 everything else may move. Bad input raises ``InstanceError`` (a ``ValueError``), "nothing fits"
 ``NoFeasibleLayoutError``; both derive from ``InfeconError``.
 """
@@ -16,19 +18,36 @@ everything else may move. Bad input raises ``InstanceError`` (a ``ValueError``),
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
-from formulations.errors import (
+
+def _serve_source_checkout() -> None:
+    """Let ``infecon.solver`` resolve to ``<repo>/solver`` when running from a source checkout.
+
+    Why: the design card keeps ``solver/``, ``formulations/`` and ``instances/`` at the repository's
+    top level, and the wheel maps them under ``infecon`` (``package-dir`` in pyproject.toml). A test
+    run from the checkout imports this file, not the installed one, so the sibling folders must be
+    on this package's path. An installed wheel has ``infecon/solver`` itself and is left alone.
+    """
+    here = Path(__file__).resolve().parent
+    if not (here / "solver").is_dir() and (here.parent / "solver" / "__init__.py").is_file():
+        __path__.append(str(here.parent))
+
+
+_serve_source_checkout()
+
+from infecon.formulations.errors import (
     BackendUnavailableError,
     InfeconError,
     InstanceError,
     NoFeasibleLayoutError,
     SolverLimitError,
 )
-from formulations.space import Constraints, Problem, SearchSpace
-from formulations.specs import HardwareSpec, ModelSpec, SpeculativeDecoding, Workload
-from instances.limits import KNOB_RANGES
-from instances.loader import get_hardware, get_model, load_hardware, load_model, model_from_hf_config
-from solver.api import (
+from infecon.formulations.space import Constraints, Problem, SearchSpace
+from infecon.formulations.specs import HardwareSpec, ModelSpec, SpeculativeDecoding, Workload
+from infecon.instances.limits import KNOB_RANGES
+from infecon.instances.loader import get_hardware, get_model, load_hardware, load_model, model_from_hf_config
+from infecon.solver.api import (
     Explanation,
     build_problem,
     cheapest_at_speed,
@@ -38,12 +57,14 @@ from solver.api import (
     layouts,
     list_hardware,
     list_models,
+    load_fleet,
+    plan_fleet,
     resolve_hardware,
     resolve_model,
 )
-from solver.frontier import Frontier
-from solver.planning import run_plan
-from solver.sweeps import run_sweep
+from infecon.solver.frontier import Frontier
+from infecon.solver.planning import run_plan
+from infecon.solver.sweeps import run_sweep
 
 try:
     __version__ = version("infecon")
@@ -77,9 +98,11 @@ __all__ = [
     "layouts",
     "list_hardware",
     "list_models",
+    "load_fleet",
     "load_hardware",
     "load_model",
     "model_from_hf_config",
+    "plan_fleet",
     "resolve_hardware",
     "resolve_model",
     "run_plan",

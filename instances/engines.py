@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from formulations.errors import InstanceError
-from formulations.specs import PER_HARDWARE, SERVING_MODES, EngineProfile, KernelCounts
-from instances.loader import INSTANCES_DIR, _check_int, _check_number, _unwrap, read_toml, reject_unknown
+from infecon.formulations.errors import InstanceError
+from infecon.formulations.specs import PER_HARDWARE, SERVING_MODES, EngineProfile, KernelCounts
+from infecon.instances.loader import INSTANCES_DIR, _check_int, _check_number, _unwrap, read_toml, reject_unknown
 
 ENGINES_DIR = INSTANCES_DIR / "engines"
 DEFAULT_ENGINE = "generic"

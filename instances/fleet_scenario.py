@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from formulations.errors import InstanceError
-from formulations.specs import EngineProfile, HardwareSpec, ModelSpec
-from instances.engines import DEFAULT_ENGINE, get_engine
-from instances.loader import get_hardware, get_model, read_toml, reject_unknown
+from infecon.formulations.errors import InstanceError
+from infecon.formulations.specs import EngineProfile, HardwareSpec, ModelSpec
+from infecon.instances.engines import DEFAULT_ENGINE, get_engine
+from infecon.instances.loader import get_hardware, get_model, read_toml, reject_unknown
 
 DISAGGREGATION_CHOICES = ("allow", "never", "only")
 BATCH_CHOICES = ("ladder", "all")

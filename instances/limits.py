@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from numbers import Integral, Real
 
-from formulations.errors import InstanceError
+from infecon.formulations.errors import InstanceError
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from formulations.errors import InstanceError
-from formulations.specs import PROTOCOL_NAMES, HardwareSpec, ModelSpec, ProtocolLatency
-from instances.limits import KNOB_RANGES, check_knob
+from infecon.formulations.errors import InstanceError
+from infecon.formulations.specs import PROTOCOL_NAMES, HardwareSpec, ModelSpec, ProtocolLatency
+from infecon.instances.limits import KNOB_RANGES, check_knob
 
 INSTANCES_DIR = Path(__file__).resolve().parent
 MODELS_DIR = INSTANCES_DIR / "models"

@@ -22,9 +22,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from instances.engines import builtin_engine_names  # noqa: E402
-from solver import calibration  # noqa: E402
-from solver.validation import read_measurements  # noqa: E402
+from infecon.instances.engines import builtin_engine_names  # noqa: E402
+from infecon.solver import calibration  # noqa: E402
+from infecon.solver.validation import read_measurements  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "measured" / "serving_dev.csv"
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from instances.fleet_scenario import load_fleet_scenario
-from solver.fleet import plan_fleet
+from infecon.instances.fleet_scenario import load_fleet_scenario
+from infecon.solver.fleet import plan_fleet
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "instances" / "scenarios" / "fleet_example.toml"

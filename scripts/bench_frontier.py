@@ -20,11 +20,11 @@ import time
 import numpy as np
 import pandas as pd
 
-from formulations.cpsat import build_cpsat
-from formulations.milp import build_milp
-from formulations.relaxation import build_options
-from solver import api
-from solver.epsilon import solve_point, trace_frontier
+from infecon.formulations.cpsat import build_cpsat
+from infecon.formulations.milp import build_milp
+from infecon.formulations.relaxation import build_options
+from infecon.solver import api
+from infecon.solver.epsilon import solve_point, trace_frontier
 
 CASES = {
     "llama": ("llama-3-70b", "h100", dict(context_tokens=0)),

@@ -33,13 +33,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from formulations.params import attention_flop_per_context_token, kv_elements_per_token, parameter_counts
-from formulations.perf import collective_time_s, evaluate, expected_tokens_per_iteration
-from formulations.specs import HardwareSpec, ModelSpec, Workload
-from formulations.toy import critical_batch, toy_min_latency_s, toy_optimal_gpus
-from solver import api
-from solver.frontier import Frontier
-from solver.reports import plot_frontiers
+from infecon.formulations.params import attention_flop_per_context_token, kv_elements_per_token, parameter_counts
+from infecon.formulations.perf import collective_time_s, evaluate, expected_tokens_per_iteration
+from infecon.formulations.specs import HardwareSpec, ModelSpec, Workload
+from infecon.formulations.toy import critical_batch, toy_min_latency_s, toy_optimal_gpus
+from infecon.solver import api
+from infecon.solver.frontier import Frontier
+from infecon.solver.reports import plot_frontiers
 
 H100 = "h100"
 PAPER_V100 = "v100-paper"  # the paper's V100 (16 GB, 100 TFLOP/s, 12.5 GB/s network), fig. 6 / Table 4

@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from formulations.params import parameter_counts
-from formulations.specs import HardwareSpec, ModelSpec
-from formulations.toy import toy_min_latency_s
-from solver import api
+from infecon.formulations.params import parameter_counts
+from infecon.formulations.specs import HardwareSpec, ModelSpec
+from infecon.formulations.toy import toy_min_latency_s
+from infecon.solver import api
 
 H100 = "h100"
 T_HOP_S = 1e-6  # the toy model's per-hop latency (sec. 2.2.1)

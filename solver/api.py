@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from formulations.errors import InstanceError, NoFeasibleLayoutError
-from formulations.params import parameter_counts
-from formulations.perf import ConfigMetrics
-from formulations.space import (
+from infecon.formulations.errors import InstanceError, NoFeasibleLayoutError
+from infecon.formulations.params import parameter_counts
+from infecon.formulations.perf import ConfigMetrics
+from infecon.formulations.space import (
     Constraints,
     Problem,
     SearchSpace,
@@ -26,7 +26,7 @@ from formulations.space import (
     layout_rule_violation,
     tabulate,
 )
-from formulations.specs import (
+from infecon.formulations.specs import (
     SERVING_MODES,
     EngineProfile,
     HardwareSpec,
@@ -35,9 +35,9 @@ from formulations.specs import (
     SpeculativeDecoding,
     Workload,
 )
-from instances.engines import get_engine
-from instances.limits import check_knob
-from instances.loader import (
+from infecon.instances.engines import get_engine
+from infecon.instances.limits import check_knob
+from infecon.instances.loader import (
     builtin_hardware_names,
     builtin_model_names,
     get_hardware,
@@ -46,8 +46,8 @@ from instances.loader import (
     load_hardware,
     load_model,
 )
-from solver.epsilon import solve_point, trace_frontier
-from solver.frontier import Frontier
+from infecon.solver.epsilon import solve_point, trace_frontier
+from infecon.solver.frontier import Frontier
 
 DEFAULT_ACCEPTANCE = 0.8
 DEFAULT_MAX_DRAFT_TOKENS = 8
@@ -336,9 +336,9 @@ def export_models(model, hardware, directory: str | Path, **problem_kwargs) -> l
     Both read like the design: each rule is a named row (``hbm_capacity``, ``cost_cap``, ...) over
     the layout choice and the integer ``batch``. Raises ``InstanceError`` if the directory cannot be written.
     """
-    from formulations.cpsat import build_cpsat
-    from formulations.milp import build_milp, to_pulp
-    from formulations.relaxation import build_options
+    from infecon.formulations.cpsat import build_cpsat
+    from infecon.formulations.milp import build_milp, to_pulp
+    from infecon.formulations.relaxation import build_options
 
     problem = model if isinstance(model, Problem) else build_problem(model, hardware, **problem_kwargs)
     options = build_options(problem)
@@ -356,7 +356,7 @@ def export_models(model, hardware, directory: str | Path, **problem_kwargs) -> l
 
 def load_fleet(path: str | Path):
     """A validated fleet scenario (``instances.fleet_scenario.FleetScenario``) from its TOML file."""
-    from instances.fleet_scenario import load_fleet_scenario
+    from infecon.instances.fleet_scenario import load_fleet_scenario
 
     return load_fleet_scenario(path)
 
@@ -367,7 +367,7 @@ def plan_fleet(scenario, **kwargs):
     ``.plan`` and ``.candidates`` are DataFrames, ``.summary`` the summary.json contents. Keyword
     arguments are those of ``solver.fleet.plan_fleet`` (backend, time_limit_s, jobs, ray, ray_address).
     """
-    from solver import fleet
+    from infecon.solver import fleet
 
     if isinstance(scenario, str | Path):
         scenario = load_fleet(scenario)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from formulations.errors import BackendUnavailableError
-from formulations.relaxation import Options, build_options
-from formulations.solution import Answer, Solution
-from formulations.space import Problem
+from infecon.formulations.errors import BackendUnavailableError
+from infecon.formulations.relaxation import Options, build_options
+from infecon.formulations.solution import Answer, Solution
+from infecon.formulations.space import Problem
 
 __all__ = ["BACKEND_NAMES", "Answer", "Backend", "Session", "Solution", "get_backend"]
 
@@ -62,7 +62,7 @@ class CpSatBackend:
         return True
 
     def session(self, problem: Problem):
-        from formulations.cpsat import CpSatSession
+        from infecon.formulations.cpsat import CpSatSession
 
         return CpSatSession(problem, build_options(problem))
 
@@ -83,7 +83,7 @@ class MilpBackend:
         return True
 
     def session(self, problem: Problem):
-        from formulations.milp import MilpSession
+        from infecon.formulations.milp import MilpSession
 
         return MilpSession(problem, build_options(problem), solver=self.solver)
 

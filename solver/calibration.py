@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
-from formulations.errors import InstanceError
-from formulations.specs import EngineProfile
-from instances.engines import ENGINES_DIR, load_engine
-from solver.validation import PreparedRow, predict_prepared, prepare_row, read_measurements
+from infecon.formulations.errors import InstanceError
+from infecon.formulations.specs import EngineProfile
+from infecon.instances.engines import ENGINES_DIR, load_engine
+from infecon.solver.validation import PreparedRow, predict_prepared, prepare_row, read_measurements
 
 # name: (lower bound, upper bound, start, scale). Bounds are physical: an efficiency below the ~95 %
 # a tuned kernel reaches; a kernel between a bare launch (0.5 us) and a slow small kernel (100 us);

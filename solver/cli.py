@@ -13,15 +13,15 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from formulations.errors import InfeconError, InstanceError, SolverLimitError
-from formulations.space import DEFAULT_MAX_GPUS
-from formulations.specs import SERVING_MODES
-from instances.engines import DEFAULT_ENGINE, builtin_engine_names
-from instances.limits import KNOB_RANGES
-from instances.loader import NAME_SPELLINGS
-from solver import api, outputs, reports
-from solver.arguments import checked as _checked
-from solver.backends import BACKEND_NAMES
+from infecon.formulations.errors import InfeconError, InstanceError, SolverLimitError
+from infecon.formulations.space import DEFAULT_MAX_GPUS
+from infecon.formulations.specs import SERVING_MODES
+from infecon.instances.engines import DEFAULT_ENGINE, builtin_engine_names
+from infecon.instances.limits import KNOB_RANGES
+from infecon.instances.loader import NAME_SPELLINGS
+from infecon.solver import api, outputs, reports
+from infecon.solver.arguments import checked as _checked
+from infecon.solver.backends import BACKEND_NAMES
 
 EXIT_INVALID_DEPLOYMENT = 1  # explain: the breakdown is printed, but the configuration is not deployable
 EXIT_USAGE = 2
@@ -289,7 +289,7 @@ def naming_file(path: str):
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from solver import validation
+    from infecon.solver import validation
 
     out = outputs.output_file("--out", args.out) if args.out is not None else None  # before any prediction
     with naming_file(args.data):
@@ -311,7 +311,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from solver import calibration
+    from infecon.solver import calibration
 
     out = outputs.output_file("--out", args.out) if args.out is not None else None  # before the fit
     with naming_file(args.data):
@@ -457,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_study_commands(sub) -> None:
     """``sweep`` and ``plan`` live in their own modules; registered here when present."""
     try:
-        from solver import fleet_command, planning, sweeps
+        from infecon.solver import fleet_command, planning, sweeps
     except ImportError:
         return
     sweeps.register(sub)

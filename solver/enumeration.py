@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from formulations.space import ConfigTable
+from infecon.formulations.space import ConfigTable
 
 
 def pareto_indices(table: ConfigTable, mask: np.ndarray | None = None) -> np.ndarray:

@@ -34,11 +34,11 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from formulations.errors import SolverLimitError
-from formulations.space import ConfigTable, Problem, batch_domain, tabulate
-from solver.backends import Backend, get_backend
-from solver.enumeration import best_index, pareto_indices
-from solver.frontier import Frontier, configuration_frame
+from infecon.formulations.errors import SolverLimitError
+from infecon.formulations.space import ConfigTable, Problem, batch_domain, tabulate
+from infecon.solver.backends import Backend, get_backend
+from infecon.solver.enumeration import best_index, pareto_indices
+from infecon.solver.frontier import Frontier, configuration_frame
 
 # A solver's bound is trusted only to this relative margin (its feasibility and optimality tolerances
 # are 1e-7 or tighter on these scaled models); a known point within it of the bound triggers one more

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from formulations.errors import InfeconError, NoFeasibleLayoutError, SolverLimitError
-from formulations.fleet_model import (
+from infecon.formulations.errors import InfeconError, NoFeasibleLayoutError, SolverLimitError
+from infecon.formulations.fleet_model import (
     KINDS,
     MICRO_USD,
     FleetData,
@@ -36,9 +36,9 @@ from formulations.fleet_model import (
     demand_units,
     fleet_cost,
 )
-from instances.fleet_scenario import FleetScenario, parse_gpu, parse_workload
-from solver.fleet_candidates import CANDIDATE_COLUMNS, Candidates, fleet_candidates
-from solver.parallel import run_tasks
+from infecon.instances.fleet_scenario import FleetScenario, parse_gpu, parse_workload
+from infecon.solver.fleet_candidates import CANDIDATE_COLUMNS, Candidates, fleet_candidates
+from infecon.solver.parallel import run_tasks
 
 FLEET_BACKENDS = ("milp", "cpsat")
 PLAN_COLUMNS = [
@@ -148,11 +148,11 @@ def fleet_data(scenario: FleetScenario, candidates: pd.DataFrame) -> FleetData:
 def solve(data: FleetData, backend: str = "milp", **kwargs) -> FleetSolution:
     """One least-cost solve with the named backend (``milp`` or ``cpsat``)."""
     if backend == "milp":
-        from formulations.fleet_milp import solve_fleet_milp
+        from infecon.formulations.fleet_milp import solve_fleet_milp
 
         return solve_fleet_milp(data, **kwargs)
     if backend == "cpsat":
-        from formulations.fleet_cpsat import solve_fleet_cpsat
+        from infecon.formulations.fleet_cpsat import solve_fleet_cpsat
 
         return solve_fleet_cpsat(data, **kwargs)
     raise InfeconError(f"unknown fleet backend '{backend}' (choose from: {', '.join(FLEET_BACKENDS)})")

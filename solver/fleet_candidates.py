@@ -30,12 +30,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from formulations.errors import InfeconError
-from formulations.space import Problem, tabulate
-from instances.fleet_scenario import FleetSettings, FleetWorkload, GpuPool
-from solver import api
-from solver.enumeration import pareto_indices
-from solver.frontier import configuration_frame
+from infecon.formulations.errors import InfeconError
+from infecon.formulations.space import Problem, tabulate
+from infecon.instances.fleet_scenario import FleetSettings, FleetWorkload, GpuPool
+from infecon.solver import api
+from infecon.solver.enumeration import pareto_indices
+from infecon.solver.frontier import configuration_frame
 
 CANDIDATE_COLUMNS = [
     "workload", "hardware", "mode", "tp", "tp_rows", "tp_cols", "pp", "ep", "batch", "gpus", "usd_per_hour",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from instances.fleet_scenario import load_fleet_scenario
-from solver import fleet, fleet_report
-from solver.arguments import positive_float, positive_int
+from infecon.instances.fleet_scenario import load_fleet_scenario
+from infecon.solver import fleet, fleet_report
+from infecon.solver.arguments import positive_float, positive_int
 
 FLEET_HELP = """\
 A fleet scenario lists GPU types (with inventory and price), workloads (model, isl/osl, demand,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from formulations.errors import InfeconError
-from solver.fleet import FleetPlan
+from infecon.formulations.errors import InfeconError
+from infecon.solver.fleet import FleetPlan
 
 _SHORT_MODE = {"closed_loop": "aggregated", "disaggregated_prefill": "prefill", "disaggregated_decode": "decode"}
 

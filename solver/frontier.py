@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from formulations.space import ConfigTable, Problem
+from infecon.formulations.space import ConfigTable, Problem
 
 # The stable CSV contract: these columns come first, in this order (README, "Output columns").
 CONTRACT_COLUMNS = [

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from formulations.errors import InfeconError
+from infecon.formulations.errors import InfeconError
 
 DEFAULT_PLOT_SUFFIX = ".png"
 

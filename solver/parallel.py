@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
-from formulations.errors import InfeconError
+from infecon.formulations.errors import InfeconError
 
 
 def _guarded(function: Callable[[Any], Any], task: Any) -> tuple[str, Any]:

@@ -39,14 +39,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from formulations.errors import InfeconError, InstanceError
-from formulations.space import Problem
-from instances.loader import read_toml, reject_unknown
-from solver import api
-from solver.arguments import positive_int
-from solver.frontier import CONTRACT_COLUMNS, cheapest_row_at_least
-from solver.parallel import run_tasks
-from solver.sweeps import (
+from infecon.formulations.errors import InfeconError, InstanceError
+from infecon.formulations.space import Problem
+from infecon.instances.loader import read_toml, reject_unknown
+from infecon.solver import api
+from infecon.solver.arguments import positive_int
+from infecon.solver.frontier import CONTRACT_COLUMNS, cheapest_row_at_least
+from infecon.solver.parallel import run_tasks
+from infecon.solver.sweeps import (
     PROBLEM_KNOBS,
     check_knob,
     is_number,
@@ -423,7 +423,7 @@ examples:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from solver.outputs import output_folder
+    from infecon.solver.outputs import output_folder
 
     output_folder("--out", args.out)  # before any scenario runs, naming the option
     table = run_plan(args.file, args.out, jobs=args.jobs, resume=not args.no_resume, progress=True, ray=args.ray,

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from formulations.space import batch_ladder
-from solver.frontier import CONTRACT_COLUMNS, Frontier
+from infecon.formulations.space import batch_ladder
+from infecon.solver.frontier import CONTRACT_COLUMNS, Frontier
 
 
 def layout_label(tp_rows: int, tp_cols: int) -> str:

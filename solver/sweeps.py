@@ -33,13 +33,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from formulations.errors import InfeconError, InstanceError
-from formulations.space import DEFAULT_MAX_GPUS, Problem
-from formulations.specs import PROTOCOL_NAMES, HardwareSpec, ModelSpec, ProtocolLatency
-from instances.loader import model_from_mapping, read_toml, reject_unknown
-from solver import api
-from solver.frontier import cheapest_row_at_least
-from solver.reports import layout_label, save_figure
+from infecon.formulations.errors import InfeconError, InstanceError
+from infecon.formulations.space import DEFAULT_MAX_GPUS, Problem
+from infecon.formulations.specs import PROTOCOL_NAMES, HardwareSpec, ModelSpec, ProtocolLatency
+from infecon.instances.loader import model_from_mapping, read_toml, reject_unknown
+from infecon.solver import api
+from infecon.solver.frontier import cheapest_row_at_least
+from infecon.solver.reports import layout_label, save_figure
 
 DEFAULT_REPORT_SPEED_TOKENS_PER_S = 50.0
 
@@ -634,7 +634,7 @@ examples:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from solver.outputs import output_folder
+    from infecon.solver.outputs import output_folder
 
     out = output_folder("--out", args.out) if args.out is not None else None  # before the sweep's solves
     table = run_sweep(args.file)

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from formulations.errors import InfeconError, InstanceError
-from formulations.perf import hbm_used_bytes_per_gpu
-from formulations.serving import DEFAULT_PREFILL_UTILIZATION, per_user_speed, serving_passes, serving_times
-from formulations.space import layout_rule_violation
-from formulations.specs import SERVING_MODES, EngineProfile, Requests, Workload
-from instances.engines import engine_family, resolve_engine
-from instances.loader import get_hardware, get_model
+from infecon.formulations.errors import InfeconError, InstanceError
+from infecon.formulations.perf import hbm_used_bytes_per_gpu
+from infecon.formulations.serving import DEFAULT_PREFILL_UTILIZATION, per_user_speed, serving_passes, serving_times
+from infecon.formulations.space import layout_rule_violation
+from infecon.formulations.specs import SERVING_MODES, EngineProfile, Requests, Workload
+from infecon.instances.engines import engine_family, resolve_engine
+from infecon.instances.loader import get_hardware, get_model
 
 REQUIRED_COLUMNS = ("model", "hardware", "engine", "benchmark", "weight_bits", "kv_bits", "n_gpu", "tp", "pp", "ep",
                     "instances", "concurrency", "isl", "osl", "per_user_tok_s", "per_user_metric")

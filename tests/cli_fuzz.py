@@ -29,8 +29,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from instances.loader import HARDWARE_DIR, MODELS_DIR
-from solver.cli import main
+from infecon.instances.loader import HARDWARE_DIR, MODELS_DIR
+from infecon.solver.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS_DIR = ROOT / "instances" / "scenarios"

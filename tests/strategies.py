@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from formulations.space import Constraints, Problem, SearchSpace
-from formulations.specs import HardwareSpec, ModelSpec, ProtocolLatency, SpeculativeDecoding, Workload
+from infecon.formulations.space import Constraints, Problem, SearchSpace
+from infecon.formulations.specs import HardwareSpec, ModelSpec, ProtocolLatency, SpeculativeDecoding, Workload
 
 
 @st.composite

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from formulations.errors import InstanceError
-from instances.engines import builtin_engine_names, engine_family, get_engine, load_engine, resolve_engine
-from solver import api
+from infecon.formulations.errors import InstanceError
+from infecon.instances.engines import builtin_engine_names, engine_family, get_engine, load_engine, resolve_engine
+from infecon.solver import api
 
 
 class TestEngineFiles:

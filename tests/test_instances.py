@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from formulations.errors import InstanceError
-from formulations.params import parameter_counts
-from formulations.specs import PROTOCOL_NAMES, HardwareSpec, ModelSpec
-from instances.loader import (
+from infecon.formulations.errors import InstanceError
+from infecon.formulations.params import parameter_counts
+from infecon.formulations.specs import PROTOCOL_NAMES, HardwareSpec, ModelSpec
+from infecon.instances.loader import (
     HARDWARE_DIR,
     MODELS_DIR,
     builtin_hardware_names,

@@ -10,12 +10,13 @@ configurations to ``space.tabulate``, which only the enumeration and the epsilon
 import ast
 from pathlib import Path
 
-from solver import api
+from infecon.solver import api
 
 ROOT = Path(__file__).resolve().parents[1]
 ENCODINGS = [ROOT / "formulations" / "cpsat.py", ROOT / "formulations" / "milp.py"]
 SEARCH = [ROOT / "solver" / "enumeration.py", ROOT / "solver" / "epsilon.py", ROOT / "solver" / "backends.py"]
-PHYSICS_MODULES = {"formulations.perf", "formulations.params", "formulations.toy", "formulations.serving"}
+PHYSICS_MODULES = {"infecon.formulations.perf", "infecon.formulations.params", "infecon.formulations.toy",
+                   "infecon.formulations.serving"}
 # Hardware and model constants an encoding would need only if it re-derived the physics.
 PHYSICS_ATTRIBUTES = {"hbm_bandwidth_bytes_per_s", "flop_per_s_by_bits", "peak_flop_per_s", "protocols",
                       "intra_node_bandwidth_bytes_per_s", "inter_node_bandwidth_bytes_per_s",
@@ -70,8 +71,8 @@ def test_no_encoding_builds_a_table_of_configurations():
 
 def test_model_size_does_not_follow_the_number_of_batch_sizes():
     """From max batch 64 to 8,192 (128x the batch sizes) the MILP grows by a few segments per layout, < 2.5x."""
-    from formulations.milp import build_milp
-    from formulations.relaxation import build_options
+    from infecon.formulations.milp import build_milp
+    from infecon.formulations.relaxation import build_options
 
     sizes = {}
     for max_batch in (64, 8192):

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import infecon
-from solver import api
+from infecon.solver import api
 
 ROOT = Path(__file__).resolve().parents[1]
 

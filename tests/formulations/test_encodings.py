@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from ortools.sat.python import cp_model
 
-from formulations.cpsat import build_cpsat, to_ns
-from formulations.milp import build_milp, to_pulp
-from formulations.relaxation import build_options
-from formulations.space import tabulate
-from solver import api
+from infecon.formulations.cpsat import build_cpsat, to_ns
+from infecon.formulations.milp import build_milp, to_pulp
+from infecon.formulations.relaxation import build_options
+from infecon.formulations.space import tabulate
+from infecon.solver import api
 
 CASES = [("mixtral-8x7b", dict(max_gpus=16, context_tokens=8000, demand_tokens_per_s=5000, budget_usd_per_hour=20)),
          ("llama-3-8b", dict(max_gpus=8, context_tokens=0, max_batch=4096)),

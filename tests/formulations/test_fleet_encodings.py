@@ -9,10 +9,10 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from formulations.fleet_cpsat import solve_fleet_cpsat
-from formulations.fleet_milp import solve_fleet_milp, to_pulp
-from formulations.fleet_model import FleetData, fleet_cost, fleet_rows
-from solver.fleet import naive_solution
+from infecon.formulations.fleet_cpsat import solve_fleet_cpsat
+from infecon.formulations.fleet_milp import solve_fleet_milp, to_pulp
+from infecon.formulations.fleet_model import FleetData, fleet_cost, fleet_rows
+from infecon.solver.fleet import naive_solution
 
 
 @st.composite
@@ -123,4 +123,5 @@ def test_fleet_encodings_import_no_physics():
     for name in ("fleet_model.py", "fleet_milp.py", "fleet_cpsat.py"):
         modules = {node.module for node in ast.walk(ast.parse((root / name).read_text()))
                    if isinstance(node, ast.ImportFrom)}
-        assert not modules & {"formulations.perf", "formulations.params", "formulations.serving"}, name
+        assert not modules & {"infecon.formulations.perf", "infecon.formulations.params",
+                                 "infecon.formulations.serving"}, name

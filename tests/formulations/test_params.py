@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from formulations.params import (
+from infecon.formulations.params import (
     attention_flop_per_context_token,
     kv_elements_per_token,
     parameter_counts,
 )
-from formulations.specs import ModelSpec
-from instances.loader import builtin_model_names, get_model
+from infecon.formulations.specs import ModelSpec
+from infecon.instances.loader import builtin_model_names, get_model
 
 # Published totals (and active counts for MoE models), in parameters. Every built-in model must
 # appear here, so adding a model file without a published reference fails

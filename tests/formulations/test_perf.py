@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from formulations.params import activation_elements_per_token, kv_elements_per_token, parameter_counts
-from formulations.perf import (
+from infecon.formulations.params import activation_elements_per_token, kv_elements_per_token, parameter_counts
+from infecon.formulations.perf import (
     collective_time_s,
     decode_step,
     evaluate,
@@ -21,12 +21,12 @@ from formulations.perf import (
     largest_batch_in_hbm,
     routed_expert_fraction_read,
 )
-from formulations.space import drafter_layouts
-from formulations.specs import HardwareSpec, ProtocolLatency, SpeculativeDecoding, Workload
-from formulations.toy import critical_batch
-from instances.loader import get_hardware, get_model
-from solver import api
-from solver.epsilon import trace_frontier
+from infecon.formulations.space import drafter_layouts
+from infecon.formulations.specs import HardwareSpec, ProtocolLatency, SpeculativeDecoding, Workload
+from infecon.formulations.toy import critical_batch
+from infecon.instances.loader import get_hardware, get_model
+from infecon.solver import api
+from infecon.solver.epsilon import trace_frontier
 
 H100_FLOP_PER_S = 1e15
 H100_HBM_BYTES_PER_S = 3.3e12

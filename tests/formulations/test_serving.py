@@ -8,11 +8,11 @@ from dataclasses import fields
 import numpy as np
 import pytest
 
-from formulations.params import attention_flop_per_context_token, parameter_counts
-from formulations.perf import ConfigMetrics, decode_step, evaluate
-from formulations.serving import forward_pass, mode_times, prefill_context_tokens, serving_metrics
-from formulations.specs import EngineProfile, KernelCounts, Requests, Workload
-from instances.loader import get_hardware, get_model
+from infecon.formulations.params import attention_flop_per_context_token, parameter_counts
+from infecon.formulations.perf import ConfigMetrics, decode_step, evaluate
+from infecon.formulations.serving import forward_pass, mode_times, prefill_context_tokens, serving_metrics
+from infecon.formulations.specs import EngineProfile, KernelCounts, Requests, Workload
+from infecon.instances.loader import get_hardware, get_model
 
 ONE_GPU = dict(tp_rows=1, tp_cols=1, pp=1, ep=1)
 PAPER = EngineProfile("paper", paper=True, default_mode="decode_only")

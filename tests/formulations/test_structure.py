@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from formulations.perf import collective_lines, collective_time_s, decode_step, step_structure
-from formulations.specs import Workload
-from instances.loader import get_hardware, get_model
+from infecon.formulations.perf import collective_lines, collective_time_s, decode_step, step_structure
+from infecon.formulations.specs import Workload
+from infecon.instances.loader import get_hardware, get_model
 
 LAYOUTS = [dict(tp_rows=1, tp_cols=8, pp=1, ep=1), dict(tp_rows=1, tp_cols=16, pp=2, ep=8),
            dict(tp_rows=4, tp_cols=8, pp=1, ep=4), dict(tp_rows=1, tp_cols=1, pp=4, ep=1)]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from formulations.params import activation_elements_per_token, parameter_counts
-from formulations.perf import decode_step
-from formulations.specs import HardwareSpec, ModelSpec, ProtocolLatency, Workload
-from formulations.toy import toy_min_latency_s, toy_optimal_gpus, toy_token_latency_s
+from infecon.formulations.params import activation_elements_per_token, parameter_counts
+from infecon.formulations.perf import decode_step
+from infecon.formulations.specs import HardwareSpec, ModelSpec, ProtocolLatency, Workload
+from infecon.formulations.toy import toy_min_latency_s, toy_optimal_gpus, toy_token_latency_s
 
 T_HOP_S = 1e-6
 HBM_BYTES_PER_S = 3.3e12

@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 
-from formulations.space import tabulate
-from solver import api
-from solver.backends import get_backend
-from solver.enumeration import best_index
-from solver.epsilon import solve_point, trace_frontier
+from infecon.formulations.space import tabulate
+from infecon.solver import api
+from infecon.solver.backends import get_backend
+from infecon.solver.enumeration import best_index
+from infecon.solver.epsilon import solve_point, trace_frontier
 from tests.strategies import problems
 
 # Subclasses share these test methods (one per backend), which Hypothesis sees as different executors.

@@ -7,11 +7,11 @@ architecture (dense, GQA, MoE, MLA, parallel attention) goes through both encodi
 
 import pytest
 
-from formulations.errors import InstanceError
-from formulations.space import tabulate
-from instances.loader import builtin_model_names
-from solver import api
-from solver.epsilon import trace_frontier
+from infecon.formulations.errors import InstanceError
+from infecon.formulations.space import tabulate
+from infecon.instances.loader import builtin_model_names
+from infecon.solver import api
+from infecon.solver.epsilon import trace_frontier
 from tests.solver.backend_contract import assert_same_frontier
 
 CASES = [(model, hardware, context, draft)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from formulations.errors import InstanceError
-from instances.engines import DEFAULT_ENGINE
-from instances.loader import (
+from infecon.formulations.errors import InstanceError
+from infecon.instances.engines import DEFAULT_ENGINE
+from infecon.instances.loader import (
     HARDWARE_DIR,
     MODELS_DIR,
     builtin_hardware_names,
@@ -20,8 +20,8 @@ from instances.loader import (
     get_hardware,
     get_model,
 )
-from solver import api
-from solver.cli import main
+from infecon.solver import api
+from infecon.solver.cli import main
 
 INFECON = Path(sys.executable).parent / "infecon"
 CONTRACT_HEADER = "tokens_per_second,usd_per_million_tokens,gpus,tp,pp,ep,batch,latency_ms,utilization"

@@ -52,7 +52,7 @@ class TestOracle:
 
     def test_escaping_exception_is_a_failure(self, monkeypatch):
         """An exception that escapes main is classified by its type."""
-        from solver import api
+        from infecon.solver import api
 
         def boom(*args, **kwargs):
             raise OverflowError("Python int too large to convert to C long")
@@ -72,7 +72,7 @@ class TestOracle:
         """Every real file written back by the fuzzer's TOML writer parses to the same data."""
         import tomllib
 
-        from instances.loader import HARDWARE_DIR, MODELS_DIR
+        from infecon.instances.loader import HARDWARE_DIR, MODELS_DIR
         from tests.cli_fuzz import ENGINES_DIR, SCENARIOS_DIR
 
         for directory in (MODELS_DIR, HARDWARE_DIR, ENGINES_DIR, SCENARIOS_DIR):

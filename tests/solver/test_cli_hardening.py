@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from formulations.errors import InstanceError
-from instances.limits import KNOB_RANGES, check_knob
-from instances.loader import HARDWARE_DIR, MODELS_DIR, get_hardware, get_model, load_model
-from solver import api
-from solver.cli import main, one_line_usage_error
+from infecon.formulations.errors import InstanceError
+from infecon.instances.limits import KNOB_RANGES, check_knob
+from infecon.instances.loader import HARDWARE_DIR, MODELS_DIR, get_hardware, get_model, load_model
+from infecon.solver import api
+from infecon.solver.cli import main, one_line_usage_error
 from tests.cli_fuzz import MEASUREMENTS
 from tests.solver.test_cli import assert_one_line_error, run
 from tests.test_instances import LLAMA_3_8B_CONFIG
@@ -183,7 +183,7 @@ class TestOutputsCheckedFirst:
                                          ["plan", "instances/scenarios/plan_example.toml"]])
     def test_out_is_a_file(self, capsys, tmp_path, monkeypatch, command):
         """sweep/plan --out naming an existing file fail at once, naming --out (the sweep used to run first)."""
-        from solver import planning, sweeps
+        from infecon.solver import planning, sweeps
 
         def no_run(*args, **kwargs):
             raise AssertionError("ran before checking --out")
@@ -325,7 +325,7 @@ class TestNoNanInReports:
 
     def test_sweep_row_where_nothing_fits(self):
         """A swept value where nothing fits shows '-' (with its note), not NaN; the CSV keeps the empty cells."""
-        from solver.sweeps import format_sweep, run_sweep
+        from infecon.solver.sweeps import format_sweep, run_sweep
 
         table = run_sweep({"base": {"model": "llama-3-8b", "hardware": "h100", "max_gpus": 1},
                            "sweep": {"parameter": "context", "values": [0, 10_000_000]}})

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from formulations.perf import ConfigMetrics, StepTime
-from formulations.space import ConfigTable
-from solver import api, cli
-from solver.enumeration import pareto_indices
-from solver.epsilon import trace_frontier
+from infecon.formulations.perf import ConfigMetrics, StepTime
+from infecon.formulations.space import ConfigTable
+from infecon.solver import api, cli
+from infecon.solver.enumeration import pareto_indices
+from infecon.solver.epsilon import trace_frontier
 
 # (latency_s, usd_per_million_tokens) of fabricated configurations, with exact ties on purpose:
 # 0 and 1 tie in both objectives; 2 ties 0 in latency but costs more; 3 is slower than 2 at equal cost;
@@ -71,7 +71,7 @@ class TestFrontierShape:
     def test_no_feasible_configuration_outside_dominates_a_point(self):
         """Brute force over the whole table: no feasible configuration weakly dominates a frontier point."""
         problem = api.build_problem("mixtral-8x7b", "h100", context_tokens=4000, demand_tokens_per_s=20000)
-        from formulations.space import tabulate
+        from infecon.formulations.space import tabulate
 
         table = tabulate(problem)
         speed, cost = table.metrics.tokens_per_second, table.usd_per_million_tokens

@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from formulations.errors import InstanceError, NoFeasibleLayoutError
-from formulations.serving import DEFAULT_PREFILL_UTILIZATION
-from instances.fleet_scenario import load_fleet_scenario
-from solver import api, cli
-from solver.fleet import fleet_data, fleet_frontier, generate_candidates, plan_fleet, solve
-from solver.fleet_candidates import CANDIDATE_COLUMNS
+from infecon.formulations.errors import InstanceError, NoFeasibleLayoutError
+from infecon.formulations.serving import DEFAULT_PREFILL_UTILIZATION
+from infecon.instances.fleet_scenario import load_fleet_scenario
+from infecon.solver import api, cli
+from infecon.solver.fleet import fleet_data, fleet_frontier, generate_candidates, plan_fleet, solve
+from infecon.solver.fleet_candidates import CANDIDATE_COLUMNS
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "instances" / "scenarios" / "fleet_example.toml"
 

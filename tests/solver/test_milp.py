@@ -3,10 +3,10 @@
 import pytest
 from hypothesis import given, settings
 
-from formulations.space import tabulate
-from solver import api
-from solver.backends import MilpBackend
-from solver.epsilon import trace_frontier
+from infecon.formulations.space import tabulate
+from infecon.solver import api
+from infecon.solver.backends import MilpBackend
+from infecon.solver.epsilon import trace_frontier
 from tests.solver.backend_contract import SLOW_AND_SHARED, BackendContract, assert_same_frontier
 from tests.strategies import problems
 

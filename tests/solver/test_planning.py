@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from formulations.errors import InstanceError
-from instances.loader import INSTANCES_DIR
-from solver import api, planning
-from solver.cli import main
-from solver.frontier import CONTRACT_COLUMNS
-from solver.planning import load_plan, run_plan
+from infecon.formulations.errors import InstanceError
+from infecon.instances.loader import INSTANCES_DIR
+from infecon.solver import api, planning
+from infecon.solver.cli import main
+from infecon.solver.frontier import CONTRACT_COLUMNS
+from infecon.solver.planning import load_plan, run_plan
 
 EXAMPLE = INSTANCES_DIR / "scenarios" / "plan_example.toml"
 

@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from formulations.errors import InstanceError
-from instances.loader import INSTANCES_DIR
-from solver import api
-from solver.cli import main
-from solver.sweeps import SWEEP_COLUMNS, load_sweep, run_sweep
+from infecon.formulations.errors import InstanceError
+from infecon.instances.loader import INSTANCES_DIR
+from infecon.solver import api
+from infecon.solver.cli import main
+from infecon.solver.sweeps import SWEEP_COLUMNS, load_sweep, run_sweep
 
 SCENARIOS = INSTANCES_DIR / "scenarios"
 EXAMPLES = sorted(SCENARIOS.glob("sweep_*.toml"))

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from formulations.errors import InstanceError
-from instances.engines import ENGINES_DIR, builtin_engine_names, get_engine
-from solver import calibration, validation
-from solver.cli import main
+from infecon.formulations.errors import InstanceError
+from infecon.instances.engines import ENGINES_DIR, builtin_engine_names, get_engine
+from infecon.solver import calibration, validation
+from infecon.solver.cli import main
 
 DEV_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "measured" / "serving_dev.csv"
 if not DEV_DATA.is_file():  # the worktree layout: /work/wt/<name>; the shared folder is /work/shared
