@@ -8,7 +8,9 @@ point with the physics itself. Each option ``o`` (layout, draft length, segment 
 has a Boolean ``choose[o]``, an integer ``micro_batch[o]`` (zero unless chosen) and
 ``busy_ns[o] >= max(compute, hbm)``. The degrees ``tp_rows``, ``tp_cols``, ``pp``, ``ep`` and
 ``gpus`` are integer variables equal to the chosen option's, so the divisibility rules read as
-constraints (``tp_divides_heads``, ``ep_divides_experts``); their domains come from the data.
+constraints (``tp_divides_heads``, ``ep_divides_experts``); their domains come from the data. A
+serving mode adds its amortised prefill to ``latency_ns`` and the SLO rows ``tpot_max`` and
+``ttft_max`` (``_add_slo_rows``), as in the MILP.
 
 Sections follow the OR-Tools samples: data, variables, constraints, objective.
 """
@@ -28,6 +30,7 @@ from infecon.formulations.space import Problem
 NS_PER_S = 1e9
 LATENCY_WEIGHT_SCALE = 1 << 16  # latency_ns * 2^16 >= sum(floor(2^16 / tokens_per_iteration) * iteration_ns)
 CAP_SLACK = 1e-7  # caps relaxed outward by this share, as in the MILP
+SHARE_SCALE = 1 << 20  # a TTFT cap's largest prefill share, as an integer numerator over 2^20
 OPEN = 1 << 60  # the bound of a cap row that is switched off (CP-SAT rejects bounds near 2^63)
 
 
@@ -63,7 +66,11 @@ def build_cpsat(problem: Problem, options: Options) -> CpSatEncoding:
     compute = to_ns(o.compute_s_per_sequence, rounding="down")
     hbm0, hbm1 = to_ns(o.hbm_intercept_s, rounding="down"), to_ns(o.hbm_s_per_sequence, rounding="down")
     serial0, serial1 = to_ns(o.serial_intercept_s, rounding="down"), to_ns(o.serial_s_per_sequence, rounding="down")
-    busy_max = np.maximum(compute * o.m_hi, hbm0 + np.maximum(hbm1, 0) * o.m_hi)
+    prefill = to_ns(o.prefill_s_per_sequence, rounding="down")
+    # Up to the iteration's true time at the segment's end, so that busy_ns can take any true step's value
+    # (the ttft_max row may need the true, larger step: a longer step makes the carried prefills a smaller share).
+    busy_max = np.maximum(np.maximum(compute * o.m_hi, hbm0 + np.maximum(hbm1, 0) * o.m_hi),
+                          to_ns(o.iteration_upper_s, rounding="up"))
     layouts = o.layouts[o.layout]
     model = cp_model.CpModel()
 
@@ -77,7 +84,7 @@ def build_cpsat(problem: Problem, options: Options) -> CpSatEncoding:
                                                    name) for j, name in enumerate(degree_names)}
     gpus = model.new_int_var_from_domain(cp_model.Domain.from_values(sorted(set(o.gpus.tolist()))), "gpus")
     iteration = [busy[k] + int(serial0[k]) * choose[k] + int(serial1[k]) * micro_batch[k] for k in range(n)]
-    latency_max = int((busy_max + serial0 + np.maximum(serial1, 0) * o.m_hi).max())
+    latency_max = int((busy_max + serial0 + np.maximum(serial1, 0) * o.m_hi + prefill * o.m_hi).max())
     latency = model.new_int_var(0, latency_max, "latency_ns")
 
     # Constraints: one option, its segment, the step time's lines.
@@ -92,8 +99,9 @@ def build_cpsat(problem: Problem, options: Options) -> CpSatEncoding:
         model.add(degrees[name] == sum(int(layouts[k, j]) * choose[k] for k in range(n))).with_name(f"{name}_of_layout")
     model.add(gpus == sum(int(o.gpus[k]) * choose[k] for k in range(n))).with_name("gpus_of_layout")
     weights = np.floor(LATENCY_WEIGHT_SCALE / o.tokens_per_iteration).astype(np.int64)
-    model.add(LATENCY_WEIGHT_SCALE * latency >= sum(int(weights[k]) * iteration[k] for k in range(n))).with_name(
-        "latency_definition")
+    model.add(LATENCY_WEIGHT_SCALE * latency >= sum(int(weights[k]) * iteration[k]
+                                                    + LATENCY_WEIGHT_SCALE * int(prefill[k]) * micro_batch[k]
+                                                    for k in range(n))).with_name("latency_definition")
 
     # Rules. Divisibility and node rules are already the layouts' domain; two are restated for the reader.
     model.add_modulo_equality(0, problem.model.n_heads, degrees["tp_cols"]).with_name("tp_divides_heads")
@@ -116,6 +124,7 @@ def build_cpsat(problem: Problem, options: Options) -> CpSatEncoding:
         allowed = np.ceil(np.minimum(o.demand_batch_bound * (1 + CAP_SLACK), o.m_hi * o.pp)).astype(np.int64)
         for k in range(n):
             model.add(int(o.pp[k]) * micro_batch[k] <= int(allowed[k]) * choose[k]).with_name(f"demand_cap_{k}")
+    _add_slo_rows(model, problem, o, choose, micro_batch, iteration, latency)
     cost_caps = [model.add(int(o.gpus[k]) * iteration[k] <= OPEN).with_name(f"cost_cap_{k}").index
                  for k in range(n)]
     cost_lhs = sum(int(o.gpus[k]) * iteration[k] for k in range(n))
@@ -123,6 +132,34 @@ def build_cpsat(problem: Problem, options: Options) -> CpSatEncoding:
     # Objective: latency per token.
     model.minimize(latency)
     return CpSatEncoding(model, choose, micro_batch, iteration, latency, cost_caps, cost_lhs, latency_max)
+
+
+def _add_slo_rows(model: cp_model.CpModel, problem: Problem, o: Options, choose, micro_batch, iteration,
+                  latency) -> None:
+    """``ttft_max`` per option and ``tpot_max`` (the latency per output token in the encoded modes).
+
+    ttft_max: share x iteration >= queue x micro_batch (``relaxation``), in integers as
+    ``S x (iteration_ns + 1) >= Q x micro_batch`` with ``S = ceil(share 2^20)`` and ``Q`` rounded down
+    (a coarser power of two where 2^20 could overflow);
+    the ``+ 1`` ns covers the iteration's own rounding down, so the row only ever relaxes the rule.
+    """
+    if problem.constraints.ttft_max_s is not None:
+        # Each row's scale keeps its terms below 2^61 (CP-SAT's integers are 64-bit); a coarser scale only
+        # rounds the share further up, which relaxes the row.
+        magnitude = np.maximum(to_ns(o.iteration_upper_s, rounding="up") + 1,
+                               o.ttft_s_per_sequence * NS_PER_S * o.m_hi) + 1
+        scale = np.minimum(float(SHARE_SCALE), 2.0 ** np.floor(np.log2(2.0 ** 61 / magnitude)))
+        shares = np.ceil(o.ttft_iteration_share * scale)
+        queue = np.floor(o.ttft_s_per_sequence * NS_PER_S * scale)
+        for k in range(len(o)):
+            if not o.ttft_reachable[k]:
+                model.add(choose[k] == 0).with_name(f"ttft_max_{k}")
+            elif shares[k] < scale[k] and scale[k] >= 1:
+                model.add(int(shares[k]) * (iteration[k] + choose[k]) >= int(queue[k]) * micro_batch[k]).with_name(
+                    f"ttft_max_{k}")
+    if problem.constraints.tpot_max_s is not None:
+        cap = int(to_ns(problem.constraints.tpot_max_s * (1 + CAP_SLACK), rounding="up"))
+        model.add(latency <= cap).with_name("tpot_max")
 
 
 class CpSatSession:

@@ -10,10 +10,13 @@ each option ``o`` (a layout, a draft length and a segment of micro-batches):
 
 One row per rule, summed over the options (exactly one is chosen, row ``one_configuration``):
 ``hbm_capacity`` (GB per GPU), ``max_gpus``, ``budget``, ``demand_cap``, ``cost_cap`` (cost per
-million tokens <= C, linear as ``GPUs price iteration <= C tokens_per_iteration batch``) and
-``latency_cap``. Times are microseconds (``_us``). The layout's divisibility and node rules are
-the option set itself (``space.candidate_layouts``). The model's size is the number of options,
-which grows with the logarithm of the largest batch, never with the number of batch sizes.
+million tokens <= C, linear as ``GPUs price iteration <= C tokens_per_iteration batch``),
+``latency_cap`` and the serving SLOs ``tpot_max`` (the latency per output token, which in closed
+loop adds the amortised prefill ``prefill_us micro_batch``) and ``ttft_max`` (a largest share of the
+step taken by carried prefills: ``share iteration >= queue micro_batch``). Times are microseconds
+(``_us``). The layout's divisibility and node rules are the option set itself
+(``space.candidate_layouts``). The model's size is the number of options, which grows with the
+logarithm of the largest batch, never with the number of batch sizes.
 
 The model is a relaxation of the physics (``relaxation``): its optimum is a lower bound, and
 ``solver/epsilon.py`` verifies every point with the physics. ``MilpSession`` passes the model to
@@ -91,10 +94,27 @@ def cost_cap_coefficients(problem: Problem, options: Options, usd_per_million_to
 
 
 def latency_cap_coefficients(options: Options, max_latency_s: float):
-    """Per option, ``iteration_us / tokens_per_iteration - L choose <= 0`` on (busy, choose, micro_batch)."""
+    """Per option, ``iteration_us / tokens_per_iteration + prefill_us micro_batch - L choose <= 0``.
+
+    Coefficients on (busy, choose, micro_batch); ``prefill_us`` is the closed loop's amortised prefill.
+    """
     busy, serial0, serial1 = _iteration_us(options)
     per_token = 1.0 / options.tokens_per_iteration
-    return busy * per_token, serial0 * per_token - max_latency_s * US_PER_S * (1 + CAP_SLACK), serial1 * per_token
+    return (busy * per_token, serial0 * per_token - max_latency_s * US_PER_S * (1 + CAP_SLACK),
+            serial1 * per_token + options.prefill_s_per_sequence * US_PER_S)
+
+
+def ttft_coefficients(options: Options):
+    """Per option, the ``ttft_max`` row ``share iteration_us - queue_us micro_batch - unreachable choose >= 0``.
+
+    ``relaxation`` turns the TTFT cap into a largest share of the step taken by carried prefills
+    (closed loop) or into unreachable layouts (a fixed TTFT above the cap): linear in the option's variables.
+    """
+    busy, serial0, serial1 = _iteration_us(options)
+    share = options.ttft_iteration_share
+    unreachable = (~options.ttft_reachable).astype(float)
+    return (share * busy, share * serial0 - unreachable,
+            share * serial1 - options.ttft_s_per_sequence * US_PER_S)
 
 
 def build_milp(problem: Problem, options: Options) -> LinearModel:
@@ -161,6 +181,10 @@ def build_milp(problem: Problem, options: Options) -> LinearModel:
     if problem.constraints.demand_tokens_per_s is not None:
         allowed = np.minimum(o.demand_batch_bound * (1 + CAP_SLACK), o.m_hi * o.pp)
         family("demand_cap", 0.0, -allowed, o.pp.astype(float), -INF, 0.0)
+    if problem.constraints.ttft_max_s is not None:
+        family("ttft_max", *ttft_coefficients(o), 0.0, INF)
+    if problem.constraints.tpot_max_s is not None:  # TPOT is the latency per output token in the encoded modes
+        family("tpot_max", *latency_cap_coefficients(o, problem.constraints.tpot_max_s), -INF, 0.0)
     family("latency_cap", *latency_cap_coefficients(o, 0.0), -INF, INF)
     family("cost_cap", *cost_cap_coefficients(problem, o, 0.0), -INF, INF)
 

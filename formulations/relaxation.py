@@ -10,6 +10,11 @@ NCCL protocol per call) are concave. So each (layout, draft length) gets a few *
 * ``compute_s = compute_s_per_sequence * m`` exactly;
 * ``hbm_s >= hbm_intercept_s + hbm_s_per_sequence * m``: the chord of a concave function, below it;
 * ``serial_s >= serial_intercept_s + serial_s_per_sequence * m``: the same, for collectives and kernels;
+* under a serving engine the pass is the engine's (``serving.serving_structure``): efficiencies scale
+  compute and HBM, and the engine's overhead (a constant plus a coefficient per sequence) joins the
+  serial line, still concave; a closed loop's latency adds its amortised prefill, linear in ``m``
+  (``prefill_s_per_sequence``), which the cost does not carry; a TTFT cap becomes a row linear in the
+  iteration and ``m`` (``ttft_iteration_share``, ``ttft_s_per_sequence``) and TPOT is the latency;
 * a speculative iteration adds ``gamma`` drafter passes, bounded below by the fastest drafter layout's
   pass at ``m_lo`` (every layout's pass grows with the batch; divisibility of the drafter's PP is
   ignored, which only lowers the bound).
@@ -32,16 +37,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from infecon.formulations.errors import InstanceError
-from infecon.formulations.perf import (
-    drafter_step,
-    expected_tokens_per_iteration,
-    hbm_bytes_per_gpu_affine,
-    largest_batch_in_hbm,
-    step_structure,
-)
+from infecon.formulations.perf import expected_tokens_per_iteration, hbm_bytes_per_gpu_affine, largest_batch_in_hbm
+from infecon.formulations.serving import PassTime, pass_structure, serving_structure
 from infecon.formulations.space import Problem, candidate_layouts, drafter_layouts, largest_batch
 
 SEGMENT_RATIO = 2  # each segment's last micro-batch is about twice its first
+ENCODED_MODES = ("decode_only", "closed_loop", "disaggregated")
+# Service-level caps are relaxed outward by this share (and a TTFT's prefill share by this much), so that
+# rounding can never cut off a configuration the physics allows; the exact check is the epsilon loop's.
+SLO_SLACK = 1e-7
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,11 @@ class Options:
     serial_intercept_s: np.ndarray
     serial_s_per_sequence: np.ndarray
     tokens_per_iteration: np.ndarray
+    prefill_s_per_sequence: np.ndarray  # closed loop: latency per output token += this x micro_batch (not in cost)
+    iteration_upper_s: np.ndarray  # the iteration's true time at the segment's end: an upper bound on it
+    ttft_reachable: np.ndarray  # False where no batch meets the TTFT cap
+    ttft_iteration_share: np.ndarray  # TTFT cap as share x iteration >= ttft_s_per_sequence x micro_batch
+    ttft_s_per_sequence: np.ndarray
     hbm_fixed_bytes: np.ndarray
     hbm_bytes_per_micro_sequence: np.ndarray
     demand_batch_bound: np.ndarray  # largest batch the demand cap allows on the segment (inf: no cap)
@@ -93,16 +102,24 @@ def _chord(values_lo, values_hi, m_lo, m_hi):
     return values_lo - slope * m_lo, slope
 
 
+def _serial_s(step: PassTime) -> np.ndarray:
+    """What a pass adds after max(compute, HBM): collectives, kernels and the engine's affine overhead."""
+    return step.physics.network_s + step.physics.collective_latency_s + step.overhead_s
+
+
 def build_options(problem: Problem) -> Options:
     """The segments of every (valid layout, draft length), with their bounding lines (module docstring).
 
+    The lines bound the problem's own pass: the paper's decode step without an engine, else the
+    engine's (``serving.serving_structure``: efficiencies, kernels, affine overheads), plus the
+    closed loop's amortised prefill, which is linear in the micro-batch.
+
     Raises:
-        InstanceError: the problem uses a serving engine, which these encodings do not model.
+        InstanceError: the problem's serving mode is one these encodings do not model (static batch).
     """
-    paper_decode = problem.engine is None or (problem.engine.paper and problem.mode == "decode_only")
-    if not paper_decode or problem.constraints.ttft_max_s is not None or problem.constraints.tpot_max_s is not None:
-        raise InstanceError("the cpsat and milp backends encode the paper's decode-only model: use --engine paper "
-                            "(no --isl/--osl, --mode or SLOs), or --backend enumerate for a serving engine")
+    if problem.mode not in ENCODED_MODES:
+        raise InstanceError(f"'mode': the cpsat and milp backends encode the modes {', '.join(ENCODED_MODES)} "
+                            f"(got {problem.mode!r}); use --backend enumerate for it")
     model, hw, workload, space = problem.model, problem.hardware, problem.workload, problem.space
     layouts = candidate_layouts(model, hw, space)
     spec = problem.speculative
@@ -136,13 +153,12 @@ def build_options(problem: Problem) -> Options:
     m_hi = np.repeat(base[:, 2], len(gammas))
     gamma = np.tile(np.array(gammas, dtype=np.int64), n)
     tp_rows, tp_cols, pp, ep = (layouts[layout_idx, k] for k in range(4))
-    structure = step_structure(model, hw, workload, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep,
-                               tokens_per_sequence=gamma + 1)
-    at_lo, at_hi = structure.at(m_lo), structure.at(m_hi)
-    hbm_intercept, hbm_slope = _chord(at_lo.hbm_read_s, at_hi.hbm_read_s, m_lo, m_hi)
-    serial_lo = at_lo.network_s + at_lo.collective_latency_s + at_lo.kernel_latency_s
-    serial_hi = at_hi.network_s + at_hi.collective_latency_s + at_hi.kernel_latency_s
-    serial_intercept, serial_slope = _chord(serial_lo, serial_hi, m_lo, m_hi)
+    serving = serving_structure(model, hw, workload, problem.requests, problem.engine, problem.mode,
+                                tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, tokens_per_sequence=gamma + 1)
+    at_lo, at_hi = serving.decode.at(m_lo), serving.decode.at(m_hi)
+    hbm_intercept, hbm_slope = _chord(at_lo.physics.hbm_read_s, at_hi.physics.hbm_read_s, m_lo, m_hi)
+    serial_intercept, serial_slope = _chord(_serial_s(at_lo), _serial_s(at_hi), m_lo, m_hi)
+    compute_per_sequence = serving.decode.at(np.ones(len(gamma))).physics.compute_s  # linear in the micro-batch
     gpus = tp_rows * tp_cols * pp
     keep = np.ones(len(gamma), dtype=bool)
     if spec is not None and (gamma > 0).any() and len(gamma):
@@ -150,26 +166,36 @@ def build_options(problem: Problem) -> Options:
         keep &= (gamma == 0) | np.isfinite(drafter_floor)
         serial_intercept = serial_intercept + gamma * np.where(gamma > 0, np.nan_to_num(drafter_floor, posinf=0.0), 0)
     tokens = expected_tokens_per_iteration(spec.acceptance, gamma) if spec is not None else np.ones(len(gamma))
+    tokens = np.asarray(tokens, dtype=float)
     fixed, per_sequence = hbm_bytes_per_gpu_affine(
         model, workload, tp=tp_rows * tp_cols, pp=pp, tokens_per_sequence=gamma + 1)
     if spec is not None:
         fixed_d, per_d = hbm_bytes_per_gpu_affine(model, workload, tp=tp_rows * tp_cols, pp=pp, drafter=spec.drafter,
                                                   tokens_per_sequence=gamma + 1)
         fixed, per_sequence = np.where(gamma > 0, fixed_d, fixed), np.where(gamma > 0, per_d, per_sequence)
+    prefill = np.asarray(serving.prefill_s_per_sequence, dtype=float)
+    iteration_upper = _iteration_upper_s(at_hi, gamma, spec, problem, gpus, pp * m_hi)
     demand = np.full(len(gamma), np.inf)
     if problem.constraints.demand_tokens_per_s is not None:
         # batch / latency <= demand and latency <= latency(m_hi) on the segment imply
         # batch <= demand * latency(m_hi): a weaker row than the rule, so still a relaxation.
-        latency_hi = _iteration_upper_s(at_hi, gamma, spec, problem, gpus, pp * m_hi) / tokens
+        latency_hi = iteration_upper / tokens + prefill * m_hi
         demand = problem.constraints.demand_tokens_per_s * latency_hi
+    reachable, share = np.ones(len(gamma), dtype=bool), np.ones(len(gamma))
+    if problem.constraints.ttft_max_s is not None:
+        reachable, share = serving.ttft_limits(problem.constraints.ttft_max_s * (1 + SLO_SLACK))
+        share = np.minimum(1.0, share + SLO_SLACK)
     select = np.flatnonzero(keep)
     return Options(
         layouts=layouts, layout=layout_idx[select], draft_tokens=gamma[select], m_lo=m_lo[select],
         m_hi=m_hi[select], pp=pp[select], gpus=gpus[select],
-        compute_s_per_sequence=(structure.compute_s_per_token * (gamma + 1))[select],
+        compute_s_per_sequence=compute_per_sequence[select],
         hbm_intercept_s=hbm_intercept[select], hbm_s_per_sequence=hbm_slope[select],
         serial_intercept_s=serial_intercept[select], serial_s_per_sequence=serial_slope[select],
-        tokens_per_iteration=np.asarray(tokens, dtype=float)[select],
+        tokens_per_iteration=tokens[select],
+        prefill_s_per_sequence=prefill[select], iteration_upper_s=iteration_upper[select],
+        ttft_reachable=np.asarray(reachable, dtype=bool)[select], ttft_iteration_share=share[select],
+        ttft_s_per_sequence=((1.0 - share) * prefill * tokens)[select],
         hbm_fixed_bytes=np.asarray(fixed, dtype=float)[select],
         hbm_bytes_per_micro_sequence=np.asarray(per_sequence * pp, dtype=float)[select],
         demand_batch_bound=demand[select], batch_min=batch_min, batch_max=batch_max)
@@ -177,6 +203,14 @@ def build_options(problem: Problem) -> Options:
 
 def _drafter_candidates(problem: Problem, gpus: int) -> np.ndarray:
     return drafter_layouts(problem.speculative.drafter, problem.hardware, gpus)
+
+
+def _drafter_pass_s(problem: Problem, candidates: np.ndarray, batch: np.ndarray) -> np.ndarray:
+    """One drafter pass over ``batch`` sequences in each candidate layout (rows), under the problem's engine."""
+    structure = pass_structure(problem.speculative.drafter, problem.hardware, problem.workload, problem.engine,
+                               tp_rows=candidates[:, 0, None], tp_cols=candidates[:, 1, None],
+                               pp=candidates[:, 2, None], ep=1)
+    return structure.at(batch / candidates[:, 2, None]).total_s
 
 
 def _drafter_floor_s(problem: Problem, gpus: np.ndarray, batch: np.ndarray) -> np.ndarray:
@@ -192,9 +226,7 @@ def _drafter_floor_s(problem: Problem, gpus: np.ndarray, batch: np.ndarray) -> n
         if len(candidates) == 0:
             continue
         cols = np.flatnonzero(gpus == g)
-        step = drafter_step(problem.speculative.drafter, problem.hardware, problem.workload,
-                            tp_rows=candidates[:, 0, None], tp_cols=candidates[:, 1, None], pp=candidates[:, 2, None],
-                            batch=np.maximum(batch[cols][None, :], candidates[:, 2, None])).total_s
+        step = _drafter_pass_s(problem, candidates, np.maximum(batch[cols][None, :], candidates[:, 2, None]))
         out[cols] = step.min(axis=0)
     return out
 
@@ -211,9 +243,7 @@ def _iteration_upper_s(at_hi, gamma, spec, problem, gpus, batch_hi) -> np.ndarra
         if len(candidates) == 0:
             continue
         cols = np.flatnonzero(gpus == g)
-        step = drafter_step(spec.drafter, problem.hardware, problem.workload, tp_rows=candidates[:, 0, None],
-                            tp_cols=candidates[:, 1, None], pp=candidates[:, 2, None],
-                            batch=batch_hi[cols][None, :]).total_s
+        step = _drafter_pass_s(problem, candidates, batch_hi[cols][None, :])
         slowest[cols] = step.max(axis=0)
     return target + gamma * slowest
 

@@ -42,7 +42,15 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from infecon.formulations.params import kv_elements_per_token
-from infecon.formulations.perf import ConfigMetrics, StepTime, decode_step, evaluate, expected_tokens_per_iteration
+from infecon.formulations.perf import (
+    ConfigMetrics,
+    StepStructure,
+    StepTime,
+    decode_step,
+    evaluate,
+    expected_tokens_per_iteration,
+    step_structure,
+)
 from infecon.formulations.specs import (
     SERVING_MODES,
     EngineProfile,
@@ -97,6 +105,39 @@ def engine_pass(unit: StepTime, model: ModelSpec, hw: HardwareSpec, engine: Engi
                     np.full(np.shape(micro_batch), model.n_layers * engine.sequence_layer_s), micro_batch)
 
 
+@dataclass(frozen=True)
+class PassStructure:
+    """A forward pass as a function of the micro-batch: ``perf.step_structure``, then the engine (``engine_pass``).
+
+    Why: the encodings bound a pass with lines in the micro-batch (compute linear, HBM and collectives
+    concave, the engine's overhead affine), and ``forward_pass`` evaluates this same object, so the
+    lines and the exact evaluation cannot drift apart. ``engine`` None or a paper profile leaves
+    ``perf``'s physics unchanged (the hardware's efficiencies and kernel term, no overhead).
+    """
+
+    structure: StepStructure
+    model: ModelSpec
+    hardware: HardwareSpec
+    engine: EngineProfile | None
+
+    def at(self, micro_batch) -> PassTime:
+        """The pass at ``micro_batch`` sequences per micro-batch (broadcast with the layouts)."""
+        unit = self.structure.at(micro_batch)
+        if self.engine is None or self.engine.paper:
+            zero = np.zeros(np.shape(unit.total_s))
+            return PassTime(unit, zero, zero, np.broadcast_to(np.asarray(micro_batch, dtype=float), zero.shape))
+        return engine_pass(unit, self.model, self.hardware, self.engine, micro_batch)
+
+
+def pass_structure(model: ModelSpec, hw: HardwareSpec, workload: Workload, engine: EngineProfile | None, *,
+                   tp_rows, tp_cols, pp, ep, tokens_per_sequence=1, prefill: bool = False) -> PassStructure:
+    """The ``PassStructure`` of a pass of ``tokens_per_sequence`` tokens per sequence in these layouts."""
+    physics_hw = hw if engine is None or engine.paper else unit_hardware(hw)
+    structure = step_structure(model, physics_hw, workload, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep,
+                               tokens_per_sequence=tokens_per_sequence, prefill=prefill)
+    return PassStructure(structure, model, hw, engine)
+
+
 def forward_pass(model: ModelSpec, hw: HardwareSpec, workload: Workload, engine: EngineProfile, *, tp_rows, tp_cols,
                  pp, ep, micro_batch, tokens_per_sequence=1, context_tokens=None) -> PassTime:
     """One pass of ``tokens_per_sequence`` tokens for each of ``micro_batch`` sequences at ``context_tokens``.
@@ -106,14 +147,9 @@ def forward_pass(model: ModelSpec, hw: HardwareSpec, workload: Workload, engine:
     """
     if context_tokens is not None:
         workload = dataclasses.replace(workload, context_tokens=context_tokens)
-    layout = dict(tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, micro_batch=micro_batch,
-                  tokens_per_sequence=tokens_per_sequence)
-    micro_batch = np.asarray(micro_batch, dtype=float)
-    if engine.paper:
-        physics = decode_step(model, hw, workload, **layout)
-        zero = np.zeros(np.shape(physics.total_s))
-        return PassTime(physics, zero, zero, np.broadcast_to(micro_batch, zero.shape))
-    return engine_pass(decode_step(model, unit_hardware(hw), workload, **layout), model, hw, engine, micro_batch)
+    structure = pass_structure(model, hw, workload, engine, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep,
+                               tokens_per_sequence=tokens_per_sequence)
+    return structure.at(micro_batch)
 
 
 def prefill_context_tokens(requests: Requests) -> float:
@@ -142,10 +178,26 @@ class ModeTimes:
     input_gpu_s_per_token: np.ndarray  # instance-seconds charged to each input token
 
 
+MAX_QUEUE_SHARE = 0.999  # the waiting factor's share is clipped here, so a saturated queue still has a finite TTFT
+
+
 def _waiting_factor(rho):
     """1 + rho / (2 (1 - rho)): M/D/1 time in system over service time (Pollaczek-Khinchine)."""
-    rho = np.clip(np.asarray(rho, dtype=float), 0.0, 0.999)
+    rho = np.clip(np.asarray(rho, dtype=float), 0.0, MAX_QUEUE_SHARE)
     return 1.0 + rho / (2.0 * (1.0 - rho))
+
+
+def queue_share_at_most(waiting_factor) -> np.ndarray:
+    """The largest share rho with ``_waiting_factor(rho) <= waiting_factor``: the factor's inverse.
+
+    1 + rho / (2 (1 - rho)) = F gives rho = 2 (F - 1) / (2 F - 1). Returns 1 where even the clipped
+    share qualifies (no limit at all) and -1 where F < 1 (no share does).
+    """
+    factor = np.asarray(waiting_factor, dtype=float)
+    safe = np.maximum(factor, 1.0)
+    share = 2.0 * (safe - 1.0) / (2.0 * safe - 1.0)
+    unlimited = factor >= _waiting_factor(MAX_QUEUE_SHARE)
+    return np.where(unlimited, 1.0, np.where(factor < 1.0, -1.0, share))
 
 
 def mode_times(mode: str, requests: Requests, *, decode_s, prefill_batch_s, prefill_one_s, batch, pp,
@@ -260,6 +312,22 @@ def _pass_time(step: StepTime, passes: ServingPasses, engine: EngineProfile, mic
     return engine_pass(step, passes.model, passes.hardware, engine, micro_batch)
 
 
+def prefill_one_seconds(one: PassTime, requests: Requests, *, chunked: bool):
+    """(P1, what P1 adds to the decode steps that carry it in closed loop) from one isl-token prefill pass.
+
+    With chunked prefill the chunks ride in decode steps, so they carry no kernels or step cost of their
+    own. Both are 0 without a prompt.
+    """
+    prefill_one = one.total_s
+    carried = prefill_one
+    if chunked:
+        carried = prefill_one - one.physics.kernel_latency_s - one.constant_s
+    if requests.input_tokens == 0:
+        zero = np.zeros(np.shape(prefill_one))
+        return zero, zero
+    return prefill_one, carried
+
+
 def serving_times(passes: ServingPasses, engine: EngineProfile, *, decode_s=None,
                   prefill_utilization: float = DEFAULT_PREFILL_UTILIZATION) -> tuple[ModeTimes, PassTime, np.ndarray]:
     """The mode's times with ``engine`` applied to the passes: (times, decode pass, prefill seconds shown).
@@ -268,11 +336,8 @@ def serving_times(passes: ServingPasses, engine: EngineProfile, *, decode_s=None
     """
     micro_batch = passes.batch / passes.pp
     decode = _pass_time(passes.decode, passes, engine, micro_batch)
-    one = _pass_time(passes.prefill_one, passes, engine, 1.0)
-    prefill_one = one.total_s
-    carried = prefill_one
-    if engine.chunked_prefill and not passes.paper:  # chunks ride in decode steps: no kernels or step cost of their own
-        carried = prefill_one - one.physics.kernel_latency_s - one.constant_s
+    prefill_one, carried = prefill_one_seconds(_pass_time(passes.prefill_one, passes, engine, 1.0), passes.requests,
+                                               chunked=engine.chunked_prefill and not passes.paper)
     prefill_batch = _pass_time(passes.prefill_batch, passes, engine, micro_batch).total_s
     if passes.requests.input_tokens == 0:
         prefill_one = prefill_batch = carried = np.zeros(np.shape(decode.total_s))
@@ -281,6 +346,83 @@ def serving_times(passes: ServingPasses, engine: EngineProfile, *, decode_s=None
                        transfer_s=passes.transfer_s, prefill_utilization=prefill_utilization,
                        request_s=0.0 if passes.paper else engine.request_s, carried_prefill_s=carried)
     return times, decode, prefill_batch if passes.mode == "static_batch" else prefill_one
+
+
+@dataclass(frozen=True)
+class ServingStructure:
+    """A serving mode's times per layout, as pieces linear in the micro-batch ``m``: what ``relaxation.py`` bounds.
+
+    With ``D(m) = decode.at(m).total_s`` (an iteration of ``tokens`` expected output tokens: 1 without
+    speculation), for ``decode_only``, ``closed_loop`` and ``disaggregated`` (``mode_times``):
+
+    * latency per output token (1 / per-request speed, = TPOT) is ``D(m) / tokens + prefill_s_per_sequence * m``,
+      where ``prefill_s_per_sequence`` is the closed loop's carried prefill over osl (0 otherwise);
+    * the instance-seconds charged to each output token are ``D(m) / (tokens * pp * m)``;
+    * TTFT is ``fixed_ttft_s`` (decode only, disaggregated), or in closed loop
+      ``prefill_one_s * waiting(rho) + request_s`` with ``rho = prefill_s_per_sequence * m / latency``:
+      ``ttft_limits`` turns a TTFT cap into a largest ``rho``, which is linear in ``D`` and ``m``.
+
+    A static batch's TTFT and latency also hold a prefill pass over the micro-batch (``prefill_batch``,
+    the same kind of structure as ``decode``), weighted ``1 / osl`` against ``(osl - 1) / osl`` decode steps.
+    """
+
+    mode: str
+    decode: PassStructure
+    prefill_batch: PassStructure | None  # static batch only
+    prefill_one_s: np.ndarray  # P1, per layout
+    prefill_s_per_sequence: np.ndarray  # closed loop: the prefill one micro-batch sequence adds to each step
+    request_s: float
+    fixed_ttft_s: np.ndarray  # decode only and disaggregated (NaN without a prompt, so no TTFT cap is met)
+    output_tokens: int
+
+    def ttft_limits(self, ttft_max_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """(reachable, largest prefill share of a step) per layout under ``TTFT <= ttft_max_s``.
+
+        Closed loop: TTFT <= T  <=>  waiting(rho) <= (T - request_s) / P1  <=>  rho <= queue_share_at_most(...).
+        Other modes: reachable where the fixed TTFT meets the cap, with no limit on the share (1).
+        """
+        if self.mode != "closed_loop":
+            reachable = np.asarray(self.fixed_ttft_s <= ttft_max_s)
+            return reachable, np.ones(np.shape(reachable))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = queue_share_at_most((ttft_max_s - self.request_s) / self.prefill_one_s)
+        reachable = (share >= 0) & (self.prefill_one_s > 0)  # no prompt: no TTFT, no cap is met
+        return reachable, np.where(reachable, share, 0.0)
+
+
+def serving_structure(model: ModelSpec, hw: HardwareSpec, workload: Workload, requests: Requests | None,
+                      engine: EngineProfile | None, mode: str, *, tp_rows, tp_cols, pp, ep, tokens_per_sequence=1,
+                      prefill_utilization: float = DEFAULT_PREFILL_UTILIZATION) -> ServingStructure:
+    """The ``ServingStructure`` of these layouts: the same passes and prefill costs ``serving_metrics`` evaluates.
+
+    ``engine`` None and ``requests`` None is the paper's decode-only model (``perf.evaluate``).
+    """
+    layout = dict(tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep)
+    decode = pass_structure(model, hw, workload, engine, **layout, tokens_per_sequence=tokens_per_sequence)
+    shape = np.shape(decode.structure.compute_s_per_token)
+    zero = np.zeros(shape)
+    if requests is None:
+        return ServingStructure(mode, decode, None, zero, zero, 0.0, np.full(shape, np.nan), 1)
+    paper = engine is None or engine.paper
+    prefill = dataclasses.replace(workload, context_tokens=prefill_context_tokens(requests))
+    isl = max(requests.input_tokens, 1)
+    one = pass_structure(model, hw, prefill, engine, **layout, tokens_per_sequence=isl, prefill=True).at(1.0)
+    chunked = engine is not None and engine.chunked_prefill and not paper
+    prefill_one, carried = prefill_one_seconds(one, requests, chunked=chunked)
+    request_s = 0.0 if paper else engine.request_s
+    prefill_batch = None
+    if mode == "static_batch":
+        prefill_batch = pass_structure(model, hw, prefill, engine, **layout, tokens_per_sequence=isl, prefill=True)
+    per_sequence = carried / requests.output_tokens if mode == "closed_loop" else zero
+    fixed = mode_times(mode, requests, decode_s=np.ones(shape), prefill_batch_s=prefill_one, prefill_one_s=prefill_one,
+                       batch=pp, pp=pp, transfer_s=kv_transfer_s(model, hw, workload, requests,
+                                                                 np.asarray(tp_rows) * np.asarray(tp_cols)),
+                       prefill_utilization=prefill_utilization, request_s=request_s, carried_prefill_s=carried).ttft_s
+    if requests.input_tokens == 0:
+        fixed = np.full(shape, np.nan)
+    return ServingStructure(mode, decode, prefill_batch, np.broadcast_to(prefill_one, shape),
+                            np.broadcast_to(per_sequence, shape), request_s, np.broadcast_to(fixed, shape),
+                            requests.output_tokens)
 
 
 def per_user_speed(metric: str, times: ModeTimes, requests: Requests) -> np.ndarray:

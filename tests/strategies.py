@@ -8,10 +8,22 @@ caps, budgets and speculative decoding.
 
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
 from hypothesis import strategies as st
 
-from infecon.formulations.space import Constraints, Problem, SearchSpace
-from infecon.formulations.specs import HardwareSpec, ModelSpec, ProtocolLatency, SpeculativeDecoding, Workload
+from infecon.formulations.space import Constraints, Problem, SearchSpace, tabulate
+from infecon.formulations.specs import (
+    EngineProfile,
+    HardwareSpec,
+    KernelCounts,
+    ModelSpec,
+    ProtocolLatency,
+    Requests,
+    SpeculativeDecoding,
+    Workload,
+)
 
 
 @st.composite
@@ -82,3 +94,42 @@ def problems(draw) -> Problem:
         speculative = SpeculativeDecoding(draw(models(allow_moe=False)), draw(st.floats(0.0, 0.95)),
                                           draw(st.integers(1, 6)))
     return Problem(model, hw, workload, space, constraints, speculative)
+
+
+@st.composite
+def engines(draw) -> EngineProfile:
+    """The paper's profile one time in five, else a random engine: efficiencies, kernel counts and overheads."""
+    if draw(st.integers(0, 4)) == 4:  # not 0: Hypothesis draws small integers more often
+        return EngineProfile(name="paper", paper=True, default_mode="decode_only", chunked_prefill=False)
+    counts = KernelCounts(*(draw(st.integers(1, 12)) for _ in range(5)))
+    return EngineProfile(
+        name="random", flop_efficiency=draw(st.floats(0.2, 1.0)), bandwidth_efficiency=draw(st.floats(0.2, 1.0)),
+        kernel_s=draw(st.floats(0, 10e-6)), sequence_layer_s=draw(st.floats(0, 2e-6)),
+        step_s=draw(st.sampled_from([0.0, 1e-4])) + draw(st.floats(0, 3e-3)), request_s=draw(st.floats(0, 0.3)),
+        kernels=counts, chunked_prefill=draw(st.booleans()))
+
+
+def _quantile_cap(draw, values: np.ndarray) -> float | None:
+    """None, or a cap at a random quantile of the values a problem reaches (so that it binds), or just above all."""
+    finite = values[np.isfinite(values)]
+    if len(finite) == 0 or draw(st.booleans()):
+        return None
+    return float(np.quantile(finite, draw(st.sampled_from([0.0, 0.1, 0.5, 0.9, 1.0])))) or None
+
+
+@st.composite
+def serving_problems(draw, modes=("closed_loop", "decode_only", "disaggregated")) -> Problem:
+    """A ``problems()`` instance served by a random engine in one of ``modes``, with TTFT and TPOT caps that bind.
+
+    The caps are quantiles of the TTFT and TPOT the unconstrained problem reaches, so they cut the
+    frontier somewhere (or nowhere, at the 1.0 quantile, or everywhere, with no prompt and a TTFT cap).
+    """
+    problem = draw(problems())
+    requests = Requests(draw(st.sampled_from([0, 1, 100, 2000])), draw(st.sampled_from([1, 2, 50, 1000])))
+    workload = dataclasses.replace(problem.workload, context_tokens=requests.mean_decode_context_tokens)
+    problem = dataclasses.replace(problem, workload=workload, requests=requests, engine=draw(engines()),
+                                  mode=draw(st.sampled_from(modes)))
+    metrics = tabulate(problem).metrics
+    constraints = dataclasses.replace(problem.constraints, ttft_max_s=_quantile_cap(draw, metrics.ttft_s),
+                                      tpot_max_s=_quantile_cap(draw, metrics.tpot_s))
+    return dataclasses.replace(problem, constraints=constraints)

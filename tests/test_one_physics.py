@@ -56,11 +56,24 @@ def test_encodings_read_no_physical_constants():
 
 
 def test_encodings_build_from_the_structure_functions():
-    """relaxation.py builds every line from perf.step_structure and perf's HBM structure, and the encodings read it."""
+    """relaxation.py builds every line from the serving structure (itself perf.step_structure plus the engine)
+    and perf's HBM structure, and the encodings read it."""
     relaxation = _names(ROOT / "formulations" / "relaxation.py")
-    assert {"step_structure", "hbm_bytes_per_gpu_affine", "expected_tokens_per_iteration"} <= relaxation
+    assert {"serving_structure", "pass_structure", "hbm_bytes_per_gpu_affine",
+            "expected_tokens_per_iteration"} <= relaxation
+    assert "step_structure" in _names(ROOT / "formulations" / "serving.py")
     for path in ENCODINGS:
         assert "Options" in _names(path), f"{path.name} does not build from relaxation.Options"
+
+
+def test_forward_passes_are_the_pass_structure():
+    """serving.forward_pass evaluates serving.pass_structure, the object the relaxation's lines come from."""
+    tree = _tree(ROOT / "formulations" / "serving.py")
+    function = next(node for node in ast.walk(tree)
+                    if isinstance(node, ast.FunctionDef) and node.name == "forward_pass")
+    calls = {node.func.id for node in ast.walk(function)
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
+    assert "pass_structure" in calls and "decode_step" not in calls
 
 
 def test_no_encoding_builds_a_table_of_configurations():

@@ -5,6 +5,7 @@ import pytest
 from ortools.sat.python import cp_model
 
 from infecon.formulations.cpsat import build_cpsat, to_ns
+from infecon.formulations.errors import InstanceError
 from infecon.formulations.milp import build_milp, to_pulp
 from infecon.formulations.relaxation import build_options
 from infecon.formulations.space import tabulate
@@ -13,7 +14,10 @@ from infecon.solver import api
 CASES = [("mixtral-8x7b", dict(max_gpus=16, context_tokens=8000, demand_tokens_per_s=5000, budget_usd_per_hour=20)),
          ("llama-3-8b", dict(max_gpus=8, context_tokens=0, max_batch=4096)),
          ("deepseek-v3", dict(context_tokens=100_000, weight_bits=8, max_batch=256)),
-         ("llama-3-70b", dict(max_gpus=16, draft="llama-3-8b", max_batch=64))]
+         ("llama-3-70b", dict(max_gpus=16, draft="llama-3-8b", max_batch=64)),
+         ("mixtral-8x7b", dict(max_gpus=16, engine="sglang", isl=2000, osl=200, max_batch=256)),
+         ("llama-3-70b", dict(max_gpus=8, engine="generic", draft="llama-3-8b", max_batch=64)),
+         ("llama-3-70b", dict(max_gpus=16, engine="vllm", mode="disaggregated", max_batch=128))]
 
 
 def _problem(name, kwargs):
@@ -23,7 +27,7 @@ def _problem(name, kwargs):
 class TestRelaxationBoundsThePhysics:
     @pytest.mark.parametrize(("name", "kwargs"), CASES)
     def test_every_option_is_a_lower_bound_at_every_integer_batch(self, name, kwargs):
-        """On each option's segment, max(compute, hbm line) + serial line <= the physics' iteration time, per token.
+        """On each option's segment, max(compute, hbm line) + serial line (+ a closed loop's prefill) <= the latency.
 
         Checked against ``tabulate`` (the enumeration's numbers) at every integer batch of every
         layout; 1e-12 relative absorbs summation-order rounding only.
@@ -42,7 +46,7 @@ class TestRelaxationBoundsThePhysics:
             busy = np.maximum(options.compute_s_per_sequence[k] * m,
                               options.hbm_intercept_s[k] + options.hbm_s_per_sequence[k] * m)
             bound = (busy + options.serial_intercept_s[k] + options.serial_s_per_sequence[k] * m) \
-                / options.tokens_per_iteration[k]
+                / options.tokens_per_iteration[k] + options.prefill_s_per_sequence[k] * m
             assert (bound <= table.latency_s[inside] * (1 + 1e-12)).all(), (k, options.layouts[options.layout[k]])
 
     def test_chords_are_tight_for_a_dense_model(self):
@@ -87,3 +91,25 @@ class TestModelsReadLikeTheDesign:
                      "budget", "demand_cap", "cost_cap", "batch_definition"):
             assert name in names, name
         assert cp_model.CpSolver().solve(model) == cp_model.OPTIMAL
+
+    def test_service_level_rows_are_named(self, tmp_path):
+        """With TTFT and TPOT caps on a closed loop, both models hold rows named ttft_max and tpot_max."""
+        # A 0.3 s TTFT cap binds for llama-3-70b at isl 2000 on 1-8 H100s: P1 is 0.10-0.52 s there, plus 0.12 s
+        # per request.
+        problem = _problem("llama-3-70b", dict(max_gpus=8, engine="generic", isl=2000, osl=200, max_batch=64,
+                                                ttft_max_s=0.3, tpot_max_s=0.05))
+        options = build_options(problem)
+        assert options.ttft_reachable.any() and (options.ttft_iteration_share < 1).any()
+        lp, _ = to_pulp(build_milp(problem, options))
+        path = tmp_path / "model.lp"
+        lp.writeLP(str(path))
+        text = path.read_text()
+        assert "ttft_max_" in text and "tpot_max_" in text
+        names = {c.name for c in build_cpsat(problem, options).model.proto.constraints}
+        assert "tpot_max" in names and any(name.startswith("ttft_max_") for name in names)
+
+    def test_static_batch_is_refused_by_name(self):
+        """A static batch (TTFT is a second pass over the batch) is refused naming the mode, not encoded wrongly."""
+        problem = _problem("llama-3-8b", dict(max_gpus=1, engine="generic", mode="static_batch", max_batch=8))
+        with pytest.raises(InstanceError, match="static_batch"):
+            build_options(problem)

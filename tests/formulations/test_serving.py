@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import fields
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -158,3 +159,46 @@ class TestServingMetrics:
         assert float(m.blended_usd_per_million_tokens) == pytest.approx(float(blended), rel=1e-12)
         assert float(m.tokens_per_second) == pytest.approx(1 / float(m.tpot_s), rel=1e-12)
         assert float(m.tpot_s) > float(decode)  # the amortised prefill
+
+
+class TestServingStructure:
+    """``serving_structure`` (what the encodings bound) reproduces ``serving_metrics`` at every integer batch."""
+
+    LAYOUTS: ClassVar[dict] = dict(tp_rows=np.array([1, 1, 2]), tp_cols=np.array([1, 4, 4]), pp=np.array([1, 2, 1]),
+                   ep=np.array([1, 1, 1]))
+
+    @pytest.mark.parametrize("engine", ["generic", "trtllm", "vllm", "sglang", "paper"])
+    @pytest.mark.parametrize("mode", ["decode_only", "closed_loop", "disaggregated"])
+    def test_latency_cost_and_ttft_from_the_structure(self, h100, engine, mode):
+        """Latency = D(m) + prefill_s_per_sequence m, cost from D(m) / (pp m), TTFT and its cap's share: as evaluated.
+
+        Same operations in another order (the amortised prefill as (P1 / osl) m, not (m / osl) P1), so
+        equal to 1e-12 relative.
+        """
+        from infecon.formulations.serving import serving_structure
+        from infecon.instances.engines import get_engine
+
+        model, profile = get_model("llama-3-70b"), get_engine(engine)
+        requests = Requests(2000, 500)
+        workload = Workload(context_tokens=requests.mean_decode_context_tokens, weight_bits=8)
+        structure = serving_structure(model, h100, workload, requests, profile, mode, **self.LAYOUTS)
+        m = np.arange(1, 65)[:, None]
+        pp = self.LAYOUTS["pp"]
+        metrics = serving_metrics(model, h100, workload, requests, profile, mode,
+                                  **{k: v[None, :] for k, v in self.LAYOUTS.items()}, batch=pp * m)
+        decode_s = structure.decode.at(m).total_s
+        latency_s = decode_s + structure.prefill_s_per_sequence * m
+        np.testing.assert_allclose(latency_s, metrics.latency_s, rtol=1e-12)
+        np.testing.assert_allclose(latency_s, metrics.tpot_s, rtol=1e-12)
+        usd_per_s = metrics.gpus * h100.price_usd_per_hour / 3600
+        np.testing.assert_allclose(usd_per_s * decode_s / (pp * m) * 1e6, metrics.usd_per_million_tokens, rtol=1e-12)
+        if mode != "closed_loop":
+            np.testing.assert_allclose(np.broadcast_to(structure.fixed_ttft_s, m.shape[:1] + pp.shape),
+                                       metrics.ttft_s, rtol=1e-12)
+            return
+        share = structure.prefill_s_per_sequence * m / latency_s  # the prefill share of a step
+        for relative in (1 + 1e-9, 1 - 1e-9):  # a TTFT cap just above / below each configuration's own TTFT
+            for row, column in np.ndindex(share.shape):
+                reachable, largest = structure.ttft_limits(float(metrics.ttft_s[row, column]) * relative)
+                meets = reachable[column] and share[row, column] <= largest[column]
+                assert meets == (relative > 1), (engine, row, column)

@@ -14,7 +14,7 @@ from infecon.solver import api
 from infecon.solver.backends import get_backend
 from infecon.solver.enumeration import best_index
 from infecon.solver.epsilon import solve_point, trace_frontier
-from tests.strategies import problems
+from tests.strategies import problems, serving_problems
 
 # Subclasses share these test methods (one per backend), which Hypothesis sees as different executors.
 SLOW_AND_SHARED = [HealthCheck.too_slow, HealthCheck.differing_executors]
@@ -41,6 +41,15 @@ class BackendContract:
     @given(problem=problems())
     def test_frontier_matches_enumeration_on_random_instances(self, problem):
         """On 200 generated problems at integer batch resolution the frontier equals the oracle's, point for point."""
+        table = tabulate(problem)
+        expected = trace_frontier(problem, "enumerate", table=table)
+        actual = trace_frontier(problem, self.backend(), table=table)
+        assert_same_frontier(expected, actual)
+
+    @settings(max_examples=100, deadline=None, suppress_health_check=SLOW_AND_SHARED)
+    @given(problem=serving_problems())
+    def test_serving_frontier_matches_enumeration_on_random_instances(self, problem):
+        """On 100 generated serving problems (random engines, modes, TTFT and TPOT caps): the oracle's frontier."""
         table = tabulate(problem)
         expected = trace_frontier(problem, "enumerate", table=table)
         actual = trace_frontier(problem, self.backend(), table=table)

@@ -5,10 +5,14 @@ The larger spaces the issue targets are measured in ``scripts/bench_frontier.py`
 architecture (dense, GQA, MoE, MLA, parallel attention) goes through both encodings quickly.
 """
 
+import dataclasses
+
+import numpy as np
 import pytest
 
 from infecon.formulations.errors import InstanceError
 from infecon.formulations.space import tabulate
+from infecon.instances.engines import builtin_engine_names
 from infecon.instances.loader import builtin_model_names
 from infecon.solver import api
 from infecon.solver.epsilon import trace_frontier
@@ -38,3 +42,25 @@ def test_backends_agree_on_builtin_problem(model, hardware, context, draft):
         return
     for backend in ("cpsat", "milp"):
         assert_same_frontier(expected, trace_frontier(problem, backend))
+
+
+SERVING_CASES = [(engine, "closed_loop") for engine in builtin_engine_names()] + [
+    ("generic", "decode_only"), ("generic", "disaggregated")]
+
+
+@pytest.mark.parametrize(("engine", "mode"), SERVING_CASES)
+def test_backends_agree_under_each_shipped_engine(engine, mode):
+    """Mixtral 8x7B (MoE: the concave expert term) at isl 2000 / osl 500 on up to 8 H100s under each shipped
+    engine, with TTFT and TPOT caps at the medians the uncapped problem reaches: CP-SAT and MILP equal the oracle."""
+    problem = api.build_problem("mixtral-8x7b", "h100_sxm", engine=engine, mode=mode, isl=2000, osl=500, max_gpus=8,
+                                max_batch=64, batch_mode="all")
+    metrics = tabulate(problem).metrics
+    caps = dataclasses.replace(problem.constraints, ttft_max_s=float(np.median(metrics.ttft_s)),
+                               tpot_max_s=float(np.median(metrics.tpot_s)))
+    problem = dataclasses.replace(problem, constraints=caps)
+    table = tabulate(problem)
+    assert set(table.violations) >= {"ttft_max", "tpot_max"} and table.violations["tpot_max"].any()
+    expected = trace_frontier(problem, "enumerate", table=table)
+    assert len(expected) > 0
+    for backend in ("cpsat", "milp"):
+        assert_same_frontier(expected, trace_frontier(problem, backend, table=table))

@@ -128,6 +128,23 @@ class TestFrontier:
         other = frontier_csv(capsys, *args, "--backend", backend)
         pd.testing.assert_frame_equal(other[LAYOUT_COLUMNS], default[LAYOUT_COLUMNS])
 
+    @pytest.mark.parametrize("backend", ["cpsat", "milp"])
+    def test_backends_agree_on_the_default_serving_model(self, capsys, backend):
+        """Under the default engine and mode (closed loop) with TTFT/TPOT caps, cpsat and milp give the same rows."""
+        args = ("--model", "llama-3-8b", "--hardware", "h100", "--max-gpus", "8", "--isl", "2000", "--osl", "500",
+                "--ttft-max", "0.2", "--tpot-max", "0.02", "--max-batch", "256")
+        default = frontier_csv(capsys, *args)
+        other = frontier_csv(capsys, *args, "--backend", backend)
+        assert len(default) > 0
+        pd.testing.assert_frame_equal(other[LAYOUT_COLUMNS], default[LAYOUT_COLUMNS])
+
+    def test_static_batch_refused_by_the_solvers(self, capsys):
+        """--mode static_batch with a solver backend is one line naming the mode and the way out, exit 2."""
+        code, _, err = run(capsys, "frontier", "--model", "llama-3-8b", "--hardware", "h100", "--max-gpus", "1",
+                           "--mode", "static_batch", "--backend", "milp")
+        assert code == 2 and len(err.strip().splitlines()) == 1
+        assert "static_batch" in err and "--backend enumerate" in err
+
 
 class TestExplain:
     def test_breakdown(self, capsys):
