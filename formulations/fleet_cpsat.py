@@ -6,7 +6,16 @@ cost exactly; ``tests/formulations/test_fleet_encodings.py`` checks it on genera
 
 from __future__ import annotations
 
-from infecon.formulations.fleet_model import FleetData, FleetRows, FleetSolution, fleet_rows, solution_from_values
+import numpy as np
+
+from infecon.formulations.fleet_model import (
+    FleetData,
+    FleetRows,
+    FleetSolution,
+    fleet_rows,
+    solution_from_values,
+    start_values,
+)
 
 
 def to_cpsat(model: FleetRows):
@@ -25,22 +34,36 @@ def to_cpsat(model: FleetRows):
     return cp, x
 
 
-def solve_fleet_cpsat(data: FleetData, *, max_scale_rank: int | None = None, cost_cap: int | None = None,
-                      time_limit_s: float | None = None, threads: int | None = None) -> FleetSolution:
-    """Least-cost fleet by CP-SAT; statuses as ``fleet_milp.solve_fleet_milp``."""
+def solve_rows_cpsat(model: FleetRows, time_limit_s: float | None = None, threads: int | None = None,
+                     start: list[int] | None = None) -> tuple[str, list[int] | None, float | None]:
+    """CP-SAT on any integer model in ``FleetRows`` form; returns as ``fleet_milp.solve_rows_highs``."""
     from ortools.sat.python import cp_model
 
-    model = fleet_rows(data, max_scale_rank=max_scale_rank, cost_cap=cost_cap)
     cp, x = to_cpsat(model)
+    if start is not None:
+        for variable, value in zip(x, start, strict=True):
+            cp.add_hint(variable, value)
     solver = cp_model.CpSolver()
     if time_limit_s is not None:
         solver.parameters.max_time_in_seconds = float(time_limit_s)
     solver.parameters.num_workers = threads or 1
     code = solver.solve(cp)
     if code == cp_model.INFEASIBLE:
-        return FleetSolution("INFEASIBLE", backend="cpsat")
+        return "INFEASIBLE", None, None
     if code not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return FleetSolution("UNKNOWN", backend="cpsat")
-    values = [solver.value(v) for v in x]
+        return "UNKNOWN", None, None
     status = "OPTIMAL" if code == cp_model.OPTIMAL else "FEASIBLE"
-    return solution_from_values(data, model, values, status, float(solver.best_objective_bound), "cpsat")
+    return status, [solver.value(v) for v in x], float(solver.best_objective_bound)
+
+
+def solve_fleet_cpsat(data: FleetData, *, max_scale_rank: int | None = None, cost_cap: int | None = None,
+                      time_limit_s: float | None = None, threads: int | None = None,
+                      dropped: np.ndarray | None = None, floors: np.ndarray | None = None,
+                      start: FleetSolution | None = None) -> FleetSolution:
+    """Least-cost fleet by CP-SAT; arguments and statuses as ``fleet_milp.solve_fleet_milp`` (``start`` a hint)."""
+    model = fleet_rows(data, max_scale_rank=max_scale_rank, cost_cap=cost_cap, dropped=dropped, floors=floors)
+    status, values, bound = solve_rows_cpsat(model, time_limit_s, threads,
+                                             None if start is None else start_values(model, start))
+    if values is None:
+        return FleetSolution(status, backend="cpsat")
+    return solution_from_values(data, model, values, status, bound, "cpsat")

@@ -172,12 +172,16 @@ class FleetRows:
     node_vars: np.ndarray  # variable index per pool (-1: none)
 
 
-def fleet_rows(data: FleetData, *, max_scale_rank: int | None = None, cost_cap: int | None = None) -> FleetRows:
+def fleet_rows(data: FleetData, *, max_scale_rank: int | None = None, cost_cap: int | None = None,
+               dropped: np.ndarray | None = None, floors: np.ndarray | None = None) -> FleetRows:
     """Variables, named rows and objective of the fleet model (module docstring).
 
     Args:
         max_scale_rank: allow only candidates with ``scale_rank`` up to this (the TPOT-scale frontier).
         cost_cap: micro-USD per hour the fleet may cost at most (the epsilon loop's cap); None: open.
+        dropped: candidates left out (``dominated_candidates``: the optimum does not change).
+        floors: micro-USD per hour each workload's own replicas cost at least (its least cost when
+            served alone, a valid bound); rows ``cost_floor_<w>`` that let the LP bound see it.
     """
     variables: list[IntVar] = []
 
@@ -186,6 +190,8 @@ def fleet_rows(data: FleetData, *, max_scale_rank: int | None = None, cost_cap: 
         return len(variables) - 1
 
     upper = data.replica_upper_bounds(max_scale_rank)
+    if dropped is not None:
+        upper = np.where(dropped, 0, upper)
     replica_vars = np.full(len(data.gpus), -1, dtype=np.int64)
     for c in np.flatnonzero(upper > 0):
         label = f"{data.workload_names[data.workload[c]]}_{data.pool_names[data.pool[c]]}_{KINDS[data.kind[c]]}_{c}"
@@ -234,11 +240,27 @@ def fleet_rows(data: FleetData, *, max_scale_rank: int | None = None, cost_cap: 
                 rows.append(LinearRow(f"inventory_{safe_name(name)}", of(data.pool == p, data.gpus),
                                       upper=int(data.available[p])))
         cost_terms = of(np.ones(len(data.gpus), dtype=bool), data.cost)
+    if floors is not None:
+        for w, name in enumerate(data.workload_names):
+            if floors[w] > 0:
+                rows.append(LinearRow(f"cost_floor_{safe_name(name)}", of(data.workload == w, data.cost),
+                                      lower=int(floors[w])))
     if data.budget is not None:
         rows.append(LinearRow("budget", cost_terms, upper=int(data.budget)))
     if cost_cap is not None:
         rows.append(LinearRow("cost_cap", cost_terms, upper=int(cost_cap)))
     return FleetRows(variables, rows, cost_terms, replica_vars, routed_vars, node_vars)
+
+
+def start_values(model: FleetRows, start: FleetSolution) -> list[int]:
+    """A plan as a value per model variable (replicas, routed requests, nodes), for a solver's starting point."""
+    values = [0] * len(model.variables)
+    for indices, numbers in ((model.replica_vars, start.replicas), (model.routed_vars, start.routed),
+                             (model.node_vars, start.nodes)):
+        for i, n in zip(indices, numbers if numbers is not None else np.zeros(len(indices)), strict=True):
+            if i >= 0:
+                values[int(i)] = min(int(n), model.variables[int(i)].upper)
+    return values
 
 
 def solution_from_values(data: FleetData, model: FleetRows, values: list[int], status: str, bound: float | None,
@@ -250,3 +272,77 @@ def solution_from_values(data: FleetData, model: FleetRows, values: list[int], s
     replicas = pick(model.replica_vars)
     return FleetSolution(status, replicas, pick(model.routed_vars), pick(model.node_vars),
                          int(sum(coef * round(values[i]) for i, coef in model.objective)), bound, backend)
+
+
+def _add_unbounded(best: np.ndarray, weight: int, value: int) -> None:
+    """Add an item to an unbounded knapsack table in place: ``best[g]`` = most value within weight ``g``.
+
+    Any number of copies: for ``g = q * weight + r``, ``best[g] = max_k old[g - k weight] + k value``,
+    a running maximum of ``old - q value`` along each residue class ``r``, plus ``q value``.
+    """
+    size = len(best)
+    rows = -(-size // weight)
+    padded = np.full(rows * weight, np.iinfo(np.int64).min // 4, dtype=np.int64)
+    padded[:size] = best
+    grid = padded.reshape(rows, weight)
+    shift = (np.arange(rows, dtype=np.int64) * value)[:, None]
+    grid = np.maximum.accumulate(grid - shift, axis=0) + shift
+    best[:] = grid.reshape(-1)[:size]
+
+
+def dominated_candidates(data: FleetData, *, respect_scale: bool = False) -> np.ndarray:
+    """Candidates some optimal fleet never needs: copies of other kept candidates do the same job for no more.
+
+    Why dropping them keeps the optimum: take candidates of one workload and kind (they enter
+    the same demand or balance row and no other row of that workload) in a strict order by
+    (TPOT scale rank if ``respect_scale``, cost, larger capacity, pool, index), and drop
+    candidate ``i`` when some multiset of *kept* candidates before it has at least its capacity
+    and either
+
+    * sits on ``i``'s own GPU type with at most ``i``'s GPUs in total: swapping one replica of
+      ``i`` for it uses no more GPUs of that type (so no more whole nodes either) and, as the
+      price per GPU is one number per type, costs no more; or
+    * sits on one other GPU type with no inventory limit and costs no more in total (not with
+      ``whole_nodes``, where the bill is by node): the swap frees GPUs of ``i``'s type, needs
+      none that are limited, and costs no more.
+
+    Either swap keeps every demand and balance row satisfied (capacity is at least as large in
+    the same row), every inventory, the budget and any cost cap, and does not raise the cost;
+    the multiset's members precede ``i`` in the order, so their TPOT scale is no larger and a
+    scale cap that admits ``i`` admits them (``respect_scale``; needless when no cap is set).
+    Members are kept candidates and stay kept, so repeating the swap ends in a fleet of kept
+    candidates only, as cheap as the one we started from; trimming surplus replicas then brings
+    it within ``replica_upper_bounds``. Hence the least cost over kept candidates equals the least
+    cost over all. A candidate's capacity is summed in the model's integer units, so the
+    argument holds for the integer model exactly, not only up to rounding. This generalises plain
+    dominance (one member) and the whole-multiple rule of ``fleet_candidates`` (copies of one).
+
+    Returns:
+        A boolean mask over candidates, True where the candidate can be dropped.
+    """
+    dropped = np.zeros(len(data.gpus), dtype=bool)
+    cost = data.cost
+    unlimited = np.flatnonzero(data.available < 0) if not data.whole_nodes else np.array([], dtype=np.int64)
+    for w in range(len(data.workload_names)):
+        for kind in range(len(KINDS)):
+            group = np.flatnonzero((data.workload == w) & (data.kind == kind) & (data.capacity > 0))
+            if len(group) < 2:
+                continue
+            scale = data.scale_rank[group] if respect_scale else np.zeros(len(group), dtype=np.int64)
+            order = group[np.lexsort((group, data.pool[group], -data.capacity[group], cost[group], scale))]
+            # knapsack tables per GPU type: most capacity of kept candidates within g GPUs of that type
+            most_gpus = {int(p): int(data.gpus[group][data.pool[group] == p].max(initial=0)) for p in data.pool[group]}
+            for p in unlimited:
+                most_gpus[int(p)] = max(most_gpus.get(int(p), 0), int(cost[group].max() // data.gpu_cost[p]))
+            tables = {p: np.zeros(g + 1, dtype=np.int64) for p, g in most_gpus.items()}
+            for i in order:
+                pool = int(data.pool[i])
+                beaten = tables[pool][data.gpus[i]] >= data.capacity[i]
+                for p in unlimited:
+                    if not beaten and p != pool:
+                        beaten = tables[int(p)][int(cost[i] // data.gpu_cost[p])] >= data.capacity[i]
+                if beaten:
+                    dropped[i] = True
+                else:
+                    _add_unbounded(tables[pool], int(data.gpus[i]), int(data.capacity[i]))
+    return dropped

@@ -311,6 +311,20 @@ def evaluate_configurations(problem: Problem, *, tp_rows, tp_cols, pp, ep, batch
                            problem.mode, **layout)
 
 
+def slo_violations(metrics: ConfigMetrics, ttft_max_s: float | None, tpot_max_s: float | None
+                   ) -> dict[str, np.ndarray]:
+    """The serving SLO rules' masks (True where broken); a table evaluated without SLOs can take them later.
+
+    Fleet planning tabulates one serving shape once and applies each workload's SLOs to it.
+    """
+    violations = {}
+    if ttft_max_s is not None:
+        violations["ttft_max"] = ~(metrics.ttft_s <= ttft_max_s)
+    if tpot_max_s is not None:
+        violations["tpot_max"] = ~(metrics.tpot_s <= tpot_max_s)
+    return violations
+
+
 def tabulate(problem: Problem, layouts: Sequence[tuple[int, int, int, int]] | np.ndarray | None = None,
              batches: np.ndarray | None = None) -> ConfigTable:
     """Evaluate every configuration of the problem's space once (or of the given layouts and batch sizes).
@@ -340,10 +354,7 @@ def tabulate(problem: Problem, layouts: Sequence[tuple[int, int, int, int]] | np
     metrics = evaluate_configurations(problem, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, batch=batch,
                                       draft_tokens=problem.space.draft_tokens)
     violations = {"hbm_capacity": metrics.hbm_used_bytes_per_gpu > int(hw.hbm_capacity_bytes)}
-    if problem.constraints.ttft_max_s is not None:
-        violations["ttft_max"] = ~(metrics.ttft_s <= problem.constraints.ttft_max_s)
-    if problem.constraints.tpot_max_s is not None:
-        violations["tpot_max"] = ~(metrics.tpot_s <= problem.constraints.tpot_max_s)
+    violations.update(slo_violations(metrics, problem.constraints.ttft_max_s, problem.constraints.tpot_max_s))
     if problem.speculative is not None:
         violations["drafter_layout"] = (metrics.draft_tokens > 0) & (metrics.drafter_pp == 0)
     if problem.constraints.demand_tokens_per_s is not None:

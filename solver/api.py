@@ -18,6 +18,7 @@ from infecon.formulations.errors import InstanceError, NoFeasibleLayoutError
 from infecon.formulations.params import parameter_counts
 from infecon.formulations.perf import ConfigMetrics
 from infecon.formulations.space import (
+    ConfigTable,
     Constraints,
     Problem,
     SearchSpace,
@@ -177,9 +178,12 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
                    requests=requests, engine=profile, mode=mode)
 
 
-def diagnose_infeasible(problem: Problem) -> str:
-    """Why a problem has no feasible configuration: the binding rule and by how much."""
-    table = tabulate(problem)
+def diagnose_infeasible(problem: Problem, table: ConfigTable | None = None) -> str:
+    """Why a problem has no feasible configuration: the binding rule and by how much.
+
+    ``table``: the problem's configuration table if the caller has it (saves tabulating again).
+    """
+    table = tabulate(problem) if table is None else table
     if table.violations["hbm_capacity"].all():
         needed = int(table.metrics.hbm_used_bytes_per_gpu.min())
         capacity = problem.hardware.hbm_capacity_bytes

@@ -37,10 +37,10 @@ from infecon.formulations.fleet_model import (
     fleet_cost,
 )
 from infecon.instances.fleet_scenario import FleetScenario, parse_gpu, parse_workload
-from infecon.solver.fleet_candidates import CANDIDATE_COLUMNS, Candidates, fleet_candidates
+from infecon.solver.fleet_candidates import CANDIDATE_COLUMNS, Candidates, fleet_candidates_of, serving_shape
+from infecon.solver.fleet_solve import FLEET_BACKENDS, solve_fleet  # noqa: F401 (FLEET_BACKENDS: the CLI reads it here)
 from infecon.solver.parallel import run_tasks
 
-FLEET_BACKENDS = ("milp", "cpsat")
 PLAN_COLUMNS = [
     "workload", "hardware", "mode", "tp", "pp", "ep", "batch", "replicas", "gpus", "usd_per_hour",
     "capacity_requests_per_s", "ttft_s", "tpot_s", "utilization", "tp_rows", "tp_cols", "replica_gpus",
@@ -68,36 +68,49 @@ class FleetPlan:
 # ---------------------------------------------------------------- candidates
 
 
-def _candidates_task(task: tuple) -> Candidates:
-    """Worker side: re-read one workload and one GPU from their TOML tables (specs do not pickle) and generate."""
-    where, gpu_number, gpu_raw, workload_number, workload_raw, settings, tpot_scale_max = task
+def _candidates_task(task: tuple) -> list[Candidates]:
+    """Worker side: re-read one GPU and its workloads from their TOML tables (specs do not pickle) and generate."""
+    where, gpu_number, gpu_raw, workloads_raw, settings, tpot_scale_max = task
     gpu = parse_gpu(where, gpu_number, gpu_raw)
-    workload = parse_workload(where, workload_number, workload_raw)
-    return fleet_candidates(workload, gpu, settings, tpot_scale_max=tpot_scale_max)
+    workloads = [parse_workload(where, number, raw) for number, raw in workloads_raw]
+    return fleet_candidates_of(workloads, gpu, settings, tpot_scale_max=tpot_scale_max)
+
+
+def _task_groups(scenario: FleetScenario) -> list[tuple[int, list[int]]]:
+    """(GPU, workloads) groups, one per GPU type and serving shape: a group tabulates its shape once."""
+    shapes: dict[tuple, list[int]] = {}
+    for wi, workload in enumerate(scenario.workloads):
+        shapes.setdefault(serving_shape(workload), []).append(wi)
+    return [(gi, members) for gi in range(len(scenario.gpus)) for members in shapes.values()]
 
 
 def generate_candidates(scenario: FleetScenario, *, tpot_scale_max: float | None = None, jobs: int | None = 1,
                         ray: bool = False, ray_address: str | None = None, progress: bool | None = None
                         ) -> list[Candidates]:
-    """Candidates of every workload x GPU type, in (workload, GPU) order; in parallel unless ``jobs == 1``."""
-    pairs = [(wi, gi) for wi in range(len(scenario.workloads)) for gi in range(len(scenario.gpus))]
+    """Candidates of every workload x GPU type, in (workload, GPU) order; in parallel unless ``jobs == 1``.
+
+    One task per GPU type and serving shape (``fleet_candidates.serving_shape``): workloads that
+    differ only in demand or SLOs share their tables.
+    """
+    groups = _task_groups(scenario)
+    found: dict[tuple[int, int], Candidates] = {}
     if jobs == 1 and not (ray or ray_address):
-        out = []
-        for wi, gi in pairs:
-            out.append(fleet_candidates(scenario.workloads[wi], scenario.gpus[gi], scenario.settings,
-                                        tpot_scale_max=tpot_scale_max))
-        return out
-    tasks = [(scenario.source, gi + 1, scenario.gpus[gi].raw, wi + 1, scenario.workloads[wi].raw, scenario.settings,
-              tpot_scale_max) for wi, gi in pairs]
-    results = run_tasks(_candidates_task, tasks, jobs=jobs, ray=ray, ray_address=ray_address,
-                        desc="candidates", progress=progress)
-    out = []
-    for (wi, gi), (status, payload) in zip(pairs, results, strict=True):
-        if status != "ok":
-            raise InfeconError(f"candidates of workload '{scenario.workloads[wi].name}' on "
-                               f"'{scenario.gpus[gi].key}': {payload}")
-        out.append(payload)
-    return out
+        for gi, members in groups:
+            generated = fleet_candidates_of([scenario.workloads[wi] for wi in members], scenario.gpus[gi],
+                                            scenario.settings, tpot_scale_max=tpot_scale_max)
+            found.update({(wi, gi): c for wi, c in zip(members, generated, strict=True)})
+    else:
+        tasks = [(scenario.source, gi + 1, scenario.gpus[gi].raw,
+                  [(wi + 1, scenario.workloads[wi].raw) for wi in members], scenario.settings, tpot_scale_max)
+                 for gi, members in groups]
+        results = run_tasks(_candidates_task, tasks, jobs=jobs, ray=ray, ray_address=ray_address,
+                            desc="candidates", progress=progress)
+        for (gi, members), (status, payload) in zip(groups, results, strict=True):
+            if status != "ok":
+                names = ", ".join(f"'{scenario.workloads[wi].name}'" for wi in members)
+                raise InfeconError(f"candidates of workload {names} on '{scenario.gpus[gi].key}': {payload}")
+            found.update({(wi, gi): c for wi, c in zip(members, payload, strict=True)})
+    return [found[wi, gi] for wi in range(len(scenario.workloads)) for gi in range(len(scenario.gpus))]
 
 
 def _require_servable(scenario: FleetScenario, generated: list[Candidates]) -> None:
@@ -146,16 +159,8 @@ def fleet_data(scenario: FleetScenario, candidates: pd.DataFrame) -> FleetData:
 
 
 def solve(data: FleetData, backend: str = "milp", **kwargs) -> FleetSolution:
-    """One least-cost solve with the named backend (``milp`` or ``cpsat``)."""
-    if backend == "milp":
-        from infecon.formulations.fleet_milp import solve_fleet_milp
-
-        return solve_fleet_milp(data, **kwargs)
-    if backend == "cpsat":
-        from infecon.formulations.fleet_cpsat import solve_fleet_cpsat
-
-        return solve_fleet_cpsat(data, **kwargs)
-    raise InfeconError(f"unknown fleet backend '{backend}' (choose from: {', '.join(FLEET_BACKENDS)})")
+    """One least-cost solve with the named backend (``milp`` or ``cpsat``), reduced exactly (``fleet_solve``)."""
+    return solve_fleet(data, backend, **kwargs)
 
 
 def naive_solution(data: FleetData) -> FleetSolution | None:
@@ -287,12 +292,12 @@ def plan_fleet(scenario: FleetScenario, *, backend: str = "milp", time_limit_s: 
     candidates = pd.concat([c.frame for c in generated], ignore_index=True).reindex(columns=CANDIDATE_COLUMNS)
     data = fleet_data(scenario, candidates)
     candidates_s = time.perf_counter() - start
-    solution = solve(data, backend, time_limit_s=time_limit_s)
+    naive_plan = naive_solution(data)
+    naive = None if naive_plan is None else naive_plan.objective
+    solution = solve(data, backend, time_limit_s=time_limit_s, hint=naive_plan)
     solve_s = time.perf_counter() - start - candidates_s
     if solution.status == "INFEASIBLE":
         raise NoFeasibleLayoutError(diagnose_infeasible(data, backend, time_limit_s))
-    naive_plan = naive_solution(data)
-    naive = None if naive_plan is None else naive_plan.objective
     usable = naive_plan is not None and (data.budget is None or naive <= data.budget)
     if solution.status in ("FEASIBLE", "UNKNOWN") and usable and \
             (solution.objective is None or naive < solution.objective):

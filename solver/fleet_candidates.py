@@ -21,21 +21,34 @@ candidates are, per GPU count, the cheapest point of the workload's exact fronti
 (``tpot_scale_max``) every frontier point per GPU count is a candidate, tagged with the smallest
 TPOT scale at which it is allowed. Exact over the searched batch domain (the ladder by default,
 ``batch = "all"`` for every integer), as ``infecon frontier`` is.
+
+Speed: the serving tables depend on the model, GPU, isl, osl, precisions and engine, not on the
+SLOs or the demand, so ``fleet_candidates_of`` tabulates each such *serving shape* once (without
+SLOs) and applies each workload's SLO masks to it (``space.slo_violations``, the rule ``tabulate``
+itself applies); workloads that share a shape share the work.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from infecon.formulations.errors import InfeconError
-from infecon.formulations.space import Problem, tabulate
+from infecon.formulations.space import (
+    ConfigTable,
+    Problem,
+    batch_domain,
+    candidate_layouts,
+    slo_violations,
+    tabulate,
+)
 from infecon.instances.fleet_scenario import FleetSettings, FleetWorkload, GpuPool
 from infecon.solver import api
 from infecon.solver.enumeration import pareto_indices
-from infecon.solver.frontier import configuration_frame
 
 CANDIDATE_COLUMNS = [
     "workload", "hardware", "mode", "tp", "tp_rows", "tp_cols", "pp", "ep", "batch", "gpus", "usd_per_hour",
@@ -55,16 +68,75 @@ class Candidates:
     reasons: dict[str, str]  # mode -> why it has no candidate (the binding rule)
 
 
-def _problem(workload: FleetWorkload, gpu: GpuPool, settings: FleetSettings, mode: str, *, ttft: bool,
-             tpot_scale: float | None, batch_sizes: list[int] | None = None) -> Problem:
-    tpot = None if tpot_scale is None or workload.tpot_max_s is None else workload.tpot_max_s * tpot_scale
+def serving_shape(workload: FleetWorkload) -> tuple:
+    """What a workload's serving tables depend on (not its SLOs or demand): workloads alike share them."""
+    return (workload.model_key, workload.isl, workload.osl, workload.weight_bits, workload.kv_bits,
+            repr(workload.engine))
+
+
+def _problem(workload: FleetWorkload, gpu: GpuPool, settings: FleetSettings, mode: str, *,
+             ttft_max_s: float | None = None, tpot_max_s: float | None = None,
+             batch_sizes: list[int] | None = None) -> Problem:
     return api.build_problem(
         workload.model, gpu.hardware, isl=workload.isl, osl=workload.osl, engine=workload.engine, mode=mode,
-        ttft_max_s=workload.ttft_max_s if ttft else None, tpot_max_s=tpot, weight_bits=workload.weight_bits,
+        ttft_max_s=ttft_max_s, tpot_max_s=tpot_max_s, weight_bits=workload.weight_bits,
         kv_bits=workload.kv_bits, max_gpus=settings.max_gpus, batch_mode=settings.batch, batch_sizes=batch_sizes)
 
 
-def _per_gpu_count(table, *, every_point: bool, prefill: bool) -> list[int]:
+def _slo_limits(workload: FleetWorkload, mode: str, tpot_scale: float) -> tuple[str, float | None, float | None]:
+    """The serving mode of a candidate kind and the TTFT and TPOT limits it must meet."""
+    tpot = None if mode == "disaggregated_prefill" or workload.tpot_max_s is None else workload.tpot_max_s * tpot_scale
+    ttft = workload.ttft_max_s if mode != "disaggregated_decode" else None  # the prefill pool owns TTFT
+    serving_mode = "closed_loop" if mode == "closed_loop" else "disaggregated"
+    return serving_mode, ttft, tpot
+
+
+_LAYOUTS: dict[tuple, np.ndarray] = {}  # per process: the valid layouts of a model on a GPU type
+
+
+def _layouts(problem: Problem) -> np.ndarray:
+    """``space.candidate_layouts``, once per model, node size and search space in this process.
+
+    Layouts depend on nothing else (``space.layout_rule_violation`` reads the node size only; the
+    name is in its error message), and every workload on a GPU type searches the same ones.
+    """
+    space, hw = problem.space, problem.hardware
+    key = (repr(problem.model), hw.name, hw.node_size_gpus, space.max_gpus, space.allow_2d_tp, space.allow_pp,
+           space.allow_ep)
+    if key not in _LAYOUTS:
+        _LAYOUTS[key] = candidate_layouts(problem.model, hw, space)
+    return _LAYOUTS[key]
+
+
+@dataclass(frozen=True)
+class _ShapeTable:
+    """One serving mode's table of a shape, without SLOs, and the rows each candidate kind searches."""
+
+    table: ConfigTable
+    searched: dict[str, np.ndarray]  # candidate kind -> rows in its batch domain
+
+
+def _shape_table(workload: FleetWorkload, gpu: GpuPool, settings: FleetSettings, serving_mode: str) -> _ShapeTable:
+    """The serving table of one mode without SLOs.
+
+    A decode or closed-loop replica searches the batch domain (the ladder or every integer); a
+    prefill replica only the smallest batch each layout allows (one sequence per micro-batch is all
+    a prefill pass needs). In the disaggregated mode both are rows of one table over the union of
+    the two domains: every row is evaluated on its own, so this is the two tables in one pass.
+    """
+    problem = _problem(workload, gpu, settings, serving_mode)
+    layouts = _layouts(problem)
+    if serving_mode == "closed_loop":
+        table = tabulate(problem, layouts)
+        return _ShapeTable(table, {"closed_loop": np.ones(len(table), dtype=bool)})
+    domain = batch_domain(problem, layouts)
+    batches = np.union1d(domain, layouts[:, 2])
+    table = tabulate(problem, layouts, batches)
+    return _ShapeTable(table, {"disaggregated_decode": np.isin(table.batch, domain),
+                               "disaggregated_prefill": table.batch == table.pp})
+
+
+def _per_gpu_count(table: ConfigTable, *, every_point: bool, prefill: bool) -> list[int]:
     """Per GPU count: the cheapest frontier point (or all of them), as table indices."""
     chosen: list[int] = []
     gpus = table.metrics.gpus
@@ -79,28 +151,32 @@ def _per_gpu_count(table, *, every_point: bool, prefill: bool) -> list[int]:
     return chosen
 
 
-def _frame(workload: FleetWorkload, gpu: GpuPool, table, indices: list[int], mode: str) -> pd.DataFrame:
-    points = configuration_frame(table, indices)
-    usd_per_hour = points["gpus"].to_numpy(dtype=float) * gpu.hardware.price_usd_per_hour
+def _frame(workload: FleetWorkload, gpu: GpuPool, table: ConfigTable, indices: list[int], mode: str) -> pd.DataFrame:
+    """The candidate rows of ``indices``, read from the table's metrics (numpy, no per-row work)."""
+    idx = np.asarray(indices, dtype=np.int64)
+    m = table.metrics
+    gpus = np.asarray(m.gpus[idx], dtype=np.int64)
+    usd_per_hour = gpus * gpu.hardware.price_usd_per_hour
+    ttft = np.asarray(m.ttft_s, dtype=float)[idx]
     if mode == "disaggregated_prefill":
-        input_tok_per_s = usd_per_hour / 3600.0 * 1e6 / points["usd_per_million_input_tokens"].to_numpy(dtype=float)
+        input_tok_per_s = usd_per_hour / 3600.0 * 1e6 / np.asarray(m.usd_per_million_input_tokens, dtype=float)[idx]
         requests = input_tok_per_s / workload.isl
         output_tok_per_s = requests * workload.osl
-        tpot = np.full(len(points), np.nan)
-        scale = np.zeros(len(points))  # TTFT is not scaled: a prefill pool serves every TPOT scale
+        tpot = np.full(len(idx), np.nan)
+        scale = np.zeros(len(idx))  # TTFT is not scaled: a prefill pool serves every TPOT scale
     else:
-        output_tok_per_s = points["total_tokens_per_second"].to_numpy(dtype=float)
+        output_tok_per_s = np.asarray(m.total_tokens_per_second, dtype=float)[idx]
         requests = output_tok_per_s / workload.osl
         input_tok_per_s = requests * workload.isl
-        tpot = points["tpot_ms"].to_numpy(dtype=float) / 1e3
-        scale = tpot / workload.tpot_max_s if workload.tpot_max_s is not None else np.zeros(len(points))
-    ttft = points["ttft_ms"].to_numpy(dtype=float) / 1e3
+        tpot = np.asarray(m.tpot_s, dtype=float)[idx]
+        scale = tpot / workload.tpot_max_s if workload.tpot_max_s is not None else np.zeros(len(idx))
     if mode == "disaggregated_decode":
-        ttft = np.full(len(points), np.nan)  # the prefill pool's TTFT is the one a user sees
+        ttft = np.full(len(idx), np.nan)  # the prefill pool's TTFT is the one a user sees
+    tp_rows, tp_cols = table.tp_rows[idx], table.tp_cols[idx]
     return pd.DataFrame({
-        "workload": workload.name, "hardware": gpu.key, "mode": mode, "tp": points["tp"], "tp_rows": points["tp_rows"],
-        "tp_cols": points["tp_cols"], "pp": points["pp"], "ep": points["ep"], "batch": points["batch"],
-        "gpus": points["gpus"], "usd_per_hour": usd_per_hour, "capacity_requests_per_s": requests,
+        "workload": [workload.name] * len(idx), "hardware": [gpu.key] * len(idx), "mode": [mode] * len(idx),
+        "tp": tp_rows * tp_cols, "tp_rows": tp_rows, "tp_cols": tp_cols, "pp": table.pp[idx], "ep": table.ep[idx],
+        "batch": table.batch[idx], "gpus": gpus, "usd_per_hour": usd_per_hour, "capacity_requests_per_s": requests,
         "capacity_output_tok_per_s": output_tok_per_s, "capacity_input_tok_per_s": input_tok_per_s,
         "ttft_s": ttft, "tpot_s": tpot, "tpot_scale": scale}, columns=CANDIDATE_COLUMNS)
 
@@ -133,44 +209,58 @@ def _undominated(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[keep].reset_index(drop=True)
 
 
-def fleet_candidates(workload: FleetWorkload, gpu: GpuPool, settings: FleetSettings, *,
-                     tpot_scale_max: float | None = None) -> Candidates:
-    """Candidate replicas of ``workload`` on ``gpu`` under its SLOs.
+def fleet_candidates_of(workloads: Sequence[FleetWorkload], gpu: GpuPool, settings: FleetSettings, *,
+                        tpot_scale_max: float | None = None) -> list[Candidates]:
+    """Candidate replicas of each of ``workloads`` on ``gpu`` under its SLOs; a serving shape is tabulated once.
 
     Args:
-        tpot_scale_max: None for one plan at the workload's own SLOs (only the largest-capacity
+        tpot_scale_max: None for one plan at the workloads' own SLOs (only the largest-capacity
             replica per GPU count); a factor for the TPOT-scale frontier, which then keeps every
             frontier point with TPOT at most ``tpot_scale_max * tpot_max_s``.
 
     Returns:
-        ``Candidates``; a mode with no replica meeting the SLOs records the binding rule in ``reasons``.
+        One ``Candidates`` per workload, in order; a mode with no replica meeting the SLOs records
+        the binding rule in ``reasons``.
     """
     every_point = tpot_scale_max is not None
     scale = 1.0 if tpot_scale_max is None else tpot_scale_max
-    modes = {"allow": MODES, "never": MODES[:1], "only": MODES[1:]}[workload.disaggregated]
-    frames, reasons = [], {}
-    for mode in modes:
-        try:
-            if mode == "disaggregated_prefill":
-                base = _problem(workload, gpu, settings, "disaggregated", ttft=True, tpot_scale=None)
-                # one sequence per micro-batch is all a prefill pass needs: the smallest batch each layout allows
-                layouts = api.layouts(base, None)
-                problem = _problem(workload, gpu, settings, "disaggregated", ttft=True, tpot_scale=None,
-                                   batch_sizes=sorted(set(layouts["pp"].tolist())))
-            else:
-                serving_mode = "closed_loop" if mode == "closed_loop" else "disaggregated"
-                problem = _problem(workload, gpu, settings, serving_mode, ttft=mode == "closed_loop",
-                                   tpot_scale=scale)
-            table = tabulate(problem)
-        except InfeconError as exc:
-            reasons[mode] = str(exc)
-            continue
-        indices = _per_gpu_count(table, every_point=every_point, prefill=mode == "disaggregated_prefill")
-        if not indices:
-            reasons[mode] = api.diagnose_infeasible(problem)
-            continue
-        frames.append(_frame(workload, gpu, table, indices, mode))
-    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CANDIDATE_COLUMNS)
-    if len(frame):
-        frame = _undominated(frame)
-    return Candidates(workload.name, gpu.key, frame, reasons)
+    tables: dict[tuple, ConfigTable | InfeconError] = {}
+    out = []
+    for workload in workloads:
+        modes = {"allow": MODES, "never": MODES[:1], "only": MODES[1:]}[workload.disaggregated]
+        frames, reasons = [], {}
+        for mode in modes:
+            serving_mode, ttft, tpot = _slo_limits(workload, mode, scale)
+            key = (serving_shape(workload), serving_mode)
+            if key not in tables:
+                try:
+                    tables[key] = _shape_table(workload, gpu, settings, serving_mode)
+                except InfeconError as exc:
+                    tables[key] = exc
+            shape = tables[key]
+            if isinstance(shape, InfeconError):
+                reasons[mode] = str(shape)
+                continue
+            violations = {**shape.table.violations, **slo_violations(shape.table.metrics, ttft, tpot),
+                          "batch_domain": ~shape.searched[mode]}
+            table = dataclasses.replace(shape.table, violations=violations)
+            indices = _per_gpu_count(table, every_point=every_point, prefill=mode == "disaggregated_prefill")
+            if not indices:  # rare: tabulate the kind's own problem once more, for the diagnosis
+                problem = _problem(workload, gpu, settings, serving_mode, ttft_max_s=ttft, tpot_max_s=tpot)
+                if mode == "disaggregated_prefill":
+                    pps = sorted(set(_layouts(problem)[:, 2].tolist()))
+                    problem = _problem(workload, gpu, settings, serving_mode, ttft_max_s=ttft, batch_sizes=pps)
+                reasons[mode] = api.diagnose_infeasible(problem)
+                continue
+            frames.append(_frame(workload, gpu, table, indices, mode))
+        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CANDIDATE_COLUMNS)
+        if len(frame):
+            frame = _undominated(frame)
+        out.append(Candidates(workload.name, gpu.key, frame, reasons))
+    return out
+
+
+def fleet_candidates(workload: FleetWorkload, gpu: GpuPool, settings: FleetSettings, *,
+                     tpot_scale_max: float | None = None) -> Candidates:
+    """Candidate replicas of one workload on one GPU type (``fleet_candidates_of`` for one)."""
+    return fleet_candidates_of([workload], gpu, settings, tpot_scale_max=tpot_scale_max)[0]

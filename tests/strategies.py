@@ -13,6 +13,7 @@ import dataclasses
 import numpy as np
 from hypothesis import strategies as st
 
+from infecon.formulations.fleet_model import FleetData
 from infecon.formulations.space import Constraints, Problem, SearchSpace, tabulate
 from infecon.formulations.specs import (
     EngineProfile,
@@ -133,3 +134,33 @@ def serving_problems(draw, modes=("closed_loop", "decode_only", "disaggregated")
     constraints = dataclasses.replace(problem.constraints, ttft_max_s=_quantile_cap(draw, metrics.ttft_s),
                                       tpot_max_s=_quantile_cap(draw, metrics.tpot_s))
     return dataclasses.replace(problem, constraints=constraints)
+
+
+@st.composite
+def small_fleets(draw, *, scale_ranks: bool = False) -> FleetData:
+    """1-3 workloads, 1-3 GPU pools, up to 5 candidates (one per workload at least) with small integer
+    capacities (units), any rules; about half of them feasible. ``scale_ranks``: candidates need TPOT
+    scale ranks 0-2 (for the TPOT-scale frontier), else all 0."""
+    n_w = draw(st.integers(1, 3))
+    n_p = draw(st.integers(1, 3))
+    n_c = draw(st.integers(n_w, 5))
+    modes = tuple(draw(st.sampled_from(["allow", "never", "never", "only"])) for _ in range(n_w))
+    workload = list(range(n_w)) + [draw(st.integers(0, n_w - 1)) for _ in range(n_c - n_w)]
+    kind = [draw(st.sampled_from([0] if modes[w] == "never" else [1, 2] if modes[w] == "only" else [0, 1, 2]))
+            for w in workload]
+    return FleetData(
+        workload_names=tuple(f"w{i}" for i in range(n_w)),
+        demand=[draw(st.integers(1, 12)) for _ in range(n_w)],
+        disaggregated=modes,
+        pool_names=tuple(f"g{i}" for i in range(n_p)),
+        available=[draw(st.sampled_from([-1, -1, 0, 2, 4, 8, 16])) for _ in range(n_p)],
+        node_size=[draw(st.sampled_from([1, 2, 4])) for _ in range(n_p)],
+        gpu_cost=[draw(st.integers(1, 9)) for _ in range(n_p)],
+        workload=workload,
+        pool=[draw(st.integers(0, n_p - 1)) for _ in range(n_c)],
+        kind=kind,
+        gpus=[draw(st.sampled_from([1, 2, 4])) for _ in range(n_c)],
+        capacity=[draw(st.integers(0, 12) | st.integers(3, 12)) for _ in range(n_c)],
+        scale_rank=[draw(st.integers(0, 2)) if scale_ranks else 0 for _ in range(n_c)],
+        budget=draw(st.none() | st.none() | st.integers(1, 200)),
+        whole_nodes=draw(st.booleans()))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import itertools
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
@@ -11,65 +10,10 @@ from hypothesis import strategies as st
 
 from infecon.formulations.fleet_cpsat import solve_fleet_cpsat
 from infecon.formulations.fleet_milp import solve_fleet_milp, to_pulp
-from infecon.formulations.fleet_model import FleetData, fleet_cost, fleet_rows
+from infecon.formulations.fleet_model import FleetData, _add_unbounded, dominated_candidates, fleet_cost, fleet_rows
 from infecon.solver.fleet import naive_solution
-
-
-@st.composite
-def small_fleets(draw) -> FleetData:
-    """1-3 workloads, 1-3 GPU pools, up to 5 candidates (one per workload at least) with small integer
-    capacities (units), any rules; about half of them feasible."""
-    n_w = draw(st.integers(1, 3))
-    n_p = draw(st.integers(1, 3))
-    n_c = draw(st.integers(n_w, 5))
-    modes = tuple(draw(st.sampled_from(["allow", "never", "never", "only"])) for _ in range(n_w))
-    workload = list(range(n_w)) + [draw(st.integers(0, n_w - 1)) for _ in range(n_c - n_w)]
-    kind = [draw(st.sampled_from([0] if modes[w] == "never" else [1, 2] if modes[w] == "only" else [0, 1, 2]))
-            for w in workload]
-    return FleetData(
-        workload_names=tuple(f"w{i}" for i in range(n_w)),
-        demand=[draw(st.integers(1, 12)) for _ in range(n_w)],
-        disaggregated=modes,
-        pool_names=tuple(f"g{i}" for i in range(n_p)),
-        available=[draw(st.sampled_from([-1, -1, 0, 2, 4, 8, 16])) for _ in range(n_p)],
-        node_size=[draw(st.sampled_from([1, 2, 4])) for _ in range(n_p)],
-        gpu_cost=[draw(st.integers(1, 9)) for _ in range(n_p)],
-        workload=workload,
-        pool=[draw(st.integers(0, n_p - 1)) for _ in range(n_c)],
-        kind=kind,
-        gpus=[draw(st.sampled_from([1, 2, 4])) for _ in range(n_c)],
-        capacity=[draw(st.integers(0, 12) | st.integers(3, 12)) for _ in range(n_c)],
-        scale_rank=[0] * n_c,
-        budget=draw(st.none() | st.none() | st.integers(1, 200)),
-        whole_nodes=draw(st.booleans()))
-
-
-def meets_rules(data: FleetData, n: np.ndarray) -> bool:
-    """Every rule checked directly: demand (with balanced pools), inventory (in whole nodes if asked), budget."""
-    served = True
-    for w in range(len(data.workload_names)):
-        def cap(kind: int, w: int = w) -> int:
-            return int((n * data.capacity)[(data.workload == w) & (data.kind == kind)].sum())
-        routed = min(cap(1), cap(2)) if data.routes_disaggregated(w) else 0
-        aggregated = cap(0) if data.disaggregated[w] != "only" else 0
-        served &= aggregated + routed >= data.demand[w]
-    used = np.bincount(data.pool, weights=n * data.gpus, minlength=len(data.pool_names)).astype(np.int64)
-    if data.whole_nodes:
-        used = -(-used // data.node_size) * data.node_size
-    within = bool(np.all((data.available < 0) | (used <= data.available)))
-    return bool(served) and within and (data.budget is None or fleet_cost(data, n) <= data.budget)
-
-
-def brute_force_cost(data: FleetData) -> int | None:
-    """Least cost over every replica vector within the encodings' bounds, checking every rule directly."""
-    upper = data.replica_upper_bounds()
-    best = None
-    for replicas in itertools.product(*(range(int(u) + 1) for u in upper)):
-        n = np.array(replicas, dtype=np.int64)
-        if meets_rules(data, n):
-            cost = fleet_cost(data, n)
-            best = cost if best is None else min(best, cost)
-    return best
+from tests.fleet_oracle import brute_force_cost, meets_rules
+from tests.strategies import small_fleets
 
 
 class TestFleetEncodings:
@@ -93,6 +37,39 @@ class TestFleetEncodings:
             if expected is not None:
                 assert naive.objective >= expected
 
+    @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(small_fleets(scale_ranks=True), st.none() | st.integers(0, 2))
+    def test_dominated_candidates_keep_the_optimum(self, data, max_scale_rank):
+        """Leaving out dominated candidates never changes the least cost (exhaustive search over all of them),
+        under any TPOT-scale cap."""
+        expected = brute_force_cost(data, max_scale_rank)
+        dropped = dominated_candidates(data, respect_scale=max_scale_rank is not None)
+        reduced = solve_fleet_milp(data, max_scale_rank=max_scale_rank, dropped=dropped)
+        assert reduced.status == ("INFEASIBLE" if expected is None else "OPTIMAL")
+        assert reduced.objective == expected
+        if reduced.replicas is not None:
+            assert not np.any(reduced.replicas[dropped] > 0)
+
+    def test_dominance_hand_example(self):
+        """One workload, one unlimited 1-GPU type: capacity 4 per GPU (1 GPU), 7 (2 GPUs), 9 (4 GPUs)
+        and 10 (4 GPUs on a second, dearer type). Two 1-GPU replicas (8) beat the 2-GPU one (7), four beat
+        the 4-GPU one (16 >= 9); the dearer type's 4 GPUs at 3 cost 12, which buys 12 cheap GPUs (48 >= 10)."""
+        data = FleetData(("w",), [10], ("never",), ("cheap", "dear"), [-1, 8], [8, 8], [1, 3], [0] * 4,
+                         [0, 0, 0, 1], [0] * 4, [1, 2, 4, 4], [4, 7, 9, 10], [0] * 4)
+        assert dominated_candidates(data).tolist() == [False, True, True, True]
+        # With the cheap type limited, the swap to it is not free: the dear candidate stays.
+        limited = dataclasses.replace(data, available=np.array([8, 8]))
+        assert dominated_candidates(limited).tolist() == [False, True, True, False]
+
+    def test_unbounded_knapsack_table(self):
+        """Best value within each weight 0..6: items (weight 2, value 3) then (3, 5), any number of copies.
+        After the first: 0,0,3,3,6,6,9. After the second: g=3 -> 5, g=5 -> 3+5 = 8, g=6 -> max(3+3+3, 5+5) = 10."""
+        best = np.zeros(7, dtype=np.int64)
+        _add_unbounded(best, 2, 3)
+        assert best.tolist() == [0, 0, 3, 3, 6, 6, 9]
+        _add_unbounded(best, 3, 5)
+        assert best.tolist() == [0, 0, 3, 5, 6, 8, 10]
+
     def test_constraints_carry_their_rule_names(self):
         """The exported model reads like the design: demand, balance, inventory, budget rows by name."""
         data = FleetData(("chat",), [10], ("allow",), ("h100",), [8], [8], [2], [0, 0, 0], [0, 0, 0], [0, 1, 2],
@@ -101,6 +78,8 @@ class TestFleetEncodings:
         names = {c.name for c in problem.constraints()}
         assert {"demand_chat", "prefill_decode_balance_chat_prefill", "prefill_decode_balance_chat_decode",
                 "inventory_h100", "budget"} <= names
+        floored = {c.name for c in to_pulp(fleet_rows(data, floors=np.array([7])))[0].constraints()}
+        assert "cost_floor_chat" in floored
 
     def test_hand_example(self):
         """Demand 10 with replicas of capacity 4 (1 GPU at 2) or 11 (4 GPUs at 2): 3 small ones cost 6 < 8."""

@@ -102,11 +102,14 @@ def recheck(plan) -> None:
         assert plan.summary["total_usd_per_hour"] <= plan.summary["naive_usd_per_hour"] + 1e-9
 
 
-class TestPlanFleet:
-    @pytest.fixture(scope="class")
-    def example(self):
-        return plan_fleet(load_fleet_scenario(EXAMPLE), jobs=1)
+@pytest.fixture(scope="module")
+def example():
+    """The shipped example's plan, solved once for the tests that read it (a module-level fixture: pytest
+    deprecates class-scoped fixtures defined as instance methods)."""
+    return plan_fleet(load_fleet_scenario(EXAMPLE), jobs=1)
 
+
+class TestPlanFleet:
     def test_example_plan_rechecks(self, example):
         """The shipped example's plan is proven optimal, passes every re-check, and an inventory binds."""
         assert example.status == "optimal" and example.summary["mip_gap"] == 0.0
