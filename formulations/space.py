@@ -93,6 +93,7 @@ class Problem:
     requests: Requests | None = None
     engine: EngineProfile | None = None
     mode: str = "decode_only"
+    prefill_utilization: float | None = None  # a disaggregated prefill pool's; None: the serving model's default
 
 
 def batch_ladder(max_batch: int) -> list[int]:
@@ -307,6 +308,8 @@ def evaluate_configurations(problem: Problem, *, tp_rows, tp_cols, pp, ep, batch
                   speculative=speculative, drafter_layouts=candidates)
     if problem.engine is None:
         return evaluate(problem.model, problem.hardware, problem.workload, **layout)
+    if problem.prefill_utilization is not None:
+        layout["prefill_utilization"] = problem.prefill_utilization
     return serving_metrics(problem.model, problem.hardware, problem.workload, problem.requests, problem.engine,
                            problem.mode, **layout)
 

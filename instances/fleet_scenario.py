@@ -6,6 +6,7 @@ A fleet scenario is one TOML file (``instances/scenarios/fleet_example.toml``)::
     budget_usd_per_hour = 400
     whole_nodes = true               # GPUs of a type are rented in whole nodes
     disaggregated = "allow"          # "allow" | "never" | "only"
+    prefill_utilization = 0.7        # busy share a disaggregated prefill pool is sized for (FleetSettings)
     engine = "generic"               # serving-engine profile (instances/engines/)
     [[gpu]]
     hardware = "h100_sxm"
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from infecon.formulations.errors import InstanceError
+from infecon.formulations.serving import DEFAULT_PREFILL_UTILIZATION
 from infecon.formulations.specs import EngineProfile, HardwareSpec, ModelSpec
 from infecon.instances.engines import DEFAULT_ENGINE, get_engine
 from infecon.instances.loader import get_hardware, get_model, read_toml, reject_unknown
@@ -44,7 +46,8 @@ DISAGGREGATION_CHOICES = ("allow", "never", "only")
 BATCH_CHOICES = ("ladder", "all")
 DEFAULT_FLEET_MAX_GPUS = 64  # GPUs in one replica; a fleet adds replicas rather than growing one instance
 _NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,62}")
-_FLEET_KEYS = {"budget_usd_per_hour", "whole_nodes", "disaggregated", "engine", "max_gpus", "batch"}
+_FLEET_KEYS = {"budget_usd_per_hour", "whole_nodes", "disaggregated", "engine", "max_gpus", "batch",
+               "prefill_utilization"}
 _GPU_KEYS = {"hardware", "available", "price_usd_per_hour"}
 _WORKLOAD_KEYS = {"name", "model", "isl", "osl", "requests_per_s", "output_tok_per_s", "ttft_max_s", "tpot_max_s",
                   "weight_bits", "kv_bits", "engine", "disaggregated"}
@@ -81,10 +84,23 @@ class FleetWorkload:
 
 @dataclass(frozen=True)
 class FleetSettings:
+    """Fleet-wide settings of the ``[fleet]`` table.
+
+    ``prefill_utilization`` is the busy share a disaggregated prefill pool is sized for. It is a
+    sizing policy, not a measured constant: the serving model treats the pool as an M/D/1 queue
+    (as DistServe, Zhong et al., OSDI 2024, sec. 3.1, models a prefill instance), so a replica
+    serves ``rho * pp / P1`` requests/s and its TTFT is ``P1 (1 + rho / (2 (1 - rho)))`` plus the
+    KV transfer, ``P1`` being one prompt's prefill pass. A busier pool is cheaper per request and
+    slower to first token: at the default 0.7 (``serving.DEFAULT_PREFILL_UTILIZATION``) a request
+    waits 1.17 ``P1`` on average, at 0.9 it would wait 4.5 ``P1``. Each prefill candidate's TTFT is
+    checked against its workload's SLO at this utilisation.
+    """
+
     budget_usd_per_hour: float | None = None
     whole_nodes: bool = False
     max_gpus: int = DEFAULT_FLEET_MAX_GPUS
     batch: str = "ladder"
+    prefill_utilization: float = DEFAULT_PREFILL_UTILIZATION
 
 
 @dataclass(frozen=True)
@@ -101,6 +117,14 @@ def _number(where: str, key: str, value: Any, *, minimum: float = 0.0, strict: b
     if (strict and not value > minimum) or (not strict and value < minimum):
         raise InstanceError(f"{where}: '{key}' must be {'>' if strict else '>='} {minimum:g} (got {value!r})")
     return float(value)
+
+
+def _fraction(where: str, key: str, value: Any) -> float:
+    """A number strictly between 0 and 1."""
+    value = _number(where, key, value)
+    if not value < 1:
+        raise InstanceError(f"{where}: '{key}' must be < 1 (got {value!r})")
+    return value
 
 
 def _integer(where: str, key: str, value: Any, minimum: int) -> int:
@@ -146,7 +170,9 @@ def _settings(where: str, raw: Any) -> tuple[FleetSettings, str, str]:
         budget_usd_per_hour=None if budget is None else _number(label, "budget_usd_per_hour", budget),
         whole_nodes=whole,
         max_gpus=_integer(label, "max_gpus", raw.get("max_gpus", DEFAULT_FLEET_MAX_GPUS), 1),
-        batch=_choice(label, "batch", raw.get("batch", "ladder"), BATCH_CHOICES))
+        batch=_choice(label, "batch", raw.get("batch", "ladder"), BATCH_CHOICES),
+        prefill_utilization=_fraction(label, "prefill_utilization",
+                                      raw.get("prefill_utilization", DEFAULT_PREFILL_UTILIZATION)))
     disaggregated = _choice(label, "disaggregated", raw.get("disaggregated", "allow"), DISAGGREGATION_CHOICES)
     engine = raw.get("engine", DEFAULT_ENGINE)
     _resolved(label, "engine", engine, get_engine)

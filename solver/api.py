@@ -128,13 +128,15 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
                   budget_usd_per_hour: float | None = None, max_gpus: int | None = None,
                   max_batch: int | None = None, batch_sizes: list[int] | None = None, batch_mode: str = "ladder",
                   draft: str | Path | ModelSpec | None = None, acceptance: float = DEFAULT_ACCEPTANCE,
-                  max_draft_tokens: int = DEFAULT_MAX_DRAFT_TOKENS, draft_tokens: int | None = None) -> Problem:
+                  max_draft_tokens: int = DEFAULT_MAX_DRAFT_TOKENS, draft_tokens: int | None = None,
+                  prefill_utilization: float | None = None) -> Problem:
     """Assemble and validate a ``Problem`` from names or specs and the usual knobs.
 
     Unset knobs keep the hardware file's values (price, efficiencies) and the search-space
     defaults. ``kv_bits`` defaults to ``activation_bits``. ``engine`` (a profile name such as
     ``generic``, ``vllm`` or ``paper``) switches to the serving model (``resolve_serving``);
-    ``ttft_max_s`` and ``tpot_max_s`` are its service-level constraints.
+    ``ttft_max_s`` and ``tpot_max_s`` are its service-level constraints; ``prefill_utilization``
+    the busy share a disaggregated prefill pool is sized for (default ``serving.DEFAULT_PREFILL_UTILIZATION``).
     """
     spec = resolve_model(model)
     hw = resolve_hardware(hardware)
@@ -173,9 +175,11 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
         if not 0 <= acceptance < 1:
             raise InstanceError(f"'acceptance' must be in [0, 1) (got {acceptance})")
         speculative = SpeculativeDecoding(resolve_model(draft), acceptance, max_draft_tokens)
+    if prefill_utilization is not None and not 0 < prefill_utilization < 1:
+        raise InstanceError(f"'prefill_utilization' must be in (0, 1) (got {prefill_utilization!r})")
     return Problem(spec, hw, workload, SearchSpace(**space_kwargs),
                    Constraints(demand_tokens_per_s, budget_usd_per_hour, ttft_max_s, tpot_max_s), speculative,
-                   requests=requests, engine=profile, mode=mode)
+                   requests=requests, engine=profile, mode=mode, prefill_utilization=prefill_utilization)
 
 
 def diagnose_infeasible(problem: Problem, table: ConfigTable | None = None) -> str:

@@ -294,7 +294,7 @@ def plan_fleet(scenario: FleetScenario, *, backend: str = "milp", time_limit_s: 
     candidates_s = time.perf_counter() - start
     naive_plan = naive_solution(data)
     naive = None if naive_plan is None else naive_plan.objective
-    solution = solve(data, backend, time_limit_s=time_limit_s, hint=naive_plan)
+    solution = solve(data, backend, time_limit_s=time_limit_s, hint=naive_plan, jobs=jobs)
     solve_s = time.perf_counter() - start - candidates_s
     if solution.status == "INFEASIBLE":
         raise NoFeasibleLayoutError(diagnose_infeasible(data, backend, time_limit_s))
@@ -351,7 +351,7 @@ def fleet_frontier(scenario: FleetScenario, *, tpot_scale_max: float = 1.0, back
     rows, cap, complete = [], None, True
 
     def attempt(rank: int) -> FleetSolution:
-        return solve(data, backend, max_scale_rank=rank, cost_cap=cap, time_limit_s=time_limit_s)
+        return solve(data, backend, max_scale_rank=rank, cost_cap=cap, time_limit_s=time_limit_s, jobs=jobs)
 
     while True:
         loosest = attempt(top)

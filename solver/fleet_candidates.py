@@ -7,8 +7,9 @@ A candidate is one replica: a layout and batch in a serving mode, with its GPUs,
 * ``closed_loop``: an aggregated instance doing its own prefills (continuous batching); its
   capacity is its output tokens/s over osl.
 * ``disaggregated_decode``: a decode instance that never prefills; capacity as above.
-* ``disaggregated_prefill``: a prefill instance run at the serving model's prefill-pool
-  utilisation (``serving.DEFAULT_PREFILL_UTILIZATION``), which is what its TTFT assumes. The
+* ``disaggregated_prefill``: a prefill instance run at the fleet's prefill-pool utilisation
+  (``[fleet] prefill_utilization``, default ``serving.DEFAULT_PREFILL_UTILIZATION``; see
+  ``FleetSettings``), which is what its TTFT assumes. The
   serving model charges that instance's time, idle share included, to input tokens, so its
   sustainable prefill rate is its hourly price over that charge.
 
@@ -20,7 +21,9 @@ candidates are, per GPU count, the cheapest point of the workload's exact fronti
 (``enumeration.pareto_indices`` restricted to that count). For the TPOT-scale frontier
 (``tpot_scale_max``) every frontier point per GPU count is a candidate, tagged with the smallest
 TPOT scale at which it is allowed. Exact over the searched batch domain (the ladder by default,
-``batch = "all"`` for every integer), as ``infecon frontier`` is.
+``batch = "all"`` for every integer), as ``infecon frontier`` is. Candidates that copies of
+others replace for no more cost (a bigger replica no better than two halves) are dropped later,
+in the integer model's own units (``fleet_model.dominated_candidates``), where that is exact.
 
 Speed: the serving tables depend on the model, GPU, isl, osl, precisions and engine, not on the
 SLOs or the demand, so ``fleet_candidates_of`` tabulates each such *serving shape* once (without
@@ -80,7 +83,8 @@ def _problem(workload: FleetWorkload, gpu: GpuPool, settings: FleetSettings, mod
     return api.build_problem(
         workload.model, gpu.hardware, isl=workload.isl, osl=workload.osl, engine=workload.engine, mode=mode,
         ttft_max_s=ttft_max_s, tpot_max_s=tpot_max_s, weight_bits=workload.weight_bits,
-        kv_bits=workload.kv_bits, max_gpus=settings.max_gpus, batch_mode=settings.batch, batch_sizes=batch_sizes)
+        kv_bits=workload.kv_bits, max_gpus=settings.max_gpus, batch_mode=settings.batch, batch_sizes=batch_sizes,
+        prefill_utilization=settings.prefill_utilization)
 
 
 def _slo_limits(workload: FleetWorkload, mode: str, tpot_scale: float) -> tuple[str, float | None, float | None]:
@@ -151,8 +155,9 @@ def _per_gpu_count(table: ConfigTable, *, every_point: bool, prefill: bool) -> l
     return chosen
 
 
-def _frame(workload: FleetWorkload, gpu: GpuPool, table: ConfigTable, indices: list[int], mode: str) -> pd.DataFrame:
-    """The candidate rows of ``indices``, read from the table's metrics (numpy, no per-row work)."""
+def _columns(workload: FleetWorkload, gpu: GpuPool, table: ConfigTable, indices: list[int],
+             mode: str) -> dict[str, np.ndarray]:
+    """The candidate columns of ``indices``, read from the table's metrics (numpy; one DataFrame per workload later)."""
     idx = np.asarray(indices, dtype=np.int64)
     m = table.metrics
     gpus = np.asarray(m.gpus[idx], dtype=np.int64)
@@ -173,40 +178,14 @@ def _frame(workload: FleetWorkload, gpu: GpuPool, table: ConfigTable, indices: l
     if mode == "disaggregated_decode":
         ttft = np.full(len(idx), np.nan)  # the prefill pool's TTFT is the one a user sees
     tp_rows, tp_cols = table.tp_rows[idx], table.tp_cols[idx]
-    return pd.DataFrame({
-        "workload": [workload.name] * len(idx), "hardware": [gpu.key] * len(idx), "mode": [mode] * len(idx),
-        "tp": tp_rows * tp_cols, "tp_rows": tp_rows, "tp_cols": tp_cols, "pp": table.pp[idx], "ep": table.ep[idx],
-        "batch": table.batch[idx], "gpus": gpus, "usd_per_hour": usd_per_hour, "capacity_requests_per_s": requests,
+    n = len(idx)
+    return {
+        "workload": np.full(n, workload.name, dtype=object), "hardware": np.full(n, gpu.key, dtype=object),
+        "mode": np.full(n, mode, dtype=object), "tp": tp_rows * tp_cols, "tp_rows": tp_rows, "tp_cols": tp_cols,
+        "pp": table.pp[idx], "ep": table.ep[idx], "batch": table.batch[idx], "gpus": gpus,
+        "usd_per_hour": usd_per_hour, "capacity_requests_per_s": requests,
         "capacity_output_tok_per_s": output_tok_per_s, "capacity_input_tok_per_s": input_tok_per_s,
-        "ttft_s": ttft, "tpot_s": tpot, "tpot_scale": scale}, columns=CANDIDATE_COLUMNS)
-
-
-def _undominated(frame: pd.DataFrame) -> pd.DataFrame:
-    """Drop a replica that copies of another replica of the same mode match or beat.
-
-    Replica ``i`` is dominated by ``j`` when ``k = gpus_i / gpus_j`` is a whole number, ``k``
-    replicas of ``j`` have at least ``i``'s capacity, and ``j`` needs no larger TPOT scale: then
-    swapping ``i`` for ``k`` copies of ``j`` costs the same, uses the same GPUs and serves as much,
-    so some optimal fleet never uses ``i`` (``k = 1`` is plain dominance; ties keep the first row).
-    Dropping such replicas removes the near-duplicate pipeline-stacked layouts that make the
-    integer program symmetric.
-    """
-    gpus = frame["gpus"].to_numpy(dtype=np.int64)
-    cap = frame["capacity_requests_per_s"].to_numpy(dtype=float)
-    scale = frame["tpot_scale"].to_numpy(dtype=float)
-    modes = frame["mode"].to_numpy()
-    keep = np.ones(len(frame), dtype=bool)
-    for i in range(len(frame)):
-        for j in range(len(frame)):
-            if j == i or not keep[j] or modes[j] != modes[i] or gpus[i] % gpus[j] or scale[j] > scale[i]:
-                continue
-            copies = gpus[i] // gpus[j]
-            if copies * cap[j] < cap[i]:
-                continue
-            if copies > 1 or copies * cap[j] > cap[i] or scale[j] < scale[i] or j < i:
-                keep[i] = False
-                break
-    return frame[keep].reset_index(drop=True)
+        "ttft_s": ttft, "tpot_s": tpot, "tpot_scale": scale}
 
 
 def fleet_candidates_of(workloads: Sequence[FleetWorkload], gpu: GpuPool, settings: FleetSettings, *,
@@ -228,7 +207,7 @@ def fleet_candidates_of(workloads: Sequence[FleetWorkload], gpu: GpuPool, settin
     out = []
     for workload in workloads:
         modes = {"allow": MODES, "never": MODES[:1], "only": MODES[1:]}[workload.disaggregated]
-        frames, reasons = [], {}
+        parts, reasons = [], {}
         for mode in modes:
             serving_mode, ttft, tpot = _slo_limits(workload, mode, scale)
             key = (serving_shape(workload), serving_mode)
@@ -252,10 +231,11 @@ def fleet_candidates_of(workloads: Sequence[FleetWorkload], gpu: GpuPool, settin
                     problem = _problem(workload, gpu, settings, serving_mode, ttft_max_s=ttft, batch_sizes=pps)
                 reasons[mode] = api.diagnose_infeasible(problem)
                 continue
-            frames.append(_frame(workload, gpu, table, indices, mode))
-        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CANDIDATE_COLUMNS)
-        if len(frame):
-            frame = _undominated(frame)
+            parts.append(_columns(workload, gpu, table, indices, mode))
+        if parts:
+            frame = pd.DataFrame({c: np.concatenate([p[c] for p in parts]) for c in CANDIDATE_COLUMNS})
+        else:
+            frame = pd.DataFrame(columns=CANDIDATE_COLUMNS)
         out.append(Candidates(workload.name, gpu.key, frame, reasons))
     return out
 

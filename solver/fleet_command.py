@@ -19,6 +19,7 @@ SLOs) and optional [fleet] settings:
   engine = "generic"            # serving-engine profile (instances/engines/)
   max_gpus = 64                 # GPUs in one replica
   batch = "ladder"              # batch sizes searched: "ladder" (~1.4x apart) or "all"
+  prefill_utilization = 0.7     # busy share a disaggregated prefill pool is sized for (sets its TTFT)
   [[gpu]]
   hardware = "h100_sxm"
   available = 64                # omit for unlimited

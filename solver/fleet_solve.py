@@ -38,6 +38,7 @@ from infecon.formulations.fleet_model import (
     fleet_cost,
     safe_name,
 )
+from infecon.solver.parallel import run_tasks
 
 FLEET_BACKENDS = ("milp", "cpsat")
 
@@ -80,18 +81,48 @@ def meets_coupling_rules(data: FleetData, replicas: np.ndarray, cost_cap: int | 
         (data.budget is None or cost <= data.budget) and (cost_cap is None or cost <= cost_cap)
 
 
+MIN_PARALLEL_TASKS = 16
+
+
+def _own_optimum_task(task: tuple) -> FleetSolution:
+    """Worker side: one workload's least cost alone (caps on some GPU types if given)."""
+    alone, dropped, backend, max_scale_rank, time_limit_s = task
+    return _backend(backend)(alone, max_scale_rank=max_scale_rank, dropped=dropped, time_limit_s=time_limit_s)
+
+
+def _patterns_task(task: tuple) -> list[FleetSolution] | None:
+    """Worker side: one workload's Pareto patterns over the GPU types ``pools``."""
+    alone, dropped, pools, backend, max_scale_rank, time_limit_s, first = task
+    return pareto_patterns(alone, dropped, pools, _backend(backend), max_scale_rank=max_scale_rank,
+                           time_limit_s=time_limit_s, first=first)
+
+
+def _map(function, tasks: list[tuple], jobs: int | None) -> list:
+    """``function`` over ``tasks`` (in this process when ``jobs == 1`` or the tasks are few), raising on an error."""
+    if len(tasks) < MIN_PARALLEL_TASKS:  # a process pool's start costs more than a few small solves
+        jobs = 1
+    results = []
+    for status, payload in run_tasks(function, tasks, jobs=jobs, desc="workloads", progress=False):
+        if status != "ok":
+            raise InfeconError(f"fleet solve: {payload}")
+        results.append(payload)
+    return results
+
+
 def _usage(data: FleetData, replicas: np.ndarray) -> np.ndarray:
     return np.bincount(data.pool, weights=data.gpus * replicas, minlength=len(data.pool_names)).astype(np.int64)
 
 
 def pareto_patterns(alone: FleetData, dropped: np.ndarray, pools: list[int], solve, *,
-                    max_scale_rank: int | None, time_limit_s: float | None) -> list[FleetSolution] | None:
+                    max_scale_rank: int | None, time_limit_s: float | None,
+                    first: FleetSolution | None = None) -> list[FleetSolution] | None:
     """Every Pareto-optimal plan of one workload in (cost, GPUs of each of ``pools``), by capping those GPUs.
 
     Solve the least cost under caps; a plan ``s`` found, every plan not dominated by it uses
     fewer GPUs of some pool ``p`` than ``s`` does, so it is found under the caps with ``p``'s cap
     lowered to ``s``'s use minus one. Following every such branch (each cap set once) finds them
     all. None if a solve is not proven optimal or the search grows beyond ``MAX_PATTERN_SOLVES``.
+    ``first``: the workload's optimum without caps, if already known (saves that solve).
     """
     found: list[FleetSolution] = []
     start = tuple(-1 for _ in pools)
@@ -100,8 +131,11 @@ def pareto_patterns(alone: FleetData, dropped: np.ndarray, pools: list[int], sol
         caps = pending.pop()
         available = np.full(len(alone.pool_names), -1, dtype=np.int64)
         available[pools] = caps
-        own = solve(dataclasses.replace(alone, available=available), max_scale_rank=max_scale_rank,
-                    dropped=dropped, time_limit_s=time_limit_s)
+        if caps == start and first is not None:
+            own = first
+        else:
+            own = solve(dataclasses.replace(alone, available=available), max_scale_rank=max_scale_rank,
+                        dropped=dropped, time_limit_s=time_limit_s)
         if own.status == "INFEASIBLE":
             continue
         if own.status != "OPTIMAL" or len(seen) > MAX_PATTERN_SOLVES:
@@ -160,7 +194,7 @@ def _pattern_master(data: FleetData, patterns: list[list[tuple[np.ndarray, np.nd
 
 def solve_by_patterns(data: FleetData, backend: str, own: list[tuple[FleetSolution, np.ndarray]],
                       dropped: np.ndarray, *, max_scale_rank: int | None, cost_cap: int | None,
-                      time_limit_s: float | None) -> FleetSolution | None:
+                      time_limit_s: float | None, jobs: int | None = 1) -> FleetSolution | None:
     """The exact optimum by Pareto patterns over the binding GPU types (module docstring, step 3).
 
     ``B`` starts as the limited GPU types the workloads' own optima overrun. With every other
@@ -173,23 +207,22 @@ def solve_by_patterns(data: FleetData, backend: str, own: list[tuple[FleetSoluti
     """
     if data.whole_nodes or backend not in FLEET_BACKENDS:
         return None
-    solve = _backend(backend)
     limited = set(np.flatnonzero(data.available >= 0).tolist())
     combined = np.zeros(len(data.gpus), dtype=np.int64)
     for solution, mine in own:
         combined[mine] = solution.replicas
     binding = sorted(p for p in limited if _usage(data, combined)[p] > data.available[p])
     while True:
+        alone = [workload_alone(data, w)[0] for w in range(len(own))]
+        todo = [w for w, (solution, _) in enumerate(own) if np.any(_usage(alone[w], solution.replicas)[binding] > 0)]
+        tasks = [(alone[w], dropped[own[w][1]], binding, backend, max_scale_rank, time_limit_s, own[w][0])
+                 for w in todo]
+        fronts = dict(zip(todo, _map(_patterns_task, tasks, jobs), strict=True))
+        if any(front is None for front in fronts.values()):
+            return None
         patterns, solutions = [], []
         for w, (solution, mine) in enumerate(own):
-            alone, _ = workload_alone(data, w)
-            if not np.any(_usage(alone, solution.replicas)[binding] > 0):
-                front = [solution]  # uses none of B: its own optimum is its only Pareto point
-            else:
-                front = pareto_patterns(alone, dropped[mine], binding, solve, max_scale_rank=max_scale_rank,
-                                        time_limit_s=time_limit_s)
-                if front is None:
-                    return None
+            front = fronts.get(w, [solution])  # a workload using none of B: its own optimum is its only Pareto point
             replicas = []
             for s in front:
                 full = np.zeros(len(data.gpus), dtype=np.int64)
@@ -215,12 +248,13 @@ def solve_by_patterns(data: FleetData, backend: str, own: list[tuple[FleetSoluti
 
 def solve_fleet(data: FleetData, backend: str = "milp", *, max_scale_rank: int | None = None,
                 cost_cap: int | None = None, time_limit_s: float | None = None, hint: FleetSolution | None = None,
-                reduce: bool = True) -> FleetSolution:
+                reduce: bool = True, jobs: int | None = 1) -> FleetSolution:
     """Least-cost fleet by the three exact steps of the module docstring (``reduce=False``: the plain model).
 
     Args:
         backend: ``milp`` (HiGHS) or ``cpsat``; it solves the per-workload problems and the whole model.
         hint: a plan that meets every rule (e.g. the naive plan), to start from.
+        jobs: processes for the per-workload solves (``parallel.run_tasks``; 1: in this process).
 
     Returns:
         ``FleetSolution``; ``OPTIMAL`` only when proven (by the bound of step 2 or by the backend).
@@ -234,9 +268,12 @@ def solve_fleet(data: FleetData, backend: str = "milp", *, max_scale_rank: int |
     routed = np.zeros(len(data.workload_names), dtype=np.int64)
     exact = True
     optima = []
+    tasks = []
     for w in range(len(data.workload_names)):
         alone, mine = workload_alone(data, w)
-        own = solve(alone, max_scale_rank=max_scale_rank, dropped=dropped[mine], time_limit_s=time_limit_s)
+        tasks.append((alone, dropped[mine], backend, max_scale_rank, time_limit_s))
+    for w, own in enumerate(_map(_own_optimum_task, tasks, jobs)):
+        mine = np.flatnonzero(data.workload == w)
         if own.status == "INFEASIBLE":  # lifting rules could not serve it: nothing can
             return FleetSolution("INFEASIBLE", backend=own.backend)
         if own.status != "OPTIMAL":
@@ -257,7 +294,7 @@ def solve_fleet(data: FleetData, backend: str = "milp", *, max_scale_rank: int |
             return FleetSolution("OPTIMAL", replicas, routed, nodes.astype(np.int64), bound, float(bound),
                                  f"{backend} (workloads apart)")
         by_patterns = solve_by_patterns(data, backend, optima, dropped, max_scale_rank=max_scale_rank,
-                                        cost_cap=cost_cap, time_limit_s=time_limit_s)
+                                        cost_cap=cost_cap, time_limit_s=time_limit_s, jobs=jobs)
         if by_patterns is not None:
             return by_patterns
     start = hint if hint is not None and hint.replicas is not None and \

@@ -74,9 +74,14 @@ def recheck(plan) -> None:
         m = e.metrics
         assert int(m.gpus) * g.hardware.price_usd_per_hour * row.replicas == pytest.approx(row.usd_per_hour)
         if row.mode == "disaggregated_prefill":
-            assert w.ttft_max_s is None or float(m.ttft_s) <= w.ttft_max_s
+            rho = scenario.settings.prefill_utilization
+            if rho == DEFAULT_PREFILL_UTILIZATION:  # explain sizes a prefill pool at the default utilisation
+                assert w.ttft_max_s is None or float(m.ttft_s) <= w.ttft_max_s
+            else:  # the plan's TTFT, at its own utilisation, meets the SLO; a less busy pool waits less
+                assert w.ttft_max_s is None or row.ttft_s <= w.ttft_max_s
+                assert (row.ttft_s < float(m.ttft_s)) == (rho < DEFAULT_PREFILL_UTILIZATION)
             # Hand check of the prefill rate: a pool at utilisation rho runs rho * pp / P1 requests/s per replica.
-            per_replica = DEFAULT_PREFILL_UTILIZATION * row.pp / float(m.prefill_s)
+            per_replica = rho * row.pp / float(m.prefill_s)
         else:
             if w.tpot_max_s is not None:
                 assert float(m.tpot_s) <= w.tpot_max_s
@@ -128,6 +133,19 @@ class TestPlanFleet:
             assert modes == {"closed_loop"}
         if disaggregated == "only":
             assert "closed_loop" not in modes
+
+    def test_prefill_utilization_setting(self, tmp_path):
+        """A prefill pool sized at 50 % busy instead of 70 %: each replica serves 0.5 pp / P1 requests/s (re-checked
+        from explain's P1), its TTFT is shorter, and the plan can only cost the same or more."""
+        text = SMALL.format(disaggregated="only", h100=64, tpot=0.02)
+        default = plan_fleet(load_fleet_scenario(write(tmp_path, text)), jobs=1)
+        idle = plan_fleet(load_fleet_scenario(write(tmp_path, text.replace(
+            "[fleet]", "[fleet]\nprefill_utilization = 0.5"), "idle.toml")), jobs=1)
+        assert idle.scenario.settings.prefill_utilization == 0.5
+        assert default.scenario.settings.prefill_utilization == DEFAULT_PREFILL_UTILIZATION
+        recheck(idle)
+        assert "disaggregated_prefill" in set(idle.plan["mode"])
+        assert idle.summary["total_usd_per_hour"] >= default.summary["total_usd_per_hour"]
 
     def test_inventory_binding_raises_cost(self, tmp_path):
         """Fewer H100s can only make the fleet cost more (or the same), and the plan stays within them."""
@@ -233,6 +251,7 @@ class TestFleetCli:
         (("requests_per_s = 30.0", "requests_per_s = -3.0"), "'requests_per_s' must be > 0 (got -3.0)"),
         (("available = 8", "available = 8\ncolour = 1"), "gpu #1: unknown field 'colour'"),
         (("isl = 1000", "isl = [1000"), "malformed TOML"),
+        (("[fleet]", "[fleet]\nprefill_utilization = 1.5"), "[fleet]: 'prefill_utilization' must be < 1 (got 1.5)"),
         (("tpot_max_s = 0.02", "tpot_max_s = 0.00001"), "demand_chat-8b: workload 'chat-8b'"),
         (("available = 8", "available = 0\n[[gpu]]\nhardware = \"h200\"\navailable = 0"), None),
     ])
