@@ -153,8 +153,10 @@ def build_options(problem: Problem) -> Options:
     m_hi = np.repeat(base[:, 2], len(gammas))
     gamma = np.tile(np.array(gammas, dtype=np.int64), n)
     tp_rows, tp_cols, pp, ep = (layouts[layout_idx, k] for k in range(4))
+    utilization = {} if problem.prefill_utilization is None else {"prefill_utilization": problem.prefill_utilization}
     serving = serving_structure(model, hw, workload, problem.requests, problem.engine, problem.mode,
-                                tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, tokens_per_sequence=gamma + 1)
+                                tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, tokens_per_sequence=gamma + 1,
+                                **utilization)
     at_lo, at_hi = serving.decode.at(m_lo), serving.decode.at(m_hi)
     hbm_intercept, hbm_slope = _chord(at_lo.physics.hbm_read_s, at_hi.physics.hbm_read_s, m_lo, m_hi)
     serial_intercept, serial_slope = _chord(_serial_s(at_lo), _serial_s(at_hi), m_lo, m_hi)
