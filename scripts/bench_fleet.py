@@ -1,6 +1,6 @@
 """Benchmark: fleet planning at three sizes, from one run.
 
-    python scripts/bench_fleet.py [--sizes 5x4 50x8 200x8] [--jobs N] [--time-limit S] [--ray]
+    python scripts/bench_fleet.py [--sizes 5x4 50x8 200x8] [--jobs N] [--time-limit S] [--ray] [--backend cpsat]
 
 Prints one row per fleet: workloads x GPU types, candidates, wall seconds for the candidates and
 for the solve, the solver's status and MIP gap, the fleet's USD/hour and the naive plan's (each
@@ -52,7 +52,8 @@ def generated_scenario(workloads: int, gpu_types: int, seed: int = 0) -> str:
     return "\n".join(lines)
 
 
-def bench(sizes: list[tuple[int, int]], *, jobs: int | None, time_limit_s: float | None, ray: bool) -> pd.DataFrame:
+def bench(sizes: list[tuple[int, int]], *, jobs: int | None, time_limit_s: float | None, ray: bool,
+          backend: str = "milp") -> pd.DataFrame:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for workloads, gpu_types in sizes:
@@ -63,7 +64,7 @@ def bench(sizes: list[tuple[int, int]], *, jobs: int | None, time_limit_s: float
                 path.write_text(generated_scenario(workloads, gpu_types))
             start = time.perf_counter()
             plan = plan_fleet(load_fleet_scenario(path), jobs=jobs, ray=ray, time_limit_s=time_limit_s,
-                              progress=False)
+                              progress=False, backend=backend)
             wall = time.perf_counter() - start
             s = plan.summary
             naive = s["naive_usd_per_hour"]
@@ -74,7 +75,8 @@ def bench(sizes: list[tuple[int, int]], *, jobs: int | None, time_limit_s: float
                 "wall_s": round(wall, 2), "goal_s": goal, "met": "yes" if goal and wall <= goal else "no",
                 "status": s["status"], "mip_gap": s["mip_gap"], "usd_per_hour": round(s["total_usd_per_hour"], 2),
                 "naive_usd_per_hour": None if naive is None else round(naive, 2),
-                "saving_pct": None if not naive else round(100 * (1 - s["total_usd_per_hour"] / naive), 1)})
+                "saving_pct": None if not naive else round(100 * (1 - s["total_usd_per_hour"] / naive), 1),
+                "method": s["backend"]})
             print(pd.DataFrame(rows[-1:]).to_string(index=False, header=len(rows) == 1), flush=True)
     return pd.DataFrame(rows)
 
@@ -85,9 +87,10 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=None, help="candidate worker processes (default: all cores)")
     parser.add_argument("--time-limit", type=float, default=None, help="seconds per solve (default: none)")
     parser.add_argument("--ray", action="store_true", help="generate candidates on a local Ray runtime")
+    parser.add_argument("--backend", choices=["milp", "cpsat"], default="milp", help="fleet solver (default: milp)")
     args = parser.parse_args()
     sizes = [tuple(int(x) for x in size.lower().split("x")) for size in args.sizes]
-    table = bench(sizes, jobs=args.jobs, time_limit_s=args.time_limit, ray=args.ray)
+    table = bench(sizes, jobs=args.jobs, time_limit_s=args.time_limit, ray=args.ray, backend=args.backend)
     print()
     print(table.to_string(index=False))
 

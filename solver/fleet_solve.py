@@ -256,7 +256,7 @@ def solve_by_patterns(data: FleetData, backend: str, own: list[tuple[FleetSoluti
 def solve_fleet(data: FleetData, backend: str = "milp", *, max_scale_rank: int | None = None,
                 cost_cap: int | None = None, time_limit_s: float | None = None, hint: FleetSolution | None = None,
                 reduce: bool = True, jobs: int | None = 1) -> FleetSolution:
-    """Least-cost fleet by the three exact steps of the module docstring (``reduce=False``: the plain model).
+    """Least-cost fleet by the exact steps of the module docstring (``reduce=False``: the plain model, one solve).
 
     Args:
         backend: ``milp`` (HiGHS) or ``cpsat``; it solves the per-workload problems and the whole model.
@@ -264,7 +264,8 @@ def solve_fleet(data: FleetData, backend: str = "milp", *, max_scale_rank: int |
         jobs: processes for the per-workload solves (``parallel.run_tasks``; 1: in this process).
 
     Returns:
-        ``FleetSolution``; ``OPTIMAL`` only when proven (by the bound of step 2 or by the backend).
+        ``FleetSolution``; ``OPTIMAL`` only when proven (by the bound of step 2, the patterns of step 3 or the
+        backend); ``time_limit_s`` applies to each solve.
     """
     solve = _backend(backend)
     if not reduce:
