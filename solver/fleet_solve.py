@@ -9,7 +9,8 @@ avoid that:
    kept candidates replace at no more cost and no more limited GPUs is left out; the optimum is
    unchanged (argued in that docstring, checked against the full model in the tests).
 2. **Each workload alone**: with every inventory lifted and no budget, the fleet splits into one
-   small problem per workload; its least cost ``floor_w`` is a lower bound on what that
+   small problem per workload (``fleet_workload.solve_workload``, an exact search, for ``milp``);
+   its least cost ``floor_w`` is a lower bound on what that
    workload's replicas cost in any feasible fleet (lifting rules only lowers a minimum). So
    ``sum floor_w`` bounds the fleet's cost from below. If the workloads' own optima together
    meet every coupling rule they cost exactly that bound and are the optimal fleet, proven; if
@@ -43,6 +44,7 @@ from infecon.formulations.fleet_model import (
     fleet_cost,
     safe_name,
 )
+from infecon.formulations.fleet_workload import solve_workload
 from infecon.solver.parallel import run_tasks
 
 FLEET_BACKENDS = ("milp", "cpsat")
@@ -58,6 +60,23 @@ def _backend(name: str):
 
         return solve_fleet_cpsat
     raise InfeconError(f"unknown fleet backend '{name}' (choose from: {', '.join(FLEET_BACKENDS)})")
+
+
+def _one_workload(backend: str):
+    """The solver of one workload alone: for ``milp`` the exact search of ``fleet_workload`` (milliseconds),
+    with HiGHS when the search gives up; for ``cpsat`` CP-SAT itself, so it stays an independent opinion."""
+    solve = _backend(backend)
+    if backend != "milp":
+        return solve
+
+    def search_then_milp(data: FleetData, *, max_scale_rank: int | None = None, dropped: np.ndarray | None = None,
+                         time_limit_s: float | None = None) -> FleetSolution:
+        found = solve_workload(data, max_scale_rank=max_scale_rank, dropped=dropped)
+        if found.status != "UNKNOWN":
+            return found
+        return solve(data, max_scale_rank=max_scale_rank, dropped=dropped, time_limit_s=time_limit_s)
+
+    return search_then_milp
 
 
 def workload_alone(data: FleetData, w: int) -> tuple[FleetData, np.ndarray]:
@@ -92,13 +111,13 @@ MIN_PARALLEL_TASKS = 16
 def _own_optimum_task(task: tuple) -> FleetSolution:
     """Worker side: one workload's least cost alone (caps on some GPU types if given)."""
     alone, dropped, backend, max_scale_rank, time_limit_s = task
-    return _backend(backend)(alone, max_scale_rank=max_scale_rank, dropped=dropped, time_limit_s=time_limit_s)
+    return _one_workload(backend)(alone, max_scale_rank=max_scale_rank, dropped=dropped, time_limit_s=time_limit_s)
 
 
 def _patterns_task(task: tuple) -> list[FleetSolution] | None:
     """Worker side: one workload's Pareto patterns over the GPU types ``pools``."""
     alone, dropped, pools, backend, max_scale_rank, time_limit_s, first = task
-    return pareto_patterns(alone, dropped, pools, _backend(backend), max_scale_rank=max_scale_rank,
+    return pareto_patterns(alone, dropped, pools, _one_workload(backend), max_scale_rank=max_scale_rank,
                            time_limit_s=time_limit_s, first=first)
 
 
