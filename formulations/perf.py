@@ -28,6 +28,7 @@ import numpy as np
 from infecon.formulations.params import (
     activation_elements_per_token,
     attention_flop_per_context_token,
+    attention_parameters_per_layer,
     ffn_active_width,
     ffn_matrices,
     kv_elements_per_token,
@@ -256,8 +257,8 @@ class StepStructure:
         )
 
 
-def _layer_collectives(model: ModelSpec, hw: HardwareSpec, workload: Workload, tp_rows, tp_cols, ep
-                       ) -> list[CollectiveTerm]:
+def _layer_collectives(model: ModelSpec, hw: HardwareSpec, workload: Workload, tp_rows, tp_cols, ep,
+                       attention_dp: bool = False) -> list[CollectiveTerm]:
     """Serial collectives of all layers, as terms of the step structure.
 
     Written once for 1-D and 2-D TP: a 2-D grid alternates all-reduces over its rows group
@@ -266,7 +267,10 @@ def _layer_collectives(model: ModelSpec, hw: HardwareSpec, workload: Workload, t
     (eq. 25, 44). With ``tp_rows == 1`` the rows group is a single rank, so only the two
     d_model all-reduces of 1-D TP remain (one with parallel attention). An MoE layer with
     ``ep > 1`` replaces its two FFN collectives by an all-to-all dispatch and combine over the EP
-    group, each carrying min(ep, top-k) copies of the token's d_model vector (sec. 3.5).
+    group, each carrying min(ep, top-k) copies of the token's d_model vector (sec. 3.5). With
+    ``attention_dp`` attention is local to each rank: its collectives (QKV and attention-out) go; the
+    FFN's gather and scatter of the whole micro-batch cost its all-reduces (module note at
+    ``ATTENTION_SHARDINGS``).
     """
     act = workload.activation_bytes
     rows_rpn, rows_nodes = group_placement(tp_rows, tp_cols, hw.node_size_gpus)
@@ -288,10 +292,11 @@ def _layer_collectives(model: ModelSpec, hw: HardwareSpec, workload: Workload, t
             continue
         calls = np.full(shape, float(count))
         up_width = (ffn_matrices(model) - 1) * ffn_active_width(model, moe_layer)
-        if model.parallel_attention and not moe_layer:
+        if model.parallel_attention and not moe_layer and not attention_dp:
             terms += [CollectiveTerm(calls, over_rows(qkv + up_width)), CollectiveTerm(calls, over_cols(d_model))]
             continue
-        terms += [CollectiveTerm(calls, over_rows(qkv)), CollectiveTerm(calls, over_cols(d_model))]
+        attention_calls = np.zeros(shape) if attention_dp else calls
+        terms += [CollectiveTerm(attention_calls, over_rows(qkv)), CollectiveTerm(attention_calls, over_cols(d_model))]
         ffn_calls = np.where(use_ep, 0.0, calls) if moe_layer else calls
         terms += [CollectiveTerm(ffn_calls, over_rows(up_width)), CollectiveTerm(ffn_calls, over_cols(d_model))]
         if moe_layer:
@@ -313,19 +318,52 @@ def _pipeline_sends(model: ModelSpec, hw: HardwareSpec, workload: Workload, tp, 
             CollectiveTerm(intra_sends.astype(float), point_to_point_lines(hw, False, per_token))]
 
 
+# How a layout splits attention over its TP group (the serving model picks; the paper's model is "paper"):
+# "paper": every sequence's KV cache splits evenly over the TP ranks, whatever the KV heads (sec. 3.1:
+#   "extra communication for distributed attention is ignored");
+# "heads": TP over attention heads, as engines run it: a rank holds the KV heads of its query heads, so
+#   beyond n_kv_heads ranks the KV cache is replicated; MLA caches one latent shared by all heads, so every
+#   rank holds (and reads) the whole latent cache;
+# "data": attention data parallelism (SGLang --enable-dp-attention, TRT-LLM attention DP): each rank runs
+#   attention for its own 1/tp of the sequences with the whole attention weights, so the KV cache splits by
+#   sequence, the attention weights are replicated, the attention output all-reduce disappears, and the FFN
+#   gathers every rank's tokens and scatters them back (an all-gather plus a reduce-scatter: one all-reduce's
+#   bytes and passes, in place of the FFN all-reduce; with EP the dispatch all-to-all does it).
+ATTENTION_SHARDINGS = ("paper", "heads", "data")
+
+
+def kv_shards(model: ModelSpec, tp, attention: str = "paper") -> np.ndarray:
+    """How many ways a TP group of ``tp`` ranks splits the batch's KV cache (``ATTENTION_SHARDINGS``)."""
+    if attention not in ATTENTION_SHARDINGS:
+        raise ValueError(f"attention must be one of {ATTENTION_SHARDINGS} (got {attention!r})")
+    tp = np.asarray(tp, dtype=float)
+    if attention == "heads":
+        kv_heads = 1 if model.attention == "mla" else model.n_kv_heads
+        return np.minimum(tp, float(kv_heads))
+    return tp
+
+
+def replicated_attention_parameters(model: ModelSpec, attention: str = "paper") -> float:
+    """Attention parameters every TP rank holds whole: all of them under attention data parallelism, else none."""
+    return float(model.n_layers * attention_parameters_per_layer(model)) if attention == "data" else 0.0
+
+
 def kernels_per_layer(model: ModelSpec) -> int:
     """Serial matmul launches per layer: QKV, output, FFN up, FFN down; 2 with parallel attention (eq. 30)."""
     return 2 if model.parallel_attention else 4
 
 
 def step_structure(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp_rows, tp_cols, pp, ep,
-                   tokens_per_sequence=1, prefill: bool = False) -> StepStructure:
+                   tokens_per_sequence=1, prefill: bool = False, attention: str = "paper") -> StepStructure:
     """The coefficients of the step time in the micro-batch, per layout (see ``StepStructure``).
 
     ``tokens_per_sequence`` is 1 for plain decoding and gamma + 1 for a speculative verification
     pass; a ``prefill`` pass (the serving model's, ``serving.py``) carries a prompt's tokens and
-    attends as engines do for prompts (``attention_flop_per_context_token``). Eq. 29-44; the module
-    docstring gives the PP and EP generalisation.
+    attends as engines do for prompts (``attention_flop_per_context_token``). ``attention`` says how
+    the TP group splits attention (``ATTENTION_SHARDINGS``): the KV reads per sequence go over
+    ``kv_shards`` ranks, replicated attention weights are read whole by every rank, and attention data
+    parallelism drops the attention output's collectives. Eq. 29-44; the module docstring gives the
+    PP and EP generalisation.
     """
     counts = parameter_counts(model)
     tp = np.asarray(tp_rows) * np.asarray(tp_cols)
@@ -338,14 +376,17 @@ def step_structure(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp
                         + attention_flop_per_context_token(model, prefill) * context
                         / hw.peak_flop_per_s(attention_bits))
     idle = 1.0 - model.n_active_experts / model.n_routed_experts if model.is_moe else 1.0
-    collectives = (*_layer_collectives(model, hw, workload, tp_rows, tp_cols, ep),
+    collectives = (*_layer_collectives(model, hw, workload, tp_rows, tp_cols, ep, attention_dp=attention == "data"),
                    *_pipeline_sends(model, hw, workload, tp, pp))
+    # A replicated weight is read whole by each of the tp ranks: (tp - 1) extra copies over the group.
+    fixed_read = counts.always_read + counts.unembedding + (tp - 1) * replicated_attention_parameters(model, attention)
+    kv_s_per_byte = hbm_s_per_byte * tp / kv_shards(model, tp, attention)
     return StepStructure(
         compute_s_per_token=flop_s_per_token / (tp * hw.flop_efficiency),
-        hbm_fixed_s=(counts.always_read + counts.unembedding) * workload.weight_bytes * hbm_s_per_byte,
+        hbm_fixed_s=fixed_read * workload.weight_bytes * hbm_s_per_byte,
         hbm_routed_s=counts.routed * workload.weight_bytes * hbm_s_per_byte,
         expert_idle_share=idle,
-        hbm_s_per_sequence=context * kv_elements_per_token(model) * workload.kv_bytes * hbm_s_per_byte,
+        hbm_s_per_sequence=context * kv_elements_per_token(model) * workload.kv_bytes * kv_s_per_byte,
         hbm_s_per_token=activation_elements_per_token(model) * workload.activation_bytes * hbm_s_per_byte,
         kernel_s=model.n_layers * kernels_per_layer(model) * hw.kernel_launch_latency_s,
         collectives=collectives,
@@ -354,7 +395,7 @@ def step_structure(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp
 
 
 def decode_step(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp_rows, tp_cols, pp, ep,
-                micro_batch, tokens_per_sequence=1, prefill: bool = False) -> StepTime:
+                micro_batch, tokens_per_sequence=1, prefill: bool = False, attention: str = "paper") -> StepTime:
     """Time for the instance to advance every sequence of the batch by one forward pass.
 
     ``micro_batch`` is the batch divided by ``pp``; ``tokens_per_sequence`` is 1 for plain
@@ -362,7 +403,7 @@ def decode_step(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp_ro
     the coefficients the encodings read. Returns per-component seconds (eq. 29-44).
     """
     structure = step_structure(model, hw, workload, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep,
-                               tokens_per_sequence=tokens_per_sequence, prefill=prefill)
+                               tokens_per_sequence=tokens_per_sequence, prefill=prefill, attention=attention)
     return structure.at(micro_batch)
 
 
@@ -373,7 +414,7 @@ _HBM_BYTES_CEILING = 2 ** 53
 
 
 def hbm_bytes_per_gpu_affine(model: ModelSpec, workload: Workload, *, tp, pp, drafter: ModelSpec | None = None,
-                             tokens_per_sequence=1):
+                             tokens_per_sequence=1, attention: str = "paper"):
     """HBM per GPU as ``fixed_bytes + batch * per_sequence_bytes``: the capacity rule's structure.
 
     Fixed: the weights (and a loaded drafter's), sharded evenly over the ``tp * pp`` GPUs. Per
@@ -382,7 +423,9 @@ def hbm_bytes_per_gpu_affine(model: ModelSpec, workload: Workload, *, tp, pp, dr
     the residual stream on every TP rank and the step's widest output split over the TP group),
     on the one PP stage a micro-batch of ``batch / pp`` occupies at a time. Where a layout has more
     TP ranks than KV heads we follow the paper in assuming attention splits by batch at no extra
-    cost (sec. 3.1: "extra communication for distributed attention is ignored"). A drafter's own
+    cost (sec. 3.1: "extra communication for distributed attention is ignored"); the serving model
+    says how engines split it (``attention``: KV over ``kv_shards`` ranks, attention weights whole
+    on every rank under attention data parallelism). A drafter's own
     activations are not added: it runs between target passes in the same buffers, which a drafter
     smaller than the target does not outgrow.
 
@@ -391,37 +434,40 @@ def hbm_bytes_per_gpu_affine(model: ModelSpec, workload: Workload, *, tp, pp, dr
     tp = np.asarray(tp, dtype=float)
     pp = np.asarray(pp, dtype=float)
     gpus = tp * pp
-    stored = parameter_counts(model).total * workload.weight_bytes
-    kv_per_sequence = workload.context_tokens * kv_elements_per_token(model) * workload.kv_bytes
+    stored = (parameter_counts(model).total + (tp - 1) * replicated_attention_parameters(model, attention)) \
+        * workload.weight_bytes
+    kv_per_sequence = (workload.context_tokens * kv_elements_per_token(model) * workload.kv_bytes
+                       / (kv_shards(model, tp, attention) * pp))
     if drafter is not None:
         stored += parameter_counts(drafter).total * workload.weight_bytes
-        kv_per_sequence += workload.context_tokens * kv_elements_per_token(drafter) * workload.kv_bytes
+        kv_per_sequence += workload.context_tokens * kv_elements_per_token(drafter) * workload.kv_bytes / gpus
     replicated, sharded = live_activation_elements_per_token(model)
     activations = (np.asarray(tokens_per_sequence, dtype=float) * workload.activation_bytes
                    * (replicated + sharded / tp) / pp)
-    return stored / gpus, kv_per_sequence / gpus + activations
+    return stored / gpus, kv_per_sequence + activations
 
 
 def hbm_used_bytes_per_gpu(model: ModelSpec, workload: Workload, *, tp, pp, batch,
-                           drafter: ModelSpec | None = None, tokens_per_sequence=1):
+                           drafter: ModelSpec | None = None, tokens_per_sequence=1, attention: str = "paper"):
     """Weights, KV cache and live activations per GPU, rounded up to whole bytes (``hbm_bytes_per_gpu_affine``).
 
     Whole bytes keep the capacity rule an exact integer comparison in every backend; values beyond
     2^53 bytes are clipped there (infeasible on any accelerator either way), so no batch overflows.
     """
     fixed, per_sequence = hbm_bytes_per_gpu_affine(model, workload, tp=tp, pp=pp, drafter=drafter,
-                                                   tokens_per_sequence=tokens_per_sequence)
+                                                   tokens_per_sequence=tokens_per_sequence, attention=attention)
     used = np.ceil(fixed + np.asarray(batch, dtype=float) * per_sequence)
     return np.minimum(used, float(_HBM_BYTES_CEILING)).astype(np.int64)
 
 
-def largest_batch_in_hbm(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp, pp) -> np.ndarray:
+def largest_batch_in_hbm(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp, pp,
+                         attention: str = "paper") -> np.ndarray:
     """Per layout, the most sequences whose weights, KV and activations fit in HBM (0 if the weights do not).
 
     The default batch cap: "whatever fits" (no drafter loaded and one token per sequence, the least
     any configuration of the layout needs).
     """
-    fixed, per_sequence = hbm_bytes_per_gpu_affine(model, workload, tp=tp, pp=pp)
+    fixed, per_sequence = hbm_bytes_per_gpu_affine(model, workload, tp=tp, pp=pp, attention=attention)
     room = hw.hbm_capacity_bytes - fixed
     fits = np.floor(np.maximum(room, 0.0) / per_sequence)
     return np.minimum(fits, float(_HBM_BYTES_CEILING)).astype(np.int64)

@@ -38,7 +38,7 @@ import numpy as np
 
 from infecon.formulations.errors import InstanceError
 from infecon.formulations.perf import expected_tokens_per_iteration, hbm_bytes_per_gpu_affine, largest_batch_in_hbm
-from infecon.formulations.serving import PassTime, pass_structure, serving_structure
+from infecon.formulations.serving import PassTime, attention_sharding, pass_structure, serving_structure
 from infecon.formulations.space import Problem, candidate_layouts, drafter_layouts, largest_batch
 
 SEGMENT_RATIO = 2  # each segment's last micro-batch is about twice its first
@@ -136,7 +136,8 @@ def build_options(problem: Problem) -> Options:
     rows = []
     tp = layouts[:, 0] * layouts[:, 1]
     pp_all = layouts[:, 2]
-    fits = largest_batch_in_hbm(model, hw, workload, tp=tp, pp=pp_all)
+    attention = attention_sharding(problem.engine is None or problem.engine.paper)  # as serving_metrics splits it
+    fits = largest_batch_in_hbm(model, hw, workload, tp=tp, pp=pp_all, attention=attention)
     for li, pp in enumerate(pp_all):
         m_max = min(batch_max, int(fits[li])) // int(pp)
         m_min = -(-batch_min // int(pp))
@@ -170,10 +171,10 @@ def build_options(problem: Problem) -> Options:
     tokens = expected_tokens_per_iteration(spec.acceptance, gamma) if spec is not None else np.ones(len(gamma))
     tokens = np.asarray(tokens, dtype=float)
     fixed, per_sequence = hbm_bytes_per_gpu_affine(
-        model, workload, tp=tp_rows * tp_cols, pp=pp, tokens_per_sequence=gamma + 1)
+        model, workload, tp=tp_rows * tp_cols, pp=pp, tokens_per_sequence=gamma + 1, attention=attention)
     if spec is not None:
         fixed_d, per_d = hbm_bytes_per_gpu_affine(model, workload, tp=tp_rows * tp_cols, pp=pp, drafter=spec.drafter,
-                                                  tokens_per_sequence=gamma + 1)
+                                                  tokens_per_sequence=gamma + 1, attention=attention)
         fixed, per_sequence = np.where(gamma > 0, fixed_d, fixed), np.where(gamma > 0, per_d, per_sequence)
     prefill = np.asarray(serving.prefill_s_per_sequence, dtype=float)
     iteration_upper = _iteration_upper_s(at_hi, gamma, spec, problem, gpus, pp * m_hi)

@@ -49,6 +49,7 @@ from infecon.formulations.perf import (
     decode_step,
     evaluate,
     expected_tokens_per_iteration,
+    hbm_used_bytes_per_gpu,
     step_structure,
 )
 from infecon.formulations.specs import (
@@ -129,12 +130,26 @@ class PassStructure:
         return engine_pass(unit, self.model, self.hardware, self.engine, micro_batch)
 
 
+def attention_sharding(paper: bool, attention_dp: bool = False) -> str:
+    """How the TP group splits attention (``perf.ATTENTION_SHARDINGS``): the paper's even split for the
+    paper's model, else by heads as engines run it, or by sequence with attention data parallelism."""
+    if paper:
+        return "paper"
+    return "data" if attention_dp else "heads"
+
+
 def pass_structure(model: ModelSpec, hw: HardwareSpec, workload: Workload, engine: EngineProfile | None, *,
-                   tp_rows, tp_cols, pp, ep, tokens_per_sequence=1, prefill: bool = False) -> PassStructure:
-    """The ``PassStructure`` of a pass of ``tokens_per_sequence`` tokens per sequence in these layouts."""
-    physics_hw = hw if engine is None or engine.paper else unit_hardware(hw)
+                   tp_rows, tp_cols, pp, ep, tokens_per_sequence=1, prefill: bool = False,
+                   attention_dp: bool = False) -> PassStructure:
+    """The ``PassStructure`` of a pass of ``tokens_per_sequence`` tokens per sequence in these layouts.
+
+    An engine splits attention as engines do (``attention_sharding``), the paper's model evenly.
+    """
+    paper = engine is None or engine.paper
+    physics_hw = hw if paper else unit_hardware(hw)
     structure = step_structure(model, physics_hw, workload, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep,
-                               tokens_per_sequence=tokens_per_sequence, prefill=prefill)
+                               tokens_per_sequence=tokens_per_sequence, prefill=prefill,
+                               attention=attention_sharding(paper, attention_dp))
     return PassStructure(structure, model, hw, engine)
 
 
@@ -285,12 +300,16 @@ class ServingPasses:
 
 
 def serving_passes(model: ModelSpec, hw: HardwareSpec, workload: Workload, requests: Requests, mode: str,
-                   *, tp_rows, tp_cols, pp, ep, batch, paper: bool = False) -> ServingPasses:
-    """Decode at the micro-batch, prefill of one isl-token sequence (P1) and of the micro-batch (static batch)."""
+                   *, tp_rows, tp_cols, pp, ep, batch, paper: bool = False, attention_dp: bool = False
+                   ) -> ServingPasses:
+    """Decode at the micro-batch, prefill of one isl-token sequence (P1) and of the micro-batch (static batch).
+
+    ``attention_dp``: the engine runs attention data-parallel over the TP group (``attention_sharding``).
+    """
     pp = np.asarray(pp, dtype=np.int64)
     batch = np.asarray(batch, dtype=float)
     micro_batch = batch / pp
-    layout = dict(tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep)
+    layout = dict(tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, attention=attention_sharding(paper, attention_dp))
     physics_hw = hw if paper else unit_hardware(hw)
     prefill = dataclasses.replace(workload, context_tokens=prefill_context_tokens(requests))
     isl = max(requests.input_tokens, 1)
@@ -457,14 +476,17 @@ def serving_metrics(model: ModelSpec, hw: HardwareSpec, workload: Workload, requ
                     engine: EngineProfile, mode: str, *, tp_rows, tp_cols, pp, ep, batch,
                     speculative: SpeculativeDecoding | None = None, draft_tokens=None,
                     drafter_layouts: Callable[[int], np.ndarray] | None = None,
-                    prefill_utilization: float = DEFAULT_PREFILL_UTILIZATION) -> ServingMetrics:
+                    prefill_utilization: float = DEFAULT_PREFILL_UTILIZATION,
+                    attention_dp: bool = False) -> ServingMetrics:
     """TTFT, TPOT, per-request and per-instance speed, and input/output/blended prices of deployments.
 
     Vectorised like ``perf.evaluate`` over layouts and batches (``batch`` is per instance); the
     decode context is ``workload.context_tokens`` (isl + osl/2 unless the caller overrides it).
     With ``engine.paper`` and ``mode == "decode_only"`` every ``ConfigMetrics`` field equals
     ``perf.evaluate``'s. With a drafter, the engine's per-pass overhead is added to each target
-    and drafter pass of an iteration (the draft length is chosen without it).
+    and drafter pass of an iteration (the draft length is chosen without it). A non-paper engine
+    splits attention as engines do (``attention_sharding``: by heads, or by sequence with
+    ``attention_dp``), in the step times and in the HBM each GPU needs.
     """
     tp_rows, tp_cols, pp, ep = (np.asarray(x, dtype=np.int64) for x in (tp_rows, tp_cols, pp, ep))
     batch = np.asarray(batch, dtype=np.int64)
@@ -475,7 +497,8 @@ def serving_metrics(model: ModelSpec, hw: HardwareSpec, workload: Workload, requ
         kernel_launch_latency_s=0.0)
     base = evaluate(model, physics_hw, workload, **layout, batch=batch, draft_tokens=draft_tokens,
                     speculative=speculative, drafter_layouts=drafter_layouts)
-    passes = serving_passes(model, hw, workload, requests, mode, **layout, batch=batch, paper=engine.paper)
+    passes = serving_passes(model, hw, workload, requests, mode, **layout, batch=batch, paper=engine.paper,
+                            attention_dp=attention_dp)
     decode_s = base.latency_s if speculative is not None else None  # the paper's eq. 46 as perf.evaluate has it
     if speculative is not None and not engine.paper:
         # The paper's eq. 46 latency is already ``base.latency_s``; an engine's iteration is its own passes
@@ -498,6 +521,17 @@ def serving_metrics(model: ModelSpec, hw: HardwareSpec, workload: Workload, requ
     isl, osl = requests.input_tokens, requests.output_tokens
     blended = out_price if isl == 0 else (isl * in_price + osl * out_price) / (isl + osl)
     common = {f.name: getattr(base, f.name) for f in fields(ConfigMetrics)}
+    attention = attention_sharding(engine.paper, attention_dp)
+    if attention != "paper":
+        gamma = np.asarray(base.draft_tokens)
+        tp = tp_rows * tp_cols
+        hbm = hbm_used_bytes_per_gpu(model, workload, tp=tp, pp=pp, batch=batch, tokens_per_sequence=gamma + 1,
+                                     attention=attention)
+        if speculative is not None:
+            hbm = np.where(gamma > 0, hbm_used_bytes_per_gpu(model, workload, tp=tp, pp=pp, batch=batch,
+                                                             drafter=speculative.drafter, attention=attention,
+                                                             tokens_per_sequence=gamma + 1), hbm)
+        common["hbm_used_bytes_per_gpu"] = hbm
     if not (engine.paper and mode == "decode_only"):
         scale = times.total_tokens_per_second / base.total_tokens_per_second
         common.update(target=decode.physics if speculative is None else base.target,

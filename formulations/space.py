@@ -19,7 +19,7 @@ import numpy as np
 
 from infecon.formulations.errors import InstanceError
 from infecon.formulations.perf import ConfigMetrics, evaluate, largest_batch_in_hbm
-from infecon.formulations.serving import serving_metrics
+from infecon.formulations.serving import attention_sharding, serving_metrics
 from infecon.formulations.specs import EngineProfile, HardwareSpec, ModelSpec, Requests, SpeculativeDecoding, Workload
 
 DEFAULT_MAX_GPUS = 1024
@@ -207,7 +207,8 @@ def largest_batch(problem: Problem, layouts: np.ndarray) -> int:
     ``max_batch`` cannot overflow.
     """
     fits = largest_batch_in_hbm(problem.model, problem.hardware, problem.workload,
-                                tp=layouts[:, 0] * layouts[:, 1], pp=layouts[:, 2])
+                                tp=layouts[:, 0] * layouts[:, 1], pp=layouts[:, 2],
+                                attention=attention_sharding(problem.engine is None or problem.engine.paper))
     largest = max(1, int(fits.max()))
     if problem.space.max_batch is not None:
         largest = min(largest, problem.space.max_batch)

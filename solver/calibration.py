@@ -60,6 +60,7 @@ class Fit:
     residual_count: int
     in_sample: pd.DataFrame  # per row: measured and predicted per-user, TPOT, TTFT
     held_out: pd.DataFrame | None  # the same, each group predicted by a fit without it
+    unfitted: dict[str, str] = dataclasses.field(default_factory=dict)  # fixed at 0: why the rows cannot fit them
 
 
 def prepare(frame: pd.DataFrame, family: str | None) -> tuple[list[PreparedRow], list[str]]:
@@ -74,12 +75,28 @@ def prepare(frame: pd.DataFrame, family: str | None) -> tuple[list[PreparedRow],
     return prepared, skipped
 
 
-def parameter_names(rows: list[PreparedRow]) -> list[str]:
-    """Shared parameters, then the log factor of each per-hardware parameter for each hardware in the rows;
-    ``request_s`` only where some row measured TTFT in a served mode (it is unidentifiable otherwise)."""
-    hardware = sorted({r.hardware_name for r in rows})
+def unidentified_parameters(rows: list[PreparedRow]) -> dict[str, str]:
+    """Shared parameters the rows cannot determine, each with why; they are fixed at 0, not fitted.
+
+    ``request_s`` needs a TTFT measured in a served mode. ``step_s`` needs two models: on one model a
+    fixed cost per step and kernels x ``kernel_s`` are the same constant per pass (a fit would split it
+    arbitrarily, with a standard error many times its value), so the constant goes to ``kernel_s``.
+    """
     served = any(math.isfinite(r.measured_ttft_s) and r.passes.mode in ("closed_loop", "disaggregated") for r in rows)
-    shared = [n for n in SHARED_PARAMETERS if n != "request_s" or served]
+    missing = {}
+    if not served:
+        missing["request_s"] = REQUEST_SOURCE
+    if len({r.passes.model.name for r in rows}) < 2:
+        missing["step_s"] = STEP_SOURCE
+    return missing
+
+
+def parameter_names(rows: list[PreparedRow]) -> list[str]:
+    """Shared parameters the rows identify (``unidentified_parameters``), then the log factor of each
+    per-hardware parameter for each hardware in the rows."""
+    hardware = sorted({r.hardware_name for r in rows})
+    missing = unidentified_parameters(rows)
+    shared = [n for n in SHARED_PARAMETERS if n not in missing]
     return shared + [f"log_factor.{h}.{p}" for h in hardware for p in HARDWARE_PARAMETERS]
 
 
@@ -120,6 +137,7 @@ def fit_parameters(rows: list[PreparedRow], base: EngineProfile) -> tuple[Engine
         raise InstanceError(f"calibrate: {len(rows)} predictable rows, fewer than the {len(names)} parameters to fit "
                             f"({', '.join(names)})")
     lower, upper, start, scale = _bounds(names)
+    base = dataclasses.replace(base, **{n: 0.0 for n in unidentified_parameters(rows)})
 
     deviations = np.array([n.startswith("log_factor.") for n in names])
 
@@ -194,7 +212,7 @@ def calibrate(data: str | Path | pd.DataFrame, family: str, *, base: EngineProfi
     if held_out:
         fallback_rows = prepare(frame, None)[0] if fallback and family != "generic" else None
         outside = leave_one_group_out(rows, base, fallback_rows)
-    return Fit(profile, values, errors, len(rows), m, in_sample, outside)
+    return Fit(profile, values, errors, len(rows), m, in_sample, outside, unidentified_parameters(rows))
 
 
 def error_stats(table: pd.DataFrame) -> dict[str, float]:
@@ -230,7 +248,8 @@ def profile_toml(fit: Fit, data_name: str) -> str:
             lines.append(f'{name} = {{ value = {_fmt(fit.values[name])}, source = "{source}; '
                          f'standard error {_fmt(fit.errors[name])}" }}')
         else:
-            lines.append(f'{name} = {{ value = {_fmt(getattr(p, name))}, source = "{REQUEST_SOURCE}" }}')
+            why = fit.unfitted.get(name, "not fitted")
+            lines.append(f'{name} = {{ value = {_fmt(getattr(p, name))}, source = "{why}" }}')
     for hw, values in p.by_hardware.items():
         lines.append("")
         lines.append(f'[by_hardware."{hw}"]')
@@ -248,6 +267,8 @@ def profile_toml(fit: Fit, data_name: str) -> str:
 
 
 REQUEST_SOURCE = "not fitted: no row of this engine measured TTFT in a served mode (closed loop)"
+STEP_SOURCE = ("not fitted: the rows run one model, where a fixed cost per step cannot be told from kernels x kernel_s "
+               "(kernel_s carries it)")
 KERNEL_COUNT_SOURCE = ("assumption: counted from the engines' decoder-layer forward (e.g. vLLM LlamaDecoderLayer: "
                        "input_layernorm, qkv_proj, rotary_emb, attn, o_proj, post_attention_layernorm; LlamaMLP "
                        "gate_up_proj, act_fn, down_proj; DeepseekV2MLAAttention and FusedMoE for MLA and MoE)")

@@ -7,6 +7,7 @@ benchmark mode. Rows that cannot be predicted are kept with a ``status`` saying 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,13 @@ import pandas as pd
 
 from infecon.formulations.errors import InfeconError, InstanceError
 from infecon.formulations.perf import hbm_used_bytes_per_gpu
-from infecon.formulations.serving import DEFAULT_PREFILL_UTILIZATION, per_user_speed, serving_passes, serving_times
+from infecon.formulations.serving import (
+    DEFAULT_PREFILL_UTILIZATION,
+    attention_sharding,
+    per_user_speed,
+    serving_passes,
+    serving_times,
+)
 from infecon.formulations.space import layout_rule_violation
 from infecon.formulations.specs import SERVING_MODES, EngineProfile, Requests, Workload
 from infecon.instances.engines import engine_family, resolve_engine
@@ -29,6 +36,7 @@ _OPTIONAL_NUMBERS = ("tpot_ms", "ttft_ms", "total_tok_s")
 _PER_USER_METRICS = ("inverse_tpot", "osl_over_e2e_latency")
 PREDICTED_COLUMNS = ("predicted_per_user_tok_s", "predicted_tpot_ms", "predicted_ttft_ms", "predicted_total_tok_s",
                      "error_per_user", "status")
+_FLAG_TEXT = ("true", "false", "1", "0", "yes", "no", "")
 ACTIVATION_BITS = 16  # activations and collectives in 16 bits, as the engines in the data run them
 
 
@@ -72,6 +80,8 @@ def read_measurements(path: str | Path) -> pd.DataFrame:
         if record["per_user_metric"] not in _PER_USER_METRICS:
             raise _bad(path, line, "per_user_metric", f"must be one of {', '.join(_PER_USER_METRICS)}",
                        record["per_user_metric"])
+        if "attention_dp" in frame.columns and record["attention_dp"].strip().lower() not in _FLAG_TEXT:
+            raise _bad(path, line, "attention_dp", "must be True or False (or empty: False)", record["attention_dp"])
         if int(record["concurrency"]) % int(record["instances"]):
             raise _bad(path, line, "concurrency", "must split evenly over 'instances'", record["concurrency"])
     return frame
@@ -108,8 +118,7 @@ def prepare_row(index: int, record: pd.Series) -> PreparedRow | str:
         hw = get_hardware(record["hardware"])
     except InfeconError:
         return f"unknown hardware '{record['hardware']}'"
-    if str(record.get("attention_dp", "")).strip().lower() in ("true", "1", "yes"):
-        return "attention data parallelism is not modelled yet"
+    attention_dp = str(record.get("attention_dp", "")).strip().lower() in ("true", "1", "yes")
     tp, pp, ep, instances = (int(record[c]) for c in ("tp", "pp", "ep", "instances"))
     violation = layout_rule_violation(model, hw, tp_rows=1, tp_cols=tp, pp=pp, ep=ep, max_gpus=tp * pp)
     if violation:
@@ -118,12 +127,19 @@ def prepare_row(index: int, record: pd.Series) -> PreparedRow | str:
     batch = int(record["concurrency"]) // instances
     workload = Workload(context_tokens=requests.mean_decode_context_tokens, weight_bits=int(record["weight_bits"]),
                         activation_bits=ACTIVATION_BITS, kv_bits=int(record["kv_bits"]))
-    used = int(hbm_used_bytes_per_gpu(model, workload, tp=tp, pp=pp, batch=batch))
+    # Memory must hold the fullest moment: a static batch ends with every sequence at isl + osl tokens; under
+    # continuous batching requests are at every stage, so the mean decode context is what the batch holds.
+    fullest = requests.input_tokens + requests.output_tokens
+    if record["benchmark"] != "static_batch":
+        fullest = requests.mean_decode_context_tokens
+    attention = attention_sharding(False, attention_dp)
+    used = int(hbm_used_bytes_per_gpu(model, dataclasses.replace(workload, context_tokens=fullest), tp=tp, pp=pp,
+                                      batch=batch, attention=attention))
     if used > hw.hbm_capacity_bytes:
         return (f"does not fit in memory: needs {used / 1e9:.1f} GB per GPU, "
                 f"{hw.hbm_capacity_bytes / 1e9:.1f} GB available")
     passes = serving_passes(model, hw, workload, requests, record["benchmark"], tp_rows=1, tp_cols=tp, pp=pp, ep=ep,
-                            batch=batch)
+                            batch=batch, attention_dp=attention_dp)
     prefill_instances = math.nan
     if record["benchmark"] == "disaggregated":
         spare = int(record["n_gpu"]) - instances * tp * pp

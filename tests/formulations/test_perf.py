@@ -18,8 +18,10 @@ from infecon.formulations.perf import (
     fastest_drafter_layout,
     group_placement,
     hbm_used_bytes_per_gpu,
+    kv_shards,
     largest_batch_in_hbm,
     routed_expert_fraction_read,
+    step_structure,
 )
 from infecon.formulations.space import drafter_layouts
 from infecon.formulations.specs import HardwareSpec, ProtocolLatency, SpeculativeDecoding, Workload
@@ -370,6 +372,71 @@ class TestHbmUsed:
         assert fits == math.floor((80e9 - parameter_counts(model).total) / per_sequence) == 57
         used = hbm_used_bytes_per_gpu(model, workload, tp=2, pp=1, batch=np.array([fits, fits + 1]))
         assert used[0] <= h100.hbm_capacity_bytes < used[1]
+
+
+class TestAttentionSharding:
+    """How a TP group splits attention: the paper's even split, by heads as engines do, or data-parallel."""
+
+    # DeepSeek-V3 MLA, per layer: q 7168 x 1536 + 1536 x 128 x 192 = 48,758,784; kv 7168 x 576 + 512 x 128 x 256
+    # = 20,905,984; out 128 x 128 x 7168 = 117,440,512; sum 187,105,280, x 61 layers = 11,413,422,080.
+    DSV3_ATTENTION = 11_413_422_080
+    DSV3_KV_BYTES_PER_TOKEN = 61 * (512 + 64)  # one latent + RoPE key per layer, 8-bit KV: 35,136 B
+
+    def structures(self, model, hw, workload, **layout):
+        return {a: step_structure(model, hw, workload, **layout, attention=a) for a in ("paper", "heads", "data")}
+
+    def test_kv_shards(self):
+        """MLA's one latent cannot split by heads; GQA splits up to its KV heads; data parallelism by sequence."""
+        dsv3, llama = get_model("deepseek-v3"), get_model("llama-3-70b")  # Llama 3 70B: 8 KV heads
+        assert float(kv_shards(dsv3, 8, "heads")) == 1.0
+        assert float(kv_shards(dsv3, 8, "data")) == float(kv_shards(dsv3, 8, "paper")) == 8.0
+        assert list(kv_shards(llama, np.array([4, 8, 16]), "heads")) == [4.0, 8.0, 8.0]
+        with pytest.raises(ValueError, match="attention must be one of"):
+            kv_shards(llama, 8, "rows")
+
+    def test_mla_kv_and_weights_per_gpu(self, h100):
+        """On 8 GPUs, by heads every rank reads the whole latent cache; data-parallel, every rank reads all
+        attention weights."""
+        model = get_model("deepseek-v3")
+        workload = Workload(context_tokens=2048, weight_bits=8, kv_bits=8)
+        s = self.structures(model, h100, workload, tp_rows=1, tp_cols=8, pp=1, ep=1)
+        rate = h100.hbm_bandwidth_bytes_per_s * h100.bandwidth_efficiency  # per GPU
+        # paper and data: 2048 tokens x 35,136 B / 8 GPUs per sequence; heads: all of it on every GPU.
+        per_sequence = 2048 * self.DSV3_KV_BYTES_PER_TOKEN
+        assert float(s["paper"].hbm_s_per_sequence) == pytest.approx(per_sequence / 8 / rate, rel=1e-12)
+        assert float(s["data"].hbm_s_per_sequence) == pytest.approx(per_sequence / 8 / rate, rel=1e-12)
+        assert float(s["heads"].hbm_s_per_sequence) == pytest.approx(per_sequence / rate, rel=1e-12)
+        # data: each GPU reads the 11.41 GB of 8-bit attention weights whole instead of 1/8: 7/8 x 11.41 GB more.
+        extra = float(s["data"].hbm_fixed_s - s["paper"].hbm_fixed_s)
+        assert extra == pytest.approx(self.DSV3_ATTENTION * 7 / 8 / rate, rel=1e-12)
+        assert float(s["heads"].hbm_fixed_s) == float(s["paper"].hbm_fixed_s)
+        assert float(s["data"].compute_s_per_token) == float(s["paper"].compute_s_per_token)  # same FLOP per GPU
+
+    def test_data_parallel_attention_drops_the_attention_all_reduce(self):
+        """1-D TP all-reduces twice per layer (attention out, FFN down); attention DP keeps only the FFN's."""
+        model, hw = get_model("llama-3-70b"), ll_only_hardware()
+        layout = dict(tp_rows=1, tp_cols=8, pp=1, ep=1, micro_batch=4)
+        paper = decode_step(model, hw, Workload(), **layout, attention="paper")
+        data = decode_step(model, hw, Workload(), **layout, attention="data")
+        # 80 layers x 2 all-reduces -> 80 x 1, each the same message: latency and bytes halve.
+        assert float(data.collective_latency_s) == pytest.approx(float(paper.collective_latency_s) / 2, rel=1e-12)
+        assert float(data.network_s) == pytest.approx(float(paper.network_s) / 2, rel=1e-12)
+
+    def test_heads_equals_paper_where_kv_heads_cover_the_group(self, h100):
+        """Llama 3 70B on 8 GPUs has a KV head per rank: engines and the paper split its cache alike."""
+        model = get_model("llama-3-70b")
+        s = self.structures(model, h100, Workload(context_tokens=3000), tp_rows=1, tp_cols=8, pp=1, ep=1)
+        assert float(s["heads"].hbm_s_per_sequence) == float(s["paper"].hbm_s_per_sequence)
+
+    def test_hbm_per_gpu(self):
+        """Capacity follows the same split: DeepSeek-V3 8-bit on 8 GPUs, 10 sequences of 1000 tokens."""
+        model = get_model("deepseek-v3")
+        workload = Workload(context_tokens=1000, weight_bits=8, kv_bits=8)
+        used = {a: int(hbm_used_bytes_per_gpu(model, workload, tp=8, pp=1, batch=10, attention=a))
+                for a in ("paper", "heads", "data")}
+        kv = 10 * 1000 * self.DSV3_KV_BYTES_PER_TOKEN  # 351.36 MB
+        assert used["heads"] - used["paper"] == pytest.approx(kv * 7 / 8, abs=2)  # whole cache vs 1/8 (+-rounding)
+        assert used["data"] - used["paper"] == pytest.approx(self.DSV3_ATTENTION * 7 / 8, abs=2)
 
 
 class TestFrontierAgainstPaper:

@@ -38,6 +38,7 @@ class TestReadMeasurements:
         ({"benchmark": "offline"}, "row 2, column 'benchmark': must be one of decode_only, static_batch"),
         ({"per_user_metric": "e2e"}, "row 2, column 'per_user_metric'"),
         ({"concurrency": "7", "instances": "2"}, "column 'concurrency': must split evenly"),
+        ({"attention_dp": "Ture"}, "column 'attention_dp': must be True or False (or empty: False) (got 'Ture')"),
     ])
     def test_bad_value_is_one_line_naming_row_and_column(self, tmp_path, change, fragment):
         path = write(tmp_path, [{**ROW, **change}])
@@ -76,6 +77,30 @@ class TestValidate:
         frame = validation.read_measurements(write(tmp_path, [ROW]))
         result = validation.predict_frame(frame)
         assert result["error_per_user"][0] == pytest.approx(result["predicted_per_user_tok_s"][0] / 40 - 1, rel=1e-12)
+
+    def test_attention_data_parallel_rows_are_predicted(self, tmp_path):
+        """An MLA row run attention-data-parallel is predicted; each rank then reads 1/8 of the latent KV cache
+        instead of all of it (by heads), so at a long context and a large batch it is faster."""
+        row = {**ROW, "model": "deepseek_v3", "hardware": "h200", "engine": "sglang", "n_gpu": "8", "tp": "8",
+               "concurrency": "64", "isl": "8000", "osl": "1000"}
+        frame = validation.read_measurements(write(tmp_path, [{**row, "attention_dp": "False"},
+                                                              {**row, "attention_dp": "True"}]))
+        result = validation.predict_frame(frame)
+        assert list(result["status"]) == ["ok", "ok"]
+        assert result["predicted_tpot_ms"][1] < result["predicted_tpot_ms"][0]
+
+    def test_static_batch_memory_holds_the_last_token(self, tmp_path):
+        """A static batch ends with every sequence at isl + osl tokens: that, not the mean, must fit."""
+        # Llama 3 70B 8-bit on one 141 GB H200: 70.55 GB of weights, 163,840 B of 8-bit KV per token. At the end,
+        # 64 x 6000 tokens need 70.55 + 62.91 = 133.47 GB (fits); 96 x 6000 need 70.55 + 94.37 = 164.92 GB (does
+        # not), though at the mean decode context 2000 + 4000/2 = 4000 the 96 would need only 133.47 GB.
+        row = {**ROW, "hardware": "h200", "tp": "1", "n_gpu": "1", "benchmark": "static_batch",
+               "per_user_metric": "osl_over_e2e_latency", "isl": "2000", "osl": "4000", "ttft_ms": ""}
+        frame = validation.read_measurements(write(tmp_path, [{**row, "concurrency": "64"},
+                                                              {**row, "concurrency": "96"}]))
+        status = list(validation.predict_frame(frame)["status"])
+        assert status[0] == "ok"
+        assert status[1].startswith("does not fit in memory")
 
     def test_too_big_to_fit(self, tmp_path):
         frame = validation.read_measurements(write(tmp_path, [{**ROW, "model": "llama_3_1_405b", "tp": "1",
@@ -121,7 +146,7 @@ class TestCalibrate:
 
     def test_refuses_fewer_rows_than_parameters(self):
         frame = synthetic_rows().iloc[:3]
-        with pytest.raises(InstanceError, match="3 predictable rows, fewer than the 9 parameters"):
+        with pytest.raises(InstanceError, match="3 predictable rows, fewer than the 8 parameters"):
             calibration.calibrate(frame, "synthetic", base=get_engine("generic"), held_out=False)
 
     def test_paper_is_not_fitted(self):
