@@ -2,8 +2,9 @@
 
 A profile is data: every value is ``{ value = ..., source = "..." }`` (which rows it was fitted on,
 or the document it comes from). An engine name as a measurement file writes it maps to its
-family, the text before the first ``-`` (``vllm-0.10-rocm`` -> ``vllm``); an unknown family uses
-``generic``, and ``resolve_engine`` says so.
+family, the text before the first ``-`` (``vllm-0.10-rocm`` -> ``vllm``), or for an engine that wraps
+another (``WRAPPERS``: NIM) the engine it runs; an unknown family uses ``generic``, and ``resolve_engine``
+says so.
 """
 
 from __future__ import annotations
@@ -24,9 +25,29 @@ _FLAGS = ("paper", "chunked_prefill")
 _KERNEL_FIELDS = tuple(f for f in KernelCounts.__dataclass_fields__)
 
 
-def engine_family(engine: str) -> str:
-    """The family of an engine name: the text before the first ``-``, lower-cased (``trtllm-0.9`` -> ``trtllm``)."""
+# Engines that serve through another engine's runtime: measuring the wrapper measures what it wraps. The
+# backend is the one the name's variant names (``nim-1.8-trtllm`` -> ``trtllm``), else the wrapper's default.
+WRAPPERS = {
+    "nim": ("trtllm", "NVIDIA NIM for LLMs serves the models it optimises with TensorRT-LLM engines (NIM docs, "
+                      "'Supported models'; vLLM or SGLang otherwise, named in the engine's variant); the data's "
+                      "NIM rows are 'nim-1.8-trtllm'. Five rows of one source and GPU: too few for a profile of "
+                      "its own that could be checked on data it was not fitted on"),
+}
+
+
+def published_family(engine: str) -> str:
+    """The text before the first ``-`` of an engine name, lower-cased, as the measurement wrote it."""
     return engine.strip().lower().split("-", 1)[0]
+
+
+def engine_family(engine: str) -> str:
+    """The profile family of an engine name: its first part (``trtllm-0.9`` -> ``trtllm``), or for a wrapper
+    (``WRAPPERS``) the engine it runs (``nim-1.8-trtllm`` -> ``trtllm``)."""
+    parts = engine.strip().lower().split("-")
+    if parts[0] not in WRAPPERS:
+        return parts[0]
+    named = [p for p in parts[1:] if p not in ("paper", DEFAULT_ENGINE) and (ENGINES_DIR / f"{p}.toml").is_file()]
+    return named[-1] if named else WRAPPERS[parts[0]][0]
 
 
 def builtin_engine_names() -> list[str]:
@@ -99,5 +120,7 @@ def resolve_engine(engine: str) -> tuple[EngineProfile, str | None]:
     """The profile for a measurement's engine name, and a note when its family falls back to ``generic``."""
     family = engine_family(engine)
     if (ENGINES_DIR / f"{family}.toml").is_file():
-        return load_engine(ENGINES_DIR / f"{family}.toml"), None
+        wrapper = published_family(engine)
+        note = f"{wrapper} runs {family}: used {family}" if wrapper in WRAPPERS else None
+        return load_engine(ENGINES_DIR / f"{family}.toml"), note
     return load_engine(ENGINES_DIR / f"{DEFAULT_ENGINE}.toml"), f"engine family '{family}' unknown: used generic"

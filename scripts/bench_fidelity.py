@@ -1,9 +1,10 @@
 """How accurate is the serving model? In-sample and leave-one-group-out errors on measured data.
 
-Each row is predicted with its engine family's profile (families without one, such as NIM, with
-``generic``), fitted by ``solver.calibration`` exactly as ``infecon calibrate`` fits the shipped
-profiles. Leave-one-group-out: each group (source x hardware) is predicted by a fit that never saw
-it (``calibration.leave_one_group_out``). Prints median and p90 |predicted/measured - 1| of per-user
+Each row is predicted with its engine family's profile (NIM with the TensorRT-LLM profile it runs,
+``engines.WRAPPERS``; families without one with ``generic``), fitted by ``solver.calibration`` exactly
+as ``infecon calibrate`` fits the shipped profiles, and reported under the family the row names.
+Leave-one-group-out: each group (source x hardware) is predicted by a fit that never saw it
+(``calibration.leave_one_group_out``). Prints median and p90 |predicted/measured - 1| of per-user
 tokens/s, TPOT and TTFT (where measured) by engine family and overall, then whether the predicted
 ordering of H200 and MI300X matches the measured one on the workloads both ran.
 
@@ -49,9 +50,9 @@ def own_family_predictions(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFr
 
 def error_table(inside: pd.DataFrame, outside: pd.DataFrame) -> pd.DataFrame:
     records = []
-    for family in [*sorted(inside["family"].unique()), "overall"]:
-        pick_in = inside if family == "overall" else inside[inside["family"] == family]
-        pick_out = outside if family == "overall" else outside[outside["family"] == family]
+    for family in [*sorted(inside["published"].unique()), "overall"]:
+        pick_in = inside if family == "overall" else inside[inside["published"] == family]
+        pick_out = outside if family == "overall" else outside[outside["published"] == family]
         record = {"engine": family, "rows": len(pick_in)}
         for label, table in (("in", pick_in), ("logo", pick_out)):
             stats = calibration.error_stats(table)
@@ -93,10 +94,10 @@ def main(argv=None) -> int:
     pd.set_option("display.width", 200)
     print(f"{len(inside)} rows of {args.data}; |predicted/measured - 1| median/p90, in-sample (in) and "
           "leave-one-group-out (logo, group = source x hardware)")
-    print("each row with its own engine family's profile (NIM and other families without one: generic):")
+    print("each row with its own engine family's profile (NIM: trtllm, which it runs; families without one: generic):")
     print(error_table(inside, outside).to_string(index=False))
     print("\nevery row with the generic profile:")
-    print(error_table(generic.in_sample.assign(family="generic"), generic.held_out.assign(family="generic"))
+    print(error_table(generic.in_sample.assign(published="generic"), generic.held_out.assign(published="generic"))
           .tail(1).to_string(index=False))
     print("\nH200 vs MI300X, in-sample:")
     print(ordering(frame, inside))

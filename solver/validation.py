@@ -26,7 +26,7 @@ from infecon.formulations.serving import (
 )
 from infecon.formulations.space import layout_rule_violation
 from infecon.formulations.specs import SERVING_MODES, EngineProfile, Requests, Workload
-from infecon.instances.engines import engine_family, resolve_engine
+from infecon.instances.engines import engine_family, published_family, resolve_engine
 from infecon.instances.loader import get_hardware, get_model
 
 REQUIRED_COLUMNS = ("model", "hardware", "engine", "benchmark", "weight_bits", "kv_bits", "n_gpu", "tp", "pp", "ep",
@@ -103,9 +103,10 @@ class PreparedRow:
     measured_tpot_s: float
     measured_ttft_s: float
     prefill_instances: float  # disaggregated: prefill instances per decode instance (nan otherwise)
-    family: str
+    family: str  # the profile family (``engines.engine_family``)
     hardware_name: str
     group: str  # source x hardware, for leave-one-group-out
+    published: str = ""  # the engine family the measurement names (nim for a NIM row run by trtllm)
 
 
 def prepare_row(index: int, record: pd.Series) -> PreparedRow | str:
@@ -150,7 +151,7 @@ def prepare_row(index: int, record: pd.Series) -> PreparedRow | str:
     return PreparedRow(index, passes, record["per_user_metric"], instances, float(record["per_user_tok_s"]),
                        _number(record.get("tpot_ms", "")) / 1e3, _number(record.get("ttft_ms", "")) / 1e3,
                        prefill_instances, engine_family(record["engine"]), hw.name,
-                       f"{source} x {record['hardware']}")
+                       f"{source} x {record['hardware']}", published_family(record["engine"]))
 
 
 def predict_prepared(row: PreparedRow, engine: EngineProfile) -> dict[str, float]:

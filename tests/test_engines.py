@@ -25,6 +25,14 @@ class TestEngineFiles:
         assert engine_family("vllm-0.10-rocm") == "vllm"
         assert engine_family("SGLang") == "sglang"
 
+    def test_a_wrapper_maps_to_the_engine_it_runs(self):
+        """NIM serves through TensorRT-LLM (or the backend its variant names), and says so."""
+        assert engine_family("nim-1.8-trtllm") == "trtllm"
+        assert engine_family("nim-1.8-vllm") == "vllm"
+        assert engine_family("nim-2.0") == "trtllm"  # the wrapper's default backend
+        profile, note = resolve_engine("nim-1.8-trtllm")
+        assert profile.name == "trtllm" and note == "nim runs trtllm: used trtllm"
+
     def test_unknown_family_falls_back_to_generic_and_says_so(self):
         profile, note = resolve_engine("mystery-1.0")
         assert profile.name == "generic"
