@@ -68,11 +68,21 @@ class FleetPlan:
 # ---------------------------------------------------------------- candidates
 
 
+_PARSED: dict[tuple, object] = {}  # per worker process: each GPU and workload table read once, not once per task
+
+
+def _parsed(parse, where: str, number: int, raw: dict):
+    key = (parse.__name__, where, number, repr(sorted(raw.items())))
+    if key not in _PARSED:
+        _PARSED[key] = parse(where, number, raw)
+    return _PARSED[key]
+
+
 def _candidates_task(task: tuple) -> list[Candidates]:
     """Worker side: re-read one GPU and its workloads from their TOML tables (specs do not pickle) and generate."""
     where, gpu_number, gpu_raw, workloads_raw, settings, tpot_scale_max = task
-    gpu = parse_gpu(where, gpu_number, gpu_raw)
-    workloads = [parse_workload(where, number, raw) for number, raw in workloads_raw]
+    gpu = _parsed(parse_gpu, where, gpu_number, gpu_raw)
+    workloads = [_parsed(parse_workload, where, number, raw) for number, raw in workloads_raw]
     return fleet_candidates_of(workloads, gpu, settings, tpot_scale_max=tpot_scale_max)
 
 
