@@ -299,6 +299,7 @@ _DROP = object()
 def mutated(draw, data: dict, *, allow_null: bool) -> dict:
     """A deep copy of ``data`` with 1-3 fields dropped, retyped, scaled or added."""
     data = json.loads(json.dumps(data))
+    original = json.loads(json.dumps(data))
     for _ in range(draw(st.integers(1, 3))):
         paths = _paths(data)
         if not paths:
@@ -315,12 +316,20 @@ def mutated(draw, data: dict, *, allow_null: bool) -> dict:
             options += [None] if allow_null else []
             options = [o for o in options if not (type(o) is type(value) and o == value)]  # a real change
             _set(data, path, draw(st.sampled_from(options)))
-        elif action == "scale" and isinstance(value, int | float) and not isinstance(value, bool) and value != 0:
-            scaled = value * draw(st.sampled_from(_SCALES))
-            _set(data, path, int(scaled) if isinstance(value, int) and math.isfinite(scaled) else scaled)
+        elif action == "scale" and isinstance(value, int | float) and not isinstance(value, bool) and value != 0 \
+                and (scaled := _scaled(value, draw(st.sampled_from(_SCALES)))) != value:  # int(1 * 1.5) is no change
+            _set(data, path, scaled)
         else:
             _set(data, (*path[:-1], draw(st.sampled_from(("typo_field", "n_layer", "extra")))), 1)
+    if data == original:  # later mutations can undo earlier ones (a field added, then dropped)
+        data["typo_field"] = 1
     return data
+
+
+def _scaled(value: int | float, factor: float) -> int | float:
+    """``value`` times ``factor``, kept an integer when it was one (and the product is finite)."""
+    scaled = value * factor
+    return int(scaled) if isinstance(value, int) and math.isfinite(scaled) else scaled
 
 
 def _is_table(value: Any) -> bool:
