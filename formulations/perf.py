@@ -410,7 +410,13 @@ def decode_step(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp_ro
 # Whole bytes above this are "more than any accelerator holds": clipping there keeps the integer
 # conversion of absurd batches (10^11 sequences and beyond) from overflowing int64, and every
 # backend's capacity rule exact (2^53 is also the largest integer float64 holds exactly).
-_HBM_BYTES_CEILING = 2 ** 53
+HBM_BYTES_CEILING = 2 ** 53
+
+
+def beyond_any_memory(hbm_bytes) -> bool:
+    """True when an HBM need reached ``HBM_BYTES_CEILING``: the real need is larger and was clipped, so the
+    number itself means nothing (reports say "exceeds any memory" instead of printing 9,007,199 GB)."""
+    return bool(np.all(np.asarray(hbm_bytes, dtype=float) >= float(HBM_BYTES_CEILING)))
 
 
 def hbm_bytes_per_gpu_affine(model: ModelSpec, workload: Workload, *, tp, pp, drafter: ModelSpec | None = None,
@@ -457,7 +463,7 @@ def hbm_used_bytes_per_gpu(model: ModelSpec, workload: Workload, *, tp, pp, batc
     fixed, per_sequence = hbm_bytes_per_gpu_affine(model, workload, tp=tp, pp=pp, drafter=drafter,
                                                    tokens_per_sequence=tokens_per_sequence, attention=attention)
     used = np.ceil(fixed + np.asarray(batch, dtype=float) * per_sequence)
-    return np.minimum(used, float(_HBM_BYTES_CEILING)).astype(np.int64)
+    return np.minimum(used, float(HBM_BYTES_CEILING)).astype(np.int64)
 
 
 def largest_batch_in_hbm(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp, pp,
@@ -470,7 +476,7 @@ def largest_batch_in_hbm(model: ModelSpec, hw: HardwareSpec, workload: Workload,
     fixed, per_sequence = hbm_bytes_per_gpu_affine(model, workload, tp=tp, pp=pp, attention=attention)
     room = hw.hbm_capacity_bytes - fixed
     fits = np.floor(np.maximum(room, 0.0) / per_sequence)
-    return np.minimum(fits, float(_HBM_BYTES_CEILING)).astype(np.int64)
+    return np.minimum(fits, float(HBM_BYTES_CEILING)).astype(np.int64)
 
 
 def expected_tokens_per_iteration(acceptance: float, draft_tokens):

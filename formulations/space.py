@@ -140,7 +140,8 @@ def layout_rule_violation(model: ModelSpec, hw: HardwareSpec, *, tp_rows: int, t
          and (not model.is_moe or model.d_ff_expert % tp_cols == 0), f"FFN width does not split over {tp_cols}"),
         ("pp_divides_layers", model.n_layers % pp == 0, f"{model.n_layers} layers do not split into {pp} stages"),
         ("ep_divides_experts", ep == 1 or (model.is_moe and model.n_routed_experts % ep == 0),
-         f"{model.n_routed_experts} experts do not split over {ep} ranks"),
+         f"{model.n_routed_experts} experts do not split over {ep} ranks" if model.is_moe
+         else f"{model.name} is dense (no experts), so EP must be 1 (got {ep})"),
         ("ep_within_tp", tp % ep == 0, f"EP degree {ep} does not divide the TP group of {tp}"),
         ("tp_tiles_nodes",
          (node % tp == 0) if tp <= node else (tp % node == 0 and (tp_cols % node == 0 or node % tp_cols == 0)),

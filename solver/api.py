@@ -16,7 +16,7 @@ import pandas as pd
 
 from infecon.formulations.errors import InstanceError, NoFeasibleLayoutError
 from infecon.formulations.params import parameter_counts
-from infecon.formulations.perf import ConfigMetrics
+from infecon.formulations.perf import HBM_BYTES_CEILING, ConfigMetrics, beyond_any_memory
 from infecon.formulations.space import (
     ConfigTable,
     Constraints,
@@ -182,6 +182,15 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
                    requests=requests, engine=profile, mode=mode, prefill_utilization=prefill_utilization)
 
 
+def hbm_need_text(hbm_bytes_per_gpu: float) -> str:
+    """``12.34 GB per GPU``; or, when the need was clipped at the physics' ceiling (2^53 bytes, 9 PB), that the
+    batch and context are absurdly large: the clipped number would be a fake (issue 11)."""
+    if beyond_any_memory(hbm_bytes_per_gpu):
+        return (f"more than {HBM_BYTES_CEILING / 1e15:.0f} PB per GPU (the batch and context are absurdly large: "
+                "they exceed any memory)")
+    return f"{hbm_bytes_per_gpu / 1e9:.2f} GB per GPU"
+
+
 def diagnose_infeasible(problem: Problem, table: ConfigTable | None = None) -> str:
     """Why a problem has no feasible configuration: the binding rule and by how much.
 
@@ -192,7 +201,7 @@ def diagnose_infeasible(problem: Problem, table: ConfigTable | None = None) -> s
         needed = int(table.metrics.hbm_used_bytes_per_gpu.min())
         capacity = problem.hardware.hbm_capacity_bytes
         return (f"hbm_capacity: {problem.model.name} does not fit on {problem.hardware.name} within "
-                f"{problem.space.max_gpus} GPUs: the roomiest layout needs {needed / 1e9:.1f} GB per GPU, "
+                f"{problem.space.max_gpus} GPUs: the roomiest layout needs {hbm_need_text(needed)}, "
                 f"{capacity / 1e9:.1f} GB available (raise --max-gpus, lower --weight-bits or --context)")
     names = [name for name, broken in table.violations.items() if broken[~table.violations["hbm_capacity"]].all()]
     if names:
@@ -259,9 +268,13 @@ class Explanation:
         if self.rule_violation:
             return self.rule_violation
         if not self.fits:
-            return (f"hbm_capacity: needs {float(self.metrics.hbm_used_bytes_per_gpu) / 1e9:.2f} GB per GPU, "
-                    f"{self.hbm_capacity_bytes / 1e9:.1f} GB available")
+            return f"hbm_capacity: needs {self.hbm_need}, {self.hbm_capacity_bytes / 1e9:.1f} GB available"
         return None
+
+    @property
+    def hbm_need(self) -> str:
+        """HBM use per GPU as text: ``12.34 GB per GPU``, or the fact that it exceeds any memory."""
+        return hbm_need_text(float(self.metrics.hbm_used_bytes_per_gpu))
 
     def terms(self) -> pd.DataFrame:
         """Milliseconds per step of each component, for the target (and the drafter)."""

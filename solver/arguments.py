@@ -26,3 +26,11 @@ def positive_int(text: str) -> int:
 
 def positive_float(text: str) -> float:
     return checked(text, float, lambda v: 0 < v < float("inf"), "a positive number")
+
+
+def worker_count(text: str) -> int:
+    """``--jobs``: worker processes, 1 to 4 per core (``solver.parallel.max_jobs``)."""
+    from infecon.solver.parallel import max_jobs
+
+    return checked(text, int, lambda v: 1 <= v <= max_jobs(),
+                   f"an integer in [1, {max_jobs()}] (at most 4 worker processes per core on this machine)")

@@ -6,7 +6,7 @@ import argparse
 
 from infecon.instances.fleet_scenario import load_fleet_scenario
 from infecon.solver import fleet, fleet_report
-from infecon.solver.arguments import positive_float, positive_int
+from infecon.solver.arguments import positive_float, worker_count
 
 FLEET_HELP = """\
 A fleet scenario lists GPU types (with inventory and price), workloads (model, isl/osl, demand,
@@ -91,8 +91,9 @@ def register(subparsers) -> None:
     p.add_argument("--tpot-scale-max", type=positive_float, default=1.0, metavar="X",
                    help="with --frontier: the loosest scale considered (default 1: the scenario's own limits)")
     scale = p.add_argument_group("candidate generation (one task per workload x GPU type)")
-    scale.add_argument("--jobs", type=positive_int, default=None,
-                       help="local worker processes (default: all cores); 1 runs in this process")
+    scale.add_argument("--jobs", type=worker_count, default=None,
+                       help="local worker processes (default: all cores; at most 4 per core); 1 runs in this "
+                            "process")
     scale.add_argument("--ray", action="store_true", help="run the tasks on a local Ray runtime (pip install "
                        "'infecon[ray]')")
     scale.add_argument("--ray-address", metavar="ADDRESS",

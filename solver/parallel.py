@@ -20,7 +20,24 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
-from infecon.formulations.errors import InfeconError
+from infecon.formulations.errors import InfeconError, InstanceError
+
+
+def max_jobs() -> int:
+    """The most worker processes a run may ask for: 4 per core.
+
+    Why a bound: each worker is a whole Python process holding its own problem tables, so
+    ``--jobs 100000`` on a laptop forks until memory runs out instead of going faster; past a few
+    per core, workers only wait for each other. Ray's cluster size is Ray's business and not bounded here.
+    """
+    return 4 * (os.cpu_count() or 1)
+
+
+def check_jobs(jobs: object, *, label: str = "'jobs'") -> None:
+    """Raise ``InstanceError`` unless ``jobs`` is a whole number in ``[1, max_jobs()]``."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or not 1 <= jobs <= max_jobs():
+        raise InstanceError(f"{label} must be an integer in [1, {max_jobs()}] (at most 4 worker processes per "
+                            f"core on this machine), got {jobs!r}")
 
 
 def _guarded(function: Callable[[Any], Any], task: Any) -> tuple[str, Any]:
@@ -74,7 +91,8 @@ def run_tasks(function: Callable[[Any], Any], tasks: Sequence[Any], *, jobs: int
     """``[("ok", function(task)) or ("error", reason)]`` in the order of ``tasks``.
 
     Args:
-        jobs: worker processes for the local pool (default: all cores); 1 runs in this process.
+        jobs: worker processes for the local pool (default: all cores); 1 runs in this process; at most
+            ``max_jobs()`` (4 per core), else ``InstanceError``.
         ray: use Ray (a local runtime unless ``ray_address`` names a cluster).
         ray_address: join this Ray cluster (implies ``ray``).
         progress: show a progress bar on stderr (default: when stderr is a terminal).
@@ -82,6 +100,7 @@ def run_tasks(function: Callable[[Any], Any], tasks: Sequence[Any], *, jobs: int
     """
     if jobs is None:
         jobs = os.cpu_count() or 1
+    check_jobs(jobs)
     with progress_bar(len(tasks), desc, progress) as bar:
         def done_with(index: int, outcome: tuple[str, Any]) -> None:
             if on_result is not None:

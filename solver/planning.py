@@ -43,9 +43,9 @@ from infecon.formulations.errors import InfeconError, InstanceError
 from infecon.formulations.space import Problem
 from infecon.instances.loader import read_toml, reject_unknown
 from infecon.solver import api
-from infecon.solver.arguments import positive_int
+from infecon.solver.arguments import worker_count
 from infecon.solver.frontier import CONTRACT_COLUMNS, cheapest_row_at_least
-from infecon.solver.parallel import run_tasks
+from infecon.solver.parallel import check_jobs, run_tasks
 from infecon.solver.sweeps import (
     PROBLEM_KNOBS,
     check_knob,
@@ -288,12 +288,12 @@ def run_plan(path: str | Path, out_dir: str | Path, *, jobs: int | None = None, 
         (scenarios loaded from the store), ``ran`` (names computed now) and ``failed`` (name -> reason).
 
     Raises:
-        InstanceError: the plan file is malformed (see ``load_plan``) or ``jobs`` is not a positive integer.
+        InstanceError: the plan file is malformed (see ``load_plan``) or ``jobs`` is not in
+            ``[1, parallel.max_jobs()]``.
     """
     if jobs is None:
         jobs = os.cpu_count() or 1
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise InstanceError(f"'jobs' must be a positive integer (got {jobs!r})")
+    check_jobs(jobs)
     scenarios = load_plan(path)
     out = Path(out_dir)
     store = out / "scenarios"
@@ -426,8 +426,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from infecon.solver.outputs import output_folder
 
     output_folder("--out", args.out)  # before any scenario runs, naming the option
-    table = run_plan(args.file, args.out, jobs=args.jobs, resume=not args.no_resume, progress=True, ray=args.ray,
-                     ray_address=args.ray_address)
+    table = run_plan(args.file, args.out, jobs=args.jobs, resume=not args.no_resume, progress=args.progress,
+                     ray=args.ray, ray_address=args.ray_address)
     attrs = table.attrs
     print(summary(table).to_string(index=False))
     print(f"{len(attrs['ran'])} scenarios computed, skipped {attrs['skipped']} done, "
@@ -449,8 +449,11 @@ def register(subparsers) -> None:
         epilog=PLAN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", metavar="FILE", help="plan TOML (see below and instances/scenarios/plan_example.toml)")
     p.add_argument("--out", metavar="DIR", required=True, help="output folder for plan.parquet, plan.csv, scenarios/")
-    p.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1,
-                   help="worker processes (default: all cores, here %(default)s); 1 runs in-process")
+    p.add_argument("--jobs", type=worker_count, default=os.cpu_count() or 1,
+                   help="worker processes (default: all cores, here %(default)s; at most 4 per core); "
+                        "1 runs in-process")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="a progress bar on stderr (default: only when stderr is a terminal, so logs stay clean)")
     p.add_argument("--ray", action="store_true", help="solve the scenarios on a local Ray runtime "
                    "(pip install 'infecon[ray]')")
     p.add_argument("--ray-address", metavar="ADDRESS", help="join an existing Ray cluster instead (ray://head:10001)")

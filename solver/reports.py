@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from infecon.formulations.perf import beyond_any_memory
 from infecon.formulations.space import batch_ladder
 from infecon.solver.frontier import CONTRACT_COLUMNS, Frontier
 
@@ -133,8 +134,8 @@ def format_explanation(expl) -> str:
     if expl.fits:
         lines.append(f"HBM: {used / 1e9:.2f} GB of {capacity / 1e9:.1f} GB per GPU ({100 * used / capacity:.0f}%)")
     else:
-        lines.append(f"HBM: DOES NOT FIT: needs {used / 1e9:.2f} GB per GPU, {capacity / 1e9:.1f} GB available "
-                     f"(over by {(used - capacity) / 1e9:.2f} GB)")
+        over = "" if beyond_any_memory(used) else f" (over by {(used - capacity) / 1e9:.2f} GB)"
+        lines.append(f"HBM: DOES NOT FIT: needs {expl.hbm_need}, {capacity / 1e9:.1f} GB available{over}")
     lines.append(f"per request {float(m.tokens_per_second):.2f} tok/s (latency {float(m.latency_s) * 1e3:.3f} ms); "
                  f"instance {float(m.total_tokens_per_second):.1f} tok/s on {int(m.gpus)} GPUs; "
                  f"${float(m.usd_per_million_tokens):.4g} per million tokens; MFU {100 * float(m.utilization):.2f}%")

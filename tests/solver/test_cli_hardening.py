@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 from pathlib import Path
 
@@ -111,6 +112,24 @@ class TestHugeAndAbsurdNumbers:
         with pytest.raises(InstanceError, match=name):
             check_knob(name, high * 2)
 
+    def test_need_beyond_any_memory_is_not_a_fake_number(self, capsys):
+        """10^12 sequences of 10^8 tokens need ~10^25 bytes, clipped at 2^53: say "exceeds any memory", not the
+        clipped 9007199.25 GB the explanation used to print as if it were the need."""
+        code, out, _ = run(capsys, "explain", "--model", "llama-3-8b", "--batch", "1000000000000",
+                           "--context", "100000000")
+        assert code == 1
+        assert "9007199" not in out
+        verdict, hbm = out.splitlines()[1], next(line for line in out.splitlines() if line.startswith("HBM:"))
+        assert verdict.startswith("verdict: NOT A VALID DEPLOYMENT: hbm_capacity: needs more than 9 PB per GPU")
+        assert "they exceed any memory" in verdict and "they exceed any memory" in hbm
+
+    def test_need_below_the_ceiling_is_a_number(self):
+        """Just under the ceiling the need is a real number: 2^53 - 2 bytes = 9007199.25 GB (2^53 = 9.007e15)."""
+        assert api.hbm_need_text(2.0**53 - 2) == "9007199.25 GB per GPU"
+        assert api.hbm_need_text(2.0**53).startswith("more than 9 PB per GPU")
+        assert api.hbm_need_text(173.34e9) == "173.34 GB per GPU"
+
+
 
 class TestDraftOptionsNeedDraft:
     """Row 5: speculative-decoding options without --draft were silently ignored."""
@@ -210,6 +229,20 @@ class TestExplainVerdict:
         assert code == 1
         assert out.splitlines()[1].startswith(f"verdict: NOT A VALID DEPLOYMENT: {reason}")
         assert "step_ms" in out  # the breakdown is still printed
+
+    def test_ep_on_a_dense_model_says_dense(self, capsys):
+        """A dense model has no experts to split: the verdict says so (it said "0 experts do not split over 2")."""
+        code, out, _ = run(capsys, "explain", "--model", "llama-3-8b", "--ep", "2")
+        assert code == 1
+        assert out.splitlines()[1] == ("verdict: NOT A VALID DEPLOYMENT: ep_divides_experts: Llama 3 8B is dense "
+                                       "(no experts), so EP must be 1 (got 2)")
+
+    def test_ep_on_a_moe_model_names_the_experts(self, capsys):
+        """Mixtral's 8 experts do not split over 3 ranks: the count and the degree are named."""
+        code, out, _ = run(capsys, "explain", "--model", "mixtral-8x7b", "--tp", "2", "--ep", "3")
+        assert code == 1
+        assert out.splitlines()[1] == ("verdict: NOT A VALID DEPLOYMENT: ep_divides_experts: 8 experts do not split "
+                                       "over 3 ranks")
 
     def test_valid(self, capsys):
         code, out, _ = run(capsys, "explain", "--model", "llama-3-70b", "--tp", "8", "--batch", "64")
@@ -417,3 +450,24 @@ class TestFoundByHand:
                                flags=re.MULTILINE))
         code, _, err = run(capsys, "frontier", "--model-file", str(path), "--max-gpus", "2")
         assert_one_line_error(code, err, str(path), f"'{field}' must be <= 16777216")
+
+
+class TestWorkerCounts:
+    """Item 4 of issue 11's follow-up: --jobs was unbounded (100000 workers fork until memory runs out)."""
+
+    @pytest.mark.parametrize("value", ["0", "9999", "1.5"])
+    def test_fleet_jobs(self, capsys, value):
+        """fleet --jobs takes 1 to 4 per core, refused in one line naming --jobs before the scenario is read."""
+        from infecon.solver.parallel import max_jobs
+
+        code, _, err = run(capsys, "fleet", "instances/scenarios/fleet_example.toml", "--jobs", value)
+        assert_one_line_error(code, err, f"--jobs must be an integer in [1, {max_jobs()}]", f"got '{value}'")
+
+    def test_api_checks_too(self):
+        """run_tasks (plan and fleet candidates) refuses the same values from Python."""
+        from infecon.solver.parallel import max_jobs, run_tasks
+
+        assert max_jobs() == 4 * (os.cpu_count() or 1)
+        with pytest.raises(InstanceError, match=r"'jobs' must be an integer in \[1, "):
+            run_tasks(abs, [1, 2], jobs=max_jobs() + 1)
+        assert run_tasks(abs, [-1, -2], jobs=1) == [("ok", 1), ("ok", 2)]

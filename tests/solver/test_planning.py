@@ -289,7 +289,40 @@ class TestExample:
         assert (table.groupby("scenario")["recommended"].sum() == 1).all()
         assert sorted(os.listdir(tmp_path / "out" / "scenarios")) == sorted(f"{s.name}.parquet" for s in scenarios)
 
-    def test_jobs_must_be_positive(self, tmp_path):
-        """jobs = 0 is refused before any work."""
-        with pytest.raises(InstanceError, match="'jobs' must be a positive integer"):
-            run_plan(EXAMPLE, tmp_path / "out", jobs=0)
+    @pytest.mark.parametrize("jobs", [0, -1, 10**6, 2.0, True])
+    def test_jobs_must_be_bounded(self, tmp_path, jobs):
+        """jobs outside 1..4 per core (or not an integer) is refused before any work, naming the bound."""
+        with pytest.raises(InstanceError, match=r"'jobs' must be an integer in \[1, \d+\] \(at most 4 worker"):
+            run_plan(EXAMPLE, tmp_path / "out", jobs=jobs)
+        assert not (tmp_path / "out").exists()
+
+    @pytest.mark.parametrize("value", ["0", "100000", "x"])
+    def test_cli_jobs_is_bounded(self, tmp_path, capsys, value):
+        """--jobs 100000 used to fork until memory ran out; now one line naming --jobs and its bound, exit 2."""
+        with pytest.raises(SystemExit) as exit_info:
+            main(["plan", str(EXAMPLE), "--out", str(tmp_path / "out"), "--jobs", value])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        limit = 4 * (os.cpu_count() or 1)
+        assert err == (f"infecon plan: --jobs must be an integer in [1, {limit}] (at most 4 worker processes per "
+                       f"core on this machine), got '{value}' (see: infecon plan --help)\n")
+
+
+class TestProgressBar:
+    """A progress bar belongs on a terminal: in a log (stderr not a TTY) it is noise, unless asked for."""
+
+    ONE = '[[scenario]]\nname = "tiny"\nmodel = "llama-3-8b"\nmax_gpus = 1\n'
+
+    def test_no_bar_when_stderr_is_not_a_terminal(self, tmp_path, capsys):
+        """plan forced tqdm on (progress=True) and wrote "scenarios: 100%|..." into every captured log."""
+        path = tmp_path / "plan.toml"
+        path.write_text(self.ONE)
+        assert main(["plan", str(path), "--out", str(tmp_path / "out"), "--jobs", "1"]) == 0
+        assert capsys.readouterr().err == ""
+
+    def test_bar_when_asked(self, tmp_path, capsys):
+        """--progress shows it even when stderr is not a terminal."""
+        path = tmp_path / "plan.toml"
+        path.write_text(self.ONE)
+        assert main(["plan", str(path), "--out", str(tmp_path / "out"), "--jobs", "1", "--progress"]) == 0
+        assert "scenarios" in capsys.readouterr().err
