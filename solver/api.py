@@ -82,15 +82,6 @@ def resolve_hardware(hardware: str | Path | HardwareSpec) -> HardwareSpec:
     return get_hardware(text)
 
 
-def _positive(name: str, value, *, allow_zero: bool = False) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value) \
-            or value < 0 or (value == 0 and not allow_zero):
-        rule = ">= 0" if allow_zero else "> 0"
-        raise InstanceError(f"'{name}' must be {rule} (got {value!r})")
-
-
 def resolve_serving(engine: str | Path | EngineProfile | None, mode: str | None, isl: int | None, osl: int | None,
                     context_tokens: int | None) -> tuple[EngineProfile | None, str, Requests | None, int]:
     """The engine profile, mode, requests and decode context a problem uses.
@@ -105,6 +96,7 @@ def resolve_serving(engine: str | Path | EngineProfile | None, mode: str | None,
                                   or (name == "osl" and value < 1)):
             rule = ">= 1" if name == "osl" else ">= 0"
             raise InstanceError(f"'{name}' must be a whole number of tokens {rule} (got {value!r})")
+        check_knob("context", value, label=f"'{name}'")  # the same token bound as a context (int64-safe KV sizes)
     if engine is None:
         return None, "decode_only", None, int(context_tokens or 0)
     profile = engine if isinstance(engine, EngineProfile) else get_engine(str(engine))
@@ -141,10 +133,10 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
     spec = resolve_model(model)
     hw = resolve_hardware(hardware)
     profile, mode, requests, context_tokens = resolve_serving(engine, mode, isl, osl, context_tokens)
-    _positive("ttft_max", ttft_max_s)
-    _positive("tpot_max", tpot_max_s)
+    check_knob("ttft_max_s", ttft_max_s)
+    check_knob("tpot_max_s", tpot_max_s)
     if profile is None and (ttft_max_s is not None or tpot_max_s is not None):
-        raise InstanceError("'ttft_max'/'tpot_max' need a serving engine (e.g. engine='generic')")
+        raise InstanceError("'ttft_max_s'/'tpot_max_s' need a serving engine (e.g. engine='generic')")
     for name, bits in (("weight_bits", weight_bits), ("activation_bits", activation_bits), ("kv_bits", kv_bits)):
         if bits is not None and bits not in (4, 8, 16, 32):
             raise InstanceError(f"'{name}' must be one of 4, 8, 16, 32 (got {bits!r})")

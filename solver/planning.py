@@ -56,7 +56,7 @@ from infecon.solver.sweeps import (
 
 DEFAULT_ALPHA = 3.0  # paper sec. 4: alpha ~ 3 fits Artificial Analysis 2024 prices (eq. 45)
 # Bump when the stored scenario files' content changes meaning, so old ones are recomputed.
-STORE_FORMAT = 1
+STORE_FORMAT = 2  # 2: rows carry engine, mode, isl, osl and context
 HASH_KEY = b"infecon_settings_hash"
 SETTINGS_KEY = b"infecon_settings"
 
@@ -248,7 +248,15 @@ def solve_scenario(scenario: Scenario) -> pd.DataFrame:
     front = api.frontier(scenario.problem(), None)
     points = front.points.copy()
     chosen = recommend(points, scenario)
+    problem = front.problem
+    # The serving model each scenario used, as columns: a plan mixing engines or modes says so in every row.
+    serving = {"engine": problem.engine.name if problem.engine is not None else "none", "mode": problem.mode,
+               "isl": problem.requests.input_tokens if problem.requests is not None else 0,
+               "osl": problem.requests.output_tokens if problem.requests is not None else 1,
+               "context": problem.workload.context_tokens}
     points.insert(0, "scenario", scenario.name)
+    for column, value in serving.items():
+        points[column] = value
     points["recommended"] = np.arange(len(points)) == chosen
     points["status"] = "ok"
     points["error"] = pd.Series([None] * len(points), index=points.index, dtype=str)  # missing, not "None"
@@ -365,17 +373,25 @@ def _assemble(scenarios: list[Scenario], results: Mapping[str, pd.DataFrame], fa
     return table
 
 
+def _serving_text(row: Mapping[str, Any]) -> str:
+    """``generic closed_loop 1024/1024 ctx 1536`` (engine, mode, isl/osl, decode context) or ``paper decode_only
+    ctx 8000`` (the paper's model has no requests)."""
+    requests = "" if row["mode"] == "decode_only" and int(row["isl"]) == 0 else f"{int(row['isl'])}/{int(row['osl'])} "
+    return f"{row['engine']} {row['mode']} {requests}ctx {int(row['context'])}"
+
+
 def summary(table: pd.DataFrame) -> pd.DataFrame:
     """One line per scenario: its recommended point, or its failure."""
     rows = []
     for name, group in table.groupby("scenario", sort=False):
         first = group.iloc[0]
         if first["status"] != "ok":
-            rows.append({"scenario": name, "status": "failed", "tok/s/req": "-", "$/M tok": "-", "GPUs": "-",
-                         "layout": "-", "points": 0})
+            rows.append({"scenario": name, "status": "failed", "serving": "-", "tok/s/req": "-", "$/M tok": "-",
+                         "GPUs": "-", "layout": "-", "points": 0})
             continue
         rec = group[group["recommended"]].iloc[0]
-        rows.append({"scenario": name, "status": "ok", "tok/s/req": f"{float(rec['tokens_per_second']):.1f}",
+        rows.append({"scenario": name, "status": "ok", "serving": _serving_text(rec),
+                     "tok/s/req": f"{float(rec['tokens_per_second']):.1f}",
                      "$/M tok": f"{float(rec['usd_per_million_tokens']):.4g}", "GPUs": str(int(rec["gpus"])),
                      "layout": layout_text(rec, int(rec.get("draft_tokens", 0)) > 0), "points": len(group)})
     return pd.DataFrame(rows)
@@ -392,11 +408,15 @@ A plan file lists scenarios; [defaults] (optional) applies to all of them:
   [[scenario]]
   name = "chat-70b"         # required, unique, used as a file name
   model = "llama-3-70b"
-  context = 8000
+  isl = 2000                # prompt tokens per request (default 1024)
+  osl = 500                 # output tokens per request (default 1024)
+  ttft_max_s = 1            # first token within 1 s (an SLO constraint)
   min_speed = 50            # recommended = cheapest point at least this fast (overrides alpha)
   [[scenario]]
   name = "batch-405b"
   model = "llama-3-1-405b"
+  engine = "paper"          # the paper's decode-only model (default: generic, as infecon frontier)
+  context = 8000            # decode context in tokens
   weight_bits = 8
   demand = 10000            # cap on one instance's total tokens/s
   budget = 200              # cap on one instance's USD per hour
@@ -404,13 +424,19 @@ A plan file lists scenarios; [defaults] (optional) applies to all of them:
 
 scenario keys: name, model, hardware, model_file, hardware_file, context, weight_bits,
 activation_bits, kv_bits, price, flop_efficiency, bandwidth_efficiency, demand, budget,
-max_gpus, max_batch, draft, acceptance, min_speed, alpha. Unset knobs take the same defaults
-as 'infecon frontier' (hardware h100, 16-bit, context 0, the hardware file's price).
-Relative model_file/hardware_file paths are read from the plan file's folder.
+max_gpus, max_batch, draft, acceptance, min_speed, alpha, and the serving model: engine,
+mode, isl, osl, ttft_max_s, tpot_max_s (as --engine, --mode, --isl, --osl, --ttft-max and
+--tpot-max of 'infecon frontier'). Unset knobs take the same defaults as 'infecon frontier':
+hardware h100, 16-bit, engine generic in its mode (closed_loop) with isl/osl 1024 (context
+then defaults to isl + osl/2), the hardware file's price; engine = "paper" is the paper's
+decode-only model at 'context' (default 0). The summary's serving column and the table's
+engine, mode, isl, osl and context columns say which model each scenario used.
+Relative model_file/hardware_file/engine file paths are read from the plan file's folder.
 
 Writes DIR/plan.parquet and DIR/plan.csv: every frontier point of every scenario with columns
 scenario, the frontier columns (tokens_per_second, usd_per_million_tokens, gpus, tp, pp, ep,
-batch, latency_ms, utilization, ...), recommended, status (ok/failed) and error. Each finished
+batch, latency_ms, utilization, ...), engine, mode, isl, osl, context, recommended, status
+(ok/failed) and error. Each finished
 scenario is kept in DIR/scenarios/<name>.parquet with a hash of its resolved settings; a re-run
 skips unchanged scenarios. A failed scenario (unknown model, nothing fits, target speed
 unreachable) never stops the others. Exit code 0 if all succeed, 1 if any failed, 2 for a

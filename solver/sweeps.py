@@ -35,7 +35,8 @@ import pandas as pd
 
 from infecon.formulations.errors import InfeconError, InstanceError
 from infecon.formulations.space import DEFAULT_MAX_GPUS, Problem
-from infecon.formulations.specs import PROTOCOL_NAMES, HardwareSpec, ModelSpec, ProtocolLatency
+from infecon.formulations.specs import PROTOCOL_NAMES, SERVING_MODES, HardwareSpec, ModelSpec, ProtocolLatency
+from infecon.instances.engines import DEFAULT_ENGINE
 from infecon.instances.loader import model_from_mapping, read_toml, reject_unknown
 from infecon.solver import api
 from infecon.solver.frontier import cheapest_row_at_least
@@ -44,7 +45,8 @@ from infecon.solver.reports import layout_label, save_figure
 DEFAULT_REPORT_SPEED_TOKENS_PER_S = 50.0
 
 # The problem knobs a scenario file may set, by their CLI names: name -> (build_problem keyword, kind).
-# Kinds: "name" a built-in name or a path; "path" a file; "int" a whole number; "number" int or float.
+# Kinds: "name" a built-in name or a path; "path" a file; "int" a whole number; "number" int or float;
+# "mode" one of SERVING_MODES.
 PROBLEM_KNOBS: dict[str, tuple[str, str]] = {
     "model": ("model", "name"),
     "hardware": ("hardware", "name"),
@@ -63,6 +65,15 @@ PROBLEM_KNOBS: dict[str, tuple[str, str]] = {
     "max_batch": ("max_batch", "int"),
     "draft": ("draft", "name"),
     "acceptance": ("acceptance", "number"),
+    # The serving model, as 'infecon frontier' --engine/--mode/--isl/--osl/--ttft-max/--tpot-max; unset, the
+    # same defaults (engine DEFAULT_ENGINE in its default mode, isl/osl 1024); engine "paper" is the paper's
+    # decode-only model.
+    "engine": ("engine", "name"),
+    "mode": ("mode", "mode"),
+    "isl": ("isl", "int"),
+    "osl": ("osl", "int"),
+    "ttft_max_s": ("ttft_max_s", "number"),
+    "tpot_max_s": ("tpot_max_s", "number"),
 }
 # Only a sweep's [base] takes these two (a plan's scenarios keep the default search space).
 _SWEEP_ONLY_KNOBS: dict[str, tuple[str, str]] = {
@@ -73,8 +84,9 @@ BASE_KEYS = {**PROBLEM_KNOBS, **_SWEEP_ONLY_KNOBS}
 
 # Workload knobs a sweep may vary; the whole-number ones are rounded when scaled or spaced.
 SWEEPABLE_KNOBS = ("context", "weight_bits", "activation_bits", "kv_bits", "acceptance", "price", "demand",
-                   "max_gpus", "max_batch", "budget", "flop_efficiency", "bandwidth_efficiency")
-_INT_KNOBS = {"context", "weight_bits", "activation_bits", "kv_bits", "max_gpus", "max_batch"}
+                   "max_gpus", "max_batch", "budget", "flop_efficiency", "bandwidth_efficiency", "isl", "osl",
+                   "ttft_max_s", "tpot_max_s")
+_INT_KNOBS = {"context", "weight_bits", "activation_bits", "kv_bits", "max_gpus", "max_batch", "isl", "osl"}
 
 # Hardware fields a knob overrides inside build_problem: sweeping the field while [base] sets the
 # knob would be silently undone, so the combination is refused.
@@ -104,6 +116,9 @@ def check_knob(where: str, key: str, value: Any, kind: str) -> None:
     if kind in ("name", "path"):
         ok = isinstance(value, str) and value.strip() != ""
         expected = "a non-empty string"
+    elif kind == "mode":
+        ok = value in SERVING_MODES
+        expected = f"one of {', '.join(SERVING_MODES)}"
     elif kind == "int":
         ok = not isinstance(value, bool) and isinstance(value, int)
         expected = "an integer"
@@ -144,7 +159,7 @@ def problem_arguments(where: str, settings: Mapping[str, Any], base_dir: Path | 
             raise InstanceError(f"{where}: give '{name_key}' or '{file_key}', not both")
     if "model" not in settings and "model_file" not in settings:
         raise InstanceError(f"{where}: missing required field 'model' (or 'model_file')")
-    kwargs: dict[str, Any] = {"hardware": "h100"}
+    kwargs: dict[str, Any] = {"hardware": "h100", "engine": DEFAULT_ENGINE}  # infecon frontier's defaults
     for key, value in settings.items():
         keyword, kind = BASE_KEYS[key]
         if kind in ("name", "path"):
@@ -153,6 +168,17 @@ def problem_arguments(where: str, settings: Mapping[str, Any], base_dir: Path | 
     if "acceptance" in settings and "draft" not in settings:
         raise InstanceError(f"{where}: 'acceptance' needs 'draft' (a drafter model for speculative decoding)")
     return kwargs
+
+
+def serving_text(problem: Problem) -> str:
+    """The serving model a problem uses, for headers: ``engine generic, closed_loop, isl 1024 / osl 1024, context
+    1536 tokens`` or ``engine paper, decode_only, context 0 tokens`` (a plan or sweep never leaves it implicit)."""
+    if problem.engine is None:
+        return f"no engine (the paper's decode-only model), context {problem.workload.context_tokens} tokens"
+    text = f"engine {problem.engine.name}, {problem.mode}, "
+    if problem.requests is not None and problem.requests.input_tokens > 0:
+        text += f"isl {problem.requests.input_tokens} / osl {problem.requests.output_tokens}, "
+    return text + f"context {problem.workload.context_tokens} tokens"
 
 
 def layout_text(row: Mapping[str, Any], speculative: bool) -> str:
@@ -257,10 +283,14 @@ def base_value(param: Parameter, model: ModelSpec, hw: HardwareSpec, kwargs: Map
     value = kwargs.get(keyword)
     if value is not None:
         return value
-    defaults = {"context": 0, "weight_bits": 16, "activation_bits": 16,
+    _, _, requests, context = api.resolve_serving(kwargs.get("engine"), kwargs.get("mode"), kwargs.get("isl"),
+                                                  kwargs.get("osl"), kwargs.get("context_tokens"))
+    defaults = {"context": context, "weight_bits": 16, "activation_bits": 16,
                 "kv_bits": kwargs.get("activation_bits", 16), "acceptance": api.DEFAULT_ACCEPTANCE,
                 "price": hw.price_usd_per_hour, "flop_efficiency": hw.flop_efficiency,
                 "bandwidth_efficiency": hw.bandwidth_efficiency, "max_gpus": DEFAULT_MAX_GPUS}
+    if requests is not None and requests.input_tokens > 0:  # the paper's decode-only model has no isl/osl to scale
+        defaults.update(isl=requests.input_tokens, osl=requests.output_tokens)
     return defaults.get(param.field)
 
 
@@ -532,7 +562,7 @@ def run_sweep(source: str | Path | Mapping[str, Any], *, backend: str = "auto") 
     table["cost_ratio"] = table["usd_per_million_tokens_at_speed"] / first["usd_per_million_tokens_at_speed"]
     table = table[SWEEP_COLUMNS]
     table.attrs.update(source=sweep.source, parameter=sweep.parameter.path, model=sweep.base.model.name,
-                       hardware=sweep.base.hardware.name)
+                       hardware=sweep.base.hardware.name, serving=serving_text(sweep.base))
     return table
 
 
@@ -560,7 +590,8 @@ def format_sweep(table: pd.DataFrame) -> str:
     if (table["note"] != "").any():
         view["note"] = table["note"]
     attrs = table.attrs
-    header = (f"sweep of {table['parameter'].iloc[0]} for {attrs.get('model', '?')} on {attrs.get('hardware', '?')}; "
+    header = (f"sweep of {table['parameter'].iloc[0]} for {attrs.get('model', '?')} on {attrs.get('hardware', '?')} "
+              f"({attrs.get('serving', 'serving model not recorded')}); "
               f"cost at >= {speed:g} tok/s per request; ratios relative to the first row")
     return header + "\n" + view.to_string(index=False)
 
@@ -601,11 +632,16 @@ SWEEP_HELP = """\
 A scenario file sets a base problem ([base], any knob by its CLI name: model, hardware,
 model_file, hardware_file, context, weight_bits, activation_bits, kv_bits, price,
 flop_efficiency, bandwidth_efficiency, demand, budget, max_gpus, max_batch, batch_sizes,
-draft, acceptance, max_draft), one swept parameter ([sweep]) and the report speed ([report]).
+draft, acceptance, max_draft, and the serving model: engine, mode, isl, osl, ttft_max_s,
+tpot_max_s), one swept parameter ([sweep]) and the report speed ([report]). Unset, the
+serving model is 'infecon frontier''s: engine generic in closed_loop, isl/osl 1024;
+engine = "paper" is the paper's decode-only model (the shipped sweep_*.toml use it). The
+header names the serving model used.
 
   [base]
   model = "llama-3-70b"
   hardware = "h100"
+  engine = "paper"           # or generic (default), vllm, trtllm, sglang, a profile TOML
   [sweep]
   parameter = "hardware.hbm_bandwidth_bytes_per_s"
   scale = [1, 2, 4]          # multiples of the base value, or:
@@ -620,7 +656,8 @@ parameter is one of:
   hardware.flop_per_s_by_bits.<bits|*>
   model.<field>                             e.g. model.n_kv_heads
   a workload knob: context, weight_bits, activation_bits, kv_bits, acceptance (needs draft),
-  price, demand, budget, max_gpus, max_batch, flop_efficiency, bandwidth_efficiency
+  price, demand, budget, max_gpus, max_batch, flop_efficiency, bandwidth_efficiency,
+  isl, osl, ttft_max_s, tpot_max_s
 
 Whole-number parameters are rounded when scaled or spaced. A value where nothing fits gets a
 row of NaNs with a note. Columns: parameter, scale, value, max_tokens_per_second, gpus_at_max,

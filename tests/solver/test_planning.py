@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import textwrap
 from pathlib import Path
 
@@ -133,12 +134,12 @@ class TestRecommendation:
             group = rows(table, name)
             assert group["recommended"].sum() == 1
             assert (group["status"] == "ok").all() and group["error"].isna().all()
-            frontier = api.frontier(hardware="h100", **kwargs).points
+            frontier = api.frontier(hardware="h100", engine="generic", **kwargs).points  # the plan's default
             np.testing.assert_allclose(group["usd_per_million_tokens"], frontier["usd_per_million_tokens"])
 
     def test_speed_target_gives_the_cheapest_point_meeting_it(self, table):
         """With min_speed 50 the recommended point is the cheapest frontier point at >= 50 tok/s."""
-        frontier = api.frontier("llama-3-70b", "h100", context_tokens=8000).points
+        frontier = api.frontier("llama-3-70b", "h100", context_tokens=8000, engine="generic").points
         meeting = frontier[frontier["tokens_per_second"] >= 50]
         best = meeting.loc[meeting["usd_per_million_tokens"].idxmin()]
         chosen = rows(table, "chat-70b").query("recommended").iloc[0]
@@ -243,7 +244,7 @@ class TestResume:
         table = run_plan(path, tmp_path / "out", jobs=1)
         assert calls == ["chat-70b"]
         assert table.attrs["skipped"] == 1
-        expected = api.frontier("llama-3-70b", "h100", context_tokens=16000).points
+        expected = api.frontier("llama-3-70b", "h100", context_tokens=16000, engine="generic").points
         np.testing.assert_allclose(rows(table, "chat-70b")["tokens_per_second"], expected["tokens_per_second"])
 
     def test_changed_default_alpha_reruns_only_alpha_scenarios(self, tmp_path):
@@ -326,3 +327,63 @@ class TestProgressBar:
         path.write_text(self.ONE)
         assert main(["plan", str(path), "--out", str(tmp_path / "out"), "--jobs", "1", "--progress"]) == 0
         assert "scenarios" in capsys.readouterr().err
+
+
+class TestServingModelKeys:
+    """A plan selects each scenario's serving model as 'infecon frontier' does, and its output says which one."""
+
+    SERVING = """\
+    [defaults]
+    engine = "paper"
+
+    [[scenario]]
+    name = "paper-8b"
+    model = "llama-3-8b"
+    max_gpus = 2
+    context = 4000
+
+    [[scenario]]
+    name = "vllm-8b"
+    model = "llama-3-8b"
+    max_gpus = 2
+    engine = "vllm"
+    mode = "static_batch"
+    isl = 2000
+    osl = 500
+    ttft_max_s = 5
+    tpot_max_s = 0.5
+    """
+
+    def test_each_scenario_uses_its_own(self, tmp_path):
+        """The defaults' engine applies unless a scenario sets its own; each row names engine, mode, isl, osl."""
+        table = run_plan(plan_file(tmp_path, self.SERVING), tmp_path / "out", jobs=1)
+        assert not table.attrs["failed"]
+        paper, vllm = rows(table, "paper-8b").iloc[0], rows(table, "vllm-8b").iloc[0]
+        assert (paper["engine"], paper["mode"], paper["context"]) == ("paper", "decode_only", 4000)
+        # 2000-in / 500-out requests decode at the mean context 2000 + 500/2 = 2250 tokens.
+        assert (vllm["engine"], vllm["mode"], vllm["isl"], vllm["osl"], vllm["context"]) == (
+            "vllm", "static_batch", 2000, 500, 2250)
+        expected = api.frontier("llama-3-8b", "h100", max_gpus=2, engine="vllm", mode="static_batch", isl=2000,
+                                osl=500, ttft_max_s=5, tpot_max_s=0.5).points
+        np.testing.assert_allclose(rows(table, "vllm-8b")["tokens_per_second"], expected["tokens_per_second"])
+
+    def test_default_is_the_frontier_commands_and_is_shown(self, tmp_path, capsys):
+        """No engine anywhere: generic closed_loop 1024/1024 (infecon frontier's default), printed per scenario."""
+        path = plan_file(tmp_path, '[[scenario]]\nname = "plain"\nmodel = "llama-3-8b"\nmax_gpus = 1\n')
+        assert main(["plan", str(path), "--out", str(tmp_path / "out"), "--jobs", "1"]) == 0
+        out = capsys.readouterr().out
+        assert "generic closed_loop 1024/1024 ctx 1536" in out.splitlines()[1]
+        expected = api.frontier("llama-3-8b", "h100", max_gpus=1, engine="generic").points
+        table = pd.read_csv(tmp_path / "out" / "plan.csv")
+        np.testing.assert_allclose(table["usd_per_million_tokens"], expected["usd_per_million_tokens"])
+
+    @pytest.mark.parametrize(("line", "message"), [
+        ('mode = "turbo"', "'mode' must be one of decode_only, static_batch, closed_loop, disaggregated"),
+        ("isl = 1.5", "'isl' must be an integer (got 1.5)"),
+        ('ttft_max_s = "1"', "'ttft_max_s' must be a number (got '1')"),
+    ])
+    def test_bad_values_name_file_scenario_and_key(self, tmp_path, line, message):
+        """A wrongly typed serving key fails the file on load, naming the file, the scenario and the key."""
+        path = plan_file(tmp_path, f'[[scenario]]\nname = "s"\nmodel = "llama-3-8b"\n{line}\n')
+        with pytest.raises(InstanceError, match=re.escape(f"{path}: scenario 's': {message}")):
+            load_plan(path)

@@ -216,7 +216,8 @@ class TestRunSweep:
         table = run_sweep({"base": {"model": "llama-3-70b", "context": 8000},
                            "sweep": {"parameter": "weight_bits", "values": [16, 8]},
                            "report": {"speed_tokens_per_s": 60}})
-        points = api.frontier("llama-3-70b", "h100", context_tokens=8000, weight_bits=8).points
+        # A sweep's default serving model is 'infecon frontier''s (engine generic), not the Python API's (none).
+        points = api.frontier("llama-3-70b", "h100", context_tokens=8000, weight_bits=8, engine="generic").points
         row = table.iloc[1]
         fastest = points.loc[points["tokens_per_second"].idxmax()]
         assert row["max_tokens_per_second"] == pytest.approx(fastest["tokens_per_second"])
@@ -284,3 +285,67 @@ class TestSweepCommand:
         assert main(["sweep", str(path)]) == 2
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and str(path) in err and "paramter" in err
+
+
+class TestServingModelKeys:
+    """A sweep selects the serving model as 'infecon frontier' does; unset, it is the command's default, named."""
+
+    def test_default_is_the_frontier_commands(self):
+        """No engine key: the base problem equals the one 'infecon frontier --model llama-3-70b' builds."""
+        from infecon.solver import cli
+
+        args = cli.build_parser().parse_args(["frontier", "--model", "llama-3-70b"])
+        expected = api.build_problem("llama-3-70b", "h100", **cli.problem_kwargs(args))
+        base = load_sweep({"base": {"model": "llama-3-70b"}, "sweep": {"parameter": "price", "values": [2]}}).base
+        assert (base.engine, base.mode, base.requests, base.workload) == (
+            expected.engine, expected.mode, expected.requests, expected.workload)
+        assert base.engine.name == "generic" and base.mode == "closed_loop"
+        # Mean decode context of 1024-in/1024-out requests: 1024 + 1024/2 = 1536 tokens.
+        assert base.workload.context_tokens == 1536
+
+    def test_every_key_reaches_the_problem(self):
+        """engine, mode, isl, osl, ttft_max_s and tpot_max_s each land in the built problem."""
+        base = load_sweep({"base": {"model": "llama-3-8b", "engine": "vllm", "mode": "static_batch", "isl": 2000,
+                                    "osl": 500, "ttft_max_s": 1.5, "tpot_max_s": 0.05},
+                           "sweep": {"parameter": "price", "values": [2]}}).base
+        assert base.engine.name == "vllm" and base.mode == "static_batch"
+        assert (base.requests.input_tokens, base.requests.output_tokens) == (2000, 500)
+        assert (base.constraints.ttft_max_s, base.constraints.tpot_max_s) == (1.5, 0.05)
+
+    def test_paper_engine_is_decode_only(self):
+        """engine = "paper" without isl/osl: the paper's decode-only model at 'context' (the shipped sweeps)."""
+        base = load_sweep(SCENARIOS / "sweep_bandwidth.toml").base
+        assert base.engine.name == "paper" and base.mode == "decode_only" and base.workload.context_tokens == 0
+
+    def test_header_names_the_serving_model(self, capsys):
+        """The printed header says which model was used, so a default is never silent."""
+        assert main(["sweep", str(SCENARIOS / "sweep_precision.toml")]) == 0
+        assert "(engine paper, decode_only, context 0 tokens)" in capsys.readouterr().out.splitlines()[0]
+
+    def test_isl_is_sweepable(self):
+        """Scaling isl starts from its default 1024 under a serving engine: 1024, 2048."""
+        assert values_of_mapping({"base": {"model": "llama-3-8b"},
+                                  "sweep": {"parameter": "isl", "scale": [1, 2]}}) == [1024, 2048]
+
+    @pytest.mark.parametrize(("key", "value", "message"), [
+        ("mode", "fast", "'mode' must be one of decode_only, static_batch, closed_loop, disaggregated (got 'fast')"),
+        ("isl", "2000", "'isl' must be an integer (got '2000')"),
+        ("isl", 10**9, "'isl' must be an integer in [0, 100000000]"),
+        ("ttft_max_s", -1, "'ttft_max_s' must be a positive number <= 86400 (seconds), got -1"),
+        ("tpot_max_s", True, "'tpot_max_s' must be a number (got True)"),
+        ("engine", "nosuch", "nosuch"),
+    ])
+    def test_bad_values_name_file_and_key(self, tmp_path, key, value, message):
+        """Each new key is validated, naming the file, the table and the key."""
+        import json
+
+        literal = json.dumps(value) if not isinstance(value, bool) else str(value).lower()
+        path = scenario(tmp_path, f'{key} = {literal}\n[sweep]\nparameter = "price"\nvalues = [2]\n')
+        with pytest.raises(InstanceError) as caught:
+            load_sweep(path)
+        text = str(caught.value)
+        assert text.startswith(f"{path}: [base]") and message in text and "\n" not in text
+
+
+def values_of_mapping(data: dict) -> list[float]:
+    return [p.value for p in load_sweep(data).points]
