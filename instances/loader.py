@@ -99,13 +99,31 @@ def _check_number(path: Path, key: str, value: Any, *, positive: bool = True, at
     return float(value)
 
 
+# Top-level keys that only one kind of file has: a file given to the wrong command or option says what it is.
+_FILE_KIND_BY_KEY = {
+    "base": "a sweep file (infecon sweep FILE)", "sweep": "a sweep file (infecon sweep FILE)",
+    "defaults": "a plan file (infecon plan FILE)", "scenario": "a plan file (infecon plan FILE)",
+    "fleet": "a fleet file (infecon fleet FILE)", "gpu": "a fleet file (infecon fleet FILE)",
+    "workload": "a fleet file (infecon fleet FILE)",
+    "n_layers": "a model file (--model FILE)", "d_model": "a model file (--model FILE)",
+    "hbm_capacity_bytes": "a hardware file (--hardware FILE)",
+    "hbm_bandwidth_bytes_per_s": "a hardware file (--hardware FILE)",
+}
+
+
 def reject_unknown(where: str | Path, data: Mapping[str, Any], allowed: Iterable[str], prefix: str = "") -> None:
-    """Raise naming the first key of ``data`` not in ``allowed`` (so a typo never falls back to a default)."""
+    """Raise naming the first key of ``data`` not in ``allowed`` (so a typo never falls back to a default).
+
+    At a file's top level (``where`` is the bare path), unknown keys that mark another kind of file add a
+    hint, e.g. a plan file given to ``infecon sweep``: "this looks like a plan file (infecon plan FILE)".
+    """
     allowed = set(allowed)
     unknown = sorted(set(data) - allowed)
     if unknown:
+        kinds = [_FILE_KIND_BY_KEY[k] for k in unknown if k in _FILE_KIND_BY_KEY] if ": " not in str(where) else []
+        hint = f"; this looks like {kinds[0]}" if kinds and not prefix else ""
         raise InstanceError(
-            f"{where}: unknown field '{prefix}{unknown[0]}' (expected one of: {', '.join(sorted(allowed))})")
+            f"{where}: unknown field '{prefix}{unknown[0]}' (expected one of: {', '.join(sorted(allowed))}){hint}")
 
 
 def model_from_mapping(path: Path, data: Mapping[str, Any]) -> ModelSpec:

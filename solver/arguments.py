@@ -7,6 +7,9 @@ A module of its own so that the modules that register subcommands never import `
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+
+from infecon.instances.limits import KNOB_RANGES
 
 
 def checked(text: str, parse, accept, expected: str):
@@ -34,3 +37,14 @@ def worker_count(text: str) -> int:
 
     return checked(text, int, lambda v: 1 <= v <= max_jobs(),
                    f"an integer in [1, {max_jobs()}] (at most 4 worker processes per core on this machine)")
+
+
+def knob(name: str, parse=float) -> Callable[[str], object]:
+    """An argparse type for a knob, checked against its plausible range (``instances.limits.KNOB_RANGES``)."""
+    rule = KNOB_RANGES[name]
+
+    def convert(text: str):
+        return checked(text, parse, rule.accepts, rule.describe())
+
+    convert.__name__ = name  # argparse names the type in some messages
+    return convert

@@ -21,6 +21,7 @@ from infecon.instances.limits import KNOB_RANGES
 from infecon.instances.loader import NAME_SPELLINGS
 from infecon.solver import api, outputs, reports
 from infecon.solver.arguments import checked as _checked
+from infecon.solver.arguments import knob as _knob
 from infecon.solver.backends import BACKEND_NAMES
 
 EXIT_INVALID_DEPLOYMENT = 1  # explain: the breakdown is printed, but the configuration is not deployable
@@ -56,17 +57,6 @@ engines and modes:
 """
 
 
-def _knob(name: str, parse=float) -> Callable[[str], object]:
-    """An argparse type for a problem knob, checked against its plausible range (``instances.limits``)."""
-    rule = KNOB_RANGES[name]
-
-    def convert(text: str):
-        return _checked(text, parse, rule.accepts, rule.describe())
-
-    convert.__name__ = name  # argparse names the type in some messages
-    return convert
-
-
 def _parse_tokens(text: str) -> int:
     """``8000``, ``8k`` or ``100K``."""
     clean = text.strip().lower()
@@ -77,6 +67,13 @@ def _parse_tokens(text: str) -> int:
 def _token_count(text: str) -> int:
     rule = KNOB_RANGES["context"]
     return _checked(text, _parse_tokens, rule.accepts, f"{rule.describe()} (e.g. 8000 or 8k)")
+
+
+def _output_token_count(text: str) -> int:
+    """``--osl``: like a token count, but a request emits at least one token."""
+    rule = KNOB_RANGES["context"]
+    return _checked(text, _parse_tokens, lambda v: rule.accepts(v) and v >= 1,
+                    f"a positive integer <= {rule.high:.0f} (e.g. 500 or 1k)")
 
 
 def _acceptance(text: str) -> float:
@@ -123,7 +120,7 @@ def add_problem_arguments(parser: argparse.ArgumentParser, *, need_model: bool =
     which_hardware.add_argument("--hardware-file", help="a hardware TOML (same as giving a path to --hardware)")
     what.add_argument("--isl", type=_token_count, help=f"input (prompt) tokens per request (default {api.DEFAULT_ISL}; "
                       "with --engine paper and no --isl/--osl: the paper's decode-only model at --context)")
-    what.add_argument("--osl", type=_token_count, help=f"output tokens per request (default {api.DEFAULT_OSL})")
+    what.add_argument("--osl", type=_output_token_count, help=f"output tokens per request (default {api.DEFAULT_OSL})")
     what.add_argument("--context", type=_token_count,
                       help="decode context in tokens, overriding isl + osl/2 (the paper's model: default 0)")
     what.add_argument("--weight-bits", type=_bits, default=16, help="weight precision (default 16)")
@@ -232,12 +229,15 @@ def cmd_frontier(args: argparse.Namespace) -> int:
     if args.export_model is not None:
         for path in api.export_models(model, hardware, args.export_model, **kwargs):
             print(f"wrote {path}")
+    query = None
     if args.min_speed is not None:
+        query = f"the cheapest configuration at >= {args.min_speed:g} tok/s per request"
         result = api.cheapest_at_speed(model, hardware, args.min_speed, **common, **kwargs)
         if len(result) == 0:
             raise InfeconError(f"no configuration reaches {args.min_speed:g} tok/s per request "
                                "(see the frontier's maximum with no --min-speed)")
     elif args.max_cost is not None:
+        query = f"the fastest configuration at <= ${args.max_cost:g} per million output tokens"
         result = api.fastest_within_cost(model, hardware, args.max_cost, **common, **kwargs)
         if len(result) == 0:
             raise InfeconError(f"no configuration costs at most ${args.max_cost:g} per million tokens")
@@ -261,7 +261,7 @@ def cmd_frontier(args: argparse.Namespace) -> int:
     if args.format == "csv":
         reports.frontier_csv(result).to_csv(sys.stdout, index=False)
     else:
-        print(reports.format_frontier(result, max_rows=None if args.all else 40))
+        print(reports.format_frontier(result, max_rows=None if args.all else 40, query=query))
         for path in (csv_path, plot_path):
             if path is not None:
                 print(f"wrote {path}")
@@ -368,6 +368,12 @@ def one_line_usage_error(message: str) -> str:
     return message
 
 
+def _version() -> str:
+    from infecon import __version__
+
+    return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(
         prog="infecon",
@@ -375,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "(after Erdil 2025, 'Inference economics of language models').",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("--version", action="version", version=f"infecon {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("frontier", help="the exact Pareto frontier of tokens/s per request against cost",

@@ -6,7 +6,7 @@ import argparse
 
 from infecon.instances.fleet_scenario import load_fleet_scenario
 from infecon.solver import fleet, fleet_report
-from infecon.solver.arguments import positive_float, worker_count
+from infecon.solver.arguments import knob, positive_float, worker_count
 
 FLEET_HELP = """\
 A fleet scenario lists GPU types (with inventory and price), workloads (model, isl/osl, demand,
@@ -84,7 +84,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", metavar="DIR", help="write plan.csv, plan.parquet, summary.json, fleet.png here")
     p.add_argument("--backend", choices=fleet.FLEET_BACKENDS, default="milp",
                    help="milp (PuLP + HiGHS, CBC without highspy; default) or cpsat")
-    p.add_argument("--time-limit", type=positive_float, metavar="S",
+    p.add_argument("--time-limit", type=knob("time_limit_s"), metavar="S",
                    help="seconds per solve; a plan not proven optimal exits 3 and reports its MIP gap")
     p.add_argument("--frontier", action="store_true",
                    help="trace fleet cost against a common scale on all TPOT limits instead of one plan")

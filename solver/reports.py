@@ -45,15 +45,20 @@ def frontier_table(frontier: Frontier) -> pd.DataFrame:
     return table
 
 
-def format_frontier(frontier: Frontier, *, max_rows: int | None = 40) -> str:
-    """A header line, the table (thinned evenly to ``max_rows``), and a completeness warning if any."""
+def format_frontier(frontier: Frontier, *, max_rows: int | None = 40, query: str | None = None) -> str:
+    """A header line, the table (thinned evenly to ``max_rows``), and a completeness warning if any.
+
+    ``query`` names a single-point answer (``the cheapest configuration at >= 60 tok/s per request``) in place
+    of the count of Pareto-optimal configurations.
+    """
     problem = frontier.problem
     w = problem.workload
     header = (f"{problem.model.name} on {problem.hardware.name}: {serving_label(problem)}"
               f"context {w.context_tokens} tokens, "
               f"weights {w.weight_bits}-bit, KV {w.kv_bits}-bit, ${problem.hardware.price_usd_per_hour:g}/GPU-hour"
               + (f", drafter {problem.speculative.drafter.name} (acceptance {problem.speculative.acceptance:g})"
-                 if problem.speculative else ""))
+                 if problem.speculative else "")
+              + constraints_label(problem))
     table = frontier_table(frontier)
     shown = table
     note = ""
@@ -61,9 +66,9 @@ def format_frontier(frontier: Frontier, *, max_rows: int | None = 40) -> str:
         step = (len(table) - 1) / (max_rows - 1)
         shown = table.iloc[sorted({round(i * step) for i in range(max_rows)})]
         note = f"\n({max_rows} of {len(table)} points shown; use --csv or --all for every point)"
+    found = query or (f"{len(frontier)} Pareto-optimal configuration{'' if len(frontier) == 1 else 's'}")
     lines = [header,
-             f"{len(frontier)} Pareto-optimal configurations, backend {frontier.backend}, "
-             f"{frontier.wall_s:.2f} s",
+             f"{found}, backend {frontier.backend}, {frontier.wall_s:.2f} s",
              shown.to_string(index=False) + note]
     cap_note = batch_cap_note(frontier)
     if cap_note:
@@ -75,6 +80,18 @@ def format_frontier(frontier: Frontier, *, max_rows: int | None = 40) -> str:
         lines.append(f"WARNING: the {frontier.backend} solver hit its time limit; this frontier is INCOMPLETE: "
                      f"{proven}; cheaper, slower points may be missing. Raise --time-limit.")
     return "\n".join(lines)
+
+
+def constraints_label(problem) -> str:
+    """``; caps: demand <= 10000 tok/s, TTFT <= 1 s`` for the constraints a problem sets (empty if none), so a
+    frontier's header says what it was cut by."""
+    c = problem.constraints
+    caps = [template.format(value) for value, template in (
+        (c.demand_tokens_per_s, "demand <= {:g} tok/s per instance"),
+        (c.budget_usd_per_hour, "budget <= ${:g}/hour per instance"),
+        (c.ttft_max_s, "TTFT <= {:g} s"),
+        (c.tpot_max_s, "TPOT <= {:g} s")) if value is not None]
+    return "; caps: " + ", ".join(caps) if caps else ""
 
 
 def serving_label(problem) -> str:

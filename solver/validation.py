@@ -51,6 +51,10 @@ def read_measurements(path: str | Path) -> pd.DataFrame:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except FileNotFoundError:
         raise InstanceError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise InstanceError(f"{path}: is a folder; give a measurement CSV file") from None
+    except PermissionError:
+        raise InstanceError(f"{path}: cannot read: permission denied") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise InstanceError(f"{path}: not a readable CSV: {str(exc).splitlines()[0]}") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]

@@ -324,7 +324,7 @@ _DROP = object()
 
 @st.composite
 def mutated(draw, data: dict, *, allow_null: bool) -> dict:
-    """A deep copy of ``data`` with 1-3 fields dropped, retyped, scaled or added."""
+    """A deep copy of ``data`` with 1-3 fields dropped, retyped, scaled or added (never equal to ``data``)."""
     data = json.loads(json.dumps(data))
     original = json.loads(json.dumps(data))
     for _ in range(draw(st.integers(1, 3))):

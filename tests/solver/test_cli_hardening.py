@@ -471,3 +471,72 @@ class TestWorkerCounts:
         with pytest.raises(InstanceError, match=r"'jobs' must be an integer in \[1, "):
             run_tasks(abs, [1, 2], jobs=max_jobs() + 1)
         assert run_tasks(abs, [-1, -2], jobs=1) == [("ok", 1), ("ok", 2)]
+
+
+class TestFoundAsNewUser:
+    """Found by trying the product as a demanding new user (issue 11 follow-up): each was wrong or unclear."""
+
+    def test_version(self, capsys):
+        """infecon --version printed "unrecognized arguments"; now the package version, exit 0."""
+        import infecon
+
+        code, out, _ = run(capsys, "--version")
+        assert (code, out) == (0, f"infecon {infecon.__version__}\n")
+
+    @pytest.mark.parametrize("command", [["validate"], ["calibrate", "--engine", "vllm"]])
+    def test_data_is_a_folder(self, capsys, tmp_path, command):
+        """--data naming a folder was an IsADirectoryError traceback."""
+        code, _, err = run(capsys, *command, "--data", str(tmp_path))
+        assert_one_line_error(code, err, str(tmp_path), "is a folder; give a measurement CSV file")
+
+    def test_single_point_query_says_what_it_answers(self, capsys):
+        """--min-speed printed "1 Pareto-optimal configurations"; it names the question instead."""
+        code, out, _ = run(capsys, "frontier", *SMALL, "--min-speed", "60")
+        assert code == 0
+        assert out.splitlines()[1].startswith("the cheapest configuration at >= 60 tok/s per request, backend ")
+        code, out, _ = run(capsys, "frontier", *SMALL, "--max-cost", "2")
+        assert out.splitlines()[1].startswith("the fastest configuration at <= $2 per million output tokens, ")
+
+    def test_one_point_is_singular(self, capsys):
+        """A one-point frontier reads "1 Pareto-optimal configuration" (one GPU, one batch: a single point)."""
+        code, out, _ = run(capsys, "frontier", *SMALL, "--max-gpus", "1", "--batch-sizes", "1")
+        assert code == 0
+        assert out.splitlines()[1].startswith("1 Pareto-optimal configuration, backend")
+
+    def test_header_names_the_caps(self, capsys):
+        """The header listed context, bits and price but not the caps that cut the frontier; now it does."""
+        code, out, _ = run(capsys, "frontier", *SMALL, "--demand", "10000", "--budget", "50", "--ttft-max", "1",
+                           "--tpot-max", "0.05")
+        assert code == 0
+        assert out.splitlines()[0].endswith("; caps: demand <= 10000 tok/s per instance, budget <= $50/hour per "
+                                            "instance, TTFT <= 1 s, TPOT <= 0.05 s")
+        code, out, _ = run(capsys, "frontier", *SMALL)
+        assert "caps:" not in out.splitlines()[0]
+
+    @pytest.mark.parametrize(("command", "file", "kind"), [
+        (["sweep"], "plan_example.toml", "a plan file (infecon plan FILE)"),
+        (["plan"], "sweep_bandwidth.toml", "a sweep file (infecon sweep FILE)"),
+        (["fleet"], "plan_example.toml", "a plan file (infecon plan FILE)"),
+        (["frontier", "--model"], "fleet_example.toml", "a fleet file (infecon fleet FILE)"),
+    ])
+    def test_file_for_another_command_says_so(self, capsys, tmp_path, command, file, kind):
+        """A scenario file given to the wrong command said only "unknown field"; it now says what the file is."""
+        path = str(Path("instances/scenarios") / file)
+        extra = ["--out", str(tmp_path / "out")] if command == ["plan"] else []
+        code, _, err = run(capsys, *command, path, *extra)
+        assert_one_line_error(code, err, path, f"; this looks like {kind}")
+
+    def test_hardware_file_given_as_model(self, capsys):
+        path = str(HARDWARE_DIR / "h100_sxm.toml")
+        code, _, err = run(capsys, "frontier", "--model-file", path)
+        assert_one_line_error(code, err, path, "this looks like a hardware file (--hardware FILE)")
+
+    def test_fleet_time_limit_is_bounded(self, capsys):
+        """fleet --time-limit took any positive float (1e308); it has frontier's bound of 30 days."""
+        code, _, err = run(capsys, "fleet", "instances/scenarios/fleet_example.toml", "--time-limit", "1e308")
+        assert_one_line_error(code, err, "--time-limit must be a positive number <= 2.592e+06", "got '1e308'")
+
+    def test_osl_zero_names_the_option(self, capsys):
+        """--osl 0 passed argparse and failed later as "'osl' must be ..." without naming --osl."""
+        code, _, err = run(capsys, "frontier", *SMALL, "--osl", "0")
+        assert_one_line_error(code, err, "--osl must be a positive integer <= 100000000 (e.g. 500 or 1k), got '0'")
