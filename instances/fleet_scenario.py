@@ -40,6 +40,7 @@ from infecon.formulations.errors import InstanceError
 from infecon.formulations.serving import DEFAULT_PREFILL_UTILIZATION
 from infecon.formulations.specs import EngineProfile, HardwareSpec, ModelSpec
 from infecon.instances.engines import DEFAULT_ENGINE, get_engine
+from infecon.instances.limits import check_knob
 from infecon.instances.loader import get_hardware, get_model, read_toml, reject_unknown
 
 DISAGGREGATION_CHOICES = ("allow", "never", "only")
@@ -150,6 +151,12 @@ def _resolved(where: str, key: str, value: Any, getter):
         raise InstanceError(f"{where}: '{key}': {exc}") from None
 
 
+def _within(where: str, key: str, value: float, knob: str) -> None:
+    """The same plausible range as the CLI knob (``instances.limits``): 1e300 requests/s is refused on load,
+    naming the field, instead of overflowing in the integer program."""
+    check_knob(knob, value, label=f"'{key}'", where=where)
+
+
 def _tables(where: str, data: dict, key: str) -> list[dict]:
     raw = data.get(key)
     if not isinstance(raw, list) or not raw or not all(isinstance(t, dict) for t in raw):
@@ -194,9 +201,12 @@ def parse_gpu(where: str, number: int, raw: Mapping[str, Any], seen: dict[str, i
     available = raw.get("available")
     if available is not None:
         available = _integer(label, "available", available, 0)
+        if available:
+            _within(label, "available", available, "max_gpus")
     if "price_usd_per_hour" in raw:
         hw = dataclasses.replace(hw, price_usd_per_hour=_number(label, "price_usd_per_hour",
                                                                 raw["price_usd_per_hour"]))
+        _within(label, "price_usd_per_hour", hw.price_usd_per_hour, "price_usd_per_hour")
     return GpuPool(key, hw, available, dict(raw))
 
 
@@ -220,13 +230,19 @@ def parse_workload(where: str, number: int, raw: Mapping[str, Any], seen: dict[s
     model = _resolved(label, "model", raw["model"], get_model)
     isl = _integer(label, "isl", raw["isl"], 1)
     osl = _integer(label, "osl", raw["osl"], 1)
+    _within(label, "isl", isl, "context")
+    _within(label, "osl", osl, "context")
     demand_keys = [k for k in ("requests_per_s", "output_tok_per_s") if k in raw]
     if len(demand_keys) != 1:
         raise InstanceError(f"{label}: give exactly one of 'requests_per_s' and 'output_tok_per_s' "
                             f"(got {demand_keys or 'neither'})")
     demand = _number(label, demand_keys[0], raw[demand_keys[0]])
     requests_per_s = demand if demand_keys[0] == "requests_per_s" else demand / osl
+    demand_label = "output_tok_per_s" if demand_keys[0] == "output_tok_per_s" else "requests_per_s' x 'osl"
+    _within(label, demand_label, requests_per_s * osl, "demand_tokens_per_s")
     slo = {k: None if raw.get(k) is None else _number(label, k, raw[k]) for k in ("ttft_max_s", "tpot_max_s")}
+    for key, value in slo.items():
+        _within(label, key, value, key)
     bits = {}
     for key, default in (("weight_bits", 16), ("kv_bits", None)):
         value = raw.get(key, default)

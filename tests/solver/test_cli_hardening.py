@@ -540,3 +540,42 @@ class TestFoundAsNewUser:
         """--osl 0 passed argparse and failed later as "'osl' must be ..." without naming --osl."""
         code, _, err = run(capsys, "frontier", *SMALL, "--osl", "0")
         assert_one_line_error(code, err, "--osl must be a positive integer <= 100000000 (e.g. 500 or 1k), got '0'")
+
+
+class TestFleetFileBounds:
+    """A fleet file's numbers get the CLI's plausible ranges on load (requests_per_s = 1e300 was an OverflowError
+    traceback from the integer program; isl = 10^14 failed late, once per GPU type, inside the candidates)."""
+
+    EXAMPLE = Path("instances/scenarios/fleet_example.toml")
+
+    @pytest.mark.parametrize(("old", "new", "message"), [
+        ("requests_per_s = 12.0", "requests_per_s = 1e300",
+         "workload 'chat-70b': 'requests_per_s' x 'osl' must be a positive number <= 1e+12 (tokens/s), got 4e+302"),
+        ("isl = 2000", "isl = 99999999999999",
+         "workload 'chat-70b': 'isl' must be an integer in [0, 100000000] (tokens), got 99999999999999"),
+        ("ttft_max_s = 1.5", "ttft_max_s = 1e300",
+         "workload 'chat-70b': 'ttft_max_s' must be a positive number <= 86400 (seconds), got 1e+300"),
+        ("available = 32 ", "available = 99999999999 ",
+         "gpu #1: 'available' must be a positive integer <= 1048576 (GPUs), got 99999999999"),
+        ("price_usd_per_hour = 2.1 ", "price_usd_per_hour = 1e300 ",
+         "gpu #1: 'price_usd_per_hour' must be a positive number <= 1e+06 (USD per GPU-hour), got 1e+300"),
+    ], ids=["requests", "isl", "ttft", "available", "price"])
+    def test_refused_on_load(self, capsys, tmp_path, old, new, message):
+        """One line naming file, table and field, exit 2, before any candidate is generated.
+
+        2000 + 400: the chat workload's osl is 400, so 1e300 requests/s are 4e302 output tokens/s.
+        """
+        text = self.EXAMPLE.read_text()
+        assert old in text
+        path = tmp_path / "fleet.toml"
+        path.write_text(text.replace(old, new, 1))
+        code, _, err = run(capsys, "fleet", str(path), "--jobs", "1")
+        assert_one_line_error(code, err, f"{path}: {message}")
+
+    def test_available_zero_is_still_allowed(self, tmp_path):
+        """0 GPUs of a type (none to be had) stays valid: the bound applies to positive counts only."""
+        from infecon.instances.fleet_scenario import load_fleet_scenario
+
+        path = tmp_path / "fleet.toml"
+        path.write_text(self.EXAMPLE.read_text().replace("available = 32 ", "available = 0 ", 1))
+        assert load_fleet_scenario(path).gpus[0].available == 0
