@@ -250,15 +250,17 @@ def frontier_argv(draw) -> list[str]:
 # per batch: 234,301 (Llama 3 8B, one H100, context 0) to 234,828 (up to 8 GPUs). That is a valid question with
 # a true answer, which the enumeration gives in seconds and CP-SAT in minutes (206 s measured on a loaded
 # 2-core machine): genuinely valid but slow, so the fuzzer leaves it out rather than the CLI refusing it.
+# Bounded whether integer batches come from --all-batches or are the default (the ladder with a huge cap is
+# still fuzzed through the enumeration, and through solvers given a --time-limit).
 SOLVER_ALL_BATCHES_MAX = 4096
 
 
 def _solver_batches_bounded(argv: list[str]) -> list[str]:
-    """``argv`` with ``--max-batch`` lowered to ``SOLVER_ALL_BATCHES_MAX`` when a solver backend would trace every
-    integer batch up to a larger one without a ``--time-limit`` (values that do not parse are kept: they are
-    refused before any work, which is what the fuzzer checks)."""
+    """``argv`` with ``--max-batch`` at most ``SOLVER_ALL_BATCHES_MAX`` when a solver backend runs without a
+    ``--time-limit`` (values that do not parse are kept: they are refused before any work, which is what the
+    fuzzer checks)."""
     backend = argv[argv.index("--backend") + 1] if "--backend" in argv[:-1] else "auto"
-    if "--all-batches" not in argv or backend not in ("cpsat", "milp") or "--time-limit" in argv:
+    if backend not in ("cpsat", "milp") or "--time-limit" in argv:
         return argv
     argv = list(argv)
     if "--max-batch" not in argv[:-1]:
@@ -405,6 +407,14 @@ def _load_toml(path: Path) -> dict:
     return tomllib.loads(path.read_text())
 
 
+# fleet_example.toml cut to one GPU type and one small workload, so a mutated copy solves in about a second.
+SMALL_FLEET = {
+    "fleet": {"engine": "generic", "max_gpus": 8, "disaggregated": "allow", "whole_nodes": False},
+    "gpu": [{"hardware": "h100_sxm", "available": 16, "price_usd_per_hour": 2.1}],
+    "workload": [{"name": "assistant-8b", "model": "llama_3_8b", "isl": 1000, "osl": 200, "requests_per_s": 5.0,
+                  "ttft_max_s": 1.0, "tpot_max_s": 0.05, "weight_bits": 16}],
+}
+
 _ODD_CELLS = ("", "x", "nan", "inf", "-1", "0", "1e308", "1e-300", "99999999999999999999", "True", "8.5", " ")
 
 
@@ -443,12 +453,18 @@ def measurements_case(draw, tmp: Path) -> list[str]:
 
 @st.composite
 def file_case(draw, tmp: Path) -> list[str]:
-    """A real model, hardware, engine, sweep or plan file (or config.json) with a few fields mutated, and its argv."""
+    """A real model, hardware, engine, sweep, plan or (small) fleet file, a config.json or measurements, with a few
+    fields mutated, and its argv."""
     from tests.test_instances import DEEPSEEK_V3_CONFIG, LLAMA_3_8B_CONFIG, MIXTRAL_8X7B_CONFIG
 
-    kind = draw(st.sampled_from(("model", "hardware", "config", "engine", "sweep", "plan", "measurements")))
+    kind = draw(st.sampled_from(("model", "hardware", "config", "engine", "sweep", "plan", "measurements",
+                                 "fleet")))
     if kind == "measurements":
         return draw(measurements_case(tmp))
+    if kind == "fleet":
+        path = tmp / "fleet.toml"
+        path.write_text(toml_text(draw(mutated(SMALL_FLEET, allow_null=False))))
+        return ["fleet", str(path), "--jobs", "1"]
     small = ["--max-gpus", draw(st.sampled_from(("1", "2", "8")))]
     if kind == "config":
         base = draw(st.sampled_from((LLAMA_3_8B_CONFIG, MIXTRAL_8X7B_CONFIG, DEEPSEEK_V3_CONFIG)))

@@ -74,12 +74,14 @@ class TestOracle:
         (["--backend", "cpsat", "--all-batches", "--max-batch", "100"], "100"),
         (["--backend", "cpsat", "--all-batches", "--max-batch", "x"], "x"),
         (["--backend", "enumerate", "--all-batches", "--max-batch", "100000000000"], "100000000000"),
-        (["--backend", "cpsat", "--max-batch", "100000000000"], "100000000000"),
+        (["--backend", "cpsat", "--max-batch", "100000000000"], "4096"),
+        (["--backend", "cpsat"], "4096"),
         (["--backend", "cpsat", "--all-batches", "--max-batch", "100000000000", "--time-limit", "1"], "100000000000"),
-    ], ids=["cpsat-huge", "milp-5000", "small-kept", "bad-kept", "enumerate-kept", "ladder-kept", "time-limit-kept"])
-    def test_only_solver_all_batches_is_bounded(self, tail, expected_max_batch):
-        """The fuzzer lowers --max-batch only where a solver would trace every integer batch without a time
-        limit (valid, but minutes of work); everything else, odd values included, reaches the CLI as drawn."""
+    ], ids=["cpsat-huge", "milp-5000", "small-kept", "bad-kept", "enumerate-kept", "ladder-too", "cap-added",
+            "time-limit-kept"])
+    def test_only_solver_batches_are_bounded(self, tail, expected_max_batch):
+        """The fuzzer bounds --max-batch only where a solver backend runs without a time limit (over every integer
+        batch: valid, but minutes of work); everything else, odd values included, reaches the CLI as drawn."""
         from tests.cli_fuzz import _solver_batches_bounded
 
         argv = _solver_batches_bounded(["frontier", "--model", "llama-3-8b", *tail])
