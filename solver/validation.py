@@ -33,6 +33,9 @@ REQUIRED_COLUMNS = ("model", "hardware", "engine", "benchmark", "weight_bits", "
                     "instances", "concurrency", "isl", "osl", "per_user_tok_s", "per_user_metric")
 _POSITIVE_INTS = ("weight_bits", "kv_bits", "n_gpu", "tp", "pp", "ep", "instances", "concurrency", "osl")
 _OPTIONAL_NUMBERS = ("tpot_ms", "ttft_ms", "total_tok_s")
+# A measured speed (tokens/s) or time (ms) above 1e12 is no measurement (instances.limits bounds a demand there):
+# 1e308 tok/s overflowed the error arithmetic to inf.
+_MEASURED_MAX = 1e12
 _PER_USER_METRICS = ("inverse_tpot", "osl_over_e2e_latency")
 PREDICTED_COLUMNS = ("predicted_per_user_tok_s", "predicted_tpot_ms", "predicted_ttft_ms", "predicted_total_tok_s",
                      "error_per_user", "status")
@@ -77,8 +80,8 @@ def read_measurements(path: str | Path) -> pd.DataFrame:
                 value = float(text)
             except ValueError:
                 raise _bad(path, line, column, "must be a number", record[column]) from None
-            if not (math.isfinite(value) and value > 0):
-                raise _bad(path, line, column, "must be a positive number", record[column])
+            if not (math.isfinite(value) and 0 < value <= _MEASURED_MAX):
+                raise _bad(path, line, column, f"must be a positive number <= {_MEASURED_MAX:g}", record[column])
         if record["benchmark"] not in SERVING_MODES:
             raise _bad(path, line, "benchmark", f"must be one of {', '.join(SERVING_MODES)}", record["benchmark"])
         if record["per_user_metric"] not in _PER_USER_METRICS:

@@ -87,6 +87,39 @@ class TestOracle:
         argv = _solver_batches_bounded(["frontier", "--model", "llama-3-8b", *tail])
         assert argv[argv.index("--max-batch") + 1] == expected_max_batch
 
+    def test_echoed_input_is_not_a_computed_nan(self, tmp_path):
+        """validate echoes a model named 'inf' ("unknown model 'inf'"): the input's own word, not a result; a nan
+        the input does not hold still fails."""
+        from tests.cli_fuzz import Outcome, _input_echoes
+
+        data = tmp_path / "m.csv"
+        data.write_text("model,hardware\ninf,h100\n")
+        echoes = _input_echoes(["validate", "--data", str(data)])
+        assert echoes == frozenset({"inf"})
+        echoed = Outcome(("validate",), 0, "row 2: unknown model 'inf'", "", 0.1, None, (), echoes)
+        assert echoed.failure is None
+        computed = Outcome(("validate",), 0, "row 2: unknown model 'inf'; bias nan", "", 0.1, None, (), echoes)
+        assert computed.failure == "non-finite number in output"
+
+    def test_huge_measurement_is_refused(self, tmp_path):
+        """per_user_tok_s = 1e308 leaked a numpy overflow warning from validate; it is refused on read, naming row
+        and column (a measured speed or time is at most 1e12)."""
+        import csv
+
+        from tests.cli_fuzz import MEASUREMENTS
+
+        rows = list(csv.DictReader(MEASUREMENTS.open()))[:3]
+        rows[0]["per_user_tok_s"] = "1e308"
+        data = tmp_path / "m.csv"
+        with data.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        outcome = run_cli(["validate", "--data", str(data)])
+        assert outcome.failure is None and outcome.code == 2
+        assert outcome.err.strip() == (f"infecon: error: {data}: row 2, column 'per_user_tok_s': must be a positive "
+                                       "number <= 1e+12 (got '1e308')")
+
     def test_toml_writer_round_trips(self):
         """Every real file written back by the fuzzer's TOML writer parses to the same data."""
         import tomllib
