@@ -180,6 +180,9 @@ def _settings(where: str, raw: Any) -> tuple[FleetSettings, str, str]:
         batch=_choice(label, "batch", raw.get("batch", "ladder"), BATCH_CHOICES),
         prefill_utilization=_fraction(label, "prefill_utilization",
                                       raw.get("prefill_utilization", DEFAULT_PREFILL_UTILIZATION)))
+    _within(label, "max_gpus", settings.max_gpus, "max_gpus")
+    if settings.budget_usd_per_hour is not None:
+        _within(label, "budget_usd_per_hour", settings.budget_usd_per_hour, "budget_usd_per_hour")
     disaggregated = _choice(label, "disaggregated", raw.get("disaggregated", "allow"), DISAGGREGATION_CHOICES)
     engine = raw.get("engine", DEFAULT_ENGINE)
     _resolved(label, "engine", engine, get_engine)

@@ -544,7 +544,8 @@ class TestFoundAsNewUser:
 
 class TestFleetFileBounds:
     """A fleet file's numbers get the CLI's plausible ranges on load (requests_per_s = 1e300 was an OverflowError
-    traceback from the integer program; isl = 10^14 failed late, once per GPU type, inside the candidates)."""
+    traceback from the integer program; isl = 10^14 and [fleet] max_gpus = 8000000 (found by the fuzzer) failed
+    late, once per GPU type, inside the candidates, without the file's name)."""
 
     EXAMPLE = Path("instances/scenarios/fleet_example.toml")
 
@@ -559,7 +560,11 @@ class TestFleetFileBounds:
          "gpu #1: 'available' must be a positive integer <= 1048576 (GPUs), got 99999999999"),
         ("price_usd_per_hour = 2.1 ", "price_usd_per_hour = 1e300 ",
          "gpu #1: 'price_usd_per_hour' must be a positive number <= 1e+06 (USD per GPU-hour), got 1e+300"),
-    ], ids=["requests", "isl", "ttft", "available", "price"])
+        ("whole_nodes = false", "max_gpus = 8000000\nwhole_nodes = false",
+         "[fleet]: 'max_gpus' must be a positive integer <= 1048576 (GPUs), got 8000000"),
+        ("whole_nodes = false", "budget_usd_per_hour = 1e300\nwhole_nodes = false",
+         "[fleet]: 'budget_usd_per_hour' must be a positive number <= 1e+12 (USD per hour), got 1e+300"),
+    ], ids=["requests", "isl", "ttft", "available", "price", "max-gpus", "budget"])
     def test_refused_on_load(self, capsys, tmp_path, old, new, message):
         """One line naming file, table and field, exit 2, before any candidate is generated.
 
