@@ -66,7 +66,7 @@ def build_cpsat(problem: Problem, options: Options) -> CpSatEncoding:
     compute = to_ns(o.compute_s_per_sequence, rounding="down")
     hbm0, hbm1 = to_ns(o.hbm_intercept_s, rounding="down"), to_ns(o.hbm_s_per_sequence, rounding="down")
     serial0, serial1 = to_ns(o.serial_intercept_s, rounding="down"), to_ns(o.serial_s_per_sequence, rounding="down")
-    prefill = to_ns(o.prefill_s_per_sequence, rounding="down")
+    prefill0, prefill1 = to_ns(o.prefill_intercept_s, rounding="down"), to_ns(o.prefill_s_per_sequence, rounding="down")
     # Up to the iteration's true time at the segment's end, so that busy_ns can take any true step's value
     # (the ttft_max row may need the true, larger step: a longer step makes the carried prefills a smaller share).
     busy_max = np.maximum(np.maximum(compute * o.m_hi, hbm0 + np.maximum(hbm1, 0) * o.m_hi),
@@ -84,7 +84,7 @@ def build_cpsat(problem: Problem, options: Options) -> CpSatEncoding:
                                                    name) for j, name in enumerate(degree_names)}
     gpus = model.new_int_var_from_domain(cp_model.Domain.from_values(sorted(set(o.gpus.tolist()))), "gpus")
     iteration = [busy[k] + int(serial0[k]) * choose[k] + int(serial1[k]) * micro_batch[k] for k in range(n)]
-    latency_max = int((busy_max + serial0 + np.maximum(serial1, 0) * o.m_hi + prefill * o.m_hi).max())
+    latency_max = int((busy_max + serial0 + np.maximum(serial1, 0) * o.m_hi + prefill0 + prefill1 * o.m_hi).max())
     latency = model.new_int_var(0, latency_max, "latency_ns")
 
     # Constraints: one option, its segment, the step time's lines.
@@ -98,9 +98,10 @@ def build_cpsat(problem: Problem, options: Options) -> CpSatEncoding:
     for j, name in enumerate(degree_names):
         model.add(degrees[name] == sum(int(layouts[k, j]) * choose[k] for k in range(n))).with_name(f"{name}_of_layout")
     model.add(gpus == sum(int(o.gpus[k]) * choose[k] for k in range(n))).with_name("gpus_of_layout")
-    weights = np.floor(LATENCY_WEIGHT_SCALE / o.tokens_per_iteration).astype(np.int64)
-    model.add(LATENCY_WEIGHT_SCALE * latency >= sum(int(weights[k]) * iteration[k]
-                                                    + LATENCY_WEIGHT_SCALE * int(prefill[k]) * micro_batch[k]
+    weights = np.floor(LATENCY_WEIGHT_SCALE * o.decode_weight / o.tokens_per_iteration).astype(np.int64)
+    prefill = [LATENCY_WEIGHT_SCALE * (int(prefill0[k]) * choose[k] + int(prefill1[k]) * micro_batch[k])
+               for k in range(n)]
+    model.add(LATENCY_WEIGHT_SCALE * latency >= sum(int(weights[k]) * iteration[k] + prefill[k]
                                                     for k in range(n))).with_name("latency_definition")
 
     # Rules. Divisibility and node rules are already the layouts' domain; two are restated for the reader.
@@ -124,7 +125,7 @@ def build_cpsat(problem: Problem, options: Options) -> CpSatEncoding:
         allowed = np.ceil(np.minimum(o.demand_batch_bound * (1 + CAP_SLACK), o.m_hi * o.pp)).astype(np.int64)
         for k in range(n):
             model.add(int(o.pp[k]) * micro_batch[k] <= int(allowed[k]) * choose[k]).with_name(f"demand_cap_{k}")
-    _add_slo_rows(model, problem, o, choose, micro_batch, iteration, latency)
+    _add_slo_rows(model, problem, o, choose, micro_batch, iteration)
     cost_caps = [model.add(int(o.gpus[k]) * iteration[k] <= OPEN).with_name(f"cost_cap_{k}").index
                  for k in range(n)]
     cost_lhs = sum(int(o.gpus[k]) * iteration[k] for k in range(n))
@@ -134,32 +135,36 @@ def build_cpsat(problem: Problem, options: Options) -> CpSatEncoding:
     return CpSatEncoding(model, choose, micro_batch, iteration, latency, cost_caps, cost_lhs, latency_max)
 
 
-def _add_slo_rows(model: cp_model.CpModel, problem: Problem, o: Options, choose, micro_batch, iteration,
-                  latency) -> None:
-    """``ttft_max`` per option and ``tpot_max`` (the latency per output token in the encoded modes).
+def _add_slo_rows(model: cp_model.CpModel, problem: Problem, o: Options, choose, micro_batch, iteration) -> None:
+    """``ttft_max`` per option and ``tpot_max`` (the decode latency per output token, plus a closed loop's prefill).
 
-    ttft_max: share x iteration >= queue x micro_batch (``relaxation``), in integers as
-    ``S x (iteration_ns + 1) >= Q x micro_batch`` with ``S = ceil(share 2^20)`` and ``Q`` rounded down
-    (a coarser power of two where 2^20 could overflow);
-    the ``+ 1`` ns covers the iteration's own rounding down, so the row only ever relaxes the rule.
+    ttft_max: share x iteration >= queue x micro_batch + intercept (``relaxation``), in integers as
+    ``S x (iteration_ns + 1) >= Q x micro_batch + C`` with ``S = ceil(share 2^20)`` and ``Q``, ``C``
+    (nanoseconds x 2^20) rounded down, a coarser power of two where 2^20 could overflow; the ``+ 1`` ns
+    covers the iteration's own rounding down, so the row only ever relaxes the rule.
+    tpot_max: sum of floor(2^16 / tokens) x iteration_ns + 2^16 x tpot_ns x micro_batch <= 2^16 x cap.
     """
+    n = len(o)
     if problem.constraints.ttft_max_s is not None:
         # Each row's scale keeps its terms below 2^61 (CP-SAT's integers are 64-bit); a coarser scale only
         # rounds the share further up, which relaxes the row.
-        magnitude = np.maximum(to_ns(o.iteration_upper_s, rounding="up") + 1,
-                               o.ttft_s_per_sequence * NS_PER_S * o.m_hi) + 1
+        magnitude = np.maximum.reduce([to_ns(o.iteration_upper_s, rounding="up") + 1.0,
+                                       np.abs(o.ttft_s_per_sequence) * NS_PER_S * o.m_hi,
+                                       np.abs(o.ttft_intercept_s) * NS_PER_S]) + 1
         scale = np.minimum(float(SHARE_SCALE), 2.0 ** np.floor(np.log2(2.0 ** 61 / magnitude)))
         shares = np.ceil(o.ttft_iteration_share * scale)
         queue = np.floor(o.ttft_s_per_sequence * NS_PER_S * scale)
-        for k in range(len(o)):
-            if not o.ttft_reachable[k]:
-                model.add(choose[k] == 0).with_name(f"ttft_max_{k}")
-            elif shares[k] < scale[k] and scale[k] >= 1:
-                model.add(int(shares[k]) * (iteration[k] + choose[k]) >= int(queue[k]) * micro_batch[k]).with_name(
-                    f"ttft_max_{k}")
+        intercept = np.floor(o.ttft_intercept_s * NS_PER_S * scale)
+        for k in range(n):
+            if shares[k] < scale[k] and scale[k] >= 1:
+                model.add(int(shares[k]) * (iteration[k] + choose[k])
+                          >= int(queue[k]) * micro_batch[k] + int(intercept[k]) * choose[k]).with_name(f"ttft_max_{k}")
     if problem.constraints.tpot_max_s is not None:
         cap = int(to_ns(problem.constraints.tpot_max_s * (1 + CAP_SLACK), rounding="up"))
-        model.add(latency <= cap).with_name("tpot_max")
+        weights = np.floor(LATENCY_WEIGHT_SCALE / o.tokens_per_iteration).astype(np.int64)
+        per_sequence = to_ns(o.tpot_s_per_sequence, rounding="down")
+        model.add(sum(int(weights[k]) * iteration[k] + LATENCY_WEIGHT_SCALE * int(per_sequence[k]) * micro_batch[k]
+                      for k in range(n)) <= LATENCY_WEIGHT_SCALE * cap).with_name("tpot_max")
 
 
 class CpSatSession:
@@ -187,13 +192,16 @@ class CpSatSession:
     def _batch_coefficients(self, usd_per_million_tokens: float) -> np.ndarray:
         """``cost_cap`` as GPUs x iteration_ns <= K x micro_batch: K per option, rounded up (a relaxation).
 
-        cost = GPUs price iteration_s 1e6 / (3600 tokens_per_iteration pp micro_batch), so cost <= C is
-        GPUs iteration_ns <= C tokens_per_iteration pp 3.6e6 / price x micro_batch. K is clipped where
+        cost = w GPUs price iteration_s 1e6 / (3600 tokens_per_iteration pp micro_batch) (w: the decode
+        weight, 1 but in a static batch), so cost <= C is GPUs iteration_ns <= C tokens_per_iteration pp
+        3.6e6 / (price w) x micro_batch. K is clipped where
         it could not bind anyway, to keep CP-SAT's integers in range.
         """
         o = self.options
-        k = (usd_per_million_tokens * (1 + CAP_SLACK) * o.tokens_per_iteration * o.pp * 3.6e6
-             / self.problem.hardware.price_usd_per_hour)
+        charged = self.problem.hardware.price_usd_per_hour * o.decode_weight
+        # A static batch with osl 1 charges nothing to decode steps: its cap never binds.
+        k = np.where(charged > 0, usd_per_million_tokens * (1 + CAP_SLACK) * o.tokens_per_iteration * o.pp * 3.6e6
+                     / np.where(charged > 0, charged, 1.0), np.inf)
         lhs_max = o.gpus.astype(float) * self.encoding.latency_max_ns * o.tokens_per_iteration
         never_binding = lhs_max / np.maximum(o.m_lo, 1) + 1
         return np.ceil(np.minimum(k, never_binding)).astype(np.int64)

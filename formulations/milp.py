@@ -87,33 +87,43 @@ def cost_cap_coefficients(problem: Problem, options: Options, usd_per_million_to
     # Divided by the cap, so that the row compares numbers of order one whatever the currency scale: a toy
     # model's costs of 1e-5 $/M would otherwise sit below CBC's absolute tolerances.
     scale = 1.0 / usd_per_million_tokens if usd_per_million_tokens > 0 else 1.0
-    factor = cost_factor_usd_per_us(problem) * o.gpus * scale
+    factor = cost_factor_usd_per_us(problem) * o.gpus * o.decode_weight * scale
     busy, serial0, serial1 = _iteration_us(o)
     on_batch = factor * serial1 - usd_per_million_tokens * scale * (1 + CAP_SLACK) * o.tokens_per_iteration * o.pp
     return factor * busy, factor * serial0, on_batch
 
 
 def latency_cap_coefficients(options: Options, max_latency_s: float):
-    """Per option, ``iteration_us / tokens_per_iteration + prefill_us micro_batch - L choose <= 0``.
+    """Per option, ``w iteration_us / tokens + prefill_us(micro_batch) - L choose <= 0`` (``relaxation.Options``).
 
-    Coefficients on (busy, choose, micro_batch); ``prefill_us`` is the closed loop's amortised prefill.
+    Coefficients on (busy, choose, micro_batch); ``w`` is the decode steps' weight (a static batch's
+    (osl - 1) / osl) and ``prefill_us`` the prefill's line (closed loop: amortised; static batch: over osl).
     """
     busy, serial0, serial1 = _iteration_us(options)
-    per_token = 1.0 / options.tokens_per_iteration
-    return (busy * per_token, serial0 * per_token - max_latency_s * US_PER_S * (1 + CAP_SLACK),
+    per_token = options.decode_weight / options.tokens_per_iteration
+    return (busy * per_token,
+            serial0 * per_token + (options.prefill_intercept_s - max_latency_s * (1 + CAP_SLACK)) * US_PER_S,
             serial1 * per_token + options.prefill_s_per_sequence * US_PER_S)
 
 
+def tpot_coefficients(options: Options, max_tpot_s: float):
+    """Per option, ``iteration_us / tokens + tpot_us micro_batch - T choose <= 0``: the ``tpot_max`` row."""
+    busy, serial0, serial1 = _iteration_us(options)
+    per_token = 1.0 / options.tokens_per_iteration
+    return (busy * per_token, serial0 * per_token - max_tpot_s * US_PER_S * (1 + CAP_SLACK),
+            serial1 * per_token + options.tpot_s_per_sequence * US_PER_S)
+
+
 def ttft_coefficients(options: Options):
-    """Per option, the ``ttft_max`` row ``share iteration_us - queue_us micro_batch - unreachable choose >= 0``.
+    """Per option, the ``ttft_max`` row ``share iteration_us - queue_us micro_batch - intercept_us choose >= 0``.
 
     ``relaxation`` turns the TTFT cap into a largest share of the step taken by carried prefills
-    (closed loop) or into unreachable layouts (a fixed TTFT above the cap): linear in the option's variables.
+    (closed loop), a line of the batch prefill (static batch) or unreachable layouts (share 0 and a
+    positive intercept): linear in the option's variables.
     """
     busy, serial0, serial1 = _iteration_us(options)
     share = options.ttft_iteration_share
-    unreachable = (~options.ttft_reachable).astype(float)
-    return (share * busy, share * serial0 - unreachable,
+    return (share * busy, share * serial0 - options.ttft_intercept_s * US_PER_S,
             share * serial1 - options.ttft_s_per_sequence * US_PER_S)
 
 
@@ -183,8 +193,8 @@ def build_milp(problem: Problem, options: Options) -> LinearModel:
         family("demand_cap", 0.0, -allowed, o.pp.astype(float), -INF, 0.0)
     if problem.constraints.ttft_max_s is not None:
         family("ttft_max", *ttft_coefficients(o), 0.0, INF)
-    if problem.constraints.tpot_max_s is not None:  # TPOT is the latency per output token in the encoded modes
-        family("tpot_max", *latency_cap_coefficients(o, problem.constraints.tpot_max_s), -INF, 0.0)
+    if problem.constraints.tpot_max_s is not None:
+        family("tpot_max", *tpot_coefficients(o, problem.constraints.tpot_max_s), -INF, 0.0)
     family("latency_cap", *latency_cap_coefficients(o, 0.0), -INF, INF)
     family("cost_cap", *cost_cap_coefficients(problem, o, 0.0), -INF, INF)
 

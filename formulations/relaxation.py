@@ -13,8 +13,11 @@ NCCL protocol per call) are concave. So each (layout, draft length) gets a few *
 * under a serving engine the pass is the engine's (``serving.serving_structure``): efficiencies scale
   compute and HBM, and the engine's overhead (a constant plus a coefficient per sequence) joins the
   serial line, still concave; a closed loop's latency adds its amortised prefill, linear in ``m``
-  (``prefill_s_per_sequence``), which the cost does not carry; a TTFT cap becomes a row linear in the
-  iteration and ``m`` (``ttft_iteration_share``, ``ttft_s_per_sequence``) and TPOT is the latency;
+  (``prefill_s_per_sequence``), which the cost does not carry; a static batch's latency weighs the
+  iteration (osl - 1) / osl (``decode_weight``, also in its cost) and adds a line below its batch
+  prefill over osl; a TTFT cap becomes a row linear in the iteration and ``m`` (``ttft_iteration_share``,
+  ``ttft_s_per_sequence``, ``ttft_intercept_s``: a closed loop's largest prefill share, a static
+  batch's prefill line, or an unreachable layout);
 * a speculative iteration adds ``gamma`` drafter passes, bounded below by the fastest drafter layout's
   pass at ``m_lo`` (every layout's pass grows with the batch; divisibility of the drafter's PP is
   ignored, which only lowers the bound).
@@ -36,13 +39,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from infecon.formulations.errors import InstanceError
 from infecon.formulations.perf import expected_tokens_per_iteration, hbm_bytes_per_gpu_affine, largest_batch_in_hbm
-from infecon.formulations.serving import PassTime, attention_sharding, pass_structure, serving_structure
+from infecon.formulations.serving import PassStructure, PassTime, attention_sharding, pass_structure, serving_structure
 from infecon.formulations.space import Problem, candidate_layouts, drafter_layouts, largest_batch
 
 SEGMENT_RATIO = 2  # each segment's last micro-batch is about twice its first
-ENCODED_MODES = ("decode_only", "closed_loop", "disaggregated")
 # Service-level caps are relaxed outward by this share (and a TTFT's prefill share by this much), so that
 # rounding can never cut off a configuration the physics allows; the exact check is the epsilon loop's.
 SLO_SLACK = 1e-7
@@ -70,11 +71,19 @@ class Options:
     serial_intercept_s: np.ndarray
     serial_s_per_sequence: np.ndarray
     tokens_per_iteration: np.ndarray
-    prefill_s_per_sequence: np.ndarray  # closed loop: latency per output token += this x micro_batch (not in cost)
+    # Latency per output token = decode_weight x iteration / tokens + prefill_intercept_s + prefill_s_per_sequence x m
+    # (closed loop: the amortised prefill; static batch: the batch prefill's line over osl); TPOT = iteration /
+    # tokens + tpot_s_per_sequence x m; cost per output token charges decode_weight x iteration / tokens.
+    decode_weight: np.ndarray
+    prefill_intercept_s: np.ndarray
+    prefill_s_per_sequence: np.ndarray
+    tpot_s_per_sequence: np.ndarray
     iteration_upper_s: np.ndarray  # the iteration's true time at the segment's end: an upper bound on it
-    ttft_reachable: np.ndarray  # False where no batch meets the TTFT cap
-    ttft_iteration_share: np.ndarray  # TTFT cap as share x iteration >= ttft_s_per_sequence x micro_batch
+    # TTFT cap: ttft_iteration_share x iteration >= ttft_s_per_sequence x m + ttft_intercept_s (a positive
+    # intercept with share 0 where no batch meets it).
+    ttft_iteration_share: np.ndarray
     ttft_s_per_sequence: np.ndarray
+    ttft_intercept_s: np.ndarray
     hbm_fixed_bytes: np.ndarray
     hbm_bytes_per_micro_sequence: np.ndarray
     demand_batch_bound: np.ndarray  # largest batch the demand cap allows on the segment (inf: no cap)
@@ -112,14 +121,10 @@ def build_options(problem: Problem) -> Options:
 
     The lines bound the problem's own pass: the paper's decode step without an engine, else the
     engine's (``serving.serving_structure``: efficiencies, kernels, affine overheads), plus the
-    closed loop's amortised prefill, which is linear in the micro-batch.
+    closed loop's amortised prefill, which is linear in the micro-batch, or a static batch's prefill pass
+    over the micro-batch (a line below it: the busier of compute and HBM at the segment's end).
 
-    Raises:
-        InstanceError: the problem's serving mode is one these encodings do not model (static batch).
     """
-    if problem.mode not in ENCODED_MODES:
-        raise InstanceError(f"'mode': the cpsat and milp backends encode the modes {', '.join(ENCODED_MODES)} "
-                            f"(got {problem.mode!r}); use --backend enumerate for it")
     model, hw, workload, space = problem.model, problem.hardware, problem.workload, problem.space
     layouts = candidate_layouts(model, hw, space)
     spec = problem.speculative
@@ -176,18 +181,33 @@ def build_options(problem: Problem) -> Options:
         fixed_d, per_d = hbm_bytes_per_gpu_affine(model, workload, tp=tp_rows * tp_cols, pp=pp, drafter=spec.drafter,
                                                   tokens_per_sequence=gamma + 1, attention=attention)
         fixed, per_sequence = np.where(gamma > 0, fixed_d, fixed), np.where(gamma > 0, per_d, per_sequence)
-    prefill = np.asarray(serving.prefill_s_per_sequence, dtype=float)
     iteration_upper = _iteration_upper_s(at_hi, gamma, spec, problem, gpus, pp * m_hi)
+    weight = np.full(len(gamma), serving.decode_weight)
+    amortised = np.asarray(serving.prefill_s_per_sequence, dtype=float)  # closed loop's carried prefill
+    prefill0, prefill1 = np.zeros(len(gamma)), amortised.copy()
+    latency_upper = weight * iteration_upper / tokens + amortised * m_hi
+    if serving.prefill_batch is not None:  # static batch: TTFT is the prefill pass over the micro-batch
+        batch_line = _pass_lower_line(serving.prefill_batch, m_lo, m_hi)
+        prefill0, prefill1 = (serving.prefill_batch_weight * x for x in batch_line)
+        latency_upper = latency_upper + serving.prefill_batch_weight * serving.prefill_batch.at(m_hi).total_s
     demand = np.full(len(gamma), np.inf)
     if problem.constraints.demand_tokens_per_s is not None:
         # batch / latency <= demand and latency <= latency(m_hi) on the segment imply
         # batch <= demand * latency(m_hi): a weaker row than the rule, so still a relaxation.
-        latency_hi = iteration_upper / tokens + prefill * m_hi
-        demand = problem.constraints.demand_tokens_per_s * latency_hi
-    reachable, share = np.ones(len(gamma), dtype=bool), np.ones(len(gamma))
+        demand = problem.constraints.demand_tokens_per_s * latency_upper
+    share, queue, intercept = np.ones(len(gamma)), np.zeros(len(gamma)), np.zeros(len(gamma))
     if problem.constraints.ttft_max_s is not None:
-        reachable, share = serving.ttft_limits(problem.constraints.ttft_max_s * (1 + SLO_SLACK))
-        share = np.minimum(1.0, share + SLO_SLACK)
+        cap = problem.constraints.ttft_max_s * (1 + SLO_SLACK)
+        reachable, share = serving.ttft_limits(cap)
+        if problem.mode == "static_batch":  # the batch prefill's lower line <= the cap
+            share = np.zeros(len(gamma))
+            if serving.prefill_batch is not None:
+                queue, intercept = batch_line[1], batch_line[0] - cap
+        else:  # closed loop: share (iteration / tokens + a m) >= a m, times tokens
+            share = np.minimum(1.0, share + SLO_SLACK)
+            queue = (1.0 - share) * amortised * tokens
+        share, queue = np.where(reachable, share, 0.0), np.where(reachable, queue, 0.0)
+        intercept = np.where(reachable, intercept, 1.0)
     select = np.flatnonzero(keep)
     return Options(
         layouts=layouts, layout=layout_idx[select], draft_tokens=gamma[select], m_lo=m_lo[select],
@@ -196,12 +216,24 @@ def build_options(problem: Problem) -> Options:
         hbm_intercept_s=hbm_intercept[select], hbm_s_per_sequence=hbm_slope[select],
         serial_intercept_s=serial_intercept[select], serial_s_per_sequence=serial_slope[select],
         tokens_per_iteration=tokens[select],
-        prefill_s_per_sequence=prefill[select], iteration_upper_s=iteration_upper[select],
-        ttft_reachable=np.asarray(reachable, dtype=bool)[select], ttft_iteration_share=share[select],
-        ttft_s_per_sequence=((1.0 - share) * prefill * tokens)[select],
+        decode_weight=weight[select], prefill_intercept_s=prefill0[select], prefill_s_per_sequence=prefill1[select],
+        tpot_s_per_sequence=amortised[select],
+        iteration_upper_s=iteration_upper[select], ttft_iteration_share=share[select],
+        ttft_s_per_sequence=queue[select], ttft_intercept_s=intercept[select],
         hbm_fixed_bytes=np.asarray(fixed, dtype=float)[select],
         hbm_bytes_per_micro_sequence=np.asarray(per_sequence * pp, dtype=float)[select],
         demand_batch_bound=demand[select], batch_min=batch_min, batch_max=batch_max)
+
+
+def _pass_lower_line(structure: PassStructure, m_lo, m_hi) -> tuple[np.ndarray, np.ndarray]:
+    """(intercept, slope) of a line below a pass on each segment: the busier of compute and the HBM chord at the
+    segment's end, plus the serial chord. max(compute, HBM) is at least either, so any choice is a lower bound."""
+    at_lo, at_hi = structure.at(m_lo), structure.at(m_hi)
+    compute = structure.at(np.ones(np.shape(m_lo))).physics.compute_s
+    hbm0, hbm1 = _chord(at_lo.physics.hbm_read_s, at_hi.physics.hbm_read_s, m_lo, m_hi)
+    serial0, serial1 = _chord(_serial_s(at_lo), _serial_s(at_hi), m_lo, m_hi)
+    compute_binds = compute * m_hi >= hbm0 + hbm1 * m_hi
+    return serial0 + np.where(compute_binds, 0.0, hbm0), serial1 + np.where(compute_binds, compute, hbm1)
 
 
 def _drafter_candidates(problem: Problem, gpus: int) -> np.ndarray:

@@ -381,24 +381,37 @@ class ServingStructure:
       ``prefill_one_s * waiting(rho) + request_s`` with ``rho = prefill_s_per_sequence * m / latency``:
       ``ttft_limits`` turns a TTFT cap into a largest ``rho``, which is linear in ``D`` and ``m``.
 
-    A static batch's TTFT and latency also hold a prefill pass over the micro-batch (``prefill_batch``,
-    the same kind of structure as ``decode``), weighted ``1 / osl`` against ``(osl - 1) / osl`` decode steps.
+    A static batch's TTFT is a prefill pass over the micro-batch (``prefill_batch``, the same kind of
+    structure as ``decode``, 0 without a prompt) and TPOT is ``D(m) / tokens``; its latency per output
+    token is ``decode_weight D(m) / tokens + prefill_batch_weight prefill_batch(m)`` and the seconds
+    charged per output token ``decode_weight D(m) / (tokens pp m)``.
     """
 
     mode: str
     decode: PassStructure
-    prefill_batch: PassStructure | None  # static batch only
+    prefill_batch: PassStructure | None  # static batch with a prompt only
     prefill_one_s: np.ndarray  # P1, per layout
     prefill_s_per_sequence: np.ndarray  # closed loop: the prefill one micro-batch sequence adds to each step
     request_s: float
-    fixed_ttft_s: np.ndarray  # decode only and disaggregated (NaN without a prompt, so no TTFT cap is met)
+    fixed_ttft_s: np.ndarray  # decode only, disaggregated; a static batch's least (micro-batch 1); NaN without a prompt
     output_tokens: int
+
+    @property
+    def decode_weight(self) -> float:
+        """The decode steps' share of a request's time per output token: (osl - 1) / osl in a static batch, else 1."""
+        return (self.output_tokens - 1) / self.output_tokens if self.mode == "static_batch" else 1.0
+
+    @property
+    def prefill_batch_weight(self) -> float:
+        """The batch prefill's weight in a static batch's time per output token, 1 / osl (0 in other modes)."""
+        return 1.0 / self.output_tokens if self.mode == "static_batch" else 0.0
 
     def ttft_limits(self, ttft_max_s: float) -> tuple[np.ndarray, np.ndarray]:
         """(reachable, largest prefill share of a step) per layout under ``TTFT <= ttft_max_s``.
 
         Closed loop: TTFT <= T  <=>  waiting(rho) <= (T - request_s) / P1  <=>  rho <= queue_share_at_most(...).
-        Other modes: reachable where the fixed TTFT meets the cap, with no limit on the share (1).
+        Other modes: reachable where the fixed TTFT meets the cap, with no limit on the share (1); a static
+        batch's TTFT, the prefill over its micro-batch, is at least its value at micro-batch 1.
         """
         if self.mode != "closed_loop":
             reachable = np.asarray(self.fixed_ttft_s <= ttft_max_s)
@@ -430,7 +443,7 @@ def serving_structure(model: ModelSpec, hw: HardwareSpec, workload: Workload, re
     prefill_one, carried = prefill_one_seconds(one, requests, chunked=chunked)
     request_s = 0.0 if paper else engine.request_s
     prefill_batch = None
-    if mode == "static_batch":
+    if mode == "static_batch" and requests.input_tokens > 0:
         prefill_batch = pass_structure(model, hw, prefill, engine, **layout, tokens_per_sequence=isl, prefill=True)
     per_sequence = carried / requests.output_tokens if mode == "closed_loop" else zero
     fixed = mode_times(mode, requests, decode_s=np.ones(shape), prefill_batch_s=prefill_one, prefill_one_s=prefill_one,

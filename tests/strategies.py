@@ -119,7 +119,7 @@ def _quantile_cap(draw, values: np.ndarray) -> float | None:
 
 
 @st.composite
-def serving_problems(draw, modes=("closed_loop", "decode_only", "disaggregated")) -> Problem:
+def serving_problems(draw, modes=("closed_loop", "decode_only", "static_batch", "disaggregated")) -> Problem:
     """A ``problems()`` instance served by a random engine in one of ``modes``, with TTFT and TPOT caps that bind.
 
     The caps are quantiles of the TTFT and TPOT the unconstrained problem reaches, so they cut the

@@ -168,9 +168,9 @@ class TestServingStructure:
                    ep=np.array([1, 1, 1]))
 
     @pytest.mark.parametrize("engine", ["generic", "trtllm", "vllm", "sglang", "paper"])
-    @pytest.mark.parametrize("mode", ["decode_only", "closed_loop", "disaggregated"])
+    @pytest.mark.parametrize("mode", ["decode_only", "closed_loop", "disaggregated", "static_batch"])
     def test_latency_cost_and_ttft_from_the_structure(self, h100, engine, mode):
-        """Latency = D(m) + prefill_s_per_sequence m, cost from D(m) / (pp m), TTFT and its cap's share: as evaluated.
+        """Latency, TPOT, cost, TTFT and a TTFT cap's largest prefill share from the structure: as evaluated.
 
         Same operations in another order (the amortised prefill as (P1 / osl) m, not (m / osl) P1), so
         equal to 1e-12 relative.
@@ -187,11 +187,19 @@ class TestServingStructure:
         metrics = serving_metrics(model, h100, workload, requests, profile, mode,
                                   **{k: v[None, :] for k, v in self.LAYOUTS.items()}, batch=pp * m)
         decode_s = structure.decode.at(m).total_s
-        latency_s = decode_s + structure.prefill_s_per_sequence * m
-        np.testing.assert_allclose(latency_s, metrics.latency_s, rtol=1e-12)
-        np.testing.assert_allclose(latency_s, metrics.tpot_s, rtol=1e-12)
+        tpot_s = decode_s + structure.prefill_s_per_sequence * m
+        np.testing.assert_allclose(tpot_s, metrics.tpot_s, rtol=1e-12)
         usd_per_s = metrics.gpus * h100.price_usd_per_hour / 3600
-        np.testing.assert_allclose(usd_per_s * decode_s / (pp * m) * 1e6, metrics.usd_per_million_tokens, rtol=1e-12)
+        np.testing.assert_allclose(usd_per_s * structure.decode_weight * decode_s / (pp * m) * 1e6,
+                                   metrics.usd_per_million_tokens, rtol=1e-12)
+        if mode == "static_batch":  # latency = (osl - 1) / osl D(m) + prefill_batch(m) / osl; TTFT = prefill_batch(m)
+            prefill_s = structure.prefill_batch.at(m).total_s
+            np.testing.assert_allclose(prefill_s, metrics.ttft_s, rtol=1e-12)
+            np.testing.assert_allclose(499 / 500 * decode_s + prefill_s / 500, metrics.latency_s, rtol=1e-12)
+            np.testing.assert_allclose(structure.fixed_ttft_s, prefill_s[0], rtol=1e-12)  # its least TTFT
+            return
+        np.testing.assert_allclose(tpot_s, metrics.latency_s, rtol=1e-12)
+        latency_s = tpot_s
         if mode != "closed_loop":
             np.testing.assert_allclose(np.broadcast_to(structure.fixed_ttft_s, m.shape[:1] + pp.shape),
                                        metrics.ttft_s, rtol=1e-12)

@@ -45,7 +45,7 @@ def test_backends_agree_on_builtin_problem(model, hardware, context, draft):
 
 
 SERVING_CASES = [(engine, "closed_loop") for engine in builtin_engine_names()] + [
-    ("generic", "decode_only"), ("generic", "disaggregated")]
+    ("generic", "decode_only"), ("generic", "disaggregated"), ("generic", "static_batch")]
 
 
 @pytest.mark.parametrize(("engine", "mode"), SERVING_CASES)

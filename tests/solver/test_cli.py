@@ -138,13 +138,6 @@ class TestFrontier:
         assert len(default) > 0
         pd.testing.assert_frame_equal(other[LAYOUT_COLUMNS], default[LAYOUT_COLUMNS])
 
-    def test_static_batch_refused_by_the_solvers(self, capsys):
-        """--mode static_batch with a solver backend is one line naming the mode and the way out, exit 2."""
-        code, _, err = run(capsys, "frontier", "--model", "llama-3-8b", "--hardware", "h100", "--max-gpus", "1",
-                           "--mode", "static_batch", "--backend", "milp")
-        assert code == 2 and len(err.strip().splitlines()) == 1
-        assert "static_batch" in err and "--backend enumerate" in err
-
 
 class TestExplain:
     def test_breakdown(self, capsys):
