@@ -46,10 +46,10 @@ class BackendContract:
         actual = trace_frontier(problem, self.backend(), table=table)
         assert_same_frontier(expected, actual)
 
-    @settings(max_examples=100, deadline=None, suppress_health_check=SLOW_AND_SHARED)
+    @settings(max_examples=60, deadline=None, suppress_health_check=SLOW_AND_SHARED)
     @given(problem=serving_problems())
     def test_serving_frontier_matches_enumeration_on_random_instances(self, problem):
-        """On 100 generated serving problems (random engines, modes, TTFT and TPOT caps): the oracle's frontier."""
+        """On 60 generated serving problems (random engines, modes, TTFT and TPOT caps): the oracle's frontier."""
         table = tabulate(problem)
         expected = trace_frontier(problem, "enumerate", table=table)
         actual = trace_frontier(problem, self.backend(), table=table)
