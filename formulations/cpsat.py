@@ -67,10 +67,11 @@ def build_cpsat(problem: Problem, options: Options) -> CpSatEncoding:
     hbm0, hbm1 = to_ns(o.hbm_intercept_s, rounding="down"), to_ns(o.hbm_s_per_sequence, rounding="down")
     serial0, serial1 = to_ns(o.serial_intercept_s, rounding="down"), to_ns(o.serial_s_per_sequence, rounding="down")
     prefill0, prefill1 = to_ns(o.prefill_intercept_s, rounding="down"), to_ns(o.prefill_s_per_sequence, rounding="down")
-    # Up to the iteration's true time at the segment's end, so that busy_ns can take any true step's value
-    # (the ttft_max row may need the true, larger step: a longer step makes the carried prefills a smaller share).
-    busy_max = np.maximum(np.maximum(compute * o.m_hi, hbm0 + np.maximum(hbm1, 0) * o.m_hi),
-                          to_ns(o.iteration_upper_s, rounding="up"))
+    busy_max = np.maximum(compute * o.m_hi, hbm0 + np.maximum(hbm1, 0) * o.m_hi)
+    if problem.constraints.ttft_max_s is not None:
+        # Up to the iteration's true time at the segment's end, so that busy_ns can take any true step's value: the
+        # ttft_max row may need the true, longer step (a longer step makes the carried prefills a smaller share).
+        busy_max = np.maximum(busy_max, to_ns(o.iteration_upper_s, rounding="up"))
     layouts = o.layouts[o.layout]
     model = cp_model.CpModel()
 

@@ -59,6 +59,15 @@ class BackendContract:
     @given(problem=problems())
     def test_single_point_queries_match_enumeration(self, problem):
         """Cheapest-at-speed and fastest-within-cost answers equal the oracle's lexicographic optimum."""
+        self.check_single_point_queries(problem)
+
+    @settings(max_examples=20, deadline=None, suppress_health_check=SLOW_AND_SHARED)
+    @given(problem=serving_problems())
+    def test_serving_single_point_queries_match_enumeration(self, problem):
+        """The same on generated serving problems (random engines, modes, TTFT and TPOT caps)."""
+        self.check_single_point_queries(problem)
+
+    def check_single_point_queries(self, problem) -> None:
         table = tabulate(problem)
         if not table.feasible.any():
             return
