@@ -129,7 +129,8 @@ def serving_problems(draw, modes=("closed_loop", "decode_only", "static_batch", 
     requests = Requests(draw(st.sampled_from([0, 1, 100, 2000])), draw(st.sampled_from([1, 2, 50, 1000])))
     workload = dataclasses.replace(problem.workload, context_tokens=requests.mean_decode_context_tokens)
     problem = dataclasses.replace(problem, workload=workload, requests=requests, engine=draw(engines()),
-                                  mode=draw(st.sampled_from(modes)))
+                                  mode=draw(st.sampled_from(modes)),
+                                  prefill_utilization=draw(st.none() | st.floats(0.1, 0.95)))
     metrics = tabulate(problem).metrics
     constraints = dataclasses.replace(problem.constraints, ttft_max_s=_quantile_cap(draw, metrics.ttft_s),
                                       tpot_max_s=_quantile_cap(draw, metrics.tpot_s))

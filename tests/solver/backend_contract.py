@@ -41,19 +41,18 @@ class BackendContract:
     @given(problem=problems())
     def test_frontier_matches_enumeration_on_random_instances(self, problem):
         """On 200 generated problems at integer batch resolution the frontier equals the oracle's, point for point."""
-        table = tabulate(problem)
-        expected = trace_frontier(problem, "enumerate", table=table)
-        actual = trace_frontier(problem, self.backend(), table=table)
-        assert_same_frontier(expected, actual)
+        self.check_frontier(problem)
 
     @settings(max_examples=60, deadline=None, suppress_health_check=SLOW_AND_SHARED)
     @given(problem=serving_problems())
     def test_serving_frontier_matches_enumeration_on_random_instances(self, problem):
         """On 60 generated serving problems (random engines, modes, TTFT and TPOT caps): the oracle's frontier."""
+        self.check_frontier(problem)
+
+    def check_frontier(self, problem) -> None:
         table = tabulate(problem)
-        expected = trace_frontier(problem, "enumerate", table=table)
-        actual = trace_frontier(problem, self.backend(), table=table)
-        assert_same_frontier(expected, actual)
+        assert_same_frontier(trace_frontier(problem, "enumerate", table=table),
+                             trace_frontier(problem, self.backend(), table=table))
 
     @settings(max_examples=40, deadline=None, suppress_health_check=SLOW_AND_SHARED)
     @given(problem=problems())
