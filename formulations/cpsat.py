@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from ortools.sat.python import cp_model
 
-from infecon.formulations.relaxation import Options
+from infecon.formulations.relaxation import Options, option_floors
 from infecon.formulations.solution import Answer
 from infecon.formulations.space import Problem
 
@@ -169,81 +169,42 @@ def _add_slo_rows(model: cp_model.CpModel, problem: Problem, o: Options, choose,
 
 
 class CpSatSession:
-    """Solves the same model repeatedly, changing the caps, the objective and the excluded layouts."""
+    """Solve after solve with new caps, objective and exclusions, each over the options that can meet its caps.
+
+    As in ``MilpSession``: an option whose ``relaxation.option_floors`` break a cap, or whose layout
+    the loop already knows, is left out of the solve's model (``build_cpsat`` gives the whole one).
+    """
 
     def __init__(self, problem: Problem, options: Options, *, workers: int = 1) -> None:
         self.problem = problem
         self.options = options
         self.workers = workers
-        self.empty = len(options) == 0  # no layout holds a batch: every solve is infeasible
-        self.encoding = None if self.empty else build_cpsat(problem, options)
-        self._cost_ct = cp_model.CpModel()  # scratch, for building the cost row's proto
-        self._base_cost = None
+        self.floors = option_floors(problem, options)
+        self._excluded = np.zeros(len(options), dtype=bool)
 
     def exclude_layouts(self, layouts) -> None:
-        """Fix ``choose`` to 0 for every option of these layouts."""
-        if self.empty:
-            return
-        proto = self.encoding.model.proto
-        for k in np.flatnonzero(np.isin(self.options.layout, list(layouts))):
-            variable = proto.variables[self.encoding.choose[int(k)].index]
-            variable.domain.clear()
-            variable.domain.extend([0, 0])
-
-    def _batch_coefficients(self, usd_per_million_tokens: float) -> np.ndarray:
-        """``cost_cap`` as GPUs x iteration_ns <= K x micro_batch: K per option, rounded up (a relaxation).
-
-        cost = w GPUs price iteration_s 1e6 / (3600 tokens_per_iteration pp micro_batch) (w: the decode
-        weight, 1 but in a static batch), so cost <= C is GPUs iteration_ns <= C tokens_per_iteration pp
-        3.6e6 / (price w) x micro_batch. K is clipped where
-        it could not bind anyway, to keep CP-SAT's integers in range.
-        """
-        o = self.options
-        charged = self.problem.hardware.price_usd_per_hour * o.decode_weight
-        # A static batch with osl 1 charges nothing to decode steps: its cap never binds.
-        k = np.where(charged > 0, usd_per_million_tokens * (1 + CAP_SLACK) * o.tokens_per_iteration * o.pp * 3.6e6
-                     / np.where(charged > 0, charged, 1.0), np.inf)
-        lhs_max = o.gpus.astype(float) * self.encoding.latency_max_ns * o.tokens_per_iteration
-        never_binding = lhs_max / np.maximum(o.m_lo, 1) + 1
-        return np.ceil(np.minimum(k, never_binding)).astype(np.int64)
-
-    def _set_cost_cap(self, usd_per_million_tokens: float | None) -> None:
-        """Per option: GPUs x iteration_ns - K x micro_batch <= 0, or open (no cap)."""
-        enc = self.encoding
-        proto = enc.model.proto
-        if self._base_cost is None:
-            self._base_cost = [(list(proto.constraints[i].linear.vars), list(proto.constraints[i].linear.coeffs))
-                               for i in enc.cost_cap_indices]
-        ks = None if usd_per_million_tokens is None else self._batch_coefficients(usd_per_million_tokens)
-        for k, index in enumerate(enc.cost_cap_indices):
-            linear = proto.constraints[index].linear
-            variables, coefficients = list(self._base_cost[k][0]), list(self._base_cost[k][1])
-            if ks is not None:
-                variables.append(enc.micro_batch[k].index)
-                coefficients.append(-int(ks[k]))
-            linear.vars.clear()
-            linear.vars.extend(variables)
-            linear.coeffs.clear()
-            linear.coeffs.extend(coefficients)
-            linear.domain.clear()
-            linear.domain.extend([-OPEN, OPEN if ks is None else 0])
+        """Leave the options of these layouts out of every later solve."""
+        self._excluded |= np.isin(self.options.layout, [int(x) for x in layouts])
 
     def solve(self, *, max_usd_per_million_tokens: float | None = None, max_latency_s: float | None = None,
               objective: str = "latency", time_limit_s: float | None = None) -> Answer:
         """The best option under the caps (see ``MilpSession.solve``); the latency bound is in seconds."""
-        if self.empty:
+        active = ~self._excluded & self.floors.within(max_usd_per_million_tokens, max_latency_s)
+        if not active.any():
             return Answer("INFEASIBLE")
-        enc = self.encoding
-        self._set_cost_cap(max_usd_per_million_tokens)
-        latency_var = enc.model.proto.variables[enc.latency_ns.index]
-        upper = int(to_ns((max_latency_s or 0.0) * (1 + CAP_SLACK), rounding="up")) if max_latency_s else None
-        top = enc.latency_max_ns
-        latency_var.domain.clear()
-        latency_var.domain.extend([0, top if upper is None else min(top, upper)])
+        options = self.options.subset(active)
+        enc = build_cpsat(self.problem, options)
+        ks = None if max_usd_per_million_tokens is None else _batch_coefficients(
+            self.problem, options, enc, max_usd_per_million_tokens)
+        if ks is not None:
+            _close_cost_caps(enc, ks)
+        if max_latency_s is not None:
+            enc.model.add(enc.latency_ns <= int(to_ns(max_latency_s * (1 + CAP_SLACK), rounding="up"))
+                          ).with_name("latency_cap")
         if objective == "latency":
             enc.model.minimize(enc.latency_ns)
         else:
-            ks = self._batch_coefficients(max_usd_per_million_tokens or 0.0)
+            ks = _batch_coefficients(self.problem, options, enc, max_usd_per_million_tokens or 0.0)
             enc.model.minimize(enc.cost_lhs - sum(int(ks[k]) * enc.micro_batch[k] for k in range(len(ks))))
         solver = cp_model.CpSolver()
         solver.parameters.num_workers = self.workers
@@ -253,8 +214,36 @@ class CpSatSession:
         if status == cp_model.OPTIMAL:
             chosen = next(k for k, var in enumerate(enc.choose) if solver.boolean_value(var))
             bound = solver.best_objective_bound
-            return Answer("OPTIMAL", int(self.options.layout[chosen]),
+            return Answer("OPTIMAL", int(options.layout[chosen]),
                           bound / NS_PER_S if objective == "latency" else bound)
         if status == cp_model.INFEASIBLE:
             return Answer("INFEASIBLE")
         return Answer("TIME_LIMIT" if time_limit_s is not None else "UNKNOWN")
+
+
+def _close_cost_caps(enc: CpSatEncoding, ks: np.ndarray) -> None:
+    """Turn each open ``cost_cap`` row into GPUs x iteration_ns - K x micro_batch <= 0."""
+    proto = enc.model.proto
+    for k, index in enumerate(enc.cost_cap_indices):
+        linear = proto.constraints[index].linear
+        linear.vars.append(enc.micro_batch[k].index)
+        linear.coeffs.append(-int(ks[k]))
+        linear.domain.clear()
+        linear.domain.extend([-OPEN, 0])
+
+
+def _batch_coefficients(problem: Problem, o: Options, enc: CpSatEncoding, usd_per_million_tokens: float) -> np.ndarray:
+    """``cost_cap`` as GPUs x iteration_ns <= K x micro_batch: K per option, rounded up (a relaxation).
+
+    cost = w GPUs price iteration_s 1e6 / (3600 tokens_per_iteration pp micro_batch) (w: the decode
+    weight, 1 but in a static batch), so cost <= C is GPUs iteration_ns <= C tokens_per_iteration pp
+    3.6e6 / (price w) x micro_batch. K is clipped where it could not bind anyway, to keep CP-SAT's
+    integers in range.
+    """
+    charged = problem.hardware.price_usd_per_hour * o.decode_weight
+    # A static batch with osl 1 charges nothing to decode steps: its cap never binds.
+    k = np.where(charged > 0, usd_per_million_tokens * (1 + CAP_SLACK) * o.tokens_per_iteration * o.pp * 3.6e6
+                 / np.where(charged > 0, charged, 1.0), np.inf)
+    lhs_max = o.gpus.astype(float) * enc.latency_max_ns * o.tokens_per_iteration
+    never_binding = lhs_max / np.maximum(o.m_lo, 1) + 1
+    return np.ceil(np.minimum(k, never_binding)).astype(np.int64)

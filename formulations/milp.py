@@ -19,9 +19,10 @@ step taken by carried prefills: ``share iteration >= queue micro_batch``). Times
 logarithm of the largest batch, never with the number of batch sizes.
 
 The model is a relaxation of the physics (``relaxation``): its optimum is a lower bound, and
-``solver/epsilon.py`` verifies every point with the physics. ``MilpSession`` passes the model to
-HiGHS once and re-solves after changing the cap rows and the excluded layouts' column bounds;
-``to_pulp`` gives the same model as a PuLP problem, for ``writeLP`` and PuLP's CBC.
+``solver/epsilon.py`` verifies every point with the physics. ``MilpSession`` states, for each
+solve, the model over the options that can still meet its caps (``relaxation.option_floors``) and
+whose layouts the loop does not know yet, with the caps written in; ``to_pulp`` gives the same model
+as a PuLP problem, for ``writeLP`` and PuLP's CBC.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from infecon.formulations.relaxation import Options
+from infecon.formulations.relaxation import Options, option_floors, usd_per_million_tokens_per_gpu_second
 from infecon.formulations.solution import Answer
 from infecon.formulations.space import Problem
 
@@ -69,7 +70,7 @@ class LinearModel:
 
 def cost_factor_usd_per_us(problem: Problem) -> float:
     """USD per GPU-microsecond times 1e6 tokens: cost per million tokens = factor * GPUs * iteration_us / tokens."""
-    return problem.hardware.price_usd_per_hour / 3600.0 / US_PER_S * 1e6
+    return usd_per_million_tokens_per_gpu_second(problem) / US_PER_S
 
 
 def _iteration_us(options: Options):
@@ -257,60 +258,24 @@ def highs_available() -> bool:
 
 
 class MilpSession:
-    """Build once, re-solve with new caps and exclusions: HiGHS through highspy (or PuLP's CBC)."""
+    """Solve after solve with new caps and exclusions: HiGHS through highspy (or PuLP's CBC).
+
+    Each solve states the MILP over the options that can still meet its caps: an option whose
+    ``relaxation.option_floors`` break a cap, or whose layout the loop already knows, cannot be the
+    answer, and leaving it out keeps a solve near the frontier down to a few dozen options (the
+    whole model is what ``build_milp`` gives and ``--export-model`` writes).
+    """
 
     def __init__(self, problem: Problem, options: Options, *, solver: str | None = None) -> None:
         self.problem = problem
         self.options = options
-        self.empty = len(options) == 0  # no layout holds a batch: every solve is infeasible
-        self.model = None if self.empty else build_milp(problem, options)
+        self.floors = option_floors(problem, options)
         self.solver = solver or ("highs" if highs_available() else "cbc")
-        self._excluded: set[int] = set()
-        if self.solver == "highs" and not self.empty:
-            self._highs = self._pass_to_highs()
-
-    def _pass_to_highs(self):
-        import highspy
-
-        with _quiet_stdout():  # Highs() prints a banner to the C-level stdout before options apply
-            highs = highspy.Highs()
-        highs.setOptionValue("output_flag", False)
-        highs.setOptionValue("threads", 1)
-        highs.setOptionValue("mip_rel_gap", 1e-6)
-        # The disjunctive form makes the LP relaxation pick one option already (build_milp), so presolve
-        # and primal heuristics only cost time here (measured: 2-5x slower per solve with them on).
-        highs.setOptionValue("presolve", "off")
-        highs.setOptionValue("mip_heuristic_effort", 0.0)
-        model = self.model
-        lp = highspy.HighsLp()
-        n_cols, n_rows = len(model.column_names), len(model.row_names)
-        lp.num_col_, lp.num_row_ = n_cols, n_rows
-        lp.col_cost_ = model.objective
-        inf = highspy.kHighsInf
-        lp.col_lower_ = np.where(np.isinf(model.column_lower), -inf, model.column_lower)
-        lp.col_upper_ = np.where(np.isinf(model.column_upper), inf, model.column_upper)
-        lp.row_lower_ = np.where(np.isinf(model.row_lower), -inf, model.row_lower)
-        lp.row_upper_ = np.where(np.isinf(model.row_upper), inf, model.row_upper)
-        order = np.lexsort((model.rows, model.cols))
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = np.concatenate(([0], np.cumsum(np.bincount(model.cols, minlength=n_cols)))).astype(
-            np.int32)
-        lp.a_matrix_.index_ = model.rows[order].astype(np.int32)
-        lp.a_matrix_.value_ = model.values[order]
-        lp.integrality_ = [highspy.HighsVarType.kInteger if k else highspy.HighsVarType.kContinuous
-                           for k in model.integer]
-        highs.passModel(lp)
-        return highs
+        self._excluded = np.zeros(len(options), dtype=bool)
 
     def exclude_layouts(self, layouts) -> None:
         """Forbid the options of these layout indices (the epsilon loop already knows them exactly)."""
-        new = set(int(x) for x in layouts) - self._excluded
-        if not new:
-            return
-        self._excluded |= new
-        columns = np.flatnonzero(np.isin(self.options.layout, list(new))).astype(np.int32)
-        if self.solver == "highs" and len(columns) and not self.empty:
-            self._highs.changeColsBounds(len(columns), columns, np.zeros(len(columns)), np.zeros(len(columns)))
+        self._excluded |= np.isin(self.options.layout, [int(x) for x in layouts])
 
     def solve(self, *, max_usd_per_million_tokens: float | None = None, max_latency_s: float | None = None,
               objective: str = "latency", time_limit_s: float | None = None) -> Answer:
@@ -321,102 +286,113 @@ class MilpSession:
         cheaper than the cap (Dinkelbach's parametric form of a ratio), so minimising it steers
         towards the cheapest layout.
         """
-        if self.empty:
+        active = ~self._excluded & self.floors.within(max_usd_per_million_tokens, max_latency_s)
+        if not active.any():
             return Answer("INFEASIBLE")
+        options = self.options.subset(active)
+        model = with_caps(self.problem, options, build_milp(self.problem, options), max_usd_per_million_tokens,
+                          max_latency_s, objective)
         if self.solver == "highs":
-            return self._solve_highs(max_usd_per_million_tokens, max_latency_s, objective, time_limit_s)
-        return self._solve_cbc(max_usd_per_million_tokens, max_latency_s, objective, time_limit_s)
-
-    def objective_vector(self, objective: str, cost) -> np.ndarray:
-        if objective == "latency":
-            return self.model.objective
-        return self._spread(cost_cap_coefficients(self.problem, self.options, 0.0 if cost is None else cost))
-
-    def _spread(self, coefficients) -> np.ndarray:
-        """(busy, choose, micro_batch) per-option coefficients as one vector over all columns."""
-        n = len(self.options)
-        vector = np.zeros(3 * n + 1)
-        on_busy, on_choose, on_batch = (np.broadcast_to(c, n) for c in coefficients)
-        vector[2 * n:3 * n], vector[:n], vector[n:2 * n] = on_busy, on_choose, on_batch
-        return vector
-
-    def _set_family(self, name: str, coefficients, active: bool) -> None:
-        """Write (busy, choose, micro_batch) coefficients into each row of a per-option family; open or close it."""
-        import highspy
-
-        highs, n = self._highs, len(self.options)
-        first = self.model.row(f"{name}_0")
-        for offset, values in zip((2 * n, 0, n), coefficients, strict=True):
-            for k, value in enumerate(np.broadcast_to(values, n).tolist()):
-                highs.changeCoeff(first + k, offset + k, value)
-        rows = np.arange(first, first + n, dtype=np.int32)
-        upper = np.zeros(n) if active else np.full(n, highspy.kHighsInf)
-        highs.changeRowsBounds(n, rows, np.full(n, -highspy.kHighsInf), upper)
-
-    def _solve_highs(self, cost, latency, objective, time_limit_s) -> Answer:
-        import highspy
-
-        highs, n = self._highs, len(self.options)
-        self._set_family("cost_cap", cost_cap_coefficients(self.problem, self.options, cost or 0.0), cost is not None)
-        self._set_family("latency_cap", latency_cap_coefficients(self.options, latency or 0.0), latency is not None)
-        weights = self.objective_vector(objective, cost)
-        highs.changeColsCost(len(weights), np.arange(len(weights), dtype=np.int32), weights)
-        highs.setOptionValue("time_limit", float(time_limit_s) if time_limit_s is not None else highspy.kHighsInf)
-        highs.run()
-        status = highs.getModelStatus()
-        if status == highspy.HighsModelStatus.kOptimal:
-            values = np.asarray(highs.getSolution().col_value)
-            chosen = int(np.argmax(values[:n]))
-            return self._answer(chosen, highs.getInfo().mip_dual_bound, objective)
-        if status == highspy.HighsModelStatus.kInfeasible:
-            return Answer("INFEASIBLE")
-        if status == highspy.HighsModelStatus.kTimeLimit:
-            return Answer("TIME_LIMIT")
-        return Answer("UNKNOWN")
-
-    def _answer(self, chosen: int, bound: float, objective: str) -> Answer:
-        """The chosen option's layout and the proven bound (seconds for the latency objective)."""
+            chosen, status, bound = _solve_highs(model, len(options), time_limit_s)
+        else:
+            chosen, status, bound = _solve_cbc(model, len(options), time_limit_s)
+        if status != "OPTIMAL":
+            return Answer(status)
         scale = 1 / US_PER_S if objective == "latency" else 1.0
-        return Answer("OPTIMAL", int(self.options.layout[chosen]), bound * scale)
+        return Answer("OPTIMAL", int(options.layout[chosen]), bound * scale)
 
-    def _capped_model(self, cost, latency, objective) -> LinearModel:
-        """A copy of the model with the caps and the objective of one solve written in (for PuLP and CBC)."""
-        model = self.model
-        n = len(self.options)
-        keep = np.ones(len(model.values), dtype=bool)
-        rows, cols, values = [], [], []
-        row_upper = model.row_upper.copy()
-        for name, cap, coefficients in (
-                ("cost_cap", cost, lambda: cost_cap_coefficients(self.problem, self.options, cost)),
-                ("latency_cap", latency, lambda: latency_cap_coefficients(self.options, latency))):
-            first = model.row(f"{name}_0")
-            row_upper[first:first + n] = INF if cap is None else 0.0
-            if cap is None:
-                continue
-            keep &= (model.rows < first) | (model.rows >= first + n)
-            for offset, new in zip((2 * n, 0, n), coefficients(), strict=True):
-                rows.append(first + np.arange(n))
-                cols.append(offset + np.arange(n))
-                values.append(np.broadcast_to(np.asarray(new, dtype=float), n))
-        upper = model.column_upper.copy()
-        upper[np.flatnonzero(np.isin(self.options.layout, list(self._excluded)))] = 0.0
-        return dataclasses.replace(
-            model, rows=np.concatenate([model.rows[keep], *rows]), cols=np.concatenate([model.cols[keep], *cols]),
-            values=np.concatenate([model.values[keep], *values]), row_upper=row_upper, column_upper=upper,
-            objective=self.objective_vector(objective, cost))
 
-    def _solve_cbc(self, cost, latency, objective, time_limit_s) -> Answer:
-        import pulp
+def with_caps(problem: Problem, options: Options, model: LinearModel, cost: float | None, latency: float | None,
+              objective: str) -> LinearModel:
+    """A copy of ``build_milp``'s model with one solve's caps and objective written in."""
+    n = len(options)
+    keep = np.ones(len(model.values), dtype=bool)
+    rows, cols, values = [], [], []
+    row_upper = model.row_upper.copy()
+    for name, cap, coefficients in (
+            ("cost_cap", cost, lambda: cost_cap_coefficients(problem, options, cost)),
+            ("latency_cap", latency, lambda: latency_cap_coefficients(options, latency))):
+        first = model.row(f"{name}_0")
+        row_upper[first:first + n] = INF if cap is None else 0.0
+        if cap is None:
+            continue
+        keep &= (model.rows < first) | (model.rows >= first + n)
+        for offset, new in zip((2 * n, 0, n), coefficients(), strict=True):
+            rows.append(first + np.arange(n))
+            cols.append(offset + np.arange(n))
+            values.append(np.broadcast_to(np.asarray(new, dtype=float), n))
+    if objective == "latency":
+        weights = model.objective
+    else:
+        weights = _spread(n, cost_cap_coefficients(problem, options, 0.0 if cost is None else cost))
+    return dataclasses.replace(
+        model, rows=np.concatenate([model.rows[keep], *rows]), cols=np.concatenate([model.cols[keep], *cols]),
+        values=np.concatenate([model.values[keep], *values]), row_upper=row_upper, objective=weights)
 
-        problem, variables = to_pulp(self._capped_model(cost, latency, objective))
-        n = len(self.options)
-        status = problem.solve(pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, gapRel=1e-6))
-        if problem.sol_status == pulp.LpSolutionOptimal:
-            values = np.array([variables[k].value() or 0.0 for k in range(n)])
-            # PuLP reports no separate dual bound from CBC; with a relative gap of 1e-6 the bound is at
-            # least the objective shrunk by that gap.
-            value = pulp.value(problem.objective)
-            return self._answer(int(np.argmax(values)), value - 1e-6 * abs(value), objective)
-        if pulp.LpStatus[status] == "Infeasible":
-            return Answer("INFEASIBLE")
-        return Answer("TIME_LIMIT" if time_limit_s is not None else "UNKNOWN")
+
+def _spread(n: int, coefficients) -> np.ndarray:
+    """(busy, choose, micro_batch) per-option coefficients as one vector over all columns."""
+    vector = np.zeros(3 * n + 1)
+    on_busy, on_choose, on_batch = (np.broadcast_to(c, n) for c in coefficients)
+    vector[2 * n:3 * n], vector[:n], vector[n:2 * n] = on_busy, on_choose, on_batch
+    return vector
+
+
+def _solve_highs(model: LinearModel, n_options: int, time_limit_s: float | None) -> tuple[int, str, float]:
+    """(chosen option, status, dual bound) of one HiGHS run."""
+    import highspy
+
+    with _quiet_stdout():  # Highs() prints a banner to the C-level stdout before options apply
+        highs = highspy.Highs()
+    highs.setOptionValue("output_flag", False)
+    highs.setOptionValue("threads", 1)
+    highs.setOptionValue("mip_rel_gap", 1e-6)
+    # The disjunctive form makes the LP relaxation pick one option already (build_milp), so presolve
+    # and primal heuristics only cost time here (measured: 2-5x slower per solve with them on).
+    highs.setOptionValue("presolve", "off")
+    highs.setOptionValue("mip_heuristic_effort", 0.0)
+    highs.setOptionValue("time_limit", float(time_limit_s) if time_limit_s is not None else highspy.kHighsInf)
+    lp = highspy.HighsLp()
+    n_cols, n_rows = len(model.column_names), len(model.row_names)
+    lp.num_col_, lp.num_row_ = n_cols, n_rows
+    lp.col_cost_ = model.objective
+    inf = highspy.kHighsInf
+    lp.col_lower_ = np.where(np.isinf(model.column_lower), -inf, model.column_lower)
+    lp.col_upper_ = np.where(np.isinf(model.column_upper), inf, model.column_upper)
+    lp.row_lower_ = np.where(np.isinf(model.row_lower), -inf, model.row_lower)
+    lp.row_upper_ = np.where(np.isinf(model.row_upper), inf, model.row_upper)
+    order = np.lexsort((model.rows, model.cols))
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = np.concatenate(([0], np.cumsum(np.bincount(model.cols, minlength=n_cols)))).astype(np.int32)
+    lp.a_matrix_.index_ = model.rows[order].astype(np.int32)
+    lp.a_matrix_.value_ = model.values[order]
+    lp.integrality_ = [highspy.HighsVarType.kInteger if k else highspy.HighsVarType.kContinuous
+                       for k in model.integer]
+    highs.passModel(lp)
+    highs.run()
+    status = highs.getModelStatus()
+    if status == highspy.HighsModelStatus.kOptimal:
+        values = np.asarray(highs.getSolution().col_value)
+        return int(np.argmax(values[:n_options])), "OPTIMAL", highs.getInfo().mip_dual_bound
+    if status == highspy.HighsModelStatus.kInfeasible:
+        return -1, "INFEASIBLE", INF
+    if status == highspy.HighsModelStatus.kTimeLimit:
+        return -1, "TIME_LIMIT", -INF
+    return -1, "UNKNOWN", -INF
+
+
+def _solve_cbc(model: LinearModel, n_options: int, time_limit_s: float | None) -> tuple[int, str, float]:
+    """(chosen option, status, bound) of one CBC run through PuLP."""
+    import pulp
+
+    problem, variables = to_pulp(model)
+    status = problem.solve(pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, gapRel=1e-6))
+    if problem.sol_status == pulp.LpSolutionOptimal:
+        values = np.array([variables[k].value() or 0.0 for k in range(n_options)])
+        # PuLP reports no separate dual bound from CBC; with a relative gap of 1e-6 the bound is at
+        # least the objective shrunk by that gap.
+        value = pulp.value(problem.objective)
+        return int(np.argmax(values)), "OPTIMAL", value - 1e-6 * abs(value)
+    if pulp.LpStatus[status] == "Infeasible":
+        return -1, "INFEASIBLE", INF
+    return -1, ("TIME_LIMIT" if time_limit_s is not None else "UNKNOWN"), -INF

@@ -34,6 +34,7 @@ chord's error is at most ``max_relative_gap`` of the step time, measured at the 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
 
@@ -47,6 +48,9 @@ SEGMENT_RATIO = 2  # each segment's last micro-batch is about twice its first
 # Service-level caps are relaxed outward by this share (and a TTFT's prefill share by this much), so that
 # rounding can never cut off a configuration the physics allows; the exact check is the epsilon loop's.
 SLO_SLACK = 1e-7
+# An option is left out of a solve only when its floor exceeds a cap by more than this share: far above
+# the floating-point error of the floors, far below any difference the frontier resolves.
+FLOOR_SLACK = 1e-6
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,66 @@ class Options:
 
     def __len__(self) -> int:
         return len(self.layout)
+
+    def subset(self, keep: np.ndarray) -> Options:
+        """The options where ``keep`` is True (per-option arrays filtered; layouts and batch range kept)."""
+        n = len(self)
+        return dataclasses.replace(self, **{
+            field.name: getattr(self, field.name)[keep] for field in dataclasses.fields(self)
+            if field.name != "layouts" and isinstance(getattr(self, field.name), np.ndarray)
+            and len(getattr(self, field.name)) == n})
+
+
+def usd_per_million_tokens_per_gpu_second(problem: Problem) -> float:
+    """Cost per million tokens of one GPU-second spent per token: price per GPU-second times 1e6."""
+    return problem.hardware.price_usd_per_hour / 3600.0 * 1e6
+
+
+@dataclass(frozen=True)
+class Floors:
+    """Per option, lower bounds on what any of its configurations can reach: the loop prunes with them.
+
+    ``latency_s``: latency per output token; ``usd_per_million_tokens``: cost. Each term of the
+    option's lines is minimised over its segment on its own (the lines are nondecreasing in the
+    micro-batch in practice, but the bound does not rely on it), so each floor is at most the
+    lines' value at every micro-batch of the segment, and the lines never exceed the physics.
+    An option whose floor breaks a cap has no configuration that meets it: leaving it out of a
+    solve changes no answer (``formulations.milp``, ``formulations.cpsat``).
+    """
+
+    latency_s: np.ndarray
+    usd_per_million_tokens: np.ndarray
+
+    def within(self, max_usd_per_million_tokens: float | None, max_latency_s: float | None) -> np.ndarray:
+        """True for options that may meet the caps (relaxed outward by ``FLOOR_SLACK``)."""
+        keep = np.ones(len(self.latency_s), dtype=bool)
+        if max_usd_per_million_tokens is not None:
+            keep &= self.usd_per_million_tokens <= max_usd_per_million_tokens * (1 + FLOOR_SLACK)
+        if max_latency_s is not None:
+            keep &= self.latency_s <= max_latency_s * (1 + FLOOR_SLACK)
+        return keep
+
+
+def option_floors(problem: Problem, options: Options) -> Floors:
+    """``Floors`` of every option, from the same lines the encodings state (``Options``)."""
+    o = options
+
+    def lowest(intercept, slope, m):
+        """min over the segment of intercept + slope m, or of intercept / m + slope when ``m`` is 'per'."""
+        return np.minimum(intercept + slope * o.m_lo, intercept + slope * o.m_hi) if m == "at" else \
+            np.minimum(intercept / o.m_lo, intercept / o.m_hi) + slope
+
+    m_lo = o.m_lo.astype(float)
+    busy = np.maximum(o.compute_s_per_sequence * m_lo, lowest(o.hbm_intercept_s, o.hbm_s_per_sequence, "at"))
+    iteration = busy + lowest(o.serial_intercept_s, o.serial_s_per_sequence, "at")
+    latency = (o.decode_weight * iteration / o.tokens_per_iteration
+               + lowest(o.prefill_intercept_s, o.prefill_s_per_sequence, "at"))
+    # Cost charges w GPUs iteration / (tokens pp m): per micro-sequence, busy / m >= max(compute, hbm0 / m + hbm1).
+    busy_per_sequence = np.maximum(o.compute_s_per_sequence, lowest(o.hbm_intercept_s, o.hbm_s_per_sequence, "per"))
+    iteration_per_sequence = busy_per_sequence + lowest(o.serial_intercept_s, o.serial_s_per_sequence, "per")
+    cost = (usd_per_million_tokens_per_gpu_second(problem) * o.gpus * o.decode_weight * iteration_per_sequence
+            / (o.tokens_per_iteration * o.pp))
+    return Floors(latency_s=latency, usd_per_million_tokens=cost)
 
 
 def _segments(m_max: int) -> list[tuple[int, int]]:

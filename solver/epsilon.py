@@ -178,6 +178,7 @@ def _trace(search: _Search, progress, *, cap: float = np.inf, inclusive: bool = 
     picks: list[tuple[int, int]] = []  # (canonical index, layout) of emitted points, to re-find after pool changes
     bound = -np.inf
     frontier, position, version = None, 0, None
+    horizon = Horizon()
     while limit is None or len(picks) < limit:
         if version is not search.known._arrays or frontier is None:
             frontier = search.known.pareto()
@@ -196,12 +197,45 @@ def _trace(search: _Search, progress, *, cap: float = np.inf, inclusive: bool = 
             continue
         if bound == np.inf:
             break  # nothing unknown is feasible and nothing known is left under the cap
-        answer = search.solve(max_usd_per_million_tokens=None if np.isinf(cap) else cap)
+        reach = None if candidate is None else horizon.reach(float(latency[candidate]))
+        answer = search.solve(max_usd_per_million_tokens=None if np.isinf(cap) else cap, max_latency_s=reach)
         if answer is None or answer.status not in ("OPTIMAL", "INFEASIBLE"):
             return _positions(search, picks), False
-        bound = np.inf if answer.status == "INFEASIBLE" else answer.bound
+        if answer.status == "INFEASIBLE":
+            bound = np.inf if reach is None else reach  # nothing unknown under the cap is as fast as ``reach``
+            horizon.widen()
+        else:
+            bound = answer.bound
+            horizon.narrow()
         frontier = None
     return _positions(search, picks), True
+
+
+class Horizon:
+    """How far past the next known point a solve looks: its latency cap, as a share above that point.
+
+    A solve under cost cap C and latency cap X that is infeasible proves every unknown configuration
+    under C slower than X, so X is a valid bound; one that is optimal gives its bound as before (every
+    configuration it left out is slower than X, which is at least the optimum). Either way the next
+    known point, at latency below X, is settled, so the loop keeps its guarantees. The cap lets each
+    solve leave out every option whose latency floor is above X (``relaxation.option_floors``), which
+    near the frontier leaves a few dozen options of thousands. The share doubles after an empty look
+    (the frontier ahead is the known layouts': look further) and halves after a solve that found one.
+    """
+
+    SMALLEST, LARGEST = 0.01, 1.0
+
+    def __init__(self) -> None:
+        self.share = self.SMALLEST
+
+    def reach(self, latency_s: float) -> float:
+        return latency_s * (1 + self.share)
+
+    def widen(self) -> None:
+        self.share = min(self.LARGEST, 2 * self.share)
+
+    def narrow(self) -> None:
+        self.share = max(self.SMALLEST, self.share / 2)
 
 
 def _positions(search: _Search, picks: list[tuple[int, int]]) -> list[int]:
