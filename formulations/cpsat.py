@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from ortools.sat.python import cp_model
 
-from infecon.formulations.relaxation import Options, option_floors
+from infecon.formulations.relaxation import OptionPool, Options
 from infecon.formulations.solution import Answer
 from infecon.formulations.space import Problem
 
@@ -179,17 +179,16 @@ class CpSatSession:
         self.problem = problem
         self.options = options
         self.workers = workers
-        self.floors = option_floors(problem, options)
-        self._excluded = np.zeros(len(options), dtype=bool)
+        self.pool = OptionPool(problem, options)
 
     def exclude_layouts(self, layouts) -> None:
         """Leave the options of these layouts out of every later solve."""
-        self._excluded |= np.isin(self.options.layout, [int(x) for x in layouts])
+        self.pool.exclude_layouts(layouts)
 
     def solve(self, *, max_usd_per_million_tokens: float | None = None, max_latency_s: float | None = None,
               objective: str = "latency", time_limit_s: float | None = None) -> Answer:
         """The best option under the caps (see ``MilpSession.solve``); the latency bound is in seconds."""
-        active = ~self._excluded & self.floors.within(max_usd_per_million_tokens, max_latency_s)
+        active = self.pool.active(max_usd_per_million_tokens, max_latency_s)
         if not active.any():
             return Answer("INFEASIBLE")
         options = self.options.subset(active)

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from infecon.formulations.relaxation import Options, option_floors, usd_per_million_tokens_per_gpu_second
+from infecon.formulations.relaxation import OptionPool, Options, usd_per_million_tokens_per_gpu_second
 from infecon.formulations.solution import Answer
 from infecon.formulations.space import Problem
 
@@ -269,13 +269,12 @@ class MilpSession:
     def __init__(self, problem: Problem, options: Options, *, solver: str | None = None) -> None:
         self.problem = problem
         self.options = options
-        self.floors = option_floors(problem, options)
+        self.pool = OptionPool(problem, options)
         self.solver = solver or ("highs" if highs_available() else "cbc")
-        self._excluded = np.zeros(len(options), dtype=bool)
 
     def exclude_layouts(self, layouts) -> None:
         """Forbid the options of these layout indices (the epsilon loop already knows them exactly)."""
-        self._excluded |= np.isin(self.options.layout, [int(x) for x in layouts])
+        self.pool.exclude_layouts(layouts)
 
     def solve(self, *, max_usd_per_million_tokens: float | None = None, max_latency_s: float | None = None,
               objective: str = "latency", time_limit_s: float | None = None) -> Answer:
@@ -286,7 +285,7 @@ class MilpSession:
         cheaper than the cap (Dinkelbach's parametric form of a ratio), so minimising it steers
         towards the cheapest layout.
         """
-        active = ~self._excluded & self.floors.within(max_usd_per_million_tokens, max_latency_s)
+        active = self.pool.active(max_usd_per_million_tokens, max_latency_s)
         if not active.any():
             return Answer("INFEASIBLE")
         options = self.options.subset(active)

@@ -136,6 +136,35 @@ class Floors:
         return keep
 
 
+class OptionPool:
+    """The options a session may still choose: not of a layout the loop knows, and not above a cap's floor.
+
+    Shared by the MILP and CP-SAT sessions, which state each solve's model over ``active(...)``;
+    the epsilon loop reads the lowest floors to aim its horizon (``solver.epsilon.Horizon``).
+    """
+
+    def __init__(self, problem: Problem, options: Options) -> None:
+        self.options = options
+        self.floors = option_floors(problem, options)
+        self.excluded = np.zeros(len(options), dtype=bool)
+
+    def exclude_layouts(self, layouts) -> None:
+        self.excluded |= np.isin(self.options.layout, [int(x) for x in layouts])
+
+    def active(self, max_usd_per_million_tokens: float | None, max_latency_s: float | None) -> np.ndarray:
+        return ~self.excluded & self.floors.within(max_usd_per_million_tokens, max_latency_s)
+
+    def lowest_latency_s(self, max_usd_per_million_tokens: float | None = None) -> float:
+        """The smallest latency floor among the active options under a cost cap (inf if none)."""
+        active = self.active(max_usd_per_million_tokens, None)
+        return float(self.floors.latency_s[active].min()) if active.any() else np.inf
+
+    def lowest_usd_per_million_tokens(self, max_latency_s: float | None = None) -> float:
+        """The smallest cost floor among the active options under a latency cap (inf if none)."""
+        active = self.active(None, max_latency_s)
+        return float(self.floors.usd_per_million_tokens[active].min()) if active.any() else np.inf
+
+
 def option_floors(problem: Problem, options: Options) -> Floors:
     """``Floors`` of every option, from the same lines the encodings state (``Options``)."""
     o = options

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from infecon.formulations.errors import BackendUnavailableError
-from infecon.formulations.relaxation import Options, build_options
+from infecon.formulations.relaxation import OptionPool, Options, build_options
 from infecon.formulations.solution import Answer, Solution
 from infecon.formulations.space import Problem
 
@@ -20,6 +20,7 @@ __all__ = ["BACKEND_NAMES", "Answer", "Backend", "Session", "Solution", "get_bac
 
 class Session(Protocol):
     options: Options
+    pool: OptionPool  # the options still allowed, with their floors (the loop aims its horizon with them)
 
     def exclude_layouts(self, layouts) -> None:
         """Forbid these layout indices from now on (the loop knows their points exactly)."""

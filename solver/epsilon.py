@@ -123,6 +123,7 @@ class _Search:
     def __init__(self, problem: Problem, backend: Backend, deadline: float | None) -> None:
         self.session = backend.session(problem)
         self.known = KnownLayouts(problem, self.session.options.layouts)
+        self.pool = self.session.pool
         self.deadline = deadline
         self.solves = 0
 
@@ -197,8 +198,10 @@ def _trace(search: _Search, progress, *, cap: float = np.inf, inclusive: bool = 
             continue
         if bound == np.inf:
             break  # nothing unknown is feasible and nothing known is left under the cap
-        reach = None if candidate is None else horizon.reach(float(latency[candidate]))
-        answer = search.solve(max_usd_per_million_tokens=None if np.isinf(cap) else cap, max_latency_s=reach)
+        usd_cap = None if np.isinf(cap) else cap
+        base = float(latency[candidate]) if candidate is not None else search.pool.lowest_latency_s(usd_cap)
+        reach = horizon.reach(base) if np.isfinite(base) else None
+        answer = search.solve(max_usd_per_million_tokens=usd_cap, max_latency_s=reach)
         if answer is None or answer.status not in ("OPTIMAL", "INFEASIBLE"):
             return _positions(search, picks), False
         if answer.status == "INFEASIBLE":
@@ -212,15 +215,17 @@ def _trace(search: _Search, progress, *, cap: float = np.inf, inclusive: bool = 
 
 
 class Horizon:
-    """How far past the next known point a solve looks: its latency cap, as a share above that point.
+    """How far past a base value a solve looks: a cap at a share above it (None: no cap, look everywhere).
 
-    A solve under cost cap C and latency cap X that is infeasible proves every unknown configuration
-    under C slower than X, so X is a valid bound; one that is optimal gives its bound as before (every
-    configuration it left out is slower than X, which is at least the optimum). Either way the next
-    known point, at latency below X, is settled, so the loop keeps its guarantees. The cap lets each
-    solve leave out every option whose latency floor is above X (``relaxation.option_floors``), which
-    near the frontier leaves a few dozen options of thousands. The share doubles after an empty look
-    (the frontier ahead is the known layouts': look further) and halves after a solve that found one.
+    In the frontier loop the base is the next known point's latency (or, with none, the lowest
+    latency floor of the options left, ``relaxation.OptionPool``). A solve under cost cap C and
+    latency cap X that is infeasible proves every unknown configuration under C slower than X, so X
+    is a valid bound; one that is optimal gives its bound as before (every configuration it left out
+    is slower than X, which is at least the optimum). Either way a known point below X is settled,
+    so the loop keeps its guarantees. The cap lets each solve leave out every option whose latency
+    floor is above X, which near the frontier leaves a few dozen options of thousands. The share
+    doubles after an empty look and halves after a solve that found an option; past ``LARGEST`` the
+    next solve has no cap, so a loop with no known point still ends.
     """
 
     SMALLEST, LARGEST = 0.01, 1.0
@@ -228,11 +233,11 @@ class Horizon:
     def __init__(self) -> None:
         self.share = self.SMALLEST
 
-    def reach(self, latency_s: float) -> float:
-        return latency_s * (1 + self.share)
+    def reach(self, base: float) -> float | None:
+        return None if self.share > self.LARGEST else base * (1 + self.share)
 
     def widen(self) -> None:
-        self.share = min(self.LARGEST, 2 * self.share)
+        self.share = 2 * self.share
 
     def narrow(self) -> None:
         self.share = max(self.SMALLEST, self.share / 2)
@@ -285,8 +290,11 @@ def _cheapest_at_speed(search: _Search, max_latency_s: float):
 
     Each solve asks whether an unknown layout has a configuration at least as fast and no dearer
     than the best known one (caps relaxed outward), steering to the cheapest by the cost row's
-    activity; it makes that layout known, or proves there is none, which settles the answer.
+    activity; it makes that layout known, or proves there is none, which settles the answer. The
+    cost cap is first a ``Horizon`` above the lowest cost floor of the options left: an empty look
+    proves every unknown configuration dearer than it, and the next looks further.
     """
+    horizon = Horizon()
     while True:
         latency, cost, canonical, _, _ = search.known.arrays()
         ok = np.flatnonzero(latency <= max_latency_s)
@@ -294,9 +302,17 @@ def _cheapest_at_speed(search: _Search, max_latency_s: float):
         if len(ok):
             best = int(ok[np.lexsort((canonical[ok], latency[ok], cost[ok]))[0]])
         cap = None if best is None else float(cost[best])
-        answer = search.solve(max_usd_per_million_tokens=cap, max_latency_s=max_latency_s,
-                              objective="latency" if cap is None else "cost")
+        floor = search.pool.lowest_usd_per_million_tokens(max_latency_s)
+        reach = horizon.reach(floor) if np.isfinite(floor) else None
+        tentative = reach is not None and (cap is None or reach < cap)
+        limit = reach if tentative else cap
+        answer = search.solve(max_usd_per_million_tokens=limit, max_latency_s=max_latency_s,
+                              objective="latency" if limit is None else "cost")
         if answer is None or answer.status not in ("OPTIMAL", "INFEASIBLE"):
             return [], False
         if answer.status == "INFEASIBLE":
-            return ([] if best is None else [best]), True
+            if not tentative:
+                return ([] if best is None else [best]), True
+            horizon.widen()
+        else:
+            horizon.narrow()
