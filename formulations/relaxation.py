@@ -27,9 +27,10 @@ Every line is a *lower bound* of the physics at every integer micro-batch of its
 relaxed outward. An encoding over these lines is therefore a relaxation: its optimum under a cap
 is never worse than the true optimum, and its proven bound is a valid bound on every
 configuration it covers. ``solver/epsilon.py`` turns that into exact answers by evaluating the
-layouts the solver points at with the physics itself. The segment breakpoints are geometric
-(ratio ``SEGMENT_RATIO``), so the model grows with the logarithm of the largest batch; the
-chord's error is at most ``max_relative_gap`` of the step time, measured at the breakpoints' midpoints.
+layouts the solver points at with the physics itself. The segment breakpoints are geometric, a
+fixed number per layout (``SEGMENTS_PER_LAYOUT``), so the model's size does not grow with the largest
+batch: the exported model at max batch 8,192 has the rows and columns of max batch 64 plus at most
+two segments per layout.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from infecon.formulations.perf import expected_tokens_per_iteration, hbm_bytes_p
 from infecon.formulations.serving import PassStructure, PassTime, attention_sharding, pass_structure, serving_structure
 from infecon.formulations.space import Problem, candidate_layouts, drafter_layouts, largest_batch
 
-SEGMENT_RATIO = 2  # each segment's last micro-batch is about twice its first
+SEGMENTS_PER_LAYOUT = 8  # segments of each layout's micro-batch range, geometric
 # Service-level caps are relaxed outward by this share (and a TTFT's prefill share by this much), so that
 # rounding can never cut off a configuration the physics allows; the exact check is the epsilon loop's.
 SLO_SLACK = 1e-7
@@ -188,12 +189,15 @@ def option_floors(problem: Problem, options: Options) -> Floors:
 
 
 def _segments(m_max: int) -> list[tuple[int, int]]:
-    """Geometric segments covering 1..m_max: [1, 2], [2, 4], [4, 8], ... (shared endpoints are harmless)."""
-    points = [1]
-    while points[-1] < m_max:
-        points.append(min(m_max, points[-1] * SEGMENT_RATIO))
-    if len(points) == 1:
+    """At most ``SEGMENTS_PER_LAYOUT`` geometric segments covering 1..m_max (shared endpoints are harmless).
+
+    A fixed count, so the model's size does not grow with the largest batch (below 9 micro-batches
+    each has its own segment, exact); the segments get wider as it grows, and their chords looser,
+    which costs solves, never correctness.
+    """
+    if m_max <= 1:
         return [(1, 1)]
+    points = sorted({round(m_max ** (k / SEGMENTS_PER_LAYOUT)) for k in range(SEGMENTS_PER_LAYOUT + 1)})
     return list(itertools.pairwise(points))
 
 

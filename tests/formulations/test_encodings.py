@@ -6,7 +6,7 @@ from ortools.sat.python import cp_model
 
 from infecon.formulations.cpsat import build_cpsat, to_ns
 from infecon.formulations.milp import build_milp, to_pulp
-from infecon.formulations.relaxation import build_options
+from infecon.formulations.relaxation import SEGMENTS_PER_LAYOUT, _segments, build_options, option_floors
 from infecon.formulations.space import tabulate
 from infecon.solver import api
 
@@ -51,12 +51,47 @@ class TestRelaxationBoundsThePhysics:
                      + options.prefill_intercept_s[k] + options.prefill_s_per_sequence[k] * m)
             assert (bound <= table.latency_s[inside] * (1 + 1e-12)).all(), (k, options.layouts[options.layout[k]])
 
+    @pytest.mark.parametrize(("name", "kwargs"), CASES)
+    def test_floors_are_at_most_every_configuration_of_their_option(self, name, kwargs):
+        """An option's latency and cost floors never exceed a configuration on its segment (what pruning needs).
+
+        Against ``tabulate`` at every integer batch; 1e-12 relative absorbs summation-order rounding only.
+        """
+        problem = _problem(name, kwargs)
+        options = build_options(problem)
+        floors = option_floors(problem, options)
+        table = tabulate(problem)
+        layout_of = {tuple(row): k for k, row in enumerate(options.layouts.tolist())}
+        rows = np.array([layout_of[(r, c, p, e)] for r, c, p, e in
+                         zip(table.tp_rows, table.tp_cols, table.pp, table.ep, strict=True)])
+        checked = 0
+        for k in range(len(options)):
+            here = np.flatnonzero((rows == options.layout[k]) & (table.draft_tokens == options.draft_tokens[k]))
+            m = table.batch[here] // options.pp[k]
+            inside = here[(m >= options.m_lo[k]) & (m <= options.m_hi[k])]
+            assert (floors.latency_s[k] <= table.latency_s[inside] * (1 + 1e-12)).all(), k
+            assert (floors.usd_per_million_tokens[k] <= table.usd_per_million_tokens[inside] * (1 + 1e-12)).all(), k
+            checked += len(inside)
+        assert checked > 0
+
+    def test_each_layout_has_at_most_a_fixed_number_of_segments(self):
+        """The model's size does not grow with the largest batch: 8 segments per layout from 64 to 10^6."""
+        for m_max in (1, 2, 9, 64, 8192, 1_000_000):
+            segments = _segments(m_max)
+            assert len(segments) <= SEGMENTS_PER_LAYOUT
+            assert segments[0][0] == 1 and segments[-1][1] == m_max
+            assert all(a[1] == b[0] for a, b in zip(segments, segments[1:], strict=False))
+        sizes = [len(build_options(_problem("llama-3-70b", dict(context_tokens=0, max_batch=b))))
+                 for b in (8192, 1_000_000)]
+        assert sizes[0] == sizes[1] <= SEGMENTS_PER_LAYOUT * len(build_options(_problem(
+            "llama-3-70b", dict(context_tokens=0, max_batch=8192))).layouts)
+
     def test_chords_are_tight_for_a_dense_model(self):
         """For a dense model at context 0 the HBM time is affine in the batch, so its chord is exact (1e-12)."""
         problem = _problem("llama-3-8b", dict(max_gpus=1, max_batch=64))
         options = build_options(problem)
         table = tabulate(problem)
-        k = len(options) - 1  # the last segment of the one layout, [32, 64]
+        k = len(options) - 1  # the last segment of the one layout, [38, 64]
         m = table.batch[(table.batch >= options.m_lo[k]) & (table.batch <= options.m_hi[k])]
         hbm = table.metrics.target.hbm_read_s[m - 1]
         np.testing.assert_allclose(options.hbm_intercept_s[k] + options.hbm_s_per_sequence[k] * m, hbm, rtol=1e-12)
