@@ -95,6 +95,13 @@ class Problem:
     mode: str = "decode_only"
     prefill_utilization: float | None = None  # a disaggregated prefill pool's; None: the serving model's default
 
+    def __post_init__(self) -> None:
+        if (self.mode == "static_batch" and self.requests is not None and self.requests.input_tokens == 0
+                and self.requests.output_tokens == 1):
+            # No prompt to prefill and no decode step: the request takes no time and its speed is infinite.
+            raise InstanceError("static_batch with isl 0 and osl 1 times nothing (no prompt to prefill, no decode "
+                                "step after the first token): give --isl >= 1 or --osl >= 2")
+
 
 def batch_ladder(max_batch: int) -> list[int]:
     """1, 2, 3, 4, 6, 8, 12, 16, ...: powers of two and 1.5 times them, up to ``max_batch``."""

@@ -25,6 +25,7 @@ from infecon.formulations.specs import (
     SpeculativeDecoding,
     Workload,
 )
+from infecon.instances.loader import get_hardware, get_model
 
 
 @st.composite
@@ -73,11 +74,21 @@ def hardware(draw) -> HardwareSpec:
         flop_efficiency=draw(st.floats(0.3, 1.0)), bandwidth_efficiency=draw(st.floats(0.3, 1.0)))
 
 
+REAL_MODELS = ("llama-3-8b", "mixtral-8x7b", "llama-3-70b", "deepseek-v3")
+REAL_HARDWARE = ("h100", "h200", "mi300x")
+
+
 @st.composite
 def problems(draw) -> Problem:
-    """A complete small problem; its search space holds at most a few thousand configurations."""
-    model = draw(models())
-    hw = draw(hardware())
+    """A complete small problem; its search space holds at most a few thousand configurations.
+
+    One time in four the model and hardware are built-in ones (real architectures and spec sheets),
+    else random ones.
+    """
+    if draw(st.integers(0, 3)) == 3:
+        model, hw = get_model(draw(st.sampled_from(REAL_MODELS))), get_hardware(draw(st.sampled_from(REAL_HARDWARE)))
+    else:
+        model, hw = draw(models()), draw(hardware())
     workload = Workload(context_tokens=draw(st.sampled_from([0, 0, 128, 4096, 100_000])),
                         weight_bits=draw(st.sampled_from([4, 8, 16])), activation_bits=16,
                         kv_bits=draw(st.sampled_from([8, 16])))
@@ -128,8 +139,11 @@ def serving_problems(draw, modes=("closed_loop", "decode_only", "static_batch", 
     problem = draw(problems())
     requests = Requests(draw(st.sampled_from([0, 1, 100, 2000])), draw(st.sampled_from([1, 2, 50, 1000])))
     workload = dataclasses.replace(problem.workload, context_tokens=requests.mean_decode_context_tokens)
+    mode = draw(st.sampled_from(modes))
+    if mode == "static_batch" and (requests.input_tokens, requests.output_tokens) == (0, 1):
+        requests = Requests(0, 2)  # isl 0 and osl 1 times nothing: refused (``space.Problem``)
     problem = dataclasses.replace(problem, workload=workload, requests=requests, engine=draw(engines()),
-                                  mode=draw(st.sampled_from(modes)),
+                                  mode=mode,
                                   prefill_utilization=draw(st.none() | st.floats(0.1, 0.95)))
     metrics = tabulate(problem).metrics
     constraints = dataclasses.replace(problem.constraints, ttft_max_s=_quantile_cap(draw, metrics.ttft_s),

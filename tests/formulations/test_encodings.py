@@ -1,5 +1,7 @@
 """The encodings' building blocks: the relaxation's lines bound the physics, and the models read like the design."""
 
+import itertools
+
 import numpy as np
 import pytest
 from ortools.sat.python import cp_model
@@ -80,7 +82,7 @@ class TestRelaxationBoundsThePhysics:
             segments = _segments(m_max)
             assert len(segments) <= SEGMENTS_PER_LAYOUT
             assert segments[0][0] == 1 and segments[-1][1] == m_max
-            assert all(a[1] == b[0] for a, b in zip(segments, segments[1:], strict=False))
+            assert all(a[1] == b[0] for a, b in itertools.pairwise(segments))
         sizes = [len(build_options(_problem("llama-3-70b", dict(context_tokens=0, max_batch=b))))
                  for b in (8192, 1_000_000)]
         assert sizes[0] == sizes[1] <= SEGMENTS_PER_LAYOUT * len(build_options(_problem(

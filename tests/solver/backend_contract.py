@@ -43,10 +43,10 @@ class BackendContract:
         """On 200 generated problems at integer batch resolution the frontier equals the oracle's, point for point."""
         self.check_frontier(problem)
 
-    @settings(max_examples=60, deadline=None, suppress_health_check=SLOW_AND_SHARED)
+    @settings(max_examples=200, deadline=None, suppress_health_check=SLOW_AND_SHARED)
     @given(problem=serving_problems())
     def test_serving_frontier_matches_enumeration_on_random_instances(self, problem):
-        """On 60 generated serving problems (random engines, modes, TTFT and TPOT caps): the oracle's frontier."""
+        """On 200 generated serving problems (random engines, modes, TTFT and TPOT caps): the oracle's frontier."""
         self.check_frontier(problem)
 
     def check_frontier(self, problem) -> None:
@@ -60,7 +60,7 @@ class BackendContract:
         """Cheapest-at-speed and fastest-within-cost answers equal the oracle's lexicographic optimum."""
         self.check_single_point_queries(problem)
 
-    @settings(max_examples=20, deadline=None, suppress_health_check=SLOW_AND_SHARED)
+    @settings(max_examples=60, deadline=None, suppress_health_check=SLOW_AND_SHARED)
     @given(problem=serving_problems())
     def test_serving_single_point_queries_match_enumeration(self, problem):
         """The same on generated serving problems (random engines, modes, TTFT and TPOT caps)."""

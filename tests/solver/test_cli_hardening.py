@@ -584,3 +584,14 @@ class TestFleetFileBounds:
         path = tmp_path / "fleet.toml"
         path.write_text(self.EXAMPLE.read_text().replace("available = 32 ", "available = 0 ", 1))
         assert load_fleet_scenario(path).gpus[0].available == 0
+
+
+class TestDegenerateWorkload:
+    def test_static_batch_with_nothing_to_time_is_refused(self, capsys):
+        """isl 0 and osl 1 in a static batch: no prefill and no decode step, so no time; once an infinite speed."""
+        code, _, err = run(capsys, "frontier", *SMALL, "--mode", "static_batch", "--isl", "0", "--osl", "1")
+        assert_one_line_error(code, err, "static_batch with isl 0 and osl 1 times nothing")
+
+    def test_one_more_token_is_timed(self, capsys):
+        code, out, _ = run(capsys, "frontier", *SMALL, "--mode", "static_batch", "--isl", "0", "--osl", "2")
+        assert code == 0 and "Pareto-optimal" in out
