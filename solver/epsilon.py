@@ -56,6 +56,7 @@ class KnownLayouts:
         per_layout = np.array([np.count_nonzero(self.batches % pp == 0) for pp in layouts[:, 2]])
         self.offsets = np.concatenate(([0], np.cumsum(per_layout)))  # canonical index of each layout's first point
         self.tables: dict[int, ConfigTable] = {}
+        self._fronts: dict[int, np.ndarray] = {}
         self._arrays = None
 
     def __contains__(self, layout: int) -> bool:
@@ -71,12 +72,13 @@ class KnownLayouts:
         self._arrays = None
 
     def arrays(self):
-        """Feasible known points: latency, cost, canonical index, (layout, local index), sorted canonically."""
+        """Known points on their own layout's front: latency, cost, canonical index, (layout, local index),
+        sorted canonically."""
         if self._arrays is None:
             parts = []
             for layout in sorted(k for k, table in self.tables.items() if table is not None):
                 table = self.tables[layout]
-                local = np.flatnonzero(table.feasible)
+                local = self._own_front(layout)
                 parts.append((table.latency_s[local], table.usd_per_million_tokens[local],
                               self.offsets[layout] + local, np.full(len(local), layout), local))
             if parts:
@@ -85,6 +87,18 @@ class KnownLayouts:
                 empty = np.zeros(0)
                 self._arrays = (empty, empty, empty.astype(np.int64), empty.astype(np.int64), empty.astype(np.int64))
         return self._arrays
+
+    def _own_front(self, layout: int) -> np.ndarray:
+        """A layout's own non-dominated points (local indices, canonical order), computed once per layout.
+
+        Exact for everything the loop asks: a point that a point of its own layout weakly dominates
+        (and precedes in the (latency, cost, canonical) order) is dropped by every later filter too,
+        and the cheapest point under a latency cap is non-dominated. At integer resolution a layout
+        has a point per batch (100,000 and more) but a front of hundreds, so the union stays small.
+        """
+        if layout not in self._fronts:
+            self._fronts[layout] = np.sort(pareto_indices(self.tables[layout]))
+        return self._fronts[layout]
 
     def pareto(self):
         """Indices into ``arrays()`` of the known points' frontier, fastest first (the enumeration's filter)."""
