@@ -18,7 +18,7 @@ from functools import cached_property, partial
 import numpy as np
 
 from infecon.formulations.errors import InstanceError
-from infecon.formulations.perf import ConfigMetrics, evaluate, largest_batch_in_hbm
+from infecon.formulations.perf import ConfigMetrics, evaluate, hbm_used_bytes_per_gpu, largest_batch_in_hbm
 from infecon.formulations.serving import attention_sharding, serving_metrics
 from infecon.formulations.specs import EngineProfile, HardwareSpec, ModelSpec, Requests, SpeculativeDecoding, Workload
 
@@ -32,15 +32,16 @@ MAX_TABULATED_CONFIGURATIONS = 10_000_000
 class SearchSpace:
     """Which layouts and batch sizes are searched.
 
-    ``batch_sizes`` overrides the domain; otherwise ``batch_mode`` is ``"ladder"`` (1, 2, 3, 4,
-    6, 8, 12, ...: powers of two and their 1.5 multiples, about 1.4x apart) or ``"all"`` (every
-    integer), in both cases up to the largest batch HBM can hold on some layout, and to
-    ``max_batch`` if the user sets one (None: no cap beyond HBM).
+    ``batch_sizes`` overrides the domain; otherwise ``batch_mode`` is ``"all"`` (every integer, the
+    default: the frontier is exact at integer resolution) or ``"ladder"`` (1, 2, 3, 4, 6, 8, 12, ...:
+    powers of two and their 1.5 multiples, about 1.4x apart, for studies that run many frontiers), in
+    both cases up to the largest batch HBM can hold on some layout, and to ``max_batch`` if the user
+    sets one (None: no cap beyond HBM).
     """
 
     max_gpus: int = DEFAULT_MAX_GPUS
     max_batch: int | None = None
-    batch_mode: str = "ladder"
+    batch_mode: str = "all"
     batch_sizes: tuple[int, ...] | None = None
     allow_2d_tp: bool = True
     allow_pp: bool = True
@@ -342,7 +343,9 @@ def tabulate(problem: Problem, layouts: Sequence[tuple[int, int, int, int]] | np
     """Evaluate every configuration of the problem's space once (or of the given layouts and batch sizes).
 
     The solver backends call this for the few layouts a solver points at, with the whole space's
-    ``batch_domain``, so their points carry exactly the enumeration's numbers.
+    ``batch_domain``, so their points carry exactly the enumeration's numbers. The whole space at
+    integer resolution is too big for one table; ``solver.enumeration.enumerate_frontier`` evaluates
+    it piece by piece through ``tabulate_rows`` instead.
     """
     model, hw = problem.model, problem.hardware
     if layouts is None:
@@ -363,6 +366,17 @@ def tabulate(problem: Problem, layouts: Sequence[tuple[int, int, int, int]] | np
     tp_rows, tp_cols, pp, ep, batch = (a[keep] for a in (tp_rows, tp_cols, pp, ep, batch))
     if len(batch) == 0:
         raise InstanceError("the batch domain holds no size divisible by any valid pipeline degree")
+    return tabulate_rows(problem, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, batch=batch)
+
+
+def tabulate_rows(problem: Problem, *, tp_rows: np.ndarray, tp_cols: np.ndarray, pp: np.ndarray, ep: np.ndarray,
+                  batch: np.ndarray) -> ConfigTable:
+    """Configurations given row by row (valid layouts, batches divisible by ``pp``), evaluated, with rule masks.
+
+    ``tabulate`` is this on a grid of layouts and batches; the enumeration calls it on the pieces of the
+    space it has not ruled out, so every backend reads the same numbers and the same rules.
+    """
+    hw = problem.hardware
     metrics = evaluate_configurations(problem, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, batch=batch,
                                       draft_tokens=problem.space.draft_tokens)
     violations = {"hbm_capacity": metrics.hbm_used_bytes_per_gpu > int(hw.hbm_capacity_bytes)}
@@ -376,3 +390,42 @@ def tabulate(problem: Problem, layouts: Sequence[tuple[int, int, int, int]] | np
     return ConfigTable(problem=problem, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, batch=batch,
                        draft_tokens=metrics.draft_tokens, metrics=metrics, violations=violations)
 
+
+def layout_batches(batches: np.ndarray, pp: int) -> np.ndarray:
+    """The batches of the domain a layout of ``pp`` stages can run (``pp`` equal micro-batches), in order.
+
+    A configuration's canonical index is its layout's offset plus its position in this array.
+    """
+    return batches[batches % pp == 0]
+
+
+def batches_within_hbm(problem: Problem, layouts: np.ndarray, batches: np.ndarray) -> np.ndarray:
+    """Per layout, how many of its ``layout_batches`` leave room in HBM for the least any configuration needs.
+
+    The least need is the weights, KV cache and one token's activations per sequence, with no drafter
+    loaded (``perf.hbm_used_bytes_per_gpu``, with the attention sharding the problem's physics uses): a
+    draft length or a drafter only adds to it. It grows with the batch, so every batch past the count
+    breaks ``hbm_capacity`` and the enumeration need not evaluate it. Found by bisection on the exact
+    integer rule the table applies, not on the rounded ``largest_batch_in_hbm``.
+    """
+    layouts = np.asarray(layouts, dtype=np.int64).reshape(-1, 4)
+    capacity = int(problem.hardware.hbm_capacity_bytes)
+    attention = attention_sharding(problem.engine is None or problem.engine.paper)
+    counts = np.zeros(len(layouts), dtype=np.int64)
+    for pp in np.unique(layouts[:, 2]):
+        mine = np.flatnonzero(layouts[:, 2] == pp)
+        domain = layout_batches(batches, int(pp))
+        if len(domain) == 0:
+            continue
+        tp = layouts[mine, 0] * layouts[mine, 1]
+        low, high = np.zeros(len(mine), dtype=np.int64), np.full(len(mine), len(domain), dtype=np.int64)
+        while (low < high).any():  # invariant: the first ``low`` batches fit, none from ``high`` on does
+            middle = (low + high + 1) // 2
+            probe = domain[np.maximum(middle - 1, 0)]
+            fits = hbm_used_bytes_per_gpu(problem.model, problem.workload, tp=tp, pp=int(pp), batch=probe,
+                                          attention=attention) <= capacity
+            open_ = low < high
+            low = np.where(open_ & fits, middle, low)
+            high = np.where(open_ & ~fits, middle - 1, high)
+        counts[mine] = low
+    return counts

@@ -1,14 +1,46 @@
-"""The exhaustive numpy oracle: every configuration evaluated, the exact Pareto frontier extracted.
+"""The exhaustive numpy oracle: every configuration accounted for, the exact Pareto frontier extracted.
 
-Because it looks at every point, it cannot miss one; the CP-SAT and MILP backends are tested
+Because it accounts for every point, it cannot miss one; the CP-SAT and MILP backends are tested
 against it. It is also the fastest backend for the spaces we ship, and the default.
+
+``pareto_indices`` and ``best_index`` filter one ``ConfigTable``. At integer batch resolution the
+space is too big for one table (Llama 3 70B on H100: 248 layouts x 101,340 batches), so
+``enumerate_frontier`` walks it piece by piece (``space.tabulate_rows``), vectorised over batches,
+keeping a running Pareto set; ``enumerate_point`` answers the single-point queries the same way.
+Both return exactly what ``pareto_indices`` (and ``best_index``) return on the whole table: the same
+points, the same canonical ``config_index``, the same columns and the same tie-breaks.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
 
-from infecon.formulations.space import ConfigTable
+import numpy as np
+import pandas as pd
+
+from infecon.formulations.errors import InstanceError
+from infecon.formulations.space import (
+    ConfigTable,
+    Problem,
+    batch_domain,
+    batch_ladder,
+    batches_within_hbm,
+    candidate_layouts,
+    layout_batches,
+    tabulate_rows,
+)
+from infecon.solver.frontier import configuration_frame
+
+# Configurations evaluated per call of the physics: about a kilobyte each while evaluated, so a
+# piece stays near 250 MB however large the space is.
+CHUNK_CONFIGURATIONS = 250_000
+# A batch interval whose bounds are not dominated is cut at this many interior points, evenly spaced...
+SPLIT_POINTS = 8
+# ...until it has at most this many interior batches: then they are all evaluated.
+WHOLE_INTERVAL_BATCHES = 64
+# Bounds are widened by this relative margin before they rule anything out, far beyond the few ulps
+# by which two evaluations of a monotone formula can disagree in floating point.
+BOUND_MARGIN = 1e-9
 
 
 def pareto_indices(table: ConfigTable, mask: np.ndarray | None = None) -> np.ndarray:
@@ -23,10 +55,15 @@ def pareto_indices(table: ConfigTable, mask: np.ndarray | None = None) -> np.nda
     if len(candidates) == 0:
         return candidates
     cost = table.usd_per_million_tokens[candidates]
-    order = np.lexsort((candidates, cost, table.latency_s[candidates]))
+    return candidates[_strict_frontier(table.latency_s[candidates], cost, candidates)]
+
+
+def _strict_frontier(latency_s: np.ndarray, cost: np.ndarray, canonical: np.ndarray) -> np.ndarray:
+    """Positions of the points strictly cheaper than every point before them in (latency, cost, index) order."""
+    order = np.lexsort((canonical, cost, latency_s))
     ordered_cost = cost[order]
     cheapest_before = np.minimum.accumulate(np.concatenate(([np.inf], ordered_cost[:-1])))
-    return candidates[order][ordered_cost < cheapest_before]
+    return order[ordered_cost < cheapest_before]
 
 
 def best_index(table: ConfigTable, objective: str, *, cost_rank_cap: int | None = None,
@@ -44,3 +81,318 @@ def best_index(table: ConfigTable, objective: str, *, cost_rank_cap: int | None 
         return None
     rank = table.fastest_first_rank if objective == "fastest" else table.cheapest_first_rank
     return int(np.flatnonzero(feasible)[np.argmin(rank[feasible])])
+
+
+class _Space:
+    """The problem's layouts and batch domain, addressed as (layout, position in its ``layout_batches``)."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+        self.layouts = candidate_layouts(problem.model, problem.hardware, problem.space)
+        self.batches = batch_domain(problem, self.layouts)
+        self.domains = {int(pp): layout_batches(self.batches, int(pp)) for pp in np.unique(self.layouts[:, 2])}
+        sizes = np.array([len(self.domains[int(pp)]) for pp in self.layouts[:, 2]], dtype=np.int64)
+        if sizes.sum() == 0:
+            raise InstanceError("the batch domain holds no size divisible by any valid pipeline degree")
+        self.offsets = np.concatenate(([0], np.cumsum(sizes)))[:-1]  # canonical index of each layout's first batch
+        self.fitting = batches_within_hbm(problem, self.layouts, self.batches)
+
+    def batch(self, layout: np.ndarray, position: np.ndarray) -> np.ndarray:
+        out = np.empty(len(layout), dtype=np.int64)
+        for pp, domain in self.domains.items():
+            mine = self.layouts[layout, 2] == pp
+            out[mine] = domain[position[mine]]
+        return out
+
+    def tables(self, layout: np.ndarray, position: np.ndarray):
+        """``(table, canonical index, slice)`` per piece of at most ``CHUNK_CONFIGURATIONS`` of these configurations."""
+        for start in range(0, len(layout), CHUNK_CONFIGURATIONS):
+            part = slice(start, start + CHUNK_CONFIGURATIONS)
+            rows, positions = layout[part], position[part]
+            tp_rows, tp_cols, pp, ep = (self.layouts[rows, k] for k in range(4))
+            table = tabulate_rows(self.problem, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep,
+                                  batch=self.batch(rows, positions))
+            yield table, self.offsets[rows] + positions, part
+
+    def every_fitting_configuration(self, *, at_least_one: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(layout, position) of every configuration that may fit in HBM (and each layout's first, if asked)."""
+        counts = self.fitting.copy()
+        if at_least_one:
+            sizes = np.array([len(self.domains[int(pp)]) for pp in self.layouts[:, 2]])
+            counts = np.maximum(counts, np.minimum(sizes, 1))
+        layout = np.repeat(np.arange(len(self.layouts)), counts)
+        starts = np.repeat(np.cumsum(counts) - counts, counts)
+        return layout, np.arange(len(layout)) - starts
+
+
+class _RunningFrontier:
+    """The Pareto set of the configurations evaluated so far, fastest first, with their frontier rows.
+
+    Merging pieces gives the whole table's frontier: a point dropped within its piece has a point
+    before it (in latency, cost, index order) no dearer, which precedes it in any larger set too;
+    and a dropped point's dominator is itself kept or dropped for a point before it, so the
+    cheapest cost before any kept point is the same in the merged set as in the whole table.
+    """
+
+    def __init__(self, max_latency_s: float | None, max_usd_per_million_tokens: float | None) -> None:
+        self.max_latency_s = np.inf if max_latency_s is None else max_latency_s
+        self.max_cost = np.inf if max_usd_per_million_tokens is None else max_usd_per_million_tokens
+        self.latency_s = np.zeros(0)
+        self.cost = np.zeros(0)
+        self.canonical = np.zeros(0, dtype=np.int64)
+        self.frame: pd.DataFrame | None = None
+
+    def merge(self, table: ConfigTable, canonical: np.ndarray) -> None:
+        keep = (table.feasible & (table.latency_s <= self.max_latency_s)
+                & (table.usd_per_million_tokens <= self.max_cost))
+        local = np.flatnonzero(keep)
+        if len(local) == 0:
+            return
+        local = local[_strict_frontier(table.latency_s[local], table.usd_per_million_tokens[local], canonical[local])]
+        rows = configuration_frame(table, local)
+        rows["config_index"] = canonical[local]
+        latency = np.concatenate((self.latency_s, table.latency_s[local]))
+        cost = np.concatenate((self.cost, table.usd_per_million_tokens[local]))
+        index = np.concatenate((self.canonical, canonical[local]))
+        frame = rows if self.frame is None else pd.concat([self.frame, rows], ignore_index=True)
+        kept = _strict_frontier(latency, cost, index)
+        self.latency_s, self.cost, self.canonical = latency[kept], cost[kept], index[kept]
+        self.frame = frame.iloc[kept].reset_index(drop=True)
+
+    def dominates(self, latency_s: np.ndarray, cost: np.ndarray) -> np.ndarray:
+        """Where a known point is at least as fast as ``latency_s`` and strictly cheaper than ``cost``.
+
+        The cheapest known point at most that slow is the last frontier point at most that slow.
+        """
+        last = np.searchsorted(self.latency_s, latency_s, side="right") - 1
+        found = last >= 0
+        return found & (self.cost[np.maximum(last, 0)] < cost)
+
+
+@dataclass
+class _Intervals:
+    """Open batch intervals (``low``, ``high``) of positions per layout, both ends evaluated, interior not."""
+
+    layout: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    low_latency_s: np.ndarray
+    low_cost_times_batch: np.ndarray
+    high_latency_s: np.ndarray
+    high_cost_times_batch: np.ndarray
+    low_batch: np.ndarray
+    high_batch: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.layout)
+
+    def take(self, which: np.ndarray) -> _Intervals:
+        return _Intervals(*(getattr(self, name)[which] for name in self.__dataclass_fields__))
+
+    @staticmethod
+    def join(parts: list[_Intervals]) -> _Intervals:
+        names = _Intervals.__dataclass_fields__
+        return _Intervals(*(np.concatenate([getattr(part, name) for part in parts]) for name in names))
+
+    @staticmethod
+    def between(layout, position, batch, latency_s, cost) -> _Intervals:
+        """The intervals between consecutive evaluated positions of each layout (those with an interior)."""
+        order = np.lexsort((position, layout))
+        layout, position, batch, latency_s, cost = (a[order] for a in (layout, position, batch, latency_s, cost))
+        pair = np.flatnonzero((layout[1:] == layout[:-1]) & (position[1:] - position[:-1] >= 2))
+        cost_times_batch = cost * batch
+        return _Intervals(layout[pair], position[pair], position[pair + 1], latency_s[pair], cost_times_batch[pair],
+                          latency_s[pair + 1], cost_times_batch[pair + 1], batch[pair], batch[pair + 1])
+
+    def ruled_out(self, front: _RunningFrontier) -> np.ndarray:
+        """Intervals no configuration of which can be on the frontier (module docstring of ``enumerate_frontier``).
+
+        Inside an interval, latency is at least the low end's and cost times batch at least the low
+        end's, so cost is above ``low cost x low batch / high batch``. Only where the ends themselves
+        obey that monotonicity (a check, not the proof) are the bounds used.
+        """
+        monotone = ((self.high_latency_s >= self.low_latency_s * (1 - BOUND_MARGIN))
+                    & (self.high_cost_times_batch >= self.low_cost_times_batch * (1 - BOUND_MARGIN)))
+        latency_bound = self.low_latency_s * (1 - BOUND_MARGIN)
+        cost_bound = self.low_cost_times_batch / self.high_batch * (1 - BOUND_MARGIN)
+        beyond_caps = (latency_bound > front.max_latency_s) | (cost_bound > front.max_cost)
+        return monotone & (beyond_caps | front.dominates(latency_bound, cost_bound))
+
+
+def may_skip_dominated_batches(problem: Problem) -> bool:
+    """Whether the batch bounds of ``enumerate_frontier`` hold for this problem's physics.
+
+    They need each layout's latency and its cost times batch to be nondecreasing in the batch. Every
+    term of a pass grows with the micro-batch or is constant (``perf.step_structure``: arithmetic
+    linear, HBM reads affine plus the increasing share of experts touched, collectives the cheapest of
+    increasing protocol lines, kernels constant; an engine adds a constant and a nonnegative
+    coefficient per sequence); the serving modes add a prefill that grows with the batch (closed
+    loop, static batch) or none; cost per output token is the charged decode time over the batch
+    times a per-layout price. With the paper's physics a speculative iteration takes the best draft
+    length and drafter layout among those that fit, a minimum of nondecreasing functions over a set
+    that only shrinks as the batch grows, so it is nondecreasing too. Under another engine the draft
+    length is chosen on the paper's physics and then timed with the engine's passes, which need not
+    be monotone: such problems are evaluated at every batch that fits.
+    """
+    return problem.speculative is None or problem.engine is None or problem.engine.paper
+
+
+def enumerate_frontier(problem: Problem, *, max_latency_s: float | None = None,
+                       max_usd_per_million_tokens: float | None = None) -> pd.DataFrame:
+    """The frontier rows of ``configuration_frame(tabulate(problem), pareto_indices(...))`` without the table.
+
+    Optional caps keep only the frontier's points at most that slow or that dear (the frontier of the
+    capped set: a point a faster one is cheaper than is not under a tighter cap either).
+
+    Why it is exact though it skips configurations:
+
+    * Batches past a layout's ``space.batches_within_hbm`` break ``hbm_capacity`` (the least HBM any
+      configuration needs grows with the batch), so they are never feasible.
+    * Each layout is evaluated at a ~1.4x ladder of its batches plus its largest that fits. Between
+      two evaluated batches ``b_lo < b_hi`` of a layout, every batch ``b`` has latency
+      ``>= latency(b_lo)`` and cost ``>= cost(b_lo) b_lo / b > cost(b_lo) b_lo / b_hi``
+      (``may_skip_dominated_batches``). If an evaluated feasible point is at least as fast as that
+      latency bound and strictly cheaper than that cost bound, it precedes every ``b`` in the
+      frontier's (latency, cost, index) order and is strictly cheaper, so none of them is on the
+      frontier, and none can change which points are (its dominator is evaluated). Such intervals
+      are dropped; the others are cut at ``SPLIT_POINTS`` evaluated batches and tested again, and
+      intervals of at most ``WHOLE_INTERVAL_BATCHES`` are evaluated whole.
+    * Evaluated pieces are merged into a running Pareto set (``_RunningFrontier``), which equals the
+      whole table's frontier restricted to the evaluated points, and no skipped point is on it.
+
+    Raises:
+        InstanceError: the batch domain holds no size any valid layout can split into micro-batches.
+    """
+    space = _Space(problem)
+    front = _RunningFrontier(max_latency_s, max_usd_per_million_tokens)
+    if not may_skip_dominated_batches(problem):
+        layout, position = space.every_fitting_configuration()
+        for table, canonical, _ in space.tables(layout, position):
+            front.merge(table, canonical)
+        return _finish(front, problem)
+    layout, position = _ladder_positions(space.fitting)
+    pending = _Intervals.between(layout, position, *_evaluate(space, front, layout, position))
+    small = []
+    while len(pending):
+        pending = pending.take(~pending.ruled_out(front))
+        whole = pending.high - pending.low - 1 <= WHOLE_INTERVAL_BATCHES
+        small.append(pending.take(whole))
+        pending = pending.take(~whole)
+        if len(pending) == 0:
+            break
+        pending = _split(space, front, pending)
+    if small:
+        rest = _Intervals.join(small)
+        rest = rest.take(~rest.ruled_out(front))
+        sizes = rest.high - rest.low - 1
+        layout = np.repeat(rest.layout, sizes)
+        position = np.repeat(rest.low + 1, sizes) + np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        for table, canonical, _ in space.tables(layout, position):
+            front.merge(table, canonical)
+    return _finish(front, problem)
+
+
+def _ladder_positions(fitting: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(layout, position) of each layout's batches at ~1.4x steps and of its largest that fits."""
+    layouts, positions = [], []
+    for layout, count in enumerate(fitting):
+        if count == 0:
+            continue
+        mine = np.unique(np.concatenate((np.array(batch_ladder(int(count))) - 1, [count - 1])))
+        layouts.append(np.full(len(mine), layout))
+        positions.append(mine)
+    if not layouts:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.concatenate(layouts).astype(np.int64), np.concatenate(positions).astype(np.int64)
+
+
+def _evaluate(space: _Space, front: _RunningFrontier, layout: np.ndarray, position: np.ndarray):
+    """Evaluate these configurations into the frontier; return their (batch, latency, cost), feasible or not."""
+    latency = np.empty(len(layout))
+    cost = np.empty(len(layout))
+    batch = np.empty(len(layout), dtype=np.int64)
+    for table, canonical, part in space.tables(layout, position):
+        front.merge(table, canonical)
+        latency[part], cost[part], batch[part] = table.latency_s, table.usd_per_million_tokens, table.batch
+    return batch, latency, cost
+
+
+def _split(space: _Space, front: _RunningFrontier, pending: _Intervals) -> _Intervals:
+    """Cut each interval at ``SPLIT_POINTS`` evenly spaced batches, evaluate them, return the pieces between."""
+    steps = np.arange(1, SPLIT_POINTS + 1)
+    width = pending.high - pending.low  # > SPLIT_POINTS + 1, so the cuts are distinct and inside
+    cuts = pending.low[:, None] + (steps[None, :] * width[:, None]) // (SPLIT_POINTS + 1)
+    batch, latency, cost = (a.reshape(cuts.shape) for a in
+                            _evaluate(space, front, np.repeat(pending.layout, SPLIT_POINTS), cuts.ravel()))
+    grid = {
+        "position": np.column_stack((pending.low, cuts, pending.high)),
+        "batch": np.column_stack((pending.low_batch, batch, pending.high_batch)),
+        "latency": np.column_stack((pending.low_latency_s, latency, pending.high_latency_s)),
+        "cost_times_batch": np.column_stack((pending.low_cost_times_batch, cost * batch,
+                                             pending.high_cost_times_batch)),
+    }
+    low, high = (slice(None), slice(None, -1)), (slice(None), slice(1, None))
+    layout = np.repeat(pending.layout, SPLIT_POINTS + 1)
+    pieces = _Intervals(layout, grid["position"][low].ravel(), grid["position"][high].ravel(),
+                        grid["latency"][low].ravel(), grid["cost_times_batch"][low].ravel(),
+                        grid["latency"][high].ravel(), grid["cost_times_batch"][high].ravel(),
+                        grid["batch"][low].ravel(), grid["batch"][high].ravel())
+    return pieces.take(pieces.high - pieces.low >= 2)
+
+
+def _finish(front: _RunningFrontier, problem: Problem) -> pd.DataFrame:
+    if front.frame is None:
+        return empty_frame(problem)
+    return front.frame
+
+
+def empty_frame(problem: Problem) -> pd.DataFrame:
+    """A frontier with no row but every column the problem's frontiers have."""
+    one = np.ones(1, dtype=np.int64)
+    return configuration_frame(tabulate_rows(problem, tp_rows=one, tp_cols=one, pp=one, ep=one, batch=one), [])
+
+
+def enumerate_point(problem: Problem, *, min_tokens_per_s: float | None = None,
+                    max_usd_per_million_tokens: float | None = None) -> pd.DataFrame:
+    """``best_index`` on the whole table, without the table: one row, or none if nothing qualifies.
+
+    The cheapest configuration at least ``min_tokens_per_s`` fast (ties: faster, then canonical) is the
+    frontier's last point within that latency; the fastest at most ``max_usd_per_million_tokens``
+    (ties: cheaper, then canonical) its first point within that cost. Each precedes, in its own
+    order, everything dearer or slower, so the filter keeps it.
+    """
+    if (min_tokens_per_s is None) == (max_usd_per_million_tokens is None):
+        raise ValueError("give exactly one of min_tokens_per_s and max_usd_per_million_tokens")
+    if min_tokens_per_s is not None:
+        frame = enumerate_frontier(problem, max_latency_s=1.0 / min_tokens_per_s)
+        return frame.iloc[len(frame) - 1:].reset_index(drop=True)
+    frame = enumerate_frontier(problem, max_usd_per_million_tokens=max_usd_per_million_tokens)
+    return frame.iloc[:1].reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class RuleSummary:
+    """What the whole space breaks: for ``api.diagnose_infeasible`` without a table of every configuration."""
+
+    fits_somewhere: bool
+    least_hbm_used_bytes_per_gpu: int
+    broken_wherever_it_fits: list[str]  # rules every configuration that fits in HBM breaks, in table order
+
+
+def rule_summary(problem: Problem) -> RuleSummary:
+    """Evaluate every configuration that may fit in HBM (and each layout's smallest batch) for the rules' verdict.
+
+    A configuration past ``batches_within_hbm`` breaks ``hbm_capacity``; where nothing fits, no
+    draft length fits either, so the least HBM need is at a layout's smallest batch.
+    """
+    space = _Space(problem)
+    layout, position = space.every_fitting_configuration(at_least_one=True)
+    fits, least, always = False, None, None
+    for table, _, _ in space.tables(layout, position):
+        room = ~table.violations["hbm_capacity"]
+        fits |= bool(room.any())
+        smallest = int(table.metrics.hbm_used_bytes_per_gpu.min())
+        least = smallest if least is None else min(least, smallest)
+        broken = {name: bool(mask[room].all()) for name, mask in table.violations.items()}
+        always = broken if always is None else {name: always[name] and broken[name] for name in always}
+    return RuleSummary(fits, least, [name for name, yes in always.items() if yes])

@@ -37,7 +37,7 @@ import pandas as pd
 from infecon.formulations.errors import SolverLimitError
 from infecon.formulations.space import ConfigTable, Problem, batch_domain, tabulate
 from infecon.solver.backends import Backend, get_backend
-from infecon.solver.enumeration import best_index, pareto_indices
+from infecon.solver.enumeration import best_index, enumerate_frontier, enumerate_point, pareto_indices
 from infecon.solver.frontier import Frontier, configuration_frame
 
 # A solver's bound is trusted only to this relative margin (its feasibility and optimality tolerances
@@ -193,9 +193,8 @@ def trace_frontier(problem: Problem, backend: Backend | str = "enumerate", *, ti
     backend = get_backend(backend) if isinstance(backend, str) else backend
     start = time.perf_counter()
     if backend.name == "enumerate":
-        table = table if table is not None else tabulate(problem)
-        indices = pareto_indices(table)
-        frame = configuration_frame(table, indices)
+        # Without a table, the whole space piece by piece (every integer batch is too many for one table).
+        frame = enumerate_frontier(problem) if table is None else configuration_frame(table, pareto_indices(table))
         return Frontier(problem, backend.name, frame, ["OPTIMAL"] * len(frame), time.perf_counter() - start,
                         complete=True, solves=1)
     search = _Search(problem, backend, None if time_limit_s is None else start + time_limit_s)
@@ -294,7 +293,11 @@ def solve_point(problem: Problem, backend: Backend | str = "enumerate", *, min_t
     backend = get_backend(backend) if isinstance(backend, str) else backend
     start = time.perf_counter()
     if backend.name == "enumerate":
-        table = table if table is not None else tabulate(problem)
+        if table is None:
+            frame = enumerate_point(problem, min_tokens_per_s=min_tokens_per_s,
+                                    max_usd_per_million_tokens=max_usd_per_million_tokens)
+            return Frontier(problem, backend.name, frame, ["OPTIMAL"] * len(frame), time.perf_counter() - start,
+                            solves=1)
         if min_tokens_per_s is not None:
             cap = table.latency_rank_at_most(1.0 / min_tokens_per_s)
             index = best_index(table, "cheapest", latency_rank_cap=cap) if cap >= 0 else None
