@@ -230,8 +230,43 @@ def batch_domain(problem: Problem, layouts: np.ndarray) -> np.ndarray:
     if space.batch_sizes is not None:
         return np.array(sorted(set(space.batch_sizes)), dtype=np.int64)
     largest = largest_batch(problem, layouts)
-    values = range(1, largest + 1) if space.batch_mode == "all" else batch_ladder(largest)
-    return np.array(list(values), dtype=np.int64)
+    if space.batch_mode == "all":
+        return np.arange(1, largest + 1, dtype=np.int64)
+    return np.array(batch_ladder(largest), dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class BatchAxis:
+    """The batch domain as each pipeline degree sees it, by position, without listing every integer.
+
+    At integer resolution the domain can hold a hundred million batches (context 0: only activations
+    grow with the batch), and a layout of ``pp`` stages runs its multiples of ``pp``: ``pp, 2 pp, ...``.
+    ``values`` is the explicit domain (the ladder or the user's list), None for every integer up to
+    ``largest``. Position ``k`` of a layout is its ``k``-th batch; its canonical index is the layout's
+    offset plus ``k`` (``tabulate``'s order).
+    """
+
+    values: np.ndarray | None
+    largest: int
+
+    @classmethod
+    def of(cls, problem: Problem, layouts: np.ndarray) -> BatchAxis:
+        space = problem.space
+        if space.batch_sizes is None and space.batch_mode == "all":
+            return cls(None, largest_batch(problem, layouts))
+        values = batch_domain(problem, layouts)
+        return cls(values, int(values.max()))
+
+    def size(self, pp: int) -> int:
+        """How many batches of the domain split into ``pp`` equal micro-batches."""
+        return self.largest // pp if self.values is None else int(np.count_nonzero(self.values % pp == 0))
+
+    def at(self, pp: int, positions: np.ndarray) -> np.ndarray:
+        """The batches at these positions of a ``pp``-stage layout."""
+        positions = np.asarray(positions, dtype=np.int64)
+        if self.values is None:
+            return pp * (positions + 1)
+        return self.values[self.values % pp == 0][positions]
 
 
 @dataclass(frozen=True)
@@ -391,16 +426,8 @@ def tabulate_rows(problem: Problem, *, tp_rows: np.ndarray, tp_cols: np.ndarray,
                        draft_tokens=metrics.draft_tokens, metrics=metrics, violations=violations)
 
 
-def layout_batches(batches: np.ndarray, pp: int) -> np.ndarray:
-    """The batches of the domain a layout of ``pp`` stages can run (``pp`` equal micro-batches), in order.
-
-    A configuration's canonical index is its layout's offset plus its position in this array.
-    """
-    return batches[batches % pp == 0]
-
-
-def batches_within_hbm(problem: Problem, layouts: np.ndarray, batches: np.ndarray) -> np.ndarray:
-    """Per layout, how many of its ``layout_batches`` leave room in HBM for the least any configuration needs.
+def batches_within_hbm(problem: Problem, layouts: np.ndarray, axis: BatchAxis) -> np.ndarray:
+    """Per layout, how many of its batches (``axis``) leave room in HBM for the least any configuration needs.
 
     The least need is the weights, KV cache and one token's activations per sequence, with no drafter
     loaded (``perf.hbm_used_bytes_per_gpu``, with the attention sharding the problem's physics uses): a
@@ -413,16 +440,14 @@ def batches_within_hbm(problem: Problem, layouts: np.ndarray, batches: np.ndarra
     attention = attention_sharding(problem.engine is None or problem.engine.paper)
     counts = np.zeros(len(layouts), dtype=np.int64)
     for pp in np.unique(layouts[:, 2]):
+        pp = int(pp)
         mine = np.flatnonzero(layouts[:, 2] == pp)
-        domain = layout_batches(batches, int(pp))
-        if len(domain) == 0:
-            continue
         tp = layouts[mine, 0] * layouts[mine, 1]
-        low, high = np.zeros(len(mine), dtype=np.int64), np.full(len(mine), len(domain), dtype=np.int64)
+        low, high = np.zeros(len(mine), dtype=np.int64), np.full(len(mine), axis.size(pp), dtype=np.int64)
         while (low < high).any():  # invariant: the first ``low`` batches fit, none from ``high`` on does
             middle = (low + high + 1) // 2
-            probe = domain[np.maximum(middle - 1, 0)]
-            fits = hbm_used_bytes_per_gpu(problem.model, problem.workload, tp=tp, pp=int(pp), batch=probe,
+            probe = axis.at(pp, np.clip(middle - 1, 0, max(axis.size(pp) - 1, 0)))
+            fits = hbm_used_bytes_per_gpu(problem.model, problem.workload, tp=tp, pp=pp, batch=probe,
                                           attention=attention) <= capacity
             open_ = low < high
             low = np.where(open_ & fits, middle, low)

@@ -5,10 +5,11 @@ against it. It is also the fastest backend for the spaces we ship, and the defau
 
 ``pareto_indices`` and ``best_index`` filter one ``ConfigTable``. At integer batch resolution the
 space is too big for one table (Llama 3 70B on H100: 248 layouts x 101,340 batches), so
-``enumerate_frontier`` walks it piece by piece (``space.tabulate_rows``), vectorised over batches,
-keeping a running Pareto set; ``enumerate_point`` answers the single-point queries the same way.
-Both return exactly what ``pareto_indices`` (and ``best_index``) return on the whole table: the same
-points, the same canonical ``config_index``, the same columns and the same tie-breaks.
+``enumerate_frontier`` walks it piece by piece (``space.tabulate_rows``; batches by position on a
+``space.BatchAxis``), vectorised over batches, keeping a running Pareto set; ``enumerate_point``
+answers the single-point queries the same way. Both return exactly what ``pareto_indices`` (and
+``best_index``) return on the whole table: the same points, the same canonical ``config_index``,
+the same columns and the same tie-breaks.
 """
 
 from __future__ import annotations
@@ -20,13 +21,12 @@ import pandas as pd
 
 from infecon.formulations.errors import InstanceError
 from infecon.formulations.space import (
+    BatchAxis,
     ConfigTable,
     Problem,
-    batch_domain,
     batch_ladder,
     batches_within_hbm,
     candidate_layouts,
-    layout_batches,
     tabulate_rows,
 )
 from infecon.solver.frontier import configuration_frame
@@ -84,24 +84,24 @@ def best_index(table: ConfigTable, objective: str, *, cost_rank_cap: int | None 
 
 
 class _Space:
-    """The problem's layouts and batch domain, addressed as (layout, position in its ``layout_batches``)."""
+    """The problem's layouts and batch domain, addressed as (layout, position on ``BatchAxis``)."""
 
     def __init__(self, problem: Problem) -> None:
         self.problem = problem
         self.layouts = candidate_layouts(problem.model, problem.hardware, problem.space)
-        self.batches = batch_domain(problem, self.layouts)
-        self.domains = {int(pp): layout_batches(self.batches, int(pp)) for pp in np.unique(self.layouts[:, 2])}
-        sizes = np.array([len(self.domains[int(pp)]) for pp in self.layouts[:, 2]], dtype=np.int64)
-        if sizes.sum() == 0:
+        self.axis = BatchAxis.of(problem, self.layouts)
+        self.sizes = np.array([self.axis.size(int(pp)) for pp in self.layouts[:, 2]], dtype=np.int64)
+        if self.sizes.sum() == 0:
             raise InstanceError("the batch domain holds no size divisible by any valid pipeline degree")
-        self.offsets = np.concatenate(([0], np.cumsum(sizes)))[:-1]  # canonical index of each layout's first batch
-        self.fitting = batches_within_hbm(problem, self.layouts, self.batches)
+        self.offsets = np.concatenate(([0], np.cumsum(self.sizes)))[:-1]  # canonical index of each layout's first
+        self.fitting = batches_within_hbm(problem, self.layouts, self.axis)
 
     def batch(self, layout: np.ndarray, position: np.ndarray) -> np.ndarray:
         out = np.empty(len(layout), dtype=np.int64)
-        for pp, domain in self.domains.items():
-            mine = self.layouts[layout, 2] == pp
-            out[mine] = domain[position[mine]]
+        pps = self.layouts[layout, 2]
+        for pp in np.unique(pps):
+            mine = pps == pp
+            out[mine] = self.axis.at(int(pp), position[mine])
         return out
 
     def tables(self, layout: np.ndarray, position: np.ndarray):
@@ -118,8 +118,7 @@ class _Space:
         """(layout, position) of every configuration that may fit in HBM (and each layout's first, if asked)."""
         counts = self.fitting.copy()
         if at_least_one:
-            sizes = np.array([len(self.domains[int(pp)]) for pp in self.layouts[:, 2]])
-            counts = np.maximum(counts, np.minimum(sizes, 1))
+            counts = np.maximum(counts, np.minimum(self.sizes, 1))
         layout = np.repeat(np.arange(len(self.layouts)), counts)
         starts = np.repeat(np.cumsum(counts) - counts, counts)
         return layout, np.arange(len(layout)) - starts
