@@ -25,7 +25,6 @@ from infecon.formulations.space import (
     candidate_layouts,
     evaluate_configurations,
     layout_rule_violation,
-    tabulate,
 )
 from infecon.formulations.specs import (
     SERVING_MODES,
@@ -47,6 +46,7 @@ from infecon.instances.loader import (
     load_hardware,
     load_model,
 )
+from infecon.solver.enumeration import rule_summary
 from infecon.solver.epsilon import solve_point, trace_frontier
 from infecon.solver.frontier import Frontier
 
@@ -186,16 +186,22 @@ def hbm_need_text(hbm_bytes_per_gpu: float) -> str:
 def diagnose_infeasible(problem: Problem, table: ConfigTable | None = None) -> str:
     """Why a problem has no feasible configuration: the binding rule and by how much.
 
-    ``table``: the problem's configuration table if the caller has it (saves tabulating again).
+    ``table``: the problem's configuration table if the caller has it; without one the space is read
+    piece by piece (``enumeration.rule_summary``: at integer resolution one table may not fit in memory).
     """
-    table = tabulate(problem) if table is None else table
-    if table.violations["hbm_capacity"].all():
+    if table is None:
+        summary = rule_summary(problem)
+        fits, needed = summary.fits_somewhere, summary.least_hbm_used_bytes_per_gpu
+        names = summary.broken_wherever_it_fits
+    else:
+        fits = not table.violations["hbm_capacity"].all()
         needed = int(table.metrics.hbm_used_bytes_per_gpu.min())
+        names = [name for name, broken in table.violations.items() if broken[~table.violations["hbm_capacity"]].all()]
+    if not fits:
         capacity = problem.hardware.hbm_capacity_bytes
         return (f"hbm_capacity: {problem.model.name} does not fit on {problem.hardware.name} within "
                 f"{problem.space.max_gpus} GPUs: the roomiest layout needs {hbm_need_text(needed)}, "
                 f"{capacity / 1e9:.1f} GB available (raise --max-gpus, lower --weight-bits or --context)")
-    names = [name for name, broken in table.violations.items() if broken[~table.violations["hbm_capacity"]].all()]
     if names:
         return f"{names[0]}: no configuration that fits in memory satisfies it"
     return "no configuration satisfies all constraints together"

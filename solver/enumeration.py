@@ -21,6 +21,7 @@ import pandas as pd
 
 from infecon.formulations.errors import InstanceError
 from infecon.formulations.space import (
+    MAX_TABULATED_CONFIGURATIONS,
     BatchAxis,
     ConfigTable,
     Problem,
@@ -163,6 +164,8 @@ class _RunningFrontier:
 
         The cheapest known point at most that slow is the last frontier point at most that slow.
         """
+        if len(self.latency_s) == 0:
+            return np.zeros(np.shape(latency_s), dtype=bool)
         last = np.searchsorted(self.latency_s, latency_s, side="right") - 1
         found = last >= 0
         return found & (self.cost[np.maximum(last, 0)] < cost)
@@ -219,7 +222,7 @@ class _Intervals:
 
 
 def may_skip_dominated_batches(problem: Problem) -> bool:
-    """Whether the batch bounds of ``enumerate_frontier`` hold for this problem's physics.
+    """Whether the batch bounds of ``enumerate_frontier`` hold for this problem's physics: without a drafter.
 
     They need each layout's latency and its cost times batch to be nondecreasing in the batch. Every
     term of a pass grows with the micro-batch or is constant (``perf.step_structure``: arithmetic
@@ -227,13 +230,12 @@ def may_skip_dominated_batches(problem: Problem) -> bool:
     increasing protocol lines, kernels constant; an engine adds a constant and a nonnegative
     coefficient per sequence); the serving modes add a prefill that grows with the batch (closed
     loop, static batch) or none; cost per output token is the charged decode time over the batch
-    times a per-layout price. With the paper's physics a speculative iteration takes the best draft
-    length and drafter layout among those that fit, a minimum of nondecreasing functions over a set
-    that only shrinks as the batch grows, so it is nondecreasing too. Under another engine the draft
-    length is chosen on the paper's physics and then timed with the engine's passes, which need not
-    be monotone: such problems are evaluated at every batch that fits.
+    times a per-layout price. Speculative decoding breaks it: a drafter layout with pipeline stages
+    exists only at batches it splits evenly, so batch 2 can speculate where batch 1 cannot and be
+    faster (found by ``tests/solver/test_enumeration.py``); and under a fitted engine the draft length
+    is chosen on the paper's physics. Such problems are evaluated at every batch that fits in HBM.
     """
-    return problem.speculative is None or problem.engine is None or problem.engine.paper
+    return problem.speculative is None
 
 
 def enumerate_frontier(problem: Problem, *, max_latency_s: float | None = None,
@@ -260,11 +262,18 @@ def enumerate_frontier(problem: Problem, *, max_latency_s: float | None = None,
       whole table's frontier restricted to the evaluated points, and no skipped point is on it.
 
     Raises:
-        InstanceError: the batch domain holds no size any valid layout can split into micro-batches.
+        InstanceError: the batch domain holds no size any valid layout can split into micro-batches; or,
+            with a drafter (nothing skipped), more than ``MAX_TABULATED_CONFIGURATIONS`` fit in HBM.
     """
     space = _Space(problem)
     front = _RunningFrontier(max_latency_s, max_usd_per_million_tokens)
     if not may_skip_dominated_batches(problem):
+        count = int(space.fitting.sum())
+        if count > MAX_TABULATED_CONFIGURATIONS:
+            raise InstanceError(
+                f"'max_batch': with a drafter every batch that fits in HBM is evaluated, and {count:,} "
+                f"configurations exceed {MAX_TABULATED_CONFIGURATIONS:,} (about a minute); set a max_batch "
+                "(--max-batch) or use the batch ladder (--batch-ladder)")
         layout, position = space.every_fitting_configuration()
         for table, canonical, _ in space.tables(layout, position):
             front.merge(table, canonical)

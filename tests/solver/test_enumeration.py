@@ -1,0 +1,162 @@
+"""The enumeration at integer resolution: piece by piece, it returns exactly what one whole table returns."""
+
+from __future__ import annotations
+
+import dataclasses
+from unittest import mock
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from infecon.formulations.errors import InstanceError
+from infecon.formulations.space import BatchAxis, batches_within_hbm, candidate_layouts, tabulate
+from infecon.solver import api, enumeration
+from infecon.solver.enumeration import (
+    enumerate_frontier,
+    enumerate_point,
+    may_skip_dominated_batches,
+    pareto_indices,
+)
+from infecon.solver.epsilon import solve_point, trace_frontier
+from infecon.solver.frontier import configuration_frame
+from tests.strategies import problems, serving_problems
+
+SLOW = [HealthCheck.too_slow]
+
+
+def whole_table_frontier(problem) -> pd.DataFrame:
+    """Today's reference: one table of every configuration, filtered once."""
+    table = tabulate(problem)
+    return configuration_frame(table, pareto_indices(table))
+
+
+def fine_pieces():
+    """Cut batch intervals at 2 points down to 2 batches, so small spaces exercise every skip and split."""
+    return mock.patch.multiple(enumeration, SPLIT_POINTS=2, WHOLE_INTERVAL_BATCHES=2, CHUNK_CONFIGURATIONS=97)
+
+
+class TestEnumerateFrontier:
+    """``enumerate_frontier`` equals ``pareto_indices`` on the whole table: points, config_index, columns, ties."""
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=SLOW)
+    @given(problem=problems())
+    def test_equals_the_whole_table_on_generated_problems(self, problem):
+        """Paper-model problems (toy and MoE/MLA models, speculative decoding, demand and budget caps)."""
+        expected = whole_table_frontier(problem)
+        pd.testing.assert_frame_equal(enumerate_frontier(problem), expected)
+        with fine_pieces():
+            pd.testing.assert_frame_equal(enumerate_frontier(problem), expected)
+
+    @settings(max_examples=100, deadline=None, suppress_health_check=SLOW)
+    @given(problem=serving_problems())
+    def test_equals_the_whole_table_on_generated_serving_problems(self, problem):
+        """Every engine and serving mode, with TTFT and TPOT caps that bind."""
+        expected = whole_table_frontier(problem)
+        pd.testing.assert_frame_equal(enumerate_frontier(problem), expected)
+        with fine_pieces():
+            pd.testing.assert_frame_equal(enumerate_frontier(problem), expected)
+
+    def test_equals_the_whole_table_on_a_builtin_model_at_every_integer_batch(self):
+        """Llama 3 70B on H100s, every batch to 1,024 (a frontier of runs): identical to the table's."""
+        problem = api.build_problem("llama-3-70b", "h100", engine="paper", max_batch=1024, batch_mode="all")
+        expected = whole_table_frontier(problem)
+        assert len(expected) > 1000
+        pd.testing.assert_frame_equal(trace_frontier(problem, "enumerate").points, expected)
+
+    def test_it_skips_what_it_proves_dominated(self):
+        """Most of Llama 3 70B's 700,000 configurations up to batch 8,192 are never evaluated."""
+        problem = api.build_problem("llama-3-70b", "h100", engine="paper", max_batch=8192, batch_mode="all")
+        evaluated = []
+        real = enumeration.tabulate_rows
+
+        def counting(problem, **rows):
+            evaluated.append(len(rows["batch"]))
+            return real(problem, **rows)
+
+        with mock.patch.object(enumeration, "tabulate_rows", counting):
+            enumerate_frontier(problem)
+        assert sum(evaluated) < 100_000
+
+    def test_a_space_the_old_table_refused(self):
+        """The README example at integer resolution (25 million configurations) has a frontier, in runs."""
+        problem = api.build_problem("llama-3-70b", "h100", engine="generic", batch_mode="all")
+        with pytest.raises(InstanceError, match="exceed 10,000,000 configurations"):
+            tabulate(problem)
+        points = enumerate_frontier(problem)
+        assert len(points) > 100
+        assert (np.diff(points["tokens_per_second"]) < 0).all()
+        assert (np.diff(points["usd_per_million_tokens"]) < 0).all()
+
+
+class TestEnumeratePoint:
+    """Single-point queries equal ``best_index`` on the whole table."""
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=SLOW)
+    @given(problem=st.one_of(problems(), serving_problems()), quantile=st.sampled_from([0.0, 0.3, 0.7, 1.0]),
+           which=st.sampled_from(["speed", "cost"]))
+    def test_equals_the_whole_table(self, problem, quantile, which):
+        """At a speed or cost between the frontier's ends (or at them, or where nothing qualifies)."""
+        table = tabulate(problem)
+        feasible = table.feasible
+        if which == "speed":
+            speeds = table.metrics.tokens_per_second[feasible]
+            query = {"min_tokens_per_s": float(np.quantile(speeds, quantile)) if len(speeds) else 1.0}
+        else:
+            costs = table.usd_per_million_tokens[feasible]
+            query = {"max_usd_per_million_tokens": float(np.quantile(costs, quantile)) if len(costs) else 1.0}
+        expected = solve_point(problem, "enumerate", table=table, **query).points
+        pd.testing.assert_frame_equal(enumerate_point(problem, **query), expected)
+        with fine_pieces():
+            pd.testing.assert_frame_equal(solve_point(problem, "enumerate", **query).points, expected)
+
+
+class TestSkippingPremise:
+    """What the skipped intervals rely on (``may_skip_dominated_batches``), checked at every integer batch."""
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=SLOW)
+    @given(problem=st.one_of(problems(), serving_problems()))
+    def test_latency_and_cost_times_batch_never_fall_as_the_batch_grows(self, problem):
+        """Per layout, in batch order: latency and cost x batch are nondecreasing (to 1e-12 relative)."""
+        if not may_skip_dominated_batches(problem):
+            return
+        table = tabulate(problem)
+        layout = np.stack([table.tp_rows, table.tp_cols, table.pp, table.ep], axis=1)
+        cost_times_batch = table.usd_per_million_tokens * table.batch
+        for one in np.unique(layout, axis=0):
+            mine = np.flatnonzero((layout == one).all(axis=1))  # canonical order: batch ascending
+            for values in (table.latency_s[mine], cost_times_batch[mine]):
+                assert (values[1:] >= values[:-1] * (1 - 1e-12)).all()
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=SLOW)
+    @given(problem=st.one_of(problems(), serving_problems()))
+    def test_batches_past_the_hbm_count_never_fit(self, problem):
+        """``batches_within_hbm`` is exact: the batches past it break hbm_capacity, the last one within may fit."""
+        layouts = candidate_layouts(problem.model, problem.hardware, problem.space)
+        axis = BatchAxis.of(problem, layouts)
+        counts = batches_within_hbm(problem, layouts, axis)
+        batches = axis.values if axis.values is not None else np.arange(1, axis.largest + 1)
+        for layout, count in zip(layouts, counts, strict=True):
+            if axis.size(int(layout[2])) == 0:
+                continue
+            table = tabulate(problem, layout[None, :], batches=batches)  # this layout's batches, in position order
+            assert table.violations["hbm_capacity"][count:].all()
+            assert not table.feasible[count:].any()
+
+    def test_speculation_is_evaluated_at_every_batch(self):
+        """A drafter whose layouts need pipeline stages speculates only at even batches: no skipping with one."""
+        problem = api.build_problem("llama-3-70b", "h100", draft="llama-3-8b", max_gpus=8, max_batch=64)
+        assert not may_skip_dominated_batches(problem)
+        assert may_skip_dominated_batches(dataclasses.replace(problem, speculative=None))
+
+
+class TestDiagnosis:
+    """``rule_summary`` gives ``diagnose_infeasible`` the verdict the whole table gives."""
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=SLOW)
+    @given(problem=st.one_of(problems(), serving_problems()))
+    def test_same_message_as_the_whole_table(self, problem):
+        """Binding rule and HBM need read the same with or without the table."""
+        assert api.diagnose_infeasible(problem) == api.diagnose_infeasible(problem, tabulate(problem))
