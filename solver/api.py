@@ -118,14 +118,16 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
                   price_usd_per_hour: float | None = None, flop_efficiency: float | None = None,
                   bandwidth_efficiency: float | None = None, demand_tokens_per_s: float | None = None,
                   budget_usd_per_hour: float | None = None, max_gpus: int | None = None,
-                  max_batch: int | None = None, batch_sizes: list[int] | None = None, batch_mode: str = "ladder",
+                  max_batch: int | None = None, batch_sizes: list[int] | None = None, batch_mode: str = "all",
                   draft: str | Path | ModelSpec | None = None, acceptance: float = DEFAULT_ACCEPTANCE,
                   max_draft_tokens: int = DEFAULT_MAX_DRAFT_TOKENS, draft_tokens: int | None = None,
                   prefill_utilization: float | None = None) -> Problem:
     """Assemble and validate a ``Problem`` from names or specs and the usual knobs.
 
     Unset knobs keep the hardware file's values (price, efficiencies) and the search-space
-    defaults. ``kv_bits`` defaults to ``activation_bits``. ``engine`` (a profile name such as
+    defaults: ``batch_mode="all"`` searches every integer batch up to what fits (the exact frontier at
+    integer resolution); ``"ladder"`` searches ~1.4x steps, for studies that run many frontiers.
+    ``kv_bits`` defaults to ``activation_bits``. ``engine`` (a profile name such as
     ``generic``, ``vllm`` or ``paper``) switches to the serving model (``resolve_serving``);
     ``ttft_max_s`` and ``tpot_max_s`` are its service-level constraints; ``prefill_utilization``
     the busy share a disaggregated prefill pool is sized for (default ``serving.DEFAULT_PREFILL_UTILIZATION``).

@@ -161,9 +161,12 @@ def add_problem_arguments(parser: argparse.ArgumentParser, *, need_model: bool =
                        help="largest batch (default: the largest that fits in HBM with weights, KV cache and "
                             "activations)")
     space.add_argument("--batch-sizes", type=_batch_list, help="explicit batch sizes, e.g. 1,2,4,8,64")
-    space.add_argument("--all-batches", action="store_true",
-                       help="search every integer batch instead of the ~1.4x ladder (up to what fits in HBM, which "
-                            "at short context can be millions: set --max-batch)")
+    resolution = space.add_mutually_exclusive_group()
+    resolution.add_argument("--batch-ladder", action="store_true",
+                            help="search batches ~1.4x apart (1, 2, 3, 4, 6, 8, 12, ...) instead of every integer "
+                                 "(the default): a coarser frontier")
+    resolution.add_argument("--all-batches", action="store_true",
+                            help="every integer batch: the default now; accepted for compatibility and does nothing")
 
 
 def problem_kwargs(args: argparse.Namespace) -> dict:
@@ -175,7 +178,7 @@ def problem_kwargs(args: argparse.Namespace) -> dict:
         kv_bits=args.kv_bits, price_usd_per_hour=args.price, flop_efficiency=args.flop_efficiency,
         bandwidth_efficiency=args.bandwidth_efficiency, demand_tokens_per_s=args.demand,
         budget_usd_per_hour=args.budget, max_gpus=args.max_gpus, max_batch=args.max_batch,
-        batch_sizes=args.batch_sizes, batch_mode="all" if args.all_batches else "ladder", draft=args.draft,
+        batch_sizes=args.batch_sizes, batch_mode="ladder" if args.batch_ladder else "all", draft=args.draft,
         draft_tokens=args.draft_tokens)
     if args.acceptance is not None:
         kwargs["acceptance"] = args.acceptance
