@@ -264,7 +264,8 @@ def cmd_frontier(args: argparse.Namespace) -> int:
     if args.format == "csv":
         reports.frontier_csv(result).to_csv(sys.stdout, index=False)
     else:
-        print(reports.format_frontier(result, max_rows=None if args.all else 40, query=query))
+        print(reports.format_frontier(result, max_rows=None if args.all else 40, query=query,
+                                      runs=query is None and not args.all))
         for path in (csv_path, plot_path):
             if path is not None:
                 print(f"wrote {path}")
@@ -407,7 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--csv", metavar="PATH", help="write every point with all columns to a CSV file")
     out.add_argument("--plot", metavar="PATH.png", help="write a log-scale cost vs speed plot")
     out.add_argument("--format", choices=("table", "csv"), default="table", help="stdout format (default table)")
-    out.add_argument("--all", action="store_true", help="print every point, not at most 40")
+    out.add_argument("--all", action="store_true",
+                     help="print every point, not one row per run of a layout's batches (at most 40 rows)")
     # SUPPRESS as the default, so that an absent subcommand --debug keeps a top-level `infecon --debug frontier`.
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_frontier)

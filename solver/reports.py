@@ -45,11 +45,77 @@ def frontier_table(frontier: Frontier) -> pd.DataFrame:
     return table
 
 
-def format_frontier(frontier: Frontier, *, max_rows: int | None = 40, query: str | None = None) -> str:
+LAYOUT_COLUMNS = ["tp_rows", "tp_cols", "pp", "ep"]
+
+
+def run_starts(points: pd.DataFrame) -> np.ndarray:
+    """Row positions where a run begins: a run is consecutive frontier points on one layout (TP grid, PP, EP)."""
+    if len(points) == 0:
+        return np.zeros(0, dtype=np.int64)
+    layout = points[LAYOUT_COLUMNS].to_numpy()
+    changes = (layout[1:] != layout[:-1]).any(axis=1)
+    return np.concatenate(([0], np.flatnonzero(changes) + 1))
+
+
+def _span(values: pd.Series, starts: np.ndarray, ends: np.ndarray, text) -> list[str]:
+    """``first-last`` of each run as text (one value where both ends read the same)."""
+    first, last = values.to_numpy()[starts], values.to_numpy()[ends]
+    spans = []
+    for a, b in zip(first, last, strict=True):
+        left, right = text(a), text(b)
+        spans.append(left if left == right else f"{left}-{right}")
+    return spans
+
+
+def runs_table(frontier: Frontier) -> pd.DataFrame:
+    """One row per run of the frontier (``run_starts``): its layout, and each column at the run's two ends.
+
+    Why: at integer batch resolution a frontier has hundreds to thousands of points, mostly consecutive
+    batches on one layout; a run reads as one deployment whose batch trades speed for cost. Every point
+    is in ``--all``, ``--csv`` and ``--format csv``.
+    """
+    p = frontier.points
+    starts = run_starts(p)
+    ends = np.concatenate((starts[1:], [len(p)])) - 1
+
+    def number(digits: int):
+        return lambda v: f"{v:.{digits}f}"
+
+    def four_digits(v) -> str:
+        return f"{v:.4g}"
+
+    table = pd.DataFrame({
+        "tok/s/req": _span(p["tokens_per_second"], starts, ends, number(1)),
+        "$/M tok": _span(p["usd_per_million_tokens"], starts, ends, four_digits),
+        "GPUs": p["gpus"].to_numpy()[starts],
+        "TP": [layout_label(r, c) for r, c in zip(p["tp_rows"].to_numpy()[starts], p["tp_cols"].to_numpy()[starts],
+                                                  strict=True)],
+        "PP": p["pp"].to_numpy()[starts],
+        "EP": p["ep"].to_numpy()[starts],
+        "batch": _span(p["batch"], starts, ends, str),
+        "points": ends - starts + 1,
+        "MFU %": _span(100 * p["utilization"], starts, ends, number(1)),
+        "bound": _span(p["step_bound"], starts, ends, str),
+    })
+    if frontier.problem.speculative is not None:
+        table.insert(8, "draft", _span(p["draft_tokens"], starts, ends, str))
+    if "ttft_ms" in p:
+        prefill = bool(p["ttft_ms"].notna().any())  # decode only (isl 0) has no TTFT and no input price
+        if prefill:
+            table["TTFT ms"] = _span(p["ttft_ms"], starts, ends, number(1))
+        table["TPOT ms"] = _span(p["tpot_ms"], starts, ends, number(2))
+        if prefill:
+            table["$/M in"] = _span(p["usd_per_million_input_tokens"], starts, ends, four_digits)
+    return table
+
+
+def format_frontier(frontier: Frontier, *, max_rows: int | None = 40, query: str | None = None,
+                    runs: bool = False) -> str:
     """A header line, the table (thinned evenly to ``max_rows``), and a completeness warning if any.
 
     ``query`` names a single-point answer (``the cheapest configuration at >= 60 tok/s per request``) in place
-    of the count of Pareto-optimal configurations.
+    of the count of Pareto-optimal configurations. ``runs`` prints one row per run of a layout
+    (``runs_table``) instead of one per point.
     """
     problem = frontier.problem
     w = problem.workload
@@ -59,14 +125,18 @@ def format_frontier(frontier: Frontier, *, max_rows: int | None = 40, query: str
               + (f", drafter {problem.speculative.drafter.name} (acceptance {problem.speculative.acceptance:g})"
                  if problem.speculative else "")
               + constraints_label(problem))
-    table = frontier_table(frontier)
+    table = runs_table(frontier) if runs else frontier_table(frontier)
+    what = "runs" if runs else "points"
     shown = table
     note = ""
     if max_rows is not None and len(table) > max_rows:
         step = (len(table) - 1) / (max_rows - 1)
         shown = table.iloc[sorted({round(i * step) for i in range(max_rows)})]
-        note = f"\n({max_rows} of {len(table)} points shown; use --csv or --all for every point)"
+        note = f"\n({max_rows} of {len(table)} {what} shown; use --csv or --all for every point)"
     found = query or (f"{len(frontier)} Pareto-optimal configuration{'' if len(frontier) == 1 else 's'}")
+    if runs and not query:
+        found += (f" in {len(table)} run{'' if len(table) == 1 else 's'} (one row per layout's run of batches; "
+                  "--all prints every point)")
     lines = [header,
              f"{found}, backend {frontier.backend}, {frontier.wall_s:.2f} s",
              shown.to_string(index=False) + note]

@@ -63,15 +63,47 @@ def llama_70b_frontier() -> pd.DataFrame:
 
 class TestFrontier:
     def test_table_starts_with_fastest(self, capsys):
-        """The default table exits 0 and its first data row is the fastest point."""
+        """The default table exits 0 and its first data row is the run that starts at the fastest point."""
         points = frontier_csv(capsys, "--model", "llama-3-8b", "--hardware", "h100")
         code, out, _ = run(capsys, "frontier", "--model", "llama-3-8b", "--hardware", "h100")
         assert code == 0
         lines = out.splitlines()
         header = next(i for i, line in enumerate(lines) if line.split()[:1] == ["tok/s/req"])
         first = lines[header + 1].split()
-        assert float(first[0]) == pytest.approx(points["tokens_per_second"].max(), abs=0.05)  # table rounds to 0.1
+        fastest = float(first[0].split("-")[0])  # a run's speeds read "first-last"
+        assert fastest == pytest.approx(points["tokens_per_second"].max(), abs=0.05)  # table rounds to 0.1
         assert int(first[2]) == points["gpus"].iloc[0]
+
+    def test_table_shows_runs_and_all_shows_points(self, capsys):
+        """One row per run of a layout: its batch span and point count add up to every point; --all has a row each."""
+        points = frontier_csv(capsys, "--model", "llama-3-70b", "--hardware", "h100")
+        code, out, _ = run(capsys, "frontier", "--model", "llama-3-70b", "--hardware", "h100")
+        assert code == 0
+        lines = out.splitlines()
+        assert f"{len(points)} Pareto-optimal configurations in " in lines[1]
+        header = next(i for i, line in enumerate(lines) if line.split()[:1] == ["tok/s/req"])
+        columns = lines[header].replace("$/M tok", "$/M_tok").replace("MFU %", "MFU_%").split()
+        rows = [line.split() for line in lines[header + 1:] if line.split() and line.split()[0][0].isdigit()]
+        layout = points[["tp_rows", "tp_cols", "pp", "ep"]].to_numpy()
+        runs = 1 + int((layout[1:] != layout[:-1]).any(axis=1).sum())
+        assert len(rows) == runs < len(points)
+        assert sum(int(row[columns.index("points")]) for row in rows) == len(points)
+        first_batches = rows[0][columns.index("batch")].split("-")
+        assert int(first_batches[0]) == points["batch"].iloc[0]
+        code, out, _ = run(capsys, "frontier", "--model", "llama-3-70b", "--hardware", "h100", "--all")
+        assert code == 0
+        assert sum(1 for line in out.splitlines()[3:] if line.split() and line.split()[0][0].isdigit()) == len(points)
+
+    def test_batch_ladder_and_the_old_all_batches_flag(self, capsys):
+        """--batch-ladder searches 1, 2, 3, 4, 6, 8, ...; --all-batches is accepted and changes nothing."""
+        ladder = frontier_csv(capsys, "--model", "llama-3-70b", "--hardware", "h100", "--batch-ladder")
+        steps = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072,
+                 4096, 6144, 8192, 12288, 16384, 24576, 32768, 49152, 65536, 98304}
+        assert set(ladder["batch"]) <= steps
+        every = frontier_csv(capsys, "--model", "llama-3-70b", "--hardware", "h100")
+        alias = frontier_csv(capsys, "--model", "llama-3-70b", "--hardware", "h100", "--all-batches")
+        assert not set(every["batch"]) <= steps
+        pd.testing.assert_frame_equal(every, alias)
 
     def test_csv_contract(self, capsys):
         """The CSV header starts with the stable contract columns; speed and cost both fall strictly down the rows."""
@@ -314,12 +346,24 @@ class TestAbsurdBatches:
     """Issue 11 row 2: activations count in HBM, so a huge --max-batch is capped by memory, not accepted."""
 
     def test_huge_max_batch_stops_at_what_fits(self, tmp_path):
-        """--max-batch 1e11 at context 0: no point with more sequences than HBM holds (was 68,719,476,736)."""
+        """--max-batch 1e11 at context 0, on the ladder: no point with more sequences than HBM holds (was 68.7e9)."""
         out = tmp_path / "f.csv"
         assert main(["frontier", "--model", "llama-3-70b", "--hardware", "h100", "--engine", "paper",
-                     "--max-batch", "100000000000", "--csv", str(out)]) == 0
+                     "--max-batch", "100000000000", "--batch-ladder", "--csv", str(out)]) == 0
         points = pd.read_csv(out)
         # 2 GPUs hold 70.55 GB of weights each; 9.45 GB left / 144,640 B of activations per sequence
         # (2 B x (2 x 8192 + 128,256 logits) over PP 2) = about 65,300 sequences; the ladder's last below is 49,152.
         assert points["batch"].max() == 49_152
         assert (points["hbm_used_gb_per_gpu"] <= 80.0).all()
+
+    def test_huge_max_batch_at_every_integer_ends_at_the_last_batch_that_fits(self, tmp_path):
+        """The same at integer resolution: the cheapest point is the largest batch that fits, the next one does not."""
+        out = tmp_path / "f.csv"
+        assert main(["frontier", "--model", "llama-3-70b", "--hardware", "h100", "--engine", "paper",
+                     "--max-batch", "100000000000", "--csv", str(out)]) == 0
+        last = pd.read_csv(out).iloc[-1]
+        assert 65_000 < last["batch"] < 65_400  # about 65,300 sequences (the hand count above)
+        layout = dict(tp_rows=int(last["tp_rows"]), tp_cols=int(last["tp_cols"]), pp=int(last["pp"]),
+                      ep=int(last["ep"]), engine="paper")
+        assert api.explain("llama-3-70b", "h100", batch=int(last["batch"]), **layout).fits
+        assert not api.explain("llama-3-70b", "h100", batch=int(last["batch"]) + int(last["pp"]), **layout).fits

@@ -70,7 +70,8 @@ class TestFrontierShape:
 
     def test_no_feasible_configuration_outside_dominates_a_point(self):
         """Brute force over the whole table: no feasible configuration weakly dominates a frontier point."""
-        problem = api.build_problem("mixtral-8x7b", "h100", context_tokens=4000, demand_tokens_per_s=20000)
+        problem = api.build_problem("mixtral-8x7b", "h100", context_tokens=4000, demand_tokens_per_s=20000,
+                                    max_batch=512)  # every integer batch to 512: a table of 330,000 configurations
         from infecon.formulations.space import tabulate
 
         table = tabulate(problem)

@@ -216,8 +216,10 @@ class TestRunSweep:
         table = run_sweep({"base": {"model": "llama-3-70b", "context": 8000},
                            "sweep": {"parameter": "weight_bits", "values": [16, 8]},
                            "report": {"speed_tokens_per_s": 60}})
-        # A sweep's default serving model is 'infecon frontier''s (engine generic), not the Python API's (none).
-        points = api.frontier("llama-3-70b", "h100", context_tokens=8000, weight_bits=8, engine="generic").points
+        # A sweep's default serving model is 'infecon frontier''s (engine generic), not the Python API's (none);
+        # it searches the batch ladder (sweeps.SWEEP_BATCH_MODE), where the command searches every integer.
+        points = api.frontier("llama-3-70b", "h100", context_tokens=8000, weight_bits=8, engine="generic",
+                              batch_mode="ladder").points
         row = table.iloc[1]
         fastest = points.loc[points["tokens_per_second"].idxmax()]
         assert row["max_tokens_per_second"] == pytest.approx(fastest["tokens_per_second"])
