@@ -579,6 +579,43 @@ class ConfigMetrics:
     drafter_pp: np.ndarray
 
 
+def speculative_latency_floor(model: ModelSpec, hw: HardwareSpec, workload: Workload,
+                              speculative: SpeculativeDecoding, candidates: Callable[[int], np.ndarray], *,
+                              tp_rows, tp_cols, pp, ep, batch) -> np.ndarray:
+    """A lower bound on ``evaluate``'s speculative latency per token at ``batch`` and every larger batch of the layout.
+
+    ``evaluate`` takes the best draft length among those that fit in HBM, with the fastest drafter layout
+    that splits the batch into equal micro-batches. Dropping both conditions (every length 0..max, every
+    drafter layout on these GPUs, the micro-batch as a real number) can only lower that minimum. Each
+    remaining term, (target pass over gamma + 1 positions + gamma drafter passes) / expected tokens, is
+    nondecreasing in the batch (every step term is, ``step_structure``), so their minimum at ``batch``
+    bounds the latency at any larger batch, although the latency itself may fall (a pipelined drafter
+    layout appears at a batch it splits). The enumeration skips batch ranges with it.
+    """
+    tp_rows, tp_cols, pp, ep = (np.asarray(x, dtype=np.int64) for x in (tp_rows, tp_cols, pp, ep))
+    batch = np.asarray(batch, dtype=np.int64)
+    layout = dict(tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep)
+    micro_batch = batch / pp
+    gpus = tp_rows * tp_cols * pp
+    drafter_s = np.full(np.broadcast(gpus, batch).shape, np.inf)
+    for g in np.unique(gpus):
+        drafters = np.asarray(candidates(int(g)), dtype=np.int64).reshape(-1, 3)
+        mine = np.flatnonzero(np.broadcast_to(gpus, drafter_s.shape) == g)
+        if len(drafters) == 0 or len(mine) == 0:
+            continue
+        rows, cols, stages = (drafters[:, k, None] for k in range(3))
+        steps = drafter_step(speculative.drafter, hw, workload, tp_rows=rows, tp_cols=cols, pp=stages,
+                             batch=np.broadcast_to(batch, drafter_s.shape)[mine][None, :]).total_s
+        drafter_s[mine] = steps.min(axis=0)
+    floor = decode_step(model, hw, workload, **layout, micro_batch=micro_batch).total_s
+    for gamma in range(1, speculative.max_draft_tokens + 1):
+        target_s = decode_step(model, hw, workload, **layout, micro_batch=micro_batch,
+                               tokens_per_sequence=gamma + 1).total_s
+        floor = np.minimum(floor, (target_s + gamma * drafter_s)
+                           / expected_tokens_per_iteration(speculative.acceptance, gamma))
+    return floor
+
+
 def optimal_draft_tokens(model: ModelSpec, hw: HardwareSpec, workload: Workload, speculative: SpeculativeDecoding,
                          *, tp_rows, tp_cols, pp, ep, batch, drafter_step_s) -> np.ndarray:
     """The draft length in 0..max_draft_tokens minimising latency per token (eq. 46), per configuration.

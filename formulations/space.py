@@ -18,7 +18,13 @@ from functools import cached_property, partial
 import numpy as np
 
 from infecon.formulations.errors import InstanceError
-from infecon.formulations.perf import ConfigMetrics, evaluate, hbm_used_bytes_per_gpu, largest_batch_in_hbm
+from infecon.formulations.perf import (
+    ConfigMetrics,
+    evaluate,
+    hbm_used_bytes_per_gpu,
+    largest_batch_in_hbm,
+    speculative_latency_floor,
+)
 from infecon.formulations.serving import attention_sharding, serving_metrics
 from infecon.formulations.specs import EngineProfile, HardwareSpec, ModelSpec, Requests, SpeculativeDecoding, Workload
 
@@ -454,3 +460,23 @@ def batches_within_hbm(problem: Problem, layouts: np.ndarray, axis: BatchAxis) -
             high = np.where(open_ & ~fits, middle - 1, high)
         counts[mine] = low
     return counts
+
+
+def latency_floor(problem: Problem, *, tp_rows: np.ndarray, tp_cols: np.ndarray, pp: np.ndarray, ep: np.ndarray,
+                  batch: np.ndarray) -> np.ndarray:
+    """A lower bound on the latency of these configurations and of every larger batch of their layouts.
+
+    For the paper's speculative model only (``perf.speculative_latency_floor``), where the latency itself
+    may fall as the batch grows; without a drafter the latency is its own floor (it never falls).
+
+    Raises:
+        ValueError: a drafter under an engine's serving model, which has no such bound here.
+    """
+    speculative = problem.speculative
+    if speculative is None:
+        raise ValueError("without a drafter the latency at a batch is its own floor")
+    if not (problem.engine is None or (problem.engine.paper and problem.mode == "decode_only")):
+        raise ValueError("a latency floor is defined for the paper's decode-only speculative model only")
+    return speculative_latency_floor(problem.model, problem.hardware, problem.workload, speculative,
+                                     partial(drafter_layouts, speculative.drafter, problem.hardware),
+                                     tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, batch=batch)

@@ -191,10 +191,13 @@ def diagnose_infeasible(problem: Problem, table: ConfigTable | None = None) -> s
     ``table``: the problem's configuration table if the caller has it; without one the space is read
     piece by piece (``enumeration.rule_summary``: at integer resolution one table may not fit in memory).
     """
+    checked = ""
     if table is None:
         summary = rule_summary(problem)
         fits, needed = summary.fits_somewhere, summary.least_hbm_used_bytes_per_gpu
         names = summary.broken_wherever_it_fits
+        if not summary.every_batch:
+            checked = " (checked at batches ~1.4x apart: the space is too large to check every batch)"
     else:
         fits = not table.violations["hbm_capacity"].all()
         needed = int(table.metrics.hbm_used_bytes_per_gpu.min())
@@ -205,7 +208,7 @@ def diagnose_infeasible(problem: Problem, table: ConfigTable | None = None) -> s
                 f"{problem.space.max_gpus} GPUs: the roomiest layout needs {hbm_need_text(needed)}, "
                 f"{capacity / 1e9:.1f} GB available (raise --max-gpus, lower --weight-bits or --context)")
     if names:
-        return f"{names[0]}: no configuration that fits in memory satisfies it"
+        return f"{names[0]}: no configuration that fits in memory satisfies it{checked}"
     return "no configuration satisfies all constraints together"
 
 

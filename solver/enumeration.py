@@ -28,6 +28,7 @@ from infecon.formulations.space import (
     batch_ladder,
     batches_within_hbm,
     candidate_layouts,
+    latency_floor,
     tabulate_rows,
 )
 from infecon.solver.frontier import configuration_frame
@@ -96,6 +97,7 @@ class _Space:
             raise InstanceError("the batch domain holds no size divisible by any valid pipeline degree")
         self.offsets = np.concatenate(([0], np.cumsum(self.sizes)))[:-1]  # canonical index of each layout's first
         self.fitting = batches_within_hbm(problem, self.layouts, self.axis)
+        self.evaluated = 0
 
     def batch(self, layout: np.ndarray, position: np.ndarray) -> np.ndarray:
         out = np.empty(len(layout), dtype=np.int64)
@@ -113,7 +115,20 @@ class _Space:
             tp_rows, tp_cols, pp, ep = (self.layouts[rows, k] for k in range(4))
             table = tabulate_rows(self.problem, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep,
                                   batch=self.batch(rows, positions))
+            self.evaluated += len(rows)
             yield table, self.offsets[rows] + positions, part
+
+    def check_budget(self, more: int) -> None:
+        """Refuse to evaluate past ``MAX_TABULATED_CONFIGURATIONS`` in all (about a minute of work).
+
+        Skipping needs feasible points to dominate the rest; where none are found (a cap nothing
+        meets), it would evaluate every batch that fits, which at context 0 is ~10^8 per layout set.
+        """
+        if self.evaluated + more > MAX_TABULATED_CONFIGURATIONS:
+            raise InstanceError(
+                f"'max_batch': the enumeration would evaluate more than {MAX_TABULATED_CONFIGURATIONS:,} "
+                f"configurations (every integer batch up to {self.axis.largest:,}): too few feasible ones rule "
+                "out the rest; set a max_batch (--max-batch), use the batch ladder (--batch-ladder), or relax the caps")
 
     def every_fitting_configuration(self, *, at_least_one: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(layout, position) of every configuration that may fit in HBM (and each layout's first, if asked)."""
@@ -173,16 +188,19 @@ class _RunningFrontier:
 
 @dataclass
 class _Intervals:
-    """Open batch intervals (``low``, ``high``) of positions per layout, both ends evaluated, interior not."""
+    """Open batch intervals (``low``, ``high``) of positions per layout, both ends evaluated, interior not.
+
+    ``floor_*`` bound every batch from ``low`` on from below (``_Space.points``); ``high_*`` are the high
+    end's own values.
+    """
 
     layout: np.ndarray
     low: np.ndarray
     high: np.ndarray
-    low_latency_s: np.ndarray
-    low_cost_times_batch: np.ndarray
+    floor_latency_s: np.ndarray
+    floor_cost_times_batch: np.ndarray
     high_latency_s: np.ndarray
     high_cost_times_batch: np.ndarray
-    low_batch: np.ndarray
     high_batch: np.ndarray
 
     def __len__(self) -> int:
@@ -197,45 +215,64 @@ class _Intervals:
         return _Intervals(*(np.concatenate([getattr(part, name) for part in parts]) for name in names))
 
     @staticmethod
-    def between(layout, position, batch, latency_s, cost) -> _Intervals:
+    def between(layout, position, points: _Points) -> _Intervals:
         """The intervals between consecutive evaluated positions of each layout (those with an interior)."""
         order = np.lexsort((position, layout))
-        layout, position, batch, latency_s, cost = (a[order] for a in (layout, position, batch, latency_s, cost))
+        layout, position = layout[order], position[order]
+        p = points.take(order)
         pair = np.flatnonzero((layout[1:] == layout[:-1]) & (position[1:] - position[:-1] >= 2))
-        cost_times_batch = cost * batch
-        return _Intervals(layout[pair], position[pair], position[pair + 1], latency_s[pair], cost_times_batch[pair],
-                          latency_s[pair + 1], cost_times_batch[pair + 1], batch[pair], batch[pair + 1])
+        return _Intervals(layout[pair], position[pair], position[pair + 1], p.floor_latency_s[pair],
+                          p.floor_cost_times_batch[pair], p.latency_s[pair + 1], p.cost_times_batch[pair + 1],
+                          p.batch[pair + 1])
 
     def ruled_out(self, front: _RunningFrontier) -> np.ndarray:
         """Intervals no configuration of which can be on the frontier (module docstring of ``enumerate_frontier``).
 
-        Inside an interval, latency is at least the low end's and cost times batch at least the low
-        end's, so cost is above ``low cost x low batch / high batch``. Only where the ends themselves
-        obey that monotonicity (a check, not the proof) are the bounds used.
+        Inside an interval, latency is at least the floor and cost times batch at least its floor, so
+        cost is above ``floor / high batch``. Only where the high end itself obeys the floors (a check,
+        not the proof) are the bounds used.
         """
-        monotone = ((self.high_latency_s >= self.low_latency_s * (1 - BOUND_MARGIN))
-                    & (self.high_cost_times_batch >= self.low_cost_times_batch * (1 - BOUND_MARGIN)))
-        latency_bound = self.low_latency_s * (1 - BOUND_MARGIN)
-        cost_bound = self.low_cost_times_batch / self.high_batch * (1 - BOUND_MARGIN)
+        sane = ((self.high_latency_s >= self.floor_latency_s * (1 - BOUND_MARGIN))
+                & (self.high_cost_times_batch >= self.floor_cost_times_batch * (1 - BOUND_MARGIN)))
+        latency_bound = self.floor_latency_s * (1 - BOUND_MARGIN)
+        cost_bound = self.floor_cost_times_batch / self.high_batch * (1 - BOUND_MARGIN)
         beyond_caps = (latency_bound > front.max_latency_s) | (cost_bound > front.max_cost)
-        return monotone & (beyond_caps | front.dominates(latency_bound, cost_bound))
+        return sane & (beyond_caps | front.dominates(latency_bound, cost_bound))
+
+
+@dataclass
+class _Points:
+    """Evaluated configurations' batch, latency and cost, and the floors they give every larger batch."""
+
+    batch: np.ndarray
+    latency_s: np.ndarray
+    cost_times_batch: np.ndarray
+    floor_latency_s: np.ndarray
+    floor_cost_times_batch: np.ndarray
+
+    def take(self, which) -> _Points:
+        return _Points(*(getattr(self, name)[which] for name in self.__dataclass_fields__))
 
 
 def may_skip_dominated_batches(problem: Problem) -> bool:
-    """Whether the batch bounds of ``enumerate_frontier`` hold for this problem's physics: without a drafter.
+    """Whether the batch bounds of ``enumerate_frontier`` hold for this problem's physics.
 
-    They need each layout's latency and its cost times batch to be nondecreasing in the batch. Every
-    term of a pass grows with the micro-batch or is constant (``perf.step_structure``: arithmetic
-    linear, HBM reads affine plus the increasing share of experts touched, collectives the cheapest of
-    increasing protocol lines, kernels constant; an engine adds a constant and a nonnegative
-    coefficient per sequence); the serving modes add a prefill that grows with the batch (closed
-    loop, static batch) or none; cost per output token is the charged decode time over the batch
-    times a per-layout price. Speculative decoding breaks it: a drafter layout with pipeline stages
-    exists only at batches it splits evenly, so batch 2 can speculate where batch 1 cannot and be
-    faster (found by ``tests/solver/test_enumeration.py``); and under a fitted engine the draft length
-    is chosen on the paper's physics. Such problems are evaluated at every batch that fits in HBM.
+    Without a drafter they need each layout's latency and its cost times batch to be nondecreasing in
+    the batch. Every term of a pass grows with the micro-batch or is constant (``perf.step_structure``:
+    arithmetic linear, HBM reads affine plus the increasing share of experts touched, collectives the
+    cheapest of increasing protocol lines, kernels constant; an engine adds a constant and a nonnegative
+    coefficient per sequence); the serving modes add a prefill that grows with the batch (closed loop,
+    static batch) or none; cost per output token is the charged decode time over the batch times a
+    per-layout price. With a drafter the latency itself can fall as the batch grows (a pipelined
+    drafter layout exists only at batches it splits: found by ``tests/solver/test_enumeration.py``), so
+    the paper's decode-only model bounds it with ``perf.speculative_latency_floor`` instead (cost times
+    batch is the layout's price times latency there). Under an engine's serving model the draft length
+    is chosen on the paper's physics and timed with the engine's passes, which has no such floor here:
+    those problems are evaluated at every batch that fits in HBM.
     """
-    return problem.speculative is None
+    if problem.speculative is None:
+        return True
+    return problem.engine is None or (problem.engine.paper and problem.mode == "decode_only")
 
 
 def enumerate_frontier(problem: Problem, *, max_latency_s: float | None = None,
@@ -252,7 +289,8 @@ def enumerate_frontier(problem: Problem, *, max_latency_s: float | None = None,
     * Each layout is evaluated at a ~1.4x ladder of its batches plus its largest that fits. Between
       two evaluated batches ``b_lo < b_hi`` of a layout, every batch ``b`` has latency
       ``>= latency(b_lo)`` and cost ``>= cost(b_lo) b_lo / b > cost(b_lo) b_lo / b_hi``
-      (``may_skip_dominated_batches``). If an evaluated feasible point is at least as fast as that
+      (``may_skip_dominated_batches``; with a drafter, the floor ``space.latency_floor(b_lo)`` takes
+      the place of ``latency(b_lo)``). If an evaluated feasible point is at least as fast as that
       latency bound and strictly cheaper than that cost bound, it precedes every ``b`` in the
       frontier's (latency, cost, index) order and is strictly cheaper, so none of them is on the
       frontier, and none can change which points are (its dominator is evaluated). Such intervals
@@ -262,8 +300,9 @@ def enumerate_frontier(problem: Problem, *, max_latency_s: float | None = None,
       whole table's frontier restricted to the evaluated points, and no skipped point is on it.
 
     Raises:
-        InstanceError: the batch domain holds no size any valid layout can split into micro-batches; or,
-            with a drafter (nothing skipped), more than ``MAX_TABULATED_CONFIGURATIONS`` fit in HBM.
+        InstanceError: the batch domain holds no size any valid layout can split into micro-batches; or
+            more than ``MAX_TABULATED_CONFIGURATIONS`` would be evaluated (nothing skipped under an engine's
+            speculative model, or too few feasible points to skip with: ``_Space.check_budget``).
     """
     space = _Space(problem)
     front = _RunningFrontier(max_latency_s, max_usd_per_million_tokens)
@@ -279,7 +318,7 @@ def enumerate_frontier(problem: Problem, *, max_latency_s: float | None = None,
             front.merge(table, canonical)
         return _finish(front, problem)
     layout, position = _ladder_positions(space.fitting)
-    pending = _Intervals.between(layout, position, *_evaluate(space, front, layout, position))
+    pending = _Intervals.between(layout, position, _evaluate(space, front, layout, position))
     small = []
     while len(pending):
         pending = pending.take(~pending.ruled_out(front))
@@ -288,11 +327,13 @@ def enumerate_frontier(problem: Problem, *, max_latency_s: float | None = None,
         pending = pending.take(~whole)
         if len(pending) == 0:
             break
+        space.check_budget(len(pending) * SPLIT_POINTS)
         pending = _split(space, front, pending)
     if small:
         rest = _Intervals.join(small)
         rest = rest.take(~rest.ruled_out(front))
         sizes = rest.high - rest.low - 1
+        space.check_budget(int(sizes.sum()))
         layout = np.repeat(rest.layout, sizes)
         position = np.repeat(rest.low + 1, sizes) + np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
         for table, canonical, _ in space.tables(layout, position):
@@ -314,15 +355,28 @@ def _ladder_positions(fitting: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(layouts).astype(np.int64), np.concatenate(positions).astype(np.int64)
 
 
-def _evaluate(space: _Space, front: _RunningFrontier, layout: np.ndarray, position: np.ndarray):
-    """Evaluate these configurations into the frontier; return their (batch, latency, cost), feasible or not."""
+def _evaluate(space: _Space, front: _RunningFrontier, layout: np.ndarray, position: np.ndarray) -> _Points:
+    """Evaluate these configurations into the frontier; return their ``_Points``, feasible or not.
+
+    Without a drafter a point's latency and cost times batch are their own floors (they never fall as the
+    batch grows). With one (the paper's model), the latency floor is ``space.latency_floor`` and cost
+    times batch is the layout's price per second times latency, so its floor scales with it.
+    """
     latency = np.empty(len(layout))
     cost = np.empty(len(layout))
     batch = np.empty(len(layout), dtype=np.int64)
+    floor = np.empty(len(layout))
     for table, canonical, part in space.tables(layout, position):
         front.merge(table, canonical)
         latency[part], cost[part], batch[part] = table.latency_s, table.usd_per_million_tokens, table.batch
-    return batch, latency, cost
+        floor[part] = table.latency_s if space.problem.speculative is None else latency_floor(
+            space.problem, tp_rows=table.tp_rows, tp_cols=table.tp_cols, pp=table.pp, ep=table.ep, batch=table.batch)
+    cost_times_batch = cost * batch
+    if space.problem.speculative is None:
+        return _Points(batch, latency, cost_times_batch, latency, cost_times_batch)
+    with np.errstate(invalid="ignore", divide="ignore"):  # an infinite latency (no drafter layout) bounds nothing
+        floor_cost = np.where(np.isfinite(latency), cost_times_batch / latency * floor, 0.0)
+    return _Points(batch, latency, cost_times_batch, np.where(np.isfinite(latency), floor, 0.0), floor_cost)
 
 
 def _split(space: _Space, front: _RunningFrontier, pending: _Intervals) -> _Intervals:
@@ -330,21 +384,18 @@ def _split(space: _Space, front: _RunningFrontier, pending: _Intervals) -> _Inte
     steps = np.arange(1, SPLIT_POINTS + 1)
     width = pending.high - pending.low  # > SPLIT_POINTS + 1, so the cuts are distinct and inside
     cuts = pending.low[:, None] + (steps[None, :] * width[:, None]) // (SPLIT_POINTS + 1)
-    batch, latency, cost = (a.reshape(cuts.shape) for a in
-                            _evaluate(space, front, np.repeat(pending.layout, SPLIT_POINTS), cuts.ravel()))
-    grid = {
-        "position": np.column_stack((pending.low, cuts, pending.high)),
-        "batch": np.column_stack((pending.low_batch, batch, pending.high_batch)),
-        "latency": np.column_stack((pending.low_latency_s, latency, pending.high_latency_s)),
-        "cost_times_batch": np.column_stack((pending.low_cost_times_batch, cost * batch,
-                                             pending.high_cost_times_batch)),
-    }
-    low, high = (slice(None), slice(None, -1)), (slice(None), slice(1, None))
-    layout = np.repeat(pending.layout, SPLIT_POINTS + 1)
-    pieces = _Intervals(layout, grid["position"][low].ravel(), grid["position"][high].ravel(),
-                        grid["latency"][low].ravel(), grid["cost_times_batch"][low].ravel(),
-                        grid["latency"][high].ravel(), grid["cost_times_batch"][high].ravel(),
-                        grid["batch"][low].ravel(), grid["batch"][high].ravel())
+    cut = _evaluate(space, front, np.repeat(pending.layout, SPLIT_POINTS), cuts.ravel())
+    shaped = {name: getattr(cut, name).reshape(cuts.shape) for name in _Points.__dataclass_fields__}
+    # Piece k runs from grid point k to k + 1: its floors are point k's, its high end point k + 1's values.
+    lows = np.column_stack((pending.low, cuts))
+    highs = np.column_stack((cuts, pending.high))
+    pieces = _Intervals(
+        np.repeat(pending.layout, SPLIT_POINTS + 1), lows.ravel(), highs.ravel(),
+        np.column_stack((pending.floor_latency_s, shaped["floor_latency_s"])).ravel(),
+        np.column_stack((pending.floor_cost_times_batch, shaped["floor_cost_times_batch"])).ravel(),
+        np.column_stack((shaped["latency_s"], pending.high_latency_s)).ravel(),
+        np.column_stack((shaped["cost_times_batch"], pending.high_cost_times_batch)).ravel(),
+        np.column_stack((shaped["batch"], pending.high_batch)).ravel())
     return pieces.take(pieces.high - pieces.low >= 2)
 
 
@@ -384,17 +435,24 @@ class RuleSummary:
 
     fits_somewhere: bool
     least_hbm_used_bytes_per_gpu: int
-    broken_wherever_it_fits: list[str]  # rules every configuration that fits in HBM breaks, in table order
+    broken_wherever_it_fits: list[str]  # rules every configuration checked that fits in HBM breaks, in table order
+    every_batch: bool  # False: past MAX_TABULATED_CONFIGURATIONS only each layout's ~1.4x ladder was checked
 
 
 def rule_summary(problem: Problem) -> RuleSummary:
     """Evaluate every configuration that may fit in HBM (and each layout's smallest batch) for the rules' verdict.
 
     A configuration past ``batches_within_hbm`` breaks ``hbm_capacity``; where nothing fits, no
-    draft length fits either, so the least HBM need is at a layout's smallest batch.
+    draft length fits either, so the least HBM need is at a layout's smallest batch. A space of more than
+    ``MAX_TABULATED_CONFIGURATIONS`` that may fit is checked at each layout's ~1.4x ladder of batches
+    only (``every_batch`` False), so that a diagnosis never costs minutes.
     """
     space = _Space(problem)
-    layout, position = space.every_fitting_configuration(at_least_one=True)
+    every_batch = int(space.fitting.sum()) <= MAX_TABULATED_CONFIGURATIONS
+    if every_batch:
+        layout, position = space.every_fitting_configuration(at_least_one=True)
+    else:
+        layout, position = _ladder_positions(np.maximum(space.fitting, np.minimum(space.sizes, 1)))
     fits, least, always = False, None, None
     for table, _, _ in space.tables(layout, position):
         room = ~table.violations["hbm_capacity"]
@@ -403,4 +461,4 @@ def rule_summary(problem: Problem) -> RuleSummary:
         least = smallest if least is None else min(least, smallest)
         broken = {name: bool(mask[room].all()) for name, mask in table.violations.items()}
         always = broken if always is None else {name: always[name] and broken[name] for name in always}
-    return RuleSummary(fits, least, [name for name, yes in always.items() if yes])
+    return RuleSummary(fits, least, [name for name, yes in always.items() if yes], every_batch)

@@ -115,7 +115,7 @@ def format_frontier(frontier: Frontier, *, max_rows: int | None = 40, query: str
 
     ``query`` names a single-point answer (``the cheapest configuration at >= 60 tok/s per request``) in place
     of the count of Pareto-optimal configurations. ``runs`` prints one row per run of a layout
-    (``runs_table``) instead of one per point.
+    (``runs_table``) instead of one per point, where that is shorter.
     """
     problem = frontier.problem
     w = problem.workload
@@ -125,7 +125,9 @@ def format_frontier(frontier: Frontier, *, max_rows: int | None = 40, query: str
               + (f", drafter {problem.speculative.drafter.name} (acceptance {problem.speculative.acceptance:g})"
                  if problem.speculative else "")
               + constraints_label(problem))
-    table = runs_table(frontier) if runs else frontier_table(frontier)
+    table = runs_table(frontier) if runs else None
+    runs = table is not None and len(table) < len(frontier)  # runs of one point each read best as points
+    table = table if runs else frontier_table(frontier)
     what = "runs" if runs else "points"
     shown = table
     note = ""

@@ -253,9 +253,11 @@ class TestExplainVerdict:
 class TestTimeLimit:
     """Row 14: a solver stopped before its first point says so in one line (no empty DataFrame) and exits 3."""
 
+    # On the batch ladder: at every integer batch (104 million at context 0) the epsilon loop's set-up takes
+    # over a minute before the time limit is first checked (epsilon.KnownLayouts counts each layout's batches).
     def test_no_point_proven(self, capsys):
         code, out, err = run(capsys, "frontier", "--model", "llama-3-8b", "--engine", "paper", "--backend", "cpsat",
-                             "--time-limit", "1e-6")
+                             "--time-limit", "1e-6", "--batch-ladder")
         assert code == 3
         assert "Empty DataFrame" not in out
         assert err.strip() == ("infecon: error: no point proven before the time limit (cpsat backend, --time-limit "
@@ -264,7 +266,7 @@ class TestTimeLimit:
     def test_single_point_query(self, capsys):
         """--min-speed under a time limit that cuts the solve short also exits 3, in one line."""
         code, _, err = run(capsys, "frontier", "--model", "llama-3-8b", "--engine", "paper", "--backend", "cpsat",
-                           "--time-limit", "1e-6", "--min-speed", "10")
+                           "--time-limit", "1e-6", "--min-speed", "10", "--batch-ladder")
         assert code == 3
         assert len(err.strip().splitlines()) == 1 and "raise --time-limit" in err
 

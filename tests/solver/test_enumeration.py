@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from infecon.formulations.errors import InstanceError
-from infecon.formulations.space import BatchAxis, batches_within_hbm, candidate_layouts, tabulate
+from infecon.formulations.space import BatchAxis, batches_within_hbm, candidate_layouts, latency_floor, tabulate
 from infecon.solver import api, enumeration
 from infecon.solver.enumeration import (
     enumerate_frontier,
@@ -91,6 +91,14 @@ class TestEnumerateFrontier:
         assert (np.diff(points["usd_per_million_tokens"]) < 0).all()
 
 
+    def test_a_space_nothing_feasible_prunes_is_refused_not_walked(self):
+        """A cap no configuration meets leaves nothing to skip with: past the budget it says so, in one error."""
+        problem = api.build_problem("llama-3-70b", "h100", engine="paper", demand_tokens_per_s=1.0, max_batch=8192)
+        with (mock.patch.object(enumeration, "MAX_TABULATED_CONFIGURATIONS", 20_000),
+              pytest.raises(InstanceError, match="would evaluate more than 20,000 configurations")):
+            enumerate_frontier(problem)
+
+
 class TestEnumeratePoint:
     """Single-point queries equal ``best_index`` on the whole table."""
 
@@ -120,7 +128,7 @@ class TestSkippingPremise:
     @given(problem=st.one_of(problems(), serving_problems()))
     def test_latency_and_cost_times_batch_never_fall_as_the_batch_grows(self, problem):
         """Per layout, in batch order: latency and cost x batch are nondecreasing (to 1e-12 relative)."""
-        if not may_skip_dominated_batches(problem):
+        if problem.speculative is not None:  # a drafter has its floor instead (the next test)
             return
         table = tabulate(problem)
         layout = np.stack([table.tp_rows, table.tp_cols, table.pp, table.ep], axis=1)
@@ -145,11 +153,33 @@ class TestSkippingPremise:
             assert table.violations["hbm_capacity"][count:].all()
             assert not table.feasible[count:].any()
 
-    def test_speculation_is_evaluated_at_every_batch(self):
-        """A drafter whose layouts need pipeline stages speculates only at even batches: no skipping with one."""
-        problem = api.build_problem("llama-3-70b", "h100", draft="llama-3-8b", max_gpus=8, max_batch=64)
+    def test_an_engines_speculation_is_evaluated_at_every_batch(self):
+        """A drafter under a fitted engine has no latency floor: no skipping; under the paper's model it has one."""
+        problem = api.build_problem("llama-3-70b", "h100", draft="llama-3-8b", engine="generic", max_gpus=8,
+                                    max_batch=64)
         assert not may_skip_dominated_batches(problem)
         assert may_skip_dominated_batches(dataclasses.replace(problem, speculative=None))
+        assert may_skip_dominated_batches(dataclasses.replace(problem, engine=None, requests=None,
+                                                              mode="decode_only"))
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=SLOW)
+    @given(problem=problems())
+    def test_the_speculative_floor_bounds_every_larger_batch(self, problem):
+        """``space.latency_floor`` at a batch is at most the latency of that batch and of every larger one."""
+        if problem.speculative is None:
+            return
+        table = tabulate(problem)
+        floor = latency_floor(problem, tp_rows=table.tp_rows, tp_cols=table.tp_cols, pp=table.pp, ep=table.ep,
+                              batch=table.batch)
+        layout = np.stack([table.tp_rows, table.tp_cols, table.pp, table.ep], axis=1)
+        for one in np.unique(layout, axis=0):
+            mine = np.flatnonzero((layout == one).all(axis=1))  # batch ascending
+            later_min = np.minimum.accumulate(table.latency_s[mine][::-1])[::-1]
+            assert (floor[mine] <= later_min * (1 + 1e-12)).all()
+            # Cost x batch is the layout's price per second x latency, so its floor scales with the latency's.
+            finite = mine[np.isfinite(table.latency_s[mine])]
+            price = table.usd_per_million_tokens[finite] * table.batch[finite] / table.latency_s[finite]
+            np.testing.assert_allclose(price, price[0] if len(price) else price, rtol=1e-12)
 
 
 class TestDiagnosis:
