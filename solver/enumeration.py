@@ -122,7 +122,7 @@ class _Space:
         """Refuse to evaluate past ``MAX_TABULATED_CONFIGURATIONS`` in all (about a minute of work).
 
         Skipping needs feasible points to dominate the rest; where none are found (a cap nothing
-        meets), it would evaluate every batch that fits, which at context 0 is ~10^8 per layout set.
+        meets), it would evaluate every batch that fits, which at context 0 can be ~10^8 configurations.
         """
         if self.evaluated + more > MAX_TABULATED_CONFIGURATIONS:
             raise InstanceError(
@@ -310,7 +310,7 @@ def enumerate_frontier(problem: Problem, *, max_latency_s: float | None = None,
         count = int(space.fitting.sum())
         if count > MAX_TABULATED_CONFIGURATIONS:
             raise InstanceError(
-                f"'max_batch': with a drafter every batch that fits in HBM is evaluated, and {count:,} "
+                f"'max_batch': with a drafter under an engine every batch that fits in HBM is evaluated, and {count:,} "
                 f"configurations exceed {MAX_TABULATED_CONFIGURATIONS:,} (about a minute); set a max_batch "
                 "(--max-batch) or use the batch ladder (--batch-ladder)")
         layout, position = space.every_fitting_configuration()
