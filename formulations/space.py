@@ -398,7 +398,7 @@ def tabulate(problem: Problem, layouts: Sequence[tuple[int, int, int, int]] | np
         raise InstanceError(
             f"'max_batch': {len(layouts)} layouts x {len(batches)} batch sizes (every integer up to "
             f"{int(batches.max())}, what fits in HBM) exceed {MAX_TABULATED_CONFIGURATIONS:,} configurations; "
-            "set a max_batch (--max-batch) or use the batch ladder")
+            "set a max_batch (--max-batch) or use the batch ladder (--batch-ladder)")
     li, bi = np.meshgrid(np.arange(len(layouts)), np.arange(len(batches)), indexing="ij")
     li, bi = li.ravel(), bi.ravel()
     tp_rows, tp_cols, pp, ep = (layouts[li, k] for k in range(4))
