@@ -387,3 +387,9 @@ class TestServingModelKeys:
         path = plan_file(tmp_path, f'[[scenario]]\nname = "s"\nmodel = "llama-3-8b"\n{line}\n')
         with pytest.raises(InstanceError, match=re.escape(f"{path}: scenario 's': {message}")):
             load_plan(path)
+
+
+def test_plan_scenarios_search_every_integer_batch():
+    """A plan's frontiers are 'infecon frontier''s: every integer batch (recommended points are exact)."""
+    scenarios = load_plan(INSTANCES_DIR / "scenarios" / "plan_example.toml")
+    assert {scenario.problem().space.batch_mode for scenario in scenarios} == {"all"}

@@ -351,3 +351,14 @@ class TestServingModelKeys:
 
 def values_of_mapping(data: dict) -> list[float]:
     return [p.value for p in load_sweep(data).points]
+
+
+class TestBatchResolution:
+    """Sweeps keep the ~1.4x batch ladder (``sweeps.SWEEP_BATCH_MODE``); 'infecon frontier' searches every integer."""
+
+    def test_every_sweep_point_searches_the_ladder(self):
+        """The shipped acceptance sweep (a drafter at context 0) and its base run on the ladder, unless batch_sizes."""
+        sweep = load_sweep(SCENARIOS / "sweep_acceptance.toml")
+        assert sweep.base.space.batch_mode == "ladder"
+        assert {point.problem.space.batch_mode for point in sweep.points} == {"ladder"}
+        assert api.build_problem("llama-3-70b", "h100").space.batch_mode == "all"
