@@ -5,12 +5,14 @@
 For each case it prints, from this one run: the new path's seconds for the whole frontier
 (``trace_frontier(problem, "enumerate")``, which walks the space with ``enumeration.enumerate_frontier``),
 its points and runs, how many configurations the space holds up to what fits in HBM and how many it
-evaluated; then the old path's seconds (``tabulate`` + ``pareto_indices`` + the frontier's rows) and
-whether the two frontiers are identical (every column, canonical ``config_index`` included), or why the
-old path cannot run. Cases: the README example (``infecon frontier --model llama-3-70b --hardware h100``:
-generic engine, closed loop, isl/osl 1024, every integer batch up to what fits), and the issue's three
-spaces on the paper's decode-only model with every integer batch up to 8,192 (Llama 3 70B / H100 at
-context 0, Mixtral 8x22B / H100 at 8,000, DeepSeek-V3 / H200 at 100,000 with 8-bit weights).
+evaluated, and the seconds of the two single-point queries (``--min-speed`` at the frontier's median
+speed, ``--max-cost`` at its median cost); then the old path's seconds (``tabulate`` +
+``pareto_indices`` + the frontier's rows) and whether the two frontiers are identical (every column,
+canonical ``config_index`` included), or why the old path cannot run. Cases: the README example
+(``infecon frontier --model llama-3-70b --hardware h100``: generic engine, closed loop, isl/osl 1024,
+every integer batch up to what fits), and the issue's three spaces on the paper's decode-only model
+with every integer batch up to 8,192 (Llama 3 70B / H100 at context 0, Mixtral 8x22B / H100 at 8,000,
+DeepSeek-V3 / H200 at 100,000 with 8-bit weights).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from infecon.formulations.errors import InstanceError
 from infecon.formulations.space import tabulate
 from infecon.solver import api, enumeration
 from infecon.solver.enumeration import pareto_indices
-from infecon.solver.epsilon import trace_frontier
+from infecon.solver.epsilon import solve_point, trace_frontier
 from infecon.solver.frontier import configuration_frame
 from infecon.solver.reports import run_starts
 
@@ -72,6 +74,12 @@ def bench(case: str, run_old: bool) -> dict:
     row = {"case": case, "model": model, "hardware": hardware, "max_batch": space.axis.largest,
            "layouts": len(space.layouts), "fitting_configs": int(space.fitting.sum()), "evaluated": evaluated,
            "new_s": seconds, "points": len(points), "runs": len(run_starts(points))}
+    speed, cost = float(points["tokens_per_second"].median()), float(points["usd_per_million_tokens"].median())
+    for name, query in (("min_speed_s", dict(min_tokens_per_s=speed)),
+                        ("max_cost_s", dict(max_usd_per_million_tokens=cost))):
+        start = time.perf_counter()
+        solve_point(problem, "enumerate", **query)
+        row[name] = time.perf_counter() - start
     if run_old:
         old, old_seconds, note = old_path(problem)
         identical = ""
