@@ -156,9 +156,9 @@ class Section:
 
 _SOLVED: dict[str, Frontier] = {}
 # The reproduction searches the ~1.4x batch ladder, not every integer as 'infecon frontier' does. Why: its
-# figures run the paper's model at context 0, where every integer batch that fits is ~10^8 per frontier,
-# and its speculative-decoding figures cannot skip dominated batches with a drafter
-# (``enumeration.may_skip_dominated_batches``); and report.md's ratios to the paper were checked on the ladder.
+# figures run the paper's model at context 0, where every integer batch that fits is ~10^8 per frontier, so
+# each of its dozens of frontiers takes 0.5-4 s instead of a few hundredths; and report.md's ratios to the
+# paper, and the causes of each deviation, were checked on the ladder.
 PAPER_BATCH_MODE = "ladder"
 
 
