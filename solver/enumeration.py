@@ -57,10 +57,10 @@ def pareto_indices(table: ConfigTable, mask: np.ndarray | None = None) -> np.nda
     if len(candidates) == 0:
         return candidates
     cost = table.usd_per_million_tokens[candidates]
-    return candidates[_strict_frontier(table.latency_s[candidates], cost, candidates)]
+    return candidates[strict_frontier(table.latency_s[candidates], cost, candidates)]
 
 
-def _strict_frontier(latency_s: np.ndarray, cost: np.ndarray, canonical: np.ndarray) -> np.ndarray:
+def strict_frontier(latency_s: np.ndarray, cost: np.ndarray, canonical: np.ndarray) -> np.ndarray:
     """Positions of the points strictly cheaper than every point before them in (latency, cost, index) order."""
     order = np.lexsort((canonical, cost, latency_s))
     ordered_cost = cost[order]
@@ -163,14 +163,14 @@ class _RunningFrontier:
         local = np.flatnonzero(keep)
         if len(local) == 0:
             return
-        local = local[_strict_frontier(table.latency_s[local], table.usd_per_million_tokens[local], canonical[local])]
+        local = local[strict_frontier(table.latency_s[local], table.usd_per_million_tokens[local], canonical[local])]
         rows = configuration_frame(table, local)
         rows["config_index"] = canonical[local]
         latency = np.concatenate((self.latency_s, table.latency_s[local]))
         cost = np.concatenate((self.cost, table.usd_per_million_tokens[local]))
         index = np.concatenate((self.canonical, canonical[local]))
         frame = rows if self.frame is None else pd.concat([self.frame, rows], ignore_index=True)
-        kept = _strict_frontier(latency, cost, index)
+        kept = strict_frontier(latency, cost, index)
         self.latency_s, self.cost, self.canonical = latency[kept], cost[kept], index[kept]
         self.frame = frame.iloc[kept].reset_index(drop=True)
 
@@ -306,18 +306,50 @@ def enumerate_frontier(problem: Problem, *, max_latency_s: float | None = None,
     """
     space = _Space(problem)
     front = _RunningFrontier(max_latency_s, max_usd_per_million_tokens)
+    _fill(space, front)
+    return _finish(front, problem)
+
+
+class LayoutFronts:
+    """Each layout's own frontier, one layout at a time, by ``enumerate_frontier``'s exact skipping.
+
+    The solver backends' epsilon loop evaluates the layouts a solver points at with the physics
+    (``solver.epsilon.KnownLayouts``); at integer resolution a layout can have 10^8 batches, so
+    it takes their front this way instead of a table of every batch. Layout indices are
+    ``space.candidate_layouts``' order, as in the encodings.
+    """
+
+    def __init__(self, problem: Problem) -> None:
+        self.space = _Space(problem)
+
+    def front(self, layout: int) -> _RunningFrontier:
+        """The layout's non-dominated feasible points (raw latency, cost, canonical index and frame rows)."""
+        front = _RunningFrontier(None, None)
+        self.space.evaluated = 0  # the evaluation budget is per layout here
+        only = np.zeros(len(self.space.layouts), dtype=bool)
+        only[layout] = True
+        _fill(self.space, front, only)
+        return front
+
+
+def _fill(space: _Space, front: _RunningFrontier, only: np.ndarray | None = None) -> None:
+    """Merge into ``front`` every configuration that may be on the frontier (of the ``only`` layouts)."""
+    fitting = space.fitting if only is None else np.where(only, space.fitting, 0)
+    problem = space.problem
     if not may_skip_dominated_batches(problem):
-        count = int(space.fitting.sum())
+        count = int(fitting.sum())
         if count > MAX_TABULATED_CONFIGURATIONS:
             raise InstanceError(
                 f"'max_batch': with a drafter under an engine every batch that fits in HBM is evaluated, and {count:,} "
                 f"configurations exceed {MAX_TABULATED_CONFIGURATIONS:,} (about a minute); set a max_batch "
                 "(--max-batch) or use the batch ladder (--batch-ladder)")
         layout, position = space.every_fitting_configuration()
+        if only is not None:
+            layout, position = layout[only[layout]], position[only[layout]]
         for table, canonical, _ in space.tables(layout, position):
             front.merge(table, canonical)
-        return _finish(front, problem)
-    layout, position = _ladder_positions(space.fitting)
+        return
+    layout, position = _ladder_positions(fitting)
     pending = _Intervals.between(layout, position, _evaluate(space, front, layout, position))
     small = []
     while len(pending):
@@ -338,7 +370,6 @@ def enumerate_frontier(problem: Problem, *, max_latency_s: float | None = None,
         position = np.repeat(rest.low + 1, sizes) + np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
         for table, canonical, _ in space.tables(layout, position):
             front.merge(table, canonical)
-    return _finish(front, problem)
 
 
 def _ladder_positions(fitting: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -5,8 +5,9 @@ solver backends (CP-SAT, MILP) search over layouts and integer batches with a re
 (``formulations.relaxation``: the physics' lines, which never overestimate a time), and this loop
 turns their answers into exact points:
 
-* ``known`` layouts are evaluated with the physics at every batch of the space (``space.tabulate``
-  on those layouts only), so their points carry exactly the enumeration's numbers.
+* ``known`` layouts are evaluated with the physics at every batch of the space (their own frontiers,
+  by the enumeration's exact skipping: ``enumeration.LayoutFronts``), so their points carry exactly
+  the enumeration's numbers.
 * A solve asks for the fastest configuration among the *other* layouts under the current cost cap
   (relaxed outward by ``CAP_SLACK``). Its proven bound ``T`` is a lower bound on the latency of
   every configuration of every unknown layout that satisfies the cap, and of any tighter cap,
@@ -35,9 +36,17 @@ import numpy as np
 import pandas as pd
 
 from infecon.formulations.errors import SolverLimitError
-from infecon.formulations.space import ConfigTable, Problem, batch_domain, tabulate
+from infecon.formulations.space import ConfigTable, Problem
 from infecon.solver.backends import Backend, get_backend
-from infecon.solver.enumeration import best_index, enumerate_frontier, enumerate_point, pareto_indices
+from infecon.solver.enumeration import (
+    LayoutFronts,
+    best_index,
+    empty_frame,
+    enumerate_frontier,
+    enumerate_point,
+    pareto_indices,
+    strict_frontier,
+)
 from infecon.solver.frontier import Frontier, configuration_frame
 
 # A solver's bound is trusted only to this relative margin (its feasibility and optimality tolerances
@@ -47,84 +56,59 @@ BOUND_MARGIN = 1e-6
 
 
 class KnownLayouts:
-    """The layouts evaluated so far with the physics, and their points, in canonical order."""
+    """The layouts evaluated so far with the physics, and the frontier of their points.
+
+    Each layout is evaluated by its own frontier (``enumeration.LayoutFronts``, which never lists a
+    layout's batches one by one), merged into the frontier of all known points. Exact for everything
+    the loop asks: the next frontier point under a cap, and the cheapest point under a latency cap,
+    are non-dominated among the known points, and a point the loop emitted stays non-dominated as
+    layouts are added (it is on the true frontier).
+    """
 
     def __init__(self, problem: Problem, layouts: np.ndarray) -> None:
         self.problem = problem
         self.layouts = layouts
-        self.batches = batch_domain(problem, layouts)
-        per_layout = np.array([np.count_nonzero(self.batches % pp == 0) for pp in layouts[:, 2]])
-        self.offsets = np.concatenate(([0], np.cumsum(per_layout)))  # canonical index of each layout's first point
-        self.tables: dict[int, ConfigTable] = {}
-        self._fronts: dict[int, np.ndarray] = {}
-        self._arrays = None
+        self.fronts = LayoutFronts(problem)
+        self.parts: dict[int, object] = {}
+        empty = np.zeros(0)
+        ints = empty.astype(np.int64)
+        self._arrays = (empty, empty, ints, ints, ints)
 
     def __contains__(self, layout: int) -> bool:
-        return layout in self.tables
+        return layout in self.parts
+
+    def __iter__(self):
+        return iter(self.parts)
 
     def add(self, layout: int) -> None:
-        """Evaluate a layout at every batch of the space it can split into equal micro-batches (maybe none)."""
-        pp = int(self.layouts[layout, 2])
-        if (self.batches % pp == 0).any():
-            self.tables[layout] = tabulate(self.problem, self.layouts[layout:layout + 1], batches=self.batches)
-        else:
-            self.tables[layout] = None
-        self._arrays = None
+        """Evaluate a layout's frontier over every batch of the space (maybe empty) and merge it in."""
+        front = self.fronts.front(layout)
+        self.parts[layout] = front
+        n = len(front.canonical)
+        joined = tuple(np.concatenate(pair) for pair in zip(self._arrays, (
+            front.latency_s, front.cost, front.canonical, np.full(n, layout, dtype=np.int64), np.arange(n)),
+            strict=True))
+        keep = strict_frontier(joined[0], joined[1], joined[2])
+        self._arrays = tuple(column[keep] for column in joined)
 
     def arrays(self):
-        """Known points on their own layout's front: latency, cost, canonical index, (layout, local index),
-        sorted canonically."""
-        if self._arrays is None:
-            parts = []
-            for layout in sorted(k for k, table in self.tables.items() if table is not None):
-                table = self.tables[layout]
-                local = self._own_front(layout)
-                parts.append((table.latency_s[local], table.usd_per_million_tokens[local],
-                              self.offsets[layout] + local, np.full(len(local), layout), local))
-            if parts:
-                self._arrays = tuple(np.concatenate(column) for column in zip(*parts, strict=True))
-            else:
-                empty = np.zeros(0)
-                self._arrays = (empty, empty, empty.astype(np.int64), empty.astype(np.int64), empty.astype(np.int64))
+        """The known frontier, fastest first: latency, cost, canonical index, (layout, position in its front)."""
         return self._arrays
 
-    def _own_front(self, layout: int) -> np.ndarray:
-        """A layout's own non-dominated points (local indices, canonical order), computed once per layout.
-
-        Exact for everything the loop asks: a point that a point of its own layout weakly dominates
-        (and precedes in the (latency, cost, canonical) order) is dropped by every later filter too,
-        and the cheapest point under a latency cap is non-dominated. At integer resolution a layout
-        has a point per batch (100,000 and more) but a front of hundreds, so the union stays small.
-        """
-        if layout not in self._fronts:
-            self._fronts[layout] = np.sort(pareto_indices(self.tables[layout]))
-        return self._fronts[layout]
-
     def pareto(self):
-        """Indices into ``arrays()`` of the known points' frontier, fastest first (the enumeration's filter)."""
-        latency, cost, canonical, _, _ = self.arrays()
-        order = np.lexsort((canonical, cost, latency))
-        ordered_cost = cost[order]
-        cheapest_before = np.minimum.accumulate(np.concatenate(([np.inf], ordered_cost[:-1])))
-        return order[ordered_cost < cheapest_before]
+        """Indices into ``arrays()`` of the known points' frontier, fastest first: all of them, in order."""
+        return np.arange(len(self._arrays[0]))
 
     def frame(self, picks: list[int]) -> pd.DataFrame:
-        """Frontier rows of the given indices into ``arrays()``, in that order, with canonical ``config_index``.
-
-        One ``configuration_frame`` per layout, not per point: a frontier over every integer batch has
-        one point per batch (234,301 for Llama 3 8B on one H100 at context 0), and a DataFrame per
-        point cost ~27 ms each, which made ``--backend cpsat --all-batches`` take minutes after its solves.
-        """
+        """Frontier rows of the given indices into ``arrays()``, in that order, with canonical ``config_index``."""
         if not picks:
-            return _empty_frame(self.problem)
-        _, _, canonical, layout, local = self.arrays()
+            return empty_frame(self.problem)
+        _, _, _, layout, local = self.arrays()
         picks_array = np.asarray(picks, dtype=np.int64)
         frames, order = [], []
         for one_layout in np.unique(layout[picks_array]):
             mine = np.flatnonzero(layout[picks_array] == one_layout)  # positions in ``picks`` of this layout
-            rows = configuration_frame(self.tables[int(one_layout)], local[picks_array[mine]])
-            rows["config_index"] = canonical[picks_array[mine]]
-            frames.append(rows)
+            frames.append(self.parts[int(one_layout)].frame.iloc[local[picks_array[mine]]])
             order.append(mine)
         joined = pd.concat(frames, ignore_index=True)
         # Row k of ``joined`` is pick number np.concatenate(order)[k]: put the rows back in pick order.
@@ -148,7 +132,7 @@ class _Search:
         remaining = self.remaining()
         if remaining is not None and remaining <= 0:
             return None
-        self.session.exclude_layouts(list(self.known.tables))
+        self.session.exclude_layouts(list(self.known))
         answer = self.session.solve(time_limit_s=remaining, **caps)
         self.solves += 1
         if answer.status == "OPTIMAL":
@@ -170,10 +154,6 @@ def pipeline_siblings(layouts: np.ndarray, layout: int) -> np.ndarray:
     """
     same = (layouts[:, 0] == layouts[layout, 0]) & (layouts[:, 1] == layouts[layout, 1])
     return np.flatnonzero(same & (layouts[:, 3] == layouts[layout, 3]))
-
-
-def _empty_frame(problem: Problem) -> pd.DataFrame:
-    return configuration_frame(tabulate(problem, np.array([[1, 1, 1, 1]]), batches=np.array([1])), [])
 
 
 def trace_frontier(problem: Problem, backend: Backend | str = "enumerate", *, time_limit_s: float | None = None,
@@ -274,8 +254,9 @@ class Horizon:
 
 def _positions(search: _Search, picks: list[tuple[int, int]]) -> list[int]:
     canonical = search.known.arrays()[2]
-    where = {int(c): k for k, c in enumerate(canonical)}
-    return [where[c] for c, _ in picks]
+    order = np.argsort(canonical)
+    wanted = np.array([c for c, _ in picks], dtype=np.int64)
+    return order[np.searchsorted(canonical[order], wanted)].tolist()
 
 
 def solve_point(problem: Problem, backend: Backend | str = "enumerate", *, min_tokens_per_s: float | None = None,
