@@ -311,7 +311,7 @@ def enumerate_frontier(problem: Problem, *, max_latency_s: float | None = None,
 
 
 class LayoutFronts:
-    """Each layout's own frontier, one layout at a time, by ``enumerate_frontier``'s exact skipping.
+    """The frontier of a few layouts at a time, by ``enumerate_frontier``'s exact skipping.
 
     The solver backends' epsilon loop evaluates the layouts a solver points at with the physics
     (``solver.epsilon.KnownLayouts``); at integer resolution a layout can have 10^8 batches, so
@@ -322,12 +322,12 @@ class LayoutFronts:
     def __init__(self, problem: Problem) -> None:
         self.space = _Space(problem)
 
-    def front(self, layout: int) -> _RunningFrontier:
-        """The layout's non-dominated feasible points (raw latency, cost, canonical index and frame rows)."""
+    def front(self, layouts) -> _RunningFrontier:
+        """The non-dominated feasible points of these layouts together (raw latency, cost, canonical index, rows)."""
         front = _RunningFrontier(None, None)
-        self.space.evaluated = 0  # the evaluation budget is per layout here
+        self.space.evaluated = 0  # the evaluation budget is per call here
         only = np.zeros(len(self.space.layouts), dtype=bool)
-        only[layout] = True
+        only[np.asarray(layouts, dtype=np.int64)] = True
         _fill(self.space, front, only)
         return front
 

@@ -58,41 +58,46 @@ BOUND_MARGIN = 1e-6
 class KnownLayouts:
     """The layouts evaluated so far with the physics, and the frontier of their points.
 
-    Each layout is evaluated by its own frontier (``enumeration.LayoutFronts``, which never lists a
-    layout's batches one by one), merged into the frontier of all known points. Exact for everything
-    the loop asks: the next frontier point under a cap, and the cheapest point under a latency cap,
-    are non-dominated among the known points, and a point the loop emitted stays non-dominated as
-    layouts are added (it is on the true frontier).
+    Layouts are evaluated a few at a time by their frontier (``enumeration.LayoutFronts``, which
+    never lists a layout's batches one by one), merged into the frontier of all known points. Exact
+    for everything the loop asks: the next frontier point under a cap, and the cheapest point under
+    a latency cap, are non-dominated among the known points, and a point the loop emitted stays
+    non-dominated as layouts are added (it is on the true frontier).
     """
 
     def __init__(self, problem: Problem, layouts: np.ndarray) -> None:
         self.problem = problem
         self.layouts = layouts
         self.fronts = LayoutFronts(problem)
-        self.parts: dict[int, object] = {}
+        self.known: set[int] = set()
+        self.parts: list = []  # one evaluated frontier per ``add``
         empty = np.zeros(0)
         ints = empty.astype(np.int64)
         self._arrays = (empty, empty, ints, ints, ints)
 
     def __contains__(self, layout: int) -> bool:
-        return layout in self.parts
+        return layout in self.known
 
     def __iter__(self):
-        return iter(self.parts)
+        return iter(sorted(self.known))
 
-    def add(self, layout: int) -> None:
-        """Evaluate a layout's frontier over every batch of the space (maybe empty) and merge it in."""
-        front = self.fronts.front(layout)
-        self.parts[layout] = front
+    def add(self, layouts) -> None:
+        """Evaluate these layouts' frontier over every batch of the space (maybe empty) and merge it in."""
+        layouts = [int(x) for x in np.atleast_1d(layouts) if int(x) not in self.known]
+        if not layouts:
+            return
+        self.known.update(layouts)
+        front = self.fronts.front(layouts)
+        self.parts.append(front)
         n = len(front.canonical)
         joined = tuple(np.concatenate(pair) for pair in zip(self._arrays, (
-            front.latency_s, front.cost, front.canonical, np.full(n, layout, dtype=np.int64), np.arange(n)),
-            strict=True))
+            front.latency_s, front.cost, front.canonical, np.full(n, len(self.parts) - 1, dtype=np.int64),
+            np.arange(n)), strict=True))
         keep = strict_frontier(joined[0], joined[1], joined[2])
         self._arrays = tuple(column[keep] for column in joined)
 
     def arrays(self):
-        """The known frontier, fastest first: latency, cost, canonical index, (layout, position in its front)."""
+        """The known frontier, fastest first: latency, cost, canonical index, (part, position in its rows)."""
         return self._arrays
 
     def pareto(self):
@@ -106,9 +111,9 @@ class KnownLayouts:
         _, _, _, layout, local = self.arrays()
         picks_array = np.asarray(picks, dtype=np.int64)
         frames, order = [], []
-        for one_layout in np.unique(layout[picks_array]):
-            mine = np.flatnonzero(layout[picks_array] == one_layout)  # positions in ``picks`` of this layout
-            frames.append(self.parts[int(one_layout)].frame.iloc[local[picks_array[mine]]])
+        for part in np.unique(layout[picks_array]):
+            mine = np.flatnonzero(layout[picks_array] == part)  # positions in ``picks`` from this part
+            frames.append(self.parts[int(part)].frame.iloc[local[picks_array[mine]]])
             order.append(mine)
         joined = pd.concat(frames, ignore_index=True)
         # Row k of ``joined`` is pick number np.concatenate(order)[k]: put the rows back in pick order.
@@ -136,9 +141,7 @@ class _Search:
         answer = self.session.solve(time_limit_s=remaining, **caps)
         self.solves += 1
         if answer.status == "OPTIMAL":
-            for layout in pipeline_siblings(self.known.layouts, answer.layout):
-                if layout not in self.known:
-                    self.known.add(int(layout))
+            self.known.add(pipeline_siblings(self.known.layouts, answer.layout))
         return answer
 
 
