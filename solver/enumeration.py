@@ -156,6 +156,9 @@ class _RunningFrontier:
         self.cost = np.zeros(0)
         self.canonical = np.zeros(0, dtype=np.int64)
         self.frame: pd.DataFrame | None = None
+        # (latency, cost) of feasible points evaluated elsewhere, fastest first, strictly cheaper down the list:
+        # they only rule batches out (``LayoutFronts.front``), they are not part of this frontier.
+        self.outside: tuple[np.ndarray, np.ndarray] | None = None
 
     def merge(self, table: ConfigTable, canonical: np.ndarray) -> None:
         keep = (table.feasible & (table.latency_s <= self.max_latency_s)
@@ -175,15 +178,20 @@ class _RunningFrontier:
         self.frame = frame.iloc[kept].reset_index(drop=True)
 
     def dominates(self, latency_s: np.ndarray, cost: np.ndarray) -> np.ndarray:
-        """Where a known point is at least as fast as ``latency_s`` and strictly cheaper than ``cost``.
+        """Where a known point (or a point of ``outside``) is at least as fast as ``latency_s`` and strictly
+        cheaper than ``cost``."""
+        found = _staircase_dominates(self.latency_s, self.cost, latency_s, cost)
+        if self.outside is not None:
+            found |= _staircase_dominates(self.outside[0], self.outside[1], latency_s, cost)
+        return found
 
-        The cheapest known point at most that slow is the last frontier point at most that slow.
-        """
-        if len(self.latency_s) == 0:
-            return np.zeros(np.shape(latency_s), dtype=bool)
-        last = np.searchsorted(self.latency_s, latency_s, side="right") - 1
-        found = last >= 0
-        return found & (self.cost[np.maximum(last, 0)] < cost)
+
+def _staircase_dominates(front_latency_s, front_cost, latency_s, cost) -> np.ndarray:
+    """The cheapest frontier point at most that slow is the last one at most that slow (fastest-first order)."""
+    if len(front_latency_s) == 0:
+        return np.zeros(np.shape(latency_s), dtype=bool)
+    last = np.searchsorted(front_latency_s, latency_s, side="right") - 1
+    return (last >= 0) & (front_cost[np.maximum(last, 0)] < cost)
 
 
 @dataclass
@@ -322,9 +330,15 @@ class LayoutFronts:
     def __init__(self, problem: Problem) -> None:
         self.space = _Space(problem)
 
-    def front(self, layouts) -> _RunningFrontier:
-        """The non-dominated feasible points of these layouts together (raw latency, cost, canonical index, rows)."""
+    def front(self, layouts, known: tuple[np.ndarray, np.ndarray] | None = None) -> _RunningFrontier:
+        """The feasible points of these layouts that may be on the frontier (raw latency, cost, canonical, rows).
+
+        ``known``: (latency, cost) of a frontier of feasible points already evaluated, fastest first; batch
+        ranges they dominate are skipped as the enumeration skips those its own points dominate (exact: a
+        dominated point is on no frontier). Points ``known`` dominates may remain; the caller filters them.
+        """
         front = _RunningFrontier(None, None)
+        front.outside = known
         self.space.evaluated = 0  # the evaluation budget is per call here
         only = np.zeros(len(self.space.layouts), dtype=bool)
         only[np.asarray(layouts, dtype=np.int64)] = True

@@ -87,7 +87,7 @@ class KnownLayouts:
         if not layouts:
             return
         self.known.update(layouts)
-        front = self.fronts.front(layouts)
+        front = self.fronts.front(layouts, known=self._arrays[:2])
         self.parts.append(front)
         n = len(front.canonical)
         joined = tuple(np.concatenate(pair) for pair in zip(self._arrays, (
