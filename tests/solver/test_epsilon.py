@@ -123,3 +123,25 @@ class TestFrameOfManyPoints:
         layouts_on_frontier = len(solved.points[["tp_rows", "tp_cols", "pp", "ep"]].drop_duplicates())
         assert len(solved.points) > 300 and layouts_on_frontier >= 2  # many points, from more than one layout
         assert len(sizes) <= 10 * (solved.solves + 1)  # a handful of pieces per known layout, never one per point
+
+
+class TestKnownFrontierSkipping:
+    def test_a_known_frontier_prunes_a_layout_without_changing_the_merged_frontier(self):
+        """LayoutFronts.front(known=...) evaluates fewer batches, and the merged frontier is the same points."""
+        from infecon.solver.enumeration import LayoutFronts, strict_frontier
+
+        problem = api.build_problem("llama-3-8b", "h100", max_gpus=2, context_tokens=0, max_batch=200_000)
+        fronts = LayoutFronts(problem)
+        first = fronts.front([0])
+        alone = fronts.front([1])
+        evaluated_alone = fronts.space.evaluated
+        pruned = fronts.front([1], known=(first.latency_s, first.cost))
+        assert fronts.space.evaluated < evaluated_alone
+
+        def merged(other):
+            latency = np.concatenate((first.latency_s, other.latency_s))
+            cost = np.concatenate((first.cost, other.cost))
+            canonical = np.concatenate((first.canonical, other.canonical))
+            return canonical[strict_frontier(latency, cost, canonical)].tolist()
+
+        assert merged(pruned) == merged(alone) and len(merged(alone)) > 100
