@@ -207,6 +207,7 @@ class CpSatSession:
             enc.model.minimize(enc.cost_lhs - sum(int(ks[k]) * enc.micro_batch[k] for k in range(len(ks))))
         solver = cp_model.CpSolver()
         solver.parameters.num_workers = self.workers
+        solver.parameters.linearization_level = 2  # the LP relaxation in propagation: tighter bounds per solve
         if time_limit_s is not None:
             solver.parameters.max_time_in_seconds = max(time_limit_s, 1e-3)
         status = solver.solve(enc.model)
