@@ -8,7 +8,10 @@ step, a fixed cost per step and a fixed latency per served request. Efficiencies
 are platform properties (CUDA and ROCm kernels differ), so each hardware in the data may deviate
 from the shared value by a factor exp(delta), with a prior delta ~ N(0, PRIOR_SIGMA) added to the
 residuals: a deviation survives only where the data demands it, and hardware the data lacks (or a
-deviation the data cannot identify) keeps the shared value.
+deviation the data cannot identify) keeps the shared value. Seconds per kernel have a prior too, at the
+published ~4 us per kernel launch (``KERNEL_PRIOR_S``): where the rows cannot tell kernels x kernel_s from
+the fixed cost per step (static-batch rows at large batch, one model), the split stays physical instead of
+drifting to whatever fits, and the profile then carries to engines and models it was not fitted on.
 """
 
 from __future__ import annotations
@@ -48,6 +51,16 @@ DEVIATION_BOUNDS = (-2.0, 2.0, 0.0, 1.0)  # log factor of a hardware's value ove
 # leave-one-group-out median per-user error of 16 % at 0.3, 18 % at 0.5 and 22 % at 1.0 (in-sample 6 %, 6 %, 5 %):
 # a platform's deviation fitted on one engine carries to another engine only in part.
 PRIOR_SIGMA = 0.3
+# Prior on the shared seconds per kernel: a kernel's launch and ramp (Erdil 2025 sec. 4: ~4 us per kernel launch on
+# H100, the value of instances/hardware/h100_sxm.toml), one standard deviation a factor 2 either way (CUDA/HIP graphs
+# launch faster, small unfused kernels run longer). Like the deviation prior it is one residual (log(kernel_s /
+# prior) / sigma) under the robust loss. With it, scripts/bench_fidelity.py gives a leave-one-group-out median
+# per-user error of 14.9 % (in-sample 6.8 %); without it 16.3 % (6.3 %): TensorRT-LLM's large-batch static rows do
+# not determine kernel_s (standard error 6 us on 8.5 us), and its fit then overcharged NIM's small batches and, in the
+# generic fits that predict a held-out engine, DeepSeek's 1,300 kernels per pass. Sensitivity of that median to the
+# width: 14.1 % at a factor 1.4, 14.7 % at a factor 4.
+KERNEL_PRIOR_S = 4e-6
+KERNEL_PRIOR_SIGMA = math.log(2.0)
 ROBUST_SCALE = 0.1  # soft-L1 transition: log errors beyond ~10 % are down-weighted
 UNITS = {"flop_efficiency": "", "bandwidth_efficiency": "", "sequence_layer_s": "s", "step_s": "s", "kernel_s": "s"}
 
@@ -64,6 +77,7 @@ class Fit:
     in_sample: pd.DataFrame  # per row: measured and predicted per-user, TPOT, TTFT
     held_out: pd.DataFrame | None  # the same, each group predicted by a fit without it
     unfitted: dict[str, str] = dataclasses.field(default_factory=dict)  # fixed at 0: why the rows cannot fit them
+    kernel_prior: bool = True  # kernel_s was fitted with its prior (KERNEL_PRIOR_S)
 
 
 def prepare(frame: pd.DataFrame, family: str | None) -> tuple[list[PreparedRow], list[str]]:
@@ -133,8 +147,13 @@ def residuals(rows: list[PreparedRow], profile: EngineProfile) -> np.ndarray:
     return np.array(speed + ttft)
 
 
-def fit_parameters(rows: list[PreparedRow], base: EngineProfile) -> tuple[EngineProfile, dict, dict, int]:
-    """Least-squares fit of ``base``'s parameters to ``rows``: (profile, values, standard errors, residuals)."""
+def fit_parameters(rows: list[PreparedRow], base: EngineProfile, *,
+                   kernel_prior: bool = True) -> tuple[EngineProfile, dict, dict, int]:
+    """Least-squares fit of ``base``'s parameters to ``rows``: (profile, values, standard errors, residuals).
+
+    ``kernel_prior`` adds the prior on seconds per kernel (``KERNEL_PRIOR_S``); without it the fit is plain
+    (robust) least squares on the rows and the deviation prior.
+    """
     names = parameter_names(rows)
     if len(rows) < len(names):
         raise InstanceError(f"calibrate: {len(rows)} predictable rows, fewer than the {len(names)} parameters to fit "
@@ -143,15 +162,20 @@ def fit_parameters(rows: list[PreparedRow], base: EngineProfile) -> tuple[Engine
     base = dataclasses.replace(base, **{n: 0.0 for n in unidentified_parameters(rows)})
 
     deviations = np.array([n.startswith("log_factor.") for n in names])
+    kernel = names.index("kernel_s") if kernel_prior and "kernel_s" in names else None
+    priors = int(deviations.sum()) + (kernel is not None)
 
     def fun(z):
         prior = z[deviations] / PRIOR_SIGMA  # scale 1 for deviations: z is delta itself
+        if kernel is not None:  # kernel_s stays within its bounds (> 0), so the log is defined
+            kernel_prior_residual = math.log(z[kernel] * scale[kernel] / KERNEL_PRIOR_S) / KERNEL_PRIOR_SIGMA
+            prior = np.append(prior, kernel_prior_residual)
         return np.concatenate([residuals(rows, profile_with(base, names, z * scale)), prior])
 
     result = least_squares(fun, start / scale, bounds=(lower / scale, upper / scale), loss="soft_l1",
                            f_scale=ROBUST_SCALE, method="trf")
     values = result.x * scale
-    m, n = result.fun.size - int(deviations.sum()), len(names)
+    m, n = result.fun.size - priors, len(names)
     # Gauss-Newton covariance from the (robust-loss-modified) Jacobian, scaled by the residual variance.
     dof = max(m - n, 1)
     sigma2 = 2 * result.cost / dof
@@ -175,7 +199,7 @@ def _table(rows: list[PreparedRow], profile_of) -> pd.DataFrame:
 
 
 def leave_one_group_out(rows: list[PreparedRow], base: EngineProfile,
-                        fallback_rows: list[PreparedRow] | None = None) -> pd.DataFrame:
+                        fallback_rows: list[PreparedRow] | None = None, *, kernel_prior: bool = True) -> pd.DataFrame:
     """Each group (source x hardware) predicted by a profile fitted without it.
 
     Where the family's remaining rows never ran on the group's hardware (so its per-hardware values
@@ -191,14 +215,17 @@ def leave_one_group_out(rows: list[PreparedRow], base: EngineProfile,
             if fallback_rows is None:
                 continue
             outside = [r for r in fallback_rows if r.group != group]
-        profile = fit_parameters(outside, dataclasses.replace(base, by_hardware={}))[0]
+        profile = fit_parameters(outside, dataclasses.replace(base, by_hardware={}), kernel_prior=kernel_prior)[0]
         parts.append(_table(inside, lambda _row, p=profile: p))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 def calibrate(data: str | Path | pd.DataFrame, family: str, *, base: EngineProfile | None = None,
-              held_out: bool = True, fallback: bool = True) -> Fit:
-    """Fit profile ``family`` (``generic``: every row) to a measurement file; optionally leave-one-group-out."""
+              held_out: bool = True, fallback: bool = True, kernel_prior: bool = True) -> Fit:
+    """Fit profile ``family`` (``generic``: every row) to a measurement file; optionally leave-one-group-out.
+
+    ``kernel_prior`` False fits seconds per kernel without its prior (``fit_parameters``).
+    """
     frame = data if isinstance(data, pd.DataFrame) else read_measurements(data)
     family = family.strip().lower()
     if family == "paper":
@@ -209,13 +236,13 @@ def calibrate(data: str | Path | pd.DataFrame, family: str, *, base: EngineProfi
     rows, _ = prepare(frame, None if family == "generic" else family)
     if not rows:
         raise InstanceError(f"calibrate: no predictable rows of engine family '{family}' in the data")
-    profile, values, errors, m = fit_parameters(rows, base)
+    profile, values, errors, m = fit_parameters(rows, base, kernel_prior=kernel_prior)
     in_sample = _table(rows, lambda _row: profile)
     outside = None
     if held_out:
         fallback_rows = prepare(frame, None)[0] if fallback and family != "generic" else None
-        outside = leave_one_group_out(rows, base, fallback_rows)
-    return Fit(profile, values, errors, len(rows), m, in_sample, outside, unidentified_parameters(rows))
+        outside = leave_one_group_out(rows, base, fallback_rows, kernel_prior=kernel_prior)
+    return Fit(profile, values, errors, len(rows), m, in_sample, outside, unidentified_parameters(rows), kernel_prior)
 
 
 def error_stats(table: pd.DataFrame) -> dict[str, float]:
@@ -285,6 +312,8 @@ def format_fit(fit: Fit) -> str:
     for name, value in fit.values.items():
         bound = _at_bound(name, value)
         note = f" (at its {bound} bound)" if bound else ""
+        if name == "kernel_s" and fit.kernel_prior and not bound:
+            note = f" (prior {KERNEL_PRIOR_S:.0e} s x/÷ 2)"
         lines.append(f"  {name:<42} {value:<10.4g} {fit.errors[name]:.2g}{note}")
     for label, table in (("in-sample", fit.in_sample), ("leave-one-group-out", fit.held_out)):
         if table is None or table.empty:
@@ -310,6 +339,9 @@ def _uncertainty(fit: Fit, name: str) -> str:
     bound = _at_bound(name, fit.values[name])
     if bound:
         return f"at its {bound} bound: the rows push it there and do not determine it"
+    if name == "kernel_s" and fit.kernel_prior:
+        return (f"standard error {_fmt(fit.errors[name])}; prior {_fmt(KERNEL_PRIOR_S)} s x/÷ 2 "
+                "(Erdil 2025 sec. 4: ~4 us per kernel launch)")
     return f"standard error {_fmt(fit.errors[name])}"
 
 

@@ -319,7 +319,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     out = outputs.output_file("--out", args.out) if args.out is not None else None  # before the fit
     with naming_file(args.data):
-        fit = calibration.calibrate(args.data, args.engine, held_out=not args.no_held_out)
+        fit = calibration.calibrate(args.data, args.engine, held_out=not args.no_held_out,
+                                    kernel_prior=not args.no_kernel_prior)
     print(calibration.format_fit(fit))
     if out is not None:
         try:
@@ -455,6 +456,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", required=True, help="engine family to fit (trtllm, vllm, sglang, generic, ...)")
     p.add_argument("--out", metavar="FILE.toml", help="write the fitted profile, e.g. instances/engines/vllm.toml")
     p.add_argument("--no-held-out", action="store_true", help="skip the leave-one-group-out refits (faster)")
+    p.add_argument("--no-kernel-prior", action="store_true",
+                   help="fit seconds per kernel without its prior (4 us x/÷ 2, Erdil 2025): for data that "
+                        "determines it, e.g. batch-1 rows of several models")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_calibrate)
 
