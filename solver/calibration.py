@@ -48,7 +48,8 @@ DEVIATION_BOUNDS = (-2.0, 2.0, 0.0, 1.0)  # log factor of a hardware's value ove
 # Prior width of a platform's deviation, in log units: one standard deviation is a factor 1.35 from the shared
 # value, so a larger one (ROCm prefill at under half the CUDA efficiency, say) survives only where many rows
 # demand it. With engines split by heads and NIM fitted as TensorRT-LLM, scripts/bench_fidelity.py gives a
-# leave-one-group-out median per-user error of 16 % at 0.3, 18 % at 0.5 and 22 % at 1.0 (in-sample 6 %, 6 %, 5 %):
+# leave-one-group-out median per-user error of 16 % at 0.3, 18 % at 0.5 and 22 % at 1.0 (in-sample 6 %, 6 %, 5 %);
+# with the kernel prior below, 14.9 %, 15.3 % and 16.8 % (in-sample 6.8 %, 6.1 %, 5.3 %):
 # a platform's deviation fitted on one engine carries to another engine only in part.
 PRIOR_SIGMA = 0.3
 # Prior on the shared seconds per kernel: a kernel's launch and ramp (Erdil 2025 sec. 4: ~4 us per kernel launch on
