@@ -45,15 +45,17 @@ class TestEnumerateFrontier:
     @given(problem=problems())
     def test_equals_the_whole_table_on_generated_problems(self, problem):
         """Paper-model problems (toy and MoE/MLA models, speculative decoding, demand and budget caps)."""
-        expected = whole_table_frontier(problem)
-        pd.testing.assert_frame_equal(enumerate_frontier(problem), expected)
-        with fine_pieces():
-            pd.testing.assert_frame_equal(enumerate_frontier(problem), expected)
+        self.check(problem)
 
     @settings(max_examples=100, deadline=None, suppress_health_check=SLOW)
     @given(problem=serving_problems())
     def test_equals_the_whole_table_on_generated_serving_problems(self, problem):
         """Every engine and serving mode, with TTFT and TPOT caps that bind."""
+        self.check(problem)
+
+    @staticmethod
+    def check(problem) -> None:
+        """Equal to the whole table's frontier, with the default pieces and with pieces small enough to split."""
         expected = whole_table_frontier(problem)
         pd.testing.assert_frame_equal(enumerate_frontier(problem), expected)
         with fine_pieces():
