@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from ortools.sat.python import cp_model
 
-from infecon.formulations.relaxation import OptionPool, Options
+from infecon.formulations.relaxation import OptionPool, Options, usd_per_million_tokens_per_gpu_second
 from infecon.formulations.solution import Answer
 from infecon.formulations.space import Problem
 
@@ -235,14 +235,14 @@ def _close_cost_caps(enc: CpSatEncoding, ks: np.ndarray) -> None:
 def _batch_coefficients(problem: Problem, o: Options, enc: CpSatEncoding, usd_per_million_tokens: float) -> np.ndarray:
     """``cost_cap`` as GPUs x iteration_ns <= K x micro_batch: K per option, rounded up (a relaxation).
 
-    cost = w GPUs price iteration_s 1e6 / (3600 tokens_per_iteration pp micro_batch) (w: the decode
-    weight, 1 but in a static batch), so cost <= C is GPUs iteration_ns <= C tokens_per_iteration pp
-    3.6e6 / (price w) x micro_batch. K is clipped where it could not bind anyway, to keep CP-SAT's
-    integers in range.
+    cost = w GPUs f iteration_ns / (tokens_per_iteration pp micro_batch), with f the cost per million
+    tokens of one GPU-nanosecond (``relaxation.usd_per_million_tokens_per_gpu_second`` / 1e9) and w the
+    decode weight (1 but in a static batch), so cost <= C is GPUs iteration_ns <= C tokens_per_iteration
+    pp / (f w) x micro_batch. K is clipped where it could not bind anyway, to keep CP-SAT's integers in range.
     """
-    charged = problem.hardware.price_usd_per_hour * o.decode_weight
+    charged = usd_per_million_tokens_per_gpu_second(problem) / NS_PER_S * o.decode_weight
     # A static batch with osl 1 charges nothing to decode steps: its cap never binds.
-    k = np.where(charged > 0, usd_per_million_tokens * (1 + CAP_SLACK) * o.tokens_per_iteration * o.pp * 3.6e6
+    k = np.where(charged > 0, usd_per_million_tokens * (1 + CAP_SLACK) * o.tokens_per_iteration * o.pp
                  / np.where(charged > 0, charged, 1.0), np.inf)
     lhs_max = o.gpus.astype(float) * enc.latency_max_ns * o.tokens_per_iteration
     never_binding = lhs_max / np.maximum(o.m_lo, 1) + 1
