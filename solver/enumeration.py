@@ -149,7 +149,8 @@ class _RunningFrontier:
     cheapest cost before any kept point is the same in the merged set as in the whole table.
     """
 
-    def __init__(self, max_latency_s: float | None, max_usd_per_million_tokens: float | None) -> None:
+    def __init__(self, max_latency_s: float | None, max_usd_per_million_tokens: float | None,
+                 outside: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         self.max_latency_s = np.inf if max_latency_s is None else max_latency_s
         self.max_cost = np.inf if max_usd_per_million_tokens is None else max_usd_per_million_tokens
         self.latency_s = np.zeros(0)
@@ -158,7 +159,7 @@ class _RunningFrontier:
         self.frame: pd.DataFrame | None = None
         # (latency, cost) of feasible points evaluated elsewhere, fastest first, strictly cheaper down the list:
         # they only rule batches out (``LayoutFronts.front``), they are not part of this frontier.
-        self.outside: tuple[np.ndarray, np.ndarray] | None = None
+        self.outside = outside
 
     def merge(self, table: ConfigTable, canonical: np.ndarray) -> None:
         keep = (table.feasible & (table.latency_s <= self.max_latency_s)
@@ -337,8 +338,7 @@ class LayoutFronts:
         ranges they dominate are skipped as the enumeration skips those its own points dominate (exact: a
         dominated point is on no frontier). Points ``known`` dominates may remain; the caller filters them.
         """
-        front = _RunningFrontier(None, None)
-        front.outside = known
+        front = _RunningFrontier(None, None, outside=known)
         self.space.evaluated = 0  # the evaluation budget is per call here
         only = np.zeros(len(self.space.layouts), dtype=bool)
         only[np.asarray(layouts, dtype=np.int64)] = True

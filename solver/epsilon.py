@@ -100,10 +100,6 @@ class KnownLayouts:
         """The known frontier, fastest first: latency, cost, canonical index, (part, position in its rows)."""
         return self._arrays
 
-    def pareto(self):
-        """Indices into ``arrays()`` of the known points' frontier, fastest first: all of them, in order."""
-        return np.arange(len(self._arrays[0]))
-
     def frame(self, picks: list[int]) -> pd.DataFrame:
         """Frontier rows of the given indices into ``arrays()``, in that order, with canonical ``config_index``."""
         if not picks:
@@ -190,18 +186,15 @@ def _trace(search: _Search, progress, *, cap: float = np.inf, inclusive: bool = 
     """The loop of the module docstring; returns (indices into known.arrays(), complete)."""
     picks: list[tuple[int, int]] = []  # (canonical index, layout) of emitted points, to re-find after pool changes
     bound = -np.inf
-    frontier, position, version = None, 0, None
+    version, position = None, 0
     horizon = Horizon()
     while limit is None or len(picks) < limit:
-        if version is not search.known._arrays or frontier is None:
-            frontier = search.known.pareto()
-            version = search.known.arrays()
-            position = 0
-        latency, cost = version[0], version[1]
-        while position < len(frontier) and not (cost[frontier[position]] <= cap if inclusive
-                                                else cost[frontier[position]] < cap):
+        if version is not search.known.arrays():  # layouts were added: the known frontier changed
+            version, position = search.known.arrays(), 0
+        latency, cost = version[0], version[1]  # the known frontier, fastest first
+        while position < len(cost) and not (cost[position] <= cap if inclusive else cost[position] < cap):
             position += 1
-        candidate = frontier[position] if position < len(frontier) else None
+        candidate = position if position < len(cost) else None
         if candidate is not None and latency[candidate] * (1 + BOUND_MARGIN) < bound:
             picks.append((int(version[2][candidate]), int(version[3][candidate])))
             cap, inclusive = float(cost[candidate]), False
@@ -222,7 +215,6 @@ def _trace(search: _Search, progress, *, cap: float = np.inf, inclusive: bool = 
         else:
             bound = answer.bound
             horizon.narrow()
-        frontier = None
     return _positions(search, picks), True
 
 
