@@ -7,11 +7,9 @@ CP-SAT, then a plan table with one row per workload x deployment. Alongside: the
 left), and, when nothing is feasible, the rule that binds.
 
 ``fleet_frontier`` traces the exact Pareto frontier of fleet cost against the TPOT-SLO scale (all
-workloads' TPOT limits multiplied by one factor) with the epsilon-constraint loop of
-``solver.epsilon``: a cost cap kept as one constraint and tightened strictly below each point
-found (integer micro-dollars make "strictly" exact), and at each cap the tightest scale, found
-by bisection over the candidates' scale ranks (the least cost is non-increasing in the scale).
-It is written here rather than shared with ``solver.epsilon`` because that loop walks one
+workloads' TPOT limits multiplied by one factor) by the walk of ``solver.fleet_scales``: from the
+loosest scale rank to tighter ones, one least-cost solve per point (plus one per tie), each plan
+telling the highest rank it needs. It is not ``solver.epsilon``'s loop because that one walks one
 configuration table's ranks, and this one a model rebuilt per solve.
 """
 
@@ -38,6 +36,7 @@ from infecon.formulations.fleet_model import (
 )
 from infecon.instances.fleet_scenario import FleetScenario, parse_gpu, parse_workload
 from infecon.solver.fleet_candidates import CANDIDATE_COLUMNS, Candidates, fleet_candidates_of, serving_shape
+from infecon.solver.fleet_scales import scale_frontier
 from infecon.solver.fleet_solve import FLEET_BACKENDS, solve_fleet  # noqa: F401 (FLEET_BACKENDS: the CLI reads it here)
 from infecon.solver.parallel import run_tasks
 
@@ -371,40 +370,12 @@ def fleet_frontier(scenario: FleetScenario, *, tpot_scale_max: float = 1.0, back
     candidates = pd.concat([c.frame for c in generated], ignore_index=True).reindex(columns=CANDIDATE_COLUMNS)
     data = fleet_data(scenario, candidates)
     scales = np.unique(candidates["tpot_scale"].to_numpy(dtype=float))
-    top = len(scales) - 1
-    rows, cap, complete = [], None, True
-
-    def attempt(rank: int) -> FleetSolution:
-        # The plain model, one exact solve: under a cost cap the per-workload pattern search of ``solve_fleet``
-        # takes ~15 s per solve on the fleet example, the plain MILP ~1.3 s (measured; same optima).
-        return solve(data, backend, max_scale_rank=rank, cost_cap=cap, time_limit_s=time_limit_s, reduce=False)
-
-    while True:
-        loosest = attempt(top)
-        if loosest.status == "INFEASIBLE":
-            break
-        if loosest.status != "OPTIMAL":
-            complete = False
-            break
-        low, high, best = -1, top, loosest  # feasible at high, not at low
-        while high - low > 1:
-            mid = (low + high) // 2
-            trial = attempt(mid)
-            if trial.status == "OPTIMAL":
-                high, best = mid, trial
-            elif trial.status == "INFEASIBLE":
-                low = mid
-            else:
-                complete = False
-                break
-        if not complete:
-            break
-        rows.append({"tpot_scale": float(scales[high]), "total_usd_per_hour": best.objective / MICRO_USD,
-                     "gpus": int(sum(_gpus_by_hardware(data, best).values())),
-                     "gpus_by_hardware": _gpus_by_hardware(data, best), "status": "optimal"})
-        if on_point is not None:
-            on_point(len(rows))
-        cap = best.objective - 1
+    walk = scale_frontier(data, backend, time_limit_s=time_limit_s, on_point=on_point)
+    rows = [{"tpot_scale": float(scales[rank]), "total_usd_per_hour": plan.objective / MICRO_USD,
+             "gpus": int(sum(_gpus_by_hardware(data, plan).values())),
+             "gpus_by_hardware": _gpus_by_hardware(data, plan), "status": "optimal"} for rank, plan in walk.points]
+    complete = walk.complete
     frame = pd.DataFrame(rows, columns=["tpot_scale", "total_usd_per_hour", "gpus", "gpus_by_hardware", "status"])
-    frame.attrs.update(complete=complete, wall_s=time.perf_counter() - start, candidates=len(candidates))
+    frame.attrs.update(complete=complete, wall_s=time.perf_counter() - start, candidates=len(candidates),
+                       fleet_solves=walk.fleet_solves, workload_solves=walk.workload_solves)
     return frame

@@ -152,10 +152,10 @@ def serving_problems(draw, modes=("closed_loop", "decode_only", "static_batch", 
 
 
 @st.composite
-def small_fleets(draw, *, scale_ranks: bool = False) -> FleetData:
+def small_fleets(draw, *, scale_ranks: bool = False, max_rank: int = 2) -> FleetData:
     """1-3 workloads, 1-3 GPU pools, up to 5 candidates (one per workload at least) with small integer
     capacities (units), any rules; about half of them feasible. ``scale_ranks``: candidates need TPOT
-    scale ranks 0-2 (for the TPOT-scale frontier), else all 0."""
+    scale ranks 0 to ``max_rank`` (for the TPOT-scale frontier), else all 0."""
     n_w = draw(st.integers(1, 3))
     n_p = draw(st.integers(1, 3))
     n_c = draw(st.integers(n_w, 5))
@@ -176,6 +176,6 @@ def small_fleets(draw, *, scale_ranks: bool = False) -> FleetData:
         kind=kind,
         gpus=[draw(st.sampled_from([1, 2, 4])) for _ in range(n_c)],
         capacity=[draw(st.integers(0, 12) | st.integers(3, 12)) for _ in range(n_c)],
-        scale_rank=[draw(st.integers(0, 2)) if scale_ranks else 0 for _ in range(n_c)],
+        scale_rank=[draw(st.integers(0, max_rank)) if scale_ranks else 0 for _ in range(n_c)],
         budget=draw(st.none() | st.none() | st.integers(1, 200)),
         whole_nodes=draw(st.booleans()))

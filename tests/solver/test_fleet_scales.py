@@ -1,0 +1,45 @@
+"""The TPOT-scale walk against the exhaustive oracle: every cost level with its least rank, nothing else."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from infecon.formulations.fleet_model import FleetData
+from infecon.solver.fleet_scales import highest_rank_used, scale_frontier
+from tests.fleet_oracle import brute_force_cost, meets_rules
+from tests.strategies import small_fleets
+
+
+def oracle_frontier(data: FleetData) -> list[tuple[int, int]]:
+    """(rank, least cost) where the least cost over ranks 0..rank strictly drops, tightest rank first."""
+    front, best = [], None
+    for rank in range(int(data.scale_rank.max()) + 1):
+        cost = brute_force_cost(data, rank)
+        if cost is not None and (best is None or cost < best):
+            best = cost
+            front.append((rank, cost))
+    return front
+
+
+@pytest.mark.parametrize("backend", ["milp", "cpsat"])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=small_fleets(scale_ranks=True, max_rank=5))
+def test_walk_finds_the_oracle_frontier(backend, data):
+    walk = scale_frontier(data, backend)
+    assert walk.complete
+    assert [(rank, int(plan.objective)) for rank, plan in walk.points] == oracle_frontier(data)
+    for rank, plan in walk.points:  # each point's plan meets every rule at its own rank
+        assert highest_rank_used(data, plan) <= rank and meets_rules(data, plan.replicas, rank)
+
+
+def test_ties_walk_down_to_the_least_rank():
+    """One workload of demand 4 on one unlimited type: candidates of capacity 4 at ranks 3, 2 and 0, all one GPU
+    at price 5, and one of capacity 4 at rank 1 on two GPUs (10). Every rank from 0 serves it at 5: a single
+    point at rank 0, whichever of the tied plans a solve finds first."""
+    data = FleetData(("w",), [4], ("never",), ("g",), [-1], [1], [5], [0] * 4, [0] * 4, [0] * 4, [1, 1, 1, 2],
+                     [4, 4, 4, 4], [3, 2, 0, 1])
+    walk = scale_frontier(data, "milp")
+    assert [(rank, int(plan.objective)) for rank, plan in walk.points] == [(0, 5)]
+    assert np.array_equal(walk.points[0][1].replicas, [0, 0, 1, 0])
