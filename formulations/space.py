@@ -367,6 +367,11 @@ class ConfigTable:
         return len(self.batch)
 
     @property
+    def layouts(self) -> np.ndarray:
+        """Each configuration's layout as a row of ``LAYOUT_COLUMNS`` (the rows ``searched_layouts`` lists)."""
+        return np.column_stack((self.tp_rows, self.tp_cols, self.pp, self.ep, self.attention_dp)).astype(np.int64)
+
+    @property
     def latency_s(self) -> np.ndarray:
         return self.metrics.latency_s
 

@@ -133,7 +133,7 @@ class TestSkippingPremise:
         if problem.speculative is not None:  # a drafter has its floor instead (the next test)
             return
         table = tabulate(problem)
-        layout = np.stack([table.tp_rows, table.tp_cols, table.pp, table.ep], axis=1)
+        layout = table.layouts
         cost_times_batch = table.usd_per_million_tokens * table.batch
         for one in np.unique(layout, axis=0):
             mine = np.flatnonzero((layout == one).all(axis=1))  # canonical order: batch ascending
@@ -173,7 +173,7 @@ class TestSkippingPremise:
         table = tabulate(problem)
         floor = latency_floor(problem, tp_rows=table.tp_rows, tp_cols=table.tp_cols, pp=table.pp, ep=table.ep,
                               batch=table.batch)
-        layout = np.stack([table.tp_rows, table.tp_cols, table.pp, table.ep], axis=1)
+        layout = table.layouts
         for one in np.unique(layout, axis=0):
             mine = np.flatnonzero((layout == one).all(axis=1))  # batch ascending
             later_min = np.minimum.accumulate(table.latency_s[mine][::-1])[::-1]
