@@ -132,3 +132,12 @@ def test_layouts_lists_the_attention_sharding():
     frame = api.layouts("deepseek-v3", "h200", **CASE)
     assert frame["attention_dp"].dtype == bool and frame["attention_dp"].any()
     assert np.array_equal(frame.columns, ["tp_rows", "tp_cols", "pp", "ep", "attention_dp"])
+
+
+def test_sweep_text_names_data_parallel_attention():
+    """A sweep's deployment text says ``attention DP`` after EP where the point runs it, nothing otherwise."""
+    from infecon.solver.sweeps import layout_text
+
+    row = {"tp_rows": 1, "tp_cols": 8, "pp": 1, "ep": 1, "batch": 128, "attention_dp": True}
+    assert layout_text(row, speculative=False) == "TP 8 PP 1 EP 1 attention DP batch 128"
+    assert layout_text({**row, "attention_dp": False}, speculative=False) == "TP 8 PP 1 EP 1 batch 128"
