@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from infecon.formulations.errors import InstanceError
-from infecon.formulations.space import BatchAxis, batches_within_hbm, candidate_layouts, latency_floor, tabulate
+from infecon.formulations.space import BatchAxis, batches_within_hbm, latency_floor, searched_layouts, tabulate
 from infecon.solver import api, enumeration
 from infecon.solver.enumeration import (
     enumerate_frontier,
@@ -144,7 +144,7 @@ class TestSkippingPremise:
     @given(problem=st.one_of(problems(), serving_problems()))
     def test_batches_past_the_hbm_count_never_fit(self, problem):
         """``batches_within_hbm`` is exact: the batches past it break hbm_capacity, the last one within may fit."""
-        layouts = candidate_layouts(problem.model, problem.hardware, problem.space)
+        layouts = searched_layouts(problem)  # both attention shardings where the problem searches them
         axis = BatchAxis.of(problem, layouts)
         counts = batches_within_hbm(problem, layouts, axis)
         batches = axis.values if axis.values is not None else np.arange(1, axis.largest + 1)
