@@ -310,7 +310,7 @@ def explain(model, hardware, *, tp: int = 1, tp_rows: int = 1, tp_cols: int | No
     With a drafter, ``draft_tokens=None`` uses the latency-optimal draft length (0: no speculation),
     and the drafter takes its fastest layout on the same GPUs (``perf.fastest_drafter_layout``).
     The attention sharding follows ``attention_dp`` (a ``build_problem`` keyword) as the search does:
-    ``on`` data-parallel, ``off`` by heads, and ``auto`` whichever the search would keep for this layout
+    ``on`` data-parallel, ``off`` by heads, and ``auto`` the one that fits, else the faster, at this layout
     and batch (``_attention_choice``); a single GPU, a non-MLA model or the paper's model has no choice.
     """
     problem = model if isinstance(model, Problem) else build_problem(model, hardware, **problem_kwargs)
@@ -340,9 +340,10 @@ def explain(model, hardware, *, tp: int = 1, tp_rows: int = 1, tp_cols: int | No
 def _attention_choice(problem: Problem, evaluated: dict[bool, ConfigMetrics]) -> tuple[bool, str]:
     """(attention data-parallel?, why) for ``explain``, from the metrics of each sharding allowed.
 
-    With both allowed (``auto``), the one the search keeps at this layout and batch: the one that fits
-    in HBM, else the faster (at the same GPUs and batch the faster is also the cheaper), heads on a tie,
-    as the canonical order breaks ties. Why: ``explain`` of a frontier row then shows that row.
+    With both allowed (``auto``): the one that fits in HBM, else the faster per request, heads on a tie (as
+    the canonical order breaks ties). Why: at the same GPUs and batch both are charged the same GPUs for
+    their decode steps, so the faster is nearly always the cheaper too and the one the frontier keeps;
+    ``explain`` of a frontier row then shows that row (``--attention-dp on``/``off`` shows either).
     """
     if len(evaluated) == 1:
         (attention_dp,) = evaluated
