@@ -169,7 +169,7 @@ def add_problem_arguments(parser: argparse.ArgumentParser, *, need_model: bool =
                             "latent KV cache is whole on every TP rank when attention is split by heads, under a "
                             "serving engine, on layouts with TP > 1; elsewhere it changes nothing. auto (default): "
                             "search both shardings; on: data-parallel attention only; off: by heads only, what "
-                            "engines do by default. explain: auto shows the one the search would keep")
+                            "engines do by default. explain: auto shows the one that fits in HBM, else the faster")
     resolution = space.add_mutually_exclusive_group()
     resolution.add_argument("--batch-ladder", action="store_true",
                             help="search batches ~1.4x apart (1, 2, 3, 4, 6, 8, 12, ...) instead of every integer "
