@@ -6,9 +6,10 @@ a rounding *direction*: a lower bound of the physics is rounded down and a cap i
 so the integer model stays a relaxation of the physics, and ``solver/epsilon.py`` checks every
 point with the physics itself. Each option ``o`` (layout, draft length, segment of micro-batches)
 has a Boolean ``choose[o]``, an integer ``micro_batch[o]`` (zero unless chosen) and
-``busy_ns[o] >= max(compute, hbm)``. The degrees ``tp_rows``, ``tp_cols``, ``pp``, ``ep`` and
-``gpus`` are integer variables equal to the chosen option's, so the divisibility rules read as
-constraints (``tp_divides_heads``, ``ep_divides_experts``); their domains come from the data. A
+``busy_ns[o] >= max(compute, hbm)``. The degrees ``tp_rows``, ``tp_cols``, ``pp``, ``ep``, the
+attention sharding ``attention_dp`` (0 by heads, 1 data-parallel) and ``gpus`` are integer variables
+equal to the chosen option's, so the divisibility rules read as constraints (``tp_divides_heads``,
+``ep_divides_experts``); their domains come from the data. A
 serving mode adds its amortised prefill to ``latency_ns`` and the SLO rows ``tpot_max`` and
 ``ttft_max`` (``_add_slo_rows``), as in the MILP.
 
@@ -25,7 +26,7 @@ from ortools.sat.python import cp_model
 
 from infecon.formulations.relaxation import OptionPool, Options, usd_per_million_tokens_per_gpu_second
 from infecon.formulations.solution import Answer
-from infecon.formulations.space import Problem
+from infecon.formulations.space import LAYOUT_COLUMNS, Problem
 
 NS_PER_S = 1e9
 LATENCY_WEIGHT_SCALE = 1 << 16  # latency_ns * 2^16 >= sum(floor(2^16 / tokens_per_iteration) * iteration_ns)
@@ -80,7 +81,7 @@ def build_cpsat(problem: Problem, options: Options) -> CpSatEncoding:
     micro_batch = [model.new_int_var(0, int(o.m_hi[k]), f"micro_batch_{k}") for k in range(n)]
     busy = [model.new_int_var(0, int(busy_max[k]), f"busy_ns_{k}") for k in range(n)]
     batch = model.new_int_var(o.batch_min, o.batch_max, "batch")
-    degree_names = ("tp_rows", "tp_cols", "pp", "ep")
+    degree_names = LAYOUT_COLUMNS
     degrees = {name: model.new_int_var_from_domain(cp_model.Domain.from_values(sorted(set(layouts[:, j].tolist()))),
                                                    name) for j, name in enumerate(degree_names)}
     gpus = model.new_int_var_from_domain(cp_model.Domain.from_values(sorted(set(o.gpus.tolist()))), "gpus")

@@ -15,8 +15,9 @@ million tokens <= C, linear as ``GPUs price iteration <= C tokens_per_iteration 
 loop adds the amortised prefill ``prefill_us micro_batch``) and ``ttft_max`` (a largest share of the
 step taken by carried prefills: ``share iteration >= queue micro_batch``). Times are microseconds
 (``_us``). The layout's divisibility and node rules are the option set itself
-(``space.candidate_layouts``). The model's size is the number of options, at most
-``relaxation.SEGMENTS_PER_LAYOUT`` per layout, never the number of batch sizes.
+(``space.searched_layouts``; a layout's attention sharding is part of it, so no row depends on it). The
+model's size is the number of options, at most ``relaxation.SEGMENTS_PER_LAYOUT`` per layout, never the
+number of batch sizes.
 
 The model is a relaxation of the physics (``relaxation``): its optimum is a lower bound, and
 ``solver/epsilon.py`` verifies every point with the physics. ``MilpSession`` states, for each

@@ -258,7 +258,7 @@ class StepStructure:
 
 
 def _layer_collectives(model: ModelSpec, hw: HardwareSpec, workload: Workload, tp_rows, tp_cols, ep,
-                       attention_dp: bool = False) -> list[CollectiveTerm]:
+                       attention_dp=False) -> list[CollectiveTerm]:
     """Serial collectives of all layers, as terms of the step structure.
 
     Written once for 1-D and 2-D TP: a 2-D grid alternates all-reduces over its rows group
@@ -267,10 +267,11 @@ def _layer_collectives(model: ModelSpec, hw: HardwareSpec, workload: Workload, t
     (eq. 25, 44). With ``tp_rows == 1`` the rows group is a single rank, so only the two
     d_model all-reduces of 1-D TP remain (one with parallel attention). An MoE layer with
     ``ep > 1`` replaces its two FFN collectives by an all-to-all dispatch and combine over the EP
-    group, each carrying min(ep, top-k) copies of the token's d_model vector (sec. 3.5). With
-    ``attention_dp`` attention is local to each rank: its collectives (QKV and attention-out) go; the
-    FFN's gather and scatter of the whole micro-batch cost its all-reduces (module note at
-    ``ATTENTION_SHARDINGS``).
+    group, each carrying min(ep, top-k) copies of the token's d_model vector (sec. 3.5). Where
+    ``attention_dp`` (a flag per layout, broadcast with the degrees) attention is local to each rank:
+    its collectives (QKV and attention-out) go; the FFN's gather and scatter of the whole micro-batch
+    cost its all-reduces (module note at ``ATTENTION_SHARDINGS``). A parallel-attention block shares
+    its QKV and FFN-up all-reduce under heads; under attention DP only the FFN-up part remains.
     """
     act = workload.activation_bytes
     rows_rpn, rows_nodes = group_placement(tp_rows, tp_cols, hw.node_size_gpus)
@@ -284,18 +285,23 @@ def _layer_collectives(model: ModelSpec, hw: HardwareSpec, workload: Workload, t
         return collective_lines(hw, "all_reduce", tp_cols, cols_rpn, cols_nodes, width * act / np.asarray(tp_rows))
 
     qkv, d_model = qkv_output_width(model), model.d_model
-    shape = np.broadcast(tp_rows, tp_cols, ep).shape
+    shape = np.broadcast(tp_rows, tp_cols, ep, attention_dp).shape
     use_ep = np.broadcast_to(np.asarray(ep) > 1, shape)
+    data = np.broadcast_to(np.asarray(attention_dp, dtype=bool), shape)
     terms = []
     for count, moe_layer in ((model.n_dense_layers, False), (model.n_moe_layers, True)):
         if count == 0:
             continue
         calls = np.full(shape, float(count))
         up_width = (ffn_matrices(model) - 1) * ffn_active_width(model, moe_layer)
-        if model.parallel_attention and not moe_layer and not attention_dp:
-            terms += [CollectiveTerm(calls, over_rows(qkv + up_width)), CollectiveTerm(calls, over_cols(d_model))]
+        if model.parallel_attention and not moe_layer:
+            # Heads: QKV and FFN-up in one all-reduce, attention-out and FFN-down in another. Data: the FFN's own.
+            shared = np.where(data, 0.0, calls)
+            terms += [CollectiveTerm(shared, over_rows(qkv + up_width)), CollectiveTerm(calls, over_cols(d_model))]
+            if data.any():
+                terms.append(CollectiveTerm(np.where(data, calls, 0.0), over_rows(up_width)))
             continue
-        attention_calls = np.zeros(shape) if attention_dp else calls
+        attention_calls = np.where(data, 0.0, calls)
         terms += [CollectiveTerm(attention_calls, over_rows(qkv)), CollectiveTerm(attention_calls, over_cols(d_model))]
         ffn_calls = np.where(use_ep, 0.0, calls) if moe_layer else calls
         terms += [CollectiveTerm(ffn_calls, over_rows(up_width)), CollectiveTerm(ffn_calls, over_cols(d_model))]
@@ -332,20 +338,33 @@ def _pipeline_sends(model: ModelSpec, hw: HardwareSpec, workload: Workload, tp, 
 ATTENTION_SHARDINGS = ("paper", "heads", "data")
 
 
-def kv_shards(model: ModelSpec, tp, attention: str = "paper") -> np.ndarray:
-    """How many ways a TP group of ``tp`` ranks splits the batch's KV cache (``ATTENTION_SHARDINGS``)."""
-    if attention not in ATTENTION_SHARDINGS:
-        raise ValueError(f"attention must be one of {ATTENTION_SHARDINGS} (got {attention!r})")
+def attention_kinds(attention) -> np.ndarray:
+    """``attention`` as an array of ``ATTENTION_SHARDINGS`` names: one name, or one per layout (broadcast with them).
+
+    Raises:
+        ValueError: a name that is not one of ``ATTENTION_SHARDINGS``.
+    """
+    kinds = np.asarray(attention)
+    if kinds.ndim == 0 and str(kinds) in ATTENTION_SHARDINGS:
+        return kinds
+    if not np.isin(kinds, ATTENTION_SHARDINGS).all():
+        unknown = sorted({str(k) for k in np.ravel(kinds)} - set(ATTENTION_SHARDINGS))
+        raise ValueError(f"attention must be one of {ATTENTION_SHARDINGS} (got {', '.join(map(repr, unknown))})")
+    return kinds
+
+
+def kv_shards(model: ModelSpec, tp, attention="paper") -> np.ndarray:
+    """How many ways a TP group of ``tp`` ranks splits the batch's KV cache (``ATTENTION_SHARDINGS``, per layout)."""
+    kinds = attention_kinds(attention)
     tp = np.asarray(tp, dtype=float)
-    if attention == "heads":
-        kv_heads = 1 if model.attention == "mla" else model.n_kv_heads
-        return np.minimum(tp, float(kv_heads))
-    return tp
+    kv_heads = 1 if model.attention == "mla" else model.n_kv_heads
+    return np.where(kinds == "heads", np.minimum(tp, float(kv_heads)), tp)
 
 
-def replicated_attention_parameters(model: ModelSpec, attention: str = "paper") -> float:
+def replicated_attention_parameters(model: ModelSpec, attention="paper") -> np.ndarray:
     """Attention parameters every TP rank holds whole: all of them under attention data parallelism, else none."""
-    return float(model.n_layers * attention_parameters_per_layer(model)) if attention == "data" else 0.0
+    data = attention_kinds(attention) == "data"
+    return np.where(data, float(model.n_layers * attention_parameters_per_layer(model)), 0.0)
 
 
 def kernels_per_layer(model: ModelSpec) -> int:
@@ -354,13 +373,15 @@ def kernels_per_layer(model: ModelSpec) -> int:
 
 
 def step_structure(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp_rows, tp_cols, pp, ep,
-                   tokens_per_sequence=1, prefill: bool = False, attention: str = "paper") -> StepStructure:
+                   tokens_per_sequence=1, prefill: bool = False,
+                   attention: str | np.ndarray = "paper") -> StepStructure:
     """The coefficients of the step time in the micro-batch, per layout (see ``StepStructure``).
 
     ``tokens_per_sequence`` is 1 for plain decoding and gamma + 1 for a speculative verification
     pass; a ``prefill`` pass (the serving model's, ``serving.py``) carries a prompt's tokens and
     attends as engines do for prompts (``attention_flop_per_context_token``). ``attention`` says how
-    the TP group splits attention (``ATTENTION_SHARDINGS``): the KV reads per sequence go over
+    the TP group splits attention (``ATTENTION_SHARDINGS``; one name, or one per layout, so that a search
+    evaluates layouts of both engine shardings in one pass): the KV reads per sequence go over
     ``kv_shards`` ranks, replicated attention weights are read whole by every rank, and attention data
     parallelism drops the attention output's collectives. Eq. 29-44; the module docstring gives the
     PP and EP generalisation.
@@ -376,7 +397,8 @@ def step_structure(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp
                         + attention_flop_per_context_token(model, prefill) * context
                         / hw.peak_flop_per_s(attention_bits))
     idle = 1.0 - model.n_active_experts / model.n_routed_experts if model.is_moe else 1.0
-    collectives = (*_layer_collectives(model, hw, workload, tp_rows, tp_cols, ep, attention_dp=attention == "data"),
+    data = attention_kinds(attention) == "data"
+    collectives = (*_layer_collectives(model, hw, workload, tp_rows, tp_cols, ep, attention_dp=data),
                    *_pipeline_sends(model, hw, workload, tp, pp))
     # A replicated weight is read whole by each of the tp ranks: (tp - 1) extra copies over the group.
     fixed_read = counts.always_read + counts.unembedding + (tp - 1) * replicated_attention_parameters(model, attention)
@@ -395,7 +417,8 @@ def step_structure(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp
 
 
 def decode_step(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp_rows, tp_cols, pp, ep,
-                micro_batch, tokens_per_sequence=1, prefill: bool = False, attention: str = "paper") -> StepTime:
+                micro_batch, tokens_per_sequence=1, prefill: bool = False,
+                attention: str | np.ndarray = "paper") -> StepTime:
     """Time for the instance to advance every sequence of the batch by one forward pass.
 
     ``micro_batch`` is the batch divided by ``pp``; ``tokens_per_sequence`` is 1 for plain
@@ -420,7 +443,7 @@ def beyond_any_memory(hbm_bytes) -> bool:
 
 
 def hbm_bytes_per_gpu_affine(model: ModelSpec, workload: Workload, *, tp, pp, drafter: ModelSpec | None = None,
-                             tokens_per_sequence=1, attention: str = "paper"):
+                             tokens_per_sequence=1, attention: str | np.ndarray = "paper"):
     """HBM per GPU as ``fixed_bytes + batch * per_sequence_bytes``: the capacity rule's structure.
 
     Fixed: the weights (and a loaded drafter's), sharded evenly over the ``tp * pp`` GPUs. Per
@@ -454,7 +477,8 @@ def hbm_bytes_per_gpu_affine(model: ModelSpec, workload: Workload, *, tp, pp, dr
 
 
 def hbm_used_bytes_per_gpu(model: ModelSpec, workload: Workload, *, tp, pp, batch,
-                           drafter: ModelSpec | None = None, tokens_per_sequence=1, attention: str = "paper"):
+                           drafter: ModelSpec | None = None, tokens_per_sequence=1,
+                           attention: str | np.ndarray = "paper"):
     """Weights, KV cache and live activations per GPU, rounded up to whole bytes (``hbm_bytes_per_gpu_affine``).
 
     Whole bytes keep the capacity rule an exact integer comparison in every backend; values beyond
@@ -467,7 +491,7 @@ def hbm_used_bytes_per_gpu(model: ModelSpec, workload: Workload, *, tp, pp, batc
 
 
 def largest_batch_in_hbm(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp, pp,
-                         attention: str = "paper") -> np.ndarray:
+                         attention: str | np.ndarray = "paper") -> np.ndarray:
     """Per layout, the most sequences whose weights, KV and activations fit in HBM (0 if the weights do not).
 
     The default batch cap: "whatever fits" (no drafter loaded and one token per sequence, the least

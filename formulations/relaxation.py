@@ -43,8 +43,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from infecon.formulations.perf import expected_tokens_per_iteration, hbm_bytes_per_gpu_affine, largest_batch_in_hbm
-from infecon.formulations.serving import PassStructure, PassTime, attention_sharding, pass_structure, serving_structure
-from infecon.formulations.space import Problem, candidate_layouts, drafter_layouts, largest_batch
+from infecon.formulations.serving import PassStructure, PassTime, pass_structure, serving_structure
+from infecon.formulations.space import Problem, drafter_layouts, largest_batch, layout_attention, searched_layouts
 
 SEGMENTS_PER_LAYOUT = 8  # segments of each layout's micro-batch range, geometric
 # Service-level caps are relaxed outward by this share (and a TTFT's prefill share by this much), so that
@@ -59,12 +59,14 @@ FLOOR_SLACK = 1e-6
 class Options:
     """One row per (layout, draft length, segment): the encodings' columns come from these arrays.
 
-    Times are seconds. ``layout`` indexes ``layouts``: ``space.candidate_layouts``, the layouts that
+    Times are seconds. ``layout`` indexes ``layouts``: ``space.searched_layouts``, the layouts that
     pass the divisibility and node rules (``tp_divides_heads``, ``ep_divides_experts``, ...), in
-    canonical order. Those rules are the layout variable's domain, read from the data.
+    canonical order, each in the attention shardings the problem searches. Those rules are the layout
+    variable's domain, read from the data; the attention sharding is part of the layout, so its lines
+    are the physics' own for that sharding and the encodings need not know it exists.
     """
 
-    layouts: np.ndarray  # (n_layouts, 4): tp_rows, tp_cols, pp, ep
+    layouts: np.ndarray  # (n_layouts, 5): space.LAYOUT_COLUMNS (tp_rows, tp_cols, pp, ep, attention_dp)
     layout: np.ndarray
     draft_tokens: np.ndarray
     m_lo: np.ndarray
@@ -224,7 +226,7 @@ def build_options(problem: Problem) -> Options:
 
     """
     model, hw, workload, space = problem.model, problem.hardware, problem.workload, problem.space
-    layouts = candidate_layouts(model, hw, space)
+    layouts = searched_layouts(problem)
     spec = problem.speculative
     if spec is None:
         gammas = [0]
@@ -239,8 +241,8 @@ def build_options(problem: Problem) -> Options:
     rows = []
     tp = layouts[:, 0] * layouts[:, 1]
     pp_all = layouts[:, 2]
-    attention = attention_sharding(problem.engine is None or problem.engine.paper)  # as serving_metrics splits it
-    fits = largest_batch_in_hbm(model, hw, workload, tp=tp, pp=pp_all, attention=attention)
+    # Each layout's own attention sharding, as serving_metrics splits it.
+    fits = largest_batch_in_hbm(model, hw, workload, tp=tp, pp=pp_all, attention=layout_attention(problem, layouts))
     for li, pp in enumerate(pp_all):
         m_max = min(batch_max, int(fits[li])) // int(pp)
         m_min = -(-batch_min // int(pp))
@@ -256,11 +258,12 @@ def build_options(problem: Problem) -> Options:
     m_lo = np.repeat(base[:, 1], len(gammas))
     m_hi = np.repeat(base[:, 2], len(gammas))
     gamma = np.tile(np.array(gammas, dtype=np.int64), n)
-    tp_rows, tp_cols, pp, ep = (layouts[layout_idx, k] for k in range(4))
+    tp_rows, tp_cols, pp, ep, data = (layouts[layout_idx, k] for k in range(layouts.shape[1]))
+    attention = layout_attention(problem, layouts[layout_idx])
     utilization = {} if problem.prefill_utilization is None else {"prefill_utilization": problem.prefill_utilization}
     serving = serving_structure(model, hw, workload, problem.requests, problem.engine, problem.mode,
                                 tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, tokens_per_sequence=gamma + 1,
-                                **utilization)
+                                attention_dp=data.astype(bool), **utilization)
     at_lo, at_hi = serving.decode.at(m_lo), serving.decode.at(m_hi)
     hbm_intercept, hbm_slope = _chord(at_lo.physics.hbm_read_s, at_hi.physics.hbm_read_s, m_lo, m_hi)
     serial_intercept, serial_slope = _chord(_serial_s(at_lo), _serial_s(at_hi), m_lo, m_hi)

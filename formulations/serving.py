@@ -130,20 +130,27 @@ class PassStructure:
         return engine_pass(unit, self.model, self.hardware, self.engine, micro_batch)
 
 
-def attention_sharding(paper: bool, attention_dp: bool = False) -> str:
+def attention_sharding(paper: bool, attention_dp=False) -> str | np.ndarray:
     """How the TP group splits attention (``perf.ATTENTION_SHARDINGS``): the paper's even split for the
-    paper's model, else by heads as engines run it, or by sequence with attention data parallelism."""
+    paper's model, else by heads as engines run it, or by sequence with attention data parallelism.
+
+    ``attention_dp`` is one flag or one per layout (the search tries both where they differ); a flag
+    gives one name, an array of flags an array of names, which the physics broadcasts with the layouts.
+    """
     if paper:
         return "paper"
-    return "data" if attention_dp else "heads"
+    if np.ndim(attention_dp) == 0:
+        return "data" if bool(attention_dp) else "heads"
+    return np.where(np.asarray(attention_dp, dtype=bool), "data", "heads")
 
 
 def pass_structure(model: ModelSpec, hw: HardwareSpec, workload: Workload, engine: EngineProfile | None, *,
                    tp_rows, tp_cols, pp, ep, tokens_per_sequence=1, prefill: bool = False,
-                   attention_dp: bool = False) -> PassStructure:
+                   attention_dp=False) -> PassStructure:
     """The ``PassStructure`` of a pass of ``tokens_per_sequence`` tokens per sequence in these layouts.
 
-    An engine splits attention as engines do (``attention_sharding``), the paper's model evenly.
+    An engine splits attention as engines do (``attention_sharding``: by heads, or data-parallel where
+    ``attention_dp``, one flag or one per layout), the paper's model evenly.
     """
     paper = engine is None or engine.paper
     physics_hw = hw if paper else unit_hardware(hw)
@@ -154,16 +161,17 @@ def pass_structure(model: ModelSpec, hw: HardwareSpec, workload: Workload, engin
 
 
 def forward_pass(model: ModelSpec, hw: HardwareSpec, workload: Workload, engine: EngineProfile, *, tp_rows, tp_cols,
-                 pp, ep, micro_batch, tokens_per_sequence=1, context_tokens=None) -> PassTime:
+                 pp, ep, micro_batch, tokens_per_sequence=1, context_tokens=None, attention_dp=False) -> PassTime:
     """One pass of ``tokens_per_sequence`` tokens for each of ``micro_batch`` sequences at ``context_tokens``.
 
     ``context_tokens`` defaults to the workload's decode context. The paper profile is
     ``perf.decode_step`` unchanged (its own kernel term, the hardware's efficiencies, no overhead).
+    ``attention_dp``: as in ``pass_structure``.
     """
     if context_tokens is not None:
         workload = dataclasses.replace(workload, context_tokens=context_tokens)
     structure = pass_structure(model, hw, workload, engine, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep,
-                               tokens_per_sequence=tokens_per_sequence)
+                               tokens_per_sequence=tokens_per_sequence, attention_dp=attention_dp)
     return structure.at(micro_batch)
 
 
@@ -300,11 +308,12 @@ class ServingPasses:
 
 
 def serving_passes(model: ModelSpec, hw: HardwareSpec, workload: Workload, requests: Requests, mode: str,
-                   *, tp_rows, tp_cols, pp, ep, batch, paper: bool = False, attention_dp: bool = False
+                   *, tp_rows, tp_cols, pp, ep, batch, paper: bool = False, attention_dp=False
                    ) -> ServingPasses:
     """Decode at the micro-batch, prefill of one isl-token sequence (P1) and of the micro-batch (static batch).
 
-    ``attention_dp``: the engine runs attention data-parallel over the TP group (``attention_sharding``).
+    ``attention_dp``: the engine runs attention data-parallel over the TP group (``attention_sharding``;
+    one flag or one per configuration).
     """
     pp = np.asarray(pp, dtype=np.int64)
     batch = np.asarray(batch, dtype=float)
@@ -424,12 +433,14 @@ class ServingStructure:
 
 def serving_structure(model: ModelSpec, hw: HardwareSpec, workload: Workload, requests: Requests | None,
                       engine: EngineProfile | None, mode: str, *, tp_rows, tp_cols, pp, ep, tokens_per_sequence=1,
-                      prefill_utilization: float = DEFAULT_PREFILL_UTILIZATION) -> ServingStructure:
+                      prefill_utilization: float = DEFAULT_PREFILL_UTILIZATION,
+                      attention_dp=False) -> ServingStructure:
     """The ``ServingStructure`` of these layouts: the same passes and prefill costs ``serving_metrics`` evaluates.
 
     ``engine`` None and ``requests`` None is the paper's decode-only model (``perf.evaluate``).
+    ``attention_dp``: per layout, whether the engine runs attention data-parallel (``attention_sharding``).
     """
-    layout = dict(tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep)
+    layout = dict(tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, attention_dp=attention_dp)
     decode = pass_structure(model, hw, workload, engine, **layout, tokens_per_sequence=tokens_per_sequence)
     shape = np.shape(decode.structure.compute_s_per_token)
     zero = np.zeros(shape)
@@ -468,15 +479,17 @@ def per_user_speed(metric: str, times: ModeTimes, requests: Requests) -> np.ndar
 
 
 def _speculative_latency_s(model: ModelSpec, hw: HardwareSpec, workload: Workload, engine: EngineProfile,
-                           speculative: SpeculativeDecoding, base: ConfigMetrics, layout: dict, batch) -> np.ndarray:
+                           speculative: SpeculativeDecoding, base: ConfigMetrics, layout: dict, batch,
+                           attention_dp=False) -> np.ndarray:
     """Seconds per output token of a speculative iteration under ``engine``: eq. 46 with the engine's passes.
 
-    One target pass over gamma + 1 positions plus gamma drafter passes in the drafter's own layout,
-    over the expected tokens an iteration yields; at gamma 0 this is one plain decode pass.
+    One target pass over gamma + 1 positions (attention split as ``attention_dp`` says) plus gamma
+    drafter passes in the drafter's own layout, over the expected tokens an iteration yields; at gamma 0
+    this is one plain decode pass.
     """
     gamma = np.asarray(base.draft_tokens, dtype=float)
     target = forward_pass(model, hw, workload, engine, **layout, micro_batch=batch / layout["pp"],
-                          tokens_per_sequence=gamma + 1)
+                          tokens_per_sequence=gamma + 1, attention_dp=attention_dp)
     drafting = base.drafter_pp > 0  # the drafter's own layout (perf.fastest_drafter_layout); none at gamma 0
     drafter_pp = np.where(drafting, base.drafter_pp, 1)
     drafter = forward_pass(speculative.drafter, hw, workload, engine, ep=1, micro_batch=batch / drafter_pp,
@@ -490,7 +503,7 @@ def serving_metrics(model: ModelSpec, hw: HardwareSpec, workload: Workload, requ
                     speculative: SpeculativeDecoding | None = None, draft_tokens=None,
                     drafter_layouts: Callable[[int], np.ndarray] | None = None,
                     prefill_utilization: float = DEFAULT_PREFILL_UTILIZATION,
-                    attention_dp: bool = False) -> ServingMetrics:
+                    attention_dp=False) -> ServingMetrics:
     """TTFT, TPOT, per-request and per-instance speed, and input/output/blended prices of deployments.
 
     Vectorised like ``perf.evaluate`` over layouts and batches (``batch`` is per instance); the
@@ -499,7 +512,7 @@ def serving_metrics(model: ModelSpec, hw: HardwareSpec, workload: Workload, requ
     ``perf.evaluate``'s. With a drafter, the engine's per-pass overhead is added to each target
     and drafter pass of an iteration (the draft length is chosen without it). A non-paper engine
     splits attention as engines do (``attention_sharding``: by heads, or by sequence with
-    ``attention_dp``), in the step times and in the HBM each GPU needs.
+    ``attention_dp``, one flag or one per configuration), in the step times and in the HBM each GPU needs.
     """
     tp_rows, tp_cols, pp, ep = (np.asarray(x, dtype=np.int64) for x in (tp_rows, tp_cols, pp, ep))
     batch = np.asarray(batch, dtype=np.int64)
@@ -519,13 +532,15 @@ def serving_metrics(model: ModelSpec, hw: HardwareSpec, workload: Workload, requ
         # length is chosen on the paper's physics; where that choice is slower than plain decoding under
         # the engine, plain decoding (gamma 0, drafter not loaded) is taken, so a drafter never hurts.
         plain_s = _pass_time(passes.decode, passes, engine, micro_batch).total_s
-        decode_s = _speculative_latency_s(model, hw, workload, engine, speculative, base, layout, batch)
+        decode_s = _speculative_latency_s(model, hw, workload, engine, speculative, base, layout, batch,
+                                          attention_dp)
         slower = decode_s > plain_s
         if slower.any():
             base = evaluate(model, physics_hw, workload, **layout, batch=batch,
                             draft_tokens=np.where(slower, 0, base.draft_tokens), speculative=speculative,
                             drafter_layouts=drafter_layouts)
-            decode_s = _speculative_latency_s(model, hw, workload, engine, speculative, base, layout, batch)
+            decode_s = _speculative_latency_s(model, hw, workload, engine, speculative, base, layout, batch,
+                                          attention_dp)
     times, decode, prefill_s = serving_times(passes, engine, decode_s=decode_s,
                                              prefill_utilization=prefill_utilization)
     usd_per_instance_s = base.gpus * hw.price_usd_per_hour / 3600.0
@@ -534,8 +549,8 @@ def serving_metrics(model: ModelSpec, hw: HardwareSpec, workload: Workload, requ
     isl, osl = requests.input_tokens, requests.output_tokens
     blended = out_price if isl == 0 else (isl * in_price + osl * out_price) / (isl + osl)
     common = {f.name: getattr(base, f.name) for f in fields(ConfigMetrics)}
-    attention = attention_sharding(engine.paper, attention_dp)
-    if attention != "paper":
+    if not engine.paper:
+        attention = attention_sharding(engine.paper, attention_dp)
         gamma = np.asarray(base.draft_tokens)
         tp = tp_rows * tp_cols
         hbm = hbm_used_bytes_per_gpu(model, workload, tp=tp, pp=pp, batch=batch, tokens_per_sequence=gamma + 1,

@@ -1,6 +1,7 @@
 """The explicit discrete search space shared by every backend, and its tabulation through the model.
 
-A configuration is a layout (TP rows x cols, PP, EP) and a batch size; with speculative
+A configuration is a layout (TP rows x cols, PP, EP, and for an MLA model under a serving engine
+whether attention runs data-parallel over the TP group) and a batch size; with speculative
 decoding its draft length is the latency-optimal one (``perf.optimal_draft_tokens``) unless the
 space fixes it. ``tabulate`` evaluates every configuration once with ``perf.evaluate``
 and records, per rule, which configurations it forbids. The enumeration oracle reads this table;
@@ -29,6 +30,11 @@ from infecon.formulations.serving import attention_sharding, serving_metrics
 from infecon.formulations.specs import EngineProfile, HardwareSpec, ModelSpec, Requests, SpeculativeDecoding, Workload
 
 DEFAULT_MAX_GPUS = 1024
+# A layout is one row of these integer columns (``candidate_layouts``); ``attention_dp`` is 0 (attention split
+# by heads, or the paper's even split) or 1 (attention data parallelism over the TP group).
+LAYOUT_COLUMNS = ("tp_rows", "tp_cols", "pp", "ep", "attention_dp")
+# ``SearchSpace.attention_dp``: search both attention shardings where they differ, only data-parallel, or heads only.
+ATTENTION_DP_MODES = ("auto", "on", "off")
 # Every tabulated configuration costs about a kilobyte of arrays while the table is built; beyond this
 # count (every integer batch up to what fits in HBM, at short context) a table would exhaust memory.
 MAX_TABULATED_CONFIGURATIONS = 10_000_000
@@ -53,6 +59,7 @@ class SearchSpace:
     allow_pp: bool = True
     allow_ep: bool = True
     draft_tokens: int | None = None  # speculative draft length; None: the optimum per configuration
+    attention_dp: str = "auto"  # ATTENTION_DP_MODES; applies only where ``attention_dp_applies``
 
     def __post_init__(self) -> None:
         if self.max_gpus < 1:
@@ -65,6 +72,9 @@ class SearchSpace:
             raise InstanceError(f"'batch_sizes' must be positive integers (got {list(self.batch_sizes)})")
         if self.draft_tokens is not None and self.draft_tokens < 1:
             raise InstanceError(f"'draft_tokens' must be a positive integer (got {self.draft_tokens})")
+        if self.attention_dp not in ATTENTION_DP_MODES:
+            raise InstanceError(f"'attention_dp' must be one of {', '.join(ATTENTION_DP_MODES)} "
+                                f"(got {self.attention_dp!r})")
 
 
 @dataclass(frozen=True)
@@ -168,11 +178,14 @@ def layout_rule_violation(model: ModelSpec, hw: HardwareSpec, *, tp_rows: int, t
     return None
 
 
-def candidate_layouts(model: ModelSpec, hw: HardwareSpec, space: SearchSpace) -> np.ndarray:
-    """Every valid layout as rows ``(tp_rows, tp_cols, pp, ep)``, sorted by GPUs then degrees.
+def candidate_layouts(model: ModelSpec, hw: HardwareSpec, space: SearchSpace, *,
+                      attention_dp: tuple[bool, ...] = (False,)) -> np.ndarray:
+    """Every valid layout as rows of ``LAYOUT_COLUMNS``, sorted by GPUs then degrees, then heads before data.
 
     TP axes are powers of two; PP degrees divide the layer count; EP degrees divide the experts.
-    1-D TP is ``tp_rows == 1``; a 2-D grid has both axes >= 2.
+    1-D TP is ``tp_rows == 1``; a 2-D grid has both axes >= 2. ``attention_dp`` lists the attention
+    shardings each layout with TP > 1 comes in (``attention_dp_choices``); a single GPU has no TP group
+    to split attention over, so its one layout is by heads whatever the choice.
     """
     axes = _powers_of_two(space.max_gpus)
     shapes = [(1, c) for c in axes]
@@ -180,17 +193,65 @@ def candidate_layouts(model: ModelSpec, hw: HardwareSpec, space: SearchSpace) ->
         shapes += [(r, c) for r in axes if r >= 2 for c in axes if c >= 2 and r * c <= space.max_gpus]
     pps = _divisors(model.n_layers, space.max_gpus) if space.allow_pp else [1]
     eps = _divisors(model.n_routed_experts, space.max_gpus) if (model.is_moe and space.allow_ep) else [1]
+    shardings = sorted({int(choice) for choice in attention_dp})
     rows = []
     for tp_rows, tp_cols in shapes:
         for pp in pps:
             for ep in eps:
                 if layout_rule_violation(model, hw, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep,
                                          max_gpus=space.max_gpus) is None:
-                    rows.append((tp_rows * tp_cols * pp, tp_rows, tp_cols, pp, ep))
+                    for data in (shardings if tp_rows * tp_cols > 1 else [0]):
+                        rows.append((tp_rows * tp_cols * pp, tp_rows, tp_cols, pp, ep, data))
     if not rows:
         raise InstanceError(f"no valid layout for {model.name} on {hw.name} within {space.max_gpus} GPUs")
     rows.sort()
     return np.array([r[1:] for r in rows], dtype=np.int64)
+
+
+def attention_dp_applies(model: ModelSpec, engine: EngineProfile | None) -> bool:
+    """Whether attention data parallelism is a choice that changes anything: an MLA model under a serving engine.
+
+    Why only there: MLA caches one latent shared by every head, so splitting attention by heads (what
+    engines do by default) leaves the whole KV cache on every TP rank; data-parallel attention splits it
+    by sequence instead, at the price of whole attention weights on every rank. The paper's model already
+    splits every KV cache evenly (``perf.ATTENTION_SHARDINGS``), so it has nothing to choose; for other
+    attention kinds the choice is left to engines' default (heads), as before.
+    """
+    return model.attention == "mla" and engine is not None and not engine.paper
+
+
+def attention_dp_choices(problem: Problem) -> tuple[bool, ...]:
+    """The attention shardings the search tries for a layout with TP > 1 (False: by heads, True: data-parallel).
+
+    ``SearchSpace.attention_dp``: ``auto`` both, ``on`` data-parallel only, ``off`` heads only; where the
+    choice does not apply (``attention_dp_applies``) always heads.
+    """
+    if not attention_dp_applies(problem.model, problem.engine):
+        return (False,)
+    return {"auto": (False, True), "on": (True,), "off": (False,)}[problem.space.attention_dp]
+
+
+def searched_layouts(problem: Problem) -> np.ndarray:
+    """The problem's layouts: ``candidate_layouts`` in the attention shardings ``attention_dp_choices`` allows.
+
+    Every backend reads the same array (the enumeration by position, the encodings as the domain of
+    their layout choice), so a layout's index means the same thing everywhere.
+    """
+    return candidate_layouts(problem.model, problem.hardware, problem.space, attention_dp=attention_dp_choices(problem))
+
+
+def as_layouts(layouts) -> np.ndarray:
+    """Rows of ``LAYOUT_COLUMNS``; rows of the first four (no attention flag) are by heads (flag 0)."""
+    array = np.asarray(layouts, dtype=np.int64)
+    if array.ndim == 1 or array.shape[-1] == len(LAYOUT_COLUMNS) - 1:
+        array = array.reshape(-1, len(LAYOUT_COLUMNS) - 1)
+        array = np.column_stack((array, np.zeros(len(array), dtype=np.int64)))
+    return array.reshape(-1, len(LAYOUT_COLUMNS))
+
+
+def layout_attention(problem: Problem, layouts: np.ndarray) -> str | np.ndarray:
+    """Per layout (rows of ``LAYOUT_COLUMNS``), how the problem's physics splits attention (``attention_sharding``)."""
+    return attention_sharding(problem.engine is None or problem.engine.paper, layouts[:, 4].astype(bool))
 
 
 def drafter_layouts(drafter: ModelSpec, hw: HardwareSpec, gpus: int) -> np.ndarray:
@@ -221,9 +282,10 @@ def largest_batch(problem: Problem, layouts: np.ndarray) -> int:
     rejects every configuration, naming itself). Computed in floats and clipped, so a huge
     ``max_batch`` cannot overflow.
     """
+    layouts = as_layouts(layouts)
     fits = largest_batch_in_hbm(problem.model, problem.hardware, problem.workload,
                                 tp=layouts[:, 0] * layouts[:, 1], pp=layouts[:, 2],
-                                attention=attention_sharding(problem.engine is None or problem.engine.paper))
+                                attention=layout_attention(problem, layouts))
     largest = max(1, int(fits.max()))
     if problem.space.max_batch is not None:
         largest = min(largest, problem.space.max_batch)
@@ -279,10 +341,11 @@ class BatchAxis:
 class ConfigTable:
     """Every configuration of a problem, in canonical order, with its metrics and rule masks.
 
-    The row index is the canonical tie-break: layouts by (GPUs, rows, cols, PP, EP), then batch.
-    ``draft_tokens`` is each configuration's draft length (0 without speculative decoding).
+    The row index is the canonical tie-break: layouts by (GPUs, rows, cols, PP, EP, attention DP), then
+    batch. ``draft_tokens`` is each configuration's draft length (0 without speculative decoding).
     ``violations`` maps each constraint name to a boolean array, True where the configuration
-    breaks it.
+    breaks it. ``attention_dp`` is True where attention runs data-parallel over the TP group
+    (None when built: all False, attention by heads or the paper's even split).
     """
 
     problem: Problem
@@ -294,9 +357,19 @@ class ConfigTable:
     draft_tokens: np.ndarray
     metrics: ConfigMetrics
     violations: dict[str, np.ndarray]
+    attention_dp: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.attention_dp is None:
+            object.__setattr__(self, "attention_dp", np.zeros(len(self.batch), dtype=bool))
 
     def __len__(self) -> int:
         return len(self.batch)
+
+    @property
+    def layouts(self) -> np.ndarray:
+        """Each configuration's layout as a row of ``LAYOUT_COLUMNS`` (the rows ``searched_layouts`` lists)."""
+        return np.column_stack((self.tp_rows, self.tp_cols, self.pp, self.ep, self.attention_dp)).astype(np.int64)
 
     @property
     def latency_s(self) -> np.ndarray:
@@ -350,9 +423,11 @@ def _positions(order: np.ndarray) -> np.ndarray:
     return positions.astype(np.int64)
 
 
-def evaluate_configurations(problem: Problem, *, tp_rows, tp_cols, pp, ep, batch, draft_tokens=None) -> ConfigMetrics:
+def evaluate_configurations(problem: Problem, *, tp_rows, tp_cols, pp, ep, batch, draft_tokens=None,
+                            attention_dp=False) -> ConfigMetrics:
     """The problem's metrics of each configuration: the paper's ``perf.evaluate`` without an engine, else the
-    serving model of its requests, engine and mode (``serving.serving_metrics``)."""
+    serving model of its requests, engine and mode (``serving.serving_metrics``), with attention data-parallel
+    where ``attention_dp`` (one flag or one per configuration; the paper's model ignores it)."""
     speculative = problem.speculative
     candidates = None if speculative is None else partial(drafter_layouts, speculative.drafter, problem.hardware)
     layout = dict(tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, batch=batch, draft_tokens=draft_tokens,
@@ -361,6 +436,7 @@ def evaluate_configurations(problem: Problem, *, tp_rows, tp_cols, pp, ep, batch
         return evaluate(problem.model, problem.hardware, problem.workload, **layout)
     if problem.prefill_utilization is not None:
         layout["prefill_utilization"] = problem.prefill_utilization
+    layout["attention_dp"] = attention_dp
     return serving_metrics(problem.model, problem.hardware, problem.workload, problem.requests, problem.engine,
                            problem.mode, **layout)
 
@@ -379,19 +455,21 @@ def slo_violations(metrics: ConfigMetrics, ttft_max_s: float | None, tpot_max_s:
     return violations
 
 
-def tabulate(problem: Problem, layouts: Sequence[tuple[int, int, int, int]] | np.ndarray | None = None,
+def tabulate(problem: Problem, layouts: Sequence[tuple[int, ...]] | np.ndarray | None = None,
              batches: np.ndarray | None = None) -> ConfigTable:
     """Evaluate every configuration of the problem's space once (or of the given layouts and batch sizes).
+
+    ``layouts`` are rows of ``LAYOUT_COLUMNS`` (``searched_layouts`` by default); rows of the first four
+    columns are by heads (``as_layouts``).
 
     The solver backends call this for the few layouts a solver points at, with the whole space's
     ``batch_domain``, so their points carry exactly the enumeration's numbers. The whole space at
     integer resolution is too big for one table; ``solver.enumeration.enumerate_frontier`` evaluates
     it piece by piece through ``tabulate_rows`` instead.
     """
-    model, hw = problem.model, problem.hardware
     if layouts is None:
-        layouts = candidate_layouts(model, hw, problem.space)
-    layouts = np.asarray(layouts, dtype=np.int64).reshape(-1, 4)
+        layouts = searched_layouts(problem)
+    layouts = as_layouts(layouts)
     if batches is None:
         batches = batch_domain(problem, layouts)
     if len(layouts) * len(batches) > MAX_TABULATED_CONFIGURATIONS:
@@ -401,25 +479,27 @@ def tabulate(problem: Problem, layouts: Sequence[tuple[int, int, int, int]] | np
             "set a max_batch (--max-batch) or use the batch ladder (--batch-ladder)")
     li, bi = np.meshgrid(np.arange(len(layouts)), np.arange(len(batches)), indexing="ij")
     li, bi = li.ravel(), bi.ravel()
-    tp_rows, tp_cols, pp, ep = (layouts[li, k] for k in range(4))
+    tp_rows, tp_cols, pp, ep, data = (layouts[li, k] for k in range(len(LAYOUT_COLUMNS)))
     batch = batches[bi]
     keep = batch % pp == 0  # PP needs pp micro-batches of equal size
-    tp_rows, tp_cols, pp, ep, batch = (a[keep] for a in (tp_rows, tp_cols, pp, ep, batch))
+    tp_rows, tp_cols, pp, ep, data, batch = (a[keep] for a in (tp_rows, tp_cols, pp, ep, data, batch))
     if len(batch) == 0:
         raise InstanceError("the batch domain holds no size divisible by any valid pipeline degree")
-    return tabulate_rows(problem, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, batch=batch)
+    return tabulate_rows(problem, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, batch=batch, attention_dp=data)
 
 
 def tabulate_rows(problem: Problem, *, tp_rows: np.ndarray, tp_cols: np.ndarray, pp: np.ndarray, ep: np.ndarray,
-                  batch: np.ndarray) -> ConfigTable:
+                  batch: np.ndarray, attention_dp: np.ndarray | None = None) -> ConfigTable:
     """Configurations given row by row (valid layouts, batches divisible by ``pp``), evaluated, with rule masks.
 
     ``tabulate`` is this on a grid of layouts and batches; the enumeration calls it on the pieces of the
     space it has not ruled out, so every backend reads the same numbers and the same rules.
+    ``attention_dp``: per configuration, attention data-parallel (None: none is).
     """
     hw = problem.hardware
+    data = np.zeros(np.shape(batch), dtype=bool) if attention_dp is None else np.asarray(attention_dp, dtype=bool)
     metrics = evaluate_configurations(problem, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, batch=batch,
-                                      draft_tokens=problem.space.draft_tokens)
+                                      draft_tokens=problem.space.draft_tokens, attention_dp=data)
     violations = {"hbm_capacity": metrics.hbm_used_bytes_per_gpu > int(hw.hbm_capacity_bytes)}
     violations.update(slo_violations(metrics, problem.constraints.ttft_max_s, problem.constraints.tpot_max_s))
     if problem.speculative is not None:
@@ -429,21 +509,21 @@ def tabulate_rows(problem: Problem, *, tp_rows: np.ndarray, tp_cols: np.ndarray,
     if problem.constraints.budget_usd_per_hour is not None:
         violations["budget"] = metrics.gpus * hw.price_usd_per_hour > problem.constraints.budget_usd_per_hour
     return ConfigTable(problem=problem, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, batch=batch,
-                       draft_tokens=metrics.draft_tokens, metrics=metrics, violations=violations)
+                       draft_tokens=metrics.draft_tokens, metrics=metrics, violations=violations, attention_dp=data)
 
 
 def batches_within_hbm(problem: Problem, layouts: np.ndarray, axis: BatchAxis) -> np.ndarray:
     """Per layout, how many of its batches (``axis``) leave room in HBM for the least any configuration needs.
 
     The least need is the weights, KV cache and one token's activations per sequence, with no drafter
-    loaded (``perf.hbm_used_bytes_per_gpu``, with the attention sharding the problem's physics uses): a
+    loaded (``perf.hbm_used_bytes_per_gpu``, with each layout's attention sharding, ``layout_attention``): a
     draft length or a drafter only adds to it. It grows with the batch, so every batch past the count
     breaks ``hbm_capacity`` and the enumeration need not evaluate it. Found by bisection on the exact
     integer rule the table applies, not on the rounded ``largest_batch_in_hbm``.
     """
-    layouts = np.asarray(layouts, dtype=np.int64).reshape(-1, 4)
+    layouts = as_layouts(layouts)
     capacity = int(problem.hardware.hbm_capacity_bytes)
-    attention = attention_sharding(problem.engine is None or problem.engine.paper)
+    attention = np.broadcast_to(layout_attention(problem, layouts), len(layouts))
     counts = np.zeros(len(layouts), dtype=np.int64)
     for pp in np.unique(layouts[:, 2]):
         pp = int(pp)
@@ -454,7 +534,7 @@ def batches_within_hbm(problem: Problem, layouts: np.ndarray, axis: BatchAxis) -
             middle = (low + high + 1) // 2
             probe = axis.at(pp, np.clip(middle - 1, 0, max(axis.size(pp) - 1, 0)))
             fits = hbm_used_bytes_per_gpu(problem.model, problem.workload, tp=tp, pp=pp, batch=probe,
-                                          attention=attention) <= capacity
+                                          attention=attention[mine]) <= capacity
             open_ = low < high
             low = np.where(open_ & fits, middle, low)
             high = np.where(open_ & ~fits, middle - 1, high)

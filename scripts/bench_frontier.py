@@ -4,9 +4,13 @@
 
 For each case of the issue's "done when" (Llama 3 70B / H100 at context 0, Mixtral 8x22B / H100 at
 8,000, DeepSeek-V3 / H200 at 100,000 with 8-bit weights; the paper's decode-only model, every
-integer batch up to ``--max-batch``) it prints one row per backend: wall seconds for the whole
-frontier (start-up included), points, solves, whether the frontier equals the enumeration's point
-for point (layout, batch, draft length; cost to 1e-9 relative), and the seconds of the two
+integer batch up to ``--max-batch``), and on request DeepSeek-V3 / H200 under the generic engine
+(closed loop, isl 8,000 / osl 1,000, 8-bit weights and KV) with both attention shardings searched
+(``deepseek-serving``: every layout with TP > 1 twice) or heads only (``deepseek-serving-heads``), so
+that the cost of searching attention data parallelism is measured, it prints one row per backend:
+wall seconds for the whole frontier (start-up included), points, solves, whether the frontier
+equals the enumeration's point for point (layout, attention sharding, batch, draft length; cost to
+1e-9 relative), and the seconds of the two
 single-point queries (``--min-speed`` at the frontier's median speed, ``--max-cost`` at its median
 cost). A second table gives the MILP's and the CP-SAT model's rows and columns at max batch 64
 and 8,192. Every number comes from this one run.
@@ -26,17 +30,23 @@ from infecon.formulations.relaxation import build_options
 from infecon.solver import api
 from infecon.solver.epsilon import solve_point, trace_frontier
 
+SERVING = dict(engine="generic", isl=8000, osl=1000, weight_bits=8, kv_bits=8)
 CASES = {
     "llama": ("llama-3-70b", "h100", dict(context_tokens=0)),
     "mixtral": ("mixtral-8x22b", "h100", dict(context_tokens=8000)),
     "deepseek": ("deepseek-v3", "h200", dict(context_tokens=100_000, weight_bits=8)),
+    "deepseek-serving": ("deepseek-v3", "h200", dict(**SERVING, attention_dp="auto")),
+    "deepseek-serving-heads": ("deepseek-v3", "h200", dict(**SERVING, attention_dp="off")),
 }
+DEFAULT_CASES = ["llama", "mixtral", "deepseek"]  # the paper's model; the serving cases on request
 BACKENDS = ["enumerate", "milp", "cpsat"]
 
 
 def problem_for(case: str, max_batch: int):
+    """The case's problem: the paper's decode-only model unless the case names an engine."""
     model, hardware, kwargs = CASES[case]
-    return api.build_problem(model, hardware, engine="paper", max_batch=max_batch, batch_mode="all", **kwargs)
+    kwargs = {"engine": "paper", **kwargs}
+    return api.build_problem(model, hardware, max_batch=max_batch, batch_mode="all", **kwargs)
 
 
 def same_frontier(expected, actual) -> bool:
@@ -70,7 +80,7 @@ def bench_case(case: str, max_batch: int, backends: list[str], time_limit_s: flo
         rows.append({"case": case, "max_batch": max_batch, "backend": backend, "frontier_s": seconds,
                      "points": len(points), "solves": frontier.solves, "complete": frontier.complete,
                      "equals_enumeration": same_frontier(reference, frontier), **timings})
-        print(pd.DataFrame([rows[-1]]).to_string(index=False, header=len(rows) == 1 and case == "llama",
+        print(pd.DataFrame([rows[-1]]).to_string(index=False, header=len(rows) == 1,
                                                  float_format=lambda v: f"{v:.2f}"), flush=True)
     return rows
 
@@ -83,7 +93,7 @@ def model_sizes(cases: list[str]) -> pd.DataFrame:
             options = build_options(problem)
             milp = build_milp(problem, options)
             cpsat = build_cpsat(problem, options).model.proto
-            rows.append({"case": case, "max_batch": max_batch, "options": len(options),
+            rows.append({"case": case, "max_batch": max_batch, "layouts": len(options.layouts), "options": len(options),
                          "milp_rows": len(milp.row_names), "milp_columns": len(milp.column_names),
                          "cpsat_constraints": len(cpsat.constraints), "cpsat_variables": len(cpsat.variables)})
     return pd.DataFrame(rows)
@@ -91,7 +101,7 @@ def model_sizes(cases: list[str]) -> pd.DataFrame:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
+    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=DEFAULT_CASES)
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=BACKENDS)
     parser.add_argument("--max-batch", type=int, default=8192)
     parser.add_argument("--time-limit", type=float, default=120.0, help="seconds per solver frontier or query")

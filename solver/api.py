@@ -18,13 +18,16 @@ from infecon.formulations.errors import InstanceError, NoFeasibleLayoutError
 from infecon.formulations.params import parameter_counts
 from infecon.formulations.perf import HBM_BYTES_CEILING, ConfigMetrics, beyond_any_memory
 from infecon.formulations.space import (
+    LAYOUT_COLUMNS,
     ConfigTable,
     Constraints,
     Problem,
     SearchSpace,
-    candidate_layouts,
+    attention_dp_applies,
+    attention_dp_choices,
     evaluate_configurations,
     layout_rule_violation,
+    searched_layouts,
 )
 from infecon.formulations.specs import (
     SERVING_MODES,
@@ -121,7 +124,7 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
                   max_batch: int | None = None, batch_sizes: list[int] | None = None, batch_mode: str = "all",
                   draft: str | Path | ModelSpec | None = None, acceptance: float = DEFAULT_ACCEPTANCE,
                   max_draft_tokens: int = DEFAULT_MAX_DRAFT_TOKENS, draft_tokens: int | None = None,
-                  prefill_utilization: float | None = None) -> Problem:
+                  prefill_utilization: float | None = None, attention_dp: str = "auto") -> Problem:
     """Assemble and validate a ``Problem`` from names or specs and the usual knobs.
 
     Unset knobs keep the hardware file's values (price, efficiencies) and the search-space
@@ -131,6 +134,11 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
     ``generic``, ``vllm`` or ``paper``) switches to the serving model (``resolve_serving``);
     ``ttft_max_s`` and ``tpot_max_s`` are its service-level constraints; ``prefill_utilization``
     the busy share a disaggregated prefill pool is sized for (default ``serving.DEFAULT_PREFILL_UTILIZATION``).
+    ``attention_dp`` (``auto``, ``on``, ``off``): whether layouts of an MLA model (DeepSeek-V3/R1) under a
+    serving engine also run attention data-parallel over their TP group (SGLang ``--enable-dp-attention``,
+    TRT-LLM attention DP): ``auto`` searches both that and the engines' default split by heads, ``on`` only
+    data-parallel attention, ``off`` heads only (``space.attention_dp_choices``). Other models and the
+    paper's model have no such choice and ignore it.
     """
     spec = resolve_model(model)
     hw = resolve_hardware(hardware)
@@ -157,7 +165,7 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
     hw = dataclasses.replace(hw, **overrides) if overrides else hw
     workload = Workload(context_tokens=int(context_tokens), weight_bits=weight_bits, activation_bits=activation_bits,
                         kv_bits=activation_bits if kv_bits is None else kv_bits)
-    space_kwargs = {"batch_mode": batch_mode, "draft_tokens": draft_tokens}
+    space_kwargs = {"batch_mode": batch_mode, "draft_tokens": draft_tokens, "attention_dp": attention_dp}
     if max_gpus is not None:
         space_kwargs["max_gpus"] = max_gpus
     if max_batch is not None:
@@ -260,6 +268,8 @@ class Explanation:
     metrics: ConfigMetrics
     rule_violation: str | None
     hbm_capacity_bytes: float
+    attention_dp: bool = False  # attention data-parallel over the TP group (else by heads, or the paper's split)
+    attention_choice: str = ""  # why this sharding (``explain``): empty where the problem has no choice
 
     @property
     def fits(self) -> bool:
@@ -299,6 +309,9 @@ def explain(model, hardware, *, tp: int = 1, tp_rows: int = 1, tp_cols: int | No
 
     With a drafter, ``draft_tokens=None`` uses the latency-optimal draft length (0: no speculation),
     and the drafter takes its fastest layout on the same GPUs (``perf.fastest_drafter_layout``).
+    The attention sharding follows ``attention_dp`` (a ``build_problem`` keyword) as the search does:
+    ``on`` data-parallel, ``off`` by heads, and ``auto`` the one that fits, else the faster, at this layout
+    and batch (``_attention_choice``); a single GPU, a non-MLA model or the paper's model has no choice.
     """
     problem = model if isinstance(model, Problem) else build_problem(model, hardware, **problem_kwargs)
     cols = tp if tp_cols is None else tp_cols
@@ -312,13 +325,38 @@ def explain(model, hardware, *, tp: int = 1, tp_rows: int = 1, tp_cols: int | No
                                       max_gpus=max(problem.space.max_gpus, tp_rows * cols * pp))
     if violation is None and batch % pp:
         violation = f"pp_divides_batch: a batch of {batch} does not split into {pp} equal micro-batches"
-    metrics = evaluate_configurations(problem, tp_rows=tp_rows, tp_cols=cols, pp=pp, ep=ep, batch=batch,
-                                      draft_tokens=draft_tokens)
+    choices = attention_dp_choices(problem) if tp_rows * cols > 1 else (False,)
+    layout = dict(tp_rows=tp_rows, tp_cols=cols, pp=pp, ep=ep, batch=batch, draft_tokens=draft_tokens)
+    evaluated = {data: evaluate_configurations(problem, **layout, attention_dp=data) for data in choices}
+    attention_dp, why = _attention_choice(problem, evaluated)
+    metrics = evaluated[attention_dp]
     speculative = problem.speculative
     if violation is None and speculative is not None and int(metrics.draft_tokens) > 0 and int(metrics.drafter_pp) == 0:
         violation = f"drafter_layout: {speculative.drafter.name} has no valid layout on {int(metrics.gpus)} GPUs"
     return Explanation(problem, tp_rows, cols, pp, ep, batch, int(metrics.draft_tokens), metrics, violation,
-                       problem.hardware.hbm_capacity_bytes)
+                       problem.hardware.hbm_capacity_bytes, attention_dp, why)
+
+
+def _attention_choice(problem: Problem, evaluated: dict[bool, ConfigMetrics]) -> tuple[bool, str]:
+    """(attention data-parallel?, why) for ``explain``, from the metrics of each sharding allowed.
+
+    With both allowed (``auto``): the one that fits in HBM, else the faster per request, heads on a tie (as
+    the canonical order breaks ties). Why: at the same GPUs and batch both are charged the same GPUs for
+    their decode steps, so the faster is nearly always the cheaper too and the one the frontier keeps;
+    ``explain`` of a frontier row then shows that row (``--attention-dp on``/``off`` shows either).
+    """
+    if len(evaluated) == 1:
+        (attention_dp,) = evaluated
+        chosen = problem.space.attention_dp != "auto" and attention_dp_applies(problem.model, problem.engine)
+        return attention_dp, (f"--attention-dp {problem.space.attention_dp}" if chosen else "")
+    capacity = int(problem.hardware.hbm_capacity_bytes)
+    fits = {key: int(m.hbm_used_bytes_per_gpu) <= capacity for key, m in evaluated.items()}
+    if fits[True] != fits[False]:
+        return fits[True], "auto: the only sharding that fits in HBM"
+    faster = float(evaluated[True].latency_s) < float(evaluated[False].latency_s)
+    other = evaluated[not faster]
+    return faster, (f"auto: faster than {'heads' if faster else 'data-parallel'} "
+                    f"({float(other.latency_s) * 1e3:.3f} ms per token there)")
 
 
 def list_models() -> pd.DataFrame:
@@ -348,10 +386,11 @@ def list_hardware() -> pd.DataFrame:
 
 
 def layouts(model, hardware, **problem_kwargs) -> pd.DataFrame:
-    """The valid layouts of a problem's search space (for inspection)."""
+    """The valid layouts of a problem's search space (for inspection), with their attention sharding."""
     problem = model if isinstance(model, Problem) else build_problem(model, hardware, **problem_kwargs)
-    arr = candidate_layouts(problem.model, problem.hardware, problem.space)
-    return pd.DataFrame(arr, columns=["tp_rows", "tp_cols", "pp", "ep"])
+    frame = pd.DataFrame(searched_layouts(problem), columns=list(LAYOUT_COLUMNS))
+    frame["attention_dp"] = frame["attention_dp"].astype(bool)
+    return frame
 
 
 def export_models(model, hardware, directory: str | Path, **problem_kwargs) -> list[Path]:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from infecon.formulations.errors import InfeconError, InstanceError, SolverLimitError
-from infecon.formulations.space import DEFAULT_MAX_GPUS
+from infecon.formulations.space import ATTENTION_DP_MODES, DEFAULT_MAX_GPUS
 from infecon.formulations.specs import SERVING_MODES
 from infecon.instances.engines import DEFAULT_ENGINE, builtin_engine_names
 from infecon.instances.limits import KNOB_RANGES
@@ -161,6 +161,15 @@ def add_problem_arguments(parser: argparse.ArgumentParser, *, need_model: bool =
                        help="largest batch (default: the largest that fits in HBM with weights, KV cache and "
                             "activations)")
     space.add_argument("--batch-sizes", type=_batch_list, help="explicit batch sizes, e.g. 1,2,4,8,64")
+    space.add_argument("--attention-dp", choices=ATTENTION_DP_MODES, default="auto",
+                       help="attention data parallelism (SGLang --enable-dp-attention, TRT-LLM attention DP): each "
+                            "GPU of a TP group runs attention for its own share of the sequences, so the KV cache is "
+                            "split by sequence instead of by heads, at the price of the attention weights on every GPU "
+                            "(the attention all-reduce goes). It applies to MLA models (DeepSeek-V3/R1), whose one "
+                            "latent KV cache is whole on every TP rank when attention is split by heads, under a "
+                            "serving engine, on layouts with TP > 1; elsewhere it changes nothing. auto (default): "
+                            "search both shardings; on: data-parallel attention only; off: by heads only, what "
+                            "engines do by default. explain: auto shows the one that fits in HBM, else the faster")
     resolution = space.add_mutually_exclusive_group()
     resolution.add_argument("--batch-ladder", action="store_true",
                             help="search batches ~1.4x apart (1, 2, 3, 4, 6, 8, 12, ...) instead of every integer "
@@ -179,7 +188,7 @@ def problem_kwargs(args: argparse.Namespace) -> dict:
         bandwidth_efficiency=args.bandwidth_efficiency, demand_tokens_per_s=args.demand,
         budget_usd_per_hour=args.budget, max_gpus=args.max_gpus, max_batch=args.max_batch,
         batch_sizes=args.batch_sizes, batch_mode="ladder" if args.batch_ladder else "all", draft=args.draft,
-        draft_tokens=args.draft_tokens)
+        draft_tokens=args.draft_tokens, attention_dp=args.attention_dp)
     if args.acceptance is not None:
         kwargs["acceptance"] = args.acceptance
     if args.max_draft is not None:

@@ -27,8 +27,8 @@ from infecon.formulations.space import (
     Problem,
     batch_ladder,
     batches_within_hbm,
-    candidate_layouts,
     latency_floor,
+    searched_layouts,
     tabulate_rows,
 )
 from infecon.solver.frontier import configuration_frame
@@ -86,11 +86,12 @@ def best_index(table: ConfigTable, objective: str, *, cost_rank_cap: int | None 
 
 
 class _Space:
-    """The problem's layouts and batch domain, addressed as (layout, position on ``BatchAxis``)."""
+    """The problem's layouts (``space.searched_layouts``) and batch domain, addressed as (layout, position on
+    ``BatchAxis``)."""
 
     def __init__(self, problem: Problem) -> None:
         self.problem = problem
-        self.layouts = candidate_layouts(problem.model, problem.hardware, problem.space)
+        self.layouts = searched_layouts(problem)
         self.axis = BatchAxis.of(problem, self.layouts)
         self.sizes = np.array([self.axis.size(int(pp)) for pp in self.layouts[:, 2]], dtype=np.int64)
         if self.sizes.sum() == 0:
@@ -112,9 +113,9 @@ class _Space:
         for start in range(0, len(layout), CHUNK_CONFIGURATIONS):
             part = slice(start, start + CHUNK_CONFIGURATIONS)
             rows, positions = layout[part], position[part]
-            tp_rows, tp_cols, pp, ep = (self.layouts[rows, k] for k in range(4))
+            tp_rows, tp_cols, pp, ep, data = (self.layouts[rows, k] for k in range(self.layouts.shape[1]))
             table = tabulate_rows(self.problem, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep,
-                                  batch=self.batch(rows, positions))
+                                  batch=self.batch(rows, positions), attention_dp=data.astype(bool))
             self.evaluated += len(rows)
             yield table, self.offsets[rows] + positions, part
 
@@ -325,7 +326,7 @@ class LayoutFronts:
     The solver backends' epsilon loop evaluates the layouts a solver points at with the physics
     (``solver.epsilon.KnownLayouts``); at integer resolution a layout can have 10^8 batches, so
     it takes their front this way instead of a table of every batch. Layout indices are
-    ``space.candidate_layouts``' order, as in the encodings.
+    ``space.searched_layouts``' order, as in the encodings.
     """
 
     def __init__(self, problem: Problem) -> None:

@@ -144,6 +144,8 @@ class _Search:
 def pipeline_siblings(layouts: np.ndarray, layout: int) -> np.ndarray:
     """The layouts that differ from ``layout`` only in their pipeline degree (itself included).
 
+    Columns are ``space.LAYOUT_COLUMNS``: the TP grid, EP and the attention sharding must match.
+
     Why they are evaluated together: PP k at batch k b nearly ties PP 1 at b in both objectives (the
     same GPU-seconds per token, plus the stage hops), so pipeline siblings crowd the frontier's
     neighbourhood and would each take a solve to be told apart. The physics evaluates them in
@@ -151,8 +153,8 @@ def pipeline_siblings(layouts: np.ndarray, layout: int) -> np.ndarray:
     the number of solves does (measured on Mixtral 8x22B / H100 at 8,000 context, every batch to
     8,192: 107 solves without, 47 with).
     """
-    same = (layouts[:, 0] == layouts[layout, 0]) & (layouts[:, 1] == layouts[layout, 1])
-    return np.flatnonzero(same & (layouts[:, 3] == layouts[layout, 3]))
+    others = [k for k in range(layouts.shape[1]) if k != 2]  # every column but PP
+    return np.flatnonzero((layouts[:, others] == layouts[layout, others]).all(axis=1))
 
 
 def trace_frontier(problem: Problem, backend: Backend | str = "enumerate", *, time_limit_s: float | None = None,

@@ -80,11 +80,13 @@ def serving_shape(workload: FleetWorkload) -> tuple:
 def _problem(workload: FleetWorkload, gpu: GpuPool, settings: FleetSettings, mode: str, *,
              ttft_max_s: float | None = None, tpot_max_s: float | None = None,
              batch_sizes: list[int] | None = None) -> Problem:
+    """The serving problem of one candidate kind. Attention stays split by heads, the engines' default: the
+    fleet's candidate tables (``_layouts``) do not search attention data parallelism yet."""
     return api.build_problem(
         workload.model, gpu.hardware, isl=workload.isl, osl=workload.osl, engine=workload.engine, mode=mode,
         ttft_max_s=ttft_max_s, tpot_max_s=tpot_max_s, weight_bits=workload.weight_bits,
         kv_bits=workload.kv_bits, max_gpus=settings.max_gpus, batch_mode=settings.batch, batch_sizes=batch_sizes,
-        prefill_utilization=settings.prefill_utilization)
+        prefill_utilization=settings.prefill_utilization, attention_dp="off")
 
 
 def _slo_limits(workload: FleetWorkload, mode: str, tpot_scale: float) -> tuple[str, float | None, float | None]:

@@ -38,6 +38,7 @@ def configuration_frame(table: ConfigTable, indices: Sequence[int]) -> pd.DataFr
         "tp_layout": np.where(table.tp_rows[idx] > 1, "2D", "1D"),
         "tp_rows": table.tp_rows[idx],
         "tp_cols": table.tp_cols[idx],
+        "attention_dp": table.attention_dp[idx].astype(bool),
         "draft_tokens": table.draft_tokens[idx],
         "drafter_tp_rows": m.drafter_tp_rows[idx],
         "drafter_tp_cols": m.drafter_tp_cols[idx],
@@ -106,6 +107,6 @@ class Frontier:
         return len(self.points)
 
     def layouts(self) -> list[tuple[int, ...]]:
-        """The points as (tp_rows, tp_cols, pp, ep, batch, draft_tokens) tuples, for comparisons."""
-        cols = ["tp_rows", "tp_cols", "pp", "ep", "batch", "draft_tokens"]
+        """The points as (tp_rows, tp_cols, pp, ep, attention_dp, batch, draft_tokens) tuples, for comparisons."""
+        cols = ["tp_rows", "tp_cols", "pp", "ep", "attention_dp", "batch", "draft_tokens"]
         return [tuple(int(v) for v in row) for row in self.points[cols].itertuples(index=False)]

@@ -9,12 +9,28 @@ import numpy as np
 import pandas as pd
 
 from infecon.formulations.perf import beyond_any_memory
-from infecon.formulations.space import batch_ladder
+from infecon.formulations.space import LAYOUT_COLUMNS, attention_dp_applies, batch_ladder
 from infecon.solver.frontier import CONTRACT_COLUMNS, Frontier
 
 
 def layout_label(tp_rows: int, tp_cols: int) -> str:
     return f"{tp_rows}x{tp_cols}" if tp_rows > 1 else f"{tp_cols}"
+
+
+def attention_label(attention_dp: bool) -> str:
+    """How a layout splits attention over its TP group, as the tables print it: ``DP`` (data-parallel) or ``heads``."""
+    return "DP" if attention_dp else "heads"
+
+
+def _attention_column(frontier: Frontier, table: pd.DataFrame, values) -> None:
+    """Insert an ``attn`` column after EP where the problem has the choice (``space.attention_dp_applies``).
+
+    Elsewhere every layout splits attention the one way (heads, or the paper's even split), and the
+    tables stay as they were.
+    """
+    problem = frontier.problem
+    if attention_dp_applies(problem.model, problem.engine):
+        table.insert(table.columns.get_loc("EP") + 1, "attn", [attention_label(bool(v)) for v in values])
 
 
 def frontier_table(frontier: Frontier) -> pd.DataFrame:
@@ -34,6 +50,7 @@ def frontier_table(frontier: Frontier) -> pd.DataFrame:
     })
     if frontier.problem.speculative is not None:
         table.insert(7, "draft", p["draft_tokens"])
+    _attention_column(frontier, table, p["attention_dp"])
     if "ttft_ms" in p:
         # Decode-only serving (the paper's model, isl 0) has no prefill: no TTFT and no input price to show.
         prefill = bool(p["ttft_ms"].notna().any())
@@ -45,14 +62,12 @@ def frontier_table(frontier: Frontier) -> pd.DataFrame:
     return table
 
 
-LAYOUT_COLUMNS = ["tp_rows", "tp_cols", "pp", "ep"]
-
-
 def run_starts(points: pd.DataFrame) -> np.ndarray:
-    """Row positions where a run begins: a run is consecutive frontier points on one layout (TP grid, PP, EP)."""
+    """Row positions where a run begins: a run is consecutive frontier points on one layout (TP grid, PP, EP,
+    attention sharding: ``space.LAYOUT_COLUMNS``)."""
     if len(points) == 0:
         return np.zeros(0, dtype=np.int64)
-    layout = points[LAYOUT_COLUMNS].to_numpy()
+    layout = points[[c for c in LAYOUT_COLUMNS if c in points]].to_numpy()
     changes = (layout[1:] != layout[:-1]).any(axis=1)
     return np.concatenate(([0], np.flatnonzero(changes) + 1))
 
@@ -99,6 +114,7 @@ def runs_table(frontier: Frontier) -> pd.DataFrame:
     })
     if frontier.problem.speculative is not None:
         table.insert(8, "draft", _span(p["draft_tokens"], starts, ends, str))
+    _attention_column(frontier, table, p["attention_dp"].to_numpy()[starts])
     if "ttft_ms" in p:
         prefill = bool(p["ttft_ms"].notna().any())  # decode only (isl 0) has no TTFT and no input price
         if prefill:
@@ -201,6 +217,11 @@ def format_explanation(expl) -> str:
              f" ({'2-D' if expl.tp_rows > 1 else '1-D'}), PP {expl.pp}, EP {expl.ep}, batch {expl.batch}, "
              f"context {problem.workload.context_tokens}"
              + (f", draft length {expl.draft_tokens}" if problem.speculative else "")]
+    if attention_dp_applies(problem.model, problem.engine):
+        how = ("data-parallel over the TP group (KV cache split by sequence, attention weights on every GPU, "
+               "no attention all-reduce)" if expl.attention_dp
+               else "split by heads (MLA's latent KV cache whole on every TP rank)")
+        lines.append(f"attention: {how}" + (f" [{expl.attention_choice}]" if expl.attention_choice else ""))
     if problem.speculative is not None:
         if expl.draft_tokens > 0:
             lines.append(f"drafter {problem.speculative.drafter.name}: TP "

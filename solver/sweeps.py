@@ -191,9 +191,11 @@ def serving_text(problem: Problem) -> str:
 
 
 def layout_text(row: Mapping[str, Any], speculative: bool) -> str:
-    """One frontier point's deployment, e.g. ``TP 4x8 PP 1 EP 1 batch 1`` (plus ``draft 4`` when speculative)."""
+    """One frontier point's deployment, e.g. ``TP 4x8 PP 1 EP 1 batch 1`` (plus ``draft 4`` when speculative, and
+    ``attention DP`` after EP where attention runs data-parallel)."""
+    attention = " attention DP" if bool(row.get("attention_dp", False)) else ""
     text = (f"TP {layout_label(int(row['tp_rows']), int(row['tp_cols']))} PP {int(row['pp'])} "
-            f"EP {int(row['ep'])} batch {int(row['batch'])}")
+            f"EP {int(row['ep'])}{attention} batch {int(row['batch'])}")
     return text + (f" draft {int(row['draft_tokens'])}" if speculative else "")
 
 

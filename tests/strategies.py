@@ -97,7 +97,9 @@ def problems(draw) -> Problem:
         max_gpus=draw(st.sampled_from([1, 2, 4, 8, 16, 32])),
         max_batch=draw(st.sampled_from([8, 64, 512])), batch_mode="all",
         batch_sizes=tuple(draw(st.lists(st.integers(1, 300), min_size=1, max_size=8))) if explicit else None,
-        allow_2d_tp=draw(st.booleans()), allow_pp=draw(st.booleans()))
+        allow_2d_tp=draw(st.booleans()), allow_pp=draw(st.booleans()),
+        # Matters for MLA models under an engine (``serving_problems``): both shardings, data-parallel only, heads only.
+        attention_dp=draw(st.sampled_from(["auto", "on", "off"])))
     constraints = Constraints(
         demand_tokens_per_s=draw(st.none() | st.floats(10, 1e5)),
         budget_usd_per_hour=draw(st.none() | st.floats(0.5, 100)))

@@ -19,7 +19,10 @@ CASES = [("mixtral-8x7b", dict(max_gpus=16, context_tokens=8000, demand_tokens_p
          ("mixtral-8x7b", dict(max_gpus=16, engine="sglang", isl=2000, osl=200, max_batch=256)),
          ("llama-3-70b", dict(max_gpus=8, engine="generic", draft="llama-3-8b", max_batch=64)),
          ("llama-3-70b", dict(max_gpus=16, engine="vllm", mode="disaggregated", max_batch=128)),
-         ("mixtral-8x7b", dict(max_gpus=16, engine="trtllm", mode="static_batch", isl=128, osl=64, max_batch=256))]
+         ("mixtral-8x7b", dict(max_gpus=16, engine="trtllm", mode="static_batch", isl=128, osl=64, max_batch=256)),
+         # MLA under an engine: every layout with TP > 1 comes in both attention shardings (heads and data-parallel).
+         ("deepseek-v3", dict(max_gpus=32, engine="generic", isl=8000, osl=1000, weight_bits=8, kv_bits=8,
+                              max_batch=256))]
 
 
 def _problem(name, kwargs):
@@ -38,8 +41,7 @@ class TestRelaxationBoundsThePhysics:
         options = build_options(problem)
         table = tabulate(problem)
         layout_of = {tuple(row): k for k, row in enumerate(options.layouts.tolist())}
-        rows = np.array([layout_of[(r, c, p, e)] for r, c, p, e in
-                         zip(table.tp_rows, table.tp_cols, table.pp, table.ep, strict=True)])
+        rows = np.array([layout_of[tuple(row)] for row in table.layouts.tolist()])
         for k in range(len(options)):
             here = np.flatnonzero((rows == options.layout[k]) & (table.draft_tokens == options.draft_tokens[k]))
             m = table.batch[here] // options.pp[k]
@@ -64,8 +66,7 @@ class TestRelaxationBoundsThePhysics:
         floors = option_floors(problem, options)
         table = tabulate(problem)
         layout_of = {tuple(row): k for k, row in enumerate(options.layouts.tolist())}
-        rows = np.array([layout_of[(r, c, p, e)] for r, c, p, e in
-                         zip(table.tp_rows, table.tp_cols, table.pp, table.ep, strict=True)])
+        rows = np.array([layout_of[tuple(row)] for row in table.layouts.tolist()])
         checked = 0
         for k in range(len(options)):
             here = np.flatnonzero((rows == options.layout[k]) & (table.draft_tokens == options.draft_tokens[k]))

@@ -438,6 +438,24 @@ class TestAttentionSharding:
         assert used["heads"] - used["paper"] == pytest.approx(kv * 7 / 8, abs=2)  # whole cache vs 1/8 (+-rounding)
         assert used["data"] - used["paper"] == pytest.approx(self.DSV3_ATTENTION * 7 / 8, abs=2)
 
+    @pytest.mark.parametrize("name", ["deepseek-v3", "falcon-180b", "mixtral-8x7b"])
+    def test_one_sharding_per_layout_equals_each_alone(self, h100, name):
+        """The search evaluates layouts of both shardings in one pass (one name per layout): each layout's step and
+        HBM equal its sharding evaluated alone, exactly (Falcon: parallel attention; Mixtral: EP's all-to-all)."""
+        model = get_model(name)
+        workload = Workload(context_tokens=4000, weight_bits=8, kv_bits=8)
+        grids = [(1, 8, 1), (1, 8, 1), (2, 4, 2), (2, 4, 2)]  # (tp_rows, tp_cols, ep)
+        kinds = np.array(["heads", "data", "heads", "data"])
+        rows, cols, eps = (np.array(axis) for axis in zip(*grids, strict=True))
+        mixed = decode_step(model, h100, workload, tp_rows=rows, tp_cols=cols, pp=1, ep=eps, micro_batch=3.0,
+                            attention=kinds)
+        used = hbm_used_bytes_per_gpu(model, workload, tp=8, pp=1, batch=3, attention=kinds)
+        for k, ((r, c, e), kind) in enumerate(zip(grids, kinds, strict=True)):
+            alone = decode_step(model, h100, workload, tp_rows=r, tp_cols=c, pp=1, ep=e, micro_batch=3.0,
+                                attention=str(kind))
+            assert float(mixed.total_s[k]) == float(alone.total_s)
+            assert int(used[k]) == int(hbm_used_bytes_per_gpu(model, workload, tp=8, pp=1, batch=3, attention=kind))
+
 
 class TestFrontierAgainstPaper:
     MODELS = ("llama-3-8b", "llama-3-70b", "llama-3-1-405b")

@@ -90,6 +90,16 @@ class BackendContract:
         assert_same_frontier(trace_frontier(problem, "enumerate", table=table),
                              trace_frontier(problem, self.backend(), table=table))
 
+    def test_mla_serving_frontier_with_attention_dp(self):
+        """DeepSeek-V3 on up to 16 H200s under an engine at 8.5K context, both attention shardings searched: same
+        frontier as the enumeration, data-parallel points included."""
+        problem = api.build_problem("deepseek-v3", "h200", engine="generic", isl=8000, osl=1000, weight_bits=8,
+                                    kv_bits=8, max_gpus=16, max_batch=512)
+        table = tabulate(problem)
+        expected = trace_frontier(problem, "enumerate", table=table)
+        assert expected.points["attention_dp"].any()
+        assert_same_frontier(expected, trace_frontier(problem, self.backend(), table=table))
+
     def test_time_limit_is_reported_not_hidden(self):
         """A budget too small to prove anything yields an incomplete frontier, never a silent partial one."""
         problem = api.build_problem("mixtral-8x22b", "h100", max_batch=64)

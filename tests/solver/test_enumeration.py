@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from infecon.formulations.errors import InstanceError
-from infecon.formulations.space import BatchAxis, batches_within_hbm, candidate_layouts, latency_floor, tabulate
+from infecon.formulations.space import BatchAxis, batches_within_hbm, latency_floor, searched_layouts, tabulate
 from infecon.solver import api, enumeration
 from infecon.solver.enumeration import (
     enumerate_frontier,
@@ -133,7 +133,7 @@ class TestSkippingPremise:
         if problem.speculative is not None:  # a drafter has its floor instead (the next test)
             return
         table = tabulate(problem)
-        layout = np.stack([table.tp_rows, table.tp_cols, table.pp, table.ep], axis=1)
+        layout = table.layouts
         cost_times_batch = table.usd_per_million_tokens * table.batch
         for one in np.unique(layout, axis=0):
             mine = np.flatnonzero((layout == one).all(axis=1))  # canonical order: batch ascending
@@ -144,7 +144,7 @@ class TestSkippingPremise:
     @given(problem=st.one_of(problems(), serving_problems()))
     def test_batches_past_the_hbm_count_never_fit(self, problem):
         """``batches_within_hbm`` is exact: the batches past it break hbm_capacity, the last one within may fit."""
-        layouts = candidate_layouts(problem.model, problem.hardware, problem.space)
+        layouts = searched_layouts(problem)  # both attention shardings where the problem searches them
         axis = BatchAxis.of(problem, layouts)
         counts = batches_within_hbm(problem, layouts, axis)
         batches = axis.values if axis.values is not None else np.arange(1, axis.largest + 1)
@@ -173,7 +173,7 @@ class TestSkippingPremise:
         table = tabulate(problem)
         floor = latency_floor(problem, tp_rows=table.tp_rows, tp_cols=table.tp_cols, pp=table.pp, ep=table.ep,
                               batch=table.batch)
-        layout = np.stack([table.tp_rows, table.tp_cols, table.pp, table.ep], axis=1)
+        layout = table.layouts
         for one in np.unique(layout, axis=0):
             mine = np.flatnonzero((layout == one).all(axis=1))  # batch ascending
             later_min = np.minimum.accumulate(table.latency_s[mine][::-1])[::-1]

@@ -1,0 +1,143 @@
+"""Attention data parallelism as a decision of the search, end to end: frontier, explain and the command line.
+
+DeepSeek-V3 (MLA) under a serving engine at a long context: split by heads, every TP rank holds the whole
+latent KV cache; data-parallel, the cache splits by sequence. The cases are small (8 GPUs) so that each
+frontier takes about a second.
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from infecon.formulations.space import tabulate
+from infecon.solver import api
+from infecon.solver.cli import main
+from infecon.solver.enumeration import pareto_indices
+from infecon.solver.frontier import cheapest_row_at_least, configuration_frame
+
+# 8 H200s hold DeepSeek-V3 in 8 bits (83.9 GB of 141 GB per GPU); isl 8,000 + osl 1,000 decode at context 8,500.
+CASE = dict(engine="generic", isl=8000, osl=1000, weight_bits=8, kv_bits=8, max_gpus=8)
+
+
+@pytest.fixture(scope="module")
+def frontiers():
+    """The case's frontier with both shardings searched (auto) and with heads only (off)."""
+    return {mode: api.frontier("deepseek-v3", "h200", attention_dp=mode, **CASE) for mode in ("auto", "off")}
+
+
+class TestAttentionDpOnTheFrontier:
+    def test_data_parallel_attention_wins_the_cheap_end(self, frontiers):
+        """Every data-parallel point is strictly cheaper than anything heads-only reaches at its speed.
+
+        By heads 191 sequences fit (``tests/formulations/test_space.py``: the 298.7 MB latent cache of each
+        is on all 8 GPUs), so the heads-only frontier ends at batch 191; data-parallel attention holds 1,260,
+        and its cheapest point costs about a third of the heads-only cheapest.
+        """
+        auto, off = frontiers["auto"].points, frontiers["off"].points
+        data = auto[auto["attention_dp"]]
+        assert len(data) > 0 and not off["attention_dp"].any()
+        for _, row in data.iterrows():
+            k = cheapest_row_at_least(off, row["tokens_per_second"])
+            assert k is None or off["usd_per_million_tokens"].iloc[k] > row["usd_per_million_tokens"]
+        assert int(off["batch"].max()) == 191 and int(data["batch"].max()) == 1260
+        assert auto["usd_per_million_tokens"].min() < 0.4 * off["usd_per_million_tokens"].min()
+
+    def test_off_is_the_heads_only_frontier(self, frontiers):
+        """--attention-dp off equals the Pareto set of the heads layouts of the whole (auto) table, number for number:
+        adding the data-parallel layouts changes no heads configuration's metrics."""
+        problem = frontiers["auto"].problem
+        table = tabulate(problem)
+        heads = configuration_frame(table, pareto_indices(table, ~table.attention_dp))
+        off = frontiers["off"].points
+        columns = [c for c in off.columns if c != "config_index"]  # canonical indices count the data layouts too
+        pd.testing.assert_frame_equal(off[columns], heads[columns], check_exact=True)
+
+    def test_off_reproduces_the_frontier_before_attention_dp_was_searched(self):
+        """DeepSeek-V3 on H100s (generic engine, isl 8,000 / osl 1,000, 8-bit), heads only: the 290 points the search
+        gave before attention data parallelism was a choice (main at dab372b), ends and sums pinned."""
+        points = api.frontier("deepseek-v3", "h100", engine="generic", isl=8000, osl=1000, weight_bits=8,
+                              kv_bits=8, attention_dp="off").points
+        assert len(points) == 290
+        assert points["tokens_per_second"].iloc[0] == pytest.approx(108.48075293403456, rel=1e-12)
+        assert points["usd_per_million_tokens"].iloc[-1] == pytest.approx(1.4336208213284451, rel=1e-12)
+        assert (int(points["batch"].sum()), int(points["gpus"].sum())) == (2136562, 137744)
+
+
+class TestExplainAttention:
+    def test_data_parallel_attention_halves_the_all_reduces_and_shrinks_the_cache(self):
+        """TP 8, batch 128: data-parallel attention drops one of the two all-reduces per layer (exactly half the
+        network and collective-latency time) and needs 23.46 GB less HBM per GPU.
+
+        Heads: 83.88 GB of weights + 128 x 298.72 MB = 122.11 GB. Data: 93.86 GB (weights plus 7/8 of the 11.41 GB
+        of attention weights) + 128 x 37.39 MB = 98.65 GB.
+        """
+        layout = dict(tp=8, batch=128, **CASE)
+        heads = api.explain("deepseek-v3", "h200", attention_dp="off", **layout)
+        data = api.explain("deepseek-v3", "h200", attention_dp="on", **layout)
+        assert (heads.attention_dp, data.attention_dp) == (False, True)
+        for term in ("network_s", "collective_latency_s"):
+            assert float(getattr(data.metrics.target, term)) == pytest.approx(
+                0.5 * float(getattr(heads.metrics.target, term)), rel=1e-12)
+        assert int(heads.metrics.hbm_used_bytes_per_gpu) == pytest.approx(122.114e9, rel=1e-5)
+        assert int(data.metrics.hbm_used_bytes_per_gpu) == pytest.approx(98.651e9, rel=1e-5)
+        assert float(data.metrics.latency_s) < float(heads.metrics.latency_s)
+
+    def test_auto_shows_the_sharding_the_search_keeps(self):
+        """auto: the faster of the two at this layout and batch (here data-parallel), and says so."""
+        expl = api.explain("deepseek-v3", "h200", tp=8, batch=128, **CASE)
+        assert expl.attention_dp and expl.attention_choice.startswith("auto: faster than heads")
+
+    def test_one_gpu_or_a_non_mla_model_has_no_choice(self):
+        """TP 1 has no group to split attention over; Llama's GQA keeps the engines' heads split."""
+        assert not api.explain("llama-3-8b", "h100", tp=1, engine="generic", attention_dp="on").attention_dp
+        assert not api.explain("llama-3-70b", "h100", tp=8, engine="generic", attention_dp="on").attention_dp
+
+
+class TestCommandLine:
+    def test_frontier_csv_has_the_attention_dp_column(self, tmp_path, capsys):
+        """--attention-dp on: every point with TP > 1 is data-parallel, in a boolean column attention_dp."""
+        out = tmp_path / "f.csv"
+        args = ["frontier", "--model", "deepseek-v3", "--hardware", "h200", "--engine", "generic", "--isl", "8000",
+                "--osl", "1000", "--weight-bits", "8", "--kv-bits", "8", "--max-gpus", "8"]
+        assert main([*args, "--attention-dp", "on", "--csv", str(out)]) == 0
+        points = pd.read_csv(out)
+        assert points["attention_dp"].dtype == bool and points["attention_dp"][points["tp"] > 1].all()
+        assert "attn" in capsys.readouterr().out
+
+    def test_explain_prints_the_sharding(self, capsys):
+        """explain says how attention is split and why (auto's choice)."""
+        code = main(["explain", "--model", "deepseek-v3", "--hardware", "h200", "--engine", "generic", "--isl",
+                     "8000", "--osl", "1000", "--weight-bits", "8", "--kv-bits", "8", "--tp", "8", "--batch", "128"])
+        out = capsys.readouterr().out
+        assert code == 0 and "attention: data-parallel over the TP group" in out and "[auto: faster" in out
+
+    def test_help_teaches_what_it_is_and_where_it_applies(self, capsys):
+        """frontier --help names the option, its values, what it does and where it applies."""
+        with pytest.raises(SystemExit):
+            main(["frontier", "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "--attention-dp {auto,on,off}" in text
+        assert "MLA models" in text and "split by sequence" in text
+
+    def test_a_bad_value_is_one_line(self, capsys):
+        """An unknown value exits 2 naming the option and its choices."""
+        with pytest.raises(SystemExit) as exit_info:
+            main(["frontier", "--model", "deepseek-v3", "--attention-dp", "maybe"])
+        assert exit_info.value.code == 2
+        assert "--attention-dp" in capsys.readouterr().err
+
+
+def test_layouts_lists_the_attention_sharding():
+    """api.layouts shows the attention_dp column (bool) alongside the degrees."""
+    frame = api.layouts("deepseek-v3", "h200", **CASE)
+    assert frame["attention_dp"].dtype == bool and frame["attention_dp"].any()
+    assert np.array_equal(frame.columns, ["tp_rows", "tp_cols", "pp", "ep", "attention_dp"])
+
+
+def test_sweep_text_names_data_parallel_attention():
+    """A sweep's deployment text says ``attention DP`` after EP where the point runs it, nothing otherwise."""
+    from infecon.solver.sweeps import layout_text
+
+    row = {"tp_rows": 1, "tp_cols": 8, "pp": 1, "ep": 1, "batch": 128, "attention_dp": True}
+    assert layout_text(row, speculative=False) == "TP 8 PP 1 EP 1 attention DP batch 128"
+    assert layout_text({**row, "attention_dp": False}, speculative=False) == "TP 8 PP 1 EP 1 batch 128"
