@@ -87,6 +87,9 @@ KNOB_RANGES: dict[str, Range] = {
     "tpot_max_s": Range(0, 86400, True, False, "seconds"),
     # A solver limit beyond 30 days is a typo; CP-SAT and HiGHS take it as a double either way.
     "time_limit_s": Range(0, 30 * 86400, True, False, "seconds"),
+    # Fleet frontier: every TPOT limit times this. 1,000x turns a 20 ms SLO into 20 s per token, past any
+    # interactive use; larger values only multiply the candidates generated to no purpose.
+    "tpot_scale_max": Range(0, 1000, True, False, "times each workload's TPOT limit"),
 }
 
 

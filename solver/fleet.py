@@ -35,6 +35,7 @@ from infecon.formulations.fleet_model import (
     fleet_cost,
 )
 from infecon.instances.fleet_scenario import FleetScenario, parse_gpu, parse_workload
+from infecon.instances.limits import check_knob
 from infecon.solver.fleet_candidates import CANDIDATE_COLUMNS, Candidates, fleet_candidates_of, serving_shape
 from infecon.solver.fleet_scales import scale_frontier
 from infecon.solver.fleet_solve import FLEET_BACKENDS, solve_fleet  # noqa: F401 (FLEET_BACKENDS: the CLI reads it here)
@@ -363,6 +364,7 @@ def fleet_frontier(scenario: FleetScenario, *, tpot_scale_max: float = 1.0, back
     ``gpus``, ``status``. A point is on the frontier only if proven optimal; a solve that is not
     stops the loop and ``attrs["complete"]`` is False.
     """
+    check_knob("tpot_scale_max", tpot_scale_max)
     start = time.perf_counter()
     generated = generate_candidates(scenario, tpot_scale_max=tpot_scale_max, jobs=jobs, ray=ray,
                                     ray_address=ray_address, progress=progress)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 
 from infecon.instances.fleet_scenario import load_fleet_scenario
 from infecon.solver import fleet, fleet_report
-from infecon.solver.arguments import knob, positive_float, worker_count
+from infecon.solver.arguments import knob, worker_count
 
 FLEET_HELP = """\
 A fleet scenario lists GPU types (with inventory and price), workloads (model, isl/osl, demand,
@@ -51,14 +53,28 @@ examples:
 """
 
 
+def _points_found():
+    """On a terminal, a running count of frontier points on stderr (a frontier takes minutes); else nothing."""
+    if not sys.stderr.isatty():
+        return None
+    start = time.perf_counter()
+
+    def show(count: int) -> None:
+        print(f"\r{count} Pareto-optimal fleets so far ({time.perf_counter() - start:.0f} s)", end="", file=sys.stderr,
+              flush=True)
+    return show
+
+
 def cmd_fleet(args: argparse.Namespace) -> int:
     scenario = load_fleet_scenario(args.file)
     common = dict(backend=args.backend, time_limit_s=args.time_limit, jobs=args.jobs, ray=args.ray,
                   ray_address=args.ray_address, progress=None)
     if args.frontier:
-        front = fleet.fleet_frontier(scenario, tpot_scale_max=args.tpot_scale_max, **common)
+        front = fleet.fleet_frontier(scenario, tpot_scale_max=args.tpot_scale_max, on_point=_points_found(), **common)
         if args.out:
             path = fleet_report.write_frontier(front, args.out)
+        if sys.stderr.isatty():
+            print(file=sys.stderr)
         print(fleet_report.format_frontier(front))
         if args.out:
             print(f"wrote {path}")
@@ -88,8 +104,9 @@ def register(subparsers) -> None:
                    help="seconds per solve; a plan not proven optimal exits 3 and reports its MIP gap")
     p.add_argument("--frontier", action="store_true",
                    help="trace fleet cost against a common scale on all TPOT limits instead of one plan")
-    p.add_argument("--tpot-scale-max", type=positive_float, default=1.0, metavar="X",
-                   help="with --frontier: the loosest scale considered (default 1: the scenario's own limits)")
+    p.add_argument("--tpot-scale-max", type=knob("tpot_scale_max"), default=1.0, metavar="X",
+                   help="with --frontier: the loosest scale considered, in (0, 1000] (default 1: the scenario's own "
+                        "limits; 2 also tries every TPOT limit up to twice as loose)")
     scale = p.add_argument_group("candidate generation (one task per workload x GPU type)")
     scale.add_argument("--jobs", type=worker_count, default=None,
                        help="local worker processes (default: all cores; at most 4 per core); 1 runs in this "

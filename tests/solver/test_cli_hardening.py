@@ -538,6 +538,13 @@ class TestFoundAsNewUser:
         code, _, err = run(capsys, "fleet", "instances/scenarios/fleet_example.toml", "--time-limit", "1e308")
         assert_one_line_error(code, err, "--time-limit must be a positive number <= 2.592e+06", "got '1e308'")
 
+    @pytest.mark.parametrize("value", ["1e308", "0", "nan"])
+    def test_fleet_tpot_scale_max_is_bounded(self, capsys, value):
+        """fleet --tpot-scale-max took any positive float; past 1,000x every TPOT limit means nothing."""
+        code, _, err = run(capsys, "fleet", "instances/scenarios/fleet_example.toml", "--frontier",
+                           "--tpot-scale-max", value)
+        assert_one_line_error(code, err, "--tpot-scale-max must be a positive number <= 1000", f"got '{value}'")
+
     def test_osl_zero_names_the_option(self, capsys):
         """--osl 0 passed argparse and failed later as "'osl' must be ..." without naming --osl."""
         code, _, err = run(capsys, "frontier", *SMALL, "--osl", "0")
