@@ -52,6 +52,12 @@ def generated_scenario(workloads: int, gpu_types: int, seed: int = 0) -> str:
     return "\n".join(lines)
 
 
+def limited_use(scenario, gpus_by_hardware: dict[str, int]) -> str:
+    """GPUs used of each limited type, e.g. ``h100_sxm 64/64``: an inventory binds where the two are close."""
+    return ", ".join(f"{g.key} {gpus_by_hardware.get(g.key, 0)}/{g.available}" for g in scenario.gpus
+                     if g.available is not None)
+
+
 def bench(sizes: list[tuple[int, int]], *, jobs: int | None, time_limit_s: float | None, ray: bool,
           backend: str = "milp") -> pd.DataFrame:
     rows = []
@@ -63,7 +69,8 @@ def bench(sizes: list[tuple[int, int]], *, jobs: int | None, time_limit_s: float
                 path = Path(folder) / f"fleet_{workloads}x{gpu_types}.toml"
                 path.write_text(generated_scenario(workloads, gpu_types))
             start = time.perf_counter()
-            plan = plan_fleet(load_fleet_scenario(path), jobs=jobs, ray=ray, time_limit_s=time_limit_s,
+            scenario = load_fleet_scenario(path)
+            plan = plan_fleet(scenario, jobs=jobs, ray=ray, time_limit_s=time_limit_s,
                               progress=False, backend=backend)
             wall = time.perf_counter() - start
             s = plan.summary
@@ -76,7 +83,7 @@ def bench(sizes: list[tuple[int, int]], *, jobs: int | None, time_limit_s: float
                 "status": s["status"], "mip_gap": s["mip_gap"], "usd_per_hour": round(s["total_usd_per_hour"], 2),
                 "naive_usd_per_hour": None if naive is None else round(naive, 2),
                 "saving_pct": None if not naive else round(100 * (1 - s["total_usd_per_hour"] / naive), 1),
-                "method": s["backend"]})
+                "limited_used": limited_use(scenario, s["gpus_by_hardware"]), "method": s["backend"]})
             print(pd.DataFrame(rows[-1:]).to_string(index=False, header=len(rows) == 1), flush=True)
     return pd.DataFrame(rows)
 
