@@ -44,7 +44,7 @@ from infecon.solver.parallel import run_tasks
 PLAN_COLUMNS = [
     "workload", "hardware", "mode", "tp", "pp", "ep", "batch", "replicas", "gpus", "usd_per_hour",
     "capacity_requests_per_s", "ttft_s", "tpot_s", "utilization", "tp_rows", "tp_cols", "replica_gpus",
-    "replica_usd_per_hour", "capacity_output_tok_per_s", "demand_requests_per_s",
+    "replica_usd_per_hour", "capacity_output_tok_per_s", "demand_requests_per_s", "attention_dp",
 ]
 
 
@@ -286,7 +286,8 @@ def plan_table(scenario: FleetScenario, candidates: pd.DataFrame, data: FleetDat
         "tp_rows": rows["tp_rows"], "tp_cols": rows["tp_cols"], "replica_gpus": rows["gpus"],
         "replica_usd_per_hour": rows["usd_per_hour"],
         "capacity_output_tok_per_s": replicas * rows["capacity_output_tok_per_s"].to_numpy(),
-        "demand_requests_per_s": [demand[w] for w in rows["workload"]]}, columns=PLAN_COLUMNS)
+        "demand_requests_per_s": [demand[w] for w in rows["workload"]],
+        "attention_dp": rows["attention_dp"].astype(bool)}, columns=PLAN_COLUMNS)
     order = {w.name: i for i, w in enumerate(scenario.workloads)}
     table["_order"] = table["workload"].map(order)
     table = table.sort_values(["_order", "mode", "hardware"], kind="stable")

@@ -44,8 +44,9 @@ from infecon.formulations.errors import InfeconError
 from infecon.formulations.space import (
     ConfigTable,
     Problem,
+    attention_dp_choices,
     batch_domain,
-    candidate_layouts,
+    searched_layouts,
     slo_violations,
     tabulate,
 )
@@ -54,7 +55,8 @@ from infecon.solver import api
 from infecon.solver.enumeration import pareto_indices
 
 CANDIDATE_COLUMNS = [
-    "workload", "hardware", "mode", "tp", "tp_rows", "tp_cols", "pp", "ep", "batch", "gpus", "usd_per_hour",
+    "workload", "hardware", "mode", "tp", "tp_rows", "tp_cols", "pp", "ep", "attention_dp", "batch", "gpus",
+    "usd_per_hour",
     "capacity_requests_per_s", "capacity_output_tok_per_s", "capacity_input_tok_per_s", "ttft_s", "tpot_s",
     "tpot_scale",
 ]
@@ -80,13 +82,13 @@ def serving_shape(workload: FleetWorkload) -> tuple:
 def _problem(workload: FleetWorkload, gpu: GpuPool, settings: FleetSettings, mode: str, *,
              ttft_max_s: float | None = None, tpot_max_s: float | None = None,
              batch_sizes: list[int] | None = None) -> Problem:
-    """The serving problem of one candidate kind. Attention stays split by heads, the engines' default: the
-    fleet's candidate tables (``_layouts``) do not search attention data parallelism yet."""
+    """The serving problem of one candidate kind; for an MLA model its layouts come in both attention shardings,
+    as in ``infecon frontier`` (``space.attention_dp_choices``)."""
     return api.build_problem(
         workload.model, gpu.hardware, isl=workload.isl, osl=workload.osl, engine=workload.engine, mode=mode,
         ttft_max_s=ttft_max_s, tpot_max_s=tpot_max_s, weight_bits=workload.weight_bits,
         kv_bits=workload.kv_bits, max_gpus=settings.max_gpus, batch_mode=settings.batch, batch_sizes=batch_sizes,
-        prefill_utilization=settings.prefill_utilization, attention_dp="off")
+        prefill_utilization=settings.prefill_utilization, attention_dp="auto")
 
 
 def _slo_limits(workload: FleetWorkload, mode: str, tpot_scale: float) -> tuple[str, float | None, float | None]:
@@ -101,16 +103,16 @@ _LAYOUTS: dict[tuple, np.ndarray] = {}  # per process: the valid layouts of a mo
 
 
 def _layouts(problem: Problem) -> np.ndarray:
-    """``space.candidate_layouts``, once per model, node size and search space in this process.
+    """``space.searched_layouts``, once per model, node size, search space and attention choice in this process.
 
     Layouts depend on nothing else (``space.layout_rule_violation`` reads the node size only; the
     name is in its error message), and every workload on a GPU type searches the same ones.
     """
     space, hw = problem.space, problem.hardware
     key = (repr(problem.model), hw.name, hw.node_size_gpus, space.max_gpus, space.allow_2d_tp, space.allow_pp,
-           space.allow_ep)
+           space.allow_ep, attention_dp_choices(problem))
     if key not in _LAYOUTS:
-        _LAYOUTS[key] = candidate_layouts(problem.model, hw, space)
+        _LAYOUTS[key] = searched_layouts(problem)
     return _LAYOUTS[key]
 
 
@@ -184,7 +186,8 @@ def _columns(workload: FleetWorkload, gpu: GpuPool, table: ConfigTable, indices:
     return {
         "workload": np.full(n, workload.name, dtype=object), "hardware": np.full(n, gpu.key, dtype=object),
         "mode": np.full(n, mode, dtype=object), "tp": tp_rows * tp_cols, "tp_rows": tp_rows, "tp_cols": tp_cols,
-        "pp": table.pp[idx], "ep": table.ep[idx], "batch": table.batch[idx], "gpus": gpus,
+        "pp": table.pp[idx], "ep": table.ep[idx], "attention_dp": table.attention_dp[idx], "batch": table.batch[idx],
+        "gpus": gpus,
         "usd_per_hour": usd_per_hour, "capacity_requests_per_s": requests,
         "capacity_output_tok_per_s": output_tok_per_s, "capacity_input_tok_per_s": input_tok_per_s,
         "ttft_s": ttft, "tpot_s": tpot, "tpot_scale": scale}

@@ -27,8 +27,8 @@ def format_plan(plan: FleetPlan) -> str:
     t = plan.plan
     shown = pd.DataFrame({
         "workload": t["workload"], "GPU": t["hardware"], "mode": t["mode"].map(_SHORT_MODE),
-        "layout": [f"TP{a}" + (f" PP{b}" if b > 1 else "") + (f" EP{c}" if c > 1 else "")
-                   for a, b, c in zip(t["tp"], t["pp"], t["ep"], strict=True)],
+        "layout": [f"TP{a}" + (f" PP{b}" if b > 1 else "") + (f" EP{c}" if c > 1 else "") + (" attn-DP" if d else "")
+                   for a, b, c, d in zip(t["tp"], t["pp"], t["ep"], t["attention_dp"], strict=True)],
         "batch": t["batch"], "replicas": t["replicas"], "GPUs": t["gpus"],
         "$/hour": [f"{v:,.2f}" for v in t["usd_per_hour"]],
         "req/s": [f"{v:.2f}" for v in t["capacity_requests_per_s"]],

@@ -69,7 +69,8 @@ def recheck(plan) -> None:
         serving_mode = "closed_loop" if row.mode == "closed_loop" else "disaggregated"
         e = api.explain(w.model, g.hardware, tp_rows=int(row.tp_rows), tp_cols=int(row.tp_cols), pp=int(row.pp),
                         ep=int(row.ep), batch=int(row.batch), isl=w.isl, osl=w.osl, engine=w.engine,
-                        mode=serving_mode, weight_bits=w.weight_bits, kv_bits=w.kv_bits)
+                        mode=serving_mode, weight_bits=w.weight_bits, kv_bits=w.kv_bits,
+                        attention_dp="on" if row.attention_dp else "off")
         assert e.rule_violation is None and e.fits, row
         m = e.metrics
         assert int(m.gpus) * g.hardware.price_usd_per_hour * row.replicas == pytest.approx(row.usd_per_hour)
@@ -154,6 +155,32 @@ class TestPlanFleet:
         assert tight.summary["gpus_by_hardware"]["h100_sxm"] <= 1
         assert tight.summary["total_usd_per_hour"] >= loose.summary["total_usd_per_hour"]
         recheck(tight)
+
+    def test_mla_fleet_searches_attention_data_parallelism(self, tmp_path):
+        """DeepSeek-V3 (MLA) with long prompts and a loose TPOT on H200s: its candidates come in both attention
+        shardings, as in ``infecon frontier`` (here data-parallel wins at every GPU count, so only it is a
+        candidate), and the cheapest fleet runs attention data-parallel (its latent KV
+        cache is split by sequence instead of whole on every TP rank, so far larger batches fit); re-checked."""
+        text = """
+[fleet]
+disaggregated = "never"
+[[gpu]]
+hardware = "h200"
+[[workload]]
+name = "reasoning"
+model = "deepseek_v3"
+isl = 8000
+osl = 1000
+requests_per_s = 2.0
+tpot_max_s = 0.2
+weight_bits = 8
+"""
+        plan = plan_fleet(load_fleet_scenario(write(tmp_path, text)), jobs=1)
+        assert plan.candidates["attention_dp"].any()
+        assert plan.plan["attention_dp"].all()
+        recheck(plan)
+        llama = plan_fleet(load_fleet_scenario(small(tmp_path, "never")), jobs=1)
+        assert not llama.candidates["attention_dp"].any()
 
     def test_backends_agree(self, tmp_path):
         scenario = load_fleet_scenario(small(tmp_path, "never"))
