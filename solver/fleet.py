@@ -355,7 +355,7 @@ def plan_fleet(scenario: FleetScenario, *, backend: str = "milp", time_limit_s: 
 # ---------------------------------------------------------------- the TPOT-scale frontier
 
 
-def fleet_frontier(scenario: FleetScenario, *, tpot_scale_max: float = 1.0, backend: str = "milp",
+def fleet_frontier(scenario: FleetScenario, *, tpot_scale_max: float = 1.0, backend: str = "cpsat",
                    time_limit_s: float | None = None, jobs: int | None = 1, ray: bool = False,
                    ray_address: str | None = None, progress: bool | None = None,
                    on_point: Callable[[int], None] | None = None) -> pd.DataFrame:
@@ -363,7 +363,8 @@ def fleet_frontier(scenario: FleetScenario, *, tpot_scale_max: float = 1.0, back
 
     Each row: ``tpot_scale`` (every workload's TPOT limit times this), ``total_usd_per_hour``,
     ``gpus``, ``status``. A point is on the frontier only if proven optimal; a solve that is not
-    stops the loop and ``attrs["complete"]`` is False.
+    stops the loop and ``attrs["complete"]`` is False. ``backend`` defaults to CP-SAT: the walk's many small
+    solves measured ~3x faster with it than with HiGHS on the fleet example (40 s against 2 min, same frontier).
     """
     check_knob("tpot_scale_max", tpot_scale_max)
     start = time.perf_counter()
