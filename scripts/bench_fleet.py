@@ -8,7 +8,8 @@ workload on its own cheapest single deployment) with the saving. The 5 x 4 fleet
 example; the larger ones are generated (seeded, so every run plans the same fleets): workloads
 cycle through five models with varied isl/osl, demand and SLOs, and half the GPU types have an
 inventory small enough to bind (the ``limited_used`` column shows GPUs used of each; ``method`` names
-the types the pattern search had to couple the workloads over). Goals (issue 10, 2-core machine): <= 10 s, <= 30 s, <= 120 s in all, gap 0.
+the types the pattern search had to couple the workloads over). Goals (issue 10, 2-core machine):
+<= 10 s, <= 30 s, <= 120 s in all, gap 0.
 """
 
 from __future__ import annotations
