@@ -49,7 +49,7 @@ from infecon.instances.loader import (
     load_hardware,
     load_model,
 )
-from infecon.solver.enumeration import rule_summary
+from infecon.solver.enumeration import EvaluationBudgetError, rule_summary
 from infecon.solver.epsilon import solve_point, trace_frontier
 from infecon.solver.frontier import Frontier
 
@@ -229,7 +229,13 @@ def frontier(model, hardware, *, backend: str = "auto", time_limit_s: float | No
     """
     problem = model if isinstance(model, Problem) else build_problem(model, hardware, **problem_kwargs)
     check_knob("time_limit_s", time_limit_s)
-    result = trace_frontier(problem, backend, time_limit_s=time_limit_s, progress=progress)
+    try:
+        result = trace_frontier(problem, backend, time_limit_s=time_limit_s, progress=progress)
+    except EvaluationBudgetError as exc:
+        if not exc.nothing_feasible:
+            raise
+        # A rule nothing meets leaves no point to skip batches with: name the rule, not the evaluation budget.
+        raise InstanceError(f"{diagnose_infeasible(problem)}; {exc}") from None
     if len(result) == 0 and result.complete:
         raise NoFeasibleLayoutError(diagnose_infeasible(problem))
     return result

@@ -119,17 +119,19 @@ class _Space:
             self.evaluated += len(rows)
             yield table, self.offsets[rows] + positions, part
 
-    def check_budget(self, more: int) -> None:
+    def check_budget(self, more: int, front: _RunningFrontier | None = None) -> None:
         """Refuse to evaluate past ``MAX_TABULATED_CONFIGURATIONS`` in all (about a minute of work).
 
         Skipping needs feasible points to dominate the rest; where none are found (a cap nothing
         meets), it would evaluate every batch that fits, which at context 0 can be ~10^8 configurations.
+        ``front``: the points found so far, to tell the caller whether any was feasible.
         """
         if self.evaluated + more > MAX_TABULATED_CONFIGURATIONS:
-            raise InstanceError(
+            raise EvaluationBudgetError(
                 f"'max_batch': the enumeration would evaluate more than {MAX_TABULATED_CONFIGURATIONS:,} "
                 f"configurations (every integer batch up to {self.axis.largest:,}): too few feasible ones rule "
-                "out the rest; set a max_batch (--max-batch), use the batch ladder (--batch-ladder), or relax the caps")
+                "out the rest; set a max_batch (--max-batch), use the batch ladder (--batch-ladder), or relax the caps",
+                nothing_feasible=front is not None and not front.found_any())
 
     def every_fitting_configuration(self, *, at_least_one: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(layout, position) of every configuration that may fit in HBM (and each layout's first, if asked)."""
@@ -139,6 +141,15 @@ class _Space:
         layout = np.repeat(np.arange(len(self.layouts)), counts)
         starts = np.repeat(np.cumsum(counts) - counts, counts)
         return layout, np.arange(len(layout)) - starts
+
+
+class EvaluationBudgetError(InstanceError):
+    """The enumeration would evaluate more than ``MAX_TABULATED_CONFIGURATIONS``; ``nothing_feasible``: no point
+    evaluated by then met every rule (then the binding rule is the better message: ``api``)."""
+
+    def __init__(self, message: str, *, nothing_feasible: bool) -> None:
+        super().__init__(message)
+        self.nothing_feasible = nothing_feasible
 
 
 class _RunningFrontier:
@@ -178,6 +189,10 @@ class _RunningFrontier:
         kept = strict_frontier(latency, cost, index)
         self.latency_s, self.cost, self.canonical = latency[kept], cost[kept], index[kept]
         self.frame = frame.iloc[kept].reset_index(drop=True)
+
+    def found_any(self) -> bool:
+        """Whether any feasible point is known, here or outside."""
+        return len(self.canonical) > 0 or (self.outside is not None and len(self.outside[0]) > 0)
 
     def dominates(self, latency_s: np.ndarray, cost: np.ndarray) -> np.ndarray:
         """Where a known point (or a point of ``outside``) is at least as fast as ``latency_s`` and strictly
@@ -402,13 +417,13 @@ def _fill(space: _Space, front: _RunningFrontier, only: np.ndarray | None = None
         pending = pending.take(~whole)
         if len(pending) == 0:
             break
-        space.check_budget(len(pending) * SPLIT_POINTS)
+        space.check_budget(len(pending) * SPLIT_POINTS, front)
         pending = _split(space, front, pending)
     if small:
         rest = _Intervals.join(small)
         rest = rest.take(~rest.ruled_out(front))
         sizes = rest.high - rest.low - 1
-        space.check_budget(int(sizes.sum()))
+        space.check_budget(int(sizes.sum()), front)
         layout = np.repeat(rest.layout, sizes)
         position = np.repeat(rest.low + 1, sizes) + np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
         for table, canonical, _ in space.tables(layout, position):

@@ -97,8 +97,25 @@ class TestEnumerateFrontier:
         """A cap no configuration meets leaves nothing to skip with: past the budget it says so, in one error."""
         problem = api.build_problem("llama-3-70b", "h100", engine="paper", demand_tokens_per_s=1.0, max_batch=8192)
         with (mock.patch.object(enumeration, "MAX_TABULATED_CONFIGURATIONS", 20_000),
-              pytest.raises(InstanceError, match="would evaluate more than 20,000 configurations")):
+              pytest.raises(InstanceError, match="would evaluate more than 20,000 configurations") as raised):
             enumerate_frontier(problem)
+        assert raised.value.nothing_feasible
+
+    def test_the_frontier_names_the_rule_nothing_meets(self):
+        """Through ``api.frontier`` the same refusal names the binding rule first (it was only the budget)."""
+        problem = api.build_problem("llama-3-70b", "h100", engine="paper", demand_tokens_per_s=1.0, max_batch=8192)
+        with (mock.patch.object(enumeration, "MAX_TABULATED_CONFIGURATIONS", 20_000),
+              pytest.raises(InstanceError, match=r"^demand_cap: no configuration that fits in memory satisfies it.*"
+                                                 r"would evaluate more than 20,000")):
+            api.frontier(problem, None, backend="enumerate")
+
+    def test_a_budget_refusal_with_feasible_points_keeps_its_message(self):
+        """With feasible points found the budget is the real limit: the error stays the budget's."""
+        problem = api.build_problem("llama-3-70b", "h100", engine="paper", max_batch=8192)
+        with (mock.patch.object(enumeration, "MAX_TABULATED_CONFIGURATIONS", 2_000),
+              pytest.raises(InstanceError, match=r"^'max_batch': the enumeration would evaluate") as raised):
+            api.frontier(problem, None, backend="enumerate")
+        assert not raised.value.nothing_feasible
 
 
 class TestEnumeratePoint:
