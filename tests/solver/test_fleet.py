@@ -207,6 +207,13 @@ weight_bits = 8
         with pytest.raises(NoFeasibleLayoutError, match=r"^budget: the least-cost fleet costs \$"):
             plan_fleet(load_fleet_scenario(write(tmp_path, text)), jobs=1)
 
+    def test_budget_names_itself_in_the_frontier_too(self, tmp_path):
+        """An infeasible fleet's frontier was an empty table and exit 0; it names the rule, as a plan does."""
+        text = SMALL.format(disaggregated="never", h100=8, tpot=0.02).replace("[fleet]",
+                                                                                "[fleet]\nbudget_usd_per_hour = 1")
+        with pytest.raises(NoFeasibleLayoutError, match=r"^budget: the least-cost fleet costs \$"):
+            fleet_frontier(load_fleet_scenario(write(tmp_path, text)), jobs=1)
+
     def test_unmeetable_slo_names_the_workload(self, tmp_path):
         with pytest.raises(NoFeasibleLayoutError, match=r"^demand_chat-8b: workload 'chat-8b'.*tpot_max"):
             plan_fleet(load_fleet_scenario(small(tmp_path, tpot=1e-5)), jobs=1)
