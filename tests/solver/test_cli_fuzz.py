@@ -68,25 +68,6 @@ class TestOracle:
         fine = Outcome(("frontier",), 0, "infecon information", "", 0.1, None, ())
         assert fine.failure is None
 
-    @pytest.mark.parametrize(("tail", "expected_max_batch"), [
-        (["--backend", "cpsat", "--all-batches", "--max-batch", "100000000000"], "4096"),
-        (["--backend", "milp", "--all-batches", "--max-batch", "5000"], "4096"),
-        (["--backend", "cpsat", "--all-batches", "--max-batch", "100"], "100"),
-        (["--backend", "cpsat", "--all-batches", "--max-batch", "x"], "x"),
-        (["--backend", "enumerate", "--all-batches", "--max-batch", "100000000000"], "100000000000"),
-        (["--backend", "cpsat", "--max-batch", "100000000000"], "4096"),
-        (["--backend", "cpsat"], "4096"),
-        (["--backend", "cpsat", "--all-batches", "--max-batch", "100000000000", "--time-limit", "1"], "100000000000"),
-    ], ids=["cpsat-huge", "milp-5000", "small-kept", "bad-kept", "enumerate-kept", "ladder-too", "cap-added",
-            "time-limit-kept"])
-    def test_only_solver_batches_are_bounded(self, tail, expected_max_batch):
-        """The fuzzer bounds --max-batch only where a solver backend runs without a time limit (over every integer
-        batch: valid, but minutes of work); everything else, odd values included, reaches the CLI as drawn."""
-        from tests.cli_fuzz import _solver_batches_bounded
-
-        argv = _solver_batches_bounded(["frontier", "--model", "llama-3-8b", *tail])
-        assert argv[argv.index("--max-batch") + 1] == expected_max_batch
-
     def test_echoed_input_is_not_a_computed_nan(self, tmp_path):
         """validate echoes a model named 'inf' ("unknown model 'inf'"): the input's own word, not a result; a nan
         the input does not hold still fails."""
