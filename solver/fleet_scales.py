@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from infecon.formulations.fleet_model import FleetData, FleetSolution, dominated_candidates, fleet_cost
-from infecon.solver.fleet_solve import _backend, _one_workload, meets_coupling_rules, workload_alone
+from infecon.solver.fleet_solve import fleet_backend, meets_coupling_rules, one_workload_solver, workload_alone
 
 
 def highest_rank_used(data: FleetData, solution: FleetSolution) -> int:
@@ -62,7 +62,7 @@ class WorkloadFloors:
             if low <= rank <= high:
                 return solution
         alone, mine = self._alone[w]
-        solution = _one_workload(self.backend)(alone, max_scale_rank=rank, dropped=self.dropped[mine],
+        solution = one_workload_solver(self.backend)(alone, max_scale_rank=rank, dropped=self.dropped[mine],
                                                time_limit_s=self.time_limit_s)
         self.solves += 1
         low = highest_rank_used(alone, solution) if solution.status == "OPTIMAL" else 0
@@ -126,7 +126,7 @@ def scale_frontier(data: FleetData, backend: str = "milp", *, time_limit_s: floa
         solves += 1
         # No per-workload floors rows: valid, but measured slower (HiGHS 1.26 -> 1.08 s a solve without them,
         # CP-SAT 3.8 -> 0.24 s, over eight ranks of the fleet example).
-        return _backend(backend)(data, max_scale_rank=rank, time_limit_s=time_limit_s, dropped=dropped)
+        return fleet_backend(backend)(data, max_scale_rank=rank, time_limit_s=time_limit_s, dropped=dropped)
 
     points: list[tuple[int, FleetSolution]] = []
     complete = True

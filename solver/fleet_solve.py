@@ -50,7 +50,8 @@ from infecon.solver.parallel import run_tasks
 FLEET_BACKENDS = ("milp", "cpsat")
 
 
-def _backend(name: str):
+def fleet_backend(name: str):
+    """The whole-fleet solver of a backend name: ``solve_fleet_milp`` or ``solve_fleet_cpsat``."""
     if name == "milp":
         from infecon.formulations.fleet_milp import solve_fleet_milp
 
@@ -62,10 +63,10 @@ def _backend(name: str):
     raise InfeconError(f"unknown fleet backend '{name}' (choose from: {', '.join(FLEET_BACKENDS)})")
 
 
-def _one_workload(backend: str):
+def one_workload_solver(backend: str):
     """The solver of one workload alone: for ``milp`` the exact search of ``fleet_workload`` (milliseconds),
     with HiGHS when the search gives up; for ``cpsat`` CP-SAT itself, so it stays an independent opinion."""
-    solve = _backend(backend)
+    solve = fleet_backend(backend)
     if backend != "milp":
         return solve
 
@@ -111,13 +112,14 @@ MIN_PARALLEL_TASKS = 16
 def _own_optimum_task(task: tuple) -> FleetSolution:
     """Worker side: one workload's least cost alone (caps on some GPU types if given)."""
     alone, dropped, backend, max_scale_rank, time_limit_s = task
-    return _one_workload(backend)(alone, max_scale_rank=max_scale_rank, dropped=dropped, time_limit_s=time_limit_s)
+    solve = one_workload_solver(backend)
+    return solve(alone, max_scale_rank=max_scale_rank, dropped=dropped, time_limit_s=time_limit_s)
 
 
 def _patterns_task(task: tuple) -> list[FleetSolution] | None:
     """Worker side: one workload's Pareto patterns over the GPU types ``pools``."""
     alone, dropped, pools, backend, max_scale_rank, time_limit_s, first = task
-    return pareto_patterns(alone, dropped, pools, _one_workload(backend), max_scale_rank=max_scale_rank,
+    return pareto_patterns(alone, dropped, pools, one_workload_solver(backend), max_scale_rank=max_scale_rank,
                            time_limit_s=time_limit_s, first=first)
 
 
@@ -286,7 +288,7 @@ def solve_fleet(data: FleetData, backend: str = "milp", *, max_scale_rank: int |
         ``FleetSolution``; ``OPTIMAL`` only when proven (by the bound of step 2, the patterns of step 3 or the
         backend); ``time_limit_s`` applies to each solve.
     """
-    solve = _backend(backend)
+    solve = fleet_backend(backend)
     if not reduce:
         return solve(data, max_scale_rank=max_scale_rank, cost_cap=cost_cap, time_limit_s=time_limit_s)
     dropped = dominated_candidates(data, respect_scale=max_scale_rank is not None)

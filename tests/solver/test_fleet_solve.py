@@ -17,7 +17,7 @@ from infecon.formulations.fleet_model import FleetData, dominated_candidates, fl
 from infecon.instances.fleet_scenario import load_fleet_scenario
 from infecon.solver.fleet import fleet_data, generate_candidates, naive_solution
 from infecon.solver.fleet_candidates import CANDIDATE_COLUMNS
-from infecon.solver.fleet_solve import _backend, _usage, pareto_patterns, solve_fleet, workload_alone
+from infecon.solver.fleet_solve import _usage, fleet_backend, pareto_patterns, solve_fleet, workload_alone
 from tests.fleet_oracle import brute_force_cost, meets_rules
 from tests.strategies import small_fleets
 
@@ -58,7 +58,7 @@ class TestParetoPatterns:
         data = FleetData(("w",), [6], ("never",), ("g0", "g1"), [8, 8], [8, 8], [2, 3], [0, 0, 0],
                          [0, 1, 0], [0, 0, 0], [1, 1, 2], [2, 3, 5], [0, 0, 0])
         alone, mine = workload_alone(data, 0)
-        front = pareto_patterns(alone, np.zeros(len(mine), dtype=bool), [0, 1], _backend("milp"),
+        front = pareto_patterns(alone, np.zeros(len(mine), dtype=bool), [0, 1], fleet_backend("milp"),
                                 max_scale_rank=None, time_limit_s=None)
         found = sorted((s.objective, *_usage(alone, s.replicas)) for s in front)
         points = []
