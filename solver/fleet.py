@@ -312,6 +312,7 @@ def plan_fleet(scenario: FleetScenario, *, backend: str = "milp", time_limit_s: 
         SolverLimitError: the time limit ran out before any plan was found.
     """
     start = time.perf_counter()
+    backend = "milp" if backend == "auto" else backend  # one plan: HiGHS (``auto`` matters for the frontier's walk)
     generated = generate_candidates(scenario, jobs=jobs, ray=ray, ray_address=ray_address, progress=progress)
     _require_servable(scenario, generated)
     candidates = pd.concat([c.frame for c in generated], ignore_index=True).reindex(columns=CANDIDATE_COLUMNS)
@@ -355,7 +356,7 @@ def plan_fleet(scenario: FleetScenario, *, backend: str = "milp", time_limit_s: 
 # ---------------------------------------------------------------- the TPOT-scale frontier
 
 
-def fleet_frontier(scenario: FleetScenario, *, tpot_scale_max: float = 1.0, backend: str = "cpsat",
+def fleet_frontier(scenario: FleetScenario, *, tpot_scale_max: float = 1.0, backend: str = "auto",
                    time_limit_s: float | None = None, jobs: int | None = 1, ray: bool = False,
                    ray_address: str | None = None, progress: bool | None = None,
                    on_point: Callable[[int], None] | None = None) -> pd.DataFrame:
@@ -364,8 +365,9 @@ def fleet_frontier(scenario: FleetScenario, *, tpot_scale_max: float = 1.0, back
     Each row: ``tpot_scale`` (every workload's TPOT limit times this), ``total_usd_per_hour``,
     ``gpus``, ``status``. A point is on the frontier only if proven optimal; a solve that is not
     stops the loop and ``attrs["complete"]`` is False; ``NoFeasibleLayoutError`` names the binding rule when no
-    fleet is feasible even at ``tpot_scale_max``. ``backend`` defaults to CP-SAT: the walk's many small
-    solves measured ~3x faster with it than with HiGHS on the fleet example (40 s against 2 min, same frontier).
+    fleet is feasible even at ``tpot_scale_max``. ``backend``: ``auto`` (the default) tries CP-SAT for a few
+    seconds per solve, then HiGHS (``fleet_scales.AUTO_CPSAT_S``: CP-SAT is ~4x faster on most of the walk's
+    solves and far slower on a few); ``milp`` or ``cpsat`` alone.
     """
     check_knob("tpot_scale_max", tpot_scale_max)
     start = time.perf_counter()
@@ -377,7 +379,7 @@ def fleet_frontier(scenario: FleetScenario, *, tpot_scale_max: float = 1.0, back
     scales = np.unique(candidates["tpot_scale"].to_numpy(dtype=float))
     walk = scale_frontier(data, backend, time_limit_s=time_limit_s, on_point=on_point)
     if not walk.points and walk.complete:  # nothing is feasible even at the loosest scale: say which rule binds
-        raise NoFeasibleLayoutError(diagnose_infeasible(data, backend, time_limit_s))
+        raise NoFeasibleLayoutError(diagnose_infeasible(data, "milp" if backend == "auto" else backend, time_limit_s))
     rows = [{"tpot_scale": float(scales[rank]), "total_usd_per_hour": plan.objective / MICRO_USD,
              "gpus": int(sum(_gpus_by_hardware(data, plan).values())),
              "gpus_by_hardware": _gpus_by_hardware(data, plan), "status": "optimal"} for rank, plan in walk.points]

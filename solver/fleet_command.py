@@ -47,7 +47,7 @@ prints one line naming the rule and exits 2 without touching DIR.
 examples:
   infecon fleet instances/scenarios/fleet_example.toml --out out/fleet
   infecon fleet instances/scenarios/fleet_example.toml --out out/fleet --backend cpsat --time-limit 60
-  infecon fleet instances/scenarios/fleet_example.toml --frontier --tpot-scale-max 1.0   # 70 fleets, ~1 min
+  infecon fleet instances/scenarios/fleet_example.toml --frontier --tpot-scale-max 1.0   # 70 fleets, ~40 s
   infecon fleet instances/scenarios/fleet_example.toml --ray                    # candidates on a local Ray
   infecon fleet instances/scenarios/fleet_example.toml --ray-address ray://head:10001
 """
@@ -67,7 +67,7 @@ def _points_found():
 
 def cmd_fleet(args: argparse.Namespace) -> int:
     scenario = load_fleet_scenario(args.file)
-    backend = args.backend or ("cpsat" if args.frontier else "milp")
+    backend = "milp" if args.backend == "auto" and not args.frontier else args.backend
     common = dict(backend=backend, time_limit_s=args.time_limit, jobs=args.jobs, ray=args.ray,
                   ray_address=args.ray_address, progress=None)
     if args.frontier:
@@ -99,9 +99,10 @@ def register(subparsers) -> None:
     p.add_argument("file", metavar="SCENARIO.toml", help="fleet scenario (see below and "
                    "instances/scenarios/fleet_example.toml)")
     p.add_argument("--out", metavar="DIR", help="write plan.csv, plan.parquet, summary.json, fleet.png here")
-    p.add_argument("--backend", choices=fleet.FLEET_BACKENDS, default=None,
-                   help="milp (PuLP + HiGHS, CBC without highspy; the default for one plan) or cpsat (the default "
-                        "with --frontier, whose many small solves it runs ~3x faster on the example; same answers)")
+    p.add_argument("--backend", choices=("auto", *fleet.FLEET_BACKENDS), default="auto",
+                   help="milp (PuLP + HiGHS, CBC without highspy), cpsat, or auto (the default: HiGHS for one plan; "
+                        "with --frontier CP-SAT for up to 5 s per solve, then HiGHS, as CP-SAT is faster on most of "
+                        "its many small solves and far slower on a few)")
     p.add_argument("--time-limit", type=knob("time_limit_s"), metavar="S",
                    help="seconds per solve; a plan not proven optimal exits 3 and reports its MIP gap")
     p.add_argument("--frontier", action="store_true",

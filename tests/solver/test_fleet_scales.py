@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from infecon.formulations.fleet_model import FleetData
+from infecon.formulations.fleet_model import FleetData, FleetSolution
+from infecon.solver import fleet_scales
 from infecon.solver.fleet_scales import highest_rank_used, scale_frontier
 from tests.fleet_oracle import brute_force_cost, meets_rules
 from tests.strategies import small_fleets
@@ -23,7 +26,7 @@ def oracle_frontier(data: FleetData) -> list[tuple[int, int]]:
     return front
 
 
-@pytest.mark.parametrize("backend", ["milp", "cpsat"])
+@pytest.mark.parametrize("backend", ["milp", "cpsat", "auto"])
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=small_fleets(scale_ranks=True, max_rank=5))
 def test_walk_finds_the_oracle_frontier(backend, data):
@@ -43,3 +46,36 @@ def test_ties_walk_down_to_the_least_rank():
     walk = scale_frontier(data, "milp")
     assert [(rank, int(plan.objective)) for rank, plan in walk.points] == [(0, 5)]
     assert np.array_equal(walk.points[0][1].replicas, [0, 0, 1, 0])
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=small_fleets(scale_ranks=True, max_rank=5))
+def test_auto_falls_back_to_highs_when_cpsat_runs_out(data):
+    """``auto`` with no time for CP-SAT: every solve that CP-SAT cannot finish goes to HiGHS, same frontier."""
+    with mock.patch.object(fleet_scales, "AUTO_CPSAT_S", 1e-9):
+        walk = scale_frontier(data, "auto")
+    assert walk.complete
+    assert [(rank, int(plan.objective)) for rank, plan in walk.points] == oracle_frontier(data)
+
+
+def test_auto_hands_an_unfinished_cpsat_solve_to_highs():
+    """Two workloads of demand 4 with one candidate each on g0 (1 GPU available, $1) and on g1 (unlimited, $3);
+    the g1 candidates need rank 1. At rank 1 the own optima both want the one g0 GPU, so the fleet is solved:
+    CP-SAT (made to stop unproven, as at its time limit) hands over to HiGHS, which finds $1 + $3 = $4; at rank 0
+    only g0 is left, which cannot serve both: one point, (1, $4)."""
+    data = FleetData(("a", "b"), [4, 4], ("never", "never"), ("g0", "g1"), [1, -1], [1, 1], [1, 3], [0, 0, 1, 1],
+                     [0, 1, 0, 1], [0] * 4, [1] * 4, [4] * 4, [0, 1, 0, 1])
+    calls = []
+    real = fleet_scales.fleet_backend
+
+    def spy(name):
+        def solve(*args, **kwargs):
+            solution = FleetSolution("UNKNOWN") if name == "cpsat" else real(name)(*args, **kwargs)
+            calls.append((name, kwargs["time_limit_s"], solution.status))
+            return solution
+        return solve
+
+    with mock.patch.object(fleet_scales, "fleet_backend", spy):
+        walk = scale_frontier(data, "auto")
+    assert calls[:2] == [("cpsat", fleet_scales.AUTO_CPSAT_S, "UNKNOWN"), ("milp", None, "OPTIMAL")]
+    assert [(rank, int(plan.objective)) for rank, plan in walk.points] == [(1, 4)]
