@@ -58,24 +58,30 @@ def test_auto_falls_back_to_highs_when_cpsat_runs_out(data):
     assert [(rank, int(plan.objective)) for rank, plan in walk.points] == oracle_frontier(data)
 
 
-def test_auto_hands_an_unfinished_cpsat_solve_to_highs():
+def test_auto_hands_an_unfinished_cpsat_solve_to_the_decomposition():
     """Two workloads of demand 4 with one candidate each on g0 (1 GPU available, $1) and on g1 (unlimited, $3);
     the g1 candidates need rank 1. At rank 1 the own optima both want the one g0 GPU, so the fleet is solved:
-    CP-SAT (made to stop unproven, as at its time limit) hands over to HiGHS, which finds $1 + $3 = $4; at rank 0
-    only g0 is left, which cannot serve both: one point, (1, $4)."""
+    CP-SAT (made to stop unproven, as at its time limit) hands over to ``solve_fleet``, which finds $1 + $3 = $4;
+    at rank 0 only g0 is left, which cannot serve both: one point, (1, $4)."""
     data = FleetData(("a", "b"), [4, 4], ("never", "never"), ("g0", "g1"), [1, -1], [1, 1], [1, 3], [0, 0, 1, 1],
                      [0, 1, 0, 1], [0] * 4, [1] * 4, [4] * 4, [0, 1, 0, 1])
     calls = []
-    real = fleet_scales.fleet_backend
+    real_backend, real_solve_fleet = fleet_scales.fleet_backend, fleet_scales.solve_fleet
 
-    def spy(name):
+    def backend(name):
         def solve(*args, **kwargs):
-            solution = FleetSolution("UNKNOWN") if name == "cpsat" else real(name)(*args, **kwargs)
+            solution = FleetSolution("UNKNOWN") if name == "cpsat" else real_backend(name)(*args, **kwargs)
             calls.append((name, kwargs["time_limit_s"], solution.status))
             return solution
         return solve
 
-    with mock.patch.object(fleet_scales, "fleet_backend", spy):
+    def decomposition(*args, **kwargs):
+        solution = real_solve_fleet(*args, **kwargs)
+        calls.append(("solve_fleet", kwargs["time_limit_s"], solution.status))
+        return solution
+
+    with mock.patch.object(fleet_scales, "fleet_backend", backend), \
+            mock.patch.object(fleet_scales, "solve_fleet", decomposition):
         walk = scale_frontier(data, "auto")
-    assert calls[:2] == [("cpsat", fleet_scales.AUTO_CPSAT_S, "UNKNOWN"), ("milp", None, "OPTIMAL")]
+    assert calls[:2] == [("cpsat", fleet_scales.AUTO_CPSAT_S, "UNKNOWN"), ("solve_fleet", None, "OPTIMAL")]
     assert [(rank, int(plan.objective)) for rank, plan in walk.points] == [(1, 4)]
