@@ -366,8 +366,8 @@ def fleet_frontier(scenario: FleetScenario, *, tpot_scale_max: float = 1.0, back
     ``gpus``, ``status``. A point is on the frontier only if proven optimal; a solve that is not
     stops the loop and ``attrs["complete"]`` is False; ``NoFeasibleLayoutError`` names the binding rule when no
     fleet is feasible even at ``tpot_scale_max``. ``backend``: ``auto`` (the default) tries CP-SAT for a few
-    seconds per solve, then HiGHS (``fleet_scales.AUTO_CPSAT_S``: CP-SAT is ~4x faster on most of the walk's
-    solves and far slower on a few); ``milp`` or ``cpsat`` alone.
+    seconds per solve, then the exact decomposition of ``solve_fleet`` with HiGHS (``fleet_scales.AUTO_CPSAT_S``:
+    CP-SAT is ~4x faster on most of the walk's solves and far slower on a few); ``milp`` or ``cpsat`` alone.
     """
     check_knob("tpot_scale_max", tpot_scale_max)
     start = time.perf_counter()
