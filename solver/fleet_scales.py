@@ -120,6 +120,9 @@ class ScaleFrontier:
 # took 213 s on one of them (HiGHS 1.1 s), and on a generated 50 x 8 fleet (96,567 candidates) it proves nothing
 # in 5 s, where the whole model stalls HiGHS for minutes and the decomposition takes 2-4 s.
 AUTO_CPSAT_S = 5.0
+# ... and after this many unfinished CP-SAT solves in a row, the decomposition alone for the rest of the walk (on
+# the 50 x 8 fleet CP-SAT never finishes, and 5 s a solve would be wasted at every point).
+AUTO_CPSAT_MISSES = 3
 
 
 def scale_frontier(data: FleetData, backend: str = "auto", *, time_limit_s: float | None = None,
@@ -131,10 +134,10 @@ def scale_frontier(data: FleetData, backend: str = "auto", *, time_limit_s: floa
     top = int(data.scale_rank.max()) if len(data.scale_rank) else 0
     dropped = dominated_candidates(data, respect_scale=True)
     floors = WorkloadFloors(data, "milp" if backend == "auto" else backend, dropped, time_limit_s)
-    solves = 0
+    solves = misses = 0  # ``misses``: CP-SAT's unfinished solves in a row (``auto``)
 
     def least_cost(rank: int) -> FleetSolution:
-        nonlocal solves
+        nonlocal solves, misses
         bound, together = floors.bound(rank)
         if bound == np.inf or (data.budget is not None and bound > data.budget):
             return FleetSolution("INFEASIBLE", backend=f"{backend} (workload bounds)")
@@ -145,10 +148,13 @@ def scale_frontier(data: FleetData, backend: str = "auto", *, time_limit_s: floa
         # CP-SAT 3.8 -> 0.24 s, over eight ranks of the fleet example).
         if backend != "auto":
             return fleet_backend(backend)(data, max_scale_rank=rank, time_limit_s=time_limit_s, dropped=dropped)
-        first_s = AUTO_CPSAT_S if time_limit_s is None else min(AUTO_CPSAT_S, time_limit_s)
-        quick = fleet_backend("cpsat")(data, max_scale_rank=rank, time_limit_s=first_s, dropped=dropped)
-        if quick.status in ("OPTIMAL", "INFEASIBLE"):
-            return quick
+        if misses < AUTO_CPSAT_MISSES:
+            first_s = AUTO_CPSAT_S if time_limit_s is None else min(AUTO_CPSAT_S, time_limit_s)
+            quick = fleet_backend("cpsat")(data, max_scale_rank=rank, time_limit_s=first_s, dropped=dropped)
+            if quick.status in ("OPTIMAL", "INFEASIBLE"):
+                misses = 0
+                return quick
+            misses += 1
         return solve_fleet(data, "milp", max_scale_rank=rank, time_limit_s=time_limit_s)
 
     points: list[tuple[int, FleetSolution]] = []

@@ -85,3 +85,29 @@ def test_auto_hands_an_unfinished_cpsat_solve_to_the_decomposition():
         walk = scale_frontier(data, "auto")
     assert calls[:2] == [("cpsat", fleet_scales.AUTO_CPSAT_S, "UNKNOWN"), ("solve_fleet", None, "OPTIMAL")]
     assert [(rank, int(plan.objective)) for rank, plan in walk.points] == [(1, 4)]
+
+
+def test_auto_stops_trying_cpsat_after_repeated_misses():
+    """Workloads a and b (demand 4) each have a candidate on g0 (1 GPU available, $1 per GPU); b also has g1
+    candidates (unlimited, $3 per GPU) at ranks 0-5 needing 6 - rank GPUs. Every rank needs a fleet solve (both
+    own optima want the one g0 GPU), six in all, one point each. CP-SAT, made never to finish, is tried
+    ``AUTO_CPSAT_MISSES`` times and then left out; the frontier is the oracle's."""
+    g1 = range(6)
+    data = FleetData(("a", "b"), [4, 4], ("never", "never"), ("g0", "g1"), [1, -1], [1, 1], [1, 3],
+                     [0, 1, *[1] * 6], [0, 0, *[1] * 6], [0] * 8, [1, 1, *[6 - r for r in g1]], [4] * 8,
+                     [0, 0, *g1])
+    tried = []
+    real_backend = fleet_scales.fleet_backend
+
+    def backend(name):
+        def solve(*args, **kwargs):
+            tried.append(name)
+            return FleetSolution("UNKNOWN") if name == "cpsat" else real_backend(name)(*args, **kwargs)
+        return solve
+
+    with mock.patch.object(fleet_scales, "fleet_backend", backend):
+        walk = scale_frontier(data, "auto")
+    assert tried == ["cpsat"] * fleet_scales.AUTO_CPSAT_MISSES
+    assert walk.fleet_solves == 6
+    assert [(rank, int(plan.objective)) for rank, plan in walk.points] == oracle_frontier(data)
+    assert [int(plan.objective) for _, plan in walk.points] == [1 + 3 * (6 - r) for r in g1]  # $19 at rank 0 .. $4
