@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from infecon.formulations.errors import InfeconError, NoFeasibleLayoutError, SolverLimitError
+from infecon.formulations.errors import InfeconError, InstanceError, NoFeasibleLayoutError, SolverLimitError
 from infecon.formulations.fleet_model import (
     KINDS,
     MICRO_USD,
@@ -37,7 +37,7 @@ from infecon.formulations.fleet_model import (
 from infecon.instances.fleet_scenario import FleetScenario, parse_gpu, parse_workload
 from infecon.instances.limits import check_knob
 from infecon.solver.fleet_candidates import CANDIDATE_COLUMNS, Candidates, fleet_candidates_of, serving_shape
-from infecon.solver.fleet_scales import scale_frontier
+from infecon.solver.fleet_scales import grid_frontier, scale_frontier
 from infecon.solver.fleet_solve import FLEET_BACKENDS, solve_fleet  # noqa: F401 (FLEET_BACKENDS: the CLI reads it here)
 from infecon.solver.parallel import run_tasks
 
@@ -359,7 +359,8 @@ def plan_fleet(scenario: FleetScenario, *, backend: str = "milp", time_limit_s: 
 def fleet_frontier(scenario: FleetScenario, *, tpot_scale_max: float = 1.0, backend: str = "auto",
                    time_limit_s: float | None = None, jobs: int | None = 1, ray: bool = False,
                    ray_address: str | None = None, progress: bool | None = None,
-                   on_point: Callable[[int], None] | None = None) -> pd.DataFrame:
+                   on_point: Callable[[int], None] | None = None,
+                   tpot_scales: Sequence[float] | None = None) -> pd.DataFrame:
     """Exact Pareto frontier of fleet cost against the TPOT-SLO scale, tightest scale first.
 
     Each row: ``tpot_scale`` (every workload's TPOT limit times this), ``total_usd_per_hour``,
@@ -368,7 +369,15 @@ def fleet_frontier(scenario: FleetScenario, *, tpot_scale_max: float = 1.0, back
     fleet is feasible even at ``tpot_scale_max``. ``backend``: ``auto`` (the default) tries CP-SAT for a few
     seconds per solve, then the exact decomposition of ``solve_fleet`` with HiGHS (``fleet_scales.AUTO_CPSAT_S``:
     CP-SAT is ~4x faster on most of the walk's solves and far slower on a few); ``milp`` or ``cpsat`` alone.
+    ``tpot_scales``: only these scales (``fleet_scales.grid_frontier``; ``tpot_scale_max`` is then their largest),
+    for fleets whose exact frontier is thousands of points long.
     """
+    if tpot_scales is not None:
+        if len(tpot_scales) == 0:
+            raise InstanceError("'tpot_scales' must list at least one scale")
+        for value in tpot_scales:
+            check_knob("tpot_scale_max", value, label="each of 'tpot_scales'")
+        tpot_scale_max = max(tpot_scales)
     check_knob("tpot_scale_max", tpot_scale_max)
     start = time.perf_counter()
     generated = generate_candidates(scenario, tpot_scale_max=tpot_scale_max, jobs=jobs, ray=ray,
@@ -377,10 +386,16 @@ def fleet_frontier(scenario: FleetScenario, *, tpot_scale_max: float = 1.0, back
     candidates = pd.concat([c.frame for c in generated], ignore_index=True).reindex(columns=CANDIDATE_COLUMNS)
     data = fleet_data(scenario, candidates)
     scales = np.unique(candidates["tpot_scale"].to_numpy(dtype=float))
-    walk = scale_frontier(data, backend, time_limit_s=time_limit_s, on_point=on_point)
+    if tpot_scales is None:
+        walk = scale_frontier(data, backend, time_limit_s=time_limit_s, on_point=on_point)
+        at = [float(scale) for scale in scales]
+    else:  # a candidate at a scale up to s is allowed at s
+        at = [float(scale) for scale in tpot_scales]
+        ranks = [int(np.searchsorted(scales, scale, side="right")) - 1 for scale in at]
+        walk = grid_frontier(data, ranks, backend, time_limit_s=time_limit_s, on_point=on_point)
     if not walk.points and walk.complete:  # nothing is feasible even at the loosest scale: say which rule binds
         raise NoFeasibleLayoutError(diagnose_infeasible(data, "milp" if backend == "auto" else backend, time_limit_s))
-    rows = [{"tpot_scale": float(scales[rank]), "total_usd_per_hour": plan.objective / MICRO_USD,
+    rows = [{"tpot_scale": at[rank], "total_usd_per_hour": plan.objective / MICRO_USD,
              "gpus": int(sum(_gpus_by_hardware(data, plan).values())),
              "gpus_by_hardware": _gpus_by_hardware(data, plan), "status": "optimal"} for rank, plan in walk.points]
     complete = walk.complete

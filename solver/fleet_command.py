@@ -48,9 +48,19 @@ examples:
   infecon fleet instances/scenarios/fleet_example.toml --out out/fleet
   infecon fleet instances/scenarios/fleet_example.toml --out out/fleet --backend cpsat --time-limit 60
   infecon fleet instances/scenarios/fleet_example.toml --frontier --tpot-scale-max 1.0   # 70 fleets, ~40 s
+  infecon fleet instances/scenarios/fleet_example.toml --frontier --tpot-scales 0.3,0.5,1  # three scales, ~2 s
   infecon fleet instances/scenarios/fleet_example.toml --ray                    # candidates on a local Ray
   infecon fleet instances/scenarios/fleet_example.toml --ray-address ray://head:10001
 """
+
+
+def _scale_list(text: str) -> list[float]:
+    """``0.5,0.75,1`` as scales, each in (0, 1000]."""
+    convert = knob("tpot_scale_max")
+    parts = [part.strip() for part in text.split(",")]
+    if not all(parts):
+        raise argparse.ArgumentTypeError(f"a comma-separated list of scales, e.g. 0.5,0.75,1 (got {text!r})")
+    return [convert(part) for part in parts]
 
 
 def _points_found():
@@ -71,7 +81,8 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     common = dict(backend=backend, time_limit_s=args.time_limit, jobs=args.jobs, ray=args.ray,
                   ray_address=args.ray_address, progress=None)
     if args.frontier:
-        front = fleet.fleet_frontier(scenario, tpot_scale_max=args.tpot_scale_max, on_point=_points_found(), **common)
+        front = fleet.fleet_frontier(scenario, tpot_scale_max=args.tpot_scale_max, tpot_scales=args.tpot_scales,
+                                     on_point=_points_found(), **common)
         if args.out:
             path = fleet_report.write_frontier(front, args.out)
         if sys.stderr.isatty():
@@ -110,6 +121,10 @@ def register(subparsers) -> None:
     p.add_argument("--tpot-scale-max", type=knob("tpot_scale_max"), default=1.0, metavar="X",
                    help="with --frontier: the loosest scale considered, in (0, 1000] (default 1: the scenario's own "
                         "limits; 2 also tries every TPOT limit up to twice as loose)")
+    p.add_argument("--tpot-scales", type=_scale_list, metavar="LIST",
+                   help="with --frontier: only these scales, e.g. 0.5,0.75,1 (one exact plan each, keeping those "
+                        "cheaper than every tighter one; for large fleets, whose exact frontier can have thousands "
+                        "of points); their largest replaces --tpot-scale-max")
     scale = p.add_argument_group("candidate generation (one task per workload x GPU type)")
     scale.add_argument("--jobs", type=worker_count, default=None,
                        help="local worker processes (default: all cores; at most 4 per core); 1 runs in this "

@@ -125,37 +125,52 @@ AUTO_CPSAT_S = 5.0
 AUTO_CPSAT_MISSES = 3
 
 
+class LeastCost:
+    """The least-cost fleet at a scale rank, exactly, by the cheapest route that proves it.
+
+    First the per-workload bound and shortcut (``WorkloadFloors``), then the backend: ``milp`` or
+    ``cpsat`` on the whole model, or ``auto`` (``AUTO_CPSAT_S`` of CP-SAT, then ``solve_fleet``'s
+    decomposition; after ``AUTO_CPSAT_MISSES`` unfinished CP-SAT solves in a row, the decomposition alone).
+    """
+
+    def __init__(self, data: FleetData, backend: str, time_limit_s: float | None) -> None:
+        self.data, self.backend, self.time_limit_s = data, backend, time_limit_s
+        self.dropped = dominated_candidates(data, respect_scale=True)
+        self.floors = WorkloadFloors(data, "milp" if backend == "auto" else backend, self.dropped, time_limit_s)
+        self.solves = 0
+        self.misses = 0  # CP-SAT's unfinished solves in a row (``auto``)
+
+    def __call__(self, rank: int) -> FleetSolution:
+        data, time_limit_s = self.data, self.time_limit_s
+        bound, together = self.floors.bound(rank)
+        if bound == np.inf or (data.budget is not None and bound > data.budget):
+            return FleetSolution("INFEASIBLE", backend=f"{self.backend} (workload bounds)")
+        if together is not None and together.objective == bound and meets_coupling_rules(data, together.replicas):
+            return together
+        self.solves += 1
+        # No per-workload floors rows: valid, but measured slower (HiGHS 1.26 -> 1.08 s a solve without them,
+        # CP-SAT 3.8 -> 0.24 s, over eight ranks of the fleet example).
+        if self.backend != "auto":
+            return fleet_backend(self.backend)(data, max_scale_rank=rank, time_limit_s=time_limit_s,
+                                               dropped=self.dropped)
+        if self.misses < AUTO_CPSAT_MISSES:
+            first_s = AUTO_CPSAT_S if time_limit_s is None else min(AUTO_CPSAT_S, time_limit_s)
+            quick = fleet_backend("cpsat")(data, max_scale_rank=rank, time_limit_s=first_s, dropped=self.dropped)
+            if quick.status in ("OPTIMAL", "INFEASIBLE"):
+                self.misses = 0
+                return quick
+            self.misses += 1
+        return solve_fleet(data, "milp", max_scale_rank=rank, time_limit_s=time_limit_s)
+
+
 def scale_frontier(data: FleetData, backend: str = "auto", *, time_limit_s: float | None = None,
                    on_point: Callable[[int], None] | None = None) -> ScaleFrontier:
     """Every cost level of the fleet with the least TPOT-scale rank that reaches it (module docstring).
 
-    ``backend``: ``milp``, ``cpsat`` or ``auto`` (``AUTO_CPSAT_S`` of CP-SAT per solve, then ``solve_fleet``).
+    ``backend``: ``milp``, ``cpsat`` or ``auto`` (``LeastCost``).
     """
     top = int(data.scale_rank.max()) if len(data.scale_rank) else 0
-    dropped = dominated_candidates(data, respect_scale=True)
-    floors = WorkloadFloors(data, "milp" if backend == "auto" else backend, dropped, time_limit_s)
-    solves = misses = 0  # ``misses``: CP-SAT's unfinished solves in a row (``auto``)
-
-    def least_cost(rank: int) -> FleetSolution:
-        nonlocal solves, misses
-        bound, together = floors.bound(rank)
-        if bound == np.inf or (data.budget is not None and bound > data.budget):
-            return FleetSolution("INFEASIBLE", backend=f"{backend} (workload bounds)")
-        if together is not None and together.objective == bound and meets_coupling_rules(data, together.replicas):
-            return together
-        solves += 1
-        # No per-workload floors rows: valid, but measured slower (HiGHS 1.26 -> 1.08 s a solve without them,
-        # CP-SAT 3.8 -> 0.24 s, over eight ranks of the fleet example).
-        if backend != "auto":
-            return fleet_backend(backend)(data, max_scale_rank=rank, time_limit_s=time_limit_s, dropped=dropped)
-        if misses < AUTO_CPSAT_MISSES:
-            first_s = AUTO_CPSAT_S if time_limit_s is None else min(AUTO_CPSAT_S, time_limit_s)
-            quick = fleet_backend("cpsat")(data, max_scale_rank=rank, time_limit_s=first_s, dropped=dropped)
-            if quick.status in ("OPTIMAL", "INFEASIBLE"):
-                misses = 0
-                return quick
-            misses += 1
-        return solve_fleet(data, "milp", max_scale_rank=rank, time_limit_s=time_limit_s)
+    least_cost = LeastCost(data, backend, time_limit_s)
 
     points: list[tuple[int, FleetSolution]] = []
     complete = True
@@ -180,4 +195,30 @@ def scale_frontier(data: FleetData, backend: str = "auto", *, time_limit_s: floa
             if on_point is not None:
                 on_point(len(points))
     points.reverse()
-    return ScaleFrontier(points, complete, solves, floors.solves)
+    return ScaleFrontier(points, complete, least_cost.solves, least_cost.floors.solves)
+
+
+def grid_frontier(data: FleetData, ranks: list[int], backend: str = "auto", *, time_limit_s: float | None = None,
+                  on_point: Callable[[int], None] | None = None) -> ScaleFrontier:
+    """The least-cost fleet at each of ``ranks`` only, keeping those strictly cheaper than every tighter one.
+
+    For fleets whose exact frontier has thousands of points (``scale_frontier``): one exact least cost
+    (``LeastCost``) per rank asked, tightest first. ``points`` holds (index into ``ranks``, plan).
+    """
+    least_cost = LeastCost(data, backend, time_limit_s)
+    points: list[tuple[int, FleetSolution]] = []
+    complete = True
+    for k in sorted(range(len(ranks)), key=lambda i: ranks[i]):
+        if ranks[k] < 0:  # tighter than every candidate
+            continue
+        plan = least_cost(ranks[k])
+        if plan.status == "INFEASIBLE":
+            continue
+        if plan.status != "OPTIMAL":
+            complete = False
+            break
+        if not points or plan.objective < points[-1][1].objective:
+            points.append((k, plan))
+            if on_point is not None:
+                on_point(len(points))
+    return ScaleFrontier(points, complete, least_cost.solves, least_cost.floors.solves)

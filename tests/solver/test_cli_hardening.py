@@ -545,6 +545,16 @@ class TestFoundAsNewUser:
                            "--tpot-scale-max", value)
         assert_one_line_error(code, err, "--tpot-scale-max must be a positive number <= 1000", f"got '{value}'")
 
+    @pytest.mark.parametrize(("value", "message"), [
+        ("0.5,,1", "--tpot-scales: a comma-separated list of scales"),
+        ("0.5,2000", "--tpot-scales must be a positive number <= 1000"),
+        ("0.5,x", "--tpot-scales must be a positive number <= 1000"),
+    ])
+    def test_fleet_tpot_scales_is_checked(self, capsys, value, message):
+        code, _, err = run(capsys, "fleet", "instances/scenarios/fleet_example.toml", "--frontier",
+                           "--tpot-scales", value)
+        assert_one_line_error(code, err, message)
+
     def test_osl_zero_names_the_option(self, capsys):
         """--osl 0 passed argparse and failed later as "'osl' must be ..." without naming --osl."""
         code, _, err = run(capsys, "frontier", *SMALL, "--osl", "0")

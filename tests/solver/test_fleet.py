@@ -260,6 +260,29 @@ class TestFleetFrontier:
             [(round(s, 12), round(c, 6)) for s, c in zip(scales, costs, strict=True)]
 
 
+    def test_grid_of_scales(self, tmp_path):
+        """``tpot_scales``: at every candidate scale it is the exact frontier; at a coarse grid, each scale's least
+        cost from a plain solve, the ones no cheaper than a tighter scale left out."""
+        scenario = load_fleet_scenario(small(tmp_path, "never", tpot=0.03))
+        exact = fleet_frontier(scenario, tpot_scale_max=1.0, jobs=1)
+        generated = generate_candidates(scenario, tpot_scale_max=1.0, jobs=1)
+        candidates = pd.concat([c.frame for c in generated], ignore_index=True).reindex(columns=CANDIDATE_COLUMNS)
+        distinct = np.unique(candidates["tpot_scale"].to_numpy(dtype=float))
+        every = fleet_frontier(scenario, tpot_scales=list(distinct), jobs=1)
+        assert every[["tpot_scale", "total_usd_per_hour"]].equals(exact[["tpot_scale", "total_usd_per_hour"]])
+        grid = [0.3, 0.5, 0.55, 0.7, 1.0]
+        coarse = fleet_frontier(scenario, tpot_scales=grid, jobs=1)
+        data = fleet_data(scenario, candidates)
+        expected, best = [], None
+        for scale in grid:
+            s = solve(data, "milp", max_scale_rank=int(np.searchsorted(distinct, scale, side="right")) - 1)
+            if s.status == "OPTIMAL" and (best is None or s.objective < best):
+                best = s.objective
+                expected.append((scale, s.objective / 1e6))
+        assert list(zip(coarse["tpot_scale"], coarse["total_usd_per_hour"].round(6), strict=True)) == \
+            [(scale, round(cost, 6)) for scale, cost in expected]
+
+
 class TestFleetCli:
     def run(self, capsys, *argv):
         code = cli.main(["fleet", *map(str, argv)])
