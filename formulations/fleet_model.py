@@ -134,14 +134,23 @@ class FleetSolution:
         return max(0.0, (self.objective - self.bound) / self.objective)
 
 
+def gpus_used(data: FleetData, replicas: np.ndarray) -> np.ndarray:
+    """GPUs per pool that ``replicas`` (one count per candidate) occupy."""
+    return np.bincount(data.pool, weights=data.gpus * np.asarray(replicas), minlength=len(data.pool_names)).astype(
+        np.int64)
+
+
+def nodes_needed(data: FleetData, replicas: np.ndarray) -> np.ndarray:
+    """Whole nodes per pool that hold ``gpus_used`` (what a ``whole_nodes`` fleet rents)."""
+    return -(-gpus_used(data, replicas) // data.node_size)
+
+
 def fleet_cost(data: FleetData, replicas: np.ndarray) -> int:
     """Micro-USD per hour of a fleet: replica prices, or whole nodes per pool with ``whole_nodes``."""
     replicas = np.asarray(replicas, dtype=np.int64)
     if not data.whole_nodes:
         return int((data.cost * replicas).sum())
-    used = np.bincount(data.pool, weights=data.gpus * replicas, minlength=len(data.pool_names)).astype(np.int64)
-    nodes = -(-used // data.node_size)
-    return int((nodes * data.node_size * data.gpu_cost).sum())
+    return int((nodes_needed(data, replicas) * data.node_size * data.gpu_cost).sum())
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from infecon.formulations.fleet_model import (
     cost_units,
     demand_units,
     fleet_cost,
+    gpus_used,
 )
 from infecon.instances.fleet_scenario import FleetScenario, parse_gpu, parse_workload
 from infecon.instances.limits import check_knob
@@ -295,7 +296,7 @@ def plan_table(scenario: FleetScenario, candidates: pd.DataFrame, data: FleetDat
 
 
 def _gpus_by_hardware(data: FleetData, solution: FleetSolution) -> dict[str, int]:
-    used = np.bincount(data.pool, weights=data.gpus * solution.replicas, minlength=len(data.pool_names))
+    used = gpus_used(data, solution.replicas)
     if data.whole_nodes:
         return {p: int(n * s) for p, n, s in zip(data.pool_names, solution.nodes, data.node_size, strict=True)}
     return {p: int(u) for p, u in zip(data.pool_names, used, strict=True)}

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from infecon.formulations.fleet_model import FleetData, FleetSolution, dominated_candidates, fleet_cost
+from infecon.formulations.fleet_model import FleetData, FleetSolution, dominated_candidates, fleet_cost, nodes_needed
 from infecon.solver.fleet_solve import (
     fleet_backend,
     meets_coupling_rules,
@@ -96,9 +96,7 @@ class WorkloadFloors:
         if not proven:
             return float(total), None
         cost = fleet_cost(self.data, replicas)
-        used = np.bincount(self.data.pool, weights=self.data.gpus * replicas, minlength=len(self.data.pool_names))
-        nodes = -(-used.astype(np.int64) // self.data.node_size)
-        together = FleetSolution("OPTIMAL", replicas, routed, nodes, cost, float(cost),
+        together = FleetSolution("OPTIMAL", replicas, routed, nodes_needed(self.data, replicas), cost, float(cost),
                                  f"{self.backend} (workloads apart)")
         return float(total), together
 

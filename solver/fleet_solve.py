@@ -42,6 +42,8 @@ from infecon.formulations.fleet_model import (
     LinearRow,
     dominated_candidates,
     fleet_cost,
+    gpus_used,
+    nodes_needed,
     safe_name,
 )
 from infecon.formulations.fleet_workload import solve_workload
@@ -98,9 +100,7 @@ def workload_alone(data: FleetData, w: int) -> tuple[FleetData, np.ndarray]:
 
 def meets_coupling_rules(data: FleetData, replicas: np.ndarray, cost_cap: int | None = None) -> bool:
     """Inventory (in whole nodes if asked), budget and cost cap: the rules that tie workloads together."""
-    used = np.bincount(data.pool, weights=data.gpus * replicas, minlength=len(data.pool_names)).astype(np.int64)
-    if data.whole_nodes:
-        used = -(-used // data.node_size) * data.node_size
+    used = nodes_needed(data, replicas) * data.node_size if data.whole_nodes else gpus_used(data, replicas)
     cost = fleet_cost(data, replicas)
     return bool(np.all((data.available < 0) | (used <= data.available))) and \
         (data.budget is None or cost <= data.budget) and (cost_cap is None or cost <= cost_cap)
@@ -135,10 +135,6 @@ def _map(function, tasks: list[tuple], jobs: int | None) -> list:
     return results
 
 
-def _usage(data: FleetData, replicas: np.ndarray) -> np.ndarray:
-    return np.bincount(data.pool, weights=data.gpus * replicas, minlength=len(data.pool_names)).astype(np.int64)
-
-
 def pareto_patterns(alone: FleetData, dropped: np.ndarray, pools: list[int], solve, *,
                     max_scale_rank: int | None, time_limit_s: float | None,
                     first: FleetSolution | None = None) -> list[FleetSolution] | None:
@@ -167,14 +163,14 @@ def pareto_patterns(alone: FleetData, dropped: np.ndarray, pools: list[int], sol
         if own.status != "OPTIMAL" or len(seen) > MAX_PATTERN_SOLVES:
             return None
         found.append(own)
-        used = _usage(alone, own.replicas)[pools]
+        used = gpus_used(alone, own.replicas)[pools]
         for k, u in enumerate(used):
             if u > 0:
                 lower = tuple(int(u) - 1 if j == k else c for j, c in enumerate(caps))
                 if lower not in seen:
                     seen.add(lower)
                     pending.append(lower)
-    keys = [(s.objective, *_usage(alone, s.replicas)[pools]) for s in found]
+    keys = [(s.objective, *gpus_used(alone, s.replicas)[pools]) for s in found]
     front = []
     for i, key in enumerate(keys):
         if any(all(o <= k for o, k in zip(other, key, strict=True)) and (other != key or j < i)
@@ -239,10 +235,10 @@ def solve_by_patterns(data: FleetData, backend: str, own: list[tuple[FleetSoluti
     combined = np.zeros(len(data.gpus), dtype=np.int64)
     for solution, mine in own:
         combined[mine] = solution.replicas
-    binding = sorted(p for p in limited if _usage(data, combined)[p] > data.available[p])
+    binding = sorted(p for p in limited if gpus_used(data, combined)[p] > data.available[p])
     while True:
         alone = [workload_alone(data, w)[0] for w in range(len(own))]
-        todo = [w for w, (solution, _) in enumerate(own) if np.any(_usage(alone[w], solution.replicas)[binding] > 0)]
+        todo = [w for w, (solution, _) in enumerate(own) if np.any(gpus_used(alone[w], solution.replicas)[binding] > 0)]
         tasks = [(alone[w], dropped[own[w][1]], binding, backend, max_scale_rank, time_limit_s, own[w][0])
                  for w in todo]
         fronts = dict(zip(todo, _map(_patterns_task, tasks, jobs), strict=True))
@@ -256,7 +252,7 @@ def solve_by_patterns(data: FleetData, backend: str, own: list[tuple[FleetSoluti
                 full = np.zeros(len(data.gpus), dtype=np.int64)
                 full[mine] = s.replicas
                 replicas.append(full)
-            patterns.append([(r, _usage(data, r), int(s.objective)) for r, s in zip(replicas, front, strict=True)])
+            patterns.append([(r, gpus_used(data, r), int(s.objective)) for r, s in zip(replicas, front, strict=True)])
             solutions.append(front)
         status, chosen, bound = _pattern_master(data, patterns, binding, cost_cap, backend, time_limit_s)
         name = f"{backend} (patterns over {', '.join(data.pool_names[p] for p in binding)})"
@@ -265,7 +261,7 @@ def solve_by_patterns(data: FleetData, backend: str, own: list[tuple[FleetSoluti
         if chosen is None:
             return None
         replicas = sum(patterns[w][k][0] for w, k in enumerate(chosen))
-        over = sorted(p for p in limited - set(binding) if _usage(data, replicas)[p] > data.available[p])
+        over = sorted(p for p in limited - set(binding) if gpus_used(data, replicas)[p] > data.available[p])
         if over:
             binding = sorted(set(binding) | set(over))
             continue
@@ -318,9 +314,8 @@ def solve_fleet(data: FleetData, backend: str = "milp", *, max_scale_rank: int |
         if bound > limit:
             return FleetSolution("INFEASIBLE", bound=float(bound), backend=f"{backend} (workload bounds)")
         if fleet_cost(data, replicas) == bound and meets_coupling_rules(data, replicas, cost_cap):
-            nodes = -(-np.bincount(data.pool, weights=data.gpus * replicas, minlength=len(data.pool_names))
-                      .astype(np.int64) // data.node_size) if data.whole_nodes else np.zeros(len(data.pool_names))
-            return FleetSolution("OPTIMAL", replicas, routed, nodes.astype(np.int64), bound, float(bound),
+            nodes = nodes_needed(data, replicas) if data.whole_nodes else np.zeros(len(data.pool_names), dtype=np.int64)
+            return FleetSolution("OPTIMAL", replicas, routed, nodes, bound, float(bound),
                                  f"{backend} (workloads apart)")
         by_patterns = solve_by_patterns(data, backend, optima, dropped, max_scale_rank=max_scale_rank,
                                         cost_cap=cost_cap, time_limit_s=time_limit_s, jobs=jobs)

@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 from hypothesis import HealthCheck, given, settings
 
-from infecon.formulations.fleet_model import FleetData, dominated_candidates, fleet_cost
+from infecon.formulations.fleet_model import FleetData, dominated_candidates, fleet_cost, gpus_used
 from infecon.instances.fleet_scenario import load_fleet_scenario
 from infecon.solver.fleet import fleet_data, generate_candidates, naive_solution
 from infecon.solver.fleet_candidates import CANDIDATE_COLUMNS
-from infecon.solver.fleet_solve import _usage, fleet_backend, pareto_patterns, solve_fleet, workload_alone
+from infecon.solver.fleet_solve import fleet_backend, pareto_patterns, solve_fleet, workload_alone
 from tests.fleet_oracle import brute_force_cost, meets_rules
 from tests.strategies import small_fleets
 
@@ -60,12 +60,12 @@ class TestParetoPatterns:
         alone, mine = workload_alone(data, 0)
         front = pareto_patterns(alone, np.zeros(len(mine), dtype=bool), [0, 1], fleet_backend("milp"),
                                 max_scale_rank=None, time_limit_s=None)
-        found = sorted((s.objective, *_usage(alone, s.replicas)) for s in front)
+        found = sorted((s.objective, *gpus_used(alone, s.replicas)) for s in front)
         points = []
         for n in itertools.product(range(7), repeat=3):
             n = np.array(n)
             if (n * alone.capacity).sum() >= 6:
-                points.append((fleet_cost(alone, n), *_usage(alone, n)))
+                points.append((fleet_cost(alone, n), *gpus_used(alone, n)))
         pareto = sorted({p for p in points if not any(q != p and all(a <= b for a, b in zip(q, p, strict=True))
                                                        for q in points)})
         assert found == pareto
