@@ -39,7 +39,7 @@ from infecon.instances.fleet_scenario import FleetScenario, parse_gpu, parse_wor
 from infecon.instances.limits import check_knob
 from infecon.solver.fleet_candidates import CANDIDATE_COLUMNS, Candidates, fleet_candidates_of, serving_shape
 from infecon.solver.fleet_scales import grid_frontier, scale_frontier
-from infecon.solver.fleet_solve import FLEET_BACKENDS, solve_fleet  # noqa: F401 (FLEET_BACKENDS: the CLI reads it here)
+from infecon.solver.fleet_solve import FLEET_BACKENDS, plan_backend, solve_fleet  # noqa: F401 (FLEET_BACKENDS: the CLI reads it here)
 from infecon.solver.parallel import run_tasks
 
 PLAN_COLUMNS = [
@@ -313,7 +313,7 @@ def plan_fleet(scenario: FleetScenario, *, backend: str = "milp", time_limit_s: 
         SolverLimitError: the time limit ran out before any plan was found.
     """
     start = time.perf_counter()
-    backend = "milp" if backend == "auto" else backend  # one plan: HiGHS (``auto`` matters for the frontier's walk)
+    backend = plan_backend(backend)
     generated = generate_candidates(scenario, jobs=jobs, ray=ray, ray_address=ray_address, progress=progress)
     _require_servable(scenario, generated)
     candidates = pd.concat([c.frame for c in generated], ignore_index=True).reindex(columns=CANDIDATE_COLUMNS)
@@ -395,7 +395,7 @@ def fleet_frontier(scenario: FleetScenario, *, tpot_scale_max: float = 1.0, back
         ranks = [int(np.searchsorted(scales, scale, side="right")) - 1 for scale in at]
         walk = grid_frontier(data, ranks, backend, time_limit_s=time_limit_s, on_point=on_point)
     if not walk.points and walk.complete:  # nothing is feasible even at the loosest scale: say which rule binds
-        raise NoFeasibleLayoutError(diagnose_infeasible(data, "milp" if backend == "auto" else backend, time_limit_s))
+        raise NoFeasibleLayoutError(diagnose_infeasible(data, plan_backend(backend), time_limit_s))
     rows = [{"tpot_scale": at[rank], "total_usd_per_hour": plan.objective / MICRO_USD,
              "gpus": int(sum(_gpus_by_hardware(data, plan).values())),
              "gpus_by_hardware": _gpus_by_hardware(data, plan), "status": "optimal"} for rank, plan in walk.points]

@@ -77,8 +77,7 @@ def _points_found():
 
 def cmd_fleet(args: argparse.Namespace) -> int:
     scenario = load_fleet_scenario(args.file)
-    backend = "milp" if args.backend == "auto" and not args.frontier else args.backend
-    common = dict(backend=backend, time_limit_s=args.time_limit, jobs=args.jobs, ray=args.ray,
+    common = dict(backend=args.backend, time_limit_s=args.time_limit, jobs=args.jobs, ray=args.ray,
                   ray_address=args.ray_address, progress=None)
     if args.frontier:
         front = fleet.fleet_frontier(scenario, tpot_scale_max=args.tpot_scale_max, tpot_scales=args.tpot_scales,
@@ -112,8 +111,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", metavar="DIR", help="write plan.csv, plan.parquet, summary.json, fleet.png here")
     p.add_argument("--backend", choices=("auto", *fleet.FLEET_BACKENDS), default="auto",
                    help="milp (PuLP + HiGHS, CBC without highspy), cpsat, or auto (the default: HiGHS for one plan; "
-                        "with --frontier CP-SAT for up to 5 s per solve, then HiGHS, as CP-SAT is faster on most of "
-                        "its many small solves and far slower on a few)")
+                        "with --frontier CP-SAT for up to 5 s per solve, then the exact decomposition with HiGHS, as "
+                        "CP-SAT is faster on most of its many small solves and far slower on a few)")
     p.add_argument("--time-limit", type=knob("time_limit_s"), metavar="S",
                    help="seconds per solve; a plan not proven optimal exits 3 and reports its MIP gap")
     p.add_argument("--frontier", action="store_true",

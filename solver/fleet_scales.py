@@ -31,6 +31,7 @@ from infecon.solver.fleet_solve import (
     fleet_backend,
     meets_coupling_rules,
     one_workload_solver,
+    plan_backend,
     solve_fleet,
     workload_alone,
 )
@@ -134,7 +135,7 @@ class LeastCost:
     def __init__(self, data: FleetData, backend: str, time_limit_s: float | None) -> None:
         self.data, self.backend, self.time_limit_s = data, backend, time_limit_s
         self.dropped = dominated_candidates(data, respect_scale=True)
-        self.floors = WorkloadFloors(data, "milp" if backend == "auto" else backend, self.dropped, time_limit_s)
+        self.floors = WorkloadFloors(data, plan_backend(backend), self.dropped, time_limit_s)
         self.solves = 0
         self.misses = 0  # CP-SAT's unfinished solves in a row (``auto``)
 

@@ -52,6 +52,12 @@ from infecon.solver.parallel import run_tasks
 FLEET_BACKENDS = ("milp", "cpsat")
 
 
+def plan_backend(name: str) -> str:
+    """The backend that solves one least-cost plan: ``auto`` is HiGHS there (``auto`` only chooses a route per solve
+    in the frontier's walk, ``fleet_scales.LeastCost``)."""
+    return "milp" if name == "auto" else name
+
+
 def fleet_backend(name: str):
     """The whole-fleet solver of a backend name: ``solve_fleet_milp`` or ``solve_fleet_cpsat``."""
     if name == "milp":
