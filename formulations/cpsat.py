@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from ortools.sat.python import cp_model
 
+from infecon.formulations.cpsat_solver import configured_solver
 from infecon.formulations.relaxation import OptionPool, Options, usd_per_million_tokens_per_gpu_second
 from infecon.formulations.solution import Answer
 from infecon.formulations.space import LAYOUT_COLUMNS, Problem
@@ -206,11 +207,7 @@ class CpSatSession:
         else:
             ks = _batch_coefficients(self.problem, options, enc, max_usd_per_million_tokens or 0.0)
             enc.model.minimize(enc.cost_lhs - sum(int(ks[k]) * enc.micro_batch[k] for k in range(len(ks))))
-        solver = cp_model.CpSolver()
-        solver.parameters.num_workers = self.workers
-        solver.parameters.linearization_level = 2  # the LP relaxation in propagation: tighter bounds per solve
-        if time_limit_s is not None:
-            solver.parameters.max_time_in_seconds = max(time_limit_s, 1e-3)
+        solver = configured_solver(workers=self.workers, time_limit_s=time_limit_s)
         status = solver.solve(enc.model)
         if status == cp_model.OPTIMAL:
             chosen = next(k for k, var in enumerate(enc.choose) if solver.boolean_value(var))
