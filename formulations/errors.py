@@ -23,3 +23,12 @@ class BackendUnavailableError(InfeconError):
 
 class SolverLimitError(InfeconError):
     """A solver hit its time limit before proving optimality, so its answer would be partial."""
+
+
+class SolverInconsistencyError(InfeconError):
+    """A solver's proven answer was contradicted by the physics: the frontier it led to would be wrong.
+
+    The epsilon loop trusts each "optimal" as a bound; when a point it emitted on that trust is later
+    dominated by a point the physics evaluated, the solver was wrong (OR-Tools 9.15's presolve did this,
+    ``formulations.cpsat_solver``), and the run stops instead of printing a wrong frontier.
+    """

@@ -35,7 +35,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from infecon.formulations.errors import SolverLimitError
+from infecon.formulations.errors import SolverInconsistencyError, SolverLimitError
 from infecon.formulations.space import ConfigTable, Problem
 from infecon.solver.backends import Backend, get_backend
 from infecon.solver.enumeration import (
@@ -121,6 +121,7 @@ class _Search:
 
     def __init__(self, problem: Problem, backend: Backend, deadline: float | None) -> None:
         self.session = backend.session(problem)
+        self.session_name = backend.name
         self.known = KnownLayouts(problem, self.session.options.layouts)
         self.pool = self.session.pool
         self.deadline = deadline
@@ -250,10 +251,22 @@ class Horizon:
 
 
 def _positions(search: _Search, picks: list[tuple[int, int]]) -> list[int]:
+    """Where the emitted points sit in the final known frontier; each must still be on it.
+
+    An emitted point is on the true frontier when every solve told the truth, so it can never be
+    dominated by a layout evaluated later; if it is, a solver's "optimal" was wrong, and that is said.
+    """
     canonical = search.known.arrays()[2]
     order = np.argsort(canonical)
     wanted = np.array([c for c, _ in picks], dtype=np.int64)
-    return order[np.searchsorted(canonical[order], wanted)].tolist()
+    found = np.minimum(np.searchsorted(canonical[order], wanted), max(len(order) - 1, 0))
+    lost = wanted[canonical[order][found] != wanted] if len(order) else wanted
+    if len(lost):
+        raise SolverInconsistencyError(
+            f"{search.session_name}: a solve proven optimal was contradicted by the physics ({len(lost)} emitted "
+            f"point(s) later dominated), so this frontier would be wrong; use --backend enumerate or another "
+            f"solver, and report the problem")
+    return order[found].tolist()
 
 
 def solve_point(problem: Problem, backend: Backend | str = "enumerate", *, min_tokens_per_s: float | None = None,

@@ -1,11 +1,15 @@
 """The epsilon-constraint loop: strict tightening, lexicographic ties, no weakly dominated point."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
+from infecon.formulations.errors import SolverInconsistencyError
 from infecon.formulations.perf import ConfigMetrics, StepTime
 from infecon.formulations.space import ConfigTable
 from infecon.solver import api, cli
+from infecon.solver.backends import get_backend
 from infecon.solver.enumeration import pareto_indices
 from infecon.solver.epsilon import trace_frontier
 
@@ -145,3 +149,37 @@ class TestKnownFrontierSkipping:
             return canonical[strict_frontier(latency, cost, canonical)].tolist()
 
         assert merged(pruned) == merged(alone) and len(merged(alone)) > 100
+
+
+class _OverclaimingBackend:
+    """A real backend whose first optimal answer claims a bound 30 % above the truth (a solver bug)."""
+
+    def __init__(self, name: str) -> None:
+        self.inner = get_backend(name)
+        self.name = name
+
+    def session(self, problem):
+        session = self.inner.session(problem)
+        honest_solve, lied = session.solve, []
+
+        def solve(**caps):
+            answer = honest_solve(**caps)
+            if answer.status == "OPTIMAL" and not lied:
+                lied.append(True)
+                return dataclasses.replace(answer, bound=answer.bound * 1.3)
+            return answer
+
+        session.solve = solve
+        return session
+
+
+class TestWrongSolverAnswers:
+    def test_a_contradicted_optimum_stops_the_frontier_with_a_clear_error(self):
+        """Points emitted on a false bound and later dominated are caught, not printed (nor an IndexError)."""
+        problem = api.build_problem("llama-3-70b", "h100", max_batch=64)
+        with pytest.raises(SolverInconsistencyError, match=r"milp: a solve proven optimal was contradicted"):
+            trace_frontier(problem, _OverclaimingBackend("milp"))
+
+    def test_honest_answers_pass_the_check(self):
+        problem = api.build_problem("llama-3-70b", "h100", max_batch=64)
+        assert len(trace_frontier(problem, get_backend("milp")).points) == len(trace_frontier(problem).points)
