@@ -77,16 +77,18 @@ def main() -> None:
     parser.add_argument("--fleets", type=int, default=300, help="generated small fleets (default 300)")
     parser.add_argument("--seed", type=int, default=0, help="Hypothesis seed, for a reproducible run")
     args = parser.parse_args()
+    if args.problems < 0 or args.fleets < 0:
+        parser.error("--problems and --fleets must be >= 0")
     common = dict(deadline=None, database=None, suppress_health_check=list(HealthCheck))
 
     @seed(args.seed)
-    @settings(max_examples=args.problems, **common)
+    @settings(max_examples=max(args.problems, 1), **common)
     @given(problem=serving_problems())
     def trace(problem) -> None:
         trace_frontier(problem, "cpsat")
 
     @seed(args.seed)
-    @settings(max_examples=args.fleets, **common)
+    @settings(max_examples=max(args.fleets, 1), **common)
     @given(data=small_fleets(scale_ranks=True, max_rank=5))
     def walk(data) -> None:
         scale_frontier(data, "cpsat")
