@@ -115,3 +115,21 @@ class TestScalingLaws:
         """A zero speed cannot be logged, so the fit refuses it and names the values."""
         with pytest.raises(ValueError, match="positive"):
             scaling.fit_power_law([1, 2], [1, 0])
+
+
+class TestCpSatPresolveCheck:
+    def test_counts_every_solve_and_finds_the_shipped_solver_right(self, monkeypatch, capsys):
+        """A small seeded run: solves are compared for frontiers and fleets, and the shipped setting has no error."""
+        from ortools.sat.python import cp_model
+
+        honest_solve = cp_model.CpSolver.solve
+        check = load_script("check_cpsat_presolve")
+        monkeypatch.setattr(sys, "argv", ["check_cpsat_presolve.py", "--problems", "15", "--fleets", "15",
+                                          "--seed", "1"])
+        check.main()
+        assert cp_model.CpSolver.solve is honest_solve  # the comparison hook is removed afterwards
+        rows = {(kind, setting): counts for (kind, setting), counts in check.counts.items()}
+        for kind in ("frontier", "fleet"):
+            assert rows[kind, "configured"]["solves"] > 0
+            assert rows[kind, "configured"]["wrong_optimum"] == rows[kind, "configured"]["wrong_status"] == 0
+        assert "reference: presolve off" in capsys.readouterr().out
