@@ -121,7 +121,7 @@ class _Search:
 
     def __init__(self, problem: Problem, backend: Backend, deadline: float | None) -> None:
         self.session = backend.session(problem)
-        self.session_name = backend.name
+        self.backend_name = backend.name
         self.known = KnownLayouts(problem, self.session.options.layouts)
         self.pool = self.session.pool
         self.deadline = deadline
@@ -257,16 +257,15 @@ def _positions(search: _Search, picks: list[tuple[int, int]]) -> list[int]:
     dominated by a layout evaluated later; if it is, a solver's "optimal" was wrong, and that is said.
     """
     canonical = search.known.arrays()[2]
-    order = np.argsort(canonical)
     wanted = np.array([c for c, _ in picks], dtype=np.int64)
-    found = np.minimum(np.searchsorted(canonical[order], wanted), max(len(order) - 1, 0))
-    lost = wanted[canonical[order][found] != wanted] if len(order) else wanted
-    if len(lost):
+    lost = int((~np.isin(wanted, canonical)).sum())
+    if lost:
         raise SolverInconsistencyError(
-            f"{search.session_name}: a solve proven optimal was contradicted by the physics ({len(lost)} emitted "
+            f"{search.backend_name}: a solve proven optimal was contradicted by the physics ({lost} emitted "
             f"point(s) later dominated), so this frontier would be wrong; use --backend enumerate or another "
             f"solver, and report the problem")
-    return order[found].tolist()
+    order = np.argsort(canonical)
+    return order[np.searchsorted(canonical[order], wanted)].tolist()
 
 
 def solve_point(problem: Problem, backend: Backend | str = "enumerate", *, min_tokens_per_s: float | None = None,
