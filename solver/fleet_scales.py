@@ -172,6 +172,13 @@ def scale_frontier(data: FleetData, backend: str = "auto", *, time_limit_s: floa
     least_cost = LeastCost(data, backend, time_limit_s)
 
     points: list[tuple[int, FleetSolution]] = []
+
+    def emit(least_rank: int, level_plan: FleetSolution | None) -> None:
+        if level_plan is not None:
+            points.append((least_rank, level_plan))
+            if on_point is not None:
+                on_point(len(points))
+
     complete = True
     rank, level, plan = top, None, None
     while rank >= 0:
@@ -180,19 +187,13 @@ def scale_frontier(data: FleetData, backend: str = "auto", *, time_limit_s: floa
             complete = False
             break
         if trial.status == "INFEASIBLE" or trial.objective != level:  # ``level`` needs no rank below ``rank + 1``
-            if plan is not None:
-                points.append((rank + 1, plan))
-                if on_point is not None:
-                    on_point(len(points))
+            emit(rank + 1, plan)
             if trial.status == "INFEASIBLE":
                 break
         level, plan = trial.objective, trial
         rank = highest_rank_used(data, trial) - 1
     else:  # rank 0 reached: the last level needs no tighter rank
-        if plan is not None:
-            points.append((0, plan))
-            if on_point is not None:
-                on_point(len(points))
+        emit(0, plan)
     points.reverse()
     return ScaleFrontier(points, complete, least_cost.solves, least_cost.floors.solves)
 
