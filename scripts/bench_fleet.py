@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from infecon.instances.fleet_scenario import load_fleet_scenario
-from infecon.solver.fleet import plan_fleet
+from infecon.solver.fleet.plan import plan_fleet
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "instances" / "scenarios" / "fleet_example.toml"

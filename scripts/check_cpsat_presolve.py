@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.strategies
 
 from infecon.formulations.cpsat_solver import configured_solver
 from infecon.solver.epsilon import trace_frontier
-from infecon.solver.fleet_scales import scale_frontier
+from infecon.solver.fleet.scales import scale_frontier
 from tests.strategies import serving_problems, small_fleets
 
 SETTINGS = {

@@ -436,7 +436,7 @@ def plan_fleet(scenario, **kwargs):
     ``.plan`` and ``.candidates`` are DataFrames, ``.summary`` the summary.json contents. Keyword
     arguments are those of ``solver.fleet.plan_fleet`` (backend, time_limit_s, jobs, ray, ray_address).
     """
-    from infecon.solver import fleet
+    from infecon.solver.fleet import plan as fleet
 
     if isinstance(scenario, str | Path):
         scenario = load_fleet(scenario)

@@ -482,7 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_study_commands(sub) -> None:
     """``sweep`` and ``plan`` live in their own modules; registered here when present."""
     try:
-        from infecon.solver import fleet_command, planning, sweeps
+        from infecon.solver import planning, sweeps
+        from infecon.solver.fleet import command as fleet_command
     except ImportError:
         return
     sweeps.register(sub)

@@ -6,7 +6,7 @@ import itertools
 
 import numpy as np
 
-from infecon.formulations.fleet_model import FleetData, fleet_cost
+from infecon.formulations.fleet.model import FleetData, fleet_cost
 
 
 def meets_rules(data: FleetData, n: np.ndarray, max_scale_rank: int | None = None) -> bool:

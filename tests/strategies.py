@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 from hypothesis import strategies as st
 
-from infecon.formulations.fleet_model import FleetData
+from infecon.formulations.fleet.model import FleetData
 from infecon.formulations.space import Constraints, Problem, SearchSpace, tabulate
 from infecon.formulations.specs import (
     EngineProfile,

@@ -27,3 +27,12 @@ def test_the_only_top_level_package_is_infecon():
     top_level = distribution("infecon").read_text("top_level.txt")
     assert top_level is not None, "infecon is not installed: run the README's install command first"
     assert top_level.split() == ["infecon"]
+
+
+def test_every_subpackage_is_listed():
+    """A folder with an ``__init__.py`` under solver/, formulations/ or instances/ is in pyproject's package list
+    (else ``pip install .`` leaves it out and only an editable install works)."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {"infecon." + ".".join(init.parent.relative_to(ROOT).parts)
+             for folder in ("solver", "formulations", "instances") for init in (ROOT / folder).rglob("__init__.py")}
+    assert found - listed == set()

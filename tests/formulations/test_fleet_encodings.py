@@ -8,11 +8,11 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from infecon.formulations.fleet_cpsat import solve_fleet_cpsat
-from infecon.formulations.fleet_milp import solve_fleet_milp, to_pulp
-from infecon.formulations.fleet_model import FleetData, _add_unbounded, dominated_candidates, fleet_cost, fleet_rows
-from infecon.formulations.fleet_workload import solve_workload
-from infecon.solver.fleet import naive_solution
+from infecon.formulations.fleet.cpsat import solve_fleet_cpsat
+from infecon.formulations.fleet.milp import solve_fleet_milp, to_pulp
+from infecon.formulations.fleet.model import FleetData, _add_unbounded, dominated_candidates, fleet_cost, fleet_rows
+from infecon.formulations.fleet.workload import solve_workload
+from infecon.solver.fleet.plan import naive_solution
 from tests.fleet_oracle import brute_force_cost, meets_rules
 from tests.strategies import small_fleets
 
@@ -100,7 +100,7 @@ def test_fleet_encodings_import_no_physics():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2] / "formulations"
-    for name in ("fleet_model.py", "fleet_milp.py", "fleet_cpsat.py"):
+    for name in ("fleet/model.py", "fleet/milp.py", "fleet/cpsat.py"):
         modules = {node.module for node in ast.walk(ast.parse((root / name).read_text()))
                    if isinstance(node, ast.ImportFrom)}
         assert not modules & {"infecon.formulations.perf", "infecon.formulations.params",

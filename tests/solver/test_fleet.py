@@ -14,8 +14,8 @@ from infecon.formulations.errors import InstanceError, NoFeasibleLayoutError
 from infecon.formulations.serving import DEFAULT_PREFILL_UTILIZATION
 from infecon.instances.fleet_scenario import load_fleet_scenario
 from infecon.solver import api, cli
-from infecon.solver.fleet import fleet_data, fleet_frontier, generate_candidates, plan_fleet, solve
-from infecon.solver.fleet_candidates import CANDIDATE_COLUMNS
+from infecon.solver.fleet.candidates import CANDIDATE_COLUMNS
+from infecon.solver.fleet.plan import fleet_data, fleet_frontier, generate_candidates, plan_fleet, solve
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "instances" / "scenarios" / "fleet_example.toml"
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from infecon.formulations.fleet_model import FleetData, FleetSolution
-from infecon.solver import fleet_scales
-from infecon.solver.fleet_scales import highest_rank_used, scale_frontier
+from infecon.formulations.fleet.model import FleetData, FleetSolution
+from infecon.solver.fleet import scales as fleet_scales
+from infecon.solver.fleet.scales import highest_rank_used, scale_frontier
 from tests.fleet_oracle import brute_force_cost, meets_rules
 from tests.strategies import small_fleets
 

@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 from hypothesis import HealthCheck, given, settings
 
-from infecon.formulations.fleet_model import FleetData, dominated_candidates, fleet_cost, gpus_used
+from infecon.formulations.fleet.model import FleetData, dominated_candidates, fleet_cost, gpus_used
 from infecon.instances.fleet_scenario import load_fleet_scenario
-from infecon.solver.fleet import fleet_data, generate_candidates, naive_solution
-from infecon.solver.fleet_candidates import CANDIDATE_COLUMNS
-from infecon.solver.fleet_solve import fleet_backend, pareto_patterns, solve_fleet, workload_alone
+from infecon.solver.fleet.candidates import CANDIDATE_COLUMNS
+from infecon.solver.fleet.plan import fleet_data, generate_candidates, naive_solution
+from infecon.solver.fleet.solve import fleet_backend, pareto_patterns, solve_fleet, workload_alone
 from tests.fleet_oracle import brute_force_cost, meets_rules
 from tests.strategies import small_fleets
 

@@ -23,7 +23,7 @@ candidates are, per GPU count, the cheapest point of the workload's exact fronti
 TPOT scale at which it is allowed. Exact over the searched batch domain (the ladder by default,
 ``batch = "all"`` for every integer), as ``infecon frontier`` is. Candidates that copies of
 others replace for no more cost (a bigger replica no better than two halves) are dropped later,
-in the integer model's own units (``fleet_model.dominated_candidates``), where that is exact.
+in the integer model's own units (``fleet.model.dominated_candidates``), where that is exact.
 
 Speed: the serving tables depend on the model, GPU, isl, osl, precisions and engine, not on the
 SLOs or the demand, so ``fleet_candidates_of`` tabulates each such *serving shape* once (without

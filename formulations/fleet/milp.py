@@ -1,4 +1,4 @@
-"""The fleet MILP: ``fleet_model.fleet_rows`` solved by HiGHS (PuLP's CBC if highspy is missing).
+"""The fleet MILP: ``fleet.model.fleet_rows`` solved by HiGHS (PuLP's CBC if highspy is missing).
 
 Every row keeps its rule's name (``demand_chat``, ``inventory_h100_sxm``, ``budget``), so
 ``to_pulp(...)[0].writeLP(path)`` reads like the design. HiGHS gets the same rows in one call
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from infecon.formulations.fleet_model import (
+from infecon.formulations.fleet.model import (
     FleetData,
     FleetRows,
     FleetSolution,
@@ -148,7 +148,7 @@ def solve_fleet_milp(data: FleetData, *, max_scale_rank: int | None = None, cost
     """Least-cost fleet by MILP: HiGHS (called directly: one model per call, fast), else PuLP's CBC.
 
     Args:
-        dropped, floors: as ``fleet_model.fleet_rows`` (dominated candidates out; per-workload cost floors).
+        dropped, floors: as ``fleet.model.fleet_rows`` (dominated candidates out; per-workload cost floors).
         start: a plan meeting every rule, handed to HiGHS as its first incumbent.
 
     Returns:

@@ -1,13 +1,13 @@
 """Fleet planning: how many replicas of which deployment on which GPU type serve every workload at least cost.
 
-The loop: candidate replicas per workload x GPU type (``fleet_candidates``, in parallel), one
-integer model over all of them (``formulations.fleet_model``), solved by the MILP (HiGHS) or
+The loop: candidate replicas per workload x GPU type (``fleet.candidates``, in parallel), one
+integer model over all of them (``fleet.model``), solved by the MILP (HiGHS) or
 CP-SAT, then a plan table with one row per workload x deployment. Alongside: the naive plan
 (each workload on its own cheapest single deployment, in file order, within what inventory is
 left), and, when nothing is feasible, the rule that binds.
 
 ``fleet_frontier`` traces the exact Pareto frontier of fleet cost against the TPOT-SLO scale (all
-workloads' TPOT limits multiplied by one factor) by the walk of ``solver.fleet_scales``: from the
+workloads' TPOT limits multiplied by one factor) by the walk of ``fleet.scales``: from the
 loosest scale rank to tighter ones, one least-cost solve per point (plus one per tie), each plan
 telling the highest rank it needs. It is not ``solver.epsilon``'s loop because that one walks one
 configuration table's ranks, and this one a model rebuilt per solve.
@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from infecon.formulations.errors import InfeconError, InstanceError, NoFeasibleLayoutError, SolverLimitError
-from infecon.formulations.fleet_model import (
+from infecon.formulations.fleet.model import (
     KINDS,
     MICRO_USD,
     FleetData,
@@ -37,9 +37,9 @@ from infecon.formulations.fleet_model import (
 )
 from infecon.instances.fleet_scenario import FleetScenario, parse_gpu, parse_workload
 from infecon.instances.limits import check_knob
-from infecon.solver.fleet_candidates import CANDIDATE_COLUMNS, Candidates, fleet_candidates_of, serving_shape
-from infecon.solver.fleet_scales import grid_frontier, scale_frontier
-from infecon.solver.fleet_solve import FLEET_BACKENDS, plan_backend, solve_fleet  # noqa: F401 (FLEET_BACKENDS: the CLI reads it here)
+from infecon.solver.fleet.candidates import CANDIDATE_COLUMNS, Candidates, fleet_candidates_of, serving_shape
+from infecon.solver.fleet.scales import grid_frontier, scale_frontier
+from infecon.solver.fleet.solve import FLEET_BACKENDS, plan_backend, solve_fleet  # noqa: F401 (FLEET_BACKENDS: the CLI reads it here)
 from infecon.solver.parallel import run_tasks
 
 PLAN_COLUMNS = [
@@ -100,7 +100,7 @@ def generate_candidates(scenario: FleetScenario, *, tpot_scale_max: float | None
                         ) -> list[Candidates]:
     """Candidates of every workload x GPU type, in (workload, GPU) order; in parallel unless ``jobs == 1``.
 
-    One task per GPU type and serving shape (``fleet_candidates.serving_shape``): workloads that
+    One task per GPU type and serving shape (``fleet.candidates.serving_shape``): workloads that
     differ only in demand or SLOs share their tables.
     """
     groups = _task_groups(scenario)
@@ -170,7 +170,7 @@ def fleet_data(scenario: FleetScenario, candidates: pd.DataFrame) -> FleetData:
 
 
 def solve(data: FleetData, backend: str = "milp", **kwargs) -> FleetSolution:
-    """One least-cost solve with the named backend (``milp`` or ``cpsat``), reduced exactly (``fleet_solve``)."""
+    """One least-cost solve with the named backend (``milp`` or ``cpsat``), reduced exactly (``fleet.solve``)."""
     return solve_fleet(data, backend, **kwargs)
 
 
@@ -368,9 +368,9 @@ def fleet_frontier(scenario: FleetScenario, *, tpot_scale_max: float = 1.0, back
     ``gpus``, ``status``. A point is on the frontier only if proven optimal; a solve that is not
     stops the loop and ``attrs["complete"]`` is False; ``NoFeasibleLayoutError`` names the binding rule when no
     fleet is feasible even at ``tpot_scale_max``. ``backend``: ``auto`` (the default) tries CP-SAT for a few
-    seconds per solve, then the exact decomposition of ``solve_fleet`` with HiGHS (``fleet_scales.AUTO_CPSAT_S``:
+    seconds per solve, then the exact decomposition of ``solve_fleet`` with HiGHS (``fleet.scales.AUTO_CPSAT_S``:
     CP-SAT is ~4x faster on most of the walk's solves and far slower on a few); ``milp`` or ``cpsat`` alone.
-    ``tpot_scales``: only these scales (``fleet_scales.grid_frontier``; ``tpot_scale_max`` is then their largest),
+    ``tpot_scales``: only these scales (``fleet.scales.grid_frontier``; ``tpot_scale_max`` is then their largest),
     for fleets whose exact frontier is thousands of points long.
     """
     if tpot_scales is not None:

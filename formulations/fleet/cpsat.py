@@ -1,6 +1,6 @@
-"""The fleet model in CP-SAT: ``fleet_model.fleet_rows`` with every row named; the MILP's second opinion.
+"""The fleet model in CP-SAT: ``fleet.model.fleet_rows`` with every row named; the MILP's second opinion.
 
-Same integers as the MILP (``fleet_model`` scales once), so both must report the same optimal
+Same integers as the MILP (``fleet.model`` scales once), so both must report the same optimal
 cost exactly; ``tests/formulations/test_fleet_encodings.py`` checks it on generated fleets.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from infecon.formulations.fleet_model import (
+from infecon.formulations.fleet.model import (
     FleetData,
     FleetRows,
     FleetSolution,
@@ -36,7 +36,7 @@ def to_cpsat(model: FleetRows):
 
 def solve_rows_cpsat(model: FleetRows, time_limit_s: float | None = None, threads: int | None = None,
                      start: list[int] | None = None) -> tuple[str, list[int] | None, float | None]:
-    """CP-SAT on any integer model in ``FleetRows`` form; returns as ``fleet_milp.solve_rows_highs``."""
+    """CP-SAT on any integer model in ``FleetRows`` form; returns as ``fleet.milp.solve_rows_highs``."""
     from ortools.sat.python import cp_model
 
     from infecon.formulations.cpsat_solver import configured_solver
@@ -59,7 +59,7 @@ def solve_fleet_cpsat(data: FleetData, *, max_scale_rank: int | None = None, cos
                       time_limit_s: float | None = None, threads: int | None = None,
                       dropped: np.ndarray | None = None, floors: np.ndarray | None = None,
                       start: FleetSolution | None = None) -> FleetSolution:
-    """Least-cost fleet by CP-SAT; arguments and statuses as ``fleet_milp.solve_fleet_milp`` (``start`` a hint)."""
+    """Least-cost fleet by CP-SAT; arguments and statuses as ``fleet.milp.solve_fleet_milp`` (``start`` a hint)."""
     model = fleet_rows(data, max_scale_rank=max_scale_rank, cost_cap=cost_cap, dropped=dropped, floors=floors)
     status, values, bound = solve_rows_cpsat(model, time_limit_s, threads,
                                              None if start is None else start_values(model, start))

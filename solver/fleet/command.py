@@ -7,8 +7,9 @@ import sys
 import time
 
 from infecon.instances.fleet_scenario import load_fleet_scenario
-from infecon.solver import fleet, fleet_report
 from infecon.solver.arguments import knob, worker_count
+from infecon.solver.fleet import plan as fleet
+from infecon.solver.fleet import report as fleet_report
 
 FLEET_HELP = """\
 A fleet scenario lists GPU types (with inventory and price), workloads (model, isl/osl, demand,

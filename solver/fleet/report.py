@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from infecon.formulations.errors import InfeconError
-from infecon.solver.fleet import FleetPlan
+from infecon.solver.fleet.plan import FleetPlan
 
 _SHORT_MODE = {"closed_loop": "aggregated", "disaggregated_prefill": "prefill", "disaggregated_decode": "decode"}
 

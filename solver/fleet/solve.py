@@ -5,11 +5,11 @@ cap. Solved as one model, branch and bound proves the optimum workload by worklo
 rounding gap), which takes minutes at 50 workloads and does not finish at 200. These exact steps
 avoid that:
 
-1. **Dominance** (``fleet_model.dominated_candidates``): a candidate that copies of cheaper
+1. **Dominance** (``fleet.model.dominated_candidates``): a candidate that copies of cheaper
    kept candidates replace at no more cost and no more limited GPUs is left out; the optimum is
    unchanged (argued in that docstring, checked against the full model in the tests).
 2. **Each workload alone**: with every inventory lifted and no budget, the fleet splits into one
-   small problem per workload (``fleet_workload.solve_workload``, an exact search, for ``milp``);
+   small problem per workload (``fleet.workload.solve_workload``, an exact search, for ``milp``);
    its least cost ``floor_w`` is a lower bound on what that
    workload's replicas cost in any feasible fleet (lifting rules only lowers a minimum). So
    ``sum floor_w`` bounds the fleet's cost from below. If the workloads' own optima together
@@ -34,7 +34,7 @@ import dataclasses
 import numpy as np
 
 from infecon.formulations.errors import InfeconError
-from infecon.formulations.fleet_model import (
+from infecon.formulations.fleet.model import (
     FleetData,
     FleetRows,
     FleetSolution,
@@ -46,7 +46,7 @@ from infecon.formulations.fleet_model import (
     nodes_needed,
     safe_name,
 )
-from infecon.formulations.fleet_workload import solve_workload
+from infecon.formulations.fleet.workload import solve_workload
 from infecon.solver.parallel import run_tasks
 
 FLEET_BACKENDS = ("milp", "cpsat")
@@ -54,25 +54,25 @@ FLEET_BACKENDS = ("milp", "cpsat")
 
 def plan_backend(name: str) -> str:
     """The backend that solves one least-cost plan: ``auto`` is HiGHS there (``auto`` only chooses a route per solve
-    in the frontier's walk, ``fleet_scales.LeastCost``)."""
+    in the frontier's walk, ``fleet.scales.LeastCost``)."""
     return "milp" if name == "auto" else name
 
 
 def fleet_backend(name: str):
     """The whole-fleet solver of a backend name: ``solve_fleet_milp`` or ``solve_fleet_cpsat``."""
     if name == "milp":
-        from infecon.formulations.fleet_milp import solve_fleet_milp
+        from infecon.formulations.fleet.milp import solve_fleet_milp
 
         return solve_fleet_milp
     if name == "cpsat":
-        from infecon.formulations.fleet_cpsat import solve_fleet_cpsat
+        from infecon.formulations.fleet.cpsat import solve_fleet_cpsat
 
         return solve_fleet_cpsat
     raise InfeconError(f"unknown fleet backend '{name}' (choose from: {', '.join(FLEET_BACKENDS)})")
 
 
 def one_workload_solver(backend: str):
-    """The solver of one workload alone: for ``milp`` the exact search of ``fleet_workload`` (milliseconds),
+    """The solver of one workload alone: for ``milp`` the exact search of ``fleet.workload`` (milliseconds),
     with HiGHS when the search gives up; for ``cpsat`` CP-SAT itself, so it stays an independent opinion."""
     solve = fleet_backend(backend)
     if backend != "milp":
@@ -211,9 +211,9 @@ def _pattern_master(data: FleetData, patterns: list[list[tuple[np.ndarray, np.nd
     model = FleetRows(variables, rows, cost_terms, np.array([], dtype=np.int64), np.array([], dtype=np.int64),
                       np.array([], dtype=np.int64))
     if backend == "milp":
-        from infecon.formulations.fleet_milp import solve_rows_highs as solve_rows
+        from infecon.formulations.fleet.milp import solve_rows_highs as solve_rows
     else:
-        from infecon.formulations.fleet_cpsat import solve_rows_cpsat as solve_rows
+        from infecon.formulations.fleet.cpsat import solve_rows_cpsat as solve_rows
     status, values, bound = solve_rows(model, time_limit_s)
     if values is None:
         return status, None, bound

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from infecon.formulations.fleet_model import FleetData, FleetSolution, dominated_candidates, fleet_cost, nodes_needed
-from infecon.solver.fleet_solve import (
+from infecon.formulations.fleet.model import FleetData, FleetSolution, dominated_candidates, fleet_cost, nodes_needed
+from infecon.solver.fleet.solve import (
     fleet_backend,
     meets_coupling_rules,
     one_workload_solver,

@@ -1,13 +1,13 @@
 """One workload's least-cost replicas by exact branch and bound: the fleet solver's inner problem, in milliseconds.
 
-The fleet solver (``solver.fleet_solve``) solves each workload alone hundreds of times (its own
+The fleet solver (``fleet.solve``) solves each workload alone hundreds of times (its own
 optimum, then its Pareto plans under caps on some GPU types). Each is tiny (a few dozen candidate
 replicas, one demand, at most two balance rows, a few GPU caps), and HiGHS spends 10-60 ms on the
 machinery of a general MIP for each; this search needs a few hundred nodes.
 
 The problem: choose replicas ``x_i >= 0`` of the workload's candidates (aggregated, prefill and
 decode kinds) to minimise ``sum cost_i x_i`` subject to ``A + min(P, Q) >= D`` (A, P, Q: the
-aggregated, prefill and decode capacity; the demand rows of ``fleet_model`` with the routed
+aggregated, prefill and decode capacity; the demand rows of ``fleet.model`` with the routed
 requests chosen as well as possible) and, per capped GPU type, ``sum gpus_i x_i <= cap``.
 
 Depth first over candidates in order of cost per unit of capacity, each tried from the most
@@ -29,7 +29,7 @@ import math
 
 import numpy as np
 
-from infecon.formulations.fleet_model import FleetData, FleetSolution
+from infecon.formulations.fleet.model import FleetData, FleetSolution
 
 NODE_LIMIT = 3_000
 
@@ -40,7 +40,7 @@ def solve_workload(data: FleetData, *, max_scale_rank: int | None = None, droppe
 
     Args:
         data: exactly one workload; ``available`` caps GPU types (-1: unlimited).
-        max_scale_rank, dropped: as ``fleet_model.fleet_rows`` (candidates left out).
+        max_scale_rank, dropped: as ``fleet.model.fleet_rows`` (candidates left out).
 
     Returns:
         ``OPTIMAL`` (proven), ``INFEASIBLE``, or ``UNKNOWN`` when the search passed ``node_limit``.

@@ -324,7 +324,7 @@ def dominated_candidates(data: FleetData, *, respect_scale: bool = False) -> np.
     it within ``replica_upper_bounds``. Hence the least cost over kept candidates equals the least
     cost over all. A candidate's capacity is summed in the model's integer units, so the
     argument holds for the integer model exactly, not only up to rounding. This generalises plain
-    dominance (one member) and the whole-multiple rule of ``fleet_candidates`` (copies of one).
+    dominance (one member) and the whole-multiple rule of ``fleet.candidates`` (copies of one).
 
     Returns:
         A boolean mask over candidates, True where the candidate can be dropped.
