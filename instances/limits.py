@@ -90,6 +90,10 @@ KNOB_RANGES: dict[str, Range] = {
     # Fleet frontier: every TPOT limit times this. 1,000x turns a 20 ms SLO into 20 s per token, past any
     # interactive use; larger values only multiply the candidates generated to no purpose.
     "tpot_scale_max": Range(0, 1000, True, False, "times each workload's TPOT limit"),
+    # Thinning the printed frontier (solver.thinning): past 50 % a "near tie" is up to twice as slow or dear,
+    # no tie at all. The CLI's --tolerance is in percent, the API's near_tie_tolerance a fraction.
+    "tolerance_pct": Range(0, 50, False, False, "percent of speed and of cost"),
+    "near_tie_tolerance": Range(0, 0.5, False, False, "fraction of speed and of cost"),
 }
 
 

@@ -52,6 +52,7 @@ from infecon.instances.loader import (
 from infecon.solver.enumeration import EvaluationBudgetError, rule_summary
 from infecon.solver.epsilon import solve_point, trace_frontier
 from infecon.solver.frontier import Frontier
+from infecon.solver.thinning import DEFAULT_TOLERANCE
 
 DEFAULT_ACCEPTANCE = 0.8
 DEFAULT_MAX_DRAFT_TOKENS = 8
@@ -221,12 +222,15 @@ def diagnose_infeasible(problem: Problem, table: ConfigTable | None = None) -> s
 
 
 def frontier(model, hardware, *, backend: str = "auto", time_limit_s: float | None = None, progress=None,
-             **problem_kwargs) -> Frontier:
+             near_tie_tolerance: float = DEFAULT_TOLERANCE, **problem_kwargs) -> Frontier:
     """The exact Pareto frontier (tokens/s per request against $ per million output tokens).
 
-    Keyword arguments are those of ``build_problem``. Raises ``NoFeasibleLayoutError`` naming the
-    binding rule when nothing is feasible.
+    Keyword arguments are those of ``build_problem``. Every exact point is returned; the ``shown`` column
+    marks those a reader needs (``solver.thinning``): a point is hidden when a simpler deployment is within
+    ``near_tie_tolerance`` (a fraction: 0.01 = 1 %) of it on both speed and cost. Raises
+    ``NoFeasibleLayoutError`` naming the binding rule when nothing is feasible.
     """
+    check_knob("near_tie_tolerance", near_tie_tolerance)
     problem = model if isinstance(model, Problem) else build_problem(model, hardware, **problem_kwargs)
     check_knob("time_limit_s", time_limit_s)
     try:
@@ -238,7 +242,7 @@ def frontier(model, hardware, *, backend: str = "auto", time_limit_s: float | No
         raise InstanceError(f"{diagnose_infeasible(problem)}; {exc}") from None
     if len(result) == 0 and result.complete:
         raise NoFeasibleLayoutError(diagnose_infeasible(problem))
-    return result
+    return result.with_shown(near_tie_tolerance)
 
 
 def cheapest_at_speed(model, hardware, min_tokens_per_s: float, *, backend: str = "auto",

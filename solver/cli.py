@@ -23,6 +23,7 @@ from infecon.solver import api, outputs, reports
 from infecon.solver.arguments import checked as _checked
 from infecon.solver.arguments import knob as _knob
 from infecon.solver.backends import BACKEND_NAMES
+from infecon.solver.thinning import DEFAULT_TOLERANCE
 
 EXIT_INVALID_DEPLOYMENT = 1  # explain: the breakdown is printed, but the configuration is not deployable
 EXIT_USAGE = 2
@@ -256,7 +257,8 @@ def cmd_frontier(args: argparse.Namespace) -> int:
     else:
         update, close = _progress_bar(args.backend not in ("auto", "enumerate"))
         try:
-            result = api.frontier(model, hardware, progress=update, **common, **kwargs)
+            result = api.frontier(model, hardware, progress=update, near_tie_tolerance=args.tolerance / 100,
+                                  **common, **kwargs)
         finally:
             close()
     if len(result) == 0 and not result.complete:
@@ -274,7 +276,8 @@ def cmd_frontier(args: argparse.Namespace) -> int:
         reports.frontier_csv(result).to_csv(sys.stdout, index=False)
     else:
         print(reports.format_frontier(result, max_rows=None if args.all else 40, query=query,
-                                      runs=query is None and not args.all))
+                                      runs=query is None and not args.all,
+                                      tolerance=None if args.exact else args.tolerance / 100))
         for path in (csv_path, plot_path):
             if path is not None:
                 print(f"wrote {path}")
@@ -420,6 +423,12 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--format", choices=("table", "csv"), default="table", help="stdout format (default table)")
     out.add_argument("--all", action="store_true",
                      help="print every point, not one row per run of a layout's batches (at most 40 rows)")
+    out.add_argument("--tolerance", type=_knob("tolerance_pct"), default=100 * DEFAULT_TOLERANCE, metavar="PCT",
+                     help="the printed table folds a point into a simpler deployment (fewer GPUs, lower PP, no "
+                          "attention DP, lower EP) within PCT percent of it on both speed and cost (default "
+                          f"{100 * DEFAULT_TOLERANCE:g}); CSV and Parquet keep every point, with a 'shown' column")
+    out.add_argument("--exact", action="store_true",
+                     help="print every run of the exact frontier, near-ties included (no thinning)")
     # SUPPRESS as the default, so that an absent subcommand --debug keeps a top-level `infecon --debug frontier`.
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_frontier)

@@ -5,6 +5,7 @@ Reports and plots only read a ``Frontier``; they never recompute physics.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -102,9 +103,18 @@ class Frontier:
     wall_s: float = 0.0
     complete: bool = True
     solves: int = 0
+    near_tie_tolerance: float | None = None  # set when ``points`` has its ``shown`` column (``solver.thinning``)
 
     def __len__(self) -> int:
         return len(self.points)
+
+    def with_shown(self, tolerance: float) -> Frontier:
+        """This frontier with a ``shown`` column: False for near-ties a simpler deployment stands for
+        (``solver.thinning``); every exact point stays."""
+        from infecon.solver.thinning import shown
+
+        points = self.points.assign(shown=shown(self.points, tolerance))
+        return dataclasses.replace(self, points=points, near_tie_tolerance=tolerance)
 
     def layouts(self) -> list[tuple[int, ...]]:
         """The points as (tp_rows, tp_cols, pp, ep, attention_dp, batch, draft_tokens) tuples, for comparisons."""

@@ -11,6 +11,7 @@ import pandas as pd
 from infecon.formulations.perf import beyond_any_memory
 from infecon.formulations.space import LAYOUT_COLUMNS, attention_dp_applies, batch_ladder
 from infecon.solver.frontier import CONTRACT_COLUMNS, Frontier
+from infecon.solver.thinning import stands_for
 
 
 def layout_label(tp_rows: int, tp_cols: int) -> str:
@@ -82,14 +83,22 @@ def _span(values: pd.Series, starts: np.ndarray, ends: np.ndarray, text) -> list
     return spans
 
 
-def runs_table(frontier: Frontier) -> pd.DataFrame:
+def runs_table(frontier: Frontier, *, tolerance: float | None = None) -> pd.DataFrame:
     """One row per run of the frontier (``run_starts``): its layout, and each column at the run's two ends.
 
     Why: at integer batch resolution a frontier has hundreds to thousands of points, mostly consecutive
     batches on one layout; a run reads as one deployment whose batch trades speed for cost. Every point
     is in ``--all``, ``--csv`` and ``--format csv``.
+
+    ``tolerance`` (a fraction) thins near-ties first (``solver.thinning``): the runs are those of the shown
+    points, and ``points`` counts every exact point a row stands for (its own and the near-ties it hides).
     """
     p = frontier.points
+    weights = np.ones(len(p), dtype=np.int64)
+    if tolerance is not None:
+        weights = stands_for(p, tolerance)
+        p = p[weights > 0].reset_index(drop=True)
+        weights = weights[weights > 0]
     starts = run_starts(p)
     ends = np.concatenate((starts[1:], [len(p)])) - 1
 
@@ -108,7 +117,7 @@ def runs_table(frontier: Frontier) -> pd.DataFrame:
         "PP": p["pp"].to_numpy()[starts],
         "EP": p["ep"].to_numpy()[starts],
         "batch": _span(p["batch"], starts, ends, str),
-        "points": ends - starts + 1,
+        "points": np.add.reduceat(weights, starts) if len(p) else np.zeros(0, dtype=np.int64),
         "MFU %": _span(100 * p["utilization"], starts, ends, number(1)),
         "bound": _span(p["step_bound"], starts, ends, str),
     })
@@ -126,12 +135,13 @@ def runs_table(frontier: Frontier) -> pd.DataFrame:
 
 
 def format_frontier(frontier: Frontier, *, max_rows: int | None = 40, query: str | None = None,
-                    runs: bool = False) -> str:
+                    runs: bool = False, tolerance: float | None = None) -> str:
     """A header line, the table (thinned evenly to ``max_rows``), and a completeness warning if any.
 
     ``query`` names a single-point answer (``the cheapest configuration at >= 60 tok/s per request``) in place
     of the count of Pareto-optimal configurations. ``runs`` prints one row per run of a layout
-    (``runs_table``) instead of one per point, where that is shorter.
+    (``runs_table``) instead of one per point, where that is shorter; with ``tolerance`` (a fraction) the
+    runs are those of the points left after thinning near-ties (``solver.thinning``).
     """
     problem = frontier.problem
     w = problem.workload
@@ -141,8 +151,9 @@ def format_frontier(frontier: Frontier, *, max_rows: int | None = 40, query: str
               + (f", drafter {problem.speculative.drafter.name} (acceptance {problem.speculative.acceptance:g})"
                  if problem.speculative else "")
               + constraints_label(problem))
-    table = runs_table(frontier) if runs else None
-    runs = table is not None and len(table) < len(frontier)  # runs of one point each read best as points
+    thinned = runs and tolerance is not None
+    table = runs_table(frontier, tolerance=tolerance if thinned else None) if runs else None
+    runs = table is not None and (thinned or len(table) < len(frontier))  # runs of one point read best as points
     table = table if runs else frontier_table(frontier)
     what = "runs" if runs else "points"
     shown = table
@@ -153,8 +164,14 @@ def format_frontier(frontier: Frontier, *, max_rows: int | None = 40, query: str
         note = f"\n({max_rows} of {len(table)} {what} shown; use --csv or --all for every point)"
     found = query or (f"{len(frontier)} Pareto-optimal configuration{'' if len(frontier) == 1 else 's'}")
     if runs and not query:
-        found += (f" in {len(table)} run{'' if len(table) == 1 else 's'} (one row per layout's run of batches; "
-                  "--all prints every point)")
+        rows = f"{len(table)} row{'' if len(table) == 1 else 's'}"
+        if thinned:
+            found += (f" in {rows} (near-ties within {100 * tolerance:g} % folded into a simpler deployment: fewer "
+                      "GPUs, lower PP, no attention DP, lower EP; 'points' counts the exact points a row stands for; "
+                      "--exact prints every run, --csv every point)")
+        else:
+            found += (f" in {len(table)} run{'' if len(table) == 1 else 's'} (one row per layout's run of batches; "
+                      "--all prints every point)")
     lines = [header,
              f"{found}, backend {frontier.backend}, {frontier.wall_s:.2f} s",
              shown.to_string(index=False) + note]

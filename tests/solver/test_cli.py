@@ -75,9 +75,10 @@ class TestFrontier:
         assert int(first[2]) == points["gpus"].iloc[0]
 
     def test_table_shows_runs_and_all_shows_points(self, capsys):
-        """One row per run of a layout: its batch span and point count add up to every point; --all has a row each."""
+        """--exact: one row per run of a layout: its batch span and point count add up to every point; --all has
+        a row each."""
         points = frontier_csv(capsys, "--model", "llama-3-70b", "--hardware", "h100")
-        code, out, _ = run(capsys, "frontier", "--model", "llama-3-70b", "--hardware", "h100")
+        code, out, _ = run(capsys, "frontier", "--model", "llama-3-70b", "--hardware", "h100", "--exact")
         assert code == 0
         lines = out.splitlines()
         assert f"{len(points)} Pareto-optimal configurations in " in lines[1]
@@ -93,6 +94,29 @@ class TestFrontier:
         code, out, _ = run(capsys, "frontier", "--model", "llama-3-70b", "--hardware", "h100", "--all")
         assert code == 0
         assert sum(1 for line in out.splitlines()[3:] if line.split() and line.split()[0][0].isdigit()) == len(points)
+
+    def test_default_table_thins_near_ties_and_the_csv_keeps_them(self, capsys):
+        """The default table prints the runs of the points the CSV marks shown; 'points' adds up to every point."""
+        points = frontier_csv(capsys, "--model", "llama-3-70b", "--hardware", "h100")
+        assert points["shown"].dtype == bool and 0 < points["shown"].sum() < len(points)
+        code, out, _ = run(capsys, "frontier", "--model", "llama-3-70b", "--hardware", "h100")
+        assert code == 0
+        lines = out.splitlines()
+        assert f"{len(points)} Pareto-optimal configurations in " in lines[1] and "within 1 %" in lines[1]
+        header = next(i for i, line in enumerate(lines) if line.split()[:1] == ["tok/s/req"])
+        columns = lines[header].replace("$/M tok", "$/M_tok").replace("MFU %", "MFU_%").split()
+        rows = [line.split() for line in lines[header + 1:] if line.split() and line.split()[0][0].isdigit()]
+        kept = points[points["shown"]]
+        layout = kept[["tp_rows", "tp_cols", "pp", "ep"]].to_numpy()
+        assert len(rows) == 1 + int((layout[1:] != layout[:-1]).any(axis=1).sum())
+        assert sum(int(row[columns.index("points")]) for row in rows) == len(points)
+        looser = run(capsys, "frontier", "--model", "llama-3-70b", "--hardware", "h100", "--tolerance", "5")[1]
+        assert len(looser.splitlines()) < len(lines)  # a looser tolerance folds more near-ties
+
+    def test_tolerance_is_checked(self, capsys):
+        """--tolerance is a percentage in [0, 50]; anything else is one line and exit 2."""
+        code, _, err = run(capsys, "frontier", "--model", "llama-3-8b", "--tolerance", "80")
+        assert code == 2 and "--tolerance must be a number in [0, 50]" in err
 
     def test_batch_ladder_and_the_old_all_batches_flag(self, capsys):
         """--batch-ladder searches 1, 2, 3, 4, 6, 8, ...; --all-batches is accepted and changes nothing."""
