@@ -94,6 +94,9 @@ KNOB_RANGES: dict[str, Range] = {
     # no tie at all. The CLI's --tolerance is in percent, the API's near_tie_tolerance a fraction.
     "tolerance_pct": Range(0, 50, False, False, "percent of speed and of cost"),
     "near_tie_tolerance": Range(0, 0.5, False, False, "fraction of speed and of cost"),
+    # A recipe's memory fraction: the share of GPU memory an engine may claim (vLLM, SGLang: of all memory;
+    # TensorRT-LLM: of what the weights leave); more than all of it is no setting.
+    "memory_fraction": Range(0, 1, True, False, "share of GPU memory"),
 }
 
 

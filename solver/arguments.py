@@ -48,3 +48,12 @@ def knob(name: str, parse=float) -> Callable[[str], object]:
 
     convert.__name__ = name  # argparse names the type in some messages
     return convert
+
+
+def recipe_engine(text: str) -> str:
+    """``--recipe ENGINE``: an engine ``solver.recipes`` writes launch commands for (vllm, sglang, trtllm)."""
+    from infecon.solver.recipes import RECIPE_ENGINES
+
+    if text.lower() not in RECIPE_ENGINES:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(RECIPE_ENGINES)}, got '{text}'")
+    return text.lower()

@@ -38,6 +38,7 @@ EXAMPLES = """examples:
   infecon frontier --model llama-3-1-405b --hardware h100 --draft llama-3-8b --acceptance 0.8
   infecon frontier --model llama-3-70b --hardware h100 --min-speed 60
   infecon explain --model llama-3-70b --hardware h100 --tp 8 --pp 1 --batch 64 --context 8000
+  infecon recipe --model llama-3-70b --hardware h100 --tp 8 --batch 64 --engine vllm
   infecon sweep instances/scenarios/sweep_bandwidth.toml
   infecon plan instances/scenarios/plan_example.toml --out out/plan
   infecon validate --data ../shared/measured/serving_dev.csv --out out/validated.csv
@@ -105,6 +106,18 @@ def _bits(text: str) -> int:
     if text not in ("4", "8", "16", "32"):
         raise argparse.ArgumentTypeError(f"must be 4, 8, 16 or 32, got '{text}'")
     return int(text)
+
+
+def add_layout_arguments(p: argparse.ArgumentParser) -> None:
+    """The options that select one configuration, shared by ``explain`` and ``recipe``."""
+    layout = p.add_argument_group("the configuration")
+    which_tp = layout.add_mutually_exclusive_group()
+    which_tp.add_argument("--tp", type=_knob("max_gpus", int), help="1-D tensor-parallel degree (default 1)")
+    which_tp.add_argument("--tp-grid", type=_tp_grid, metavar="ROWSxCOLS",
+                          help="2-D tensor parallelism instead, e.g. 4x8")
+    layout.add_argument("--pp", type=_knob("max_gpus", int), default=1, help="pipeline stages (default 1)")
+    layout.add_argument("--ep", type=_knob("max_gpus", int), default=1, help="expert-parallel degree (default 1)")
+    layout.add_argument("--batch", type=_knob("batch", int), default=1, help="concurrent sequences (default 1)")
 
 
 def add_problem_arguments(parser: argparse.ArgumentParser, *, need_model: bool = True) -> None:
@@ -284,13 +297,42 @@ def cmd_frontier(args: argparse.Namespace) -> int:
     return 0 if result.complete else EXIT_TIME_LIMIT
 
 
-def cmd_explain(args: argparse.Namespace) -> int:
+def _explained(args: argparse.Namespace):
     model, hardware = _model_and_hardware(args)
     rows, cols = args.tp_grid if args.tp_grid is not None else (1, args.tp or 1)
-    expl = api.explain(model, hardware, tp_rows=rows, tp_cols=cols, pp=args.pp, ep=args.ep, batch=args.batch,
+    return api.explain(model, hardware, tp_rows=rows, tp_cols=cols, pp=args.pp, ep=args.ep, batch=args.batch,
                        **problem_kwargs(args))
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    expl = _explained(args)
     print(reports.format_explanation(expl))
     return 0 if expl.problem_found is None else EXIT_INVALID_DEPLOYMENT
+
+
+def cmd_recipe(args: argparse.Namespace) -> int:
+    from infecon.instances.engines import engine_family
+    from infecon.solver.recipe_hooks import recipe_for_explanation
+    from infecon.solver.recipes import RECIPE_ENGINES
+
+    engine = engine_family(str(args.engine))
+    if engine not in RECIPE_ENGINES:
+        raise InfeconError(f"--engine must name an engine to launch ({', '.join(RECIPE_ENGINES)}), got "
+                           f"'{args.engine}'; its profile models the deployment and its recipe launches it")
+    out = outputs.output_file("--out", args.out) if args.out is not None else None
+    expl = _explained(args)
+    if expl.problem_found is not None:
+        print(f"infecon recipe: NOT A VALID DEPLOYMENT: {expl.problem_found} (see infecon explain)", file=sys.stderr)
+        return EXIT_INVALID_DEPLOYMENT
+    text = recipe_for_explanation(expl, engine, memory_fraction=args.memory_fraction).text()
+    print(text, end="")
+    if out is not None:
+        try:
+            out.write_text("#!/bin/sh\n" + text)
+        except OSError as exc:
+            raise InfeconError(f"cannot write output: {exc}") from None
+        print(f"wrote {out}")
+    return 0
 
 
 @contextlib.contextmanager
@@ -440,16 +482,28 @@ def build_parser() -> argparse.ArgumentParser:
                                    "or does not fit in HBM (the breakdown is still printed), 2 for bad input.",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_problem_arguments(p)
-    layout = p.add_argument_group("the configuration")
-    which_tp = layout.add_mutually_exclusive_group()
-    which_tp.add_argument("--tp", type=_knob("max_gpus", int), help="1-D tensor-parallel degree (default 1)")
-    which_tp.add_argument("--tp-grid", type=_tp_grid, metavar="ROWSxCOLS",
-                          help="2-D tensor parallelism instead, e.g. 4x8")
-    layout.add_argument("--pp", type=_knob("max_gpus", int), default=1, help="pipeline stages (default 1)")
-    layout.add_argument("--ep", type=_knob("max_gpus", int), default=1, help="expert-parallel degree (default 1)")
-    layout.add_argument("--batch", type=_knob("batch", int), default=1, help="concurrent sequences (default 1)")
+    add_layout_arguments(p)
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("recipe", help="the launch command and config that serve one deployment on vLLM, SGLang or "
+                       "TensorRT-LLM", description="Write the engine's launch command (and config file) for one "
+                       "configuration, selected as in 'infecon explain': TP, PP, EP, attention DP, max running "
+                       "sequences (the batch), memory fraction, quantisation, KV dtype, speculative decoding, max "
+                       "tokens per step. --engine vllm, sglang or trtllm both models it and names the engine; "
+                       "--mode disaggregated gives a prefill/decode pair (SGLang PD, or NVIDIA Dynamo for vllm and "
+                       "trtllm). Flag names come from instances/engines/recipes/<engine>.toml, each with the "
+                       "documentation that names it; a deployment an engine's documentation does not cover (2-D TP, "
+                       "attention DP on a non-MLA model, ...) is refused with the reason. Exit 1 for a configuration "
+                       "that breaks a rule or does not fit (see explain).",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_problem_arguments(p)
+    add_layout_arguments(p)
+    p.add_argument("--memory-fraction", type=_knob("memory_fraction"), metavar="F",
+                   help="share of GPU memory the engine may claim (default: the engine's documented default)")
+    p.add_argument("--out", metavar="FILE.sh", help="also write the recipe as a shell script")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_recipe)
 
     p = sub.add_parser("validate", help="predict published serving measurements and report the errors",
                        description="Predict every row of a measurement CSV (columns as in "

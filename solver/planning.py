@@ -43,7 +43,7 @@ from infecon.formulations.errors import InfeconError, InstanceError
 from infecon.formulations.space import Problem
 from infecon.instances.loader import read_toml, reject_unknown
 from infecon.solver import api
-from infecon.solver.arguments import worker_count
+from infecon.solver.arguments import recipe_engine, worker_count
 from infecon.solver.frontier import CONTRACT_COLUMNS, cheapest_row_at_least
 from infecon.solver.parallel import check_jobs, run_tasks
 from infecon.solver.sweeps import (
@@ -462,6 +462,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"FAILED {name}: {reason}")
     out = Path(args.out)
     print(f"wrote {out / 'plan.parquet'} and {out / 'plan.csv'} ({len(table)} rows)")
+    if args.recipe:
+        from infecon.solver.recipe_hooks import format_recipes, plan_recipes, write_recipes
+
+        problems = {s.name: s.problem() for s in load_plan(args.file) if s.name not in attrs["failed"]}
+        items = plan_recipes(table, problems, args.recipe)
+        print(format_recipes(items), end="")
+        paths = write_recipes(items, out / "recipes", args.recipe)
+        if paths:
+            print(f"wrote {len(paths)} recipes to {out / 'recipes'}")
     return 1 if attrs["failed"] else 0
 
 
@@ -484,6 +493,9 @@ def register(subparsers) -> None:
                    "(pip install 'infecon[ray]')")
     p.add_argument("--ray-address", metavar="ADDRESS", help="join an existing Ray cluster instead (ray://head:10001)")
     p.add_argument("--no-resume", action="store_true", help="recompute every scenario, ignoring DIR/scenarios/")
+    p.add_argument("--recipe", metavar="ENGINE", type=recipe_engine,
+                   help="also print and write (DIR/recipes/<scenario>.ENGINE.sh) the launch recipe of each scenario's "
+                        "recommended point on vllm, sglang or trtllm (see 'infecon recipe')")
     # SUPPRESS as the default keeps a top-level `infecon --debug ...` when the subcommand has no --debug.
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_plan)

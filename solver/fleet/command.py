@@ -6,8 +6,9 @@ import argparse
 import sys
 import time
 
+from infecon.formulations.errors import InfeconError
 from infecon.instances.fleet_scenario import load_fleet_scenario
-from infecon.solver.arguments import knob, worker_count
+from infecon.solver.arguments import knob, recipe_engine, worker_count
 from infecon.solver.fleet import plan as fleet
 from infecon.solver.fleet import report as fleet_report
 
@@ -80,6 +81,8 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     scenario = load_fleet_scenario(args.file)
     common = dict(backend=args.backend, time_limit_s=args.time_limit, jobs=args.jobs, ray=args.ray,
                   ray_address=args.ray_address, progress=None)
+    if args.frontier and args.recipe:
+        raise InfeconError("--recipe launches one plan's deployments; it does not apply to --frontier")
     if args.frontier:
         front = fleet.fleet_frontier(scenario, tpot_scale_max=args.tpot_scale_max, tpot_scales=args.tpot_scales,
                                      on_point=_points_found(), **common)
@@ -94,6 +97,13 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     plan = fleet.plan_fleet(scenario, **common)
     paths = fleet_report.write_plan(plan, args.out) if args.out else []
     print(fleet_report.format_plan(plan))
+    if args.recipe:
+        from infecon.solver.recipe_hooks import fleet_recipes, format_recipes, write_recipes
+
+        items = fleet_recipes(plan, args.recipe)
+        print(format_recipes(items), end="")
+        if args.out:
+            paths += write_recipes(items, f"{args.out}/recipes", args.recipe)
     if paths:
         print("wrote " + ", ".join(str(p) for p in paths))
     return 0 if plan.status == "optimal" else 3
@@ -125,6 +135,10 @@ def register(subparsers) -> None:
                    help="with --frontier: only these scales, e.g. 0.5,0.75,1 (one exact plan each, keeping those "
                         "cheaper than every tighter one; for large fleets, whose exact frontier can have thousands "
                         "of points); their largest replaces --tpot-scale-max")
+    p.add_argument("--recipe", metavar="ENGINE", type=recipe_engine,
+                   help="also print (and with --out write to DIR/recipes/) the launch recipe of every deployment of "
+                        "the plan on vllm, sglang or trtllm: aggregated replicas, and each disaggregated "
+                        "prefill/decode pair (SGLang PD or NVIDIA Dynamo)")
     scale = p.add_argument_group("candidate generation (one task per workload x GPU type)")
     scale.add_argument("--jobs", type=worker_count, default=None,
                        help="local worker processes (default: all cores; at most 4 per core); 1 runs in this "
