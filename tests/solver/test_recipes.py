@@ -232,7 +232,7 @@ class TestFromResults:
 
     def test_fleet_rows_become_recipes_with_mixed_pools(self):
         """A fleet plan's aggregated rows and its disaggregated pool (several GPU types) each get a recipe."""
-        from infecon.solver.fleet import FleetPlan
+        from infecon.solver.fleet.plan import FleetPlan
 
         class Pool:
             def __init__(self, key, hardware):
