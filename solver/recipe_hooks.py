@@ -49,18 +49,31 @@ def prefill_per_decode(problem: Problem, tpot_s: float, prefill_s: float, batch:
     return batch / (osl * tpot_s) * prefill_s / utilization
 
 
+def profile_memory(profile, memory_fraction: float | None = None) -> dict[str, Any]:
+    """``memory_fraction`` and its source for a recipe: the one given, else the engine profile's own when its file
+    sets one (the share of HBM the physics let the deployment use), else none (the recipe record's default)."""
+    if memory_fraction is not None:
+        return {"memory_fraction": memory_fraction, "memory_source": "--memory-fraction"}
+    sources = getattr(profile, "sources", {}) or {}
+    if profile is not None and "memory_fraction" in sources:
+        return {"memory_fraction": float(profile.memory_fraction),
+                "memory_source": f"engine profile {profile.name} (the share of HBM the model let this deployment "
+                                 f"use): {sources['memory_fraction']}"}
+    return {}
+
+
 def recipe_for_row(problem: Problem, row: Mapping[str, Any], engine: str, *,
                    memory_fraction: float | None = None) -> Recipe:
     """The recipe of one frontier or plan row: one instance, or a prefill/decode pair in disaggregated mode."""
     deployment = deployment_from_row(problem, row)
+    memory = profile_memory(problem.engine, memory_fraction)
     if problem.mode != "disaggregated":
-        return recipe(deployment, engine, memory_fraction=memory_fraction)
+        return recipe(deployment, engine, **memory)
     ratio = None
     if all(k in row and not pd.isna(row[k]) for k in ("tpot_ms", "prefill_ms")):
         ratio = prefill_per_decode(problem, float(row["tpot_ms"]) / 1e3, float(row["prefill_ms"]) / 1e3,
                                    deployment.batch)
-    return disaggregated_recipe(deployment, deployment, engine, memory_fraction=memory_fraction,
-                                prefill_per_decode=ratio)
+    return disaggregated_recipe(deployment, deployment, engine, prefill_per_decode=ratio, **memory)
 
 
 def recipe_for_explanation(expl, engine: str, *, memory_fraction: float | None = None) -> Recipe:
@@ -108,7 +121,7 @@ def fleet_recipes(plan, engine: str) -> list[tuple[str, Recipe | str]]:
         for _, row in rows[rows["mode"] == "closed_loop"].iterrows():
             label = f"{name}: {int(row['replicas'])} x aggregated on {row['hardware']}"
             try:
-                out.append((label, recipe(deployment(row, "aggregated"), engine)))
+                out.append((label, recipe(deployment(row, "aggregated"), engine, **profile_memory(workload.engine))))
             except InfeconError as exc:
                 out.append((label, str(exc)))
         prefill = [(deployment(r, "prefill"), int(r["replicas"]))
@@ -119,7 +132,8 @@ def fleet_recipes(plan, engine: str) -> list[tuple[str, Recipe | str]]:
             label = (f"{name}: disaggregated, {sum(r for _, r in prefill)} prefill + {sum(r for _, r in decode)} "
                      "decode replicas")
             try:
-                out.append((label, disaggregated_pool_recipe(prefill, decode, engine)))
+                out.append((label, disaggregated_pool_recipe(prefill, decode, engine,
+                                                             **profile_memory(workload.engine))))
             except InfeconError as exc:
                 out.append((label, str(exc)))
     return out

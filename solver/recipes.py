@@ -28,7 +28,7 @@ import math
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from infecon.formulations.errors import InfeconError
 from infecon.formulations.specs import HardwareSpec, ModelSpec
@@ -213,7 +213,6 @@ def max_tokens_per_step(d: Deployment) -> int:
 
 
 def _common_notes(d: Deployment, record: RecipeRecord, memory_fraction: float, notes: list[str]) -> None:
-    notes.append(f"memory fraction {memory_fraction:g}: {record.source('', 'memory_fraction') or 'given'}")
     if d.weight_bits == 4:
         notes.append("4-bit weights come from the checkpoint (AWQ, GPTQ, NVFP4 or MXFP4): serve a 4-bit "
                      "checkpoint of the model; no flag quantises to 4 bits on load")
@@ -501,8 +500,18 @@ def _dynamo_pair(pools: tuple[Pool, Pool], engine: RecipeRecord, dynamo: RecipeR
                   tuple(dict.fromkeys(options)))
 
 
+def _memory(record: RecipeRecord, memory_fraction: float | None, source: str | None) -> tuple[float, str]:
+    """The memory fraction a recipe emits and the note saying where it comes from."""
+    if memory_fraction is None:
+        return record.memory_fraction, f"memory fraction {record.memory_fraction:g}: " \
+                                       f"{record.source('', 'memory_fraction')}"
+    if not 0 < memory_fraction <= 1:
+        raise RecipeError(f"memory fraction must be in (0, 1] (got {memory_fraction!r})")
+    return memory_fraction, f"memory fraction {memory_fraction:g}: {source or 'given'}"
+
+
 def disaggregated_pool_recipe(prefill: Pool, decode: Pool, engine: str, *, memory_fraction: float | None = None,
-                              note: str | None = None) -> Recipe:
+                              memory_source: str | None = None, note: str | None = None) -> Recipe:
     """A disaggregated pool: prefill and decode servers (each a deployment with its replica count), launched as
     SGLang PD for ``sglang`` and with NVIDIA Dynamo for ``vllm`` and ``trtllm``; ``note`` heads the notes."""
     record = get_recipe_record(engine)
@@ -513,10 +522,8 @@ def disaggregated_pool_recipe(prefill: Pool, decode: Pool, engine: str, *, memor
     for pool in pools:
         for deployment, _ in pool:
             _check(deployment, record)
-    if memory_fraction is not None and not 0 < memory_fraction <= 1:
-        raise RecipeError(f"memory fraction must be in (0, 1] (got {memory_fraction!r})")
-    fraction = record.memory_fraction if memory_fraction is None else memory_fraction
-    notes = [note] if note else []
+    fraction, memory_note = _memory(record, memory_fraction, memory_source)
+    notes = [note, memory_note] if note else [memory_note]
     vendors = sorted({d.hardware.name.split()[0] for pool in pools for d, _ in pool})
     if len(vendors) > 1:
         notes.append(f"the pool mixes {' and '.join(vendors)} GPUs: the engines document KV-cache transfer between "
@@ -532,7 +539,8 @@ def disaggregated_pool_recipe(prefill: Pool, decode: Pool, engine: str, *, memor
 
 
 def disaggregated_recipe(prefill: Deployment, decode: Deployment, engine: str, *,
-                         memory_fraction: float | None = None, prefill_per_decode: float | None = None) -> Recipe:
+                         memory_fraction: float | None = None, memory_source: str | None = None,
+                         prefill_per_decode: float | None = None) -> Recipe:
     """The prefill/decode pair of one disaggregated instance (``disaggregated_pool_recipe`` of one of each).
     ``prefill_per_decode``: prefill instances one decode instance needs, said in a note."""
     note = None
@@ -540,12 +548,10 @@ def disaggregated_recipe(prefill: Deployment, decode: Deployment, engine: str, *
         note = (f"run {prefill_per_decode:.2f} prefill instances per decode instance (the prefill pool the serving "
                 "model sized)")
     return disaggregated_pool_recipe([(prefill, None)], [(decode, None)], engine, memory_fraction=memory_fraction,
-                                     note=note)
+                                     memory_source=memory_source, note=note)
 
 
 def _with_role(d: Deployment, role: str) -> Deployment:
-    from dataclasses import replace
-
     return replace(d, role=role)
 
 
@@ -555,7 +561,8 @@ def _with_role(d: Deployment, role: str) -> Deployment:
 _BUILDERS = {"vllm": _vllm, "sglang": _sglang, "trtllm": _trtllm}
 
 
-def recipe(deployment: Deployment, engine: str, *, memory_fraction: float | None = None) -> Recipe:
+def recipe(deployment: Deployment, engine: str, *, memory_fraction: float | None = None,
+           memory_source: str | None = None) -> Recipe:
     """The launch recipe of one instance on ``engine`` (``vllm``, ``sglang`` or ``trtllm``).
 
     Raises:
@@ -566,10 +573,9 @@ def recipe(deployment: Deployment, engine: str, *, memory_fraction: float | None
     if record.engine not in _BUILDERS:
         raise RecipeError(f"'{engine}' launches disaggregated pairs only; give --engine vllm, sglang or trtllm")
     _check(deployment, record)
-    if memory_fraction is not None and not 0 < memory_fraction <= 1:
-        raise RecipeError(f"memory fraction must be in (0, 1] (got {memory_fraction!r})")
-    fraction = record.memory_fraction if memory_fraction is None else memory_fraction
-    return _BUILDERS[record.engine](deployment, record, fraction)
+    fraction, memory_note = _memory(record, memory_fraction, memory_source)
+    made = _BUILDERS[record.engine](deployment, record, fraction)
+    return replace(made, notes=(memory_note, *made.notes))
 
 
 def _flags_in(tokens: list[str]) -> tuple[str, ...]:

@@ -152,6 +152,19 @@ class TestWhatACommandSays:
         made = recipe(llama(model=anonymous), "vllm")
         assert 'vllm serve "$MODEL"' in made.text() and any("set MODEL" in n for n in made.notes)
 
+    def test_an_engine_profiles_own_memory_fraction_wins_over_the_records_default(self):
+        """When the engine profile sets the share of HBM the physics used, the recipe emits that share."""
+        from infecon.solver.recipe_hooks import profile_memory
+
+        profile = dataclasses.make_dataclass("P", ["name", "memory_fraction", "sources"])(
+            "sglang", 0.85, {"memory_fraction": "SGLang server_args"})
+        memory = profile_memory(profile)
+        assert memory["memory_fraction"] == 0.85
+        made = recipe(llama(), "sglang", **memory)
+        assert "--mem-fraction-static 0.85" in made.text() and "engine profile sglang" in made.notes[0]
+        unset = dataclasses.make_dataclass("Q", ["name", "memory_fraction", "sources"])("vllm", 1.0, {})
+        assert profile_memory(unset) == {} and profile_memory(None, 0.7)["memory_fraction"] == 0.7
+
     def test_memory_fraction_given_or_the_documented_default(self):
         assert "--mem-fraction-static 0.85" in recipe(llama(), "sglang", memory_fraction=0.85).text()
         assert get_recipe_record("sglang").memory_fraction == 0.9
@@ -239,7 +252,7 @@ class TestFromResults:
                 self.key, self.hardware = key, hardware
 
         class Workload:
-            name, model, isl, osl, weight_bits, kv_bits = "chat", LLAMA, 2000, 400, 8, None
+            name, model, isl, osl, weight_bits, kv_bits, engine = "chat", LLAMA, 2000, 400, 8, None, None
 
         import pandas as pd
 
