@@ -256,6 +256,9 @@ def cmd_frontier(args: argparse.Namespace) -> int:
         for path in api.export_models(model, hardware, args.export_model, **kwargs):
             print(f"wrote {path}")
     query = None
+    if args.tolerance is not None and (args.min_speed is not None or args.max_cost is not None):
+        raise InfeconError("--tolerance thins a whole frontier's table; --min-speed or --max-cost answers one point")
+    tolerance = (100 * DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance) / 100
     if args.min_speed is not None:
         query = f"the cheapest configuration at >= {args.min_speed:g} tok/s per request"
         result = api.cheapest_at_speed(model, hardware, args.min_speed, **common, **kwargs)
@@ -270,8 +273,7 @@ def cmd_frontier(args: argparse.Namespace) -> int:
     else:
         update, close = _progress_bar(args.backend not in ("auto", "enumerate"))
         try:
-            result = api.frontier(model, hardware, progress=update, near_tie_tolerance=args.tolerance / 100,
-                                  **common, **kwargs)
+            result = api.frontier(model, hardware, progress=update, near_tie_tolerance=tolerance, **common, **kwargs)
         finally:
             close()
     if len(result) == 0 and not result.complete:
@@ -290,7 +292,7 @@ def cmd_frontier(args: argparse.Namespace) -> int:
     else:
         print(reports.format_frontier(result, max_rows=None if args.all else 40, query=query,
                                       runs=query is None and not args.all,
-                                      tolerance=None if args.exact else args.tolerance / 100))
+                                      tolerance=None if args.exact else tolerance))
         for path in (csv_path, plot_path):
             if path is not None:
                 print(f"wrote {path}")
@@ -465,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--format", choices=("table", "csv"), default="table", help="stdout format (default table)")
     out.add_argument("--all", action="store_true",
                      help="print every point, not one row per run of a layout's batches (at most 40 rows)")
-    out.add_argument("--tolerance", type=_knob("tolerance_pct"), default=100 * DEFAULT_TOLERANCE, metavar="PCT",
+    out.add_argument("--tolerance", type=_knob("tolerance_pct"), metavar="PCT",
                      help="the printed table folds a point into a simpler deployment (fewer GPUs, lower PP, no "
                           "attention DP, lower EP) within PCT percent of it on both speed and cost (default "
                           f"{100 * DEFAULT_TOLERANCE:g}); CSV and Parquet keep every point, with a 'shown' column")

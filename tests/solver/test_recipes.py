@@ -195,6 +195,13 @@ class TestRefusals:
         with pytest.raises(RecipeError, match="no pipeline parallelism"):
             recipes._check(llama(pp=2), no_pp)
 
+    def test_speculative_decoding_an_engine_version_lacks(self):
+        record = get_recipe_record("sglang")
+        older = dataclasses.replace(record, supports={**record.supports, "speculative_draft_model": False})
+        with pytest.raises(RecipeError, match="no speculative decoding with a separate draft model"):
+            recipes._check(DEPLOYMENTS["llama-pp2-two-nodes-draft-kv8"], older)
+        recipes._check(llama(drafter=get_model("llama-3-8b"), draft_tokens=0), older)  # draft length 0: no flag
+
     def test_hardware_the_engine_does_not_run_on(self):
         with pytest.raises(RecipeError, match="does not run on AMD Instinct MI300X"):
             recipe(llama(hardware=MI300X), "trtllm")
