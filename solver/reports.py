@@ -153,7 +153,9 @@ def format_frontier(frontier: Frontier, *, max_rows: int | None = 40, query: str
               + constraints_label(problem))
     thinned = runs and tolerance is not None
     table = runs_table(frontier, tolerance=tolerance if thinned else None) if runs else None
-    runs = table is not None and (thinned or len(table) < len(frontier))  # runs of one point read best as points
+    # Runs of one point each read best as points (nothing was thinned then: thinning leaves fewer rows than points).
+    runs = table is not None and len(table) < len(frontier)
+    thinned = thinned and runs
     table = table if runs else frontier_table(frontier)
     what = "runs" if runs else "points"
     shown = table
