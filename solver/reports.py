@@ -168,9 +168,9 @@ def format_frontier(frontier: Frontier, *, max_rows: int | None = 40, query: str
     if runs and not query:
         rows = f"{len(table)} row{'' if len(table) == 1 else 's'}"
         if thinned:
-            found += (f" in {rows} (near-ties within {100 * tolerance:g} % folded into a simpler deployment: fewer "
-                      "GPUs, lower PP, no attention DP, lower EP; 'points' counts the exact points a row stands for; "
-                      "--exact prints every run, --csv every point)")
+            found += (f" in {rows} (a point within {100 * tolerance:g} % of a simpler deployment, fewer GPUs, lower "
+                      "PP, no attention DP or lower EP, is folded into it; 'points' counts the exact points a row "
+                      "stands for; --exact: every run, --csv: every point)")
         else:
             found += (f" in {len(table)} run{'' if len(table) == 1 else 's'} (one row per layout's run of batches; "
                       "--all prints every point)")
