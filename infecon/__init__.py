@@ -7,6 +7,7 @@ The public Python API, under one name that cannot clash with other projects::
     infecon.cheapest_at_speed("llama-3-70b", "h100", 60).points          # one row
     infecon.explain("llama-3-70b", "h100", tp=8, batch=64)               # -> Explanation
     infecon.plan_fleet(infecon.load_fleet("fleet.toml")).plan            # -> DataFrame
+    print(infecon.recipe("llama-3-70b", "h100", engine="vllm", tp=8, batch=64).text())  # vllm serve ...
 
 Why a re-export: the implementation lives in ``infecon.solver``, ``infecon.formulations`` and
 ``infecon.instances`` (the repository's top-level ``solver/``, ``formulations/`` and ``instances/``
@@ -59,11 +60,13 @@ from infecon.solver.api import (
     list_models,
     load_fleet,
     plan_fleet,
+    recipe,
     resolve_hardware,
     resolve_model,
 )
 from infecon.solver.frontier import Frontier
 from infecon.solver.planning import run_plan
+from infecon.solver.recipes import Recipe
 from infecon.solver.sweeps import run_sweep
 
 try:
@@ -83,6 +86,7 @@ __all__ = [
     "ModelSpec",
     "NoFeasibleLayoutError",
     "Problem",
+    "Recipe",
     "SearchSpace",
     "SolverLimitError",
     "SpeculativeDecoding",
@@ -103,6 +107,7 @@ __all__ = [
     "load_model",
     "model_from_hf_config",
     "plan_fleet",
+    "recipe",
     "resolve_hardware",
     "resolve_model",
     "run_plan",

@@ -369,6 +369,28 @@ def _attention_choice(problem: Problem, evaluated: dict[bool, ConfigMetrics]) ->
                     f"({float(other.latency_s) * 1e3:.3f} ms per token there)")
 
 
+def recipe(model, hardware, *, engine: str, memory_fraction: float | None = None, tp: int = 1, tp_rows: int = 1,
+           tp_cols: int | None = None, pp: int = 1, ep: int = 1, batch: int = 1, **problem_kwargs):
+    """The launch recipe (``solver.recipes.Recipe``: ``.text()``, ``.commands``, ``.files``) of one configuration.
+
+    ``engine`` (``vllm``, ``sglang`` or ``trtllm``) is both the profile that models the configuration (as in
+    ``explain``) and the engine that launches it; ``mode="disaggregated"`` gives a prefill/decode pair. Raises
+    ``InfeconError`` when the configuration is not deployable or the engine's documentation does not cover it.
+    """
+    from infecon.instances.engines import engine_family
+    from infecon.solver.recipe_hooks import recipe_for_explanation
+    from infecon.solver.recipes import RECIPE_ENGINES
+
+    family = engine_family(str(engine))
+    if family not in RECIPE_ENGINES:
+        raise InstanceError(f"'engine' must be one of {', '.join(RECIPE_ENGINES)} to launch (got {engine!r})")
+    expl = explain(model, hardware, tp=tp, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, batch=batch,
+                   engine=engine, **problem_kwargs)
+    if expl.problem_found is not None:
+        raise NoFeasibleLayoutError(f"not a valid deployment: {expl.problem_found}")
+    return recipe_for_explanation(expl, family, memory_fraction=memory_fraction)
+
+
 def list_models() -> pd.DataFrame:
     """Built-in models with their size and shape."""
     rows = []

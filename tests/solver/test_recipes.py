@@ -281,6 +281,18 @@ class TestFromResults:
         assert "--max-running-requests 96" in pair
 
 
+class TestPythonApi:
+    def test_infecon_recipe(self):
+        import infecon
+
+        made = infecon.recipe("llama-3-70b", "h100", engine="sglang", tp=8, batch=64)
+        assert isinstance(made, infecon.Recipe) and made.commands[0].startswith("python -m sglang.launch_server")
+        with pytest.raises(infecon.NoFeasibleLayoutError, match="hbm_capacity"):
+            infecon.recipe("llama-3-70b", "h100", engine="vllm", tp=1, batch=64)
+        with pytest.raises(infecon.InstanceError, match="'engine' must be one of vllm, sglang, trtllm"):
+            infecon.recipe("llama-3-70b", "h100", engine="generic", tp=8, batch=64)
+
+
 class TestCommands:
     def run(self, capsys, *argv):
         try:
