@@ -119,7 +119,9 @@ def fleet_recipes(plan, engine: str) -> list[tuple[str, Recipe | str]]:
                               osl=workload.osl, role=role)
 
         for _, row in rows[rows["mode"] == "closed_loop"].iterrows():
-            label = f"{name}: {int(row['replicas'])} x aggregated on {row['hardware']}"
+            label = (f"{name}: {int(row['replicas'])} x aggregated on {row['hardware']}, TP {int(row['tp_rows'])}x"
+                     f"{int(row['tp_cols'])} PP {int(row['pp'])} EP {int(row['ep'])} batch {int(row['batch'])}"
+                     ).replace("TP 1x", "TP ")
             try:
                 out.append((label, recipe(deployment(row, "aggregated"), engine, **profile_memory(workload.engine))))
             except InfeconError as exc:
@@ -158,6 +160,10 @@ def write_recipes(items: Sequence[tuple[str, Recipe | str]], folder: str | Path,
                 continue
             stem = "".join(c if c.isalnum() or c in "._-" else "_" for c in label).strip("_")
             path = folder / f"{stem}.{engine}.sh"
+            number = 2
+            while path in paths:  # two items of one label (never from plan or fleet, whose labels differ): keep both
+                path = folder / f"{stem}_{number}.{engine}.sh"
+                number += 1
             path.write_text("#!/bin/sh\n" + item.text())
             paths.append(path)
     except OSError as exc:

@@ -274,7 +274,7 @@ class TestFromResults:
             (Pool("h100", H100), Pool("h200", H200)), (Workload(),))
         plan = FleetPlan("optimal", table, {}, pd.DataFrame(), None, None, scenario)
         items = fleet_recipes(plan, "sglang")
-        assert [label for label, _ in items] == ["chat: 2 x aggregated on h100",
+        assert [label for label, _ in items] == ["chat: 2 x aggregated on h100, TP 4 PP 1 EP 1 batch 32",
                                                  "chat: disaggregated, 3 prefill + 1 decode replicas"]
         pair = items[1][1].text()
         assert "prefill server x 3 (2 x NVIDIA H100 SXM each" in pair and "decode server (2 x NVIDIA H200" in pair
@@ -322,6 +322,21 @@ class TestCommands:
         assert code == 1 and "NOT A VALID DEPLOYMENT: hbm_capacity" in err
         code, _, err = self.run(capsys, *args, "--tp-grid", "2x4", "--engine", "vllm")
         assert code == 2 and "no 2-D tensor parallelism" in err
+
+    def test_fleet_recipe_prints_and_writes_every_deployment(self, capsys, tmp_path):
+        """fleet --recipe: each workload's deployments as recipes, scripts under DIR/recipes/; not with --frontier."""
+        from tests.solver.test_fleet import small
+
+        path = small(tmp_path)
+        code, out, _ = self.run(capsys, "fleet", str(path), "--out", str(tmp_path / "out"), "--jobs", "1",
+                                "--recipe", "vllm")
+        assert code == 0
+        labels = [line for line in out.splitlines() if line.startswith("## ")]
+        assert {label.split(":")[0] for label in labels} == {"## chat-8b", "## docs-70b"}
+        scripts = sorted((tmp_path / "out" / "recipes").glob("*.vllm.sh"))
+        assert len(scripts) == sum("no recipe" not in block for block in out.split("## ")[1:]) > 0
+        code, _, err = self.run(capsys, "fleet", str(path), "--frontier", "--recipe", "vllm")
+        assert code == 2 and "does not apply to --frontier" in err
 
     def test_plan_recipe_writes_one_script_per_scenario(self, capsys, tmp_path):
         plan = tmp_path / "plan.toml"
