@@ -35,7 +35,7 @@ def deployment_from_row(problem: Problem, row: Mapping[str, Any], role: str = "a
                       pp=int(row["pp"]), ep=int(row["ep"]), batch=int(row["batch"]),
                       attention_dp=bool(row.get("attention_dp", False)), weight_bits=w.weight_bits, kv_bits=w.kv_bits,
                       isl=isl, osl=osl, drafter=drafter, draft_tokens=int(row.get("draft_tokens", 0)), role=role,
-                      context_tokens=w.context_tokens)
+                      context_tokens=w.context_tokens, weight_format=getattr(w, "weight_format", "") or "")
 
 
 def prefill_per_decode(problem: Problem, tpot_s: float, prefill_s: float, batch: int) -> float:

@@ -67,6 +67,7 @@ class Deployment:
     draft_tokens: int = 0
     role: str = "aggregated"
     context_tokens: int | None = None  # the mean decode context when set apart from isl + osl/2 (--context)
+    weight_format: str = ""  # a block-scaled weight format (mxfp4, nvfp4) where the workload names one
 
     @property
     def tp(self) -> int:
@@ -213,7 +214,10 @@ def max_tokens_per_step(d: Deployment) -> int:
 
 
 def _common_notes(d: Deployment, record: RecipeRecord, memory_fraction: float, notes: list[str]) -> None:
-    if d.weight_bits == 4:
+    if d.weight_format:
+        notes.append(f"{d.weight_format.upper()} weights come from the checkpoint (gpt-oss ships MXFP4, NVIDIA "
+                     "ModelOpt writes NVFP4): serve such a checkpoint; the engine reads its quantization_config")
+    elif d.weight_bits == 4:
         notes.append("4-bit weights come from the checkpoint (AWQ, GPTQ, NVFP4 or MXFP4): serve a 4-bit "
                      "checkpoint of the model; no flag quantises to 4 bits on load")
     if d.drafter is not None and d.draft_tokens == 0:
