@@ -256,8 +256,10 @@ def cmd_frontier(args: argparse.Namespace) -> int:
         for path in api.export_models(model, hardware, args.export_model, **kwargs):
             print(f"wrote {path}")
     query = None
-    if args.tolerance is not None and (args.min_speed is not None or args.max_cost is not None):
-        raise InfeconError("--tolerance thins a whole frontier's table; --min-speed or --max-cost answers one point")
+    for option, given in (("--tolerance", args.tolerance is not None), ("--exact", args.exact)):
+        if given and (args.min_speed is not None or args.max_cost is not None):
+            raise InfeconError(f"{option} is about a whole frontier's table; --min-speed or --max-cost answers one "
+                               "point")
     tolerance = (100 * DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance) / 100
     if args.min_speed is not None:
         query = f"the cheapest configuration at >= {args.min_speed:g} tok/s per request"

@@ -118,7 +118,9 @@ class TestFrontier:
         code, _, err = run(capsys, "frontier", "--model", "llama-3-8b", "--tolerance", "80")
         assert code == 2 and "--tolerance must be a number in [0, 50]" in err
         code, _, err = run(capsys, "frontier", "--model", "llama-3-8b", "--tolerance", "2", "--min-speed", "60")
-        assert code == 2 and "--tolerance thins a whole frontier's table" in err
+        assert code == 2 and "--tolerance is about a whole frontier's table" in err
+        code, _, err = run(capsys, "frontier", "--model", "llama-3-8b", "--exact", "--max-cost", "2")
+        assert code == 2 and "--exact is about a whole frontier's table" in err
 
     def test_batch_ladder_and_the_old_all_batches_flag(self, capsys):
         """--batch-ladder searches 1, 2, 3, 4, 6, 8, ...; --all-batches is accepted and changes nothing."""
