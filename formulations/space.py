@@ -60,6 +60,13 @@ class SearchSpace:
     allow_ep: bool = True
     draft_tokens: int | None = None  # speculative draft length; None: the optimum per configuration
     attention_dp: str = "auto"  # ATTENTION_DP_MODES; applies only where ``attention_dp_applies``
+    # A layout family (``frontier --tp 8 --pp 1``): each set value fixes that axis, None leaves it free. ``tp`` is a
+    # 1-D TP degree, ``tp_grid`` a 2-D grid (rows, cols); ``gpus`` the GPUs of the instance (TP x PP).
+    tp: int | None = None
+    tp_grid: tuple[int, int] | None = None
+    pp: int | None = None
+    ep: int | None = None
+    gpus: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_gpus < 1:
@@ -75,6 +82,34 @@ class SearchSpace:
         if self.attention_dp not in ATTENTION_DP_MODES:
             raise InstanceError(f"'attention_dp' must be one of {', '.join(ATTENTION_DP_MODES)} "
                                 f"(got {self.attention_dp!r})")
+        for name in ("tp", "pp", "ep", "gpus"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise InstanceError(f"'{name}' must be a positive integer (got {value!r})")
+        if self.tp is not None and self.tp_grid is not None:
+            raise InstanceError("give 'tp' (1-D) or 'tp_grid' (2-D), not both")
+        if self.tp_grid is not None and (len(self.tp_grid) != 2 or min(self.tp_grid) < 2):
+            raise InstanceError(f"'tp_grid' must be ROWS x COLS with both >= 2 (got {self.tp_grid!r})")
+
+    @property
+    def layout_fixed(self) -> dict[str, object]:
+        """The axes a layout family fixes, by name (empty: every layout is searched)."""
+        return {name: getattr(self, name) for name in ("tp", "tp_grid", "pp", "ep", "gpus")
+                if getattr(self, name) is not None}
+
+    @property
+    def family_text(self) -> str:
+        """The fixed axes as the tables print them: ``TP 8, PP 1`` (empty where none is fixed)."""
+        names = {"tp": "TP", "tp_grid": "TP", "pp": "PP", "ep": "EP", "gpus": "GPUs"}
+        return ", ".join(f"{names[k]} {'x'.join(map(str, v)) if isinstance(v, tuple) else v}"
+                         for k, v in self.layout_fixed.items())
+
+    def in_family(self, tp_rows: int, tp_cols: int, pp: int, ep: int) -> bool:
+        """Whether a layout belongs to the family the space fixes (``layout_fixed``)."""
+        return ((self.tp is None or (tp_rows, tp_cols) == (1, self.tp))
+                and (self.tp_grid is None or (tp_rows, tp_cols) == tuple(self.tp_grid))
+                and (self.pp is None or pp == self.pp) and (self.ep is None or ep == self.ep)
+                and (self.gpus is None or tp_rows * tp_cols * pp == self.gpus))
 
 
 @dataclass(frozen=True)
@@ -198,14 +233,31 @@ def candidate_layouts(model: ModelSpec, hw: HardwareSpec, space: SearchSpace, *,
     for tp_rows, tp_cols in shapes:
         for pp in pps:
             for ep in eps:
+                if not space.in_family(tp_rows, tp_cols, pp, ep):
+                    continue
                 if layout_rule_violation(model, hw, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep,
                                          max_gpus=space.max_gpus) is None:
                     for data in (shardings if tp_rows * tp_cols > 1 else [0]):
                         rows.append((tp_rows * tp_cols * pp, tp_rows, tp_cols, pp, ep, data))
+    if not rows and space.layout_fixed:
+        raise InstanceError(_empty_family(model, hw, space))
     if not rows:
         raise InstanceError(f"no valid layout for {model.name} on {hw.name} within {space.max_gpus} GPUs")
     rows.sort()
     return np.array([r[1:] for r in rows], dtype=np.int64)
+
+
+def _empty_family(model: ModelSpec, hw: HardwareSpec, space: SearchSpace) -> str:
+    """Why a layout family holds no valid layout: the rule its layout breaks where it names one whole layout."""
+    fixed = space.family_text
+    rows, cols = (1, space.tp) if space.tp is not None else (space.tp_grid or (None, None))
+    if cols is not None and space.pp is not None:
+        broken = layout_rule_violation(model, hw, tp_rows=rows, tp_cols=cols, pp=space.pp, ep=space.ep or 1,
+                                       max_gpus=space.max_gpus)
+        if broken:
+            return f"no valid layout with {fixed} for {model.name} on {hw.name}: {broken}"
+    return (f"no valid layout with {fixed} for {model.name} on {hw.name} within {space.max_gpus} GPUs "
+            "(TP axes are powers of two, PP divides the layers, EP divides the experts and the TP group)")
 
 
 def attention_dp_applies(model: ModelSpec, engine: EngineProfile | None) -> bool:

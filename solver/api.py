@@ -124,7 +124,8 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
                   max_batch: int | None = None, batch_sizes: list[int] | None = None, batch_mode: str = "all",
                   draft: str | Path | ModelSpec | None = None, acceptance: float = DEFAULT_ACCEPTANCE,
                   max_draft_tokens: int = DEFAULT_MAX_DRAFT_TOKENS, draft_tokens: int | None = None,
-                  prefill_utilization: float | None = None, attention_dp: str = "auto") -> Problem:
+                  prefill_utilization: float | None = None, attention_dp: str = "auto",
+                  layout: dict | None = None) -> Problem:
     """Assemble and validate a ``Problem`` from names or specs and the usual knobs.
 
     Unset knobs keep the hardware file's values (price, efficiencies) and the search-space
@@ -139,6 +140,8 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
     TRT-LLM attention DP): ``auto`` searches both that and the engines' default split by heads, ``on`` only
     data-parallel attention, ``off`` heads only (``space.attention_dp_choices``). Other models and the
     paper's model have no such choice and ignore it.
+    ``layout`` fixes a layout family (``{"tp": 8, "pp": 1}``; keys ``tp``, ``tp_grid``, ``pp``, ``ep``, ``gpus``,
+    ``SearchSpace``): the frontier of those layouts alone, every batch they run.
     """
     spec = resolve_model(model)
     hw = resolve_hardware(hardware)
@@ -165,7 +168,8 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
     hw = dataclasses.replace(hw, **overrides) if overrides else hw
     workload = Workload(context_tokens=int(context_tokens), weight_bits=weight_bits, activation_bits=activation_bits,
                         kv_bits=activation_bits if kv_bits is None else kv_bits)
-    space_kwargs = {"batch_mode": batch_mode, "draft_tokens": draft_tokens, "attention_dp": attention_dp}
+    space_kwargs = {"batch_mode": batch_mode, "draft_tokens": draft_tokens, "attention_dp": attention_dp,
+                    **_layout_family(layout)}
     if max_gpus is not None:
         space_kwargs["max_gpus"] = max_gpus
     if max_batch is not None:
@@ -182,6 +186,29 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
     return Problem(spec, hw, workload, SearchSpace(**space_kwargs),
                    Constraints(demand_tokens_per_s, budget_usd_per_hour, ttft_max_s, tpot_max_s), speculative,
                    requests=requests, engine=profile, mode=mode, prefill_utilization=prefill_utilization)
+
+
+LAYOUT_KEYS = ("tp", "tp_grid", "pp", "ep", "gpus")
+
+
+def _layout_family(layout: dict | None) -> dict:
+    """``build_problem``'s ``layout``, checked: known keys, each degree a bounded positive integer."""
+    if not layout:
+        return {}
+    unknown = sorted(set(layout) - set(LAYOUT_KEYS))
+    if unknown:
+        raise InstanceError(f"'layout': unknown key '{unknown[0]}' (allowed: {', '.join(LAYOUT_KEYS)})")
+    family = {}
+    for key, value in layout.items():
+        if value is None:
+            continue
+        parts = tuple(value) if key == "tp_grid" else (value,)
+        for part in parts:
+            if isinstance(part, bool) or not isinstance(part, int | np.integer) or part < 1:
+                raise InstanceError(f"'layout' {key} must be positive integers (got {value!r})")
+            check_knob("max_gpus", part, label=f"'layout' {key}")
+        family[key] = tuple(int(v) for v in parts) if key == "tp_grid" else int(value)
+    return family
 
 
 def hbm_need_text(hbm_bytes_per_gpu: float) -> str:

@@ -237,6 +237,9 @@ def cmd_frontier(args: argparse.Namespace) -> int:
     # Checked before solving, so a bad path costs no solve; the plot path gains .png if it has no suffix.
     csv_path = outputs.output_file("--csv", args.csv) if args.csv is not None else None
     plot_path = outputs.plot_file("--plot", args.plot) if args.plot is not None else None
+    layout = {key: getattr(args, key) for key in api.LAYOUT_KEYS if getattr(args, key) is not None}
+    if layout:
+        kwargs["layout"] = layout
     common = dict(backend=args.backend, time_limit_s=args.time_limit)
     if args.export_model is not None:
         for path in api.export_models(model, hardware, args.export_model, **kwargs):
@@ -403,6 +406,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "hardware: fastest first; each row is strictly cheaper than the one above.",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_problem_arguments(p)
+    family = p.add_argument_group("a layout family (the frontier of those layouts alone, every batch they run; "
+                                  "each option fixes one axis, the others stay free)")
+    which_tp = family.add_mutually_exclusive_group()
+    which_tp.add_argument("--tp", type=_knob("max_gpus", int), help="1-D tensor-parallel degree, e.g. 8")
+    which_tp.add_argument("--tp-grid", type=_tp_grid, metavar="ROWSxCOLS", help="a 2-D tensor-parallel grid, e.g. 4x8")
+    family.add_argument("--pp", type=_knob("max_gpus", int), help="pipeline stages, e.g. 1")
+    family.add_argument("--ep", type=_knob("max_gpus", int), help="expert-parallel degree")
+    family.add_argument("--gpus", type=_knob("max_gpus", int), help="GPUs per instance (TP x PP)")
     query = p.add_argument_group("single-point queries (instead of the whole frontier)").add_mutually_exclusive_group()
     query.add_argument("--min-speed", type=_knob("min_speed"),
                        help="cheapest deployment with at least this tok/s/request")

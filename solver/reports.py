@@ -179,7 +179,13 @@ def constraints_label(problem) -> str:
         (c.budget_usd_per_hour, "budget <= ${:g}/hour per instance"),
         (c.ttft_max_s, "TTFT <= {:g} s"),
         (c.tpot_max_s, "TPOT <= {:g} s")) if value is not None]
-    return "; caps: " + ", ".join(caps) if caps else ""
+    text = "; caps: " + ", ".join(caps) if caps else ""
+    return text + family_label(problem.space)
+
+
+def family_label(space) -> str:
+    """``; layouts: TP 8, PP 1`` where the search is one layout family (``frontier --tp 8 --pp 1``), else empty."""
+    return "; layouts: " + space.family_text if space.layout_fixed else ""
 
 
 def serving_label(problem) -> str:
