@@ -18,6 +18,7 @@ from functools import cached_property, partial
 
 import numpy as np
 
+from infecon.formulations.bands import BandTable, pessimistic_factor, pessimistic_metrics, problem_regime
 from infecon.formulations.errors import InstanceError
 from infecon.formulations.perf import (
     ConfigMetrics,
@@ -146,8 +147,14 @@ class Problem:
     engine: EngineProfile | None = None
     mode: str = "decode_only"
     prefill_utilization: float | None = None  # a disaggregated prefill pool's; None: the serving model's default
+    # Plan with the pessimistic end of the error band (``bands.py``): every configuration's speed is the one it
+    # beats with this probability, its times and prices follow. None: the model's own (median-free) prediction.
+    confidence: float | None = None
+    bands: BandTable | None = None  # the band table ``confidence`` reads
 
     def __post_init__(self) -> None:
+        if self.confidence is not None and self.bands is None:
+            raise InstanceError("'confidence' needs a band table (instances/bands)")
         if (self.mode == "static_batch" and self.requests is not None and self.requests.input_tokens == 0
                 and self.requests.output_tokens == 1):
             # No prompt to prefill and no decode step: the request takes no time and its speed is infinite.
@@ -485,12 +492,29 @@ def evaluate_configurations(problem: Problem, *, tp_rows, tp_cols, pp, ep, batch
     layout = dict(tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, batch=batch, draft_tokens=draft_tokens,
                   speculative=speculative, drafter_layouts=candidates)
     if problem.engine is None:
-        return evaluate(problem.model, problem.hardware, problem.workload, **layout)
+        return _at_confidence(problem, evaluate(problem.model, problem.hardware, problem.workload, **layout),
+                              pp, batch, attention_dp)
     if problem.prefill_utilization is not None:
         layout["prefill_utilization"] = problem.prefill_utilization
     layout["attention_dp"] = attention_dp
-    return serving_metrics(problem.model, problem.hardware, problem.workload, problem.requests, problem.engine,
-                           problem.mode, **layout)
+    return _at_confidence(problem, serving_metrics(problem.model, problem.hardware, problem.workload,
+                                                   problem.requests, problem.engine, problem.mode, **layout),
+                          pp, batch, attention_dp)
+
+
+def _at_confidence(problem: Problem, metrics: ConfigMetrics, pp, batch, attention_dp) -> ConfigMetrics:
+    """``metrics`` at the problem's confidence (``bands.pessimistic_metrics``), or as they are without one.
+
+    Why the enumeration stays exact: the pessimistic factor is constant over a layout's batches inside the
+    measured range and only falls past it (``bands.regime``), so latency and cost x batch still never fall as
+    the batch grows, the bounds it skips batch intervals with.
+    """
+    if problem.confidence is None:
+        return metrics
+    regime = problem_regime(problem.bands, problem, pp=np.broadcast_to(pp, np.shape(metrics.latency_s)),
+                            batch=np.broadcast_to(batch, np.shape(metrics.latency_s)), attention_dp=attention_dp)
+    factor = pessimistic_factor(regime, problem.confidence).reshape(np.shape(metrics.latency_s))
+    return pessimistic_metrics(metrics, factor)
 
 
 def slo_violations(metrics: ConfigMetrics, ttft_max_s: float | None, tpot_max_s: float | None

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from infecon.formulations.bands import check_confidence
 from infecon.formulations.errors import InstanceError, NoFeasibleLayoutError
 from infecon.formulations.params import parameter_counts
 from infecon.formulations.perf import HBM_BYTES_CEILING, ConfigMetrics, beyond_any_memory
@@ -38,6 +39,7 @@ from infecon.formulations.specs import (
     SpeculativeDecoding,
     Workload,
 )
+from infecon.instances.bands import shipped_bands
 from infecon.instances.engines import get_engine
 from infecon.instances.limits import check_knob
 from infecon.instances.loader import (
@@ -51,7 +53,7 @@ from infecon.instances.loader import (
 )
 from infecon.solver.enumeration import EvaluationBudgetError, rule_summary
 from infecon.solver.epsilon import solve_point, trace_frontier
-from infecon.solver.frontier import Frontier
+from infecon.solver.frontier import Frontier, band_columns
 
 DEFAULT_ACCEPTANCE = 0.8
 DEFAULT_MAX_DRAFT_TOKENS = 8
@@ -125,7 +127,7 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
                   draft: str | Path | ModelSpec | None = None, acceptance: float = DEFAULT_ACCEPTANCE,
                   max_draft_tokens: int = DEFAULT_MAX_DRAFT_TOKENS, draft_tokens: int | None = None,
                   prefill_utilization: float | None = None, attention_dp: str = "auto",
-                  layout: dict | None = None) -> Problem:
+                  layout: dict | None = None, confidence: float | None = None) -> Problem:
     """Assemble and validate a ``Problem`` from names or specs and the usual knobs.
 
     Unset knobs keep the hardware file's values (price, efficiencies) and the search-space
@@ -140,6 +142,9 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
     TRT-LLM attention DP): ``auto`` searches both that and the engines' default split by heads, ``on`` only
     data-parallel attention, ``off`` heads only (``space.attention_dp_choices``). Other models and the
     paper's model have no such choice and ignore it.
+    ``confidence`` (0.5-0.95) plans with the pessimistic end of the error band (``formulations/bands.py``):
+    each configuration's speed is the one it reaches with that probability, its times and prices follow, so
+    capacity comes from the low speed and SLOs are checked on the high latency (enumeration backend only).
     ``layout`` fixes a layout family (``{"tp": 8, "pp": 1}``; keys ``tp``, ``tp_grid``, ``pp``, ``ep``, ``gpus``,
     ``SearchSpace``): the frontier of those layouts alone, every batch they run.
     """
@@ -183,9 +188,15 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
         speculative = SpeculativeDecoding(resolve_model(draft), acceptance, max_draft_tokens)
     if prefill_utilization is not None and not 0 < prefill_utilization < 1:
         raise InstanceError(f"'prefill_utilization' must be in (0, 1) (got {prefill_utilization!r})")
+    if confidence is not None:
+        try:
+            confidence = check_confidence(confidence)
+        except ValueError as exc:
+            raise InstanceError(str(exc)) from None
     return Problem(spec, hw, workload, SearchSpace(**space_kwargs),
                    Constraints(demand_tokens_per_s, budget_usd_per_hour, ttft_max_s, tpot_max_s), speculative,
-                   requests=requests, engine=profile, mode=mode, prefill_utilization=prefill_utilization)
+                   requests=requests, engine=profile, mode=mode, prefill_utilization=prefill_utilization,
+                   confidence=confidence, bands=shipped_bands() if confidence is not None else None)
 
 
 LAYOUT_KEYS = ("tp", "tp_grid", "pp", "ep", "gpus")
@@ -256,6 +267,7 @@ def frontier(model, hardware, *, backend: str = "auto", time_limit_s: float | No
     """
     problem = model if isinstance(model, Problem) else build_problem(model, hardware, **problem_kwargs)
     check_knob("time_limit_s", time_limit_s)
+    _check_confidence_backend(problem, backend)
     try:
         result = trace_frontier(problem, backend, time_limit_s=time_limit_s, progress=progress)
     except EvaluationBudgetError as exc:
@@ -268,12 +280,20 @@ def frontier(model, hardware, *, backend: str = "auto", time_limit_s: float | No
     return result
 
 
+def _check_confidence_backend(problem: Problem, backend: str) -> None:
+    """A confidence is searched by the enumeration only: the encodings bound the model's own prediction."""
+    if problem.confidence is not None and backend not in ("auto", "enumerate"):
+        raise InstanceError(f"--confidence needs the enumerate backend (auto), not {backend}: the {backend} "
+                            "encoding bounds the model's own prediction, not its pessimistic end")
+
+
 def cheapest_at_speed(model, hardware, min_tokens_per_s: float, *, backend: str = "auto",
                       time_limit_s: float | None = None, **problem_kwargs) -> Frontier:
     """The cheapest configuration serving each request at least ``min_tokens_per_s``."""
     check_knob("min_speed", min_tokens_per_s)
     check_knob("time_limit_s", time_limit_s)
     problem = model if isinstance(model, Problem) else build_problem(model, hardware, **problem_kwargs)
+    _check_confidence_backend(problem, backend)
     return solve_point(problem, backend, min_tokens_per_s=min_tokens_per_s, time_limit_s=time_limit_s)
 
 
@@ -283,6 +303,7 @@ def fastest_within_cost(model, hardware, max_usd_per_million_tokens: float, *, b
     check_knob("max_cost", max_usd_per_million_tokens)
     check_knob("time_limit_s", time_limit_s)
     problem = model if isinstance(model, Problem) else build_problem(model, hardware, **problem_kwargs)
+    _check_confidence_backend(problem, backend)
     return solve_point(problem, backend, max_usd_per_million_tokens=max_usd_per_million_tokens,
                        time_limit_s=time_limit_s)
 
@@ -321,6 +342,15 @@ class Explanation:
     def hbm_need(self) -> str:
         """HBM use per GPU as text: ``12.34 GB per GPU``, or the fact that it exceeds any memory."""
         return hbm_need_text(float(self.metrics.hbm_used_bytes_per_gpu))
+
+    def band(self) -> dict[str, float | str]:
+        """The 80 % band of this configuration's speed and cost, and why it is extrapolated (``band_columns``)."""
+        point = pd.DataFrame({"tokens_per_second": [float(self.metrics.tokens_per_second)],
+                              "usd_per_million_tokens": [float(self.metrics.usd_per_million_tokens)],
+                              "pp": [self.pp], "batch": [self.batch], "attention_dp": [self.attention_dp]})
+        band = {name: values[0] for name, values in band_columns(self.problem, point).items()}
+        band["extrapolated"] = band["extrapolated"] if isinstance(band["extrapolated"], str) else ""
+        return band
 
     def terms(self) -> pd.DataFrame:
         """Milliseconds per step of each component, for the target (and the drafter)."""

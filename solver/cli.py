@@ -20,7 +20,9 @@ from infecon.instances.engines import DEFAULT_ENGINE, builtin_engine_names
 from infecon.instances.limits import KNOB_RANGES
 from infecon.instances.loader import NAME_SPELLINGS
 from infecon.solver import api, outputs, reports
+from infecon.solver.arguments import CONFIDENCE_HELP
 from infecon.solver.arguments import checked as _checked
+from infecon.solver.arguments import confidence as _confidence
 from infecon.solver.arguments import knob as _knob
 from infecon.solver.backends import BACKEND_NAMES
 
@@ -240,6 +242,8 @@ def cmd_frontier(args: argparse.Namespace) -> int:
     layout = {key: getattr(args, key) for key in api.LAYOUT_KEYS if getattr(args, key) is not None}
     if layout:
         kwargs["layout"] = layout
+    if args.confidence is not None:
+        kwargs["confidence"] = args.confidence
     common = dict(backend=args.backend, time_limit_s=args.time_limit)
     if args.export_model is not None:
         for path in api.export_models(model, hardware, args.export_model, **kwargs):
@@ -419,6 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="cheapest deployment with at least this tok/s/request")
     query.add_argument("--max-cost", type=_knob("max_cost"),
                        help="fastest deployment costing at most this $/M tokens")
+    p.add_argument("--confidence", type=_confidence, metavar="P", help=CONFIDENCE_HELP)
     out = p.add_argument_group("solver and output")
     out.add_argument("--backend", default="auto", choices=("auto", *BACKEND_NAMES),
                      help="auto (= enumerate, the fastest here), enumerate, cpsat or milp; all give the same frontier")

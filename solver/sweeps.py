@@ -75,6 +75,8 @@ PROBLEM_KNOBS: dict[str, tuple[str, str]] = {
     "osl": ("osl", "int"),
     "ttft_max_s": ("ttft_max_s", "number"),
     "tpot_max_s": ("tpot_max_s", "number"),
+    # Plan with the pessimistic end of the error band (as 'infecon frontier --confidence'; formulations/bands.py).
+    "confidence": ("confidence", "number"),
 }
 # Only a sweep's [base] takes these two (a plan's scenarios keep the default search space).
 _SWEEP_ONLY_KNOBS: dict[str, tuple[str, str]] = {
