@@ -322,6 +322,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"{len(predicted) - len(failed)} of {len(predicted)} rows predicted"
           + (f"; {len(failed)} not: " + "; ".join(f"row {i + 2}: {s}" for i, s in failed["status"].items())
              if len(failed) else ""))
+    good = predicted[predicted["status"].str.startswith("ok")]
+    if len(good):
+        inside = int(good["in_band"].astype(bool).sum())
+        print(f"band coverage: {inside} of {len(good)} rows ({100 * inside / len(good):.0f} %) inside their 80 % band "
+              "(tokens_per_second_low/high; a profile fitted on these rows covers them more often than unseen ones: "
+              "scripts/fit_bands.py reports held-out coverage)")
     fallbacks = predicted["status"].str.contains("used generic").sum()
     if fallbacks:
         print(f"{fallbacks} rows of engine families without a profile were predicted with generic")
