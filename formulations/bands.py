@@ -100,8 +100,11 @@ class Regime:
 
 
 def regime(table: BandTable, engine_name: str, hardware_name: str, arch: str, *, pp, batch,
-           attention_dp=False) -> Regime:
-    """The band and the extrapolation of each configuration (arrays ``pp``, ``batch``, ``attention_dp``)."""
+           attention_dp=False, reasons: bool = True) -> Regime:
+    """The band and the extrapolation of each configuration (arrays ``pp``, ``batch``, ``attention_dp``).
+
+    ``reasons`` False skips the per-configuration text (a search tabulating millions only needs the widths).
+    """
     pp = np.atleast_1d(np.asarray(pp, dtype=np.int64))
     batch = np.atleast_1d(np.asarray(batch, dtype=float))
     n = int(np.broadcast(pp, batch).size)
@@ -121,21 +124,21 @@ def regime(table: BandTable, engine_name: str, hardware_name: str, arch: str, *,
         fixed.append(f"{arch} models unmeasured")
         variance += w.architecture ** 2
     sigma2 = np.full(n, variance)
-    reasons = np.full(n, "; ".join(fixed), dtype=object)
+    texts = np.full(n, "; ".join(fixed), dtype=object)
     deep = pp > band.pp_max
     sigma2 = sigma2 + np.where(deep, w.pp ** 2, 0.0)
     dp = data & (not band.attention_dp)
     sigma2 = sigma2 + np.where(dp, w.attention_dp ** 2, 0.0)
     doublings = np.log2(np.maximum(batch / band.batch_max, 1.0))
     sigma2 = sigma2 + (w.batch_per_doubling * doublings) ** 2
-    for i in np.flatnonzero(deep | dp | (doublings > 0)):
+    for i in np.flatnonzero(deep | dp | (doublings > 0)) if reasons else ():
         extra = [f"pp>{band.pp_max} unmeasured"] if deep[i] else []
         if dp[i]:
             extra.append("attention-dp unmeasured")
         if doublings[i] > 0:
             extra.append(f"batch {batch[i] / band.batch_max:.3g}x past measured ({band.batch_max})")
-        reasons[i] = "; ".join([r for r in (reasons[i],) if r] + extra)
-    return Regime(band, np.sqrt(sigma2), reasons)
+        texts[i] = "; ".join([r for r in (texts[i],) if r] + extra)
+    return Regime(band, np.sqrt(sigma2), texts)
 
 
 def log_factor(rg: Regime, level: float) -> np.ndarray:
@@ -157,12 +160,12 @@ def pessimistic_factor(rg: Regime, confidence: float) -> np.ndarray:
     return np.exp(log_factor(rg, 1 - confidence))
 
 
-def problem_regime(table: BandTable, problem, *, pp, batch, attention_dp=False) -> Regime:
+def problem_regime(table: BandTable, problem, *, pp, batch, attention_dp=False, reasons: bool = True) -> Regime:
     """``regime`` of a ``space.Problem``'s configurations (the paper's model: the ``paper`` band)."""
     engine = problem.engine
     name = "paper" if engine is None or engine.paper else engine.name
     return regime(table, name, problem.hardware.name, architecture(problem.model), pp=pp, batch=batch,
-                  attention_dp=attention_dp)
+                  attention_dp=attention_dp, reasons=reasons)
 
 
 def pessimistic_metrics(metrics, factor: np.ndarray):

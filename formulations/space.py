@@ -512,7 +512,8 @@ def _at_confidence(problem: Problem, metrics: ConfigMetrics, pp, batch, attentio
     if problem.confidence is None:
         return metrics
     regime = problem_regime(problem.bands, problem, pp=np.broadcast_to(pp, np.shape(metrics.latency_s)),
-                            batch=np.broadcast_to(batch, np.shape(metrics.latency_s)), attention_dp=attention_dp)
+                            batch=np.broadcast_to(batch, np.shape(metrics.latency_s)), attention_dp=attention_dp,
+                            reasons=False)
     factor = pessimistic_factor(regime, problem.confidence).reshape(np.shape(metrics.latency_s))
     return pessimistic_metrics(metrics, factor)
 
