@@ -54,7 +54,10 @@ from infecon.instances.loader import get_hardware, get_model  # noqa: E402
 from infecon.solver import calibration  # noqa: E402
 from infecon.solver.validation import predict_prepared, read_measurements  # noqa: E402
 
-DEFAULT_DATA = ROOT.parent / "shared" / "measured" / "serving_dev.csv"
+# The development data beside the checkout (../shared), or beside a worktree's parent (../../shared).
+DEFAULT_DATA = next((d / "shared" / "measured" / "serving_dev.csv" for d in (ROOT.parent, ROOT.parent.parent)
+                     if (d / "shared" / "measured" / "serving_dev.csv").is_file()),
+                    ROOT.parent / "shared" / "measured" / "serving_dev.csv")
 FAMILIES = ("trtllm", "vllm", "sglang")
 BATCH_CUT = 64  # the batch experiment fits on rows at or below it and predicts the rows above
 
