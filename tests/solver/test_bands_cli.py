@@ -177,3 +177,13 @@ def test_paper_model_numbers_unchanged_by_the_band():
     table = tabulate(f.problem)
     idx = f.points["config_index"].to_numpy()
     np.testing.assert_array_equal(f.points["tokens_per_second"].to_numpy(), table.metrics.tokens_per_second[idx])
+
+
+@pytest.mark.parametrize("command", ["plan", "fleet"])
+@pytest.mark.parametrize("value", ["0", "0.96", "high"])
+def test_bad_confidence_on_plan_and_fleet_is_one_line_exit_2(tmp_path, capsys, command, value):
+    path = tmp_path / "file.toml"
+    path.write_text(PLAN if command == "plan" else FLEET.format(extra=""))
+    extra = ["--out", str(tmp_path / "out"), "--jobs", "1"] if command == "plan" else []
+    code, _, err = run(capsys, command, str(path), *extra, "--confidence", value)
+    assert_one_line_error(code, err, "--confidence", "[0.5, 0.95]")
