@@ -18,6 +18,7 @@ from functools import cached_property, partial
 
 import numpy as np
 
+from infecon.formulations.bands import BandTable, pessimistic_factor, pessimistic_metrics, problem_regime
 from infecon.formulations.errors import InstanceError
 from infecon.formulations.perf import (
     ConfigMetrics,
@@ -60,6 +61,13 @@ class SearchSpace:
     allow_ep: bool = True
     draft_tokens: int | None = None  # speculative draft length; None: the optimum per configuration
     attention_dp: str = "auto"  # ATTENTION_DP_MODES; applies only where ``attention_dp_applies``
+    # A layout family (``frontier --tp 8 --pp 1``): each set value fixes that axis, None leaves it free. ``tp`` is a
+    # 1-D TP degree, ``tp_grid`` a 2-D grid (rows, cols); ``gpus`` the GPUs of the instance (TP x PP).
+    tp: int | None = None
+    tp_grid: tuple[int, int] | None = None
+    pp: int | None = None
+    ep: int | None = None
+    gpus: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_gpus < 1:
@@ -75,6 +83,34 @@ class SearchSpace:
         if self.attention_dp not in ATTENTION_DP_MODES:
             raise InstanceError(f"'attention_dp' must be one of {', '.join(ATTENTION_DP_MODES)} "
                                 f"(got {self.attention_dp!r})")
+        for name in ("tp", "pp", "ep", "gpus"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise InstanceError(f"'{name}' must be a positive integer (got {value!r})")
+        if self.tp is not None and self.tp_grid is not None:
+            raise InstanceError("give 'tp' (1-D) or 'tp_grid' (2-D), not both")
+        if self.tp_grid is not None and (len(self.tp_grid) != 2 or min(self.tp_grid) < 2):
+            raise InstanceError(f"'tp_grid' must be ROWS x COLS with both >= 2 (got {self.tp_grid!r})")
+
+    @property
+    def layout_fixed(self) -> dict[str, object]:
+        """The axes a layout family fixes, by name (empty: every layout is searched)."""
+        return {name: getattr(self, name) for name in ("tp", "tp_grid", "pp", "ep", "gpus")
+                if getattr(self, name) is not None}
+
+    @property
+    def family_text(self) -> str:
+        """The fixed axes as the tables print them: ``TP 8, PP 1`` (empty where none is fixed)."""
+        names = {"tp": "TP", "tp_grid": "TP", "pp": "PP", "ep": "EP", "gpus": "GPUs"}
+        return ", ".join(f"{names[k]} {'x'.join(map(str, v)) if isinstance(v, tuple) else v}"
+                         for k, v in self.layout_fixed.items())
+
+    def in_family(self, tp_rows: int, tp_cols: int, pp: int, ep: int) -> bool:
+        """Whether a layout belongs to the family the space fixes (``layout_fixed``)."""
+        return ((self.tp is None or (tp_rows, tp_cols) == (1, self.tp))
+                and (self.tp_grid is None or (tp_rows, tp_cols) == tuple(self.tp_grid))
+                and (self.pp is None or pp == self.pp) and (self.ep is None or ep == self.ep)
+                and (self.gpus is None or tp_rows * tp_cols * pp == self.gpus))
 
 
 @dataclass(frozen=True)
@@ -111,8 +147,14 @@ class Problem:
     engine: EngineProfile | None = None
     mode: str = "decode_only"
     prefill_utilization: float | None = None  # a disaggregated prefill pool's; None: the serving model's default
+    # Plan with the pessimistic end of the error band (``bands.py``): every configuration's speed is the one it
+    # beats with this probability, its times and prices follow. None: the model's own (median-free) prediction.
+    confidence: float | None = None
+    bands: BandTable | None = None  # the band table ``confidence`` reads
 
     def __post_init__(self) -> None:
+        if self.confidence is not None and self.bands is None:
+            raise InstanceError("'confidence' needs a band table (instances/bands)")
         if (self.mode == "static_batch" and self.requests is not None and self.requests.input_tokens == 0
                 and self.requests.output_tokens == 1):
             # No prompt to prefill and no decode step: the request takes no time and its speed is infinite.
@@ -198,14 +240,31 @@ def candidate_layouts(model: ModelSpec, hw: HardwareSpec, space: SearchSpace, *,
     for tp_rows, tp_cols in shapes:
         for pp in pps:
             for ep in eps:
+                if not space.in_family(tp_rows, tp_cols, pp, ep):
+                    continue
                 if layout_rule_violation(model, hw, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep,
                                          max_gpus=space.max_gpus) is None:
                     for data in (shardings if tp_rows * tp_cols > 1 else [0]):
                         rows.append((tp_rows * tp_cols * pp, tp_rows, tp_cols, pp, ep, data))
+    if not rows and space.layout_fixed:
+        raise InstanceError(_empty_family(model, hw, space))
     if not rows:
         raise InstanceError(f"no valid layout for {model.name} on {hw.name} within {space.max_gpus} GPUs")
     rows.sort()
     return np.array([r[1:] for r in rows], dtype=np.int64)
+
+
+def _empty_family(model: ModelSpec, hw: HardwareSpec, space: SearchSpace) -> str:
+    """Why a layout family holds no valid layout: the rule its layout breaks where it names one whole layout."""
+    fixed = space.family_text
+    rows, cols = (1, space.tp) if space.tp is not None else (space.tp_grid or (None, None))
+    if cols is not None and space.pp is not None:
+        broken = layout_rule_violation(model, hw, tp_rows=rows, tp_cols=cols, pp=space.pp, ep=space.ep or 1,
+                                       max_gpus=space.max_gpus)
+        if broken:
+            return f"no valid layout with {fixed} for {model.name} on {hw.name}: {broken}"
+    return (f"no valid layout with {fixed} for {model.name} on {hw.name} within {space.max_gpus} GPUs "
+            "(TP axes are powers of two, PP divides the layers, EP divides the experts and the TP group)")
 
 
 def attention_dp_applies(model: ModelSpec, engine: EngineProfile | None) -> bool:
@@ -433,12 +492,30 @@ def evaluate_configurations(problem: Problem, *, tp_rows, tp_cols, pp, ep, batch
     layout = dict(tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, batch=batch, draft_tokens=draft_tokens,
                   speculative=speculative, drafter_layouts=candidates)
     if problem.engine is None:
-        return evaluate(problem.model, problem.hardware, problem.workload, **layout)
+        return _at_confidence(problem, evaluate(problem.model, problem.hardware, problem.workload, **layout),
+                              pp, batch, attention_dp)
     if problem.prefill_utilization is not None:
         layout["prefill_utilization"] = problem.prefill_utilization
     layout["attention_dp"] = attention_dp
-    return serving_metrics(problem.model, problem.hardware, problem.workload, problem.requests, problem.engine,
-                           problem.mode, **layout)
+    return _at_confidence(problem, serving_metrics(problem.model, problem.hardware, problem.workload,
+                                                   problem.requests, problem.engine, problem.mode, **layout),
+                          pp, batch, attention_dp)
+
+
+def _at_confidence(problem: Problem, metrics: ConfigMetrics, pp, batch, attention_dp) -> ConfigMetrics:
+    """``metrics`` at the problem's confidence (``bands.pessimistic_metrics``), or as they are without one.
+
+    Why the enumeration stays exact: the pessimistic factor is constant over a layout's batches inside the
+    measured range and only falls past it (``bands.regime``), so latency and cost x batch still never fall as
+    the batch grows, the bounds it skips batch intervals with.
+    """
+    if problem.confidence is None:
+        return metrics
+    regime = problem_regime(problem.bands, problem, pp=np.broadcast_to(pp, np.shape(metrics.latency_s)),
+                            batch=np.broadcast_to(batch, np.shape(metrics.latency_s)), attention_dp=attention_dp,
+                            reasons=False)
+    factor = pessimistic_factor(regime, problem.confidence).reshape(np.shape(metrics.latency_s))
+    return pessimistic_metrics(metrics, factor)
 
 
 def slo_violations(metrics: ConfigMetrics, ttft_max_s: float | None, tpot_max_s: float | None

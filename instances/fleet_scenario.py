@@ -8,6 +8,7 @@ A fleet scenario is one TOML file (``instances/scenarios/fleet_example.toml``)::
     disaggregated = "allow"          # "allow" | "never" | "only"
     prefill_utilization = 0.7        # busy share a disaggregated prefill pool is sized for (FleetSettings)
     engine = "generic"               # serving-engine profile (instances/engines/)
+    confidence = 0.9                 # plan on the pessimistic end of the error band (FleetSettings)
     [[gpu]]
     hardware = "h100_sxm"
     available = 64                   # omit for unlimited
@@ -36,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infecon.formulations.bands import check_confidence
 from infecon.formulations.errors import InstanceError
 from infecon.formulations.serving import DEFAULT_PREFILL_UTILIZATION
 from infecon.formulations.specs import EngineProfile, HardwareSpec, ModelSpec
@@ -48,7 +50,7 @@ BATCH_CHOICES = ("ladder", "all")
 DEFAULT_FLEET_MAX_GPUS = 64  # GPUs in one replica; a fleet adds replicas rather than growing one instance
 _NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,62}")
 _FLEET_KEYS = {"budget_usd_per_hour", "whole_nodes", "disaggregated", "engine", "max_gpus", "batch",
-               "prefill_utilization"}
+               "prefill_utilization", "confidence"}
 _GPU_KEYS = {"hardware", "available", "price_usd_per_hour"}
 _WORKLOAD_KEYS = {"name", "model", "isl", "osl", "requests_per_s", "output_tok_per_s", "ttft_max_s", "tpot_max_s",
                   "weight_bits", "kv_bits", "engine", "disaggregated"}
@@ -102,6 +104,9 @@ class FleetSettings:
     max_gpus: int = DEFAULT_FLEET_MAX_GPUS
     batch: str = "ladder"
     prefill_utilization: float = DEFAULT_PREFILL_UTILIZATION
+    # Candidates at the pessimistic end of the error band (formulations/bands.py): capacity from the speed a replica
+    # reaches with this probability, SLOs checked on the matching high TTFT and TPOT. None: the model's prediction.
+    confidence: float | None = None
 
 
 @dataclass(frozen=True)
@@ -164,6 +169,15 @@ def _tables(where: str, data: dict, key: str) -> list[dict]:
     return raw
 
 
+def _confidence(label: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        return check_confidence(value)
+    except ValueError as exc:
+        raise InstanceError(f"{label}: {exc}") from None
+
+
 def _settings(where: str, raw: Any) -> tuple[FleetSettings, str, str]:
     if not isinstance(raw, dict):
         raise InstanceError(f"{where}: 'fleet' must be a table (got {raw!r})")
@@ -179,7 +193,8 @@ def _settings(where: str, raw: Any) -> tuple[FleetSettings, str, str]:
         max_gpus=_integer(label, "max_gpus", raw.get("max_gpus", DEFAULT_FLEET_MAX_GPUS), 1),
         batch=_choice(label, "batch", raw.get("batch", "ladder"), BATCH_CHOICES),
         prefill_utilization=_fraction(label, "prefill_utilization",
-                                      raw.get("prefill_utilization", DEFAULT_PREFILL_UTILIZATION)))
+                                      raw.get("prefill_utilization", DEFAULT_PREFILL_UTILIZATION)),
+        confidence=_confidence(label, raw.get("confidence")))
     _within(label, "max_gpus", settings.max_gpus, "max_gpus")
     if settings.budget_usd_per_hour is not None:
         _within(label, "budget_usd_per_hour", settings.budget_usd_per_hour, "budget_usd_per_hour")

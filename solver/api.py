@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from infecon.formulations.bands import check_confidence
 from infecon.formulations.errors import InstanceError, NoFeasibleLayoutError
 from infecon.formulations.params import parameter_counts
 from infecon.formulations.perf import HBM_BYTES_CEILING, ConfigMetrics, beyond_any_memory
@@ -38,6 +39,7 @@ from infecon.formulations.specs import (
     SpeculativeDecoding,
     Workload,
 )
+from infecon.instances.bands import shipped_bands
 from infecon.instances.engines import get_engine
 from infecon.instances.limits import check_knob
 from infecon.instances.loader import (
@@ -51,7 +53,7 @@ from infecon.instances.loader import (
 )
 from infecon.solver.enumeration import EvaluationBudgetError, rule_summary
 from infecon.solver.epsilon import solve_point, trace_frontier
-from infecon.solver.frontier import Frontier
+from infecon.solver.frontier import Frontier, band_columns
 from infecon.solver.thinning import DEFAULT_TOLERANCE
 
 DEFAULT_ACCEPTANCE = 0.8
@@ -125,7 +127,8 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
                   max_batch: int | None = None, batch_sizes: list[int] | None = None, batch_mode: str = "all",
                   draft: str | Path | ModelSpec | None = None, acceptance: float = DEFAULT_ACCEPTANCE,
                   max_draft_tokens: int = DEFAULT_MAX_DRAFT_TOKENS, draft_tokens: int | None = None,
-                  prefill_utilization: float | None = None, attention_dp: str = "auto") -> Problem:
+                  prefill_utilization: float | None = None, attention_dp: str = "auto",
+                  layout: dict | None = None, confidence: float | None = None) -> Problem:
     """Assemble and validate a ``Problem`` from names or specs and the usual knobs.
 
     Unset knobs keep the hardware file's values (price, efficiencies) and the search-space
@@ -140,6 +143,11 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
     TRT-LLM attention DP): ``auto`` searches both that and the engines' default split by heads, ``on`` only
     data-parallel attention, ``off`` heads only (``space.attention_dp_choices``). Other models and the
     paper's model have no such choice and ignore it.
+    ``confidence`` (0.5-0.95) plans with the pessimistic end of the error band (``formulations/bands.py``):
+    each configuration's speed is the one it reaches with that probability, its times and prices follow, so
+    capacity comes from the low speed and SLOs are checked on the high latency (enumeration backend only).
+    ``layout`` fixes a layout family (``{"tp": 8, "pp": 1}``; keys ``tp``, ``tp_grid``, ``pp``, ``ep``, ``gpus``,
+    ``SearchSpace``): the frontier of those layouts alone, every batch they run.
     """
     spec = resolve_model(model)
     hw = resolve_hardware(hardware)
@@ -166,7 +174,8 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
     hw = dataclasses.replace(hw, **overrides) if overrides else hw
     workload = Workload(context_tokens=int(context_tokens), weight_bits=weight_bits, activation_bits=activation_bits,
                         kv_bits=activation_bits if kv_bits is None else kv_bits)
-    space_kwargs = {"batch_mode": batch_mode, "draft_tokens": draft_tokens, "attention_dp": attention_dp}
+    space_kwargs = {"batch_mode": batch_mode, "draft_tokens": draft_tokens, "attention_dp": attention_dp,
+                    **_layout_family(layout)}
     if max_gpus is not None:
         space_kwargs["max_gpus"] = max_gpus
     if max_batch is not None:
@@ -180,9 +189,38 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
         speculative = SpeculativeDecoding(resolve_model(draft), acceptance, max_draft_tokens)
     if prefill_utilization is not None and not 0 < prefill_utilization < 1:
         raise InstanceError(f"'prefill_utilization' must be in (0, 1) (got {prefill_utilization!r})")
+    if confidence is not None:
+        try:
+            confidence = check_confidence(confidence)
+        except ValueError as exc:
+            raise InstanceError(str(exc)) from None
     return Problem(spec, hw, workload, SearchSpace(**space_kwargs),
                    Constraints(demand_tokens_per_s, budget_usd_per_hour, ttft_max_s, tpot_max_s), speculative,
-                   requests=requests, engine=profile, mode=mode, prefill_utilization=prefill_utilization)
+                   requests=requests, engine=profile, mode=mode, prefill_utilization=prefill_utilization,
+                   confidence=confidence, bands=shipped_bands() if confidence is not None else None)
+
+
+LAYOUT_KEYS = ("tp", "tp_grid", "pp", "ep", "gpus")
+
+
+def _layout_family(layout: dict | None) -> dict:
+    """``build_problem``'s ``layout``, checked: known keys, each degree a bounded positive integer."""
+    if not layout:
+        return {}
+    unknown = sorted(set(layout) - set(LAYOUT_KEYS))
+    if unknown:
+        raise InstanceError(f"'layout': unknown key '{unknown[0]}' (allowed: {', '.join(LAYOUT_KEYS)})")
+    family = {}
+    for key, value in layout.items():
+        if value is None:
+            continue
+        parts = tuple(value) if key == "tp_grid" else (value,)
+        for part in parts:
+            if isinstance(part, bool) or not isinstance(part, int | np.integer) or part < 1:
+                raise InstanceError(f"'layout' {key} must be positive integers (got {value!r})")
+            check_knob("max_gpus", part, label=f"'layout' {key}")
+        family[key] = tuple(int(v) for v in parts) if key == "tp_grid" else int(value)
+    return family
 
 
 def hbm_need_text(hbm_bytes_per_gpu: float) -> str:
@@ -233,6 +271,7 @@ def frontier(model, hardware, *, backend: str = "auto", time_limit_s: float | No
     check_knob("near_tie_tolerance", near_tie_tolerance)
     problem = model if isinstance(model, Problem) else build_problem(model, hardware, **problem_kwargs)
     check_knob("time_limit_s", time_limit_s)
+    _check_confidence_backend(problem, backend)
     try:
         result = trace_frontier(problem, backend, time_limit_s=time_limit_s, progress=progress)
     except EvaluationBudgetError as exc:
@@ -245,12 +284,20 @@ def frontier(model, hardware, *, backend: str = "auto", time_limit_s: float | No
     return result.with_shown(near_tie_tolerance)
 
 
+def _check_confidence_backend(problem: Problem, backend: str) -> None:
+    """A confidence is searched by the enumeration only: the encodings bound the model's own prediction."""
+    if problem.confidence is not None and backend not in ("auto", "enumerate"):
+        raise InstanceError(f"--confidence needs the enumerate backend (auto), not {backend}: the {backend} "
+                            "encoding bounds the model's own prediction, not its pessimistic end")
+
+
 def cheapest_at_speed(model, hardware, min_tokens_per_s: float, *, backend: str = "auto",
                       time_limit_s: float | None = None, **problem_kwargs) -> Frontier:
     """The cheapest configuration serving each request at least ``min_tokens_per_s``."""
     check_knob("min_speed", min_tokens_per_s)
     check_knob("time_limit_s", time_limit_s)
     problem = model if isinstance(model, Problem) else build_problem(model, hardware, **problem_kwargs)
+    _check_confidence_backend(problem, backend)
     return solve_point(problem, backend, min_tokens_per_s=min_tokens_per_s, time_limit_s=time_limit_s)
 
 
@@ -260,6 +307,7 @@ def fastest_within_cost(model, hardware, max_usd_per_million_tokens: float, *, b
     check_knob("max_cost", max_usd_per_million_tokens)
     check_knob("time_limit_s", time_limit_s)
     problem = model if isinstance(model, Problem) else build_problem(model, hardware, **problem_kwargs)
+    _check_confidence_backend(problem, backend)
     return solve_point(problem, backend, max_usd_per_million_tokens=max_usd_per_million_tokens,
                        time_limit_s=time_limit_s)
 
@@ -298,6 +346,15 @@ class Explanation:
     def hbm_need(self) -> str:
         """HBM use per GPU as text: ``12.34 GB per GPU``, or the fact that it exceeds any memory."""
         return hbm_need_text(float(self.metrics.hbm_used_bytes_per_gpu))
+
+    def band(self) -> dict[str, float | str]:
+        """The 80 % band of this configuration's speed and cost, and why it is extrapolated (``band_columns``)."""
+        point = pd.DataFrame({"tokens_per_second": [float(self.metrics.tokens_per_second)],
+                              "usd_per_million_tokens": [float(self.metrics.usd_per_million_tokens)],
+                              "pp": [self.pp], "batch": [self.batch], "attention_dp": [self.attention_dp]})
+        band = {name: values[0] for name, values in band_columns(self.problem, point).items()}
+        band["extrapolated"] = band["extrapolated"] if isinstance(band["extrapolated"], str) else ""
+        return band
 
     def terms(self) -> pd.DataFrame:
         """Milliseconds per step of each component, for the target (and the drafter)."""

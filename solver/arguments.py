@@ -57,3 +57,14 @@ def recipe_engine(text: str) -> str:
     if text.lower() not in RECIPE_ENGINES:
         raise argparse.ArgumentTypeError(f"must be one of {', '.join(RECIPE_ENGINES)}, got '{text}'")
     return text.lower()
+def confidence(text: str) -> float:
+    """``--confidence``: plan with the pessimistic end of the error band, reached with this probability."""
+    from infecon.formulations.bands import CONFIDENCE_RANGE
+
+    low, high = CONFIDENCE_RANGE
+    return checked(text, float, lambda v: low <= v <= high, f"a number in [{low}, {high}] (e.g. 0.9)")
+
+
+CONFIDENCE_HELP = ("plan with the pessimistic end of the error band: each configuration's speed is the one it "
+                   "reaches with this probability (0.9: the 80 %% band's low end), capacity comes from it and SLOs "
+                   "are checked on the matching high latency (range 0.5-0.95; default: the model's prediction)")

@@ -20,7 +20,9 @@ from infecon.instances.engines import DEFAULT_ENGINE, builtin_engine_names
 from infecon.instances.limits import KNOB_RANGES
 from infecon.instances.loader import NAME_SPELLINGS
 from infecon.solver import api, outputs, reports
+from infecon.solver.arguments import CONFIDENCE_HELP
 from infecon.solver.arguments import checked as _checked
+from infecon.solver.arguments import confidence as _confidence
 from infecon.solver.arguments import knob as _knob
 from infecon.solver.backends import BACKEND_NAMES
 from infecon.solver.thinning import DEFAULT_TOLERANCE
@@ -251,6 +253,11 @@ def cmd_frontier(args: argparse.Namespace) -> int:
     # Checked before solving, so a bad path costs no solve; the plot path gains .png if it has no suffix.
     csv_path = outputs.output_file("--csv", args.csv) if args.csv is not None else None
     plot_path = outputs.plot_file("--plot", args.plot) if args.plot is not None else None
+    layout = {key: getattr(args, key) for key in api.LAYOUT_KEYS if getattr(args, key) is not None}
+    if layout:
+        kwargs["layout"] = layout
+    if args.confidence is not None:
+        kwargs["confidence"] = args.confidence
     common = dict(backend=args.backend, time_limit_s=args.time_limit)
     if args.export_model is not None:
         for path in api.export_models(model, hardware, args.export_model, **kwargs):
@@ -364,6 +371,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"{len(predicted) - len(failed)} of {len(predicted)} rows predicted"
           + (f"; {len(failed)} not: " + "; ".join(f"row {i + 2}: {s}" for i, s in failed["status"].items())
              if len(failed) else ""))
+    good = predicted[predicted["status"].str.startswith("ok")]
+    if len(good):
+        inside = int(good["in_band"].astype(bool).sum())
+        print(f"band coverage: {inside} of {len(good)} rows ({100 * inside / len(good):.0f} %) inside their 80 % band "
+              "(tokens_per_second_low/high; a profile fitted on these rows covers them more often than unseen ones: "
+              "scripts/fit_bands.py reports held-out coverage)")
     fallbacks = predicted["status"].str.contains("used generic").sum()
     if fallbacks:
         print(f"{fallbacks} rows of engine families without a profile were predicted with generic")
@@ -452,11 +465,20 @@ def build_parser() -> argparse.ArgumentParser:
                                    "hardware: fastest first; each row is strictly cheaper than the one above.",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_problem_arguments(p)
+    family = p.add_argument_group("a layout family (the frontier of those layouts alone, every batch they run; "
+                                  "each option fixes one axis, the others stay free)")
+    which_tp = family.add_mutually_exclusive_group()
+    which_tp.add_argument("--tp", type=_knob("max_gpus", int), help="1-D tensor-parallel degree, e.g. 8")
+    which_tp.add_argument("--tp-grid", type=_tp_grid, metavar="ROWSxCOLS", help="a 2-D tensor-parallel grid, e.g. 4x8")
+    family.add_argument("--pp", type=_knob("max_gpus", int), help="pipeline stages, e.g. 1")
+    family.add_argument("--ep", type=_knob("max_gpus", int), help="expert-parallel degree")
+    family.add_argument("--gpus", type=_knob("max_gpus", int), help="GPUs per instance (TP x PP)")
     query = p.add_argument_group("single-point queries (instead of the whole frontier)").add_mutually_exclusive_group()
     query.add_argument("--min-speed", type=_knob("min_speed"),
                        help="cheapest deployment with at least this tok/s/request")
     query.add_argument("--max-cost", type=_knob("max_cost"),
                        help="fastest deployment costing at most this $/M tokens")
+    p.add_argument("--confidence", type=_confidence, metavar="P", help=CONFIDENCE_HELP)
     out = p.add_argument_group("solver and output")
     out.add_argument("--backend", default="auto", choices=("auto", *BACKEND_NAMES),
                      help="auto (= enumerate, the fastest here), enumerate, cpsat or milp; all give the same frontier")

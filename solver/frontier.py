@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from infecon.formulations.bands import band_factors, pessimistic_factor, problem_regime
 from infecon.formulations.space import ConfigTable, Problem
+from infecon.instances.bands import shipped_bands
 
 # The stable CSV contract: these columns come first, in this order (README, "Output columns").
 CONTRACT_COLUMNS = [
@@ -56,7 +58,47 @@ def configuration_frame(table: ConfigTable, indices: Sequence[int]) -> pd.DataFr
     })
     for column, values in serving_columns(m, idx).items():
         frame[column] = values
+    for column, values in band_columns(table.problem, frame).items():
+        frame[column] = values
     return frame.reset_index(drop=True)
+
+
+BAND_COLUMNS = ("tokens_per_second_low", "tokens_per_second_high", "usd_per_million_tokens_low",
+                "usd_per_million_tokens_high", "extrapolated")
+
+
+CONFIDENCE_COLUMNS = ("confidence", "tokens_per_second_predicted", "usd_per_million_tokens_predicted")
+
+
+def band_columns(problem: Problem, points: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The 80 % band of each point's speed and cost, and why it is extrapolated (``formulations/bands.py``).
+
+    At a ``confidence`` the points' speed and cost are already the pessimistic ones; the model's own
+    prediction is added (``*_predicted``) and the band is around it.
+    """
+    if len(points) == 0:
+        columns = BAND_COLUMNS + (CONFIDENCE_COLUMNS if problem.confidence is not None else ())
+        return {c: (pd.Series([], dtype=str) if c == "extrapolated" else np.zeros(0)) for c in columns}
+    table = problem.bands or shipped_bands()
+    regime = problem_regime(table, problem, pp=points["pp"].to_numpy(), batch=points["batch"].to_numpy(),
+                            attention_dp=points["attention_dp"].to_numpy())
+    low, high = band_factors(regime)
+    speed = points["tokens_per_second"].to_numpy(dtype=float)
+    cost = points["usd_per_million_tokens"].to_numpy(dtype=float)
+    extra = {}
+    if problem.confidence is not None:
+        factor = pessimistic_factor(regime, problem.confidence)
+        speed, cost = speed / factor, cost * factor
+        extra = {"confidence": np.full(len(points), problem.confidence), "tokens_per_second_predicted": speed,
+                 "usd_per_million_tokens_predicted": cost}
+    return {"tokens_per_second_low": speed * low, "tokens_per_second_high": speed * high,
+            "usd_per_million_tokens_low": cost / high, "usd_per_million_tokens_high": cost / low,
+            "extrapolated": extrapolated_column(regime.reasons, points.index), **extra}
+
+
+def extrapolated_column(reasons, index) -> pd.Series:
+    """The reasons as a string column, missing (an empty CSV cell) where nothing is extrapolated."""
+    return pd.Series([str(r) if r else None for r in reasons], index=index, dtype=str)
 
 
 SERVING_COLUMNS = {"ttft_ms": ("ttft_s", 1e3), "tpot_ms": ("tpot_s", 1e3),

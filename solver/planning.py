@@ -43,7 +43,8 @@ from infecon.formulations.errors import InfeconError, InstanceError
 from infecon.formulations.space import Problem
 from infecon.instances.loader import read_toml, reject_unknown
 from infecon.solver import api
-from infecon.solver.arguments import recipe_engine, worker_count
+from infecon.solver.arguments import CONFIDENCE_HELP, recipe_engine, worker_count
+from infecon.solver.arguments import confidence as confidence_type
 from infecon.solver.frontier import CONTRACT_COLUMNS, cheapest_row_at_least
 from infecon.solver.parallel import check_jobs, run_tasks
 from infecon.solver.sweeps import (
@@ -279,7 +280,8 @@ def _failed_row(name: str, reason: str) -> pd.DataFrame:
 
 
 def run_plan(path: str | Path, out_dir: str | Path, *, jobs: int | None = None, resume: bool = True,
-             progress: bool | None = None, ray: bool = False, ray_address: str | None = None) -> pd.DataFrame:
+             progress: bool | None = None, ray: bool = False, ray_address: str | None = None,
+             confidence: float | None = None) -> pd.DataFrame:
     """Solve every scenario of a plan file and write ``plan.parquet``, ``plan.csv`` and the per-scenario store.
 
     Args:
@@ -289,6 +291,7 @@ def run_plan(path: str | Path, out_dir: str | Path, *, jobs: int | None = None, 
         resume: load scenarios whose stored settings hash matches instead of recomputing them.
         progress: show a tqdm bar on stderr (default: when stderr is a terminal).
         ray, ray_address: solve the scenarios on a local Ray runtime or a Ray cluster (``solver.parallel``).
+        confidence: every scenario's ``confidence`` (``plan --confidence``); a scenario that sets another is refused.
 
     Returns:
         The tidy table: ``scenario``, the frontier columns, ``recommended``, ``status``, ``error``;
@@ -302,7 +305,7 @@ def run_plan(path: str | Path, out_dir: str | Path, *, jobs: int | None = None, 
     if jobs is None:
         jobs = os.cpu_count() or 1
     check_jobs(jobs)
-    scenarios = load_plan(path)
+    scenarios = with_confidence(load_plan(path), confidence)
     out = Path(out_dir)
     store = out / "scenarios"
     try:
@@ -373,11 +376,27 @@ def _assemble(scenarios: list[Scenario], results: Mapping[str, pd.DataFrame], fa
     return table
 
 
+def with_confidence(scenarios: list[Scenario], confidence: float | None) -> list[Scenario]:
+    """Every scenario at ``confidence`` (None: as the file says); one that sets a different value is an error."""
+    if confidence is None:
+        return scenarios
+    out = []
+    for scenario in scenarios:
+        own = scenario.kwargs.get("confidence")
+        if own is not None and own != confidence:
+            raise InstanceError(f"scenario '{scenario.name}': 'confidence' = {own} but --confidence {confidence:g}: "
+                                "give one")
+        out.append(dataclasses.replace(scenario, kwargs={**scenario.kwargs, "confidence": confidence}))
+    return out
+
+
 def _serving_text(row: Mapping[str, Any]) -> str:
     """``generic closed_loop 1024/1024 ctx 1536`` (engine, mode, isl/osl, decode context) or ``paper decode_only
     ctx 8000`` (the paper's model has no requests)."""
     requests = "" if row["mode"] == "decode_only" and int(row["isl"]) == 0 else f"{int(row['isl'])}/{int(row['osl'])} "
-    return f"{row['engine']} {row['mode']} {requests}ctx {int(row['context'])}"
+    confidence = row.get("confidence")
+    at = f" conf {float(confidence):g}" if confidence is not None and pd.notna(confidence) else ""
+    return f"{row['engine']} {row['mode']} {requests}ctx {int(row['context'])}{at}"
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
@@ -424,7 +443,7 @@ A plan file lists scenarios; [defaults] (optional) applies to all of them:
 
 scenario keys: name, model, hardware, model_file, hardware_file, context, weight_bits,
 activation_bits, kv_bits, price, flop_efficiency, bandwidth_efficiency, demand, budget,
-max_gpus, max_batch, draft, acceptance, min_speed, alpha, and the serving model: engine,
+max_gpus, max_batch, draft, acceptance, min_speed, alpha, confidence, and the serving model: engine,
 mode, isl, osl, ttft_max_s, tpot_max_s (as --engine, --mode, --isl, --osl, --ttft-max and
 --tpot-max of 'infecon frontier'). Unset knobs take the same defaults as 'infecon frontier':
 hardware h100, 16-bit, engine generic in its mode (closed_loop) with isl/osl 1024 (context
@@ -453,9 +472,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     output_folder("--out", args.out)  # before any scenario runs, naming the option
     table = run_plan(args.file, args.out, jobs=args.jobs, resume=not args.no_resume, progress=args.progress,
-                     ray=args.ray, ray_address=args.ray_address)
+                     ray=args.ray, ray_address=args.ray_address, confidence=args.confidence)
     attrs = table.attrs
     print(summary(table).to_string(index=False))
+    if "confidence" in table and table["confidence"].notna().any():
+        print("conf P: speeds, costs, TTFT and TPOT are the pessimistic end of the error band (reached with "
+              "probability P; tokens_per_second_predicted holds the model's own), and so is the recommendation")
     print(f"{len(attrs['ran'])} scenarios computed, skipped {attrs['skipped']} done, "
           f"{len(attrs['failed'])} failed")
     for name, reason in attrs["failed"].items():
@@ -496,6 +518,8 @@ def register(subparsers) -> None:
     p.add_argument("--recipe", metavar="ENGINE", type=recipe_engine,
                    help="also print and write (DIR/recipes/<scenario>.ENGINE.sh) the launch recipe of each scenario's "
                         "recommended point on vllm, sglang or trtllm (see 'infecon recipe')")
+    p.add_argument("--confidence", type=confidence_type, metavar="P", help=CONFIDENCE_HELP + "; every scenario "
+                   "(a scenario may set confidence = P itself)")
     # SUPPRESS as the default keeps a top-level `infecon --debug ...` when the subcommand has no --debug.
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_plan)

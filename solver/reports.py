@@ -60,7 +60,45 @@ def frontier_table(frontier: Frontier) -> pd.DataFrame:
         table["TPOT ms"] = p["tpot_ms"].round(2)
         if prefill:
             table["$/M in"] = p["usd_per_million_input_tokens"].map(lambda v: f"{v:.4g}")
+    _band_column(table, p, np.arange(len(p)), np.arange(len(p)))
     return table
+
+
+def band_text(points: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+    """The speed band of each row as ``-34/+21`` (percent of the prediction at the band's low and high ends)."""
+    column = "tokens_per_second_predicted" if "tokens_per_second_predicted" in points else "tokens_per_second"
+    speed = points[column].to_numpy(dtype=float)[rows]
+    low = points["tokens_per_second_low"].to_numpy(dtype=float)[rows] / speed - 1
+    high = points["tokens_per_second_high"].to_numpy(dtype=float)[rows] / speed - 1
+    return np.array([f"{100 * a:+.0f}/{100 * b:+.0f}" for a, b in zip(low, high, strict=True)], dtype=object)
+
+
+def _band_column(table: pd.DataFrame, points: pd.DataFrame, starts: np.ndarray, ends: np.ndarray) -> None:
+    """Append ``band %``: the 80 % band of speed (cost moves inversely), at a run's two ends."""
+    if "tokens_per_second_low" not in points:
+        return
+    first, last = band_text(points, starts), band_text(points, ends)
+    text = [a if a == b else f"{a}..{b}" for a, b in zip(first, last, strict=True)]
+    table["band %"] = text
+
+
+def band_note(points: pd.DataFrame) -> str:
+    """What the band means, and how many points are extrapolated and why (reasons counted without their numbers)."""
+    if "extrapolated" not in points or len(points) == 0:
+        return ""
+    around = " around the prediction (tokens_per_second_predicted)" if "tokens_per_second_predicted" in points else ""
+    lines = [f"band %: the 80 % band of tok/s/req{around} (cost moves inversely), from held-out errors on measured "
+             "data (instances/bands)"]
+    reasons = points["extrapolated"].fillna("").astype(str)
+    counts: dict[str, int] = {}
+    for text in reasons[reasons != ""]:
+        for reason in text.split("; "):
+            key = reason.split(" (")[0] if not reason.startswith("batch ") else "batch past measured"
+            counts[key] = counts.get(key, 0) + 1
+    if counts:
+        lines[0] += (f"; {int((reasons != '').sum())} of {len(points)} points extrapolated (wider): "
+                     + ", ".join(f"{k} ({v})" for k, v in counts.items()))
+    return lines[0]
 
 
 def run_starts(points: pd.DataFrame) -> np.ndarray:
@@ -131,6 +169,7 @@ def runs_table(frontier: Frontier, *, tolerance: float | None = None) -> pd.Data
         table["TPOT ms"] = _span(p["tpot_ms"], starts, ends, number(2))
         if prefill:
             table["$/M in"] = _span(p["usd_per_million_input_tokens"], starts, ends, four_digits)
+    _band_column(table, p, starts, ends)
     return table
 
 
@@ -180,6 +219,9 @@ def format_frontier(frontier: Frontier, *, max_rows: int | None = 40, query: str
     cap_note = batch_cap_note(frontier)
     if cap_note:
         lines.append(cap_note)
+    note_on_band = band_note(frontier.points)
+    if note_on_band:
+        lines.append(note_on_band)
     if not frontier.complete:
         proven = (f"the {len(frontier)} points shown are proven (every point of the frontier down to "
                   f"${frontier.points['usd_per_million_tokens'].iloc[-1]:.4g} per million tokens)"
@@ -198,7 +240,22 @@ def constraints_label(problem) -> str:
         (c.budget_usd_per_hour, "budget <= ${:g}/hour per instance"),
         (c.ttft_max_s, "TTFT <= {:g} s"),
         (c.tpot_max_s, "TPOT <= {:g} s")) if value is not None]
-    return "; caps: " + ", ".join(caps) if caps else ""
+    text = "; caps: " + ", ".join(caps) if caps else ""
+    return text + family_label(problem.space) + confidence_label(problem)
+
+
+def confidence_label(problem) -> str:
+    """``; at confidence 0.9: ...`` where speeds and costs are the pessimistic end of the error band."""
+    if getattr(problem, "confidence", None) is None:
+        return ""
+    return (f"; at confidence {problem.confidence:g}: tok/s/req, $/M tok, TTFT and TPOT are the pessimistic end of "
+            f"the error band (each point beats them with probability {problem.confidence:g}; *_predicted columns "
+            "hold the model's own)")
+
+
+def family_label(space) -> str:
+    """``; layouts: TP 8, PP 1`` where the search is one layout family (``frontier --tp 8 --pp 1``), else empty."""
+    return "; layouts: " + space.family_text if space.layout_fixed else ""
 
 
 def serving_label(problem) -> str:
@@ -268,6 +325,11 @@ def format_explanation(expl) -> str:
     lines.append(f"per request {float(m.tokens_per_second):.2f} tok/s (latency {float(m.latency_s) * 1e3:.3f} ms); "
                  f"instance {float(m.total_tokens_per_second):.1f} tok/s on {int(m.gpus)} GPUs; "
                  f"${float(m.usd_per_million_tokens):.4g} per million tokens; MFU {100 * float(m.utilization):.2f}%")
+    band = expl.band()
+    lines.append(f"80 % band: {band['tokens_per_second_low']:.2f}-{band['tokens_per_second_high']:.2f} tok/s per "
+                 f"request, ${band['usd_per_million_tokens_low']:.4g}-{band['usd_per_million_tokens_high']:.4g} per "
+                 "million tokens (held-out errors on measured data, instances/bands)"
+                 + (f"; extrapolated: {band['extrapolated']}" if band["extrapolated"] else ""))
     if getattr(m, "ttft_s", None) is not None:
         r = problem.requests
         # Decode-only serving (isl 0) has no prefill, so TTFT and the input price are undefined (NaN): say so.
@@ -293,7 +355,13 @@ def plot_frontiers(curves: Sequence[tuple[str, Frontier]], path: str | Path, *, 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, frontier in curves:
         p = frontier.points
-        ax.plot(p["tokens_per_second"], p["usd_per_million_tokens"], marker=".", label=label)
+        (line,) = ax.plot(p["tokens_per_second"], p["usd_per_million_tokens"], marker=".", label=label)
+        if "tokens_per_second_low" in p and len(p):
+            # A point's error moves it along speed and cost together (slower is dearer): shade between the
+            # curve of its pessimistic ends and the curve of its optimistic ends.
+            x = np.concatenate((p["tokens_per_second_low"], p["tokens_per_second_high"].to_numpy()[::-1]))
+            y = np.concatenate((p["usd_per_million_tokens_high"], p["usd_per_million_tokens_low"].to_numpy()[::-1]))
+            ax.fill(x, y, color=line.get_color(), alpha=0.15, linewidth=0, label=f"{label}: 80 % band")
     ax.set_yscale("log")
     ax.set_xlabel("tokens per second per request")
     ax.set_ylabel("USD per million output tokens")

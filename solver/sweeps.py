@@ -75,6 +75,8 @@ PROBLEM_KNOBS: dict[str, tuple[str, str]] = {
     "osl": ("osl", "int"),
     "ttft_max_s": ("ttft_max_s", "number"),
     "tpot_max_s": ("tpot_max_s", "number"),
+    # Plan with the pessimistic end of the error band (as 'infecon frontier --confidence'; formulations/bands.py).
+    "confidence": ("confidence", "number"),
 }
 # Only a sweep's [base] takes these two (a plan's scenarios keep the default search space).
 _SWEEP_ONLY_KNOBS: dict[str, tuple[str, str]] = {
@@ -645,7 +647,8 @@ A scenario file sets a base problem ([base], any knob by its CLI name: model, ha
 model_file, hardware_file, context, weight_bits, activation_bits, kv_bits, price,
 flop_efficiency, bandwidth_efficiency, demand, budget, max_gpus, max_batch, batch_sizes,
 draft, acceptance, max_draft, and the serving model: engine, mode, isl, osl, ttft_max_s,
-tpot_max_s), one swept parameter ([sweep]) and the report speed ([report]). Unset, the
+tpot_max_s, confidence (as --confidence: the error band's pessimistic end)), one swept
+parameter ([sweep]) and the report speed ([report]). Unset, the
 serving model is 'infecon frontier''s: engine generic in closed_loop, isl/osl 1024;
 engine = "paper" is the paper's decode-only model (the shipped sweep_*.toml use it). The
 header names the serving model used. A sweep searches batches ~1.4x apart (1, 2, 3, 4, 6, 8, ...),

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from infecon.formulations.bands import architecture, band_factors, regime
 from infecon.formulations.errors import InfeconError, InstanceError
 from infecon.formulations.perf import hbm_used_bytes_per_gpu
 from infecon.formulations.serving import (
@@ -26,6 +27,7 @@ from infecon.formulations.serving import (
 )
 from infecon.formulations.space import layout_rule_violation
 from infecon.formulations.specs import SERVING_MODES, EngineProfile, Requests, Workload
+from infecon.instances.bands import shipped_bands
 from infecon.instances.engines import engine_family, published_family, resolve_engine
 from infecon.instances.loader import get_hardware, get_model
 
@@ -38,7 +40,8 @@ _OPTIONAL_NUMBERS = ("tpot_ms", "ttft_ms", "total_tok_s")
 _MEASURED_MAX = 1e12
 _PER_USER_METRICS = ("inverse_tpot", "osl_over_e2e_latency")
 PREDICTED_COLUMNS = ("predicted_per_user_tok_s", "predicted_tpot_ms", "predicted_ttft_ms", "predicted_total_tok_s",
-                     "error_per_user", "status")
+                     "error_per_user", "tokens_per_second_low", "tokens_per_second_high", "extrapolated", "in_band",
+                     "status")
 _FLAG_TEXT = ("true", "false", "1", "0", "yes", "no", "")
 ACTIVATION_BITS = 16  # activations and collectives in 16 bits, as the engines in the data run them
 
@@ -186,7 +189,7 @@ def predict_frame(frame: pd.DataFrame, engine: str | EngineProfile | None = None
         prepared = prepare_row(int(i), record)
         if isinstance(prepared, str):
             for c in PREDICTED_COLUMNS[:-1]:
-                results[c].append(math.nan)
+                results[c].append("" if c == "extrapolated" else math.nan)
             results["status"].append(prepared)
             continue
         if engine is None:
@@ -199,10 +202,25 @@ def predict_frame(frame: pd.DataFrame, engine: str | EngineProfile | None = None
         results["predicted_ttft_ms"].append(p["ttft_s"] * 1e3)
         results["predicted_total_tok_s"].append(p["total"])
         results["error_per_user"].append(p["per_user"] / prepared.measured_per_user - 1)
+        low, high, reasons = row_band(prepared, profile, record)
+        results["tokens_per_second_low"].append(p["per_user"] * low)
+        results["tokens_per_second_high"].append(p["per_user"] * high)
+        results["extrapolated"].append(reasons)
+        results["in_band"].append(bool(p["per_user"] * low <= prepared.measured_per_user <= p["per_user"] * high))
         results["status"].append("ok" if note is None else f"ok ({note})")
     for column, values in results.items():
         out[column] = values
     return out
+
+
+def row_band(row: PreparedRow, profile: EngineProfile, record: pd.Series) -> tuple[float, float, str]:
+    """The 80 % band (speed factors) of a measurement's prediction, and why it is extrapolated (``bands.regime``)."""
+    name = "paper" if profile.paper else profile.name
+    attention_dp = str(record.get("attention_dp", "")).strip().lower() in ("true", "1", "yes")
+    rg = regime(shipped_bands(), name, row.hardware_name, architecture(row.passes.model), pp=int(record["pp"]),
+                batch=int(record["concurrency"]) // row.instances, attention_dp=attention_dp)
+    low, high = band_factors(rg)
+    return float(low[0]), float(high[0]), str(rg.reasons[0])
 
 
 def _rank_agreement(measured: np.ndarray, predicted: np.ndarray) -> float:
@@ -228,6 +246,7 @@ def summary(predicted: pd.DataFrame) -> pd.DataFrame:
             "median_abs_error": float(np.median(np.abs(err))) if len(err) else math.nan,
             "p90_abs_error": float(np.quantile(np.abs(err), 0.9)) if len(err) else math.nan,
             "bias": float(np.median(err)) if len(err) else math.nan,
+            "coverage": float(good["in_band"].astype(bool).mean()) if len(good) else math.nan,
             "rank_agreement": _rank_agreement(good["per_user_tok_s"].astype(float).to_numpy(),
                                               good["predicted_per_user_tok_s"].to_numpy(dtype=float)),
         })
@@ -236,7 +255,7 @@ def summary(predicted: pd.DataFrame) -> pd.DataFrame:
 
 def format_summary(table: pd.DataFrame) -> str:
     shown = table.copy()
-    for column in ("median_abs_error", "p90_abs_error", "bias", "rank_agreement"):
+    for column in ("median_abs_error", "p90_abs_error", "bias", "coverage", "rank_agreement"):
         sign = "+" if column == "bias" else ""
         shown[column] = shown[column].map(lambda v, s=sign: "-" if not np.isfinite(v) else f"{100 * v:{s}.0f}%")
     return shown.to_string(index=False)

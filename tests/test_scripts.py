@@ -133,3 +133,37 @@ class TestCpSatPresolveCheck:
             assert rows[kind, "configured"]["solves"] > 0
             assert rows[kind, "configured"]["wrong_optimum"] == rows[kind, "configured"]["wrong_status"] == 0
         assert "reference: presolve off" in capsys.readouterr().out
+
+
+class TestFitBands:
+    """scripts/fit_bands.py: the shipped widths follow from the shipped rows by its rule, and its table round-trips."""
+
+    def test_shipped_widths_are_the_rule_applied_to_the_shipped_rows(self):
+        import pandas as pd
+
+        from infecon.instances.bands import BANDS_DIR, shipped_bands
+
+        fit = load_script("fit_bands")
+        rows = pd.read_csv(BANDS_DIR / "residuals.csv")
+        part = {name: rows[rows["experiment"] == name] for name in rows["experiment"].unique()}
+        base = part["leave_one_group_out"][part["leave_one_group_out"]["band"] == "generic"]
+        width, sources = fit.widening(base, part["leave_one_hardware_out"], part["leave_one_architecture_out"],
+                                      part["leave_high_batch_out"])
+        shipped = shipped_bands().widening
+        for name in ("hardware", "architecture", "pp", "attention_dp", "batch_per_doubling"):
+            assert getattr(width, name) == pytest.approx(getattr(shipped, name), abs=2e-6), name  # 6 digits stored
+            assert sources[name]
+        assert width.pp == max(width.hardware, width.architecture)  # the rule for what no row measured
+
+    def test_written_table_loads_back(self, tmp_path):
+        from infecon.instances.bands import load_bands, shipped_bands
+
+        fit = load_script("fit_bands")
+        table = shipped_bands()
+        sources = {name: "test" for name in ("hardware", "architecture", "pp", "attention_dp", "batch_per_doubling")}
+        path = fit.write_table(tmp_path, "x.csv", 91, table.engines, table.widening, sources)
+        again = load_bands(path)
+        assert again.engines.keys() == table.engines.keys()
+        for name, band in table.engines.items():
+            assert again.engines[name].quantiles == pytest.approx(band.quantiles, abs=1e-5)
+            assert again.engines[name].hardware == band.hardware and again.engines[name].batch_max == band.batch_max

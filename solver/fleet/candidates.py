@@ -88,7 +88,7 @@ def _problem(workload: FleetWorkload, gpu: GpuPool, settings: FleetSettings, mod
         workload.model, gpu.hardware, isl=workload.isl, osl=workload.osl, engine=workload.engine, mode=mode,
         ttft_max_s=ttft_max_s, tpot_max_s=tpot_max_s, weight_bits=workload.weight_bits,
         kv_bits=workload.kv_bits, max_gpus=settings.max_gpus, batch_mode=settings.batch, batch_sizes=batch_sizes,
-        prefill_utilization=settings.prefill_utilization, attention_dp="auto")
+        prefill_utilization=settings.prefill_utilization, attention_dp="auto", confidence=settings.confidence)
 
 
 def _slo_limits(workload: FleetWorkload, mode: str, tpot_scale: float) -> tuple[str, float | None, float | None]:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 
-from infecon.formulations.errors import InfeconError
+from infecon.formulations.errors import InfeconError, InstanceError
 from infecon.instances.fleet_scenario import load_fleet_scenario
-from infecon.solver.arguments import knob, recipe_engine, worker_count
+from infecon.solver.arguments import CONFIDENCE_HELP, knob, recipe_engine, worker_count
+from infecon.solver.arguments import confidence as confidence_type
 from infecon.solver.fleet import plan as fleet
 from infecon.solver.fleet import report as fleet_report
 
@@ -20,6 +22,7 @@ SLOs) and optional [fleet] settings:
   budget_usd_per_hour = 400     # optional cap on the whole fleet
   whole_nodes = false           # true: GPUs of a type are rented in whole nodes
   disaggregated = "allow"       # "allow" | "never" | "only": separate prefill and decode pools
+  confidence = 0.9              # optional: plan on the pessimistic end of the error band (--confidence)
   engine = "generic"            # serving-engine profile (instances/engines/)
   max_gpus = 64                 # GPUs in one replica
   batch = "ladder"              # batch sizes searched: "ladder" (~1.4x apart) or "all"
@@ -79,6 +82,16 @@ def _points_found():
 
 def cmd_fleet(args: argparse.Namespace) -> int:
     scenario = load_fleet_scenario(args.file)
+    if args.confidence is not None:
+        own = scenario.settings.confidence
+        if own is not None and own != args.confidence:
+            raise InstanceError(f"{args.file}: [fleet] confidence = {own:g} but --confidence {args.confidence:g}: "
+                                "give one")
+        scenario = dataclasses.replace(scenario, settings=dataclasses.replace(scenario.settings,
+                                                                              confidence=args.confidence))
+    if scenario.settings.confidence is not None:
+        print(f"at confidence {scenario.settings.confidence:g}: each candidate's capacity is the pessimistic end of "
+              "its error band (reached with that probability), its TTFT and TPOT the matching high end")
     common = dict(backend=args.backend, time_limit_s=args.time_limit, jobs=args.jobs, ray=args.ray,
                   ray_address=args.ray_address, progress=None)
     if args.frontier and args.recipe:
@@ -147,5 +160,7 @@ def register(subparsers) -> None:
                        "'infecon[ray]')")
     scale.add_argument("--ray-address", metavar="ADDRESS",
                        help="join an existing Ray cluster instead (e.g. ray://head:10001 or auto)")
+    p.add_argument("--confidence", type=confidence_type, metavar="P",
+                   help=CONFIDENCE_HELP + " (or [fleet] confidence = P)")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_fleet)
