@@ -8,13 +8,18 @@ Leave-one-group-out: each group (source x hardware) is predicted by a fit that n
 tokens/s, TPOT and TTFT (where measured) by engine family and overall, then whether the predicted
 ordering of H200 and MI300X matches the measured one on the workloads both ran.
 
-    python scripts/bench_fidelity.py [--data ../shared/measured/serving_dev.csv]
+On aiconfigurator-core's silicon sample (``pip install '.[kernels]'``; read as it ships, rows of models
+outside the catalogue skipped with a count) the tables are per engine, system and mode (closed_loop =
+aggregated, disaggregated), with the shipped profiles' errors beside the refitted ones.
+
+    python scripts/bench_fidelity.py [--data FILE.csv ...] [--no-held-out]
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,42 +28,75 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from infecon.instances.engines import builtin_engine_names  # noqa: E402
-from infecon.solver import calibration  # noqa: E402
+from infecon.formulations.errors import InfeconError  # noqa: E402
+from infecon.instances.engines import builtin_engine_names, get_engine  # noqa: E402
+from infecon.solver import calibration, silicon  # noqa: E402
 from infecon.solver.validation import read_measurements  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "measured" / "serving_dev.csv"
+if not DEFAULT_DATA.is_file():  # a worktree (/work/wt/<name>) sits one level deeper than the main checkout
+    DEFAULT_DATA = ROOT.parents[1] / "shared" / "measured" / "serving_dev.csv"
 
 
-def own_family_predictions(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(in-sample, held-out) tables with every predictable row predicted by its own family's profile."""
+def own_family_predictions(frame: pd.DataFrame, held_out: bool = True):
+    """(in-sample, held-out, generic fit, shipped) tables, each predictable row by its own family's profile.
+
+    ``shipped``: the profiles as they ship (no refit on ``frame``): what a user gets today on these rows.
+    """
     families = [n for n in builtin_engine_names() if n not in ("paper", "generic")]
-    generic = calibration.calibrate(frame, "generic")
-    inside, outside = [], []
+    generic = calibration.calibrate(frame, "generic", held_out=held_out)
+    inside, outside, shipped = [], [], []
     for family in families:
         rows, _ = calibration.prepare(frame, family)
         if not rows:
             continue
-        fit = calibration.calibrate(frame, family)
+        fit = calibration.calibrate(frame, family, held_out=held_out)
         inside.append(fit.in_sample)
-        outside.append(fit.held_out)
+        outside.append(fit.held_out if held_out else fit.in_sample.iloc[0:0])
+        shipped.append(calibration._table(rows, get_engine(family)))
     covered = set(pd.concat(inside)["index"]) if inside else set()
     inside.append(generic.in_sample[~generic.in_sample["index"].isin(covered)])
-    outside.append(generic.held_out[~generic.held_out["index"].isin(covered)])
-    return pd.concat(inside, ignore_index=True), pd.concat(outside, ignore_index=True), generic
+    if held_out:
+        outside.append(generic.held_out[~generic.held_out["index"].isin(covered)])
+    rest, _ = calibration.prepare(frame, None)
+    rest = [r for r in rest if r.index not in covered]
+    if rest:
+        shipped.append(calibration._table(rest, get_engine("generic")))
+    return (pd.concat(inside, ignore_index=True), pd.concat(outside, ignore_index=True), generic,
+            pd.concat(shipped, ignore_index=True))
 
 
-def error_table(inside: pd.DataFrame, outside: pd.DataFrame) -> pd.DataFrame:
+def _cells(table: pd.DataFrame, label: str) -> dict[str, str]:
+    stats = calibration.error_stats(table)
+    cells = {}
+    for name in ("per_user", "tpot", "ttft"):
+        med, p90 = stats[f"{name}_median"], stats[f"{name}_p90"]
+        cells[f"{label} {name}"] = "-" if not np.isfinite(med) else f"{100 * med:.0f}/{100 * p90:.0f}"
+    return cells
+
+
+def error_table(tables: dict[str, pd.DataFrame], by: tuple[str, ...] = ("published",)) -> pd.DataFrame:
+    """Median/p90 |error| (%) of per-user speed, TPOT and TTFT per group of ``by``, then per engine and overall.
+
+    ``tables``: label -> per-row table (``calibration._table``), e.g. shipped, in-sample, leave-one-group-out.
+    """
+    first = next(iter(tables.values()))
+    grouped = first.groupby(list(by) if len(by) > 1 else by[0]).groups
+    keys = [tuple(k) if isinstance(k, tuple) else (k,) for k in grouped]
+    if len(by) > 1:  # an engine's own total after its groups
+        keys = [*sorted(set(keys)), *[(e, *("all",) * (len(by) - 1)) for e in sorted(first["published"].unique())]]
+    keys.append(("overall", *("all",) * (len(by) - 1)))
     records = []
-    for family in [*sorted(inside["published"].unique()), "overall"]:
-        pick_in = inside if family == "overall" else inside[inside["published"] == family]
-        pick_out = outside if family == "overall" else outside[outside["published"] == family]
-        record = {"engine": family, "rows": len(pick_in)}
-        for label, table in (("in", pick_in), ("logo", pick_out)):
-            stats = calibration.error_stats(table)
-            for name in ("per_user", "tpot", "ttft"):
-                med, p90 = stats[f"{name}_median"], stats[f"{name}_p90"]
-                record[f"{label} {name} med/p90"] = "-" if not np.isfinite(med) else f"{100 * med:.0f}/{100 * p90:.0f}%"
+    for key in sorted(set(keys), key=lambda k: (k[0] == "overall", k[0], *(v == "all" for v in k[1:]), k[1:])):
+        record = dict(zip(by, key, strict=True))
+        for label, table in tables.items():
+            pick = table
+            for column, value in zip(by, key, strict=True):
+                if value not in ("all", "overall"):
+                    pick = pick[pick[column] == value]
+            if label == next(iter(tables)):
+                record["rows"] = len(pick)
+            record.update(_cells(pick, label))
         records.append(record)
     return pd.DataFrame(records)
 
@@ -85,24 +123,53 @@ def ordering(frame: pd.DataFrame, table: pd.DataFrame) -> str:
     return "\n".join([f"ordering right on {right} of {len(shared)} shared workloads", *lines])
 
 
+def report(path, frame: pd.DataFrame, held_out: bool, by: tuple[str, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Print the error tables of one measurement file; return (in-sample, held-out) tables."""
+    t0 = time.perf_counter()
+    inside, outside, generic, shipped = own_family_predictions(frame, held_out)
+    skipped = frame.attrs.get("skipped", {})
+    print(f"\n== {path}: {len(inside)} rows predicted" + (f"; {silicon.skipped_summary(skipped)}" if skipped else ""))
+    print("|predicted/measured - 1| median/p90 %: shipped = the profiles as they ship, in = refitted on this file, "
+          "logo = each group (source x hardware; silicon: system x engine x model) predicted by a fit without it")
+    tables = {"shipped": shipped, "in": inside}
+    if held_out:
+        tables["logo"] = outside
+    print(error_table(tables, by).to_string(index=False))
+    print("every row with the generic profile refitted:")
+    generic_tables = {"in": generic.in_sample.assign(published="generic")}
+    if held_out:
+        generic_tables["logo"] = generic.held_out.assign(published="generic")
+    print(error_table(generic_tables).tail(1).to_string(index=False))
+    print(f"({time.perf_counter() - t0:.0f} s)")
+    return inside, outside
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(DEFAULT_DATA), help="measurement CSV (default: the development data)")
+    parser.add_argument("--data", action="append",
+                        help="measurement CSV, repeatable (default: the development data and, with the kernels "
+                             "extra installed, aiconfigurator-core's silicon sample)")
+    parser.add_argument("--no-held-out", action="store_true", help="skip the leave-one-group-out refits")
     args = parser.parse_args(argv)
-    frame = read_measurements(args.data)
-    inside, outside, generic = own_family_predictions(frame)
-    pd.set_option("display.width", 200)
-    print(f"{len(inside)} rows of {args.data}; |predicted/measured - 1| median/p90, in-sample (in) and "
-          "leave-one-group-out (logo, group = source x hardware)")
-    print("each row with its own engine family's profile (NIM: trtllm, which it runs; families without one: generic):")
-    print(error_table(inside, outside).to_string(index=False))
-    print("\nevery row with the generic profile:")
-    print(error_table(generic.in_sample.assign(published="generic"), generic.held_out.assign(published="generic"))
-          .tail(1).to_string(index=False))
-    print("\nH200 vs MI300X, in-sample:")
-    print(ordering(frame, inside))
-    print("H200 vs MI300X, leave-one-group-out:")
-    print(ordering(frame, outside))
+    paths = args.data
+    if not paths:
+        paths = [str(DEFAULT_DATA)]
+        try:
+            paths.append(str(silicon.shipped_sample_path()))
+        except InfeconError as exc:
+            print(f"silicon sample left out: {exc}")
+    pd.set_option("display.width", 250)
+    for path in paths:
+        frame = read_measurements(path)
+        silicon_file = bool(frame.attrs.get("skipped")) or "silicon" in Path(path).name
+        by = ("published", "hardware", "mode") if silicon_file else ("published",)
+        inside, outside = report(path, frame, not args.no_held_out, by)
+        if not silicon_file:
+            print("\nH200 vs MI300X, in-sample:")
+            print(ordering(frame, inside))
+            if not args.no_held_out:
+                print("H200 vs MI300X, leave-one-group-out:")
+                print(ordering(frame, outside))
     return 0
 
 

@@ -364,6 +364,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     with naming_file(args.data):
         frame = validation.read_measurements(args.data)
         predicted = validation.predict_frame(frame, engine=args.engine)
+    skipped = frame.attrs.get("skipped")
     if out is not None:
         _write_csv(predicted, str(out))
     print(validation.format_summary(validation.summary(predicted)))
@@ -377,6 +378,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"band coverage: {inside} of {len(good)} rows ({100 * inside / len(good):.0f} %) inside their 80 % band "
               "(tokens_per_second_low/high; a profile fitted on these rows covers them more often than unseen ones: "
               "scripts/fit_bands.py reports held-out coverage)")
+    if skipped:
+        from infecon.solver.silicon import skipped_summary
+
+        print(skipped_summary(skipped))
     fallbacks = predicted["status"].str.contains("used generic").sum()
     if fallbacks:
         print(f"{fallbacks} rows of engine families without a profile were predicted with generic")

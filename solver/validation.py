@@ -17,7 +17,7 @@ import pandas as pd
 
 from infecon.formulations.bands import architecture, band_factors, regime
 from infecon.formulations.errors import InfeconError, InstanceError
-from infecon.formulations.perf import hbm_used_bytes_per_gpu
+from infecon.formulations.perf import StepTime, hbm_used_bytes_per_gpu
 from infecon.formulations.serving import (
     DEFAULT_PREFILL_UTILIZATION,
     attention_sharding,
@@ -30,6 +30,7 @@ from infecon.formulations.specs import SERVING_MODES, EngineProfile, Requests, W
 from infecon.instances.bands import shipped_bands
 from infecon.instances.engines import engine_family, published_family, resolve_engine
 from infecon.instances.loader import get_hardware, get_model
+from infecon.solver import silicon
 
 REQUIRED_COLUMNS = ("model", "hardware", "engine", "benchmark", "weight_bits", "kv_bits", "n_gpu", "tp", "pp", "ep",
                     "instances", "concurrency", "isl", "osl", "per_user_tok_s", "per_user_metric")
@@ -51,7 +52,11 @@ def _bad(path, row: int, column: str, rule: str, value) -> InstanceError:
 
 
 def read_measurements(path: str | Path) -> pd.DataFrame:
-    """Read and check a measurement CSV; a malformed file is one error naming the row (file line) and column."""
+    """Read and check a measurement CSV; a malformed file is one error naming the row (file line) and column.
+
+    aiconfigurator's silicon sample (``silicon.SILICON_COLUMNS``) is read as it ships: its rows are mapped onto
+    these columns and those that cannot be predicted are dropped and counted in ``frame.attrs["skipped"]``.
+    """
     path = Path(path)
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -63,6 +68,12 @@ def read_measurements(path: str | Path) -> pd.DataFrame:
         raise InstanceError(f"{path}: cannot read: permission denied") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise InstanceError(f"{path}: not a readable CSV: {str(exc).splitlines()[0]}") from None
+    skipped: dict[str, int] = {}
+    if silicon.is_silicon(frame):
+        frame, skipped = silicon.to_measurements(frame)
+        if frame.empty:
+            raise InstanceError(f"{path}: no row of the silicon sample can be predicted "
+                                f"({silicon.skipped_summary(skipped)})")
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise InstanceError(f"{path}: missing column '{missing[0]}' (required: {', '.join(REQUIRED_COLUMNS)})")
@@ -94,6 +105,7 @@ def read_measurements(path: str | Path) -> pd.DataFrame:
             raise _bad(path, line, "attention_dp", "must be True or False (or empty: False)", record["attention_dp"])
         if int(record["concurrency"]) % int(record["instances"]):
             raise _bad(path, line, "concurrency", "must split evenly over 'instances'", record["concurrency"])
+    frame.attrs["skipped"] = skipped  # silicon rows dropped, by reason (silicon.skipped_summary prints them)
     return frame
 
 
@@ -154,7 +166,7 @@ def prepare_row(index: int, record: pd.Series) -> PreparedRow | str:
     prefill_instances = math.nan
     if record["benchmark"] == "disaggregated":
         spare = int(record["n_gpu"]) - instances * tp * pp
-        if spare < tp * pp:
+        if spare <= 0:
             return "disaggregated row without GPUs left for prefill (n_gpu <= instances x tp x pp)"
         prefill_instances = spare / (tp * pp) / instances
     source = record.get("source", "")
@@ -164,18 +176,69 @@ def prepare_row(index: int, record: pd.Series) -> PreparedRow | str:
                        f"{source} x {record['hardware']}", published_family(record["engine"]))
 
 
-def predict_prepared(row: PreparedRow, engine: EngineProfile) -> dict[str, float]:
-    """Per-user speed (as the row measured it), TPOT, TTFT and total output tok/s over the row's instances."""
+@dataclass(frozen=True)
+class PreparedBlock:
+    """Rows of one model, hardware, mode, isl/osl and metric with their passes stacked into arrays.
+
+    Why: ``serving_times`` is vectorised over configurations, so a block of rows is predicted in one call
+    instead of one call per row; ``calibrate`` evaluates thousands of rows hundreds of times per fit.
+    """
+
+    rows: tuple[PreparedRow, ...]
+    passes: object  # ServingPasses, every array one entry per row
+    metric: str
+    instances: np.ndarray
+    prefill_instances: np.ndarray
+
+
+def _stack_steps(steps) -> StepTime:
+    return StepTime(**{f.name: np.concatenate([np.ravel(getattr(s, f.name)) for s in steps])
+                       for f in dataclasses.fields(StepTime)})
+
+
+def block_of(rows: list[PreparedRow]) -> PreparedBlock:
+    """One block of rows that share model, hardware, mode, requests and metric (``blocks`` groups them)."""
+    first = rows[0].passes
+    stacked = dataclasses.replace(
+        first, decode=_stack_steps([r.passes.decode for r in rows]),
+        prefill_one=_stack_steps([r.passes.prefill_one for r in rows]),
+        prefill_batch=_stack_steps([r.passes.prefill_batch for r in rows]),
+        batch=np.concatenate([np.ravel(r.passes.batch) for r in rows]).astype(float),
+        pp=np.concatenate([np.ravel(r.passes.pp) for r in rows]),
+        transfer_s=np.concatenate([np.ravel(r.passes.transfer_s) for r in rows]).astype(float))
+    return PreparedBlock(tuple(rows), stacked, rows[0].metric, np.array([r.instances for r in rows], dtype=float),
+                         np.array([r.prefill_instances for r in rows], dtype=float))
+
+
+def blocks(rows: list[PreparedRow]) -> list[PreparedBlock]:
+    """``rows`` grouped into blocks (``PreparedBlock``), each block's rows in their given order."""
+    groups: dict[tuple, list[PreparedRow]] = {}
+    for row in rows:
+        p = row.passes
+        key = (p.model.name, p.hardware.name, p.mode, p.requests, row.metric, p.paper)
+        groups.setdefault(key, []).append(row)
+    return [block_of(group) for group in groups.values()]
+
+
+def predict_block(block: PreparedBlock, engine: EngineProfile) -> dict[str, np.ndarray]:
+    """Per-user speed (as the rows measured it), TPOT, TTFT and total output tok/s over each row's instances."""
+    passes = block.passes
     utilization = DEFAULT_PREFILL_UTILIZATION
-    if row.passes.mode == "disaggregated":
+    if passes.mode == "disaggregated":
         # The prefill pool's load: each decode instance's request rate times P1, over its share of prefill instances.
-        times, _, prefill_s = serving_times(row.passes, engine)
-        rate = times.total_tokens_per_second / row.passes.requests.output_tokens
-        utilization = float(np.clip(rate * prefill_s / row.prefill_instances, 1e-6, 0.999))
-    times, _, _ = serving_times(row.passes, engine, prefill_utilization=utilization)
-    return {"per_user": float(per_user_speed(row.metric, times, row.passes.requests)),
-            "tpot_s": float(times.tpot_s), "ttft_s": float(times.ttft_s),
-            "total": float(times.total_tokens_per_second) * row.instances}
+        times, _, prefill_s = serving_times(passes, engine)
+        rate = times.total_tokens_per_second / passes.requests.output_tokens
+        utilization = np.clip(rate * prefill_s / block.prefill_instances, 1e-6, 0.999)
+    times, _, _ = serving_times(passes, engine, prefill_utilization=utilization)
+    shape = np.shape(block.instances)
+    return {"per_user": np.broadcast_to(per_user_speed(block.metric, times, passes.requests), shape),
+            "tpot_s": np.broadcast_to(times.tpot_s, shape), "ttft_s": np.broadcast_to(times.ttft_s, shape),
+            "total": np.broadcast_to(times.total_tokens_per_second, shape) * block.instances}
+
+
+def predict_prepared(row: PreparedRow, engine: EngineProfile) -> dict[str, float]:
+    """One row's ``predict_block``: per-user speed, TPOT, TTFT and total output tok/s over its instances."""
+    return {k: float(v[0]) for k, v in predict_block(block_of([row]), engine).items()}
 
 
 def predict_frame(frame: pd.DataFrame, engine: str | EngineProfile | None = None) -> pd.DataFrame:

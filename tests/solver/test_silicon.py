@@ -1,0 +1,92 @@
+"""aiconfigurator's silicon sample read as it ships: column mapping, skipped rows counted, the shipped file."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from infecon.formulations.errors import InstanceError
+from infecon.solver import silicon, validation
+from infecon.solver.cli import main
+
+BASE = {"id": "x_c256_tp8_ep8_1", "silicon_data_source": "db; silicon_concurrency=256", "backend": "trtllm",
+        "backend_version": "1.2.0", "model_path": "deepseek-ai/DeepSeek-R1", "system": "b200_sxm", "precision": "fp4",
+        "mode": "agg", "isl": "1024", "osl": "1024", "gemm_quant_mode": "nvfp4", "moe_quant_mode": "nvfp4",
+        "batch_size": "32", "tp_size": "1", "pp_size": "1", "attention_dp_size": "8", "moe_tp_size": "1",
+        "moe_ep_size": "8", "silicon_ttft_ms": "900", "silicon_tpot_ms": "20"}
+DISAGG = {**BASE, "mode": "disagg", "tp_size": "", "pp_size": "", "attention_dp_size": "", "moe_ep_size": "",
+          "batch_size": "", "prefill_num_workers": "1", "prefill_tp_size": "4", "prefill_pp_size": "1",
+          "prefill_attention_dp_size": "1", "prefill_moe_ep_size": "4", "decode_num_workers": "4",
+          "decode_batch_size": "64", "decode_tp_size": "8", "decode_pp_size": "1", "decode_attention_dp_size": "1",
+          "decode_moe_ep_size": "8"}
+
+
+def write(tmp_path, rows) -> str:
+    path = tmp_path / "silicon_sample.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return str(path)
+
+
+class TestMapping:
+    def test_attention_dp_row(self, tmp_path):
+        """tp_size 1 x attention_dp_size 8 is infecon's TP 8 with attention DP; EP 8; FP4 weights, FP8 KV;
+        per-user speed is 1 / TPOT = 1000 / 20 ms = 50 tok/s; concurrency from the source (256 = 32 x 8)."""
+        frame = validation.read_measurements(write(tmp_path, [BASE]))
+        row = frame.iloc[0]
+        assert (row["model"], row["hardware"], row["engine"], row["benchmark"]) == (
+            "deepseek_v3", "b200", "trtllm-1.2.0", "closed_loop")
+        assert [int(row[c]) for c in ("tp", "pp", "ep", "instances", "concurrency", "weight_bits", "kv_bits")] == [
+            8, 1, 8, 1, 256, 4, 8]
+        assert row["attention_dp"] == "True"
+        assert float(row["per_user_tok_s"]) == pytest.approx(50.0)
+        assert float(row["ttft_ms"]) == pytest.approx(900.0)
+        assert frame.attrs["skipped"] == {}
+
+    def test_disaggregated_with_workers(self, tmp_path):
+        """4 decode workers of TP 8 and 1 prefill worker of TP 4: 4 instances, 4 x 8 + 4 = 36 GPUs."""
+        frame = validation.read_measurements(write(tmp_path, [DISAGG]))
+        row = frame.iloc[0]
+        assert row["benchmark"] == "disaggregated"
+        assert [int(row[c]) for c in ("tp", "ep", "instances", "n_gpu", "concurrency")] == [8, 8, 4, 36, 256]
+        predicted = validation.predict_frame(frame)
+        assert predicted["status"][0] == "ok"
+
+    def test_unpredictable_rows_are_counted_not_errors(self, tmp_path):
+        rows = [BASE, {**BASE, "model_path": "openai/gpt-oss-120b"}, {**BASE, "model_path": "openai/gpt-oss-120b"},
+                {**BASE, "system": "gb300"}, {**BASE, "tp_size": "2"},
+                {**DISAGG, "decode_num_workers": "", "prefill_num_workers": ""}]
+        frame = validation.read_measurements(write(tmp_path, rows))
+        assert len(frame) == 1
+        assert frame.attrs["skipped"] == {
+            "model not in the catalogue: openai/gpt-oss-120b": 2, "system without a hardware file: gb300": 1,
+            "attention tensor parallel inside data parallel (no infecon layout)": 1,
+            "disaggregated without worker counts": 1}
+
+    def test_nothing_predictable_is_one_error(self, tmp_path):
+        with pytest.raises(InstanceError, match="no row of the silicon sample can be predicted"):
+            validation.read_measurements(write(tmp_path, [{**BASE, "model_path": "x/unknown-model"}]))
+
+    def test_aliases_and_suffixes(self):
+        assert silicon.catalogue_model("meta-llama/Llama-3.1-8B-Instruct") == "llama_3_8b"
+        assert silicon.catalogue_model("nvidia/DeepSeek-R1-NVFP4") == "deepseek_v3"
+        assert silicon.catalogue_model("meta-llama/Llama-3.1-70B") == "llama_3_70b"
+        assert silicon.catalogue_model("x/not-a-model") is None
+
+    def test_validate_cli_prints_the_skipped_count(self, tmp_path, capsys):
+        path = write(tmp_path, [BASE, {**BASE, "model_path": "openai/gpt-oss-120b"}])
+        assert main(["validate", "--data", path]) == 0
+        out = capsys.readouterr().out
+        assert "skipped 1 silicon rows: 1 model not in the catalogue: openai/gpt-oss-120b" in out
+
+
+class TestShippedSample:
+    """The sample as aiconfigurator-core 0.12.0 ships it (the kernels extra, which CI installs)."""
+
+    def test_every_row_is_read_or_counted(self):
+        path = silicon.shipped_sample_path()
+        raw = pd.read_csv(path)
+        frame = validation.read_measurements(path)
+        assert len(frame) + sum(frame.attrs["skipped"].values()) == len(raw) == 5221
+        # Catalogue models present in the sample: DeepSeek-R1/V3 (V3's architecture) and Llama 3.1 8B/70B.
+        assert set(frame["model"]) == {"deepseek_v3", "llama_3_70b", "llama_3_8b"}
+        assert frame.attrs["skipped"]["model not in the catalogue: openai/gpt-oss-120b"] == 485
