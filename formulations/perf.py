@@ -211,7 +211,8 @@ class StepStructure:
 
     With ``m`` sequences per micro-batch and ``x = m * tokens_per_sequence`` tokens per pass:
 
-    * ``compute_s = compute_s_per_token * x`` (linear);
+    * ``compute_s = compute_s_per_token * x + compute_fixed_s`` (affine: a measured GEMM curve, efficiency
+      e x / (x + x_half), costs the weights' arithmetic of x_half more tokens; 0 for a flat curve);
     * ``hbm_read_s = hbm_fixed_s + hbm_routed_s * (1 - expert_idle_share ** x) + hbm_s_per_sequence * m
       + hbm_s_per_token * x`` (affine plus the concave MoE share of experts, eq. 22);
     * each collective term: ``calls * min_p(latency_s[p] + s_per_token[p] * x)`` (concave and
@@ -233,12 +234,13 @@ class StepStructure:
     kernel_s: float
     collectives: tuple[CollectiveTerm, ...]
     tokens_per_sequence: np.ndarray
+    compute_fixed_s: np.ndarray | float = 0.0
 
     def at(self, micro_batch) -> StepTime:
         """The step's components at ``micro_batch`` sequences per micro-batch (broadcast with the layouts)."""
         m = np.asarray(micro_batch, dtype=float)
         x = m * self.tokens_per_sequence
-        compute_s = self.compute_s_per_token * x
+        compute_s = self.compute_s_per_token * x + self.compute_fixed_s
         hbm_read_s = (self.hbm_fixed_s + self.hbm_routed_s * expert_share(self.expert_idle_share, x)
                       + self.hbm_s_per_sequence * m + self.hbm_s_per_token * x)
         latency = np.zeros(np.shape(compute_s))
@@ -393,8 +395,8 @@ def step_structure(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp
     # Weight matmuls run at the weight precision's tensor-core rate (paper fig. 6: 8-bit weights use
     # 8-bit tensor cores); attention multiplies activations by the KV cache, at the wider of the two.
     attention_bits = max(workload.activation_bits, workload.kv_bits)
-    flop_s_per_token = (2 * counts.active / hw.peak_flop_per_s(workload.weight_bits)
-                        + attention_flop_per_context_token(model, prefill) * context
+    weight_flop_s_per_token = 2 * counts.active / hw.peak_flop_per_s(workload.weight_bits)
+    flop_s_per_token = (weight_flop_s_per_token + attention_flop_per_context_token(model, prefill) * context
                         / hw.peak_flop_per_s(attention_bits))
     idle = 1.0 - model.n_active_experts / model.n_routed_experts if model.is_moe else 1.0
     data = attention_kinds(attention) == "data"
@@ -413,6 +415,8 @@ def step_structure(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp
         kernel_s=model.n_layers * kernels_per_layer(model) * hw.kernel_launch_latency_s,
         collectives=collectives,
         tokens_per_sequence=np.asarray(tokens_per_sequence, dtype=float),
+        # The weight GEMMs at efficiency e x / (x + x_half): x_half tokens' more arithmetic per pass.
+        compute_fixed_s=weight_flop_s_per_token * hw.half_tokens(workload.weight_bits) / (tp * hw.flop_efficiency),
     )
 
 

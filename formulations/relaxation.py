@@ -267,7 +267,10 @@ def build_options(problem: Problem) -> Options:
     at_lo, at_hi = serving.decode.at(m_lo), serving.decode.at(m_hi)
     hbm_intercept, hbm_slope = _chord(at_lo.physics.hbm_read_s, at_hi.physics.hbm_read_s, m_lo, m_hi)
     serial_intercept, serial_slope = _chord(_serial_s(at_lo), _serial_s(at_hi), m_lo, m_hi)
-    compute_per_sequence = serving.decode.at(np.ones(len(gamma))).physics.compute_s  # linear in the micro-batch
+    # Compute is affine in the micro-batch (a measured GEMM curve adds a constant, perf.StepStructure): its slope
+    # times m is a line below it (busy >= compute_s_per_sequence m), exact for a flat curve.
+    compute_per_sequence = (serving.decode.at(np.ones(len(gamma))).physics.compute_s
+                            - serving.decode.at(np.zeros(len(gamma))).physics.compute_s)
     gpus = tp_rows * tp_cols * pp
     keep = np.ones(len(gamma), dtype=bool)
     if spec is not None and (gamma > 0).any() and len(gamma):
@@ -330,11 +333,13 @@ def _pass_lower_line(structure: PassStructure, m_lo, m_hi) -> tuple[np.ndarray, 
     """(intercept, slope) of a line below a pass on each segment: the busier of compute and the HBM chord at the
     segment's end, plus the serial chord. max(compute, HBM) is at least either, so any choice is a lower bound."""
     at_lo, at_hi = structure.at(m_lo), structure.at(m_hi)
-    compute = structure.at(np.ones(np.shape(m_lo))).physics.compute_s
+    compute0 = structure.at(np.zeros(np.shape(m_lo))).physics.compute_s  # affine: its value at 0 and its slope
+    compute = structure.at(np.ones(np.shape(m_lo))).physics.compute_s - compute0
     hbm0, hbm1 = _chord(at_lo.physics.hbm_read_s, at_hi.physics.hbm_read_s, m_lo, m_hi)
     serial0, serial1 = _chord(_serial_s(at_lo), _serial_s(at_hi), m_lo, m_hi)
-    compute_binds = compute * m_hi >= hbm0 + hbm1 * m_hi
-    return serial0 + np.where(compute_binds, 0.0, hbm0), serial1 + np.where(compute_binds, compute, hbm1)
+    compute_binds = compute0 + compute * m_hi >= hbm0 + hbm1 * m_hi
+    return (serial0 + np.where(compute_binds, compute0, hbm0),
+            serial1 + np.where(compute_binds, compute, hbm1))
 
 
 def _drafter_candidates(problem: Problem, gpus: int) -> np.ndarray:

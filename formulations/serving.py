@@ -88,9 +88,18 @@ class PassTime:
         return self.physics.total_s + self.constant_s + self.per_sequence_s * self.micro_batch
 
 
-def unit_hardware(hw: HardwareSpec) -> HardwareSpec:
-    """``hw`` at 100 % efficiency and no kernel term: the step an engine's parameters then scale."""
-    return dataclasses.replace(hw, flop_efficiency=1.0, bandwidth_efficiency=1.0, kernel_launch_latency_s=0.0)
+def unit_hardware(hw: HardwareSpec, engine: EngineProfile | str | None = None) -> HardwareSpec:
+    """``hw`` at 100 % efficiency and no kernel term: the step an engine's parameters then scale.
+
+    With ``engine`` (a profile or its family name), its measured GEMM curve on ``hw`` where one exists
+    (``HardwareSpec.kernel_curves``): the engine's ``flop_efficiency`` is then the curve's top, reached as the
+    tokens per step grow. The paper's profile and engines without tables keep the flat curve.
+    """
+    if isinstance(engine, EngineProfile):
+        engine = None if engine.paper else engine.name
+    curve = hw.kernel_curves.get(engine, {}) if engine is not None else {}
+    return dataclasses.replace(hw, flop_efficiency=1.0, bandwidth_efficiency=1.0, kernel_launch_latency_s=0.0,
+                               gemm_half_tokens=curve)
 
 
 def engine_pass(unit: StepTime, model: ModelSpec, hw: HardwareSpec, engine: EngineProfile, micro_batch) -> PassTime:
@@ -153,7 +162,7 @@ def pass_structure(model: ModelSpec, hw: HardwareSpec, workload: Workload, engin
     ``attention_dp``, one flag or one per layout), the paper's model evenly.
     """
     paper = engine is None or engine.paper
-    physics_hw = hw if paper else unit_hardware(hw)
+    physics_hw = hw if paper else unit_hardware(hw, engine)
     structure = step_structure(model, physics_hw, workload, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep,
                                tokens_per_sequence=tokens_per_sequence, prefill=prefill,
                                attention=attention_sharding(paper, attention_dp))
@@ -308,18 +317,19 @@ class ServingPasses:
 
 
 def serving_passes(model: ModelSpec, hw: HardwareSpec, workload: Workload, requests: Requests, mode: str,
-                   *, tp_rows, tp_cols, pp, ep, batch, paper: bool = False, attention_dp=False
-                   ) -> ServingPasses:
+                   *, tp_rows, tp_cols, pp, ep, batch, paper: bool = False, attention_dp=False,
+                   kernels: str | None = None) -> ServingPasses:
     """Decode at the micro-batch, prefill of one isl-token sequence (P1) and of the micro-batch (static batch).
 
     ``attention_dp``: the engine runs attention data-parallel over the TP group (``attention_sharding``;
-    one flag or one per configuration).
+    one flag or one per configuration). ``kernels``: the engine family whose measured GEMM curves apply
+    (``unit_hardware``); the passes then fit any profile of that family (``calibrate``).
     """
     pp = np.asarray(pp, dtype=np.int64)
     batch = np.asarray(batch, dtype=float)
     micro_batch = batch / pp
     layout = dict(tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, attention=attention_sharding(paper, attention_dp))
-    physics_hw = hw if paper else unit_hardware(hw)
+    physics_hw = hw if paper else unit_hardware(hw, kernels)
     prefill = dataclasses.replace(workload, context_tokens=prefill_context_tokens(requests))
     isl = max(requests.input_tokens, 1)
     decode = decode_step(model, physics_hw, workload, **layout, micro_batch=micro_batch)
@@ -520,11 +530,11 @@ def serving_metrics(model: ModelSpec, hw: HardwareSpec, workload: Workload, requ
     layout = dict(tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep)
     physics_hw = hw if engine.paper else dataclasses.replace(
         hw, flop_efficiency=engine.flop_efficiency, bandwidth_efficiency=engine.bandwidth_efficiency,
-        kernel_launch_latency_s=0.0)
+        kernel_launch_latency_s=0.0, gemm_half_tokens=unit_hardware(hw, engine).gemm_half_tokens)
     base = evaluate(model, physics_hw, workload, **layout, batch=batch, draft_tokens=draft_tokens,
                     speculative=speculative, drafter_layouts=drafter_layouts)
     passes = serving_passes(model, hw, workload, requests, mode, **layout, batch=batch, paper=engine.paper,
-                            attention_dp=attention_dp)
+                            kernels=engine.name, attention_dp=attention_dp)
     decode_s = base.latency_s if speculative is not None else None  # the paper's eq. 46 as perf.evaluate has it
     if speculative is not None and not engine.paper:
         # The paper's eq. 46 latency is already ``base.latency_s``; an engine's iteration is its own passes

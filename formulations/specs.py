@@ -98,8 +98,16 @@ class HardwareSpec:
     flop_efficiency: float = 0.7
     bandwidth_efficiency: float = 0.75
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    # Measured GEMM curves (instances/kernels/): per engine, per weight bits, the tokens per step at which a GEMM
+    # reaches half its top efficiency. ``gemm_half_tokens`` is the curve in force (``serving.unit_hardware`` picks
+    # the engine's); empty is a flat curve, the constant efficiency (the paper's model, hardware without tables).
+    kernel_curves: Mapping[str, Mapping[int, float]] = field(default_factory=dict, repr=False)
+    gemm_half_tokens: Mapping[int, float] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "kernel_curves", _frozen_map({k: _frozen_map(v) for k, v in
+                                                               self.kernel_curves.items()}))
+        object.__setattr__(self, "gemm_half_tokens", _frozen_map(self.gemm_half_tokens))
         object.__setattr__(self, "flop_per_s_by_bits", _frozen_map(self.flop_per_s_by_bits))
         object.__setattr__(self, "protocols", _frozen_map(self.protocols))
         object.__setattr__(self, "sources", _frozen_map(self.sources))
@@ -114,6 +122,15 @@ class HardwareSpec:
         if not wider:
             wider = [max(self.flop_per_s_by_bits)]
         return self.flop_per_s_by_bits[wider[0]]
+
+    def half_tokens(self, weight_bits: int) -> float:
+        """Tokens per step at which GEMMs of ``weight_bits`` weights reach half their top efficiency (0: flat).
+
+        The curve of the tensor-core mode the weights run at (``peak_flop_per_s``'s choice of precision).
+        """
+        wider = sorted(bits for bits in self.flop_per_s_by_bits if bits >= weight_bits)
+        bits = wider[0] if wider else max(self.flop_per_s_by_bits)
+        return float(self.gemm_half_tokens.get(bits, 0.0))
 
 
 @dataclass(frozen=True)

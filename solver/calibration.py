@@ -247,13 +247,32 @@ def leave_one_group_out(rows: list[PreparedRow], base: EngineProfile,
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def calibrate(data: str | Path | pd.DataFrame, family: str, *, base: EngineProfile | None = None,
+def read_all(paths: str | Path | list) -> pd.DataFrame:
+    """One measurement file, or several read one by one and stacked (rows numbered anew; groups stay apart,
+    since a group is source x hardware)."""
+    if isinstance(paths, str | Path):
+        return read_measurements(paths)
+    return read_all_frames([read_measurements(p) for p in paths])
+
+
+def read_all_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Measurement frames stacked (``read_all``), with their skipped-row counts added up."""
+    frame = pd.concat(frames, ignore_index=True).fillna("")  # columns one file lacks are empty text
+    skipped: dict[str, int] = {}
+    for part in frames:
+        for why, n in part.attrs.get("skipped", {}).items():
+            skipped[why] = skipped.get(why, 0) + n
+    frame.attrs["skipped"] = skipped
+    return frame
+
+
+def calibrate(data: str | Path | list | pd.DataFrame, family: str, *, base: EngineProfile | None = None,
               held_out: bool = True, fallback: bool = True, kernel_prior: bool = True) -> Fit:
     """Fit profile ``family`` (``generic``: every row) to a measurement file; optionally leave-one-group-out.
 
     ``kernel_prior`` False fits seconds per kernel without its prior (``fit_parameters``).
     """
-    frame = data if isinstance(data, pd.DataFrame) else read_measurements(data)
+    frame = data if isinstance(data, pd.DataFrame) else read_all(data)
     family = family.strip().lower()
     if family == "paper":
         raise InstanceError("calibrate: the paper profile holds the paper's assumptions and is not fitted")

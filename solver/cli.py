@@ -391,16 +391,25 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from infecon.solver import calibration
+    from infecon.solver import calibration, validation
 
     out = outputs.output_file("--out", args.out) if args.out is not None else None  # before the fit
-    with naming_file(args.data):
-        fit = calibration.calibrate(args.data, args.engine, held_out=not args.no_held_out,
+    frames = []
+    for path in args.data:  # --data may be given more than once: the files are fitted together
+        with naming_file(path):
+            frames.append(validation.read_measurements(path))
+    frame = frames[0] if len(frames) == 1 else calibration.read_all_frames(frames)
+    with naming_file(args.data[0]):
+        fit = calibration.calibrate(frame, args.engine, held_out=not args.no_held_out,
                                     kernel_prior=not args.no_kernel_prior)
     print(calibration.format_fit(fit))
+    if frame.attrs.get("skipped"):
+        from infecon.solver.silicon import skipped_summary
+
+        print(skipped_summary(frame.attrs["skipped"]))
     if out is not None:
         try:
-            out.write_text(calibration.profile_toml(fit, Path(args.data).name))
+            out.write_text(calibration.profile_toml(fit, " + ".join(Path(d).name for d in args.data)))
         except OSError as exc:
             raise InfeconError(f"cannot write output: {exc}") from None
         print(f"wrote {args.out}")
@@ -555,7 +564,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "print each with its standard error, the in-sample and the leave-one-group-out "
                                    "(group = source x hardware) errors, and write the profile.",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, metavar="FILE.csv", help="the measurements")
+    p.add_argument("--data", required=True, metavar="FILE.csv", action="append",
+                   help="the measurements (repeat to fit several files together, e.g. serving_dev.csv and "
+                        "aiconfigurator-core's silicon_sample.csv)")
     p.add_argument("--engine", required=True, help="engine family to fit (trtllm, vllm, sglang, generic, ...)")
     p.add_argument("--out", metavar="FILE.toml", help="write the fitted profile, e.g. instances/engines/vllm.toml")
     p.add_argument("--no-held-out", action="store_true", help="skip the leave-one-group-out refits (faster)")

@@ -162,7 +162,7 @@ def prepare_row(index: int, record: pd.Series) -> PreparedRow | str:
         return (f"does not fit in memory: needs {used / 1e9:.1f} GB per GPU, "
                 f"{hw.hbm_capacity_bytes / 1e9:.1f} GB available")
     passes = serving_passes(model, hw, workload, requests, record["benchmark"], tp_rows=1, tp_cols=tp, pp=pp, ep=ep,
-                            batch=batch, attention_dp=attention_dp)
+                            batch=batch, attention_dp=attention_dp, kernels=engine_family(record["engine"]))
     prefill_instances = math.nan
     if record["benchmark"] == "disaggregated":
         spare = int(record["n_gpu"]) - instances * tp * pp
