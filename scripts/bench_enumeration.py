@@ -18,6 +18,7 @@ DeepSeek-V3 / H200 at 100,000 with 8-bit weights).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from unittest import mock
 
@@ -25,6 +26,7 @@ import pandas as pd
 
 from infecon.formulations.errors import InstanceError
 from infecon.formulations.space import tabulate
+from infecon.instances.loader import get_hardware
 from infecon.solver import api, enumeration
 from infecon.solver.enumeration import pareto_indices
 from infecon.solver.epsilon import solve_point, trace_frontier
@@ -36,7 +38,19 @@ CASES = {
     "llama": ("llama-3-70b", "h100", dict(engine="paper", context_tokens=0, max_batch=8192)),
     "mixtral": ("mixtral-8x22b", "h100", dict(engine="paper", context_tokens=8000, max_batch=8192)),
     "deepseek": ("deepseek-v3", "h200", dict(engine="paper", context_tokens=100_000, weight_bits=8, max_batch=8192)),
+    # Measured GEMM curves (instances/kernels/) against the same hardware with the flat curve (--cases to pick):
+    "trtllm_curves": ("llama-3-70b", "h100", dict(engine="trtllm", weight_bits=8, kv_bits=8)),
+    "trtllm_flat": ("llama-3-70b", "h100 flat", dict(engine="trtllm", weight_bits=8, kv_bits=8)),
+    "dsv3_trtllm_curves": ("deepseek-v3", "h200", dict(engine="trtllm", weight_bits=8, kv_bits=8)),
+    "dsv3_trtllm_flat": ("deepseek-v3", "h200 flat", dict(engine="trtllm", weight_bits=8, kv_bits=8)),
 }
+
+
+def hardware_of(name: str):
+    """A built-in hardware, or with ' flat' its spec without measured kernel curves (the constant efficiency)."""
+    if name.endswith(" flat"):
+        return dataclasses.replace(get_hardware(name.removesuffix(" flat")), kernel_curves={})
+    return name
 
 
 def new_path(problem) -> tuple[pd.DataFrame, float, int]:
@@ -68,7 +82,7 @@ def old_path(problem) -> tuple[pd.DataFrame | None, float, str]:
 
 def bench(case: str, run_old: bool) -> dict:
     model, hardware, kwargs = CASES[case]
-    problem = api.build_problem(model, hardware, **kwargs)
+    problem = api.build_problem(model, hardware_of(hardware), **kwargs)
     space = enumeration._Space(problem)
     points, seconds, evaluated = new_path(problem)
     row = {"case": case, "model": model, "hardware": hardware, "max_batch": space.axis.largest,
