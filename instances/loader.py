@@ -400,11 +400,11 @@ def get_model(name: str) -> ModelSpec:
 def get_hardware(name: str) -> HardwareSpec:
     """A built-in accelerator by file stem; ``h100`` means ``h100_sxm`` and ``gb200`` ``gb200_nvl72``.
 
-    With each engine's measured kernel curves where they exist (``instances/kernels.py``).
+    With each engine's measured kernel curves where they exist (``instances/kernel_curves.py``).
     """
     from dataclasses import replace
 
-    from infecon.instances.kernels import gemm_half_tokens
+    from infecon.instances.kernel_curves import gemm_half_tokens
 
     path = _resolve(name, HARDWARE_DIR, "hardware", _HARDWARE_ALIASES)
     return replace(load_hardware(path), kernel_curves=gemm_half_tokens(path.stem))
