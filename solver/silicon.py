@@ -105,10 +105,16 @@ def _layout(record: pd.Series, prefix: str) -> tuple[int, int, int, bool] | str:
     """(tp, pp, ep, attention_dp) of a worker in infecon's terms, or why it has none."""
     tp_size, pp, dp = (_integer(record.get(f"{prefix}{c}"), 1) for c in ("tp_size", "pp_size", "attention_dp_size"))
     ep = _integer(record.get(f"{prefix}moe_ep_size"), 1)
+    dp, ep = (1 if v == 0 else v for v in (dp, ep))  # some rows write 0 for "none"
     if None in (tp_size, pp, dp, ep) or min(tp_size, pp, dp, ep) < 1:
         return "layout not whole positive numbers"
     if tp_size > 1 and dp > 1:
         return "attention tensor parallel inside data parallel (no infecon layout)"
+    named = re.search(r"_tp(\d+)(?:_0)?_ep", str(record["id"]))
+    if named and int(named.group(1)) != tp_size * dp and prefix != "prefill_":
+        # e.g. ..._c16_tp8_ep8_... on an 8-GPU B200 with tp_size 64 = moe_tp 8 x moe_ep 8: the GPU count the
+        # columns give is not the run's. Questioned, not fitted.
+        return "tp_size disagrees with the run id's tp (questioned)"
     return tp_size * dp, pp, ep, dp > 1
 
 

@@ -90,3 +90,18 @@ class TestShippedSample:
         # Catalogue models present in the sample: DeepSeek-R1/V3 (V3's architecture) and Llama 3.1 8B/70B.
         assert set(frame["model"]) == {"deepseek_v3", "llama_3_70b", "llama_3_8b"}
         assert frame.attrs["skipped"]["model not in the catalogue: openai/gpt-oss-120b"] == 485
+
+
+def test_tp_size_that_disagrees_with_the_id_is_questioned(tmp_path):
+    """An id naming tp8 with tp_size 64 (= moe_tp 8 x moe_ep 8 on an 8-GPU node) is skipped, counted."""
+    row = {**BASE, "id": "r1_b200_sxm_trtllm_fp8_agg_1024x1024_c16_tp8_ep8_921", "tp_size": "64",
+           "attention_dp_size": "1", "moe_tp_size": "8"}
+    frame = validation.read_measurements(write(tmp_path, [BASE, row]))
+    assert frame.attrs["skipped"] == {"tp_size disagrees with the run id's tp (questioned)": 1}
+
+
+def test_zero_means_none(tmp_path):
+    """attention_dp_size 0 and moe_ep_size 0 (some rows' 'none') are 1."""
+    frame = validation.read_measurements(write(tmp_path, [{**BASE, "tp_size": "8", "attention_dp_size": "0",
+                                                            "moe_ep_size": "0"}]))
+    assert [frame.iloc[0][c] for c in ("tp", "ep", "attention_dp")] == ["8", "1", "False"]
