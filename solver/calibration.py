@@ -89,10 +89,14 @@ class Fit:
 
 
 def prepare(frame: pd.DataFrame, family: str | None) -> tuple[list[PreparedRow], list[str]]:
-    """The rows of ``family`` (all rows for None) that can be predicted, and why others cannot."""
+    """The rows of ``family`` (all rows for None) that can be predicted, and why others cannot.
+
+    Their passes carry the measured GEMM curves of the profile that will predict them: ``family``'s, and for all
+    rows (None) the generic profile's, which has none.
+    """
     prepared, skipped = [], []
     for i, record in frame.iterrows():
-        row = prepare_row(int(i), record)
+        row = prepare_row(int(i), record, kernels=family or "generic")
         if isinstance(row, str):
             skipped.append(f"row {int(i) + 2}: {row}")
         elif family is None or row.family == family:

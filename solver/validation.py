@@ -131,8 +131,12 @@ class PreparedRow:
     published: str = ""  # the engine family the measurement names (nim for a NIM row run by trtllm)
 
 
-def prepare_row(index: int, record: pd.Series) -> PreparedRow | str:
-    """The row's passes, or a status string saying why it cannot be predicted."""
+def prepare_row(index: int, record: pd.Series, kernels: str | None = None) -> PreparedRow | str:
+    """The row's passes, or a status string saying why it cannot be predicted.
+
+    ``kernels``: the engine family whose measured GEMM curves the passes use (``serving.unit_hardware``), that of
+    the profile that will predict them; None: the row's own engine family's.
+    """
     try:
         model = get_model(record["model"])
     except InfeconError:
@@ -162,7 +166,7 @@ def prepare_row(index: int, record: pd.Series) -> PreparedRow | str:
         return (f"does not fit in memory: needs {used / 1e9:.1f} GB per GPU, "
                 f"{hw.hbm_capacity_bytes / 1e9:.1f} GB available")
     passes = serving_passes(model, hw, workload, requests, record["benchmark"], tp_rows=1, tp_cols=tp, pp=pp, ep=ep,
-                            batch=batch, attention_dp=attention_dp, kernels=engine_family(record["engine"]))
+                            batch=batch, attention_dp=attention_dp, kernels=kernels or engine_family(record["engine"]))
     prefill_instances = math.nan
     if record["benchmark"] == "disaggregated":
         spare = int(record["n_gpu"]) - instances * tp * pp
@@ -249,7 +253,10 @@ def predict_frame(frame: pd.DataFrame, engine: str | EngineProfile | None = None
     out = frame.copy()
     results = {c: [] for c in PREDICTED_COLUMNS}
     for i, record in frame.iterrows():
-        prepared = prepare_row(int(i), record)
+        override = None
+        if engine is not None:
+            override = engine.name if isinstance(engine, EngineProfile) else engine_family(engine)
+        prepared = prepare_row(int(i), record, kernels=override)
         if isinstance(prepared, str):
             for c in PREDICTED_COLUMNS[:-1]:
                 results[c].append("" if c == "extrapolated" else math.nan)
