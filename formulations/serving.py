@@ -45,6 +45,7 @@ from infecon.formulations.latency import (
     MAX_QUEUE_SHARE,
     LatencySpread,
     closed_loop_spread,
+    disaggregated_spread,
     waiting_share_at_most,
 )
 from infecon.formulations.params import kv_elements_per_token
@@ -233,7 +234,7 @@ def queue_share_at_most(waiting_factor) -> np.ndarray:
 
 def mode_times(mode: str, requests: Requests, *, decode_s, prefill_batch_s, prefill_one_s, batch, pp,
                transfer_s=0.0, prefill_utilization=DEFAULT_PREFILL_UTILIZATION, request_s=0.0,
-               carried_prefill_s=None, chunks_per_prompt=1) -> ModeTimes:
+               carried_prefill_s=None, chunk_tokens: int | None = None) -> ModeTimes:
     """TTFT, TPOT, speeds and charged time of a serving mode from its pass times (module docstring).
 
     Args:
@@ -247,7 +248,8 @@ def mode_times(mode: str, requests: Requests, *, decode_s, prefill_batch_s, pref
         carried_prefill_s: what one prefill adds to the decode steps that carry it in closed loop
             (default P1; with chunked prefill P1 without the pass's constant costs, which the decode
             step it rides in already pays).
-        chunks_per_prompt: steps one prompt's prefill spans (closed loop; ``prompt_chunks``), for TPOT's spread.
+        chunk_tokens: the prompt tokens a step takes with chunked prefill (None: a prompt is one pass), for the
+            spread of TTFT and TPOT (``latency.closed_loop_spread``).
     """
     if mode not in SERVING_MODES:
         raise ValueError(f"mode must be one of {SERVING_MODES} (got {mode!r})")
@@ -271,14 +273,13 @@ def mode_times(mode: str, requests: Requests, *, decode_s, prefill_batch_s, pref
         share = amortised / tpot
         ttft = prefill_one_s * _waiting_factor(share) + request_s
         spread = closed_loop_spread(decode_s=decode_s, carried_s=carried, share=share, prefill_one_s=prefill_one_s,
-                                    output_tokens=osl, chunks_per_prompt=chunks_per_prompt)
+                                    output_tokens=osl, request_s=request_s, input_tokens=isl, chunk_tokens=chunk_tokens)
     elif mode == "disaggregated":
         tpot = decode_s
         ttft = prefill_one_s * _waiting_factor(prefill_utilization) + transfer_s + request_s
         prefill_gpu_s = prefill_gpu_s / prefill_utilization  # an idle share of the pool is paid for too
-        spread = LatencySpread.none(np.shape(tpot))
-        spread = dataclasses.replace(spread, queue_service_s=np.broadcast_to(prefill_one_s, np.shape(tpot)),
-                                     queue_share=np.full(np.shape(tpot), float(prefill_utilization)))
+        spread = disaggregated_spread(prefill_one_s=prefill_one_s, utilization=prefill_utilization,
+                                      fixed_s=np.asarray(transfer_s, dtype=float) + request_s, shape=np.shape(tpot))
     else:  # decode_only: the paper's model; a lone request's prefill is reported but not charged to speed
         tpot = decode_s
         ttft = prefill_one_s
@@ -408,15 +409,8 @@ def serving_times(passes: ServingPasses, engine: EngineProfile, *, decode_s=None
                        prefill_batch_s=prefill_batch, prefill_one_s=prefill_one, batch=passes.batch, pp=passes.pp,
                        transfer_s=passes.transfer_s, prefill_utilization=prefill_utilization,
                        request_s=0.0 if passes.paper else engine.request_s, carried_prefill_s=carried,
-                       chunks_per_prompt=prompt_chunks(engine, passes.requests, paper=passes.paper))
+                       chunk_tokens=engine.chunk_tokens if engine.chunked_prefill and not passes.paper else None)
     return times, decode, prefill_batch if passes.mode == "static_batch" else prefill_one
-
-
-def prompt_chunks(engine: EngineProfile, requests: Requests, *, paper: bool) -> int:
-    """Engine steps one prompt's prefill spans: ceil(isl / chunk_tokens) with chunked prefill, else 1."""
-    if paper or not engine.chunked_prefill:
-        return 1
-    return max(-(-requests.input_tokens // engine.chunk_tokens), 1)
 
 
 @dataclass(frozen=True)
