@@ -371,6 +371,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if out is not None:
         _write_csv(predicted, str(out))
     print(validation.format_summary(validation.summary(predicted)))
+    percentiles = validation.percentile_summary(predicted)
+    if percentiles:
+        print("percentiles over requests (Poisson arrivals at the measured load):\n" + percentiles)
     failed = predicted[~predicted["status"].str.startswith("ok")]
     print(f"{len(predicted) - len(failed)} of {len(predicted)} rows predicted"
           + (f"; {len(failed)} not: " + "; ".join(f"row {i + 2}: {s}" for i, s in failed["status"].items())

@@ -17,6 +17,7 @@ import pandas as pd
 
 from infecon.formulations.bands import architecture, band_factors, regime
 from infecon.formulations.errors import InfeconError, InstanceError
+from infecon.formulations.latency import SHOWN_PERCENTILES
 from infecon.formulations.perf import hbm_used_bytes_per_gpu
 from infecon.formulations.serving import (
     DEFAULT_PREFILL_UTILIZATION,
@@ -34,7 +35,9 @@ from infecon.instances.loader import get_hardware, get_model
 REQUIRED_COLUMNS = ("model", "hardware", "engine", "benchmark", "weight_bits", "kv_bits", "n_gpu", "tp", "pp", "ep",
                     "instances", "concurrency", "isl", "osl", "per_user_tok_s", "per_user_metric")
 _POSITIVE_INTS = ("weight_bits", "kv_bits", "n_gpu", "tp", "pp", "ep", "instances", "concurrency", "osl")
-_OPTIONAL_NUMBERS = ("tpot_ms", "ttft_ms", "total_tok_s")
+# Published percentiles over requests (ttft_p50_ms, ..., tpot_p99_ms): compared where a file has them.
+PERCENTILE_COLUMNS = tuple(f"{kind}_p{p}_ms" for kind in ("ttft", "tpot") for p in SHOWN_PERCENTILES)
+_OPTIONAL_NUMBERS = ("tpot_ms", "ttft_ms", "total_tok_s", *PERCENTILE_COLUMNS)
 # A measured speed (tokens/s) or time (ms) above 1e12 is no measurement (instances.limits bounds a demand there):
 # 1e308 tok/s overflowed the error arithmetic to inf.
 _MEASURED_MAX = 1e12
@@ -173,9 +176,13 @@ def predict_prepared(row: PreparedRow, engine: EngineProfile) -> dict[str, float
         rate = times.total_tokens_per_second / row.passes.requests.output_tokens
         utilization = float(np.clip(rate * prefill_s / row.prefill_instances, 1e-6, 0.999))
     times, _, _ = serving_times(row.passes, engine, prefill_utilization=utilization)
-    return {"per_user": float(per_user_speed(row.metric, times, row.passes.requests)),
-            "tpot_s": float(times.tpot_s), "ttft_s": float(times.ttft_s),
-            "total": float(times.total_tokens_per_second) * row.instances}
+    predicted = {"per_user": float(per_user_speed(row.metric, times, row.passes.requests)),
+                 "tpot_s": float(times.tpot_s), "ttft_s": float(times.ttft_s),
+                 "total": float(times.total_tokens_per_second) * row.instances}
+    for percentile in SHOWN_PERCENTILES:  # Poisson arrivals at the rate that holds the batch (latency.py)
+        predicted[f"ttft_p{percentile}_s"] = float(times.spread.ttft_s(times.ttft_s, percentile))
+        predicted[f"tpot_p{percentile}_s"] = float(times.spread.tpot_s(times.tpot_s, percentile))
+    return predicted
 
 
 def predict_frame(frame: pd.DataFrame, engine: str | EngineProfile | None = None) -> pd.DataFrame:
@@ -184,13 +191,16 @@ def predict_frame(frame: pd.DataFrame, engine: str | EngineProfile | None = None
     ``engine`` None: each row's own engine family's profile (unknown families use generic and say so).
     """
     out = frame.copy()
+    measured_percentiles = [c for c in PERCENTILE_COLUMNS if c in frame.columns]
     results = {c: [] for c in PREDICTED_COLUMNS}
+    for column in measured_percentiles:
+        results[f"predicted_{column}"] = []
+        results[f"error_{column.removesuffix('_ms')}"] = []
     for i, record in frame.iterrows():
         prepared = prepare_row(int(i), record)
         if isinstance(prepared, str):
-            for c in PREDICTED_COLUMNS[:-1]:
-                results[c].append("" if c == "extrapolated" else math.nan)
-            results["status"].append(prepared)
+            for c in results:
+                results[c].append(prepared if c == "status" else "" if c == "extrapolated" else math.nan)
             continue
         if engine is None:
             profile, note = resolve_engine(record["engine"])
@@ -208,6 +218,10 @@ def predict_frame(frame: pd.DataFrame, engine: str | EngineProfile | None = None
         results["extrapolated"].append(reasons)
         results["in_band"].append(bool(p["per_user"] * low <= prepared.measured_per_user <= p["per_user"] * high))
         results["status"].append("ok" if note is None else f"ok ({note})")
+        for column in measured_percentiles:
+            value = p[column.removesuffix("_ms") + "_s"] * 1e3
+            results[f"predicted_{column}"].append(value)
+            results[f"error_{column.removesuffix('_ms')}"].append(value / _number(record[column]) - 1)
     for column, values in results.items():
         out[column] = values
     return out
@@ -251,6 +265,21 @@ def summary(predicted: pd.DataFrame) -> pd.DataFrame:
                                               good["predicted_per_user_tok_s"].to_numpy(dtype=float)),
         })
     return pd.DataFrame(rows)
+
+
+def percentile_summary(predicted: pd.DataFrame) -> str:
+    """One line per published percentile column: rows compared, median and p90 |error|, signed median ("" if none)."""
+    lines = []
+    for column in PERCENTILE_COLUMNS:
+        error_column = f"error_{column.removesuffix('_ms')}"
+        if error_column not in predicted:
+            continue
+        err = predicted[error_column].to_numpy(dtype=float)
+        err = err[np.isfinite(err)]
+        if len(err):
+            lines.append(f"{column}: {len(err)} rows, |error| median {100 * np.median(np.abs(err)):.0f}%, "
+                         f"p90 {100 * np.quantile(np.abs(err), 0.9):.0f}%, bias {100 * np.median(err):+.0f}%")
+    return "\n".join(lines)
 
 
 def format_summary(table: pd.DataFrame) -> str:
