@@ -294,6 +294,15 @@ class LatencySpread:
         queued = self.ttft_fixed_s + self.queue_service_s * (1.0 + md1_waiting_quantile(percentile, self.queue_share))
         return np.where(self.queue_service_s > 0, queued, np.asarray(mean_ttft_s, dtype=float))
 
+    def tpot_bounds_s(self, mean_tpot_s) -> tuple[np.ndarray, np.ndarray]:
+        """Bounds on every percentile of TPOT: s0 (no prompt in the window) and s0 + carried max_arrivals / (osl - 1)
+        (every step carries a chunk) where prefill rides in decode, else the mean twice."""
+        mean = np.asarray(mean_tpot_s, dtype=float)
+        mixed = self.prefill_s_per_arrival > 0
+        low = np.where(mixed, self.tpot_bare_s, mean)
+        high = np.where(mixed, self.tpot_bare_s + self.prefill_s_per_arrival * self.max_arrivals, mean)
+        return low, high
+
     def tpot_s(self, mean_tpot_s, percentile: float) -> np.ndarray:
         """The ``percentile`` of TPOT over requests: s0 + carried N_q / (osl - 1) where prefill rides in decode,
         N_q at most the prompts whose chunks fit in the window (then every step carries one)."""

@@ -315,6 +315,17 @@ class ServingMetrics(ConfigMetrics):
         mean = np.asarray(self.tpot_s)[idx]
         return mean if percentile is None else self.spread.take(idx).tpot_s(mean, percentile)
 
+    def tpot_within(self, percentile: float | None, cap_s: float) -> np.ndarray:
+        """``tpot_at(percentile) <= cap_s`` per configuration, the percentile evaluated only where its bounds
+        (``LatencySpread.tpot_bounds_s``) leave the answer open: the same mask, cheaper."""
+        if percentile is None:
+            return np.asarray(self.tpot_s) <= cap_s
+        low, high = self.spread.tpot_bounds_s(self.tpot_s)
+        within = high <= cap_s
+        open_ = np.flatnonzero((low <= cap_s) & ~within)
+        within[open_] = self.tpot_at(percentile, open_) <= cap_s
+        return within
+
     @property
     def requests_per_second(self) -> np.ndarray:
         """Offered load per instance: the requests a second that hold its batch in flight (Little's law)."""

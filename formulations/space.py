@@ -532,7 +532,7 @@ def slo_violations(metrics: ConfigMetrics, ttft_max_s: float | None, tpot_max_s:
     if ttft_max_s is not None:
         violations["ttft_max"] = ~(metrics.ttft_at(percentile) <= ttft_max_s)
     if tpot_max_s is not None:
-        violations["tpot_max"] = ~(metrics.tpot_at(percentile) <= tpot_max_s)
+        violations["tpot_max"] = ~metrics.tpot_within(percentile, tpot_max_s)
     return violations
 
 
