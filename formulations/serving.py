@@ -305,15 +305,20 @@ class ServingMetrics(ConfigMetrics):
     spread: LatencySpread = None  # what percentiles of TTFT and TPOT need (``latency.py``)
     output_tokens: int = 1  # osl: offered load (requests/s) = output tokens/s over osl
 
-    def ttft_at(self, percentile: float | None, idx=slice(None)) -> np.ndarray:
-        """TTFT of configurations ``idx`` at a percentile of requests (0-100), or the mean for None."""
-        mean = np.asarray(self.ttft_s)[idx]
-        return mean if percentile is None else self.spread.take(idx).ttft_s(mean, percentile)
+    def ttft_at(self, percentile: float | None, idx=None) -> np.ndarray:
+        """TTFT of configurations ``idx`` (None: all) at a percentile of requests (0-100), or the mean for None."""
+        mean, spread = self._at(self.ttft_s, idx)
+        return mean if percentile is None else spread.ttft_s(mean, percentile)
 
-    def tpot_at(self, percentile: float | None, idx=slice(None)) -> np.ndarray:
-        """TPOT of configurations ``idx`` at a percentile of requests (0-100), or the mean for None."""
-        mean = np.asarray(self.tpot_s)[idx]
-        return mean if percentile is None else self.spread.take(idx).tpot_s(mean, percentile)
+    def tpot_at(self, percentile: float | None, idx=None) -> np.ndarray:
+        """TPOT of configurations ``idx`` (None: all) at a percentile of requests (0-100), or the mean for None."""
+        mean, spread = self._at(self.tpot_s, idx)
+        return mean if percentile is None else spread.tpot_s(mean, percentile)
+
+    def _at(self, values, idx) -> tuple[np.ndarray, LatencySpread]:
+        if idx is None:
+            return np.asarray(values, dtype=float), self.spread
+        return np.asarray(values, dtype=float)[idx], self.spread.take(idx)
 
     def tpot_within(self, percentile: float | None, cap_s: float) -> np.ndarray:
         """``tpot_at(percentile) <= cap_s`` per configuration, the percentile evaluated only where its bounds

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from infecon.formulations.latency import SHOWN_PERCENTILES
 from infecon.formulations.perf import beyond_any_memory
 from infecon.formulations.space import LAYOUT_COLUMNS, attention_dp_applies, batch_ladder
 from infecon.solver.frontier import CONTRACT_COLUMNS, Frontier, percentile_column
@@ -366,7 +367,23 @@ def format_explanation(expl) -> str:
                      f"${float(m.usd_per_million_tokens):.4g}/M output, {input_text}"
                      f"${float(m.blended_usd_per_million_tokens):.4g}/M blended at "
                      f"{r.input_tokens}:{r.output_tokens}")
+        if problem.mode in ("closed_loop", "disaggregated"):  # the modes with a queue and a prefill mix
+            lines.append(percentile_line(m, problem.constraints.slo_percentile))
     return "\n".join(lines)
+
+
+def percentile_line(metrics, slo_percentile: float | None) -> str:
+    """``percentiles over requests at 0.5 req/s (Poisson arrivals): TTFT p50/p90/p99 ...``: one configuration's
+    TTFT and TPOT at the shown percentiles (and the SLO's, if another), with the offered load they assume."""
+    shown = sorted({*map(float, SHOWN_PERCENTILES), *([] if slo_percentile is None else [float(slo_percentile)])})
+    names = "/".join(f"p{p:g}" for p in shown)
+
+    def values(at, digits: int) -> str:
+        return "/".join(f"{float(at(p)) * 1e3:.{digits}f}" for p in shown)
+
+    ttft = "none" if np.isnan(float(metrics.ttft_s)) else values(metrics.ttft_at, 1) + " ms"
+    return (f"percentiles over requests at {float(metrics.requests_per_second):.4g} req/s (Poisson arrivals): "
+            f"TTFT {names} {ttft}, TPOT {names} {values(metrics.tpot_at, 2)} ms")
 
 
 def plot_frontiers(curves: Sequence[tuple[str, Frontier]], path: str | Path, *, title: str | None = None) -> Path:

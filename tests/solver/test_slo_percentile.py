@@ -120,3 +120,10 @@ def test_fleet_candidates_apply_the_percentile(tmp_path):
                                            batch_sizes=[int(row.batch)]),
                          layouts=[(int(row.tp_rows), int(row.tp_cols), int(row.pp), int(row.ep))])
         assert float(table.metrics.tpot_at(99.0)[0]) == pytest.approx(row.tpot_s, rel=1e-9)
+
+
+def test_explain_shows_percentiles_and_load(capsys):
+    assert cli.main(["explain", "--model", "llama-3-70b", "--hardware", "h100", "--tp", "8", "--batch", "32",
+                     "--isl", "4000", "--osl", "400"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("percentiles over requests at ") and "TTFT p50/p90/p99" in line and "req/s" in line
