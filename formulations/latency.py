@@ -283,6 +283,13 @@ class LatencySpread:
         """The spread of configurations ``idx`` only (a frontier's points out of a table)."""
         return LatencySpread(*(np.asarray(getattr(self, name))[idx] for name in self.__dataclass_fields__))
 
+    def stretched(self, speed_factor) -> LatencySpread:
+        """Every time over ``speed_factor`` (< 1: slower), as ``bands.pessimistic_metrics`` scales the means:
+        arrival rates scale by it too, so utilisations and expected arrivals stay, and every percentile scales."""
+        f = np.asarray(speed_factor, dtype=float)
+        times = ("ttft_fixed_s", "queue_service_s", "tpot_bare_s", "prefill_s_per_arrival")
+        return dataclasses.replace(self, **{name: getattr(self, name) / f for name in times})
+
     @classmethod
     def none(cls, shape) -> LatencySpread:
         """No spread: every percentile is the mean (static batch, decode only)."""

@@ -127,3 +127,14 @@ def test_explain_shows_percentiles_and_load(capsys):
                      "--isl", "4000", "--osl", "400"]) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("percentiles over requests at ") and "TTFT p50/p90/p99" in line and "req/s" in line
+
+
+def test_percentiles_stretch_with_the_confidence_band():
+    """--confidence divides speeds by a factor and multiplies TTFT and TPOT by it; their percentiles follow."""
+    kwargs = dict(engine="generic", isl=4000, osl=400, max_gpus=8, max_batch=64)
+    plain = tabulate(api.build_problem("llama-3-70b", "h100", **kwargs), layouts=[(1, 8, 1, 1)]).metrics
+    banded = tabulate(api.build_problem("llama-3-70b", "h100", confidence=0.9, **kwargs),
+                      layouts=[(1, 8, 1, 1)]).metrics
+    for at, mean in (("ttft_at", "ttft_s"), ("tpot_at", "tpot_s")):
+        stretch = np.asarray(getattr(banded, mean)) / np.asarray(getattr(plain, mean))
+        np.testing.assert_allclose(getattr(banded, at)(99.0), getattr(plain, at)(99.0) * stretch, rtol=1e-9)
