@@ -9,10 +9,12 @@ quantiles, vectorised over configurations.
 one at a time in arrival order, each taking P1 seconds (the prefill pass of one prompt), at utilisation
 ``rho``: an M/D/1 queue. The time to first token is the wait ``W`` plus P1 (plus the engine's fixed
 ``request_s`` and, disaggregated, the KV transfer). Its mean is P1 (1 + rho / (2 (1 - rho))), the
-Pollaczek-Khinchine formula ``serving._waiting_factor`` uses, so the quantiles below belong to the same
-model as the mean. The M/D/1 waiting-time distribution, in units of the service time D (arrival rate rho):
+Pollaczek-Khinchine formula ``serving._waiting_factor`` uses. With chunked prefill an engine takes
+``chunk_tokens`` prompt tokens a step, so the queue serves a prompt in max(1, isl / chunk) steps, each also a
+decode step: the percentiles take that service time (``closed_loop_spread``; at least P1), the mean columns
+keep P1 as before. The M/D/1 waiting-time distribution, in units of the service time D (arrival rate rho):
 
-* exact (Erlang 1909; Crommelin 1932; Kleinrock, *Queueing Systems* vol. 1, 1975, problem 5.x; Franx,
+* exact (Erlang 1909; Crommelin 1932; Franx,
   "A simple solution for the M/D/c waiting time distribution", Oper. Res. Lett. 29, 2001):
   ``P(W <= t) = (1 - rho) sum_{k=0}^{floor(t)} (rho (k - t))^k / k! exp(-rho (k - t))``;
   its alternating terms lose about ``2 rho t / ln 10`` digits, so it is used only for ``rho t <= 8``
@@ -48,8 +50,8 @@ the prompts that arrived during its own wait and prefill are queued behind it an
 average; the mean columns stay the time average (as before), the percentiles include it. A window of osl - 1
 steps holds at most (osl - 1) / ceil(isl / chunk) prompts' chunks, so no TPOT exceeds a step that carries a
 chunk. The share of steps that carry a chunk, ``lambda ceil(isl / chunk)`` steps a second, depends on the
-chunk size, but the per-request TPOT does not: the chunk size only spreads the same prefill time over more
-or fewer steps (it does change the inter-token gaps, which no SLO here limits). The decode step ``s0`` is
+chunk size, but below that bound the per-request TPOT does not: the chunk size only spreads the same prefill
+time over more or fewer steps (it does change the inter-token gaps, which no SLO here limits). The decode step ``s0`` is
 taken at the mean batch; under Poisson arrivals the batch in flight is the mean concurrency (Little's law),
 and its own fluctuation is not modelled (a second-order effect next to the prefill mix:
 ``tests/formulations/test_latency.py`` checks the whole against ``chunked_prefill_sim.py``).

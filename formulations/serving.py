@@ -29,6 +29,9 @@ Serving modes turn pass times into what a user sees (per request: TTFT, TPOT, to
   rho_p (given by the instance counts, or ``DEFAULT_PREFILL_UTILIZATION`` when sizing it), and the
   KV cache of isl tokens crosses the network: TTFT = P1 (1 + rho_p / (2 (1 - rho_p))) + transfer.
 
+Percentiles of TTFT and TPOT over requests under Poisson arrivals (``ServingMetrics.ttft_at``, ``tpot_at``)
+come from the same quantities through ``latency.py`` (``ModeTimes.spread``).
+
 Prices: prefill GPU time is charged to input tokens, decode GPU time to output tokens
 (``usd_per_million_tokens`` stays the output price); the blended price weighs them isl:osl.
 """
