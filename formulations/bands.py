@@ -177,6 +177,8 @@ def pessimistic_metrics(metrics, factor: np.ndarray):
     for name in ("ttft_s", "tpot_s", "usd_per_million_input_tokens", "blended_usd_per_million_tokens"):
         if getattr(metrics, name, None) is not None:
             changes[name] = getattr(metrics, name) / f
+    if getattr(metrics, "spread", None) is not None:  # TTFT and TPOT percentiles stretch like the means
+        changes["spread"] = metrics.spread.stretched(f)
     return dataclasses.replace(metrics, **changes)
 
 

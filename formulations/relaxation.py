@@ -17,7 +17,9 @@ NCCL protocol per call) are concave. So each (layout, draft length) gets a few *
   iteration (osl - 1) / osl (``decode_weight``, also in its cost) and adds a line below its batch
   prefill over osl; a TTFT cap becomes a row linear in the iteration and ``m`` (``ttft_iteration_share``,
   ``ttft_s_per_sequence``, ``ttft_intercept_s``: a closed loop's largest prefill share, a static
-  batch's prefill line, or an unreachable layout);
+  batch's prefill line, or an unreachable layout); at a percentile SLO (``Constraints.slo_percentile``)
+  the TTFT row takes the largest share at that percentile (``ServingStructure.ttft_limits``), and the TPOT
+  row only the bare iteration, a lower bound on every percentile of TPOT (``latency.LatencySpread``);
 * a speculative iteration adds ``gamma`` drafter passes, bounded below by the fastest drafter layout's
   pass at ``m_lo`` (every layout's pass grows with the batch; divisibility of the drafter's PP is
   ignored, which only lowers the bound).
@@ -302,7 +304,7 @@ def build_options(problem: Problem) -> Options:
     share, queue, intercept = np.ones(len(gamma)), np.zeros(len(gamma)), np.zeros(len(gamma))
     if problem.constraints.ttft_max_s is not None:
         cap = problem.constraints.ttft_max_s * (1 + SLO_SLACK)
-        reachable, share = serving.ttft_limits(cap)
+        reachable, share = serving.ttft_limits(cap, problem.constraints.slo_percentile)
         if problem.mode == "static_batch":  # the batch prefill's lower line <= the cap
             share = np.zeros(len(gamma))
             if serving.prefill_batch is not None:
@@ -312,6 +314,9 @@ def build_options(problem: Problem) -> Options:
             queue = (1.0 - share) * amortised * tokens
         share, queue = np.where(reachable, share, 0.0), np.where(reachable, queue, 0.0)
         intercept = np.where(reachable, intercept, 1.0)
+    # TPOT at a percentile is s0 + carried N_q / (osl - 1) with N_q >= 0 (``latency.LatencySpread``), so the
+    # bare iteration alone bounds it from below: the TPOT row keeps no prefill slope (at the mean it is exact).
+    tpot_slope = amortised if problem.constraints.slo_percentile is None else np.zeros(len(gamma))
     select = np.flatnonzero(keep)
     return Options(
         layouts=layouts, layout=layout_idx[select], draft_tokens=gamma[select], m_lo=m_lo[select],
@@ -321,7 +326,7 @@ def build_options(problem: Problem) -> Options:
         serial_intercept_s=serial_intercept[select], serial_s_per_sequence=serial_slope[select],
         tokens_per_iteration=tokens[select],
         decode_weight=weight[select], prefill_intercept_s=prefill0[select], prefill_s_per_sequence=prefill1[select],
-        tpot_s_per_sequence=amortised[select],
+        tpot_s_per_sequence=tpot_slope[select],
         iteration_upper_s=iteration_upper[select], ttft_iteration_share=share[select],
         ttft_s_per_sequence=queue[select], ttft_intercept_s=intercept[select],
         hbm_fixed_bytes=np.asarray(fixed, dtype=float)[select],

@@ -29,6 +29,9 @@ Serving modes turn pass times into what a user sees (per request: TTFT, TPOT, to
   rho_p (given by the instance counts, or ``DEFAULT_PREFILL_UTILIZATION`` when sizing it), and the
   KV cache of isl tokens crosses the network: TTFT = P1 (1 + rho_p / (2 (1 - rho_p))) + transfer.
 
+Percentiles of TTFT and TPOT over requests under Poisson arrivals (``ServingMetrics.ttft_at``, ``tpot_at``)
+come from the same quantities through ``latency.py`` (``ModeTimes.spread``).
+
 Prices: prefill GPU time is charged to input tokens, decode GPU time to output tokens
 (``usd_per_million_tokens`` stays the output price); the blended price weighs them isl:osl.
 """
@@ -41,6 +44,13 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from infecon.formulations.latency import (
+    MAX_QUEUE_SHARE,
+    LatencySpread,
+    closed_loop_spread,
+    disaggregated_spread,
+    waiting_share_at_most,
+)
 from infecon.formulations.params import kv_elements_per_token
 from infecon.formulations.perf import (
     ConfigMetrics,
@@ -208,9 +218,11 @@ class ModeTimes:
     total_tokens_per_second: np.ndarray  # output tokens per second of one (decode) instance
     output_gpu_s_per_token: np.ndarray  # instance-seconds charged to each output token (multiply by GPUs and price)
     input_gpu_s_per_token: np.ndarray  # instance-seconds charged to each input token
+    spread: LatencySpread | None = None  # what the percentiles need (``latency.py``); None: no spread
 
 
-MAX_QUEUE_SHARE = 0.999  # the waiting factor's share is clipped here, so a saturated queue still has a finite TTFT
+# The waiting factor's share is clipped at MAX_QUEUE_SHARE (0.999, ``latency.py``), so a saturated queue
+# still has a finite TTFT.
 
 
 def _waiting_factor(rho):
@@ -234,7 +246,7 @@ def queue_share_at_most(waiting_factor) -> np.ndarray:
 
 def mode_times(mode: str, requests: Requests, *, decode_s, prefill_batch_s, prefill_one_s, batch, pp,
                transfer_s=0.0, prefill_utilization=DEFAULT_PREFILL_UTILIZATION, request_s=0.0,
-               carried_prefill_s=None) -> ModeTimes:
+               carried_prefill_s=None, chunk_tokens: int | None = None) -> ModeTimes:
     """TTFT, TPOT, speeds and charged time of a serving mode from its pass times (module docstring).
 
     Args:
@@ -248,6 +260,8 @@ def mode_times(mode: str, requests: Requests, *, decode_s, prefill_batch_s, pref
         carried_prefill_s: what one prefill adds to the decode steps that carry it in closed loop
             (default P1; with chunked prefill P1 without the pass's constant costs, which the decode
             step it rides in already pays).
+        chunk_tokens: the prompt tokens a step takes with chunked prefill (None: a prompt is one pass), for the
+            spread of TTFT and TPOT (``latency.closed_loop_spread``).
     """
     if mode not in SERVING_MODES:
         raise ValueError(f"mode must be one of {SERVING_MODES} (got {mode!r})")
@@ -260,22 +274,30 @@ def mode_times(mode: str, requests: Requests, *, decode_s, prefill_batch_s, pref
         ttft = np.asarray(prefill_batch_s, dtype=float)
         tpot = decode_s
         speed = osl / (ttft + (osl - 1) * tpot)
-        return ModeTimes(ttft, tpot, speed, batch * speed, (osl - 1) * tpot / (osl * batch), per_input(ttft / batch))
+        return ModeTimes(ttft, tpot, speed, batch * speed, (osl - 1) * tpot / (osl * batch), per_input(ttft / batch),
+                         LatencySpread.none(np.shape(tpot)))
     prefill_gpu_s = prefill_one_s / np.asarray(pp, dtype=float)  # P1 occupies each of pp stages 1/pp of the time
+    spread = None
     if mode == "closed_loop":
         carried = prefill_one_s if carried_prefill_s is None else np.asarray(carried_prefill_s, dtype=float)
         amortised = micro_batch / osl * carried
         tpot = decode_s + amortised
-        ttft = prefill_one_s * _waiting_factor(amortised / tpot) + request_s
+        share = amortised / tpot
+        ttft = prefill_one_s * _waiting_factor(share) + request_s
+        spread = closed_loop_spread(decode_s=decode_s, carried_s=carried, share=share, prefill_one_s=prefill_one_s,
+                                    output_tokens=osl, request_s=request_s, input_tokens=isl, chunk_tokens=chunk_tokens)
     elif mode == "disaggregated":
         tpot = decode_s
         ttft = prefill_one_s * _waiting_factor(prefill_utilization) + transfer_s + request_s
         prefill_gpu_s = prefill_gpu_s / prefill_utilization  # an idle share of the pool is paid for too
+        spread = disaggregated_spread(prefill_one_s=prefill_one_s, utilization=prefill_utilization,
+                                      fixed_s=np.asarray(transfer_s, dtype=float) + request_s, shape=np.shape(tpot))
     else:  # decode_only: the paper's model; a lone request's prefill is reported but not charged to speed
         tpot = decode_s
         ttft = prefill_one_s
     ttft = np.broadcast_to(ttft, np.shape(tpot))
-    return ModeTimes(ttft, tpot, 1.0 / tpot, batch / tpot, decode_s / batch, per_input(prefill_gpu_s))
+    spread = LatencySpread.none(np.shape(tpot)) if spread is None else spread
+    return ModeTimes(ttft, tpot, 1.0 / tpot, batch / tpot, decode_s / batch, per_input(prefill_gpu_s), spread)
 
 
 @dataclass(frozen=True)
@@ -292,6 +314,39 @@ class ServingMetrics(ConfigMetrics):
     blended_usd_per_million_tokens: np.ndarray = None
     engine_overhead_s: np.ndarray = None  # per decode step: kernels, fixed and per-sequence costs
     prefill_s: np.ndarray = None  # one isl-token prefill pass (P1), or the batch's in static batch
+    spread: LatencySpread = None  # what percentiles of TTFT and TPOT need (``latency.py``)
+    output_tokens: int = 1  # osl: offered load (requests/s) = output tokens/s over osl
+
+    def ttft_at(self, percentile: float | None, idx=None) -> np.ndarray:
+        """TTFT of configurations ``idx`` (None: all) at a percentile of requests (0-100), or the mean for None."""
+        mean, spread = self._at(self.ttft_s, idx)
+        return mean if percentile is None else spread.ttft_s(mean, percentile)
+
+    def tpot_at(self, percentile: float | None, idx=None) -> np.ndarray:
+        """TPOT of configurations ``idx`` (None: all) at a percentile of requests (0-100), or the mean for None."""
+        mean, spread = self._at(self.tpot_s, idx)
+        return mean if percentile is None else spread.tpot_s(mean, percentile)
+
+    def _at(self, values, idx) -> tuple[np.ndarray, LatencySpread]:
+        if idx is None:
+            return np.asarray(values, dtype=float), self.spread
+        return np.asarray(values, dtype=float)[idx], self.spread.take(idx)
+
+    def tpot_within(self, percentile: float | None, cap_s: float) -> np.ndarray:
+        """``tpot_at(percentile) <= cap_s`` per configuration, the percentile evaluated only where its bounds
+        (``LatencySpread.tpot_bounds_s``) leave the answer open: the same mask, cheaper."""
+        if percentile is None:
+            return np.asarray(self.tpot_s) <= cap_s
+        low, high = self.spread.tpot_bounds_s(self.tpot_s)
+        within = high <= cap_s
+        open_ = np.flatnonzero((low <= cap_s) & ~within)
+        within[open_] = self.tpot_at(percentile, open_) <= cap_s
+        return within
+
+    @property
+    def requests_per_second(self) -> np.ndarray:
+        """Offered load per instance: the requests a second that hold its batch in flight (Little's law)."""
+        return self.total_tokens_per_second / self.output_tokens
 
 
 @dataclass(frozen=True)
@@ -382,7 +437,8 @@ def serving_times(passes: ServingPasses, engine: EngineProfile, *, decode_s=None
     times = mode_times(passes.mode, passes.requests, decode_s=decode.total_s if decode_s is None else decode_s,
                        prefill_batch_s=prefill_batch, prefill_one_s=prefill_one, batch=passes.batch, pp=passes.pp,
                        transfer_s=passes.transfer_s, prefill_utilization=prefill_utilization,
-                       request_s=0.0 if passes.paper else engine.request_s, carried_prefill_s=carried)
+                       request_s=0.0 if passes.paper else engine.request_s, carried_prefill_s=carried,
+                       chunk_tokens=engine.chunk_tokens if engine.chunked_prefill and not passes.paper else None)
     return times, decode, prefill_batch if passes.mode == "static_batch" else prefill_one
 
 
@@ -414,6 +470,7 @@ class ServingStructure:
     request_s: float
     fixed_ttft_s: np.ndarray  # decode only, disaggregated; a static batch's least (micro-batch 1); NaN without a prompt
     output_tokens: int
+    fixed_spread: LatencySpread | None = None  # the fixed TTFT's queue (disaggregated), for its percentiles
 
     @property
     def decode_weight(self) -> float:
@@ -425,18 +482,24 @@ class ServingStructure:
         """The batch prefill's weight in a static batch's time per output token, 1 / osl (0 in other modes)."""
         return 1.0 / self.output_tokens if self.mode == "static_batch" else 0.0
 
-    def ttft_limits(self, ttft_max_s: float) -> tuple[np.ndarray, np.ndarray]:
+    def ttft_limits(self, ttft_max_s: float, percentile: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(reachable, largest prefill share of a step) per layout under ``TTFT <= ttft_max_s``.
 
-        Closed loop: TTFT <= T  <=>  waiting(rho) <= (T - request_s) / P1  <=>  rho <= queue_share_at_most(...).
+        Closed loop: TTFT <= T  <=>  waiting(rho) <= (T - request_s) / P1  <=>  rho <= queue_share_at_most(...);
+        at a percentile the wait's percentile w_q(rho) takes the mean wait's place: 1 + w_q(rho) <= (T -
+        request_s) / P1 <=> rho <= ``latency.waiting_share_at_most`` (w_q is nondecreasing in rho).
         Other modes: reachable where the fixed TTFT meets the cap, with no limit on the share (1); a static
         batch's TTFT, the prefill over its micro-batch, is at least its value at micro-batch 1.
         """
         if self.mode != "closed_loop":
-            reachable = np.asarray(self.fixed_ttft_s <= ttft_max_s)
+            fixed = self.fixed_ttft_s
+            if percentile is not None and self.fixed_spread is not None:
+                fixed = self.fixed_spread.ttft_s(fixed, percentile)
+            reachable = np.asarray(fixed <= ttft_max_s)
             return reachable, np.ones(np.shape(reachable))
         with np.errstate(divide="ignore", invalid="ignore"):
-            share = queue_share_at_most((ttft_max_s - self.request_s) / self.prefill_one_s)
+            limit = (ttft_max_s - self.request_s) / self.prefill_one_s
+            share = queue_share_at_most(limit) if percentile is None else waiting_share_at_most(percentile, limit - 1.0)
         reachable = (share >= 0) & (self.prefill_one_s > 0)  # no prompt: no TTFT, no cap is met
         return reachable, np.where(reachable, share, 0.0)
 
@@ -467,15 +530,17 @@ def serving_structure(model: ModelSpec, hw: HardwareSpec, workload: Workload, re
     if mode == "static_batch" and requests.input_tokens > 0:
         prefill_batch = pass_structure(model, hw, prefill, engine, **layout, tokens_per_sequence=isl, prefill=True)
     per_sequence = carried / requests.output_tokens if mode == "closed_loop" else zero
-    fixed = mode_times(mode, requests, decode_s=np.ones(shape), prefill_batch_s=prefill_one, prefill_one_s=prefill_one,
-                       batch=pp, pp=pp, transfer_s=kv_transfer_s(model, hw, workload, requests,
-                                                                 np.asarray(tp_rows) * np.asarray(tp_cols)),
-                       prefill_utilization=prefill_utilization, request_s=request_s, carried_prefill_s=carried).ttft_s
+    fixed_times = mode_times(mode, requests, decode_s=np.ones(shape), prefill_batch_s=prefill_one,
+                             prefill_one_s=prefill_one, batch=pp, pp=pp,
+                             transfer_s=kv_transfer_s(model, hw, workload, requests,
+                                                      np.asarray(tp_rows) * np.asarray(tp_cols)),
+                             prefill_utilization=prefill_utilization, request_s=request_s, carried_prefill_s=carried)
+    fixed = fixed_times.ttft_s
     if requests.input_tokens == 0:
         fixed = np.full(shape, np.nan)
     return ServingStructure(mode, decode, prefill_batch, np.broadcast_to(prefill_one, shape),
                             np.broadcast_to(per_sequence, shape), request_s, np.broadcast_to(fixed, shape),
-                            requests.output_tokens)
+                            requests.output_tokens, fixed_times.spread if mode == "disaggregated" else None)
 
 
 def per_user_speed(metric: str, times: ModeTimes, requests: Requests) -> np.ndarray:
@@ -579,4 +644,4 @@ def serving_metrics(model: ModelSpec, hw: HardwareSpec, workload: Workload, requ
     ttft = times.ttft_s if isl > 0 else np.full(np.shape(times.ttft_s), np.nan)
     return ServingMetrics(**common, ttft_s=ttft, tpot_s=times.tpot_s, usd_per_million_input_tokens=in_price,
                           blended_usd_per_million_tokens=blended, engine_overhead_s=decode.overhead_s,
-                          prefill_s=prefill_s)
+                          prefill_s=prefill_s, spread=times.spread, output_tokens=osl)

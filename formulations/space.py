@@ -121,12 +121,15 @@ class Constraints:
     budget_usd_per_hour: float | None = None
     ttft_max_s: float | None = None  # service-level objectives of a serving mode
     tpot_max_s: float | None = None
+    slo_percentile: float | None = None  # the SLOs hold at this percentile of requests (0-100); None: the mean
 
     def __post_init__(self) -> None:
         for name in ("demand_tokens_per_s", "budget_usd_per_hour", "ttft_max_s", "tpot_max_s"):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise InstanceError(f"'{name}' must be > 0 (got {value})")
+        if self.slo_percentile is not None and not 0 < self.slo_percentile < 100:
+            raise InstanceError(f"'slo_percentile' must be > 0 and < 100 (got {self.slo_percentile})")
 
 
 @dataclass(frozen=True)
@@ -518,17 +521,18 @@ def _at_confidence(problem: Problem, metrics: ConfigMetrics, pp, batch, attentio
     return pessimistic_metrics(metrics, factor)
 
 
-def slo_violations(metrics: ConfigMetrics, ttft_max_s: float | None, tpot_max_s: float | None
-                   ) -> dict[str, np.ndarray]:
+def slo_violations(metrics: ConfigMetrics, ttft_max_s: float | None, tpot_max_s: float | None,
+                   percentile: float | None = None) -> dict[str, np.ndarray]:
     """The serving SLO rules' masks (True where broken); a table evaluated without SLOs can take them later.
 
-    Fleet planning tabulates one serving shape once and applies each workload's SLOs to it.
+    ``percentile`` (0-100): the limits hold for that share of requests (``ServingMetrics.ttft_at``), None:
+    for the mean. Fleet planning tabulates one serving shape once and applies each workload's SLOs to it.
     """
     violations = {}
     if ttft_max_s is not None:
-        violations["ttft_max"] = ~(metrics.ttft_s <= ttft_max_s)
+        violations["ttft_max"] = ~(metrics.ttft_at(percentile) <= ttft_max_s)
     if tpot_max_s is not None:
-        violations["tpot_max"] = ~(metrics.tpot_s <= tpot_max_s)
+        violations["tpot_max"] = ~metrics.tpot_within(percentile, tpot_max_s)
     return violations
 
 
@@ -578,7 +582,8 @@ def tabulate_rows(problem: Problem, *, tp_rows: np.ndarray, tp_cols: np.ndarray,
     metrics = evaluate_configurations(problem, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, batch=batch,
                                       draft_tokens=problem.space.draft_tokens, attention_dp=data)
     violations = {"hbm_capacity": metrics.hbm_used_bytes_per_gpu > int(hw.hbm_capacity_bytes)}
-    violations.update(slo_violations(metrics, problem.constraints.ttft_max_s, problem.constraints.tpot_max_s))
+    c = problem.constraints
+    violations.update(slo_violations(metrics, c.ttft_max_s, c.tpot_max_s, c.slo_percentile))
     if problem.speculative is not None:
         violations["drafter_layout"] = (metrics.draft_tokens > 0) & (metrics.drafter_pp == 0)
     if problem.constraints.demand_tokens_per_s is not None:

@@ -210,7 +210,10 @@ class EngineProfile:
     no other overhead. Otherwise the engine's own efficiencies apply and the overhead per forward
     pass is ``kernels.per_pass(model) * kernel_s + step_s + micro_batch * n_layers * sequence_layer_s``:
     a constant per pass plus a coefficient per sequence (affine in the batch); ``request_s`` is a fixed
-    latency per request (API server, tokeniser, scheduler) added to TTFT. ``by_hardware`` maps a
+    latency per request (API server, tokeniser, scheduler) added to TTFT. ``chunk_tokens``: with chunked
+    prefill, the prompt tokens one step takes (vLLM ``max_num_batched_tokens``, SGLang
+    ``chunked_prefill_size``, TensorRT-LLM ``max_num_tokens``); it bounds the slowest step a request's TPOT
+    can average (``latency.py``). ``by_hardware`` maps a
     hardware's ``name`` to its own values of ``PER_HARDWARE`` parameters where the data measured it
     (a platform property: kernel launch and achieved bandwidth differ between CUDA and ROCm).
     """
@@ -228,6 +231,7 @@ class EngineProfile:
     kernels: KernelCounts = field(default_factory=KernelCounts)
     chunked_prefill: bool = True
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    chunk_tokens: int = 8192  # prompt tokens an engine step takes with chunked prefill (its token budget)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by_hardware", _frozen_map({k: _frozen_map(v) for k, v in self.by_hardware.items()}))

@@ -23,6 +23,7 @@ _FRACTIONS = ("flop_efficiency", "bandwidth_efficiency")
 _SECONDS = ("kernel_s", "sequence_layer_s", "step_s", "request_s")
 _FLAGS = ("paper", "chunked_prefill")
 _KERNEL_FIELDS = tuple(f for f in KernelCounts.__dataclass_fields__)
+MAX_CHUNK_TOKENS = 10_000_000  # prompt tokens per engine step: beyond any context a model here has
 
 
 # Engines that serve through another engine's runtime: measuring the wrapper measures what it wraps. The
@@ -58,7 +59,7 @@ def load_engine(path: str | Path) -> EngineProfile:
     """Load and validate one engine profile; bad data names file, field, rule and value."""
     path = Path(path)
     data = read_toml(path)
-    allowed = {"name", "default_mode", "kernels", "by_hardware", *_FRACTIONS, *_SECONDS, *_FLAGS}
+    allowed = {"name", "default_mode", "kernels", "by_hardware", "chunk_tokens", *_FRACTIONS, *_SECONDS, *_FLAGS}
     reject_unknown(path, data, allowed)
     if "name" not in data:
         raise InstanceError(f"{path}: missing required field 'name'")
@@ -76,6 +77,8 @@ def load_engine(path: str | Path) -> EngineProfile:
             if not isinstance(value, bool):
                 raise InstanceError(f"{path}: '{key}' must be true or false (got {value!r})")
             values[key] = value
+        elif key == "chunk_tokens":
+            values[key] = _check_int(path, key, value, 1, MAX_CHUNK_TOKENS)
         elif key == "default_mode":
             if value not in SERVING_MODES:
                 raise InstanceError(f"{path}: 'default_mode' must be one of {', '.join(SERVING_MODES)} (got {value!r})")

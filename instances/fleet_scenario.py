@@ -53,7 +53,7 @@ _FLEET_KEYS = {"budget_usd_per_hour", "whole_nodes", "disaggregated", "engine", 
                "prefill_utilization", "confidence"}
 _GPU_KEYS = {"hardware", "available", "price_usd_per_hour"}
 _WORKLOAD_KEYS = {"name", "model", "isl", "osl", "requests_per_s", "output_tok_per_s", "ttft_max_s", "tpot_max_s",
-                  "weight_bits", "kv_bits", "engine", "disaggregated"}
+                  "slo_percentile", "weight_bits", "kv_bits", "engine", "disaggregated"}
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,7 @@ class FleetWorkload:
     engine: EngineProfile
     disaggregated: str  # "allow" | "never" | "only"
     raw: Mapping[str, Any] = field(default=None, compare=False, repr=False)  # the TOML table with defaults applied
+    slo_percentile: float | None = None  # the SLOs hold at this percentile of requests (0-100); None: the mean
 
 
 @dataclass(frozen=True)
@@ -261,6 +262,8 @@ def parse_workload(where: str, number: int, raw: Mapping[str, Any], seen: dict[s
     slo = {k: None if raw.get(k) is None else _number(label, k, raw[k]) for k in ("ttft_max_s", "tpot_max_s")}
     for key, value in slo.items():
         _within(label, key, value, key)
+    percentile = None if raw.get("slo_percentile") is None else _number(label, "slo_percentile", raw["slo_percentile"])
+    _within(label, "slo_percentile", percentile, "slo_percentile")
     bits = {}
     for key, default in (("weight_bits", 16), ("kv_bits", None)):
         value = raw.get(key, default)
@@ -271,7 +274,7 @@ def parse_workload(where: str, number: int, raw: Mapping[str, Any], seen: dict[s
     mode = _choice(label, "disaggregated", raw.get("disaggregated", disaggregated), DISAGGREGATION_CHOICES)
     full = {**raw, "engine": raw.get("engine", engine), "disaggregated": mode}
     return FleetWorkload(name, str(raw["model"]), model, isl, osl, requests_per_s, slo["ttft_max_s"],
-                         slo["tpot_max_s"], bits["weight_bits"], bits["kv_bits"], profile, mode, full)
+                         slo["tpot_max_s"], bits["weight_bits"], bits["kv_bits"], profile, mode, full, percentile)
 
 
 def load_fleet_scenario(path: str | Path) -> FleetScenario:

@@ -85,6 +85,8 @@ KNOB_RANGES: dict[str, Range] = {
     # Service-level limits beyond a day are no latency target.
     "ttft_max_s": Range(0, 86400, True, False, "seconds"),
     "tpot_max_s": Range(0, 86400, True, False, "seconds"),
+    # A percentile of requests: above 0; past p99.999 the tail is beyond any benchmark's sample (and 100 is none).
+    "slo_percentile": Range(0, 99.999, True, False, "percent of requests"),
     # A solver limit beyond 30 days is a typo; CP-SAT and HiGHS take it as a double either way.
     "time_limit_s": Range(0, 30 * 86400, True, False, "seconds"),
     # Fleet frontier: every TPOT limit times this. 1,000x turns a 20 ms SLO into 20 s per token, past any

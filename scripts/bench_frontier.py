@@ -14,6 +14,12 @@ equals the enumeration's point for point (layout, attention sharding, batch, dra
 single-point queries (``--min-speed`` at the frontier's median speed, ``--max-cost`` at its median
 cost). A second table gives the MILP's and the CP-SAT model's rows and columns at max batch 64
 and 8,192. Every number comes from this one run.
+
+    python scripts/bench_frontier.py --percentiles [--repeats 3]
+
+times instead the enumeration's frontier under serving SLOs on the mean and the same limits at p99
+(``--slo-percentile 99``: TTFT and TPOT percentiles of every evaluated configuration), best of
+``--repeats``, and prints their ratio (issue 22: at most 1.5).
 """
 
 from __future__ import annotations
@@ -85,6 +91,37 @@ def bench_case(case: str, max_batch: int, backends: list[str], time_limit_s: flo
     return rows
 
 
+# Serving problems with TTFT and TPOT limits: Llama 3.1 405B at the long prompts of issue 22 and Llama 3 70B.
+SLO_CASES = {
+    "llama-405b-long": ("llama-3-1-405b", "h200", dict(engine="generic", isl=9400, osl=680, weight_bits=8,
+                                                       ttft_max_s=6.0, tpot_max_s=0.175)),
+    "llama-70b-chat": ("llama-3-70b", "h100", dict(engine="generic", isl=2000, osl=500, ttft_max_s=1.0,
+                                                   tpot_max_s=0.05)),
+}
+
+
+def bench_percentiles(repeats: int) -> pd.DataFrame:
+    """Enumeration frontier seconds with SLOs on the mean and at p99 (best of ``repeats``), and their ratio."""
+    rows = []
+    for case, (model, hardware, kwargs) in SLO_CASES.items():
+        problems = {label: api.build_problem(model, hardware, batch_mode="all", slo_percentile=percentile, **kwargs)
+                    for label, percentile in (("mean", None), ("p99", 99.0))}
+        seconds = dict.fromkeys(problems, float("inf"))
+        points = {}
+        for _ in range(repeats):  # interleaved, best of each: a shared machine's load hits both alike
+            for label, problem in problems.items():
+                start = time.perf_counter()
+                frontier = trace_frontier(problem, "enumerate")
+                seconds[label] = min(seconds[label], time.perf_counter() - start)
+                points[label] = len(frontier.points)
+        rows.append({"case": case, "mean_s": seconds["mean"], "p99_s": seconds["p99"],
+                     "ratio": seconds["p99"] / seconds["mean"], "points_mean": points["mean"],
+                     "points_p99": points["p99"]})
+        print(pd.DataFrame([rows[-1]]).to_string(index=False, header=len(rows) == 1,
+                                                 float_format=lambda v: f"{v:.3f}"), flush=True)
+    return pd.DataFrame(rows)
+
+
 def model_sizes(cases: list[str]) -> pd.DataFrame:
     rows = []
     for case in cases:
@@ -105,7 +142,13 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=BACKENDS)
     parser.add_argument("--max-batch", type=int, default=8192)
     parser.add_argument("--time-limit", type=float, default=120.0, help="seconds per solver frontier or query")
+    parser.add_argument("--percentiles", action="store_true",
+                        help="time the enumeration under mean and p99 SLOs instead (issue 22)")
+    parser.add_argument("--repeats", type=int, default=3, help="--percentiles: best of this many runs")
     args = parser.parse_args()
+    if args.percentiles:
+        bench_percentiles(args.repeats)
+        return
     backends = ["enumerate"] + [b for b in args.backends if b != "enumerate"]
     rows = []
     for case in args.cases:

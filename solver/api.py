@@ -120,7 +120,8 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
                   context_tokens: int | None = None, isl: int | None = None, osl: int | None = None,
                   engine: str | Path | EngineProfile | None = None, mode: str | None = None,
                   ttft_max_s: float | None = None, tpot_max_s: float | None = None,
-                  weight_bits: int = 16, activation_bits: int = 16, kv_bits: int | None = None,
+                  slo_percentile: float | None = None, weight_bits: int = 16, activation_bits: int = 16,
+                  kv_bits: int | None = None,
                   price_usd_per_hour: float | None = None, flop_efficiency: float | None = None,
                   bandwidth_efficiency: float | None = None, demand_tokens_per_s: float | None = None,
                   budget_usd_per_hour: float | None = None, max_gpus: int | None = None,
@@ -136,8 +137,10 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
     integer resolution); ``"ladder"`` searches ~1.4x steps, for studies that run many frontiers.
     ``kv_bits`` defaults to ``activation_bits``. ``engine`` (a profile name such as
     ``generic``, ``vllm`` or ``paper``) switches to the serving model (``resolve_serving``);
-    ``ttft_max_s`` and ``tpot_max_s`` are its service-level constraints; ``prefill_utilization``
-    the busy share a disaggregated prefill pool is sized for (default ``serving.DEFAULT_PREFILL_UTILIZATION``).
+    ``ttft_max_s`` and ``tpot_max_s`` are its service-level constraints, on the mean over requests or, with
+    ``slo_percentile`` (0-100), at that percentile under Poisson arrivals (``formulations/latency.py``);
+    ``prefill_utilization`` the busy share a disaggregated prefill pool is sized for (default
+    ``serving.DEFAULT_PREFILL_UTILIZATION``).
     ``attention_dp`` (``auto``, ``on``, ``off``): whether layouts of an MLA model (DeepSeek-V3/R1) under a
     serving engine also run attention data-parallel over their TP group (SGLang ``--enable-dp-attention``,
     TRT-LLM attention DP): ``auto`` searches both that and the engines' default split by heads, ``on`` only
@@ -154,8 +157,9 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
     profile, mode, requests, context_tokens = resolve_serving(engine, mode, isl, osl, context_tokens)
     check_knob("ttft_max_s", ttft_max_s)
     check_knob("tpot_max_s", tpot_max_s)
-    if profile is None and (ttft_max_s is not None or tpot_max_s is not None):
-        raise InstanceError("'ttft_max_s'/'tpot_max_s' need a serving engine (e.g. engine='generic')")
+    check_knob("slo_percentile", slo_percentile)
+    if profile is None and (ttft_max_s is not None or tpot_max_s is not None or slo_percentile is not None):
+        raise InstanceError("'ttft_max_s'/'tpot_max_s'/'slo_percentile' need a serving engine (e.g. engine='generic')")
     for name, bits in (("weight_bits", weight_bits), ("activation_bits", activation_bits), ("kv_bits", kv_bits)):
         if bits is not None and bits not in (4, 8, 16, 32):
             raise InstanceError(f"'{name}' must be one of 4, 8, 16, 32 (got {bits!r})")
@@ -195,7 +199,8 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
         except ValueError as exc:
             raise InstanceError(str(exc)) from None
     return Problem(spec, hw, workload, SearchSpace(**space_kwargs),
-                   Constraints(demand_tokens_per_s, budget_usd_per_hour, ttft_max_s, tpot_max_s), speculative,
+                   Constraints(demand_tokens_per_s, budget_usd_per_hour, ttft_max_s, tpot_max_s, slo_percentile),
+                   speculative,
                    requests=requests, engine=profile, mode=mode, prefill_utilization=prefill_utilization,
                    confidence=confidence, bands=shipped_bands() if confidence is not None else None)
 

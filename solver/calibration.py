@@ -322,7 +322,8 @@ def profile_toml(fit: Fit, data_name: str) -> str:
              f'name = {{ value = "{p.name}", source = "{p.sources.get("name", "infecon")}" }}',
              f'default_mode = {{ value = "{p.default_mode}", source = "{p.sources.get("default_mode", "infecon")}" }}',
              f'chunked_prefill = {{ value = {str(p.chunked_prefill).lower()}, '
-             f'source = "{p.sources.get("chunked_prefill", "assumption")}" }}']
+             f'source = "{p.sources.get("chunked_prefill", "assumption")}" }}',
+             f'chunk_tokens = {{ value = {p.chunk_tokens}, source = "{p.sources.get("chunk_tokens", "assumption")}" }}']
     for name in SHARED_PARAMETERS:
         if name in fit.values:
             lines.append(f'{name} = {{ value = {_fmt(fit.values[name])}, source = "{source}; '

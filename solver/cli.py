@@ -160,6 +160,9 @@ def add_problem_arguments(parser: argparse.ArgumentParser, *, need_model: bool =
                          help="longest acceptable time to first token, seconds (an SLO constraint)")
     serving.add_argument("--tpot-max", type=_knob("tpot_max_s"), metavar="S",
                          help="longest acceptable time per output token, seconds (an SLO constraint)")
+    serving.add_argument("--slo-percentile", type=_knob("slo_percentile"), metavar="P",
+                         help="the TTFT and TPOT limits hold for P%% of requests under Poisson arrivals (e.g. 99; "
+                              "default: for the mean); the table then shows both at P and the offered load")
     economics = parser.add_argument_group("hardware and economics")
     economics.add_argument("--price", type=_knob("price_usd_per_hour"),
                            help="USD per GPU-hour (default: the hardware file's)")
@@ -198,7 +201,8 @@ def problem_kwargs(args: argparse.Namespace) -> dict:
     check_draft_options(args)
     kwargs = dict(
         context_tokens=args.context, isl=args.isl, osl=args.osl, engine=args.engine, mode=args.mode,
-        ttft_max_s=args.ttft_max, tpot_max_s=args.tpot_max, weight_bits=args.weight_bits,
+        ttft_max_s=args.ttft_max, tpot_max_s=args.tpot_max, slo_percentile=args.slo_percentile,
+        weight_bits=args.weight_bits,
         activation_bits=args.activation_bits,
         kv_bits=args.kv_bits, price_usd_per_hour=args.price, flop_efficiency=args.flop_efficiency,
         bandwidth_efficiency=args.bandwidth_efficiency, demand_tokens_per_s=args.demand,
@@ -368,6 +372,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if out is not None:
         _write_csv(predicted, str(out))
     print(validation.format_summary(validation.summary(predicted)))
+    percentiles = validation.percentile_summary(predicted)
+    if percentiles:
+        print("percentiles over requests (Poisson arrivals at the measured load):\n" + percentiles)
     failed = predicted[~predicted["status"].str.startswith("ok")]
     print(f"{len(predicted) - len(failed)} of {len(predicted)} rows predicted"
           + (f"; {len(failed)} not: " + "; ".join(f"row {i + 2}: {s}" for i, s in failed["status"].items())

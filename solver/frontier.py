@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from infecon.formulations.bands import band_factors, pessimistic_factor, problem_regime
+from infecon.formulations.latency import SHOWN_PERCENTILES
 from infecon.formulations.space import ConfigTable, Problem
 from infecon.instances.bands import shipped_bands
 
@@ -56,7 +57,7 @@ def configuration_frame(table: ConfigTable, indices: Sequence[int]) -> pd.DataFr
         "step_bound": np.where(memory_bound, "memory", "compute"),
         "config_index": idx,
     })
-    for column, values in serving_columns(m, idx).items():
+    for column, values in serving_columns(m, idx, table.problem.constraints.slo_percentile).items():
         frame[column] = values
     for column, values in band_columns(table.problem, frame).items():
         frame[column] = values
@@ -107,12 +108,29 @@ SERVING_COLUMNS = {"ttft_ms": ("ttft_s", 1e3), "tpot_ms": ("tpot_s", 1e3),
                    "engine_overhead_ms": ("engine_overhead_s", 1e3), "prefill_ms": ("prefill_s", 1e3)}
 
 
-def serving_columns(metrics, idx) -> dict[str, np.ndarray]:
-    """The serving model's extra columns (TTFT, TPOT, input and blended prices), when it produced the metrics."""
+def percentile_column(kind: str, percentile: float) -> str:
+    """``ttft_p99_ms``: the column of TTFT or TPOT at a percentile of requests (``p99.9`` keeps its decimal)."""
+    return f"{kind}_p{percentile:g}_ms"
+
+
+def serving_columns(metrics, idx, slo_percentile: float | None = None) -> dict[str, np.ndarray]:
+    """The serving model's extra columns (TTFT, TPOT, input and blended prices), when it produced the metrics.
+
+    Then ``ttft_p50_ms`` ... ``tpot_p99_ms`` (``latency.SHOWN_PERCENTILES`` of requests under Poisson arrivals,
+    ``latency.py``), those at ``slo_percentile`` if it is another, and ``requests_per_s``, the offered load
+    per instance that holds the batch in flight.
+    """
     if getattr(metrics, "ttft_s", None) is None:
         return {}
-    return {column: np.asarray(getattr(metrics, name), dtype=float)[idx] * scale
-            for column, (name, scale) in SERVING_COLUMNS.items()}
+    columns = {column: np.asarray(getattr(metrics, name), dtype=float)[idx] * scale
+               for column, (name, scale) in SERVING_COLUMNS.items()}
+    shown = sorted({*map(float, SHOWN_PERCENTILES), *([] if slo_percentile is None else [float(slo_percentile)])})
+    for percentile in shown:
+        columns[percentile_column("ttft", percentile)] = metrics.ttft_at(percentile, idx) * 1e3
+    for percentile in shown:
+        columns[percentile_column("tpot", percentile)] = metrics.tpot_at(percentile, idx) * 1e3
+    columns["requests_per_s"] = np.asarray(metrics.requests_per_second, dtype=float)[idx]
+    return columns
 
 
 def cheapest_row_at_least(points: pd.DataFrame, tokens_per_second: float) -> int | None:

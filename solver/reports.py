@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from infecon.formulations.latency import SHOWN_PERCENTILES
 from infecon.formulations.perf import beyond_any_memory
 from infecon.formulations.space import LAYOUT_COLUMNS, attention_dp_applies, batch_ladder
-from infecon.solver.frontier import CONTRACT_COLUMNS, Frontier
+from infecon.solver.frontier import CONTRACT_COLUMNS, Frontier, percentile_column
 from infecon.solver.thinning import stands_for
 
 
@@ -60,6 +61,7 @@ def frontier_table(frontier: Frontier) -> pd.DataFrame:
         table["TPOT ms"] = p["tpot_ms"].round(2)
         if prefill:
             table["$/M in"] = p["usd_per_million_input_tokens"].map(lambda v: f"{v:.4g}")
+        _slo_columns(frontier, table, lambda values, digits: values.round(digits))
     _band_column(table, p, np.arange(len(p)), np.arange(len(p)))
     return table
 
@@ -169,6 +171,7 @@ def runs_table(frontier: Frontier, *, tolerance: float | None = None) -> pd.Data
         table["TPOT ms"] = _span(p["tpot_ms"], starts, ends, number(2))
         if prefill:
             table["$/M in"] = _span(p["usd_per_million_input_tokens"], starts, ends, four_digits)
+        _slo_columns(frontier, table, lambda values, digits: _span(values, starts, ends, number(digits)))
     _band_column(table, p, starts, ends)
     return table
 
@@ -240,6 +243,8 @@ def constraints_label(problem) -> str:
         (c.budget_usd_per_hour, "budget <= ${:g}/hour per instance"),
         (c.ttft_max_s, "TTFT <= {:g} s"),
         (c.tpot_max_s, "TPOT <= {:g} s")) if value is not None]
+    if c.ttft_max_s is not None or c.tpot_max_s is not None:
+        caps[-1] += f" ({slo_label(c.slo_percentile)})"
     text = "; caps: " + ", ".join(caps) if caps else ""
     return text + family_label(problem.space) + confidence_label(problem)
 
@@ -256,6 +261,26 @@ def confidence_label(problem) -> str:
 def family_label(space) -> str:
     """``; layouts: TP 8, PP 1`` where the search is one layout family (``frontier --tp 8 --pp 1``), else empty."""
     return "; layouts: " + space.family_text if space.layout_fixed else ""
+
+
+def slo_label(percentile: float | None) -> str:
+    """What the latency limits bound: ``mean over requests`` or ``at p99 of requests, Poisson arrivals``."""
+    if percentile is None:
+        return "mean over requests"
+    return f"at p{percentile:g} of requests, Poisson arrivals"
+
+
+def _slo_columns(frontier: Frontier, table: pd.DataFrame, show) -> None:
+    """At a percentile SLO, TTFT and TPOT at that percentile and the offered load (requests/s per instance)."""
+    percentile = frontier.problem.constraints.slo_percentile
+    p = frontier.points
+    if percentile is None or "requests_per_s" not in p:
+        return
+    for kind, label, digits in (("ttft", "TTFT", 1), ("tpot", "TPOT", 2)):
+        column = percentile_column(kind, percentile)
+        if p[column].notna().any():
+            table[f"{label} p{percentile:g} ms"] = show(p[column], digits)
+    table["req/s"] = show(p["requests_per_s"], 3)
 
 
 def serving_label(problem) -> str:
@@ -342,7 +367,23 @@ def format_explanation(expl) -> str:
                      f"${float(m.usd_per_million_tokens):.4g}/M output, {input_text}"
                      f"${float(m.blended_usd_per_million_tokens):.4g}/M blended at "
                      f"{r.input_tokens}:{r.output_tokens}")
+        if problem.mode in ("closed_loop", "disaggregated"):  # the modes with a queue and a prefill mix
+            lines.append(percentile_line(m, problem.constraints.slo_percentile))
     return "\n".join(lines)
+
+
+def percentile_line(metrics, slo_percentile: float | None) -> str:
+    """``percentiles over requests at 0.5 req/s (Poisson arrivals): TTFT p50/p90/p99 ...``: one configuration's
+    TTFT and TPOT at the shown percentiles (and the SLO's, if another), with the offered load they assume."""
+    shown = sorted({*map(float, SHOWN_PERCENTILES), *([] if slo_percentile is None else [float(slo_percentile)])})
+    names = "/".join(f"p{p:g}" for p in shown)
+
+    def values(at, digits: int) -> str:
+        return "/".join(f"{float(at(p)) * 1e3:.{digits}f}" for p in shown)
+
+    ttft = "none" if np.isnan(float(metrics.ttft_s)) else values(metrics.ttft_at, 1) + " ms"
+    return (f"percentiles over requests at {float(metrics.requests_per_second):.4g} req/s (Poisson arrivals): "
+            f"TTFT {names} {ttft}, TPOT {names} {values(metrics.tpot_at, 2)} ms")
 
 
 def plot_frontiers(curves: Sequence[tuple[str, Frontier]], path: str | Path, *, title: str | None = None) -> Path:

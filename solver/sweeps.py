@@ -77,6 +77,7 @@ PROBLEM_KNOBS: dict[str, tuple[str, str]] = {
     "tpot_max_s": ("tpot_max_s", "number"),
     # Plan with the pessimistic end of the error band (as 'infecon frontier --confidence'; formulations/bands.py).
     "confidence": ("confidence", "number"),
+    "slo_percentile": ("slo_percentile", "number"),  # as --slo-percentile: the SLOs hold for that % of requests
 }
 # Only a sweep's [base] takes these two (a plan's scenarios keep the default search space).
 _SWEEP_ONLY_KNOBS: dict[str, tuple[str, str]] = {
@@ -647,7 +648,7 @@ A scenario file sets a base problem ([base], any knob by its CLI name: model, ha
 model_file, hardware_file, context, weight_bits, activation_bits, kv_bits, price,
 flop_efficiency, bandwidth_efficiency, demand, budget, max_gpus, max_batch, batch_sizes,
 draft, acceptance, max_draft, and the serving model: engine, mode, isl, osl, ttft_max_s,
-tpot_max_s, confidence (as --confidence: the error band's pessimistic end)), one swept
+tpot_max_s, slo_percentile, confidence (as --confidence: the error band's pessimistic end)), one swept
 parameter ([sweep]) and the report speed ([report]). Unset, the
 serving model is 'infecon frontier''s: engine generic in closed_loop, isl/osl 1024;
 engine = "paper" is the paper's decode-only model (the shipped sweep_*.toml use it). The

@@ -17,6 +17,7 @@ import pandas as pd
 
 from infecon.formulations.bands import architecture, band_factors, regime
 from infecon.formulations.errors import InfeconError, InstanceError
+from infecon.formulations.latency import SHOWN_PERCENTILES
 from infecon.formulations.perf import StepTime, hbm_used_bytes_per_gpu
 from infecon.formulations.serving import (
     DEFAULT_PREFILL_UTILIZATION,
@@ -35,7 +36,9 @@ from infecon.solver import silicon
 REQUIRED_COLUMNS = ("model", "hardware", "engine", "benchmark", "weight_bits", "kv_bits", "n_gpu", "tp", "pp", "ep",
                     "instances", "concurrency", "isl", "osl", "per_user_tok_s", "per_user_metric")
 _POSITIVE_INTS = ("weight_bits", "kv_bits", "n_gpu", "tp", "pp", "ep", "instances", "concurrency", "osl")
-_OPTIONAL_NUMBERS = ("tpot_ms", "ttft_ms", "total_tok_s")
+# Published percentiles over requests (ttft_p50_ms, ..., tpot_p99_ms): compared where a file has them.
+PERCENTILE_COLUMNS = tuple(f"{kind}_p{p}_ms" for kind in ("ttft", "tpot") for p in SHOWN_PERCENTILES)
+_OPTIONAL_NUMBERS = ("tpot_ms", "ttft_ms", "total_tok_s", *PERCENTILE_COLUMNS)
 # A measured speed (tokens/s) or time (ms) above 1e12 is no measurement (instances.limits bounds a demand there):
 # 1e308 tok/s overflowed the error arithmetic to inf.
 _MEASURED_MAX = 1e12
@@ -235,9 +238,13 @@ def predict_block(block: PreparedBlock, engine: EngineProfile) -> dict[str, np.n
         utilization = np.clip(rate * prefill_s / block.prefill_instances, 1e-6, 0.999)
     times, _, _ = serving_times(passes, engine, prefill_utilization=utilization)
     shape = np.shape(block.instances)
-    return {"per_user": np.broadcast_to(per_user_speed(block.metric, times, passes.requests), shape),
-            "tpot_s": np.broadcast_to(times.tpot_s, shape), "ttft_s": np.broadcast_to(times.ttft_s, shape),
-            "total": np.broadcast_to(times.total_tokens_per_second, shape) * block.instances}
+    predicted = {"per_user": np.broadcast_to(per_user_speed(block.metric, times, passes.requests), shape),
+                 "tpot_s": np.broadcast_to(times.tpot_s, shape), "ttft_s": np.broadcast_to(times.ttft_s, shape),
+                 "total": np.broadcast_to(times.total_tokens_per_second, shape) * block.instances}
+    for percentile in SHOWN_PERCENTILES:  # Poisson arrivals at the rate that holds the batch (latency.py)
+        predicted[f"ttft_p{percentile}_s"] = np.broadcast_to(times.spread.ttft_s(times.ttft_s, percentile), shape)
+        predicted[f"tpot_p{percentile}_s"] = np.broadcast_to(times.spread.tpot_s(times.tpot_s, percentile), shape)
+    return predicted
 
 
 def predict_prepared(row: PreparedRow, engine: EngineProfile) -> dict[str, float]:
@@ -251,16 +258,19 @@ def predict_frame(frame: pd.DataFrame, engine: str | EngineProfile | None = None
     ``engine`` None: each row's own engine family's profile (unknown families use generic and say so).
     """
     out = frame.copy()
+    measured_percentiles = [c for c in PERCENTILE_COLUMNS if c in frame.columns]
     results = {c: [] for c in PREDICTED_COLUMNS}
+    for column in measured_percentiles:
+        results[f"predicted_{column}"] = []
+        results[f"error_{column.removesuffix('_ms')}"] = []
     for i, record in frame.iterrows():
         override = None
         if engine is not None:
             override = engine.name if isinstance(engine, EngineProfile) else engine_family(engine)
         prepared = prepare_row(int(i), record, kernels=override)
         if isinstance(prepared, str):
-            for c in PREDICTED_COLUMNS[:-1]:
-                results[c].append("" if c == "extrapolated" else math.nan)
-            results["status"].append(prepared)
+            for c in results:
+                results[c].append(prepared if c == "status" else "" if c == "extrapolated" else math.nan)
             continue
         if engine is None:
             profile, note = resolve_engine(record["engine"])
@@ -278,6 +288,10 @@ def predict_frame(frame: pd.DataFrame, engine: str | EngineProfile | None = None
         results["extrapolated"].append(reasons)
         results["in_band"].append(bool(p["per_user"] * low <= prepared.measured_per_user <= p["per_user"] * high))
         results["status"].append("ok" if note is None else f"ok ({note})")
+        for column in measured_percentiles:
+            value = p[column.removesuffix("_ms") + "_s"] * 1e3
+            results[f"predicted_{column}"].append(value)
+            results[f"error_{column.removesuffix('_ms')}"].append(value / _number(record[column]) - 1)
     for column, values in results.items():
         out[column] = values
     return out
@@ -321,6 +335,21 @@ def summary(predicted: pd.DataFrame) -> pd.DataFrame:
                                               good["predicted_per_user_tok_s"].to_numpy(dtype=float)),
         })
     return pd.DataFrame(rows)
+
+
+def percentile_summary(predicted: pd.DataFrame) -> str:
+    """One line per published percentile column: rows compared, median and p90 |error|, signed median ("" if none)."""
+    lines = []
+    for column in PERCENTILE_COLUMNS:
+        error_column = f"error_{column.removesuffix('_ms')}"
+        if error_column not in predicted:
+            continue
+        err = predicted[error_column].to_numpy(dtype=float)
+        err = err[np.isfinite(err)]
+        if len(err):
+            lines.append(f"{column}: {len(err)} rows, |error| median {100 * np.median(np.abs(err)):.0f}%, "
+                         f"p90 {100 * np.quantile(np.abs(err), 0.9):.0f}%, bias {100 * np.median(err):+.0f}%")
+    return "\n".join(lines)
 
 
 def format_summary(table: pd.DataFrame) -> str:

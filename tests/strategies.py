@@ -148,8 +148,11 @@ def serving_problems(draw, modes=("closed_loop", "decode_only", "static_batch", 
                                   mode=mode,
                                   prefill_utilization=draw(st.none() | st.floats(0.1, 0.95)))
     metrics = tabulate(problem).metrics
-    constraints = dataclasses.replace(problem.constraints, ttft_max_s=_quantile_cap(draw, metrics.ttft_s),
-                                      tpot_max_s=_quantile_cap(draw, metrics.tpot_s))
+    percentile = draw(st.sampled_from([None, None, 50.0, 90.0, 99.0]))  # mean SLOs, or at a percentile
+    constraints = dataclasses.replace(problem.constraints,
+                                      ttft_max_s=_quantile_cap(draw, metrics.ttft_at(percentile)),
+                                      tpot_max_s=_quantile_cap(draw, metrics.tpot_at(percentile)),
+                                      slo_percentile=percentile)
     return dataclasses.replace(problem, constraints=constraints)
 
 

@@ -86,7 +86,8 @@ def _problem(workload: FleetWorkload, gpu: GpuPool, settings: FleetSettings, mod
     as in ``infecon frontier`` (``space.attention_dp_choices``)."""
     return api.build_problem(
         workload.model, gpu.hardware, isl=workload.isl, osl=workload.osl, engine=workload.engine, mode=mode,
-        ttft_max_s=ttft_max_s, tpot_max_s=tpot_max_s, weight_bits=workload.weight_bits,
+        ttft_max_s=ttft_max_s, tpot_max_s=tpot_max_s, slo_percentile=workload.slo_percentile,
+        weight_bits=workload.weight_bits,
         kv_bits=workload.kv_bits, max_gpus=settings.max_gpus, batch_mode=settings.batch, batch_sizes=batch_sizes,
         prefill_utilization=settings.prefill_utilization, attention_dp="auto", confidence=settings.confidence)
 
@@ -166,7 +167,7 @@ def _columns(workload: FleetWorkload, gpu: GpuPool, table: ConfigTable, indices:
     m = table.metrics
     gpus = np.asarray(m.gpus[idx], dtype=np.int64)
     usd_per_hour = gpus * gpu.hardware.price_usd_per_hour
-    ttft = np.asarray(m.ttft_s, dtype=float)[idx]
+    ttft = m.ttft_at(workload.slo_percentile, idx)  # at the SLOs' percentile (the mean without one)
     if mode == "disaggregated_prefill":
         input_tok_per_s = usd_per_hour / 3600.0 * 1e6 / np.asarray(m.usd_per_million_input_tokens, dtype=float)[idx]
         requests = input_tok_per_s / workload.isl
@@ -177,7 +178,7 @@ def _columns(workload: FleetWorkload, gpu: GpuPool, table: ConfigTable, indices:
         output_tok_per_s = np.asarray(m.total_tokens_per_second, dtype=float)[idx]
         requests = output_tok_per_s / workload.osl
         input_tok_per_s = requests * workload.isl
-        tpot = np.asarray(m.tpot_s, dtype=float)[idx]
+        tpot = m.tpot_at(workload.slo_percentile, idx)
         scale = tpot / workload.tpot_max_s if workload.tpot_max_s is not None else np.zeros(len(idx))
     if mode == "disaggregated_decode":
         ttft = np.full(len(idx), np.nan)  # the prefill pool's TTFT is the one a user sees
@@ -225,8 +226,8 @@ def fleet_candidates_of(workloads: Sequence[FleetWorkload], gpu: GpuPool, settin
             if isinstance(shape, InfeconError):
                 reasons[mode] = str(shape)
                 continue
-            violations = {**shape.table.violations, **slo_violations(shape.table.metrics, ttft, tpot),
-                          "batch_domain": ~shape.searched[mode]}
+            slo = slo_violations(shape.table.metrics, ttft, tpot, workload.slo_percentile)
+            violations = {**shape.table.violations, **slo, "batch_domain": ~shape.searched[mode]}
             table = dataclasses.replace(shape.table, violations=violations)
             indices = _per_gpu_count(table, every_point=every_point, prefill=mode == "disaggregated_prefill")
             if not indices:  # rare: tabulate the kind's own problem once more, for the diagnosis

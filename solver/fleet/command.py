@@ -39,6 +39,7 @@ SLOs) and optional [fleet] settings:
   requests_per_s = 12.0         # or output_tok_per_s
   ttft_max_s = 1.5              # optional SLOs
   tpot_max_s = 0.04
+  slo_percentile = 99           # optional: the SLOs hold for 99 % of requests (default: the mean)
   weight_bits = 8               # optional (also kv_bits, engine, disaggregated per workload)
 
 Writes DIR/plan.csv and DIR/plan.parquet (one row per workload x deployment: workload, hardware,

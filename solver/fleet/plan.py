@@ -135,6 +135,8 @@ def _require_servable(scenario: FleetScenario, generated: list[Candidates]) -> N
             continue
         slo = ", ".join(f"{k} {v:g} s" for k, v in (("ttft_max", w.ttft_max_s), ("tpot_max", w.tpot_max_s))
                         if v is not None) or "no SLO"
+        if w.slo_percentile is not None and slo != "no SLO":
+            slo += f" at p{w.slo_percentile:g}"
         why = "; ".join(f"{c.hardware}: " + " / ".join(f"{mode}: {reason}" for mode, reason in c.reasons.items())
                         for c in mine if c.reasons)
         raise NoFeasibleLayoutError(f"demand_{w.name}: workload '{w.name}' ({w.model.name}, {slo}) can be served "

@@ -511,7 +511,11 @@ class TestFoundAsNewUser:
                            "--tpot-max", "0.05")
         assert code == 0
         assert out.splitlines()[0].endswith("; caps: demand <= 10000 tok/s per instance, budget <= $50/hour per "
-                                            "instance, TTFT <= 1 s, TPOT <= 0.05 s")
+                                            "instance, TTFT <= 1 s, TPOT <= 0.05 s (mean over requests)")
+        code, out, _ = run(capsys, "frontier", *SMALL, "--ttft-max", "1", "--slo-percentile", "99")
+        assert code == 0
+        assert out.splitlines()[0].endswith("; caps: TTFT <= 1 s (at p99 of requests, Poisson arrivals)")
+        assert "TTFT p99 ms" in out and "req/s" in out
         code, out, _ = run(capsys, "frontier", *SMALL)
         assert "caps:" not in out.splitlines()[0]
 

@@ -1,0 +1,70 @@
+"""A small discrete-event simulation of a chunked-prefill engine under Poisson arrivals (tests only).
+
+Why: ``formulations/latency.py`` models a request's TPOT as a mix of decode steps with and without a
+prefill chunk; this simulates the scheduler itself, step by step, to check that model. Each engine step
+decodes one token for every running request and takes up to ``chunk_tokens`` prompt tokens from the
+waiting prompts in arrival order (as vLLM's and SGLang's chunked prefill do with their token budget); it
+lasts ``step_s`` plus ``prefill_token_s`` per prompt token it carries. A request's first token comes at
+the end of the step that finishes its prompt; TPOT is (last token - first token) / (osl - 1).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SimulatedRequests:
+    ttft_s: np.ndarray
+    tpot_s: np.ndarray
+    mean_running: float  # time-average number of requests decoding
+
+
+def simulate(*, arrivals_per_s: float, input_tokens: int, output_tokens: int, chunk_tokens: int, step_s: float,
+             prefill_token_s: float, requests: int, seed: int = 0, warmup: int = 500) -> SimulatedRequests:
+    """Serve ``requests`` Poisson arrivals; return the TTFT and TPOT of all but the first ``warmup``."""
+    rng = np.random.default_rng(seed)
+    arrivals = np.cumsum(rng.exponential(1.0 / arrivals_per_s, requests))
+    first = np.full(requests, np.nan)
+    last = np.full(requests, np.nan)
+    waiting: deque[list[int]] = deque()  # [request, prompt tokens left]
+    running: dict[int, int] = {}  # request -> output tokens still to emit
+    now, nxt = 0.0, 0
+    busy_integral = 0.0
+    while nxt < requests or waiting or running:
+        while nxt < requests and arrivals[nxt] <= now:
+            waiting.append([nxt, input_tokens])
+            nxt += 1
+        if not waiting and not running:
+            now = arrivals[nxt]
+            continue
+        budget, carried, finished_prompts = chunk_tokens, 0, []
+        while waiting and budget > 0:
+            head = waiting[0]
+            take = min(budget, head[1])
+            head[1] -= take
+            budget -= take
+            carried += take
+            if head[1] == 0:
+                finished_prompts.append(waiting.popleft()[0])
+        duration = step_s + prefill_token_s * carried
+        busy_integral += len(running) * duration
+        now += duration
+        for request in list(running):
+            running[request] -= 1
+            if running[request] == 0:
+                last[request] = now
+                del running[request]
+        for request in finished_prompts:
+            first[request] = now
+            if output_tokens > 1:
+                running[request] = output_tokens - 1
+            else:
+                last[request] = now
+    keep = slice(warmup, requests)
+    ttft = first[keep] - arrivals[keep]
+    tpot = (last[keep] - first[keep]) / max(output_tokens - 1, 1)
+    return SimulatedRequests(ttft, tpot, busy_integral / now)
