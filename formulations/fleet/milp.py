@@ -18,6 +18,7 @@ from infecon.formulations.fleet.model import (
     fleet_rows,
     solution_from_values,
     start_values,
+    violated_rows,
 )
 from infecon.formulations.milp import _quiet_stdout
 
@@ -38,20 +39,45 @@ def to_pulp(model: FleetRows):
     return problem, x
 
 
-def _solve_cbc(data: FleetData, model: FleetRows, time_limit_s: float | None) -> FleetSolution:
-    """PuLP's bundled CBC: the fallback when highspy is not installed."""
+CBC_BACKEND = "milp-cbc (fallback: highspy is not installed)"
+
+
+def cbc_status(status: int, solution_status: int) -> str:
+    """PuLP's two status codes as one of ours: ``OPTIMAL`` (proven), ``FEASIBLE`` (an integer plan, not proven),
+    ``INFEASIBLE`` or ``UNKNOWN`` (no plan: e.g. "Not Solved" on a time limit, whose values may be fractional)."""
+    import pulp
+
+    if status == pulp.LpStatusInfeasible or solution_status == pulp.LpSolutionInfeasible:
+        return "INFEASIBLE"
+    if status == pulp.LpStatusOptimal and solution_status == pulp.LpSolutionOptimal:
+        return "OPTIMAL"
+    if solution_status == pulp.LpSolutionIntegerFeasible:
+        return "FEASIBLE"
+    return "UNKNOWN"
+
+
+def solve_rows_cbc(model: FleetRows, time_limit_s: float | None = None) -> tuple[str, list[float] | None, None]:
+    """PuLP's bundled CBC on any ``FleetRows`` model; returns as ``solve_rows_highs`` (no dual bound: CBC's is not
+    read). Values are handed on only when every row and integrality holds (``model.violated_rows``)."""
     import pulp
 
     problem, x = to_pulp(model)
     problem.solve(pulp.PULP_CBC_CMD(threads=1, msg=False, gapRel=0.0, gapAbs=0.5, timeLimit=time_limit_s))
-    status = pulp.LpStatus[problem.status]
-    if status == "Infeasible":
-        return FleetSolution("INFEASIBLE", backend="milp-cbc")
+    status = cbc_status(problem.status, problem.sol_status)
     values = [v.value() for v in x]
-    if any(v is None for v in values):
-        return FleetSolution("UNKNOWN", backend="milp-cbc")
-    return solution_from_values(data, model, values, "OPTIMAL" if status == "Optimal" else "FEASIBLE", None,
-                                "milp-cbc")
+    if status in ("OPTIMAL", "FEASIBLE") and violated_rows(model, values):
+        status = "UNKNOWN"  # a status that claims a plan the values do not make: no plan
+    if status not in ("OPTIMAL", "FEASIBLE"):
+        return status, None, None
+    return status, values, None
+
+
+def _solve_cbc(data: FleetData, model: FleetRows, time_limit_s: float | None) -> FleetSolution:
+    """PuLP's bundled CBC: the fallback when highspy is not installed (named so in the output)."""
+    status, values, _ = solve_rows_cbc(model, time_limit_s)
+    if values is None:
+        return FleetSolution(status, backend=CBC_BACKEND)
+    return solution_from_values(data, model, values, status, None, CBC_BACKEND)
 
 
 # The fleet solver runs hundreds of one-workload models of a few dozen variables; on those HiGHS's
@@ -128,10 +154,13 @@ def solve_rows_highs(model: FleetRows, time_limit_s: float | None = None,
         return "INFEASIBLE", None, None
     if info.primal_solution_status != highspy.kSolutionStatusFeasible:
         return "UNKNOWN", None, None
+    values = list(highs.getSolution().col_value)
+    if violated_rows(model, values):  # never hand on a non-solution, whatever the status says
+        return "UNKNOWN", None, None
     bound = float(info.mip_dual_bound)
     proven = status == highspy.HighsModelStatus.kOptimal and \
         (float(info.mip_gap) <= 1e-9 or float(info.objective_function_value) - bound < 0.5)
-    return ("OPTIMAL" if proven else "FEASIBLE"), list(highs.getSolution().col_value), bound
+    return ("OPTIMAL" if proven else "FEASIBLE"), values, bound
 
 
 def highs_available() -> bool:
@@ -140,6 +169,14 @@ def highs_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def solve_rows_milp(model: FleetRows, time_limit_s: float | None = None,
+                    start: list[int] | None = None) -> tuple[str, list[float] | None, float | None]:
+    """HiGHS on a ``FleetRows`` model, or PuLP's CBC when highspy is missing (``start`` is HiGHS's only)."""
+    if highs_available():
+        return solve_rows_highs(model, time_limit_s, start)
+    return solve_rows_cbc(model, time_limit_s)
 
 
 def solve_fleet_milp(data: FleetData, *, max_scale_rank: int | None = None, cost_cap: int | None = None,

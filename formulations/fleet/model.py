@@ -261,6 +261,28 @@ def fleet_rows(data: FleetData, *, max_scale_rank: int | None = None, cost_cap: 
     return FleetRows(variables, rows, cost_terms, replica_vars, routed_vars, node_vars)
 
 
+def violated_rows(model: FleetRows, values: list[float] | None, tolerance: float = 1e-6) -> list[str]:
+    """Names of the rules ``values`` break (a value off its integer or its bounds is named after its variable).
+
+    Why: a backend's answer is handed on as a plan only if it is one. A solver stopped early can
+    return a fractional point (PuLP's CBC on a time limit says "Not Solved" and still fills the
+    variables); checking every row and every integrality here, in integers, is what makes "a plan"
+    mean a plan, whatever the backend said.
+    """
+    if values is None or len(values) != len(model.variables):
+        return ["no values"]
+    broken = [v.name for v, x in zip(model.variables, values, strict=True)
+              if x is None or abs(x - round(x)) > tolerance or round(x) < 0 or round(x) > v.upper]
+    if broken:
+        return broken
+    ints = [round(x) for x in values]
+    for row in model.rows:
+        total = sum(c * ints[i] for i, c in row.terms)
+        if (row.lower is not None and total < row.lower) or (row.upper is not None and total > row.upper):
+            broken.append(row.name)
+    return broken
+
+
 def start_values(model: FleetRows, start: FleetSolution) -> list[int]:
     """A plan as a value per model variable (replicas, routed requests, nodes), for a solver's starting point."""
     values = [0] * len(model.variables)

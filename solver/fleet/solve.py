@@ -211,7 +211,7 @@ def _pattern_master(data: FleetData, patterns: list[list[tuple[np.ndarray, np.nd
     model = FleetRows(variables, rows, cost_terms, np.array([], dtype=np.int64), np.array([], dtype=np.int64),
                       np.array([], dtype=np.int64))
     if backend == "milp":
-        from infecon.formulations.fleet.milp import solve_rows_highs as solve_rows
+        from infecon.formulations.fleet.milp import solve_rows_milp as solve_rows
     else:
         from infecon.formulations.fleet.cpsat import solve_rows_cpsat as solve_rows
     status, values, bound = solve_rows(model, time_limit_s)

@@ -140,3 +140,40 @@ class TestWorkloadSearch:
         capped = dataclasses.replace(data, available=np.array([2, 4]))
         assert solve_workload(capped).objective == 8
         assert solve_workload(dataclasses.replace(capped, available=np.array([2, 0]))).status == "INFEASIBLE"
+
+
+class TestCbcFallback:
+    """Issue 21: the CBC fallback maps PuLP's statuses to ours and never hands on a non-solution."""
+
+    def test_status_mapping(self):
+        """PuLP (status, sol_status): Optimal/optimal -> OPTIMAL; "Not Solved" with an integer solution ->
+        FEASIBLE; "Not Solved" with none (a time limit's fractional values) -> UNKNOWN; infeasible -> INFEASIBLE."""
+        from infecon.formulations.fleet.milp import cbc_status
+
+        assert cbc_status(1, 1) == "OPTIMAL"
+        assert cbc_status(0, 2) == "FEASIBLE"
+        assert cbc_status(0, 0) == "UNKNOWN"
+        assert cbc_status(-3, 0) == "UNKNOWN"
+        assert cbc_status(-1, -1) == "INFEASIBLE"
+        assert cbc_status(1, 2) == "FEASIBLE"  # "Optimal" of a run stopped with an integer solution: not proven
+
+    def test_fractional_values_are_no_plan(self):
+        """Demand 10, capacity 4 per replica: 2.5 replicas meet the row only as a fraction; 2 do not; 3 do."""
+        from infecon.formulations.fleet.model import violated_rows
+
+        data = FleetData(("w",), [10], ("never",), ("g",), [-1], [8], [2], [0], [0], [0], [1], [4], [0])
+        model = fleet_rows(data)
+        assert violated_rows(model, [2.5]) == [model.variables[0].name]
+        assert violated_rows(model, [2.0]) == ["demand_w"]
+        assert violated_rows(model, [3.0]) == []
+
+    def test_cbc_solves_when_highspy_is_missing(self, monkeypatch):
+        """Without highspy the fleet MILP is CBC's, named as the fallback; same optimum as the hand example."""
+        from infecon.formulations.fleet import milp
+
+        monkeypatch.setattr(milp, "highs_available", lambda: False)
+        data = FleetData(("w",), [10], ("never",), ("g",), [-1], [8], [2], [0, 0], [0, 0], [0, 0], [1, 4], [4, 11],
+                         [0, 0])
+        solution = milp.solve_fleet_milp(data)
+        assert (solution.status, solution.objective, solution.backend) == ("OPTIMAL", 6, milp.CBC_BACKEND)
+        assert "fallback" in solution.backend
