@@ -6,6 +6,7 @@ A fleet scenario is one TOML file (``instances/scenarios/fleet_example.toml``)::
     budget_usd_per_hour = 400
     whole_nodes = true               # GPUs of a type are rented in whole nodes
     disaggregated = "allow"          # "allow" | "never" | "only"
+    kv_transfer = "same_hardware"    # prefill and decode pools of a workload: one GPU type ("same_vendor", "any")
     prefill_utilization = 0.7        # busy share a disaggregated prefill pool is sized for (FleetSettings)
     engine = "generic"               # serving-engine profile (instances/engines/)
     confidence = 0.9                 # plan on the pessimistic end of the error band (FleetSettings)
@@ -46,14 +47,18 @@ from infecon.instances.limits import check_knob
 from infecon.instances.loader import get_hardware, get_model, read_toml, reject_unknown
 
 DISAGGREGATION_CHOICES = ("allow", "never", "only")
+# Between which GPUs a disaggregated request's KV cache may move from its prefill to its decode replica.
+# No serving engine hands a KV cache between vendors' GPUs, nor (by default) between GPU types: the
+# default keeps a workload's prefill and decode pools of one route on one GPU type.
+KV_TRANSFER_CHOICES = ("same_hardware", "same_vendor", "any")
 BATCH_CHOICES = ("ladder", "all")
 DEFAULT_FLEET_MAX_GPUS = 64  # GPUs in one replica; a fleet adds replicas rather than growing one instance
 _NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,62}")
 _FLEET_KEYS = {"budget_usd_per_hour", "whole_nodes", "disaggregated", "engine", "max_gpus", "batch",
-               "prefill_utilization", "confidence"}
+               "prefill_utilization", "confidence", "kv_transfer"}
 _GPU_KEYS = {"hardware", "available", "price_usd_per_hour"}
 _WORKLOAD_KEYS = {"name", "model", "isl", "osl", "requests_per_s", "output_tok_per_s", "ttft_max_s", "tpot_max_s",
-                  "slo_percentile", "weight_bits", "kv_bits", "engine", "disaggregated"}
+                  "slo_percentile", "weight_bits", "kv_bits", "engine", "disaggregated", "kv_transfer"}
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,7 @@ class FleetWorkload:
     disaggregated: str  # "allow" | "never" | "only"
     raw: Mapping[str, Any] = field(default=None, compare=False, repr=False)  # the TOML table with defaults applied
     slo_percentile: float | None = None  # the SLOs hold at this percentile of requests (0-100); None: the mean
+    kv_transfer: str = "same_hardware"  # KV_TRANSFER_CHOICES
 
 
 @dataclass(frozen=True)
@@ -179,7 +185,7 @@ def _confidence(label: str, value: Any) -> float | None:
         raise InstanceError(f"{label}: {exc}") from None
 
 
-def _settings(where: str, raw: Any) -> tuple[FleetSettings, str, str]:
+def _settings(where: str, raw: Any) -> tuple[FleetSettings, str, str, str]:
     if not isinstance(raw, dict):
         raise InstanceError(f"{where}: 'fleet' must be a table (got {raw!r})")
     reject_unknown(f"{where}: [fleet]", raw, _FLEET_KEYS)
@@ -202,7 +208,8 @@ def _settings(where: str, raw: Any) -> tuple[FleetSettings, str, str]:
     disaggregated = _choice(label, "disaggregated", raw.get("disaggregated", "allow"), DISAGGREGATION_CHOICES)
     engine = raw.get("engine", DEFAULT_ENGINE)
     _resolved(label, "engine", engine, get_engine)
-    return settings, disaggregated, engine
+    kv_transfer = _choice(label, "kv_transfer", raw.get("kv_transfer", "same_hardware"), KV_TRANSFER_CHOICES)
+    return settings, disaggregated, engine, kv_transfer
 
 
 def parse_gpu(where: str, number: int, raw: Mapping[str, Any], seen: dict[str, int] | None = None) -> GpuPool:
@@ -230,8 +237,10 @@ def parse_gpu(where: str, number: int, raw: Mapping[str, Any], seen: dict[str, i
 
 
 def parse_workload(where: str, number: int, raw: Mapping[str, Any], seen: dict[str, int] | None = None,
-                   disaggregated: str = "allow", engine: str = DEFAULT_ENGINE) -> FleetWorkload:
-    """One [[workload]] table; ``disaggregated`` and ``engine`` are the [fleet] defaults it may override."""
+                   disaggregated: str = "allow", engine: str = DEFAULT_ENGINE,
+                   kv_transfer: str = "same_hardware") -> FleetWorkload:
+    """One [[workload]] table; ``disaggregated``, ``engine`` and ``kv_transfer`` are the [fleet] defaults it may
+    override."""
     label = f"{where}: workload #{number}"
     reject_unknown(label, raw, _WORKLOAD_KEYS)
     for key in ("name", "model", "isl", "osl"):
@@ -272,9 +281,10 @@ def parse_workload(where: str, number: int, raw: Mapping[str, Any], seen: dict[s
         bits[key] = value
     profile = _resolved(label, "engine", raw.get("engine", engine), get_engine)
     mode = _choice(label, "disaggregated", raw.get("disaggregated", disaggregated), DISAGGREGATION_CHOICES)
-    full = {**raw, "engine": raw.get("engine", engine), "disaggregated": mode}
+    kv = _choice(label, "kv_transfer", raw.get("kv_transfer", kv_transfer), KV_TRANSFER_CHOICES)
+    full = {**raw, "engine": raw.get("engine", engine), "disaggregated": mode, "kv_transfer": kv}
     return FleetWorkload(name, str(raw["model"]), model, isl, osl, requests_per_s, slo["ttft_max_s"],
-                         slo["tpot_max_s"], bits["weight_bits"], bits["kv_bits"], profile, mode, full, percentile)
+                         slo["tpot_max_s"], bits["weight_bits"], bits["kv_bits"], profile, mode, full, percentile, kv)
 
 
 def load_fleet_scenario(path: str | Path) -> FleetScenario:
@@ -289,12 +299,12 @@ def load_fleet_scenario(path: str | Path) -> FleetScenario:
     data = read_toml(path)
     where = str(path)
     reject_unknown(where, data, {"fleet", "gpu", "workload"})
-    settings, disaggregated, engine = _settings(where, data.get("fleet", {}))
+    settings, disaggregated, engine, kv_transfer = _settings(where, data.get("fleet", {}))
     seen_gpus: dict[str, int] = {}
     gpus = tuple(parse_gpu(where, i, raw, seen_gpus) for i, raw in enumerate(_tables(where, data, "gpu"), start=1))
     if all(g.available == 0 for g in gpus):
         raise InstanceError(f"{where}: 'available' is 0 for every [[gpu]]: no GPU can serve anything")
     seen_names: dict[str, int] = {}
-    workloads = tuple(parse_workload(where, i, raw, seen_names, disaggregated, engine)
+    workloads = tuple(parse_workload(where, i, raw, seen_names, disaggregated, engine, kv_transfer)
                       for i, raw in enumerate(_tables(where, data, "workload"), start=1))
     return FleetScenario(gpus, workloads, settings, where)

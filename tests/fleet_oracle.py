@@ -10,15 +10,17 @@ from infecon.formulations.fleet.model import FleetData, fleet_cost
 
 
 def meets_rules(data: FleetData, n: np.ndarray, max_scale_rank: int | None = None) -> bool:
-    """Every rule checked directly: demand (with balanced pools), inventory (in whole nodes if asked), budget."""
+    """Every rule checked directly: demand (with balanced pools per route group: the KV cache moves only within
+    one), inventory (in whole nodes if asked), budget."""
     if max_scale_rank is not None and np.any(n[data.scale_rank > max_scale_rank] > 0):
         return False
     served = True
     for w in range(len(data.workload_names)):
-        def cap(kind: int, w: int = w) -> int:
-            return int((n * data.capacity)[(data.workload == w) & (data.kind == kind)].sum())
-        routed = min(cap(1), cap(2)) if data.routes_disaggregated(w) else 0
-        aggregated = cap(0) if data.disaggregated[w] != "only" else 0
+        def cap(kind: int, group: int, w: int = w) -> int:
+            mask = (data.workload == w) & (data.kind == kind) & (data.route_group == group)
+            return int((n * data.capacity)[mask].sum())
+        routed = sum(min(cap(1, g), cap(2, g)) for g in data.routes_of(w)) if data.routes_disaggregated(w) else 0
+        aggregated = cap(0, -1) if data.disaggregated[w] != "only" else 0
         served &= aggregated + routed >= data.demand[w]
     used = np.bincount(data.pool, weights=n * data.gpus, minlength=len(data.pool_names)).astype(np.int64)
     if data.whole_nodes:

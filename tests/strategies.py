@@ -168,6 +168,13 @@ def small_fleets(draw, *, scale_ranks: bool = False, max_rank: int = 2) -> Fleet
     workload = list(range(n_w)) + [draw(st.integers(0, n_w - 1)) for _ in range(n_c - n_w)]
     kind = [draw(st.sampled_from([0] if modes[w] == "never" else [1, 2] if modes[w] == "only" else [0, 1, 2]))
             for w in workload]
+    pool = [draw(st.integers(0, n_p - 1)) for _ in range(n_c)]
+    # kv_transfer: "any" (one route group per workload) or "same_hardware" (one per workload and GPU pool)
+    per_pool = draw(st.booleans())
+    route_names = [f"w{w}_on_g{q}" if per_pool else f"w{w}" for w in range(n_w) for q in range(n_p if per_pool else 1)]
+    route_workload = [w for w in range(n_w) for _ in range(n_p if per_pool else 1)]
+    route_group = [-1 if k == 0 else (w * n_p + q if per_pool else w) for w, q, k in zip(workload, pool, kind,
+                                                                                          strict=True)]
     return FleetData(
         workload_names=tuple(f"w{i}" for i in range(n_w)),
         demand=[draw(st.integers(1, 12)) for _ in range(n_w)],
@@ -177,10 +184,11 @@ def small_fleets(draw, *, scale_ranks: bool = False, max_rank: int = 2) -> Fleet
         node_size=[draw(st.sampled_from([1, 2, 4])) for _ in range(n_p)],
         gpu_cost=[draw(st.integers(1, 9)) for _ in range(n_p)],
         workload=workload,
-        pool=[draw(st.integers(0, n_p - 1)) for _ in range(n_c)],
+        pool=pool,
         kind=kind,
         gpus=[draw(st.sampled_from([1, 2, 4])) for _ in range(n_c)],
         capacity=[draw(st.integers(0, 12) | st.integers(3, 12)) for _ in range(n_c)],
         scale_rank=[draw(st.integers(0, max_rank)) if scale_ranks else 0 for _ in range(n_c)],
         budget=draw(st.none() | st.none() | st.integers(1, 200)),
-        whole_nodes=draw(st.booleans()))
+        whole_nodes=draw(st.booleans()),
+        route_group=route_group, route_workload=route_workload, route_names=tuple(route_names))

@@ -11,9 +11,12 @@ Rules (each a named row in both encodings):
 
 * ``demand_<w>``: capacity of the aggregated replicas of ``w`` plus the requests routed to its
   disaggregated pools covers its demand;
-* ``prefill_decode_balance_<w>_prefill`` / ``_decode``: the disaggregated prefill pool can take
+* ``prefill_decode_balance_<route>_prefill`` / ``_decode``: the disaggregated prefill pool can take
   the routed requests' prompts (capacity x isl >= rate x isl) and the decode pool their outputs
-  (capacity x osl >= rate x osl); both in requests/s;
+  (capacity x osl >= rate x osl); both in requests/s. One pair per *route group*: the GPU types
+  between which a request's KV cache can move from its prefill to its decode replica
+  (``kv_transfer``: one group per GPU type by default, per vendor, or one for all), so a workload's
+  prefill and decode pools of one route are never on GPUs that cannot hand the cache over;
 * ``inventory_<gpu>``: GPUs used (or rented, in whole nodes) at most those available;
 * ``whole_nodes_<gpu>``: with whole nodes, GPUs used fit in the nodes rented;
 * ``budget``: the fleet's USD/hour at most the budget.
@@ -76,11 +79,22 @@ class FleetData:
     scale_rank: np.ndarray
     budget: int | None = None  # micro-USD per hour
     whole_nodes: bool = False
+    # Route groups (see the module docstring): per candidate its group (-1 for aggregated replicas), per group its
+    # workload and name. None: one group per workload (any prefill pool may hand over to any decode pool).
+    route_group: np.ndarray | None = None
+    route_workload: np.ndarray | None = None
+    route_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in ("demand", "available", "node_size", "gpu_cost", "workload", "pool", "kind", "gpus", "capacity",
                      "scale_rank"):
             object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=np.int64))
+        if self.route_group is None:
+            object.__setattr__(self, "route_group", np.where(self.kind == 0, -1, self.workload))
+            object.__setattr__(self, "route_workload", np.arange(len(self.workload_names)))
+            object.__setattr__(self, "route_names", tuple(self.workload_names))
+        object.__setattr__(self, "route_group", np.asarray(self.route_group, dtype=np.int64))
+        object.__setattr__(self, "route_workload", np.asarray(self.route_workload, dtype=np.int64))
 
     @property
     def cost(self) -> np.ndarray:
@@ -105,6 +119,10 @@ class FleetData:
     def routes_disaggregated(self, w: int) -> bool:
         return self.disaggregated[w] != "never"
 
+    def routes_of(self, w: int) -> np.ndarray:
+        """The route groups of workload ``w`` (indices into ``route_names``), in order."""
+        return np.flatnonzero(self.route_workload == w)
+
 
 @dataclass(frozen=True)
 class FleetSolution:
@@ -116,7 +134,7 @@ class FleetSolution:
 
     status: str
     replicas: np.ndarray | None = None
-    routed: np.ndarray | None = None  # units per workload sent to disaggregated pools
+    routed: np.ndarray | None = None  # units per route group sent to its disaggregated pools
     nodes: np.ndarray | None = None  # whole nodes per pool (whole_nodes only)
     objective: int | None = None  # micro-USD per hour
     bound: float | None = None
@@ -177,7 +195,7 @@ class FleetRows:
     rows: list[LinearRow]
     objective: list[tuple[int, int]]
     replica_vars: np.ndarray  # variable index per candidate (-1: not in the model)
-    routed_vars: np.ndarray  # variable index per workload (-1: none)
+    routed_vars: np.ndarray  # variable index per route group (-1: none)
     node_vars: np.ndarray  # variable index per pool (-1: none)
 
 
@@ -205,10 +223,11 @@ def fleet_rows(data: FleetData, *, max_scale_rank: int | None = None, cost_cap: 
     for c in np.flatnonzero(upper > 0):
         label = f"{data.workload_names[data.workload[c]]}_{data.pool_names[data.pool[c]]}_{KINDS[data.kind[c]]}_{c}"
         replica_vars[c] = new(f"replicas_{safe_name(label)}", upper[c])
-    routed_vars = np.full(len(data.workload_names), -1, dtype=np.int64)
-    for w, name in enumerate(data.workload_names):
+    routed_vars = np.full(len(data.route_names), -1, dtype=np.int64)
+    for g, name in enumerate(data.route_names):
+        w = int(data.route_workload[g])
         if data.routes_disaggregated(w):
-            routed_vars[w] = new(f"routed_{safe_name(name)}", data.demand[w])
+            routed_vars[g] = new(f"routed_{safe_name(name)}", data.demand[w])
     node_vars = np.full(len(data.pool_names), -1, dtype=np.int64)
     if data.whole_nodes:
         for p, name in enumerate(data.pool_names):
@@ -225,12 +244,15 @@ def fleet_rows(data: FleetData, *, max_scale_rank: int | None = None, cost_cap: 
     for w, name in enumerate(data.workload_names):
         mine = data.workload == w
         terms = of(mine & (data.kind == 0), data.capacity)
-        if routed_vars[w] >= 0:
-            terms.append((int(routed_vars[w]), 1))
+        for g in data.routes_of(w):
+            if routed_vars[g] < 0:
+                continue
+            terms.append((int(routed_vars[g]), 1))
+            route = safe_name(data.route_names[g])
             for kind, pool in ((1, "prefill"), (2, "decode")):
-                rows.append(LinearRow(f"prefill_decode_balance_{safe_name(name)}_{pool}",
-                                      [*of(mine & (data.kind == kind), data.capacity), (int(routed_vars[w]), -1)],
-                                      lower=0))
+                rows.append(LinearRow(f"prefill_decode_balance_{route}_{pool}",
+                                      [*of(mine & (data.kind == kind) & (data.route_group == g), data.capacity),
+                                       (int(routed_vars[g]), -1)], lower=0))
         rows.append(LinearRow(f"demand_{safe_name(name)}", terms, lower=int(data.demand[w])))
     cost_terms: list[tuple[int, int]]
     if data.whole_nodes:
@@ -324,8 +346,8 @@ def _add_unbounded(best: np.ndarray, weight: int, value: int) -> None:
 def dominated_candidates(data: FleetData, *, respect_scale: bool = False) -> np.ndarray:
     """Candidates some optimal fleet never needs: copies of other kept candidates do the same job for no more.
 
-    Why dropping them keeps the optimum: take candidates of one workload and kind (they enter
-    the same demand or balance row and no other row of that workload) in a strict order by
+    Why dropping them keeps the optimum: take candidates of one workload, kind and route group
+    (they enter the same demand or balance row and no other row of that workload) in a strict order by
     (TPOT scale rank if ``respect_scale``, cost, larger capacity, pool, index), and drop
     candidate ``i`` when some multiset of *kept* candidates before it has at least its capacity
     and either
@@ -355,8 +377,11 @@ def dominated_candidates(data: FleetData, *, respect_scale: bool = False) -> np.
     cost = data.cost
     unlimited = np.flatnonzero(data.available < 0) if not data.whole_nodes else np.array([], dtype=np.int64)
     for w in range(len(data.workload_names)):
-        for kind in range(len(KINDS)):
-            group = np.flatnonzero((data.workload == w) & (data.kind == kind) & (data.capacity > 0))
+        mine = data.workload == w
+        for kind, route in sorted({(int(k), int(r)) for k, r in zip(data.kind[mine], data.route_group[mine],
+                                                                    strict=True)}):
+            group = np.flatnonzero((data.workload == w) & (data.kind == kind) & (data.route_group == route)
+                                   & (data.capacity > 0))
             if len(group) < 2:
                 continue
             scale = data.scale_rank[group] if respect_scale else np.zeros(len(group), dtype=np.int64)

@@ -6,9 +6,10 @@ replicas, one demand, at most two balance rows, a few GPU caps), and HiGHS spend
 machinery of a general MIP for each; this search needs a few hundred nodes.
 
 The problem: choose replicas ``x_i >= 0`` of the workload's candidates (aggregated, prefill and
-decode kinds) to minimise ``sum cost_i x_i`` subject to ``A + min(P, Q) >= D`` (A, P, Q: the
-aggregated, prefill and decode capacity; the demand rows of ``fleet.model`` with the routed
-requests chosen as well as possible) and, per capped GPU type, ``sum gpus_i x_i <= cap``.
+decode kinds) to minimise ``sum cost_i x_i`` subject to ``A + sum_g min(P_g, Q_g) >= D`` (A: the
+aggregated capacity, P_g and Q_g the prefill and decode capacity of route group g, between whose
+GPUs the KV cache can move; the demand rows of ``fleet.model`` with the routed requests chosen as
+well as possible) and, per capped GPU type, ``sum gpus_i x_i <= cap``.
 
 Depth first over candidates in order of cost per unit of capacity, each tried from the most
 replicas that can still help down to none. A node is pruned when its cost plus a lower bound on
@@ -16,7 +17,8 @@ the rest cannot beat the best plan by one micro-dollar. The bound relaxes integr
 the GPU caps: with ``r_k`` the least cost per unit of capacity among the remaining candidates of
 kind ``k`` whose GPU type still has room for one replica, covering the rest costs at least
 ``min_s r_0 (D - s - A)^+ + r_1 (s - P)^+ + r_2 (s - Q)^+`` (``s`` the routed requests), a convex
-piecewise-linear function whose minimum lies at one of its breakpoints. Everything else is
+piecewise-linear function whose minimum lies at one of its breakpoints; with several route groups
+``P`` and ``Q`` are the sums over groups, a relaxation (``sum_g min(P_g, Q_g) <= min(P, Q)``). Everything else is
 integer arithmetic, so the answer is exact. The bound is weak when a GPU cap forces the plan off
 its cheapest type, so a search that passes ``node_limit`` says ``UNKNOWN`` and the caller solves
 the model by MIP instead (on the 50 x 8 bench fleet four in five searches finish within the
@@ -97,24 +99,36 @@ def solve_workload(data: FleetData, *, max_scale_rank: int | None = None, droppe
             least = min(least, extra)
         return least
 
+    group_of = [int(g) for g in data.route_group[chosen]]  # route group of each prefill/decode candidate
+    groups = len(data.route_names)
+    prefill, decode = [0] * groups, [0] * groups
     best_cost = math.inf
     best_x: list[int] | None = None
     x = [0] * n
     nodes = 0
 
-    def search(i: int, spent: int, a: int, p: int, q: int) -> bool:
+    def routed_total() -> int:
+        return sum(min(pg, qg) for pg, qg in zip(prefill, decode, strict=True))
+
+    def search(i: int, spent: int, a: int) -> bool:
         """False once the node limit is passed."""
         nonlocal best_cost, best_x, nodes
         nodes += 1
         if nodes > node_limit:
             return False
-        if a + min(p, q) >= demand:
+        routed = routed_total()
+        if a + routed >= demand:
             if spent < best_cost:
                 best_cost, best_x = spent, list(x)
             return True
-        if i == n or spent + bound(i, a, p, q) > best_cost - 1 + 1e-6:
+        if i == n or spent + bound(i, a, sum(prefill), sum(decode)) > best_cost - 1 + 1e-6:
             return True
-        short = demand - a - (min(p, q) if kind[i] == 0 else p if kind[i] == 1 else q)
+        g = group_of[i]
+        if kind[i] == 0:
+            short = demand - a - routed
+        else:  # more of this group's pool than the rest of the demand never helps
+            others = routed - min(prefill[g], decode[g])
+            short = demand - a - others - (prefill[g] if kind[i] == 1 else decode[g])
         most = -(-short // cap[i]) if short > 0 else 0
         if room[pool[i]] >= 0:
             most = min(most, room[pool[i]] // gpus[i])
@@ -123,8 +137,15 @@ def solve_workload(data: FleetData, *, max_scale_rank: int | None = None, droppe
             if room[pool[i]] >= 0:
                 room[pool[i]] -= count * gpus[i]
             added = count * cap[i]
-            ok = search(i + 1, spent + count * cost[i], a + added * (kind[i] == 0), p + added * (kind[i] == 1),
-                        q + added * (kind[i] == 2))
+            if kind[i] == 1:
+                prefill[g] += added
+            elif kind[i] == 2:
+                decode[g] += added
+            ok = search(i + 1, spent + count * cost[i], a + added * (kind[i] == 0))
+            if kind[i] == 1:
+                prefill[g] -= added
+            elif kind[i] == 2:
+                decode[g] -= added
             if room[pool[i]] >= 0:
                 room[pool[i]] += count * gpus[i]
             x[i] = 0
@@ -134,14 +155,26 @@ def solve_workload(data: FleetData, *, max_scale_rank: int | None = None, droppe
 
     if demand <= 0:
         best_cost, best_x = 0, [0] * n
-    elif not search(0, 0, 0, 0, 0):
+    elif not search(0, 0, 0):
         return FleetSolution("UNKNOWN", backend="workload-search")
     if best_x is None:
         return FleetSolution("INFEASIBLE", backend="workload-search")
     replicas = np.zeros(len(data.gpus), dtype=np.int64)
     replicas[chosen] = best_x
-    served = {k: int((replicas * data.capacity)[data.kind == k].sum()) for k in range(3)}
-    routed = min(max(demand - served[0], 0), served[1], served[2]) if mode != "never" else 0
-    return FleetSolution("OPTIMAL", replicas, np.array([routed], dtype=np.int64),
-                         np.zeros(len(data.pool_names), dtype=np.int64), int(best_cost), float(best_cost),
-                         "workload-search")
+    routed = route_split(data, replicas, demand, mode)
+    return FleetSolution("OPTIMAL", replicas, routed, np.zeros(len(data.pool_names), dtype=np.int64),
+                         int(best_cost), float(best_cost), "workload-search")
+
+
+def route_split(data: FleetData, replicas: np.ndarray, demand: int, mode: str) -> np.ndarray:
+    """Requests routed to each route group of a one-workload plan: what aggregated replicas leave, up to each
+    group's balanced capacity (``min`` of its prefill and decode pools), groups in order."""
+    served = (replicas * data.capacity)
+    left = max(demand - int(served[data.kind == 0].sum()), 0) if mode != "never" else 0
+    routed = np.zeros(len(data.route_names), dtype=np.int64)
+    for g in range(len(routed)):
+        balanced = min(int(served[(data.kind == 1) & (data.route_group == g)].sum()),
+                       int(served[(data.kind == 2) & (data.route_group == g)].sum()))
+        routed[g] = min(balanced, left)
+        left -= routed[g]
+    return routed

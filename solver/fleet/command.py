@@ -23,6 +23,7 @@ SLOs) and optional [fleet] settings:
   whole_nodes = false           # true: GPUs of a type are rented in whole nodes
   disaggregated = "allow"       # "allow" | "never" | "only": separate prefill and decode pools
   confidence = 0.9              # optional: plan on the pessimistic end of the error band (--confidence)
+  kv_transfer = "same_hardware" # a workload's prefill and decode pools on one GPU type; "same_vendor" | "any"
   engine = "generic"            # serving-engine profile (instances/engines/)
   max_gpus = 64                 # GPUs in one replica
   batch = "ladder"              # batch sizes searched: "ladder" (~1.4x apart) or "all"
@@ -40,7 +41,7 @@ SLOs) and optional [fleet] settings:
   ttft_max_s = 1.5              # optional SLOs
   tpot_max_s = 0.04
   slo_percentile = 99           # optional: the SLOs hold for 99 % of requests (default: the mean)
-  weight_bits = 8               # optional (also kv_bits, engine, disaggregated per workload)
+  weight_bits = 8               # optional (also kv_bits, engine, disaggregated, kv_transfer per workload)
 
 Writes DIR/plan.csv and DIR/plan.parquet (one row per workload x deployment: workload, hardware,
 mode, tp, pp, ep, batch, replicas, gpus, usd_per_hour, capacity_requests_per_s, ttft_s, tpot_s,

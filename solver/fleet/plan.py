@@ -143,10 +143,47 @@ def _require_servable(scenario: FleetScenario, generated: list[Candidates]) -> N
                                     f"on no GPU type: {why}")
 
 
+def vendor(gpu) -> str:
+    """A GPU type's vendor: the first word of its hardware file's name ("NVIDIA", "AMD", "Intel", "Google")."""
+    return gpu.hardware.name.split()[0]
+
+
+def route_groups(scenario: FleetScenario, candidates: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Route groups of the fleet model (``fleet.model``): per candidate its group, per group its workload and name.
+
+    ``kv_transfer`` per workload: ``same_hardware`` (the default) one group per GPU type, named
+    ``<workload>_on_<gpu>``; ``same_vendor`` one per vendor, ``<workload>_on_<vendor>``; ``any`` one
+    group, named after the workload (the rows of a fleet without the rule).
+    """
+    names = [w.name for w in scenario.workloads]
+    by_key = {g.key: g for g in scenario.gpus}
+    keys: dict[tuple[int, str], int] = {}
+    group_names: list[str] = []
+    group_workload: list[int] = []
+    for w, workload in enumerate(scenario.workloads):
+        rule = workload.kv_transfer
+        for gpu in scenario.gpus:
+            where = "" if rule == "any" else gpu.key if rule == "same_hardware" else vendor(gpu)
+            if (w, where) not in keys:
+                keys[w, where] = len(group_names)
+                group_names.append(workload.name if not where else f"{workload.name}_on_{where}")
+                group_workload.append(w)
+    groups = np.full(len(candidates), -1, dtype=np.int64)
+    for i, (w, hardware, mode) in enumerate(zip(candidates["workload"], candidates["hardware"], candidates["mode"],
+                                                strict=True)):
+        if mode != "closed_loop":
+            workload = scenario.workloads[names.index(w)]
+            rule = workload.kv_transfer
+            where = "" if rule == "any" else hardware if rule == "same_hardware" else vendor(by_key[hardware])
+            groups[i] = keys[names.index(w), where]
+    return groups, np.array(group_workload, dtype=np.int64), tuple(group_names)
+
+
 def fleet_data(scenario: FleetScenario, candidates: pd.DataFrame) -> FleetData:
     """The integer fleet model of a scenario and its candidate table (row order = candidate index)."""
     names = [w.name for w in scenario.workloads]
     pools = [g.key for g in scenario.gpus]
+    route_group, route_workload, route_names = route_groups(scenario, candidates)
     scales = candidates["tpot_scale"].to_numpy(dtype=float)
     distinct = np.unique(scales)
     budget = scenario.settings.budget_usd_per_hour
@@ -165,7 +202,8 @@ def fleet_data(scenario: FleetScenario, candidates: pd.DataFrame) -> FleetData:
         capacity=[capacity_units(c) for c in candidates["capacity_requests_per_s"]],
         scale_rank=np.searchsorted(distinct, scales),
         budget=None if budget is None else cost_units(budget),
-        whole_nodes=scenario.settings.whole_nodes)
+        whole_nodes=scenario.settings.whole_nodes, route_group=route_group, route_workload=route_workload,
+        route_names=route_names)
 
 
 # ---------------------------------------------------------------- solving
@@ -179,16 +217,17 @@ def solve(data: FleetData, backend: str = "milp", **kwargs) -> FleetSolution:
 def naive_solution(data: FleetData) -> FleetSolution | None:
     """Serve each workload, in order, on its own cheapest single deployment.
 
-    A deployment is one aggregated candidate, or one prefill and one decode candidate (any GPU
-    types), with just enough replicas for the whole demand; each workload takes the cheapest that
-    fits the inventory the earlier ones left (ties: the lower candidate indices). None if some
-    workload finds nothing that fits. This plan is feasible for the fleet model (budget aside), so
-    the optimum is never above it. Options are priced as arrays (every prefill x decode pair at
+    A deployment is one aggregated candidate, or one prefill and one decode candidate of one route
+    group (GPU types that can hand the KV cache over), with just enough replicas for the whole
+    demand; each workload takes the cheapest that fits the inventory the earlier ones left (ties:
+    the lower candidate indices). None if some workload finds nothing that fits. This plan is
+    feasible for the fleet model (budget aside), so the optimum is never above it. Options are
+    priced as arrays (every prefill x decode pair at
     once) and tried cheapest first, so a workload with hundreds of candidates costs milliseconds.
     """
     used = np.zeros(len(data.pool_names), dtype=np.int64)
     replicas = np.zeros(len(data.gpus), dtype=np.int64)
-    routed = np.zeros(len(data.workload_names), dtype=np.int64)
+    routed = np.zeros(len(data.route_names), dtype=np.int64)
 
     def fits(option: list[tuple[int, int]]) -> bool:
         after = used.copy()
@@ -206,6 +245,8 @@ def naive_solution(data: FleetData) -> FleetSolution | None:
         pre = mine[data.kind[mine] == 1] if data.routes_disaggregated(w) else mine[:0]
         dec = mine[data.kind[mine] == 2] if data.routes_disaggregated(w) else mine[:0]
         p, d = (a.ravel() for a in np.meshgrid(pre, dec, indexing="ij"))
+        same_route = data.route_group[p] == data.route_group[d]
+        p, d = p[same_route], d[same_route]
         first = np.concatenate([closed, np.minimum(p, d)])  # an option's candidates in order: the tie-break
         second = np.concatenate([np.full(len(closed), -1), np.maximum(p, d)])
         cost = np.concatenate([price[closed], price[p] + price[d]])
@@ -224,7 +265,7 @@ def naive_solution(data: FleetData) -> FleetSolution | None:
             replicas[c] += n
             used[data.pool[c]] += n * data.gpus[c]
         if len(best) == 2:  # a prefill and decode pair takes all of the workload's requests
-            routed[w] = data.demand[w]
+            routed[data.route_group[best[0][0]]] = data.demand[w]
     nodes = -(-used // data.node_size) if data.whole_nodes else np.zeros(len(used), dtype=np.int64)
     return FleetSolution("FEASIBLE", replicas, routed, nodes, fleet_cost(data, replicas), backend="naive")
 
@@ -273,12 +314,22 @@ def plan_table(scenario: FleetScenario, candidates: pd.DataFrame, data: FleetDat
     rows = candidates.iloc[chosen].reset_index(drop=True)
     replicas = solution.replicas[chosen]
     demand = {w.name: w.requests_per_s for w in scenario.workloads}
-    routed = {name: solution.routed[w] / data.demand[w] * demand[name] if data.demand[w] else 0.0
-              for w, name in enumerate(data.workload_names)}
+    # Requests per route group (req/s), at most the workload's demand in all (a solver may route more than it needs).
+    routed_units = np.zeros(len(data.route_names))
+    for w in range(len(data.workload_names)):
+        left = float(data.demand[w])
+        for g in data.routes_of(w):
+            routed_units[g] = min(float(solution.routed[g]), left)
+            left -= routed_units[g]
+    scale = np.array([demand[data.workload_names[w]] / data.demand[w] if data.demand[w] else 0.0
+                      for w in data.route_workload])
+    routed = routed_units * scale
+    row_route = data.route_group[chosen]
+    routed_total = {name: float(routed[data.routes_of(w)].sum()) for w, name in enumerate(data.workload_names)}
     total_capacity = rows["capacity_requests_per_s"].to_numpy(dtype=float) * replicas
-    load = np.array([routed[w] if m != "closed_loop" else demand[w] - routed[w]
-                     for w, m in zip(rows["workload"], rows["mode"], strict=True)])
-    group = rows["workload"] + "/" + rows["mode"]
+    load = np.array([routed[g] if m != "closed_loop" else max(demand[w] - routed_total[w], 0.0)
+                     for w, m, g in zip(rows["workload"], rows["mode"], row_route, strict=True)])
+    group = rows["workload"] + "/" + rows["mode"] + "/" + pd.Series(row_route).astype(str)
     group_capacity = pd.Series(total_capacity).groupby(group.to_numpy()).transform("sum").to_numpy()
     table = pd.DataFrame({
         "workload": rows["workload"], "hardware": rows["hardware"], "mode": rows["mode"], "tp": rows["tp"],

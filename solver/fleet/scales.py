@@ -82,7 +82,7 @@ class WorkloadFloors:
         optima as one plan (None unless all are proven)."""
         total = 0
         replicas = np.zeros(len(self.data.gpus), dtype=np.int64)
-        routed = np.zeros(len(self._alone), dtype=np.int64)
+        routed = np.zeros(len(self.data.route_names), dtype=np.int64)
         proven = True
         for w, (_, mine) in enumerate(self._alone):
             own = self.own(w, rank)
@@ -93,7 +93,7 @@ class WorkloadFloors:
                 continue
             total += int(own.objective)
             replicas[mine] = own.replicas
-            routed[w] = own.routed[0]
+            routed[self.data.routes_of(w)] = own.routed
         if not proven:
             return float(total), None
         cost = fleet_cost(self.data, replicas)

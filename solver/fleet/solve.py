@@ -95,12 +95,16 @@ def workload_alone(data: FleetData, w: int) -> tuple[FleetData, np.ndarray]:
         The one-workload model and the indices of its candidates in ``data``.
     """
     mine = np.flatnonzero(data.workload == w)
+    routes = data.routes_of(w)
+    local = np.full(len(data.route_names) + 1, -1, dtype=np.int64)  # global route group -> local (-1 stays -1)
+    local[routes] = np.arange(len(routes))
     alone = dataclasses.replace(
         data, workload_names=(data.workload_names[w],), demand=data.demand[w:w + 1],
         disaggregated=(data.disaggregated[w],), available=np.full(len(data.pool_names), -1),
         workload=np.zeros(len(mine), dtype=np.int64), pool=data.pool[mine], kind=data.kind[mine],
         gpus=data.gpus[mine], capacity=data.capacity[mine], scale_rank=data.scale_rank[mine], budget=None,
-        whole_nodes=False)
+        whole_nodes=False, route_group=local[data.route_group[mine]], route_workload=np.zeros(len(routes)),
+        route_names=tuple(data.route_names[g] for g in routes))
     return alone, mine
 
 
@@ -271,7 +275,9 @@ def solve_by_patterns(data: FleetData, backend: str, own: list[tuple[FleetSoluti
         if over:
             binding = sorted(set(binding) | set(over))
             continue
-        routed = np.array([int(solutions[w][k].routed[0]) for w, k in enumerate(chosen)], dtype=np.int64)
+        routed = np.zeros(len(data.route_names), dtype=np.int64)
+        for w, k in enumerate(chosen):
+            routed[data.routes_of(w)] = solutions[w][k].routed
         return FleetSolution(status, replicas, routed, np.zeros(len(data.pool_names), dtype=np.int64),
                              fleet_cost(data, replicas), bound, name)
 
@@ -296,7 +302,7 @@ def solve_fleet(data: FleetData, backend: str = "milp", *, max_scale_rank: int |
     dropped = dominated_candidates(data, respect_scale=max_scale_rank is not None)
     floors = np.zeros(len(data.workload_names), dtype=np.int64)
     replicas = np.zeros(len(data.gpus), dtype=np.int64)
-    routed = np.zeros(len(data.workload_names), dtype=np.int64)
+    routed = np.zeros(len(data.route_names), dtype=np.int64)
     exact = True
     optima = []
     tasks = []
@@ -313,7 +319,7 @@ def solve_fleet(data: FleetData, backend: str = "milp", *, max_scale_rank: int |
         optima.append((own, mine))
         floors[w] = own.objective
         replicas[mine] = own.replicas
-        routed[w] = own.routed[0]
+        routed[data.routes_of(w)] = own.routed
     bound = int(floors.sum())
     if exact:
         limit = min(x for x in (data.budget, cost_cap, np.inf) if x is not None)

@@ -13,6 +13,7 @@ from infecon.formulations.fleet.milp import solve_fleet_milp, to_pulp
 from infecon.formulations.fleet.model import FleetData, _add_unbounded, dominated_candidates, fleet_cost, fleet_rows
 from infecon.formulations.fleet.workload import solve_workload
 from infecon.solver.fleet.plan import naive_solution
+from infecon.solver.fleet.solve import workload_alone
 from tests.fleet_oracle import brute_force_cost, meets_rules
 from tests.strategies import small_fleets
 
@@ -114,12 +115,7 @@ class TestWorkloadSearch:
         """One workload alone, GPU caps as drawn (no budget, GPUs billed singly): the search proves the exhaustive
         optimum, its plan meets every rule and costs what it says; or it gives up (UNKNOWN), never wrongly."""
         w = min(w, len(data.workload_names) - 1)
-        mine = np.flatnonzero(data.workload == w)
-        alone = dataclasses.replace(
-            data, workload_names=(data.workload_names[w],), demand=data.demand[w:w + 1],
-            disaggregated=(data.disaggregated[w],), workload=np.zeros(len(mine), dtype=np.int64),
-            pool=data.pool[mine], kind=data.kind[mine], gpus=data.gpus[mine], capacity=data.capacity[mine],
-            scale_rank=data.scale_rank[mine], budget=None, whole_nodes=False)
+        alone = dataclasses.replace(workload_alone(data, w)[0], available=data.available)  # caps kept
         expected = brute_force_cost(alone)
         found = solve_workload(alone)
         assert found.status in ("OPTIMAL", "INFEASIBLE")  # tiny: the node limit is never reached

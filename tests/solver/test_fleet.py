@@ -58,6 +58,11 @@ def small(tmp_path: Path, disaggregated: str = "allow", h100: int = 8, tpot: flo
     return write(tmp_path, SMALL.format(disaggregated=disaggregated, h100=h100, tpot=tpot))
 
 
+def route_of(workload, gpu) -> str | None:
+    """Where a KV cache may go from a prefill replica of ``workload`` on ``gpu``: its type, vendor, or anywhere."""
+    return {"same_hardware": gpu.key, "same_vendor": gpu.hardware.name.split()[0], "any": ""}[workload.kv_transfer]
+
+
 def recheck(plan) -> None:
     """Every row re-evaluated with ``api.explain`` at its deployment meets its SLOs; the rows meet every rule."""
     scenario = plan.scenario
@@ -90,13 +95,19 @@ def recheck(plan) -> None:
                 assert float(m.ttft_s) <= w.ttft_max_s
             per_replica = float(m.total_tokens_per_second) / w.osl  # output tokens/s over osl
         assert row.capacity_requests_per_s == pytest.approx(per_replica * row.replicas, rel=1e-9)
-        key = (row.workload, row.mode)
+        key = (row.workload, row.mode, None if row.mode == "closed_loop" else route_of(w, g))
         capacity[key] = capacity.get(key, 0.0) + row.capacity_requests_per_s
     for name, w in workloads.items():
-        aggregated = capacity.get((name, "closed_loop"), 0.0)
-        pools = min(capacity.get((name, "disaggregated_prefill"), 0.0),
-                    capacity.get((name, "disaggregated_decode"), 0.0))
-        assert aggregated + pools >= w.requests_per_s * (1 - 1e-9), name  # demand, with the pools balanced
+        aggregated = capacity.get((name, "closed_loop", None), 0.0)
+        routes = {route for (n, mode, route) in capacity if n == name and mode != "closed_loop"}
+        pools = sum(min(capacity.get((name, "disaggregated_prefill", r), 0.0),
+                        capacity.get((name, "disaggregated_decode", r), 0.0)) for r in routes)
+        # demand, with prefill and decode pools balanced within each route (the KV cache moves only within one)
+        assert aggregated + pools >= w.requests_per_s * (1 - 1e-9), name
+        if w.kv_transfer == "same_hardware":  # no prefill pool without a decode pool on its GPU type, nor back
+            mine = plan.plan[(plan.plan["workload"] == name)]
+            assert set(mine.loc[mine["mode"] == "disaggregated_prefill", "hardware"]) == \
+                set(mine.loc[mine["mode"] == "disaggregated_decode", "hardware"]), name
     for key, g in gpus.items():
         used = plan.plan.loc[plan.plan["hardware"] == key, "gpus"].sum()
         assert plan.summary["gpus_by_hardware"][key] >= used
@@ -123,6 +134,32 @@ class TestPlanFleet:
         binding = [g for g in example.scenario.gpus
                    if g.available is not None and example.summary["gpus_by_hardware"][g.key] == g.available]
         assert binding, "the example is meant to have an inventory that binds"
+
+    def test_kv_transfer_rule(self, example):
+        """Issue 19: by default no workload's prefill pool sits on a GPU type without its decode pool (re-checked
+        in ``recheck``); ``kv_transfer = "any"`` lifts the rule, which can only lower the cost, and on the shipped
+        example the unrestricted optimum does pair pools across GPU types (what the rule forbids)."""
+        assert all(w.kv_transfer == "same_hardware" for w in example.scenario.workloads)
+        free = plan_fleet(dataclasses.replace(example.scenario, workloads=tuple(
+            dataclasses.replace(w, kv_transfer="any") for w in example.scenario.workloads)), jobs=1)
+        recheck(free)
+        assert free.status == "optimal"
+        assert free.summary["total_usd_per_hour"] <= example.summary["total_usd_per_hour"] + 1e-9
+        crossed = [name for name, rows in free.plan.groupby("workload")
+                   if set(rows.loc[rows["mode"] == "disaggregated_prefill", "hardware"])
+                   != set(rows.loc[rows["mode"] == "disaggregated_decode", "hardware"])]
+        assert crossed, "the shipped example is meant to show the rule binding"
+
+    def test_kv_transfer_key_is_read(self, tmp_path):
+        """``kv_transfer`` in [fleet] is every workload's default; a workload may override it; a bad value names
+        the field."""
+        text = SMALL.format(disaggregated="allow", h100=8, tpot=0.02).replace(
+            "[fleet]\n", '[fleet]\nkv_transfer = "same_vendor"\n', 1).replace(
+            'name = "docs-70b"', 'name = "docs-70b"\nkv_transfer = "any"')
+        scenario = load_fleet_scenario(write(tmp_path, text))
+        assert [w.kv_transfer for w in scenario.workloads] == ["same_vendor", "any"]
+        with pytest.raises(InstanceError, match="'kv_transfer' must be one of same_hardware, same_vendor, any"):
+            load_fleet_scenario(write(tmp_path, text.replace('"any"', '"nvlink"')))
 
     @pytest.mark.parametrize("disaggregated", ["allow", "never", "only"])
     def test_small_fleets_recheck(self, tmp_path, disaggregated):
@@ -225,7 +262,6 @@ weight_bits = 8
         for a, b in zip(serial, pooled, strict=True):
             assert a.frame.equals(b.frame)
 
-    @pytest.mark.skipif(not __import__("importlib").util.find_spec("ray"), reason="Ray is an optional extra")
     def test_ray_matches_in_process(self, tmp_path):
         """The Ray path (a local runtime) generates exactly the in-process candidates."""
         scenario = load_fleet_scenario(small(tmp_path, "never"))
