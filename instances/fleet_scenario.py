@@ -296,8 +296,15 @@ def load_fleet_scenario(path: str | Path) -> FleetScenario:
             duplicate name, or an inventory of 0 GPUs everywhere.
     """
     path = Path(path)
-    data = read_toml(path)
-    where = str(path)
+    return load_fleet_scenario_data(str(path), read_toml(path))
+
+
+def load_fleet_scenario_data(where: str, data: dict) -> FleetScenario:
+    """A fleet scenario from its parsed TOML (``load_fleet_scenario``; the planner over periods passes its fleet
+    part here after taking out its own keys, ``fleet_horizon``)."""
+    if "periods" in data:
+        raise InstanceError(f"{where}: this file plans over periods ([periods]): 'infecon fleet FILE' reads it, "
+                            f"or infecon.plan_horizon in Python")
     reject_unknown(where, data, {"fleet", "gpu", "workload"})
     settings, disaggregated, engine, kv_transfer = _settings(where, data.get("fleet", {}))
     seen_gpus: dict[str, int] = {}

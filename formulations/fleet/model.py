@@ -343,7 +343,7 @@ def _add_unbounded(best: np.ndarray, weight: int, value: int) -> None:
     best[:] = grid.reshape(-1)[:size]
 
 
-def dominated_candidates(data: FleetData, *, respect_scale: bool = False) -> np.ndarray:
+def dominated_candidates(data: FleetData, *, respect_scale: bool = False, other_types: bool = True) -> np.ndarray:
     """Candidates some optimal fleet never needs: copies of other kept candidates do the same job for no more.
 
     Why dropping them keeps the optimum: take candidates of one workload, kind and route group
@@ -370,12 +370,16 @@ def dominated_candidates(data: FleetData, *, respect_scale: bool = False) -> np.
     argument holds for the integer model exactly, not only up to rounding. This generalises plain
     dominance (one member) and the whole-multiple rule of ``fleet.candidates`` (copies of one).
 
+    ``other_types=False`` keeps to the first swap (on the candidate's own type), which needs no
+    price per replica: the planner over periods (``fleet.horizon``) pays GPUs by source, not replicas.
+
     Returns:
         A boolean mask over candidates, True where the candidate can be dropped.
     """
     dropped = np.zeros(len(data.gpus), dtype=bool)
     cost = data.cost
-    unlimited = np.flatnonzero(data.available < 0) if not data.whole_nodes else np.array([], dtype=np.int64)
+    unlimited = np.flatnonzero(data.available < 0) if not data.whole_nodes and other_types else \
+        np.array([], dtype=np.int64)
     for w in range(len(data.workload_names)):
         mine = data.workload == w
         for kind, route in sorted({(int(k), int(r)) for k, r in zip(data.kind[mine], data.route_group[mine],
