@@ -8,6 +8,7 @@ The public Python API, under one name that cannot clash with other projects::
     infecon.explain("llama-3-70b", "h100", tp=8, batch=64)               # -> Explanation
     infecon.plan_fleet(infecon.load_fleet("fleet.toml")).plan            # -> DataFrame
     print(infecon.recipe("llama-3-70b", "h100", engine="vllm", tp=8, batch=64).text())  # vllm serve ...
+    infecon.plan_horizon("week.toml").schedule                           # -> DataFrame (periods, sources)
 
 Why a re-export: the implementation lives in ``infecon.solver``, ``infecon.formulations`` and
 ``infecon.instances`` (the repository's top-level ``solver/``, ``formulations/`` and ``instances/``
@@ -60,6 +61,7 @@ from infecon.solver.api import (
     list_models,
     load_fleet,
     plan_fleet,
+    plan_horizon,
     recipe,
     resolve_hardware,
     resolve_model,
@@ -107,6 +109,7 @@ __all__ = [
     "load_model",
     "model_from_hf_config",
     "plan_fleet",
+    "plan_horizon",
     "recipe",
     "resolve_hardware",
     "resolve_model",

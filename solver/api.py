@@ -529,3 +529,16 @@ def plan_fleet(scenario, **kwargs):
     if isinstance(scenario, str | Path):
         scenario = load_fleet(scenario)
     return fleet.plan_fleet(scenario, **kwargs)
+
+
+def plan_horizon(scenario, **kwargs):
+    """Reservations and per-period rentals for a planning file over periods (a ``HorizonScenario`` or a path):
+    a ``solver.fleet.horizon.HorizonPlan`` whose ``.reservations`` and ``.schedule`` are DataFrames and
+    ``.summary`` the summary.json contents. Keyword arguments: those of ``solver.fleet.horizon.plan_horizon``
+    (backend, time_limit_s, jobs, ray, ray_address)."""
+    from infecon.instances.fleet_horizon import load_horizon_scenario
+    from infecon.solver.fleet import horizon
+
+    if isinstance(scenario, str | Path):
+        scenario = load_horizon_scenario(scenario)
+    return horizon.plan_horizon(scenario, **kwargs)

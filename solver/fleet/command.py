@@ -8,6 +8,7 @@ import sys
 import time
 
 from infecon.formulations.errors import InfeconError, InstanceError
+from infecon.instances.fleet_horizon import has_periods, load_horizon_scenario
 from infecon.instances.fleet_scenario import load_fleet_scenario
 from infecon.solver.arguments import CONFIDENCE_HELP, knob, recipe_engine, worker_count
 from infecon.solver.arguments import confidence as confidence_type
@@ -51,8 +52,33 @@ total_usd_per_hour, naive_usd_per_hour, gpus_by_hardware, mip_gap, wall_s) and D
 fleet cost against a common scale on every workload's TPOT limit. Bad input or an infeasible fleet
 prints one line naming the rule and exits 2 without touching DIR.
 
+Planning over time: a file with a [periods] table plans what to reserve for the whole horizon
+and what to rent on demand or on spot in each period (see instances/scenarios/fleet_horizon_example.toml):
+
+  [periods]
+  count = 24                    # periods (e.g. 24 hours, 168 for a week)
+  hours = 1.0                   # length of one period
+  demand_csv = "demand.csv"     # optional: rows period,workload,requests_per_s
+  [[gpu]]                       # available: reserved + on demand + spot GPUs in any period
+  on_demand_usd_per_hour = 2.1  # default: the hardware file's price; on_demand = false: none
+  reserved_usd_per_hour = 1.47  # or reserved = true: 0.70 x on demand (cited list prices)
+  spot_available = [0, 8, ...]  # spot GPUs per period (a number or a list); spot_usd_per_hour:
+                                # default 0.80 x on demand
+  [[workload]]
+  requests_per_s = [3.0, ...]   # one number per period (or a number, or the CSV)
+  max_spot_share = 0.3          # at most this share of each pool's capacity on spot
+  min_replicas = 2              # warm floor: replicas generating tokens in every period
+
+Writes DIR/reservations.csv (GPU type, reserved GPUs, cost), DIR/schedule.csv and .parquet (period,
+workload, hardware, mode, layout, batch, replicas, gpus, source, usd; idle GPUs paid for as mode
+"idle"), DIR/summary.json (status, mip_gap, total_usd, the baselines "everything on demand" and
+"everything reserved at the peak", savings) and DIR/horizon.png (GPUs in use by type and source,
+demand on a second axis). --time-limit defaults to 60 s for the solve; a plan not proven optimal
+reports its gap and exits 3.
+
 examples:
   infecon fleet instances/scenarios/fleet_example.toml --out out/fleet
+  infecon fleet instances/scenarios/fleet_horizon_example.toml --out out/horizon   # 24 hours
   infecon fleet instances/scenarios/fleet_example.toml --out out/fleet --backend cpsat --time-limit 60
   infecon fleet instances/scenarios/fleet_example.toml --frontier --tpot-scale-max 1.0   # 70 fleets, ~40 s
   infecon fleet instances/scenarios/fleet_example.toml --frontier --tpot-scales 0.3,0.5,1  # three scales, ~2 s
@@ -82,7 +108,30 @@ def _points_found():
     return show
 
 
+HORIZON_TIME_LIMIT_S = 60.0
+
+
+def cmd_horizon(args: argparse.Namespace) -> int:
+    """A file with [periods]: reservations and per-period rentals (``solver.fleet.horizon``)."""
+    from infecon.solver.fleet import horizon, horizon_report
+
+    if args.frontier:
+        raise InstanceError(f"{args.file}: --frontier: a file with [periods] plans reservations over time; the TPOT "
+                            f"frontier is for one-hour fleets (a file without [periods])")
+    scenario = load_horizon_scenario(args.file)
+    time_limit = HORIZON_TIME_LIMIT_S if args.time_limit is None else args.time_limit
+    plan = horizon.plan_horizon(scenario, backend=args.backend, time_limit_s=time_limit, jobs=args.jobs,
+                                ray=args.ray, ray_address=args.ray_address, progress=None)
+    paths = horizon_report.write_horizon(plan, args.out) if args.out else []
+    print(horizon_report.format_horizon(plan))
+    if paths:
+        print("wrote " + ", ".join(str(p) for p in paths))
+    return 0 if plan.status == "optimal" else 3
+
+
 def cmd_fleet(args: argparse.Namespace) -> int:
+    if has_periods(args.file):
+        return cmd_horizon(args)
     scenario = load_fleet_scenario(args.file)
     if args.confidence is not None:
         own = scenario.settings.confidence
@@ -134,7 +183,8 @@ def register(subparsers) -> None:
         epilog=FLEET_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", metavar="SCENARIO.toml", help="fleet scenario (see below and "
                    "instances/scenarios/fleet_example.toml)")
-    p.add_argument("--out", metavar="DIR", help="write plan.csv, plan.parquet, summary.json, fleet.png here")
+    p.add_argument("--out", metavar="DIR", help="write plan.csv, plan.parquet, summary.json, fleet.png here (with "
+                   "[periods]: reservations.csv, schedule.csv/.parquet, summary.json, horizon.png)")
     p.add_argument("--backend", choices=("auto", *fleet.FLEET_BACKENDS), default="auto",
                    help="milp (PuLP + HiGHS, CBC without highspy), cpsat, or auto (the default: HiGHS for one plan; "
                         "with --frontier CP-SAT for up to 5 s per solve, then the exact decomposition with HiGHS, as "
