@@ -15,6 +15,7 @@ from infecon.formulations.fleet.model import (
     fleet_rows,
     solution_from_values,
     start_values,
+    violated_rows,
 )
 
 
@@ -52,7 +53,10 @@ def solve_rows_cpsat(model: FleetRows, time_limit_s: float | None = None, thread
     if code not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return "UNKNOWN", None, None
     status = "OPTIMAL" if code == cp_model.OPTIMAL else "FEASIBLE"
-    return status, [solver.value(v) for v in x], float(solver.best_objective_bound)
+    values = [solver.value(v) for v in x]
+    if violated_rows(model, values):  # never hand on a non-solution, whatever the status says
+        return "UNKNOWN", None, None
+    return status, values, float(solver.best_objective_bound)
 
 
 def solve_fleet_cpsat(data: FleetData, *, max_scale_rank: int | None = None, cost_cap: int | None = None,

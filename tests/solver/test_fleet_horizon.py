@@ -258,6 +258,16 @@ class TestPlanHorizon:
         assert s["total_usd"] <= s["reserved_at_peak_baseline_usd"] + 1e-9
         assert set(plan.schedule["source"]) <= {"reserved", "on_demand", "spot"}
 
+    def test_cpsat_cross_checks_highs(self, tmp_path):
+        """On a small real plan (two workloads, two GPU types, three periods, reservations) CP-SAT on the plain
+        model and HiGHS on the reduced one prove the same least cost."""
+        scenario = load_horizon_scenario(small(tmp_path, offers="reserved = true\nspot_available = [0, 8, 0]"))
+        highs = plan_horizon(scenario, backend="milp", time_limit_s=60)
+        plain = solve_horizon(highs.data, "cpsat", reduce=False, time_limit_s=60)
+        assert highs.status == "optimal" and plain.status == "OPTIMAL"
+        assert plain.objective == highs.solution.objective
+        assert horizon_broken_rules(highs.data, plain) == []
+
     def test_default_ratios_are_cited(self):
         """The defaults: reserved 0.70 and spot 0.80 of on demand, from list prices cited in the file."""
         assert default_ratios() == {"reserved_over_on_demand": 0.70, "spot_over_on_demand": 0.80}
