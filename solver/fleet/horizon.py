@@ -170,13 +170,12 @@ def reserve_and_rent(data: HorizonData, plan: HorizonSolution) -> HorizonSolutio
     for t in range(T):
         if data.reserved_cost[t] < 0 or data.on_demand_cost[t] < 0:
             continue
-        levels = np.sort(units[t])[::-1]  # the n-th largest use: reserving n units pays if n periods use them
-        weights = np.ones(K)  # columns are periods here (the caller passes unmerged data)
-        for n, level in enumerate(levels, start=1):
-            if level <= reserved[t]:
-                break
-            if data.reserved_cost[t] * data.total_periods <= data.on_demand_cost[t] * weights[:n].sum():
-                reserved[t] = level
+        # unit u is in use in the periods whose use is at least u; it pays to reserve it when those periods'
+        # on-demand price covers the reservation over the whole horizon (fewer periods for higher u)
+        horizon = data.reserved_cost[t] * data.total_periods
+        paying = [int(level) for level in np.unique(units[t])
+                  if level > 0 and horizon <= data.on_demand_cost[t] * data.weight[units[t] >= level].sum()]
+        reserved[t] = max(paying, default=0)
     excess = np.maximum(units - reserved[:, None], 0)
     spot_room = np.where(data.spot_cost[:, None] >= 0, data.spot_available // size[:, None], 0)
     cheaper = (data.spot_cost >= 0) & ((data.on_demand_cost < 0) | (data.spot_cost < data.on_demand_cost))
