@@ -118,7 +118,19 @@ def cmd_horizon(args: argparse.Namespace) -> int:
     if args.frontier:
         raise InstanceError(f"{args.file}: --frontier: a file with [periods] plans reservations over time; the TPOT "
                             f"frontier is for one-hour fleets (a file without [periods])")
+    if args.recipe:
+        raise InstanceError(f"{args.file}: --recipe: a file with [periods] has a schedule, not one plan; its recipes "
+                            f"are those of each period's deployments (not written yet: plan one hour without "
+                            f"[periods] to get them)")
     scenario = load_horizon_scenario(args.file)
+    if args.confidence is not None:
+        own = scenario.fleet.settings.confidence
+        if own is not None and own != args.confidence:
+            raise InstanceError(f"{args.file}: [fleet] confidence = {own:g} but --confidence {args.confidence:g}: "
+                                "give one")
+        fleet_scenario = dataclasses.replace(scenario.fleet, settings=dataclasses.replace(
+            scenario.fleet.settings, confidence=args.confidence))
+        scenario = dataclasses.replace(scenario, fleet=fleet_scenario)
     time_limit = HORIZON_TIME_LIMIT_S if args.time_limit is None else args.time_limit
     plan = horizon.plan_horizon(scenario, backend=args.backend, time_limit_s=time_limit, jobs=args.jobs,
                                 ray=args.ray, ray_address=args.ray_address, progress=None)

@@ -340,3 +340,17 @@ class TestCommand:
         path.write_text(path.read_text().replace('name = "chat-8b"', 'name = "chat-8b"\nmax_spot_share = 1.5'))
         code, _, stderr = self.run(capsys, path, "--out", tmp_path / "out")
         assert code == 2 and "workload 'chat-8b': 'max_spot_share' must be in [0, 1] (got 1.5)" in stderr
+
+    def test_recipe_is_refused_not_ignored(self, tmp_path, capsys):
+        code, _, stderr = self.run(capsys, small(tmp_path), "--recipe", "vllm", "--out", tmp_path / "out")
+        assert code == 2 and "--recipe: a file with [periods]" in stderr
+        assert not (tmp_path / "out").exists()
+
+    def test_confidence_reaches_the_candidates(self, tmp_path, capsys):
+        """--confidence applies to a plan over periods as to one hour: capacities from the band's pessimistic end
+        can only need more GPUs, so the plan costs no less."""
+        plain = plan_horizon(load_horizon_scenario(small(tmp_path)), time_limit_s=60)
+        code, stdout, _ = self.run(capsys, small(tmp_path), "--confidence", "0.9", "--out", tmp_path / "out")
+        assert code in (0, 3) and "Reserved for the whole horizon" in stdout
+        summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+        assert summary["total_usd"] >= plain.summary["total_usd"] - 1e-9
