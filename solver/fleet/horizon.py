@@ -54,6 +54,7 @@ from infecon.instances.fleet_horizon import HorizonScenario
 from infecon.solver.fleet.candidates import CANDIDATE_COLUMNS
 from infecon.solver.fleet.plan import _require_servable, fleet_data, generate_candidates
 from infecon.solver.fleet.solve import one_workload_solver, solve_fleet, workload_alone
+from infecon.solver.parallel import run_tasks
 
 SOURCES = ("reserved", "on_demand", "spot")
 SCHEDULE_COLUMNS = ["period", "workload", "hardware", "mode", "layout", "tp", "pp", "ep", "batch", "replicas",
@@ -106,9 +107,17 @@ def period_fleet(data: HorizonData, k: int, *, prices: np.ndarray, available: np
                                budget=None)
 
 
-def on_demand_plan(data: HorizonData, backend: str, time_limit_s: float | None) -> HorizonSolution | None:
+def _period_task(task: tuple) -> FleetSolution:
+    """Worker side: one period's least-cost one-hour fleet."""
+    fleet, backend, time_limit_s = task
+    return solve_fleet(fleet, backend, time_limit_s=time_limit_s)
+
+
+def on_demand_plan(data: HorizonData, backend: str, time_limit_s: float | None,
+                   jobs: int | None = 1) -> HorizonSolution | None:
     """Everything on demand at each period's need: per period the least-cost one-hour fleet on on-demand GPUs
-    (``solve_fleet``, exact; a type without on demand is not used), periods of equal demand solved once.
+    (``solve_fleet``, exact; a type without on demand is not used), periods of equal demand solved once, in
+    ``jobs`` processes (``parallel.run_tasks``).
 
     None if some period cannot be served that way, or a plan breaks a rule the one-hour fleet does not
     know (a warm floor, the budget). Also the main solve's first incumbent.
@@ -117,16 +126,20 @@ def on_demand_plan(data: HorizonData, backend: str, time_limit_s: float | None) 
     T, K = len(f.pool_names), data.periods
     prices = np.where(data.on_demand_cost >= 0, data.on_demand_cost, 1)
     available = np.where(data.on_demand_cost >= 0, f.available, 0)
-    seen: dict[bytes, FleetSolution] = {}
-    plans = []
+    first: dict[bytes, int] = {}
     for k in range(K):
-        key = data.demand[:, k].tobytes()
-        if key not in seen:
-            seen[key] = solve_fleet(period_fleet(data, k, prices=prices, available=available), backend,
-                                    time_limit_s=time_limit_s)
-        if seen[key].replicas is None:
-            return None
-        plans.append(seen[key])
+        first.setdefault(data.demand[:, k].tobytes(), k)
+    tasks = [(period_fleet(data, k, prices=prices, available=available), backend, time_limit_s)
+             for k in first.values()]
+    solved = {}
+    for key, (status, payload) in zip(first, run_tasks(_period_task, tasks, jobs=jobs, desc="periods",
+                                                       progress=False), strict=True):
+        if status != "ok":
+            raise InfeconError(f"on-demand baseline: {payload}")
+        solved[key] = payload
+    plans = [solved[data.demand[:, k].tobytes()] for k in range(K)]
+    if any(plan.replicas is None for plan in plans):
+        return None
     replicas = np.stack([p.replicas for p in plans], axis=1)
     proven = all(p.status == "OPTIMAL" for p in plans)
     # The one-hour fleet knows no warm floor: top a workload up with its cheapest replicas that generate tokens
@@ -402,7 +415,7 @@ def plan_horizon(scenario: HorizonScenario, *, backend: str = "milp", time_limit
     candidates = pd.concat([c.frame for c in generated], ignore_index=True).reindex(columns=CANDIDATE_COLUMNS)
     data = horizon_data(scenario, candidates)
     candidates_s = time.perf_counter() - started
-    baseline = on_demand_plan(data, backend, time_limit_s)
+    baseline = on_demand_plan(data, backend, time_limit_s, jobs=jobs)
     start = None if baseline is None else reserve_and_rent(data, baseline)
     baselines_s = time.perf_counter() - started - candidates_s
     solution = solve_horizon(data, backend, time_limit_s=time_limit_s, start=start, reduce=reduce)
