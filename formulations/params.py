@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from infecon.formulations.specs import ModelSpec
 
 
@@ -39,6 +41,11 @@ class ParameterCounts:
 
 
 def attention_parameters_per_layer(m: ModelSpec) -> float:
+    """Parameters of one softmax-attention layer (full or windowed): Q, K, V and output projections.
+
+    An output gate (Qwen3-Next) widens the query projection by another ``n_heads d_head`` outputs;
+    learned attention sinks (gpt-oss) add one logit per head.
+    """
     if m.attention == "mla":
         qk_dim = m.d_head + m.qk_rope_head_dim
         if m.q_lora_rank:
@@ -46,10 +53,40 @@ def attention_parameters_per_layer(m: ModelSpec) -> float:
         else:
             q = m.d_model * m.n_heads * qk_dim
         kv = m.d_model * (m.kv_lora_rank + m.qk_rope_head_dim) + m.kv_lora_rank * m.n_heads * (m.d_head + m.v_head_dim)
-        return q + kv + m.n_heads * m.v_head_dim * m.d_model
+        return q + kv + m.n_heads * m.v_head_dim * m.d_model + _sinks_and_gate(m)
     q_and_o = 2 * m.d_model * m.n_heads * m.d_head
     k_and_v = 2 * m.d_model * m.n_kv_heads * m.d_head
-    return q_and_o + k_and_v
+    return q_and_o + k_and_v + _sinks_and_gate(m)
+
+
+def _sinks_and_gate(m: ModelSpec) -> int:
+    gate = m.d_model * m.n_heads * m.d_head if m.attention_output_gate else 0
+    return gate + (m.n_heads if m.attention_sinks else 0)
+
+
+def linear_attention_parameters_per_layer(m: ModelSpec) -> float:
+    """Parameters of one Gated DeltaNet layer (Qwen3-Next's linear attention; arXiv 2412.06464).
+
+    With key width K = key heads x key head dim and value width V = value heads x value head dim: the
+    input projection to q, k, v and the output gate z (d_model x (2K + 2V)), to the per-head decay and
+    step size (d_model x 2 value heads), a depthwise causal convolution over the q, k, v channels
+    ((2K + V) x kernel), the output projection (V x d_model), and per-head A and dt biases (2 value
+    heads) plus the gated output norm (value head dim).
+    """
+    if not m.n_linear_layers:
+        return 0.0
+    key, value = m.linear_key_heads * m.linear_key_head_dim, m.linear_value_heads * m.linear_value_head_dim
+    projections = m.d_model * (2 * key + 2 * value) + m.d_model * 2 * m.linear_value_heads + value * m.d_model
+    return float(projections + (2 * key + value) * m.linear_conv_kernel + 2 * m.linear_value_heads
+                 + m.linear_value_head_dim)
+
+
+def attention_parameters(m: ModelSpec) -> float:
+    """Attention parameters of all layers: softmax attention layers plus linear-attention layers."""
+    if not m.n_linear_layers:
+        return float(m.n_layers * attention_parameters_per_layer(m))
+    return float(m.n_softmax_attention_layers * attention_parameters_per_layer(m)
+                 + m.n_linear_layers * linear_attention_parameters_per_layer(m))
 
 
 def ffn_matrices(m: ModelSpec) -> int:
@@ -60,7 +97,7 @@ def ffn_matrices(m: ModelSpec) -> int:
 def parameter_counts(m: ModelSpec) -> ParameterCounts:
     mats = ffn_matrices(m)
     expert = mats * m.d_model * m.d_ff_expert
-    attention = m.n_layers * attention_parameters_per_layer(m)
+    attention = attention_parameters(m)
     routers = m.n_moe_layers * m.d_model * m.n_routed_experts
     dense_ffn = m.n_dense_layers * mats * m.d_model * m.d_ff
     shared = m.n_moe_layers * m.n_shared_experts * expert
@@ -77,15 +114,80 @@ def parameter_counts(m: ModelSpec) -> ParameterCounts:
     )
 
 
-def kv_elements_per_token(m: ModelSpec) -> float:
-    """KV-cache elements one context token occupies across all layers (paper eq. 34).
+def kv_elements_per_token_per_layer(m: ModelSpec) -> int:
+    """KV-cache elements one context token occupies in one softmax-attention layer.
 
     Standard attention caches a K and a V vector per KV head; MLA caches one compressed latent
     plus the decoupled RoPE key, shared by all heads (paper sec. 3.1).
     """
     if m.attention == "mla":
-        return float(m.n_layers * (m.kv_lora_rank + m.qk_rope_head_dim))
-    return float(m.n_layers * 2 * m.n_kv_heads * m.d_head)
+        return m.kv_lora_rank + m.qk_rope_head_dim
+    return 2 * m.n_kv_heads * m.d_head
+
+
+def kv_elements_per_token(m: ModelSpec) -> float:
+    """KV-cache elements one context token occupies across all layers with a KV cache (paper eq. 34).
+
+    For a model with windowed layers this is the size of a token still inside every window (a
+    context of at most ``attention_window_tokens``); ``kv_cache_elements_per_sequence`` gives a
+    sequence's cache at any context. Linear-attention layers keep no per-token cache.
+    """
+    return float(m.n_softmax_attention_layers * kv_elements_per_token_per_layer(m))
+
+
+def _windowed(m: ModelSpec) -> bool:
+    return bool(m.n_window_layers or m.n_linear_layers)
+
+
+def kv_cache_elements_per_sequence(m: ModelSpec, context_tokens):
+    """KV-cache elements one sequence holds, and a decode step reads, at ``context_tokens`` of context.
+
+    A full-attention layer caches every context token; a windowed layer only the last
+    ``min(context, W)`` (sliding window: Beltagy et al. 2020, as gpt-oss's 128-token layers), since
+    engines free or overwrite what falls out of the window (vLLM's hybrid KV-cache manager, TRT-LLM's
+    cyclic window cache). A chunked layer (Llama 4, chunk W) attends to the tokens of its current
+    chunk, between 1 and W of them: ``min(context, W)`` is exact below W and an upper bound above (the
+    mean over a long decode is about W/2). Affine (here constant) in the batch: each sequence's own size.
+    """
+    if not _windowed(m):
+        return context_tokens * kv_elements_per_token(m)
+    width = kv_elements_per_token_per_layer(m)
+    window = np.minimum(context_tokens, m.attention_window_tokens)
+    return m.n_full_attention_layers * width * context_tokens + m.n_window_layers * width * window
+
+
+def linear_state_elements_per_layer(m: ModelSpec) -> int:
+    """Recurrent state of one Gated DeltaNet layer per sequence, whatever the context.
+
+    One key-dim x value-dim matrix per value head (the delta rule's fast weights), and the causal
+    convolution's last ``kernel - 1`` inputs over its 2K + V channels (Qwen3-Next: 32 x 128 x 128 +
+    3 x 8192 = 548,864 elements).
+    """
+    key, value = m.linear_key_heads * m.linear_key_head_dim, m.linear_value_heads * m.linear_value_head_dim
+    matrix = m.linear_value_heads * m.linear_key_head_dim * m.linear_value_head_dim
+    return matrix + (m.linear_conv_kernel - 1) * (2 * key + value) if m.n_linear_layers else 0
+
+
+def linear_state_elements_per_sequence(m: ModelSpec) -> float:
+    """Recurrent-state elements one sequence holds over all linear-attention layers (0 without them)."""
+    return float(m.n_linear_layers * linear_state_elements_per_layer(m))
+
+
+def kv_elements_per_sequence(m: ModelSpec, context_tokens):
+    """Everything a sequence keeps between steps: its KV cache plus any linear-attention state."""
+    if not m.n_linear_layers:
+        return kv_cache_elements_per_sequence(m, context_tokens)
+    return kv_cache_elements_per_sequence(m, context_tokens) + linear_state_elements_per_sequence(m)
+
+
+def _attention_flop_per_layer_per_context_token(m: ModelSpec, prefill: bool) -> int:
+    if m.attention == "mla" and prefill:
+        d_qk, d_v = m.d_head + m.qk_rope_head_dim, m.v_head_dim
+    elif m.attention == "mla":
+        d_qk, d_v = m.kv_lora_rank + m.qk_rope_head_dim, m.kv_lora_rank
+    else:
+        d_qk = d_v = m.d_head
+    return 2 * m.n_heads * (d_qk + d_v)
 
 
 def attention_flop_per_context_token(m: ModelSpec, prefill: bool = False) -> float:
@@ -97,21 +199,44 @@ def attention_flop_per_context_token(m: ModelSpec, prefill: bool = False) -> flo
     A ``prefill`` pass decompresses the latent and attends per head (d_qk = d_head + rope dim,
     d_v = v_head_dim), as DeepSeek-V3's engines do for prompts (DeepSeek-V2 paper, sec. 2.1.3:
     absorption pays off at decode, where the cached latent is re-read for every new token).
+    Counts the layers with a KV cache; windowed layers stop growing at their window
+    (``attention_flop_per_token``).
     """
-    if m.attention == "mla" and prefill:
-        d_qk, d_v = m.d_head + m.qk_rope_head_dim, m.v_head_dim
-    elif m.attention == "mla":
-        d_qk, d_v = m.kv_lora_rank + m.qk_rope_head_dim, m.kv_lora_rank
-    else:
-        d_qk = d_v = m.d_head
-    return float(2 * m.n_layers * m.n_heads * (d_qk + d_v))
+    return float(m.n_softmax_attention_layers * _attention_flop_per_layer_per_context_token(m, prefill))
+
+
+# Gated delta rule per value head and token (arXiv 2412.06464, eq. for S_t): decay the k x v state (1 FLOP
+# per element), read S^T k (2), add the rank-1 correction beta (v - S^T k) k^T (2), read the output S^T q (2).
+LINEAR_FLOP_PER_STATE_ELEMENT = 7
+
+
+def attention_flop_per_token(m: ModelSpec, context_tokens, prefill: bool = False):
+    """Attention FLOP one token spends attending to ``context_tokens`` of context, all layers.
+
+    Full layers: ``attention_flop_per_context_token`` per context token; windowed layers stop at
+    ``min(context, W)`` tokens (``kv_cache_elements_per_sequence`` says why, and why chunked layers
+    are bounded so); linear-attention layers spend a constant, ``LINEAR_FLOP_PER_STATE_ELEMENT`` per
+    element of the delta-rule state plus 2 per convolution weight, whatever the context.
+    """
+    if not _windowed(m):
+        return attention_flop_per_context_token(m, prefill) * context_tokens
+    per_layer = _attention_flop_per_layer_per_context_token(m, prefill)
+    window = np.minimum(context_tokens, m.attention_window_tokens)
+    softmax = m.n_full_attention_layers * per_layer * context_tokens + m.n_window_layers * per_layer * window
+    if not m.n_linear_layers:
+        return softmax
+    key, value = m.linear_key_heads * m.linear_key_head_dim, m.linear_value_heads * m.linear_value_head_dim
+    matrix = m.linear_value_heads * m.linear_key_head_dim * m.linear_value_head_dim
+    linear = LINEAR_FLOP_PER_STATE_ELEMENT * matrix + 2 * m.linear_conv_kernel * (2 * key + value)
+    return softmax + m.n_linear_layers * linear
 
 
 def qkv_output_width(m: ModelSpec) -> int:
     """Elements the QKV projection writes per token: (1 + 2/g) n_heads d_head for GQA (eq. 25)."""
     if m.attention == "mla":
         return m.n_heads * (m.d_head + m.qk_rope_head_dim) + m.kv_lora_rank + m.qk_rope_head_dim
-    return (m.n_heads + 2 * m.n_kv_heads) * m.d_head
+    gate = m.n_heads if m.attention_output_gate else 0
+    return (m.n_heads + gate + 2 * m.n_kv_heads) * m.d_head
 
 
 def attention_output_width(m: ModelSpec) -> int:

@@ -27,11 +27,13 @@ import numpy as np
 
 from infecon.formulations.params import (
     activation_elements_per_token,
-    attention_flop_per_context_token,
-    attention_parameters_per_layer,
+    attention_flop_per_token,
+    attention_parameters,
     ffn_active_width,
     ffn_matrices,
-    kv_elements_per_token,
+    kv_cache_elements_per_sequence,
+    kv_elements_per_sequence,
+    linear_state_elements_per_sequence,
     live_activation_elements_per_token,
     parameter_counts,
     qkv_output_width,
@@ -363,10 +365,18 @@ def kv_shards(model: ModelSpec, tp, attention="paper") -> np.ndarray:
     return np.where(kinds == "heads", np.minimum(tp, float(kv_heads)), tp)
 
 
+def state_shards(model: ModelSpec, tp, attention="paper") -> np.ndarray:
+    """How many ways a TP group splits the batch's linear-attention state: by value heads under "heads"
+    (beyond them the state is replicated, as KV heads are), by sequence or evenly otherwise."""
+    kinds = attention_kinds(attention)
+    tp = np.asarray(tp, dtype=float)
+    return np.where(kinds == "heads", np.minimum(tp, float(max(model.linear_value_heads, 1))), tp)
+
+
 def replicated_attention_parameters(model: ModelSpec, attention="paper") -> np.ndarray:
     """Attention parameters every TP rank holds whole: all of them under attention data parallelism, else none."""
     data = attention_kinds(attention) == "data"
-    return np.where(data, float(model.n_layers * attention_parameters_per_layer(model)), 0.0)
+    return np.where(data, attention_parameters(model), 0.0)
 
 
 def kernels_per_layer(model: ModelSpec) -> int:
@@ -396,7 +406,7 @@ def step_structure(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp
     # 8-bit tensor cores); attention multiplies activations by the KV cache, at the wider of the two.
     attention_bits = max(workload.activation_bits, workload.kv_bits)
     weight_flop_s_per_token = 2 * counts.active / hw.peak_flop_per_s(workload.weight_bits)
-    flop_s_per_token = (weight_flop_s_per_token + attention_flop_per_context_token(model, prefill) * context
+    flop_s_per_token = (weight_flop_s_per_token + attention_flop_per_token(model, context, prefill)
                         / hw.peak_flop_per_s(attention_bits))
     idle = 1.0 - model.n_active_experts / model.n_routed_experts if model.is_moe else 1.0
     data = attention_kinds(attention) == "data"
@@ -405,12 +415,17 @@ def step_structure(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp
     # A replicated weight is read whole by each of the tp ranks: (tp - 1) extra copies over the group.
     fixed_read = counts.always_read + counts.unembedding + (tp - 1) * replicated_attention_parameters(model, attention)
     kv_s_per_byte = hbm_s_per_byte * tp / kv_shards(model, tp, attention)
+    kv_read_s = kv_cache_elements_per_sequence(model, context) * workload.kv_bytes * kv_s_per_byte
+    if model.n_linear_layers:
+        # A linear-attention layer reads its recurrent state and writes it back every step (2 passes).
+        state_s_per_byte = hbm_s_per_byte * tp / state_shards(model, tp, attention)
+        kv_read_s = kv_read_s + 2 * linear_state_elements_per_sequence(model) * workload.kv_bytes * state_s_per_byte
     return StepStructure(
         compute_s_per_token=flop_s_per_token / (tp * hw.flop_efficiency),
         hbm_fixed_s=fixed_read * workload.weight_bytes * hbm_s_per_byte,
         hbm_routed_s=counts.routed * workload.weight_bytes * hbm_s_per_byte,
         expert_idle_share=idle,
-        hbm_s_per_sequence=context * kv_elements_per_token(model) * workload.kv_bytes * kv_s_per_byte,
+        hbm_s_per_sequence=kv_read_s,
         hbm_s_per_token=activation_elements_per_token(model) * workload.activation_bytes * hbm_s_per_byte,
         kernel_s=model.n_layers * kernels_per_layer(model) * hw.kernel_launch_latency_s,
         collectives=collectives,
@@ -469,11 +484,14 @@ def hbm_bytes_per_gpu_affine(model: ModelSpec, workload: Workload, *, tp, pp, dr
     gpus = tp * pp
     stored = (parameter_counts(model).total + (tp - 1) * replicated_attention_parameters(model, attention)) \
         * workload.weight_bytes
-    kv_per_sequence = (workload.context_tokens * kv_elements_per_token(model) * workload.kv_bytes
+    kv_per_sequence = (kv_cache_elements_per_sequence(model, workload.context_tokens) * workload.kv_bytes
                        / (kv_shards(model, tp, attention) * pp))
+    if model.n_linear_layers:
+        kv_per_sequence = kv_per_sequence + (linear_state_elements_per_sequence(model) * workload.kv_bytes
+                                             / (state_shards(model, tp, attention) * pp))
     if drafter is not None:
         stored += parameter_counts(drafter).total * workload.weight_bytes
-        kv_per_sequence += workload.context_tokens * kv_elements_per_token(drafter) * workload.kv_bytes / gpus
+        kv_per_sequence += kv_elements_per_sequence(drafter, workload.context_tokens) * workload.kv_bytes / gpus
     replicated, sharded = live_activation_elements_per_token(model)
     activations = (np.asarray(tokens_per_sequence, dtype=float) * workload.activation_bytes
                    * (replicated + sharded / tp) / pp)
@@ -716,7 +734,7 @@ def evaluate(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp_rows,
         latency_s = (target.total_s + drafter_s) / expected_tokens_per_iteration(speculative.acceptance, gamma)
         drafter_layout = [np.where(drafting, x, 0) for x in (choice.tp_rows, choice.tp_cols, choice.pp)]
     counts = parameter_counts(model)
-    useful_flop_per_token = 2 * counts.active + attention_flop_per_context_token(model) * workload.context_tokens
+    useful_flop_per_token = 2 * counts.active + attention_flop_per_token(model, workload.context_tokens)
     tokens_per_second = 1.0 / latency_s
     total = batch * tokens_per_second
     usd_per_second = gpus * hw.price_usd_per_hour / 3600.0

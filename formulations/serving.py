@@ -51,7 +51,7 @@ from infecon.formulations.latency import (
     disaggregated_spread,
     waiting_share_at_most,
 )
-from infecon.formulations.params import kv_elements_per_token
+from infecon.formulations.params import kv_elements_per_sequence
 from infecon.formulations.perf import (
     ConfigMetrics,
     StepStructure,
@@ -204,7 +204,7 @@ def kv_transfer_s(model: ModelSpec, hw: HardwareSpec, workload: Workload, reques
 
     Each of the ``tp`` GPUs sends its shard over its own network link at the inter-node bandwidth.
     """
-    kv_bytes = requests.input_tokens * kv_elements_per_token(model) * workload.kv_bytes
+    kv_bytes = kv_elements_per_sequence(model, requests.input_tokens) * workload.kv_bytes
     return kv_bytes / (np.asarray(tp, dtype=float) * hw.inter_node_bandwidth_bytes_per_s)
 
 

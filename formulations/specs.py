@@ -24,8 +24,17 @@ class ModelSpec:
     """A decoder-only Transformer, dense or mixture-of-experts, with standard (MHA/GQA/MQA) or MLA attention.
 
     Counts are per layer unless named otherwise. ``d_ff`` is the hidden size of the dense FFN
-    layers; ``d_ff_expert`` that of one routed or shared expert. An MoE model's first
-    ``n_dense_layers`` layers use the dense FFN (DeepSeek-V3 has 3), the others are MoE layers.
+    layers; ``d_ff_expert`` that of one routed or shared expert. ``n_dense_layers`` of an MoE model's
+    layers use the dense FFN (DeepSeek-V3's first 3; every other layer of Llama 4 Maverick), the
+    others are MoE layers: the physics needs their counts, not their order.
+
+    Layer types (``formulations/params.py``): of the ``n_layers`` layers, ``n_window_layers`` attend
+    only to the last ``attention_window_tokens`` tokens (sliding window, gpt-oss; or chunked attention,
+    Llama 4, bounded by its chunk), ``n_linear_layers`` are linear-attention layers (Gated DeltaNet,
+    Qwen3-Next) keeping a constant recurrent state per sequence instead of a KV cache, and the rest
+    attend to the whole context. ``attention_sinks``: a learned sink logit per head (gpt-oss), which
+    adds ``n_heads`` parameters per attention layer and no KV. ``attention_output_gate``: the query
+    projection also emits a sigmoid gate on the attention output (Qwen3-Next), doubling its width.
     """
 
     name: str
@@ -49,6 +58,18 @@ class ModelSpec:
     kv_lora_rank: int = 0
     qk_rope_head_dim: int = 0
     v_head_dim: int = 0
+    attention_window_tokens: int = 0
+    n_window_layers: int = 0
+    window_kind: str = "sliding"  # "sliding" (the last W tokens) or "chunked" (the tokens of the current W-chunk)
+    attention_sinks: bool = False
+    attention_output_gate: bool = False
+    n_linear_layers: int = 0
+    linear_key_heads: int = 0
+    linear_value_heads: int = 0
+    linear_key_head_dim: int = 0
+    linear_value_head_dim: int = 0
+    linear_conv_kernel: int = 0
+    hf_id: str = field(default="", compare=False)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -63,6 +84,16 @@ class ModelSpec:
     @property
     def n_moe_layers(self) -> int:
         return self.n_layers - self.n_dense_layers
+
+    @property
+    def n_full_attention_layers(self) -> int:
+        """Layers whose attention reads the whole context (neither windowed nor linear)."""
+        return self.n_layers - self.n_window_layers - self.n_linear_layers
+
+    @property
+    def n_softmax_attention_layers(self) -> int:
+        """Layers with a KV cache (full or windowed softmax attention): all but the linear-attention ones."""
+        return self.n_layers - self.n_linear_layers
 
 
 @dataclass(frozen=True)

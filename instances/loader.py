@@ -28,8 +28,14 @@ _MODEL_INT_FIELDS = {
     "n_layers": 1, "d_model": 1, "n_heads": 1, "n_kv_heads": 1, "d_head": 1, "d_ff": 1, "vocab_size": 1,
     "n_routed_experts": 0, "n_active_experts": 0, "n_shared_experts": 0, "d_ff_expert": 0,
     "n_dense_layers": 0, "q_lora_rank": 0, "kv_lora_rank": 0, "qk_rope_head_dim": 0, "v_head_dim": 0,
+    "attention_window_tokens": 0, "n_window_layers": 0, "n_linear_layers": 0, "linear_key_heads": 0,
+    "linear_value_heads": 0, "linear_key_head_dim": 0, "linear_value_head_dim": 0, "linear_conv_kernel": 0,
 }
-_MODEL_BOOL_FIELDS = ("ffn_gated", "tied_embeddings", "parallel_attention")
+_MODEL_BOOL_FIELDS = ("ffn_gated", "tied_embeddings", "parallel_attention", "attention_sinks",
+                      "attention_output_gate")
+_LINEAR_FIELDS = ("linear_key_heads", "linear_value_heads", "linear_key_head_dim", "linear_value_head_dim",
+                  "linear_conv_kernel")
+WINDOW_KINDS = ("sliding", "chunked")
 _MODEL_REQUIRED = ("n_layers", "d_model", "n_heads", "n_kv_heads", "d_head", "d_ff", "vocab_size")
 
 _HW_POSITIVE = (
@@ -128,7 +134,7 @@ def reject_unknown(where: str | Path, data: Mapping[str, Any], allowed: Iterable
 
 def model_from_mapping(path: Path, data: Mapping[str, Any]) -> ModelSpec:
     """Validate one model's fields (already parsed) and build its ``ModelSpec``."""
-    allowed = {"name", "attention", *_MODEL_INT_FIELDS, *_MODEL_BOOL_FIELDS}
+    allowed = {"name", "attention", "window_kind", "hf_id", *_MODEL_INT_FIELDS, *_MODEL_BOOL_FIELDS}
     reject_unknown(path, data, allowed)
     for key in ("name", *_MODEL_REQUIRED):
         if key not in data:
@@ -147,9 +153,13 @@ def model_from_mapping(path: Path, data: Mapping[str, Any]) -> ModelSpec:
             if value not in ("standard", "mla"):
                 raise InstanceError(f"{path}: 'attention' must be \"standard\" or \"mla\" (got {value!r})")
             values[key] = value
+        elif key == "window_kind":
+            if value not in WINDOW_KINDS:
+                raise InstanceError(f"{path}: 'window_kind' must be one of {', '.join(WINDOW_KINDS)} (got {value!r})")
+            values[key] = value
         else:
             if not isinstance(value, str) or not value:
-                raise InstanceError(f"{path}: 'name' must be a non-empty string (got {value!r})")
+                raise InstanceError(f"{path}: '{key}' must be a non-empty string (got {value!r})")
             values[key] = value
     spec = ModelSpec(**values, sources=sources)
     _check_model_consistency(path, spec)
@@ -173,6 +183,19 @@ def _check_model_consistency(path: Path, m: ModelSpec) -> None:
         raise InstanceError(f"{path}: 'n_dense_layers' must be <= n_layers={m.n_layers} (got {m.n_dense_layers})")
     if m.attention == "mla" and (m.kv_lora_rank < 1 or m.v_head_dim < 1):
         raise InstanceError(f"{path}: an MLA model needs 'kv_lora_rank' >= 1 and 'v_head_dim' >= 1")
+    if m.n_window_layers + m.n_linear_layers > m.n_layers:
+        raise InstanceError(f"{path}: 'n_window_layers' + 'n_linear_layers' must be <= n_layers={m.n_layers} "
+                            f"(got {m.n_window_layers} + {m.n_linear_layers})")
+    if (m.n_window_layers > 0) != (m.attention_window_tokens > 0):
+        raise InstanceError(f"{path}: 'n_window_layers' and 'attention_window_tokens' must both be >= 1 or both 0 "
+                            f"(got {m.n_window_layers} and {m.attention_window_tokens})")
+    if m.n_linear_layers:
+        for key in _LINEAR_FIELDS:
+            if getattr(m, key) < 1:
+                raise InstanceError(f"{path}: '{key}' must be >= 1 for a model with linear-attention layers "
+                                    f"(got {getattr(m, key)})")
+    elif any(getattr(m, key) for key in _LINEAR_FIELDS):
+        raise InstanceError(f"{path}: 'linear_*' dimensions need 'n_linear_layers' >= 1")
 
 
 def load_model(path: str | Path) -> ModelSpec:
@@ -310,6 +333,7 @@ def model_from_hf_config(path: Path) -> ModelSpec:
     if not isinstance(config, dict):
         raise InstanceError(f"{path}: config.json must hold a JSON object")
     _check_decoder_only(path, config)
+    config = _text_config(path, config)
 
     def optional(*keys: str, minimum: int = 0) -> int | None:
         return _hf_int(path, config, keys, minimum=minimum)[1]
@@ -332,13 +356,18 @@ def model_from_hf_config(path: Path) -> ModelSpec:
     data["tied_embeddings"] = bool(config.get("tie_word_embeddings", False))
     activation = str(config.get("hidden_act", "silu"))
     data["ffn_gated"] = activation in ("silu", "swiglu", "gelu_pytorch_tanh") or "glu" in activation
+    model_type = str(config.get("model_type", ""))
     experts = optional("n_routed_experts") or optional("num_local_experts") or optional("num_experts") or 0
     if experts:
         data["n_routed_experts"] = experts
-        data["n_active_experts"] = optional("num_experts_per_tok") or optional("num_experts_per_token") or 0
+        data["n_active_experts"] = optional("num_experts_per_tok") or optional("num_experts_per_token") \
+            or optional("experts_per_token") or 0
         data["n_shared_experts"] = optional("n_shared_experts") or 0
         data["d_ff_expert"] = optional("moe_intermediate_size", minimum=1) or data["d_ff"]
         data["n_dense_layers"] = optional("first_k_dense_replace") or 0
+        _hf_shared_expert(path, config, data, optional)
+        if model_type == "llama4_text":
+            _hf_llama4_ffn(path, config, data, optional)
     kv_lora_rank = optional("kv_lora_rank")
     if kv_lora_rank:
         data["attention"] = "mla"
@@ -346,7 +375,104 @@ def model_from_hf_config(path: Path) -> ModelSpec:
         data["q_lora_rank"] = optional("q_lora_rank") or 0
         data["qk_rope_head_dim"] = optional("qk_rope_head_dim") or 0
         data["v_head_dim"] = optional("v_head_dim", minimum=1) or data["d_head"]
+    if optional("index_topk"):
+        raise InstanceError(f"{path}: 'index_topk' is set: DeepSeek sparse attention (V3.2) is not modelled "
+                            "(its top-k selection would be read as dense MLA)")
+    _hf_layer_types(path, config, data, optional, model_type)
+    if model_type == "gpt_oss":
+        data["attention_sinks"] = True  # one learned sink logit per head (gpt-oss model card, sec. 2.1)
+    if config.get("attn_output_gate") is True:
+        data["attention_output_gate"] = True
     return model_from_mapping(path, data)
+
+
+def _text_config(path: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """A multimodal wrapper's language model (Llama 4, Mistral 3): its ``text_config``; else the config itself."""
+    text = config.get("text_config")
+    if text is None or "num_hidden_layers" in config:
+        return config
+    if not isinstance(text, dict):
+        raise InstanceError(f"{path}: 'text_config' must be a JSON object (got {text!r})")
+    return text
+
+
+def _hf_shared_expert(path: Path, config: Mapping[str, Any], data: dict[str, Any], optional) -> None:
+    """Qwen-style shared experts are one FFN of ``shared_expert_intermediate_size``: as many experts of that width."""
+    shared = optional("shared_expert_intermediate_size")
+    if not shared:
+        return
+    if shared % data["d_ff_expert"]:
+        raise InstanceError(f"{path}: 'shared_expert_intermediate_size' ({shared}) must be a multiple of the expert "
+                            f"width ({data['d_ff_expert']}): the physics counts shared experts of one width")
+    data["n_shared_experts"] = shared // data["d_ff_expert"]
+
+
+def _hf_llama4_ffn(path: Path, config: Mapping[str, Any], data: dict[str, Any], optional) -> None:
+    """Llama 4: routed experts and one shared expert of ``intermediate_size`` on every ``interleave_moe_layer_step``-th
+    layer; dense layers of ``intermediate_size_mlp`` between them (transformers Llama4TextConfig)."""
+    step = optional("interleave_moe_layer_step", minimum=1) or 1
+    data["d_ff_expert"] = data["d_ff"]
+    data["d_ff"] = optional("intermediate_size_mlp", minimum=1) or data["d_ff"]
+    data["n_shared_experts"] = 1
+    data["n_dense_layers"] = data["n_layers"] - data["n_layers"] // step
+
+
+_WINDOW_TYPES = {"sliding_attention": "sliding", "chunked_attention": "chunked"}
+_KNOWN_LAYER_TYPES = ("full_attention", "linear_attention", *_WINDOW_TYPES)
+
+
+def _hf_layer_types(path: Path, config: Mapping[str, Any], data: dict[str, Any], optional, model_type: str) -> None:
+    """Windowed and linear-attention layers, from whichever of the configs' encodings is present.
+
+    ``layer_types`` (gpt-oss, Qwen3-Next, recent transformers) lists each layer; Llama 4 has chunked
+    attention on all layers but every ``no_rope_layer_interval``-th (default 4); MiniMax's
+    ``attn_type_list`` marks softmax layers 1 (lightning-attention layers, 0, are not modelled); a
+    Qwen-style ``use_sliding_window`` windows the layers from ``max_window_layers`` on; a Mistral-style
+    ``sliding_window`` alone windows every layer.
+    """
+    n_layers = data["n_layers"]
+    types = config.get("layer_types")
+    window = optional("sliding_window")
+    if model_type == "llama4_text" and types is None:
+        interval = optional("no_rope_layer_interval", minimum=1) or 4
+        types = ["full_attention" if (i + 1) % interval == 0 else "chunked_attention" for i in range(n_layers)]
+    if model_type == "qwen3_next" and types is None:
+        interval = optional("full_attention_interval", minimum=1) or 4
+        types = ["full_attention" if (i + 1) % interval == 0 else "linear_attention" for i in range(n_layers)]
+    attn_types = config.get("attn_type_list")
+    if attn_types is not None and (not isinstance(attn_types, list) or any(t != 1 for t in attn_types)):
+        raise InstanceError(f"{path}: 'attn_type_list' must mark every layer 1 (softmax attention): lightning "
+                            f"(linear) attention layers (0) are not modelled (got {attn_types!r})")
+    if types is not None:
+        if not isinstance(types, list) or len(types) != n_layers or any(t not in _KNOWN_LAYER_TYPES for t in types):
+            raise InstanceError(f"{path}: 'layer_types' must list one of {', '.join(_KNOWN_LAYER_TYPES)} per layer "
+                                f"({n_layers} layers; got {types!r})")
+        kinds = {_WINDOW_TYPES[t] for t in types if t in _WINDOW_TYPES}
+        if len(kinds) > 1:
+            raise InstanceError(f"{path}: 'layer_types' mixes sliding and chunked layers, which is not modelled")
+        n_window = sum(t in _WINDOW_TYPES for t in types)
+        if n_window:
+            size = optional("attention_chunk_size", minimum=1) if "chunked" in kinds else window
+            if not size:
+                key = "attention_chunk_size" if "chunked" in kinds else "sliding_window"
+                raise InstanceError(f"{path}: 'layer_types' has windowed layers but '{key}' is not set")
+            data.update(n_window_layers=n_window, attention_window_tokens=size, window_kind=kinds.pop())
+        n_linear = types.count("linear_attention")
+        if n_linear:
+            data["n_linear_layers"] = n_linear
+            for key, hf_key in (("linear_key_heads", "linear_num_key_heads"),
+                                ("linear_value_heads", "linear_num_value_heads"),
+                                ("linear_key_head_dim", "linear_key_head_dim"),
+                                ("linear_value_head_dim", "linear_value_head_dim"),
+                                ("linear_conv_kernel", "linear_conv_kernel_dim")):
+                data[key] = _hf_int(path, config, (hf_key,), minimum=1, required=True)[1]
+        return
+    if not window or config.get("use_sliding_window") is False:
+        return
+    first = optional("max_window_layers") if config.get("use_sliding_window") is True else 0
+    first = min(first or 0, n_layers)
+    if first < n_layers:
+        data.update(n_window_layers=n_layers - first, attention_window_tokens=window, window_kind="sliding")
 
 
 def _catalog(directory: Path, loader: Callable[[Path], Any]) -> dict[str, Any]:
@@ -392,9 +518,26 @@ NAME_SPELLINGS = ("names ignore case and treat '-', '_', '.' and spaces alike (l
                   "Llama-3-70B); a path to a TOML or config.json file works wherever a name does")
 
 
+def _hf_id_aliases() -> dict[str, str]:
+    """Normalised Hugging Face ids (``qwen/qwen3-32b``) and their bare model names (``qwen3-32b``) -> file stems.
+
+    Read from the built-in files' ``hf_id`` fields (a line each, no full parse), so the data stays the one
+    place that names a model's repository.
+    """
+    aliases: dict[str, str] = {}
+    for path in MODELS_DIR.glob("*.toml"):
+        for line in path.read_text().splitlines():
+            if line.startswith("hf_id"):
+                hf_id = line.split('"')[1]
+                aliases[_normalise(hf_id)] = _normalise(path.stem)
+                aliases.setdefault(_normalise(hf_id.split("/")[-1]), _normalise(path.stem))
+    return aliases
+
+
 def get_model(name: str) -> ModelSpec:
-    """A built-in model by file stem, case- and separator-insensitive (``llama-3-70b``)."""
-    return load_model(_resolve(name, MODELS_DIR, "model", {}))
+    """A built-in model by file stem, case- and separator-insensitive (``llama-3-70b``), or by its Hugging Face
+    id (``Qwen/Qwen3-32B``, or just ``Qwen3-32B``)."""
+    return load_model(_resolve(name, MODELS_DIR, "model", _hf_id_aliases()))
 
 
 def get_hardware(name: str) -> HardwareSpec:

@@ -1,0 +1,71 @@
+"""The 2025-26 model catalogue (issue 20): each model's file, its Hugging Face config and id, and a frontier.
+
+``tests/data/hf_configs/<stem>.json`` holds the model-relevant fields of each model's published
+``config.json`` (its ``_source`` key gives the address); importing it must give the built-in file's numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from infecon.formulations.errors import InstanceError
+from infecon.instances.loader import MODELS_DIR, builtin_model_names, get_model, load_model
+from infecon.solver.api import frontier
+
+HF_CONFIGS = Path(__file__).resolve().parent / "data" / "hf_configs"
+CATALOGUE_2025 = tuple(sorted(p.stem for p in HF_CONFIGS.glob("*.json")))
+HF_IDS = {stem: get_model(stem).hf_id for stem in CATALOGUE_2025}
+
+
+def import_config(tmp_path: Path, stem: str) -> Path:
+    """The stored config copied to ``<tmp>/<stem>/config.json``, as a user would have it."""
+    folder = tmp_path / stem
+    folder.mkdir()
+    shutil.copy(HF_CONFIGS / f"{stem}.json", folder / "config.json")
+    return folder / "config.json"
+
+
+class TestCatalogue:
+    def test_issue_models_are_listed(self):
+        """Every model issue 20 names (V3.2 aside, see README) is a built-in file with a stored config."""
+        wanted = {"qwen3_8b", "qwen3_32b", "qwen3_30b_a3b", "qwen3_235b_a22b", "kimi_k2", "deepseek_v3_1",
+                  "glm_4_5", "minimax_m2", "mistral_small_3"}
+        assert wanted <= set(CATALOGUE_2025) <= set(builtin_model_names())
+
+    @pytest.mark.parametrize("stem", CATALOGUE_2025)
+    def test_config_json_imports_to_the_builtin(self, tmp_path, stem):
+        """The published config.json maps to exactly the built-in file's numbers (the name aside)."""
+        imported = load_model(import_config(tmp_path, stem))
+        builtin = get_model(stem)
+        assert dataclasses.replace(imported, name=builtin.name) == builtin
+
+    @pytest.mark.parametrize("stem", CATALOGUE_2025)
+    def test_stored_config_cites_the_builtin_repository(self, stem):
+        """The stored config copy names the same Hugging Face repository as the built-in file's hf_id."""
+        source = json.loads((HF_CONFIGS / f"{stem}.json").read_text())["_source"]
+        assert f"huggingface.co/{HF_IDS[stem]}/" in source
+
+    @pytest.mark.parametrize("stem", CATALOGUE_2025)
+    def test_hugging_face_id_resolves(self, stem):
+        """``--model Qwen/Qwen3-32B`` (any case) selects the built-in file of that repository."""
+        hf_id = HF_IDS[stem]
+        assert get_model(hf_id) == load_model(MODELS_DIR / f"{stem}.toml")
+        assert get_model(hf_id.upper()) == get_model(stem)
+
+    def test_unknown_hugging_face_id(self):
+        """An id no built-in file declares is an unknown model, listing the built-ins."""
+        with pytest.raises(InstanceError, match="unknown model 'Qwen/Qwen9-1T'"):
+            get_model("Qwen/Qwen9-1T")
+
+    @pytest.mark.parametrize("stem", CATALOGUE_2025)
+    def test_frontier_runs(self, stem):
+        """A frontier of each new model on 8-GPU H200 nodes has points, fastest first and cheaper down the rows."""
+        points = frontier(stem, "h200", weight_bits=8, isl=2048, osl=512, max_gpus=16).points
+        assert len(points) >= 1
+        assert points["usd_per_million_tokens"].is_monotonic_decreasing
+        assert (points["tokens_per_second"].diff().dropna() <= 0).all()
