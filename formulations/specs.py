@@ -164,18 +164,52 @@ class HardwareSpec:
         return float(self.gemm_half_tokens.get(bits, 0.0))
 
 
+# Block-scaled 4-bit weight formats: (element bits, scale bits, elements per scale).
+# MXFP4: OCP Microscaling Formats (MX) Specification v1.0, sec. 5: FP4 (E2M1) elements, one shared E8M0 (8-bit)
+#   scale per block of 32, so 4 + 8/32 = 4.25 bits per weight (gpt-oss ships its experts so).
+# NVFP4: NVIDIA Blackwell's FP4: E2M1 elements, one FP8 (E4M3) scale per block of 16, 4 + 8/16 = 4.5 bits per
+#   weight (NVIDIA TensorRT Model Optimizer docs; the one FP32 scale per tensor is negligible and not counted).
+WEIGHT_FORMATS = {"mxfp4": (4, 8, 32), "nvfp4": (4, 8, 16)}
+
+
 @dataclass(frozen=True)
 class Workload:
-    """What is being served: context length, precisions, and the demand and price context."""
+    """What is being served: context length, precisions, and the demand and price context.
+
+    ``weight_format`` names a block-scaled format (``WEIGHT_FORMATS``) whose scales add to every
+    weight's storage and reads; its elements are ``weight_bits`` wide (4), which also sets the
+    tensor-core rate. Empty: plain ``weight_bits``-bit weights.
+    """
 
     context_tokens: int = 0
     weight_bits: int = 16
     activation_bits: int = 16
     kv_bits: int = 16
+    weight_format: str = ""
+
+    def __post_init__(self) -> None:
+        if self.weight_format:
+            if self.weight_format not in WEIGHT_FORMATS:
+                raise ValueError(f"'weight_format' must be one of {', '.join(WEIGHT_FORMATS)} "
+                                 f"(got {self.weight_format!r})")
+            element_bits = WEIGHT_FORMATS[self.weight_format][0]
+            if self.weight_bits != element_bits:
+                raise ValueError(f"'weight_format' {self.weight_format} has {element_bits}-bit elements "
+                                 f"(got weight_bits {self.weight_bits})")
+
+    @property
+    def weight_storage_bits(self) -> float:
+        """Bits each weight occupies in HBM and is read at: the element plus its share of the block scale."""
+        if not self.weight_format:
+            return float(self.weight_bits)
+        element, scale, block = WEIGHT_FORMATS[self.weight_format]
+        return element + scale / block
 
     @property
     def weight_bytes(self) -> float:
-        return self.weight_bits / 8
+        if not self.weight_format:
+            return self.weight_bits / 8
+        return self.weight_storage_bits / 8
 
     @property
     def activation_bytes(self) -> float:

@@ -291,7 +291,10 @@ def _check_decoder_only(path: Path, config: Mapping[str, Any]) -> None:
         return
     if not isinstance(architectures, list) or not all(isinstance(a, str) for a in architectures):
         raise InstanceError(f"{path}: 'architectures' must be a list of class names (got {architectures!r})")
-    if not any(a.endswith(_DECODER_ONLY_SUFFIXES) and "WithLMHead" not in a for a in architectures):
+    suffixes = _DECODER_ONLY_SUFFIXES
+    if isinstance(config.get("text_config"), dict):
+        suffixes = (*suffixes, "ForConditionalGeneration")  # a multimodal wrapper around a causal LM (Llama 4)
+    if not any(a.endswith(suffixes) and "WithLMHead" not in a for a in architectures):
         raise InstanceError(f"{path}: 'architectures' must name a decoder-only causal LM (a class ending in "
                             f"ForCausalLM or LMHeadModel), got {architectures}")
 
@@ -381,8 +384,8 @@ def model_from_hf_config(path: Path) -> ModelSpec:
     _hf_layer_types(path, config, data, optional, model_type)
     if model_type == "gpt_oss":
         data["attention_sinks"] = True  # one learned sink logit per head (gpt-oss model card, sec. 2.1)
-    if config.get("attn_output_gate") is True:
-        data["attention_output_gate"] = True
+    if config.get("attn_output_gate") is True or model_type == "qwen3_next":
+        data["attention_output_gate"] = True  # Qwen3-Next's attention always gates its output (q_proj is 2x wide)
     return model_from_mapping(path, data)
 
 

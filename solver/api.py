@@ -32,6 +32,7 @@ from infecon.formulations.space import (
 )
 from infecon.formulations.specs import (
     SERVING_MODES,
+    WEIGHT_FORMATS,
     EngineProfile,
     HardwareSpec,
     ModelSpec,
@@ -120,12 +121,13 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
                   context_tokens: int | None = None, isl: int | None = None, osl: int | None = None,
                   engine: str | Path | EngineProfile | None = None, mode: str | None = None,
                   ttft_max_s: float | None = None, tpot_max_s: float | None = None,
-                  slo_percentile: float | None = None, weight_bits: int = 16, activation_bits: int = 16,
+                  slo_percentile: float | None = None, weight_bits: int | None = None, activation_bits: int = 16,
                   kv_bits: int | None = None,
                   price_usd_per_hour: float | None = None, flop_efficiency: float | None = None,
                   bandwidth_efficiency: float | None = None, demand_tokens_per_s: float | None = None,
                   budget_usd_per_hour: float | None = None, max_gpus: int | None = None,
                   max_batch: int | None = None, batch_sizes: list[int] | None = None, batch_mode: str = "all",
+                  weight_format: str | None = None,
                   draft: str | Path | ModelSpec | None = None, acceptance: float = DEFAULT_ACCEPTANCE,
                   max_draft_tokens: int = DEFAULT_MAX_DRAFT_TOKENS, draft_tokens: int | None = None,
                   prefill_utilization: float | None = None, attention_dp: str = "auto",
@@ -135,7 +137,8 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
     Unset knobs keep the hardware file's values (price, efficiencies) and the search-space
     defaults: ``batch_mode="all"`` searches every integer batch up to what fits (the exact frontier at
     integer resolution); ``"ladder"`` searches ~1.4x steps, for studies that run many frontiers.
-    ``kv_bits`` defaults to ``activation_bits``. ``engine`` (a profile name such as
+    ``kv_bits`` defaults to ``activation_bits``; ``weight_bits`` to 16, or to 4 with a ``weight_format``
+    (``mxfp4``, ``nvfp4``: block-scaled 4-bit weights, ``specs.WEIGHT_FORMATS``). ``engine`` (a profile name such as
     ``generic``, ``vllm`` or ``paper``) switches to the serving model (``resolve_serving``);
     ``ttft_max_s`` and ``tpot_max_s`` are its service-level constraints, on the mean over requests or, with
     ``slo_percentile`` (0-100), at that percentile under Poisson arrivals (``formulations/latency.py``);
@@ -163,6 +166,15 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
     for name, bits in (("weight_bits", weight_bits), ("activation_bits", activation_bits), ("kv_bits", kv_bits)):
         if bits is not None and bits not in (4, 8, 16, 32):
             raise InstanceError(f"'{name}' must be one of 4, 8, 16, 32 (got {bits!r})")
+    if weight_format is not None and weight_format not in WEIGHT_FORMATS:
+        raise InstanceError(f"'weight_format' must be one of {', '.join(WEIGHT_FORMATS)} (got {weight_format!r})")
+    if weight_format is not None:
+        element_bits = WEIGHT_FORMATS[weight_format][0]
+        if weight_bits is not None and weight_bits != element_bits:
+            raise InstanceError(f"'weight_bits' {weight_bits} conflicts with 'weight_format' {weight_format} "
+                                f"({element_bits}-bit elements)")
+        weight_bits = element_bits
+    weight_bits = 16 if weight_bits is None else weight_bits
     for name, value in (("context", context_tokens), ("price_usd_per_hour", price_usd_per_hour),
                         ("demand_tokens_per_s", demand_tokens_per_s), ("budget_usd_per_hour", budget_usd_per_hour),
                         ("flop_efficiency", flop_efficiency), ("bandwidth_efficiency", bandwidth_efficiency),
@@ -177,7 +189,7 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
                                    ("bandwidth_efficiency", bandwidth_efficiency)) if v is not None}
     hw = dataclasses.replace(hw, **overrides) if overrides else hw
     workload = Workload(context_tokens=int(context_tokens), weight_bits=weight_bits, activation_bits=activation_bits,
-                        kv_bits=activation_bits if kv_bits is None else kv_bits)
+                        kv_bits=activation_bits if kv_bits is None else kv_bits, weight_format=weight_format or "")
     space_kwargs = {"batch_mode": batch_mode, "draft_tokens": draft_tokens, "attention_dp": attention_dp,
                     **_layout_family(layout)}
     if max_gpus is not None:

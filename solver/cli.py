@@ -15,7 +15,7 @@ from pathlib import Path
 
 from infecon.formulations.errors import InfeconError, InstanceError, SolverLimitError
 from infecon.formulations.space import ATTENTION_DP_MODES, DEFAULT_MAX_GPUS
-from infecon.formulations.specs import SERVING_MODES
+from infecon.formulations.specs import SERVING_MODES, WEIGHT_FORMATS
 from infecon.instances.engines import DEFAULT_ENGINE, builtin_engine_names
 from infecon.instances.limits import KNOB_RANGES
 from infecon.instances.loader import NAME_SPELLINGS
@@ -139,7 +139,10 @@ def add_problem_arguments(parser: argparse.ArgumentParser, *, need_model: bool =
     what.add_argument("--osl", type=_output_token_count, help=f"output tokens per request (default {api.DEFAULT_OSL})")
     what.add_argument("--context", type=_token_count,
                       help="decode context in tokens, overriding isl + osl/2 (the paper's model: default 0)")
-    what.add_argument("--weight-bits", type=_bits, default=16, help="weight precision (default 16)")
+    what.add_argument("--weight-bits", type=_bits, help="weight precision (default 16; 4 with --weight-format)")
+    what.add_argument("--weight-format", choices=sorted(WEIGHT_FORMATS),
+                      help="block-scaled 4-bit weights whose scales add to every weight: mxfp4 (4.25 bits per weight, "
+                           "gpt-oss's experts) or nvfp4 (4.5 bits)")
     what.add_argument("--activation-bits", type=_bits, default=16, help="activation precision (default 16)")
     what.add_argument("--kv-bits", type=_bits, help="KV-cache precision (default: activation bits)")
     what.add_argument("--draft", help="drafter model for speculative decoding (built-in name or path)")
@@ -203,6 +206,7 @@ def problem_kwargs(args: argparse.Namespace) -> dict:
         context_tokens=args.context, isl=args.isl, osl=args.osl, engine=args.engine, mode=args.mode,
         ttft_max_s=args.ttft_max, tpot_max_s=args.tpot_max, slo_percentile=args.slo_percentile,
         weight_bits=args.weight_bits,
+        weight_format=args.weight_format,
         activation_bits=args.activation_bits,
         kv_bits=args.kv_bits, price_usd_per_hour=args.price, flop_efficiency=args.flop_efficiency,
         bandwidth_efficiency=args.bandwidth_efficiency, demand_tokens_per_s=args.demand,

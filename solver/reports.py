@@ -187,9 +187,10 @@ def format_frontier(frontier: Frontier, *, max_rows: int | None = 40, query: str
     """
     problem = frontier.problem
     w = problem.workload
+    weights = w.weight_format or f"{w.weight_bits}-bit"
     header = (f"{problem.model.name} on {problem.hardware.name}: {serving_label(problem)}"
               f"context {w.context_tokens} tokens, "
-              f"weights {w.weight_bits}-bit, KV {w.kv_bits}-bit, ${problem.hardware.price_usd_per_hour:g}/GPU-hour"
+              f"weights {weights}, KV {w.kv_bits}-bit, ${problem.hardware.price_usd_per_hour:g}/GPU-hour"
               + (f", drafter {problem.speculative.drafter.name} (acceptance {problem.speculative.acceptance:g})"
                  if problem.speculative else "")
               + constraints_label(problem))
