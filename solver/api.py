@@ -465,6 +465,18 @@ def recipe(model, hardware, *, engine: str, memory_fraction: float | None = None
     return recipe_for_explanation(expl, family, memory_fraction=memory_fraction)
 
 
+def attention_label(m: ModelSpec) -> str:
+    """``mla``, ``standard``, or the layer mix: ``18 full + 18 sliding-128``, ``12 full + 36 linear``."""
+    if not (m.n_window_layers or m.n_linear_layers):
+        return m.attention
+    parts = [f"{m.n_full_attention_layers} full"]
+    if m.n_window_layers:
+        parts.append(f"{m.n_window_layers} {m.window_kind}-{m.attention_window_tokens}")
+    if m.n_linear_layers:
+        parts.append(f"{m.n_linear_layers} linear")
+    return " + ".join(parts)
+
+
 def list_models() -> pd.DataFrame:
     """Built-in models with their size and shape."""
     rows = []
@@ -475,7 +487,7 @@ def list_models() -> pd.DataFrame:
                      "active_params_b": counts.active / 1e9,
                      "layers": m.n_layers, "d_model": m.d_model, "heads": m.n_heads, "kv_heads": m.n_kv_heads,
                      "experts": f"{m.n_active_experts}/{m.n_routed_experts}" if m.is_moe else "-",
-                     "attention": m.attention})
+                     "attention": attention_label(m), "hf_id": m.hf_id or "-"})
     return pd.DataFrame(rows)
 
 

@@ -69,3 +69,39 @@ class TestCatalogue:
         assert len(points) >= 1
         assert points["usd_per_million_tokens"].is_monotonic_decreasing
         assert (points["tokens_per_second"].diff().dropna() <= 0).all()
+
+
+class TestCommandLine:
+    def run(self, capsys, *argv: str) -> tuple[int, str, str]:
+        from infecon.solver.cli import main
+
+        try:
+            code = main(list(argv))
+        except SystemExit as exc:
+            code = exc.code
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    def test_models_lists_ids_and_layer_mix(self, capsys):
+        """`infecon models` shows each new model's Hugging Face id and its attention layer mix."""
+        code, out, _ = self.run(capsys, "models")
+        assert code == 0
+        for stem in CATALOGUE_2025:
+            assert stem in out and HF_IDS[stem] in out
+        assert "18 full + 18 sliding-128" in out  # gpt-oss-120b
+        assert "12 full + 36 chunked-8192" in out  # Llama 4
+        assert "12 full + 36 linear" in out  # Qwen3-Next
+
+    def test_frontier_by_hugging_face_id_with_mxfp4(self, capsys):
+        """`infecon frontier --model openai/gpt-oss-20b --weight-format mxfp4` prints a table naming the format."""
+        code, out, err = self.run(capsys, "frontier", "--model", "openai/gpt-oss-20b", "--hardware", "h100",
+                                  "--weight-format", "mxfp4", "--max-gpus", "2")
+        assert code == 0, err
+        assert "gpt-oss-20b on NVIDIA H100 SXM" in out and "weights mxfp4" in out
+
+    def test_conflicting_weight_bits(self, capsys):
+        """--weight-bits 8 with --weight-format mxfp4 is one line naming both, exit 2."""
+        code, _, err = self.run(capsys, "frontier", "--model", "gpt-oss-20b", "--weight-bits", "8",
+                                "--weight-format", "mxfp4")
+        assert code == 2
+        assert "'weight_bits' 8 conflicts with 'weight_format' mxfp4" in err
