@@ -53,10 +53,21 @@ def attention_parameters_per_layer(m: ModelSpec) -> float:
         else:
             q = m.d_model * m.n_heads * qk_dim
         kv = m.d_model * (m.kv_lora_rank + m.qk_rope_head_dim) + m.kv_lora_rank * m.n_heads * (m.d_head + m.v_head_dim)
-        return q + kv + m.n_heads * m.v_head_dim * m.d_model + _sinks_and_gate(m)
+        return q + kv + m.n_heads * m.v_head_dim * m.d_model + _sinks_and_gate(m) + indexer_parameters_per_layer(m)
     q_and_o = 2 * m.d_model * m.n_heads * m.d_head
     k_and_v = 2 * m.d_model * m.n_kv_heads * m.d_head
     return q_and_o + k_and_v + _sinks_and_gate(m)
+
+
+def indexer_parameters_per_layer(m: ModelSpec) -> int:
+    """DeepSeek sparse attention's lightning indexer (DeepSeek-V3.2-Exp report, sec. 2.1): indexer queries from
+    the compressed query (q_lora_rank x heads x dim), one key from the hidden state (d_model x dim) with its
+    LayerNorm (2 x dim), and a per-head weight (d_model x heads)."""
+    if not m.sparse_attention_topk:
+        return 0
+    q_input = m.q_lora_rank or m.d_model
+    return (q_input * m.indexer_heads * m.indexer_head_dim + m.d_model * m.indexer_head_dim
+            + 2 * m.indexer_head_dim + m.d_model * m.indexer_heads)
 
 
 def _sinks_and_gate(m: ModelSpec) -> int:
@@ -118,10 +129,11 @@ def kv_elements_per_token_per_layer(m: ModelSpec) -> int:
     """KV-cache elements one context token occupies in one softmax-attention layer.
 
     Standard attention caches a K and a V vector per KV head; MLA caches one compressed latent
-    plus the decoupled RoPE key, shared by all heads (paper sec. 3.1).
+    plus the decoupled RoPE key, shared by all heads (paper sec. 3.1); with sparse attention also one
+    indexer key (DeepSeek-V3.2: 128 elements beside the 576 of the latent and RoPE key).
     """
     if m.attention == "mla":
-        return m.kv_lora_rank + m.qk_rope_head_dim
+        return m.kv_lora_rank + m.qk_rope_head_dim + (m.indexer_head_dim if m.sparse_attention_topk else 0)
     return 2 * m.n_kv_heads * m.d_head
 
 
@@ -136,7 +148,7 @@ def kv_elements_per_token(m: ModelSpec) -> float:
 
 
 def _windowed(m: ModelSpec) -> bool:
-    return bool(m.n_window_layers or m.n_linear_layers)
+    return bool(m.n_window_layers or m.n_linear_layers or m.sparse_attention_topk)
 
 
 def kv_cache_elements_per_sequence(m: ModelSpec, context_tokens):
@@ -154,6 +166,20 @@ def kv_cache_elements_per_sequence(m: ModelSpec, context_tokens):
     width = kv_elements_per_token_per_layer(m)
     window = np.minimum(context_tokens, m.attention_window_tokens)
     return m.n_full_attention_layers * width * context_tokens + m.n_window_layers * width * window
+
+
+def kv_cache_read_elements_per_sequence(m: ModelSpec, context_tokens):
+    """KV-cache elements a decode step reads per sequence: what it holds, except under sparse attention.
+
+    DeepSeek sparse attention (V3.2) reads every cached indexer key to score the context, then only the
+    ``min(context, top-k)`` selected latents (DeepSeek-V3.2-Exp report, sec. 2.1: the main attention's cost
+    falls from O(L^2) to O(L k); the indexer's stays O(L^2) but is small: 128 elements against 576).
+    """
+    if not m.sparse_attention_topk:
+        return kv_cache_elements_per_sequence(m, context_tokens)
+    latent = kv_elements_per_token_per_layer(m) - m.indexer_head_dim
+    selected = np.minimum(context_tokens, m.sparse_attention_topk)
+    return m.n_softmax_attention_layers * (m.indexer_head_dim * context_tokens + latent * selected)
 
 
 def linear_state_elements_per_layer(m: ModelSpec) -> int:
@@ -216,11 +242,17 @@ def attention_flop_per_token(m: ModelSpec, context_tokens, prefill: bool = False
     Full layers: ``attention_flop_per_context_token`` per context token; windowed layers stop at
     ``min(context, W)`` tokens (``kv_cache_elements_per_sequence`` says why, and why chunked layers
     are bounded so); linear-attention layers spend a constant, ``LINEAR_FLOP_PER_STATE_ELEMENT`` per
-    element of the delta-rule state plus 2 per convolution weight, whatever the context.
+    element of the delta-rule state plus 2 per convolution weight, whatever the context. Sparse
+    attention: the indexer over every context token plus the attention over ``min(context, top-k)``.
     """
     if not _windowed(m):
         return attention_flop_per_context_token(m, prefill) * context_tokens
     per_layer = _attention_flop_per_layer_per_context_token(m, prefill)
+    if m.sparse_attention_topk:
+        # Indexer: each head's dot product with every cached key (2 x heads x dim per token), then MLA over top-k.
+        indexer = 2 * m.indexer_heads * m.indexer_head_dim * context_tokens
+        selected = np.minimum(context_tokens, m.sparse_attention_topk)
+        return m.n_softmax_attention_layers * (per_layer * selected + indexer)
     window = np.minimum(context_tokens, m.attention_window_tokens)
     softmax = m.n_full_attention_layers * per_layer * context_tokens + m.n_window_layers * per_layer * window
     if not m.n_linear_layers:

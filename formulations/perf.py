@@ -32,6 +32,7 @@ from infecon.formulations.params import (
     ffn_active_width,
     ffn_matrices,
     kv_cache_elements_per_sequence,
+    kv_cache_read_elements_per_sequence,
     kv_elements_per_sequence,
     linear_state_elements_per_sequence,
     live_activation_elements_per_token,
@@ -415,7 +416,7 @@ def step_structure(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp
     # A replicated weight is read whole by each of the tp ranks: (tp - 1) extra copies over the group.
     fixed_read = counts.always_read + counts.unembedding + (tp - 1) * replicated_attention_parameters(model, attention)
     kv_s_per_byte = hbm_s_per_byte * tp / kv_shards(model, tp, attention)
-    kv_read_s = kv_cache_elements_per_sequence(model, context) * workload.kv_bytes * kv_s_per_byte
+    kv_read_s = kv_cache_read_elements_per_sequence(model, context) * workload.kv_bytes * kv_s_per_byte
     if model.n_linear_layers:
         # A linear-attention layer reads its recurrent state and writes it back every step (2 passes).
         state_s_per_byte = hbm_s_per_byte * tp / state_shards(model, tp, attention)

@@ -35,6 +35,9 @@ class ModelSpec:
     attend to the whole context. ``attention_sinks``: a learned sink logit per head (gpt-oss), which
     adds ``n_heads`` parameters per attention layer and no KV. ``attention_output_gate``: the query
     projection also emits a sigmoid gate on the attention output (Qwen3-Next), doubling its width.
+    ``sparse_attention_topk``: DeepSeek sparse attention (V3.2): a lightning indexer of ``indexer_heads``
+    heads of ``indexer_head_dim`` scores every cached token against one cached indexer key per token, and
+    the MLA attention reads only the ``sparse_attention_topk`` best.
     """
 
     name: str
@@ -69,6 +72,9 @@ class ModelSpec:
     linear_key_head_dim: int = 0
     linear_value_head_dim: int = 0
     linear_conv_kernel: int = 0
+    sparse_attention_topk: int = 0
+    indexer_heads: int = 0
+    indexer_head_dim: int = 0
     hf_id: str = field(default="", compare=False)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 

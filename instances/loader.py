@@ -30,6 +30,7 @@ _MODEL_INT_FIELDS = {
     "n_dense_layers": 0, "q_lora_rank": 0, "kv_lora_rank": 0, "qk_rope_head_dim": 0, "v_head_dim": 0,
     "attention_window_tokens": 0, "n_window_layers": 0, "n_linear_layers": 0, "linear_key_heads": 0,
     "linear_value_heads": 0, "linear_key_head_dim": 0, "linear_value_head_dim": 0, "linear_conv_kernel": 0,
+    "sparse_attention_topk": 0, "indexer_heads": 0, "indexer_head_dim": 0,
 }
 _MODEL_BOOL_FIELDS = ("ffn_gated", "tied_embeddings", "parallel_attention", "attention_sinks",
                       "attention_output_gate")
@@ -196,6 +197,11 @@ def _check_model_consistency(path: Path, m: ModelSpec) -> None:
                                     f"(got {getattr(m, key)})")
     elif any(getattr(m, key) for key in _LINEAR_FIELDS):
         raise InstanceError(f"{path}: 'linear_*' dimensions need 'n_linear_layers' >= 1")
+    sparse = (m.sparse_attention_topk, m.indexer_heads, m.indexer_head_dim)
+    if any(sparse) and not (all(sparse) and m.attention == "mla" and not m.n_window_layers and not m.n_linear_layers):
+        raise InstanceError(f"{path}: sparse attention needs 'sparse_attention_topk', 'indexer_heads' and "
+                            f"'indexer_head_dim' all >= 1 on an MLA model without windowed or linear layers "
+                            f"(got {sparse}, attention {m.attention!r})")
 
 
 def load_model(path: str | Path) -> ModelSpec:
@@ -379,8 +385,12 @@ def model_from_hf_config(path: Path) -> ModelSpec:
         data["qk_rope_head_dim"] = optional("qk_rope_head_dim") or 0
         data["v_head_dim"] = optional("v_head_dim", minimum=1) or data["d_head"]
     if optional("index_topk"):
-        raise InstanceError(f"{path}: 'index_topk' is set: DeepSeek sparse attention (V3.2) is not modelled "
-                            "(its top-k selection would be read as dense MLA)")
+        for key in ("index_topk_freq", "indexer_types"):
+            if key in config:
+                raise InstanceError(f"{path}: '{key}' (indexers shared between layers) is not modelled")
+        data["sparse_attention_topk"] = optional("index_topk")
+        data["indexer_heads"] = _hf_int(path, config, ("index_n_heads",), minimum=1, required=True)[1]
+        data["indexer_head_dim"] = _hf_int(path, config, ("index_head_dim",), minimum=1, required=True)[1]
     _hf_layer_types(path, config, data, optional, model_type)
     if model_type == "gpt_oss":
         data["attention_sinks"] = True  # one learned sink logit per head (gpt-oss model card, sec. 2.1)

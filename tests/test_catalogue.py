@@ -32,9 +32,10 @@ def import_config(tmp_path: Path, stem: str) -> Path:
 
 class TestCatalogue:
     def test_issue_models_are_listed(self):
-        """Every model issue 20 names (V3.2 aside, see README) is a built-in file with a stored config."""
+        """Every model issue 20 names is a built-in file with a stored config."""
         wanted = {"qwen3_8b", "qwen3_32b", "qwen3_30b_a3b", "qwen3_235b_a22b", "kimi_k2", "deepseek_v3_1",
-                  "glm_4_5", "minimax_m2", "mistral_small_3"}
+                  "deepseek_v3_2", "glm_4_5", "minimax_m2", "mistral_small_3", "gpt_oss_20b", "gpt_oss_120b",
+                  "llama_4_scout", "llama_4_maverick"}
         assert wanted <= set(CATALOGUE_2025) <= set(builtin_model_names())
 
     @pytest.mark.parametrize("stem", CATALOGUE_2025)

@@ -1,10 +1,10 @@
 """Layer types and weight formats of the 2025-26 models (issue 20) against hand calculations.
 
-Sliding-window (gpt-oss), chunked (Llama 4) and linear-attention (Qwen3-Next) layers, attention sinks and
-the output gate, and MXFP4 / NVFP4 block-scaled weights: their KV, state, FLOP and byte counts by hand,
-and that the decode step and the HBM rule read them. Counts are integers far below 2^53, so the
-arithmetic is exact and the comparisons are equalities unless a division by a bandwidth enters
-(then ``rel=1e-12``: float rounding only).
+Sliding-window (gpt-oss), chunked (Llama 4) and linear-attention (Qwen3-Next) layers, DeepSeek sparse
+attention (V3.2), attention sinks and the output gate, and MXFP4 / NVFP4 block-scaled weights: their KV,
+state, FLOP and byte counts by hand, and that the decode step and the HBM rule read them. Counts are
+integers far below 2^53, so the arithmetic is exact and the comparisons are equalities unless a division
+by a bandwidth enters (then ``rel=1e-12``: float rounding only).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from infecon.formulations.params import (
     attention_flop_per_token,
     attention_parameters,
     kv_cache_elements_per_sequence,
+    kv_cache_read_elements_per_sequence,
     kv_elements_per_sequence,
     kv_elements_per_token,
     linear_state_elements_per_layer,
@@ -262,7 +263,10 @@ class TestHuggingFaceLayerTypes:
         ({"layer_types": ["sliding_attention"] * 4}, "'sliding_window' is not set"),
         ({"layer_types": ["mamba"] * 4}, "'layer_types' must list"),
         ({"attn_type_list": [0, 1, 1, 1]}, "lightning"),
-        ({"index_topk": 2048, "kv_lora_rank": 16}, "sparse attention"),
+        ({"index_topk": 2048, "kv_lora_rank": 16}, "index_n_heads"),
+        ({"index_topk": 2048, "kv_lora_rank": 16, "index_n_heads": 4, "index_head_dim": 8, "index_topk_freq": 4},
+         "shared between layers"),
+        ({"index_topk": 2048, "index_n_heads": 4, "index_head_dim": 8}, "sparse attention needs"),
         ({"layer_types": ["linear_attention"] * 4}, "linear_num_key_heads"),
     ])
     def test_unmodelled_or_inconsistent(self, tmp_path, config, message):
@@ -279,3 +283,43 @@ class TestOldModelsUnchanged:
         for context in (0, 1, 8000, 100_000):
             assert kv_elements_per_sequence(m, context) == context * kv_elements_per_token(m)
         assert np.all(np.asarray(attention_flop_per_token(m, 8000)) > 0)
+
+
+class TestSparseAttention:
+    """DeepSeek-V3.2-Exp: a lightning indexer (64 heads of 128) over every cached key, MLA over the top 2048."""
+
+    def test_held_by_hand(self):
+        """Each token keeps its 576-element latent and RoPE key plus a 128-element indexer key in all 61 layers."""
+        m = get_model("deepseek_v3_2")
+        # 61 x (512 + 64 + 128) x 100,000 = 61 x 70,400,000 = 4,294,400,000.
+        assert kv_cache_elements_per_sequence(m, 100_000) == 4_294_400_000
+
+    def test_read_by_hand(self):
+        """A step reads every indexer key but only the 2048 selected latents."""
+        m = get_model("deepseek_v3_2")
+        # 61 x (128 x 100,000 + 576 x 2,048) = 61 x (12,800,000 + 1,179,648) = 852,758,528: 5x less than held.
+        assert kv_cache_read_elements_per_sequence(m, 100_000) == 852_758_528
+        # Below the top-k everything is read: 61 x 704 x 1,000 = 42,944,000.
+        assert kv_cache_read_elements_per_sequence(m, 1000) == kv_cache_elements_per_sequence(m, 1000) == 42_944_000
+
+    def test_flop_by_hand(self):
+        """Indexer dot products over the whole context plus absorbed-MLA attention over the 2048 selected tokens."""
+        m = get_model("deepseek_v3_2")
+        # MLA decode per layer and attended token: 2 x 128 x (576 + 512) = 278,528; x 2,048 = 570,425,344.
+        # Indexer: 2 x 64 x 128 x 100,000 = 1,638,400,000. Sum 2,208,825,344 x 61 layers = 134,738,345,984
+        # (dense MLA: 278,528 x 100,000 x 61 = 1.699e12, 12.6x more).
+        assert attention_flop_per_token(m, 100_000) == 134_738_345_984
+
+    def test_indexer_parameters_by_hand(self):
+        """Indexer weights per layer: 1536 x 64 x 128 + 7168 x 128 + 2 x 128 + 7168 x 64 = 13,959,424."""
+        m = get_model("deepseek_v3_2")
+        dense = dataclasses.replace(m, sparse_attention_topk=0, indexer_heads=0, indexer_head_dim=0)
+        assert parameter_counts(m).total - parameter_counts(dense).total == 61 * 13_959_424
+        assert dense == dataclasses.replace(get_model("deepseek_v3_1"), name=dense.name)
+
+    def test_decode_step_reads_the_selection(self, h100):
+        """The step's KV read per sequence is the 852,758,528 elements (2 bytes), not the 4.29e9 held."""
+        m = get_model("deepseek_v3_2")
+        s = step_structure(m, h100, Workload(context_tokens=100_000), **layout())
+        expected_s = 852_758_528 * 2 / (h100.hbm_bandwidth_bytes_per_s * h100.bandwidth_efficiency)
+        assert float(s.hbm_s_per_sequence) == pytest.approx(expected_s, rel=1e-12)

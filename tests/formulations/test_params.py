@@ -51,6 +51,8 @@ PUBLISHED_TOTAL = {
     "llama_4_scout": 109e9,
     "llama_4_maverick": 400e9,
     "qwen3_next_80b_a3b": 80e9,
+    # DeepSeek-V3.2-Exp: 685B on its Hugging Face page, the MTP layer included (as V3's 685B there against 671B).
+    "deepseek_v3_2": 685e9,
 }
 PUBLISHED_ACTIVE = {
     "mixtral_8x7b": 12.9e9,
@@ -66,6 +68,7 @@ PUBLISHED_ACTIVE = {
     "gpt_oss_120b": 5.13e9,
     "llama_4_scout": 17e9,
     "llama_4_maverick": 17e9,
+    "deepseek_v3_2": 37e9,
 }
 # Published totals are rounded to 2-3 significant figures and some include or exclude the
 # embeddings, so 1.5% is the tightest band all of them meet. The rumoured GPT-4 figure is itself
@@ -78,10 +81,10 @@ DEFAULT_TOLERANCE = 0.015
 # "3.3B" counts the embedding rows our active count leaves out (3.04e9 + 0.31e9 = 3.35e9): 10 %; so does Llama 4's
 # "17B" (16.14e9 + 1.03e9): 6 %. Qwen3-Next's "A3B" is a name, not a count (we count 3.56e9 active, 3.87e9 with
 # the embedding rows): it has no active figure here; tests/formulations/test_layer_types.py counts it by hand.
-TOLERANCE = {"gpt_4_rumoured": 0.03, "kimi_k2": 0.03, "glm_4_5": 0.03}
+TOLERANCE = {"gpt_4_rumoured": 0.03, "kimi_k2": 0.03, "glm_4_5": 0.03, "deepseek_v3_2": 0.03}
 ACTIVE_TOLERANCE = {"deepseek_v3": 0.03, "deepseek_v3_1": 0.03, "qwen3_30b_a3b": 0.1, "qwen3_235b_a22b": 0.03,
                     "minimax_m2": 0.05, "kimi_k2": 0.03, "glm_4_5": 0.05, "llama_4_scout": 0.06,
-                    "llama_4_maverick": 0.06}
+                    "llama_4_maverick": 0.06, "deepseek_v3_2": 0.03}
 
 
 class TestParameterCounts:
