@@ -15,7 +15,11 @@ import pytest
 
 from infecon.formulations.errors import InstanceError
 from infecon.instances.loader import MODELS_DIR, builtin_model_names, get_model, load_model
+from infecon.solver import api
 from infecon.solver.api import frontier
+from infecon.solver.cli import main
+from infecon.solver.epsilon import trace_frontier
+from tests.solver.backend_contract import assert_same_frontier
 
 HF_CONFIGS = Path(__file__).resolve().parent / "data" / "hf_configs"
 CATALOGUE_2025 = tuple(sorted(p.stem for p in HF_CONFIGS.glob("*.json")))
@@ -65,8 +69,9 @@ class TestCatalogue:
 
     @pytest.mark.parametrize("stem", CATALOGUE_2025)
     def test_frontier_runs(self, stem):
-        """A frontier of each new model on 8-GPU H200 nodes has points, fastest first and cheaper down the rows."""
-        points = frontier(stem, "h200", weight_bits=8, isl=2048, osl=512, max_gpus=16).points
+        """A frontier of each new model (serving model, isl 2048 / osl 512) on H200s has points, fastest first and
+        cheaper down the rows."""
+        points = frontier(stem, "h200", engine="generic", weight_bits=8, isl=2048, osl=512, max_gpus=16).points
         assert len(points) >= 1
         assert points["usd_per_million_tokens"].is_monotonic_decreasing
         assert (points["tokens_per_second"].diff().dropna() <= 0).all()
@@ -74,8 +79,6 @@ class TestCatalogue:
 
 class TestCommandLine:
     def run(self, capsys, *argv: str) -> tuple[int, str, str]:
-        from infecon.solver.cli import main
-
         try:
             code = main(list(argv))
         except SystemExit as exc:
@@ -106,3 +109,25 @@ class TestCommandLine:
                                 "--weight-format", "mxfp4")
         assert code == 2
         assert "'weight_bits' 8 conflicts with 'weight_format' mxfp4" in err
+
+
+# One model per new piece of physics: MXFP4 with sliding windows, linear attention, sparse attention, chunked.
+NEW_PHYSICS = [("gpt_oss_20b", {"weight_format": "mxfp4"}), ("qwen3_next_80b_a3b", {"weight_bits": 8}),
+               ("deepseek_v3_2", {"weight_bits": 8}), ("llama_4_scout", {"weight_bits": 8})]
+
+
+@pytest.mark.parametrize(("stem", "knobs"), NEW_PHYSICS, ids=[stem for stem, _ in NEW_PHYSICS])
+def test_backends_agree_under_the_serving_model(stem, knobs):
+    """Under the default engine (prefill, closed loop) CP-SAT and MILP equal the enumeration on the new layer types.
+
+    ``tests/solver/test_builtin_agreement.py`` checks every built-in model, these included, on the paper's
+    decode-only model; this adds the serving model's prefill pass, where the windows and the sparse selection
+    also shape the prompt's attention.
+    """
+    problem = api.build_problem(stem, "h200", engine="generic", isl=4000, osl=500, max_gpus=8, batch_mode="ladder",
+                                **knobs)
+    assert problem.workload.context_tokens == 4250  # isl + osl/2: the windows and the sparse selection bind
+    expected = trace_frontier(problem, "enumerate")
+    assert len(expected) > 0
+    for backend in ("cpsat", "milp"):
+        assert_same_frontier(expected, trace_frontier(problem, backend))
