@@ -325,7 +325,7 @@ def _check_hardware_value(where: str, name: str, value: float) -> None:
 def _replace_model(where: str, model: ModelSpec, name: str, value: int) -> ModelSpec:
     """The model with one field changed, re-validated by the loader's own rules (so heads still divide, etc.)."""
     data: dict[str, Any] = {f.name: getattr(model, f.name) for f in dataclasses.fields(ModelSpec)
-                            if f.name != "sources"}
+                            if f.name != "sources" and (f.name != "hf_id" or model.hf_id)}
     if not model.is_moe:
         data.pop("n_dense_layers")  # derived from n_layers for a dense model; re-derive it
     data[name] = value
