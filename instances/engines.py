@@ -14,6 +14,7 @@ from typing import Any
 
 from infecon.formulations.errors import InstanceError
 from infecon.formulations.specs import PER_HARDWARE, SERVING_MODES, EngineProfile, KernelCounts
+from infecon.instances.limits import check_field
 from infecon.instances.loader import INSTANCES_DIR, _check_int, _check_number, _unwrap, read_toml, reject_unknown
 
 ENGINES_DIR = INSTANCES_DIR / "engines"
@@ -105,7 +106,41 @@ def load_engine(path: str | Path) -> EngineProfile:
         per_hw[hw_name] = {key: _check_number(path, f"{where}.{key}", _unwrap(path, f"{where}.{key}", raw, sources),
                                               at_most=1.0 if key in _FRACTIONS else None)
                            for key, raw in table.items()}
-    return EngineProfile(**values, kernels=KernelCounts(**counts), by_hardware=per_hw, sources=sources)
+    if not values.get("paper", False):
+        missing = [key for key in (*_FRACTIONS, *_SECONDS) if key not in values]
+        if missing:
+            # A profile is fitted data: a field left out would silently take a default no engine was measured at.
+            raise InstanceError(f"{path}: missing required field '{missing[0]}' (an engine profile gives "
+                                f"{', '.join((*_FRACTIONS, *_SECONDS))}; 'paper = true' takes the paper's model)")
+    try:
+        profile = EngineProfile(**values, kernels=KernelCounts(**counts), by_hardware=per_hw, sources=sources)
+    except ValueError as exc:
+        raise InstanceError(f"{path}: {exc}") from None
+    return check_engine(profile, path)
+
+
+def check_engine(profile: object, where: str | Path = "engine") -> EngineProfile:
+    """An ``EngineProfile`` whose every number is plausible (``limits.FIELD_RANGES``), or ``InstanceError``.
+
+    The loader calls it on every file and the API on a profile it is handed, so an edited profile
+    (``dataclasses.replace``) meets the same bounds as a file.
+    """
+    if not isinstance(profile, EngineProfile):
+        raise InstanceError(f"{where}: expected an EngineProfile, a built-in engine name or a file path "
+                            f"(got {type(profile).__name__})")
+    if not isinstance(profile.name, str) or not profile.name:
+        raise InstanceError(f"{where}: 'name' must be a non-empty string (got {profile.name!r})")
+    for key in (*_FRACTIONS, *_SECONDS):
+        check_field(key, getattr(profile, key), label=f"'{key}'", where=str(where))
+    for key in _KERNEL_FIELDS:
+        check_field("kernels", getattr(profile.kernels, key), label=f"'kernels.{key}'", where=str(where))
+    for hw_name, table in profile.by_hardware.items():
+        for key, value in table.items():
+            check_field(key, value, label=f"'by_hardware.{hw_name}.{key}'", where=str(where))
+    if profile.default_mode not in SERVING_MODES:
+        raise InstanceError(f"{where}: 'default_mode' must be one of {', '.join(SERVING_MODES)} "
+                            f"(got {profile.default_mode!r})")
+    return profile
 
 
 def get_engine(name: str) -> EngineProfile:

@@ -10,6 +10,7 @@ loaders all check against this one table.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from numbers import Integral, Real
 
@@ -65,6 +66,10 @@ _DRAFT = Range(1, 64, False, True, "tokens")
 # floor keeps a typo such as 1e-3 for 1e-1 from pricing tokens at millions of dollars.
 EFFICIENCY = Range(0.01, 1.0, False, False, "share of peak")
 
+# $1M per GPU-hour is ~1e5x any rental price; above ~1e300 the cost per token overflows to inf. A millionth of a
+# dollar per GPU-hour is ~1e6x below any price; at 5e-324 (the smallest float) every cost printed as 0.
+_PRICE = Range(1e-6, 1e6, False, False, "USD per GPU-hour")
+
 KNOB_RANGES: dict[str, Range] = {
     "context": _CONTEXT,
     "max_batch": _BATCH,
@@ -73,8 +78,7 @@ KNOB_RANGES: dict[str, Range] = {
     "max_gpus": _GPUS,
     "max_draft_tokens": _DRAFT,
     "draft_tokens": _DRAFT,
-    # $1M per GPU-hour is ~1e5x any rental price; above ~1e300 the cost per token overflows to inf.
-    "price_usd_per_hour": Range(0, 1e6, True, False, "USD per GPU-hour"),
+    "price_usd_per_hour": _PRICE,
     "flop_efficiency": EFFICIENCY,
     "bandwidth_efficiency": EFFICIENCY,
     # 1e12 tok/s is ~1e4x all of 2025's LLM traffic; the same bound caps an hourly budget in USD.
@@ -120,3 +124,106 @@ def check_knob(name: str, value: object, *, label: str | None = None, where: str
     if not rule.accepts(value):
         prefix = f"{where}: " if where else ""
         raise InstanceError(f"{prefix}{label or repr(name)} must be {rule.describe()} ({rule.unit}), got {value!r}")
+
+
+# ---------------------------------------------------------------- text -> number, in one place
+
+_INTEGER_TEXT = re.compile(r"[+]?[0-9]+")
+_NUMBER_TEXT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
+def parse_number(text: object, *, whole: bool = False, thousands_suffix: bool = False) -> int | float:
+    """A number from text as a user types it (flag, CSV cell, TOML string), or ``ValueError``.
+
+    One parser for every door, so ``--batch 1_000``, a CSV cell ``٣`` (an Arabic-Indic digit, which
+    Python's ``int`` accepts) and ``0x10`` are refused the same way everywhere. Whole numbers are
+    ASCII digits (``thousands_suffix``: a trailing ``k`` or ``K`` multiplies by 1000, as in ``8k``
+    tokens); other numbers are decimal literals (``0.5``, ``1e-3``); ``nan`` and ``inf`` are not
+    numbers here, and an overflow to inf is refused.
+    """
+    if isinstance(text, bool) or not isinstance(text, str | int | float):
+        raise ValueError(f"not a number: {text!r}")
+    if isinstance(text, int | float):
+        if whole and not (isinstance(text, int) or float(text).is_integer()):
+            raise ValueError(f"not a whole number: {text!r}")
+        return int(text) if whole else text
+    clean = text.strip()
+    scale = 1
+    if thousands_suffix and clean[-1:] in ("k", "K"):
+        clean, scale = clean[:-1], 1000
+    if whole:
+        if not _INTEGER_TEXT.fullmatch(clean):
+            raise ValueError(f"not a whole number: {text!r}")
+        return int(clean) * scale
+    if not _NUMBER_TEXT.fullmatch(clean):
+        raise ValueError(f"not a number: {text!r}")
+    value = float(clean) * scale
+    if not math.isfinite(value):
+        raise ValueError(f"too large: {text!r}")
+    return value
+
+
+def parse_knob(name: str, text: object, *, label: str | None = None, where: str = "") -> int | float:
+    """Text (or a number) to a knob's value, checked against ``KNOB_RANGES[name]``: the gate every door uses.
+
+    Raises:
+        InstanceError: ``--max-batch must be a positive integer <= 1000000000000 (sequences), got 'x'``.
+    """
+    rule = KNOB_RANGES[name]
+    try:
+        value = parse_number(text, whole=rule.whole, thousands_suffix=rule.unit == "tokens")
+    except ValueError:
+        value = None
+    if value is None or not rule.accepts(value):
+        prefix = f"{where}: " if where else ""
+        raise InstanceError(f"{prefix}{label or repr(name)} must be {rule.describe()} ({rule.unit}), got {text!r}")
+    return value
+
+
+# ---------------------------------------------------------------- plausibility of every file field
+
+# Each bound lies far outside any real part or engine; the reason is beside it. Built-in files, user
+# files, sweeps that scale a field, and specs edited with dataclasses.replace are all checked against
+# this one table (``check_field``), so a value a file would be refused for cannot enter another way.
+FIELD_RANGES: dict[str, Range] = {
+    # 1 GFLOP/s is ~1e5x below any accelerator; 1e18 (an exaFLOP/s per device) ~50x above the B300's 4-bit peak.
+    "flop_per_s": Range(1e9, 1e18, False, False, "FLOP/s"),
+    # 1 MB to 1 PB per device: Groq's LPU has 230 MB of SRAM, a B300 288 GB of HBM.
+    "hbm_capacity_bytes": Range(1e6, 1e15, False, False, "bytes"),
+    # 1 GB/s to 1 PB/s: 12x Groq's 80 TB/s SRAM at the top.
+    "hbm_bandwidth_bytes_per_s": Range(1e9, 1e15, False, False, "bytes/s"),
+    # 1 MB/s (no link is slower) to 1 PB/s per direction (NVLink 5 is 0.9 TB/s).
+    "intra_node_bandwidth_bytes_per_s": Range(1e6, 1e15, False, False, "bytes/s"),
+    "inter_node_bandwidth_bytes_per_s": Range(1e6, 1e15, False, False, "bytes/s"),
+    "node_size_gpus": _GPUS,
+    # A launch or hop of a second is no GPU; NCCL's largest latencies are tens of microseconds.
+    "kernel_launch_latency_s": Range(0, 1, False, False, "seconds"),
+    "base_latency_s": Range(0, 1, False, False, "seconds"),
+    "intra_hop_latency_s": Range(0, 1, False, False, "seconds"),
+    "inter_hop_latency_s": Range(0, 1, False, False, "seconds"),
+    "bandwidth_fraction": EFFICIENCY,
+    "price_usd_per_hour": _PRICE,
+    "flop_efficiency": EFFICIENCY,
+    "bandwidth_efficiency": EFFICIENCY,
+    # Engine profiles: fitted values are ~4 us per kernel, ~1 us per sequence-layer, <1 ms per step, <0.2 s per
+    # request; bounds 1,000x and more above them.
+    "kernel_s": Range(0, 0.01, False, False, "seconds per kernel"),
+    "sequence_layer_s": Range(0, 0.01, False, False, "seconds per sequence per layer"),
+    "step_s": Range(0, 10, False, False, "seconds per step"),
+    "request_s": Range(0, 3600, False, False, "seconds per request"),
+    # Kernels per layer and block: engines launch 3-11; 10,000 is no engine.
+    "kernels": Range(0, 10_000, False, True, "kernels per layer"),
+}
+
+
+def check_field(name: str, value: object, *, label: str | None = None, where: str = "") -> float:
+    """Raise ``InstanceError`` unless a file field's ``value`` is plausible (``FIELD_RANGES[name]``); return it.
+
+    ``name`` is the field (``flop_per_s`` for every precision's rate, ``kernels`` for every kernel count);
+    ``label`` how the message names it (default ``'name'``).
+    """
+    rule = FIELD_RANGES[name]
+    if not rule.accepts(value):
+        prefix = f"{where}: " if where else ""
+        raise InstanceError(f"{prefix}{label or repr(name)} must be {rule.describe()} ({rule.unit}), got {value!r}")
+    return value

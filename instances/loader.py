@@ -18,7 +18,7 @@ from typing import Any
 
 from infecon.formulations.errors import InstanceError
 from infecon.formulations.specs import PROTOCOL_NAMES, HardwareSpec, ModelSpec, ProtocolLatency
-from infecon.instances.limits import KNOB_RANGES, check_knob
+from infecon.instances.limits import KNOB_RANGES, check_field, check_knob
 
 INSTANCES_DIR = Path(__file__).resolve().parent
 MODELS_DIR = INSTANCES_DIR / "models"
@@ -45,7 +45,7 @@ _HW_POSITIVE = (
 )
 _HW_NONNEGATIVE = ("kernel_launch_latency_s",)
 _HW_FRACTIONS = ("flop_efficiency", "bandwidth_efficiency")
-_FLOP_KEYS = {"flop_per_s_4bit": 4, "flop_per_s_8bit": 8, "flop_per_s_16bit": 16}
+_FLOP_KEYS = {"flop_per_s_4bit": 4, "flop_per_s_8bit": 8, "flop_per_s_16bit": 16, "flop_per_s_32bit": 32}
 _PROTOCOL_FIELDS = tuple(f.name for f in fields(ProtocolLatency))
 
 
@@ -82,7 +82,7 @@ def _unwrap(path: Path, key: str, raw: Any, sources: dict[str, str]) -> Any:
 MAX_MODEL_DIMENSION = 2**24
 
 
-def _check_int(path: Path, key: str, value: Any, minimum: int, maximum: int | None = None) -> int:
+def _check_int(path: str | Path, key: str, value: Any, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InstanceError(f"{path}: '{key}' must be an integer (got {value!r})")
     if value < minimum:
@@ -162,12 +162,33 @@ def model_from_mapping(path: Path, data: Mapping[str, Any]) -> ModelSpec:
             if not isinstance(value, str) or not value:
                 raise InstanceError(f"{path}: '{key}' must be a non-empty string (got {value!r})")
             values[key] = value
-    spec = ModelSpec(**values, sources=sources)
-    _check_model_consistency(path, spec)
-    return spec
+    return check_model(ModelSpec(**values, sources=sources), path)
 
 
-def _check_model_consistency(path: Path, m: ModelSpec) -> None:
+def check_model(m: object, where: str | Path = "model") -> ModelSpec:
+    """A ``ModelSpec`` whose every field passes the loader's rules, or ``InstanceError`` naming field and value.
+
+    Why: a spec edited with ``dataclasses.replace`` (the README's what-if) never went through a file; the API
+    checks it here at its boundary, with the same rules and bounds a file gets.
+    """
+    if not isinstance(m, ModelSpec):
+        raise InstanceError(f"{where}: expected a ModelSpec, a built-in model name or a file path "
+                            f"(got {type(m).__name__})")
+    if not isinstance(m.name, str) or not m.name:
+        raise InstanceError(f"{where}: 'name' must be a non-empty string (got {m.name!r})")
+    for key, minimum in _MODEL_INT_FIELDS.items():
+        _check_int(where, key, getattr(m, key), minimum, MAX_MODEL_DIMENSION)
+    for key in _MODEL_BOOL_FIELDS:
+        if not isinstance(getattr(m, key), bool):
+            raise InstanceError(f"{where}: '{key}' must be true or false (got {getattr(m, key)!r})")
+    if m.attention not in ("standard", "mla"):
+        raise InstanceError(f"{where}: 'attention' must be \"standard\" or \"mla\" (got {m.attention!r})")
+    _check_int(where, "n_dense_layers", m.n_dense_layers, 0, MAX_MODEL_DIMENSION)
+    _check_model_consistency(where, m)
+    return m
+
+
+def _check_model_consistency(path: str | Path, m: ModelSpec) -> None:
     if m.n_heads % m.n_kv_heads:
         raise InstanceError(
             f"{path}: 'n_heads' must be a multiple of 'n_kv_heads' (got {m.n_heads} and {m.n_kv_heads})")
@@ -240,7 +261,43 @@ def load_hardware(path: str | Path) -> HardwareSpec:
     node_size = _unwrap(path, "node_size_gpus", data["node_size_gpus"], sources)
     values["node_size_gpus"] = _check_int(path, "node_size_gpus", node_size, 1, int(KNOB_RANGES["max_gpus"].high))
     protocols = _load_protocols(path, data["protocols"], sources)
-    return HardwareSpec(name=name, flop_per_s_by_bits=flops, protocols=protocols, sources=sources, **values)
+    return check_hardware(HardwareSpec(name=name, flop_per_s_by_bits=flops, protocols=protocols, sources=sources,
+                                       **values), path)
+
+
+# HardwareSpec's numeric fields, each bounded by ``limits.FIELD_RANGES`` under its own name.
+_HW_BOUNDED = (*_HW_POSITIVE, *_HW_NONNEGATIVE, *_HW_FRACTIONS, "node_size_gpus")
+
+
+def check_hardware(hw: object, where: str | Path = "hardware") -> HardwareSpec:
+    """A ``HardwareSpec`` whose every number is plausible (``limits.FIELD_RANGES``), or ``InstanceError``.
+
+    The loader calls it on every file; the API on a spec it is handed (``dataclasses.replace`` what-ifs);
+    a sweep on each scaled value: one set of bounds wherever a value enters.
+    """
+    if not isinstance(hw, HardwareSpec):
+        raise InstanceError(f"{where}: expected a HardwareSpec, a built-in hardware name or a file path "
+                            f"(got {type(hw).__name__})")
+    if not isinstance(hw.name, str) or not hw.name:
+        raise InstanceError(f"{where}: 'name' must be a non-empty string (got {hw.name!r})")
+    for key in _HW_BOUNDED:
+        check_field(key, getattr(hw, key), label=f"'{key}'", where=str(where))
+    rates = dict(hw.flop_per_s_by_bits)
+    if 16 not in rates:
+        raise InstanceError(f"{where}: 'flop_per_s_16bit' is required (the 16-bit tensor-core rate)")
+    for bits, rate in rates.items():
+        if bits not in _FLOP_KEYS.values():
+            raise InstanceError(f"{where}: 'flop_per_s_by_bits' has {bits!r} bits (expected one of "
+                                f"{', '.join(map(str, _FLOP_KEYS.values()))})")
+        check_field("flop_per_s", rate, label=f"'flop_per_s_{bits}bit'", where=str(where))
+    protocols = dict(hw.protocols)
+    if not protocols or set(protocols) - set(PROTOCOL_NAMES):
+        raise InstanceError(f"{where}: 'protocols' must name one or more of {', '.join(PROTOCOL_NAMES)} "
+                            f"(got {sorted(map(str, protocols))})")
+    for proto, latency in protocols.items():
+        for key in _PROTOCOL_FIELDS:
+            check_field(key, getattr(latency, key, None), label=f"'protocols.{proto}.{key}'", where=str(where))
+    return hw
 
 
 def _load_protocols(path: Path, table: Any, sources: dict[str, str]) -> dict[str, ProtocolLatency]:
@@ -505,6 +562,9 @@ def _normalise(name: str) -> str:
 
 
 def _resolve(name: str, directory: Path, kind: str, aliases: Mapping[str, str]) -> Path:
+    if not isinstance(name, str):
+        raise InstanceError(f"{kind} must be a name (a string) such as 'h100' or 'llama-3-70b', or a file path "
+                            f"(got {name!r})")
     wanted = _normalise(name)
     wanted = aliases.get(wanted, wanted)
     for path in directory.glob("*.toml"):

@@ -41,11 +41,13 @@ from infecon.formulations.specs import (
     Workload,
 )
 from infecon.instances.bands import shipped_bands
-from infecon.instances.engines import get_engine
+from infecon.instances.engines import check_engine, get_engine
 from infecon.instances.limits import check_knob
 from infecon.instances.loader import (
     builtin_hardware_names,
     builtin_model_names,
+    check_hardware,
+    check_model,
     get_hardware,
     get_model,
     hardware_aliases,
@@ -66,11 +68,18 @@ DEFAULT_OSL = 1024
 def resolve_model(model: str | Path | ModelSpec) -> ModelSpec:
     """A ``ModelSpec`` from a spec, a built-in name, or a path to a TOML or ``config.json`` file."""
     if isinstance(model, ModelSpec):
-        return model
+        return check_model(model)  # a spec edited with dataclasses.replace meets the file's rules here
+    if not isinstance(model, str | Path):
+        raise InstanceError(f"'model' must be a built-in name, a file path or a ModelSpec (got {_what(model)})")
     text = str(model)
     if isinstance(model, Path) or text.endswith((".toml", ".json")) or Path(text).is_file():
         return load_model(_file_path(text))
     return get_model(text)
+
+
+def _what(value: object) -> str:
+    """A value for a message: short ones as written, a spec or other object by its type (a repr can be a page)."""
+    return repr(value) if value is None or isinstance(value, str | int | float) else f"a {type(value).__name__}"
 
 
 def _file_path(text: str) -> str:
@@ -82,7 +91,10 @@ def _file_path(text: str) -> str:
 
 def resolve_hardware(hardware: str | Path | HardwareSpec) -> HardwareSpec:
     if isinstance(hardware, HardwareSpec):
-        return hardware
+        return check_hardware(hardware)  # a spec edited with dataclasses.replace meets the file's bounds here
+    if not isinstance(hardware, str | Path):
+        raise InstanceError(f"'hardware' must be a built-in name, a file path or a HardwareSpec "
+                            f"(got {_what(hardware)})")
     text = str(hardware)
     if isinstance(hardware, Path) or text.endswith(".toml") or Path(text).is_file():
         return load_hardware(_file_path(text))
@@ -106,7 +118,9 @@ def resolve_serving(engine: str | Path | EngineProfile | None, mode: str | None,
         check_knob("context", value, label=f"'{name}'")  # the same token bound as a context (int64-safe KV sizes)
     if engine is None:
         return None, "decode_only", None, int(context_tokens or 0)
-    profile = engine if isinstance(engine, EngineProfile) else get_engine(str(engine))
+    if not isinstance(engine, str | Path | EngineProfile):
+        raise InstanceError(f"'engine' must be a profile name, a file path or an EngineProfile (got {_what(engine)})")
+    profile = check_engine(engine) if isinstance(engine, EngineProfile) else get_engine(str(engine))
     mode = mode or profile.default_mode
     if mode not in SERVING_MODES:
         raise InstanceError(f"'mode' must be one of {', '.join(SERVING_MODES)} (got {mode!r})")

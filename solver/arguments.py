@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from infecon.instances.limits import KNOB_RANGES
+from infecon.instances.limits import KNOB_RANGES, parse_number
 
 
 def checked(text: str, parse, accept, expected: str):
@@ -23,28 +23,48 @@ def checked(text: str, parse, accept, expected: str):
     return value
 
 
+def whole(text: str) -> int:
+    """Text to a whole number through the one parser (``instances.limits.parse_number``): ASCII digits only."""
+    return parse_number(text, whole=True)
+
+
+def number(text: str) -> float:
+    """Text to a finite number through the one parser: decimal literals only (no ``nan``, ``inf``, ``0x10``)."""
+    return parse_number(text)
+
+
+def tokens(text: str) -> int:
+    """``8000``, ``8k`` or ``100K``: a whole number of tokens."""
+    return parse_number(text, whole=True, thousands_suffix=True)
+
+
 def positive_int(text: str) -> int:
-    return checked(text, int, lambda v: v >= 1, "a positive integer")
+    return checked(text, whole, lambda v: v >= 1, "a positive integer")
 
 
 def positive_float(text: str) -> float:
-    return checked(text, float, lambda v: 0 < v < float("inf"), "a positive number")
+    return checked(text, number, lambda v: 0 < v < float("inf"), "a positive number")
 
 
 def worker_count(text: str) -> int:
     """``--jobs``: worker processes, 1 to 4 per core (``solver.parallel.max_jobs``)."""
     from infecon.solver.parallel import max_jobs
 
-    return checked(text, int, lambda v: 1 <= v <= max_jobs(),
+    return checked(text, whole, lambda v: 1 <= v <= max_jobs(),
                    f"an integer in [1, {max_jobs()}] (at most 4 worker processes per core on this machine)")
 
 
-def knob(name: str, parse=float) -> Callable[[str], object]:
-    """An argparse type for a knob, checked against its plausible range (``instances.limits.KNOB_RANGES``)."""
+def knob(name: str, parse=None) -> Callable[[str], object]:
+    """An argparse type for a knob, checked against its plausible range (``instances.limits.KNOB_RANGES``).
+
+    ``parse`` is kept for callers that name a type; the knob's own rule decides (whole numbers for integer
+    knobs, ``8k`` for token counts), through the one parser every door uses.
+    """
     rule = KNOB_RANGES[name]
+    parser = tokens if rule.unit == "tokens" else whole if rule.whole else number
 
     def convert(text: str):
-        return checked(text, parse, rule.accepts, rule.describe())
+        return checked(text, parser, rule.accepts, rule.describe())
 
     convert.__name__ = name  # argparse names the type in some messages
     return convert

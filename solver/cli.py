@@ -24,6 +24,9 @@ from infecon.solver.arguments import CONFIDENCE_HELP
 from infecon.solver.arguments import checked as _checked
 from infecon.solver.arguments import confidence as _confidence
 from infecon.solver.arguments import knob as _knob
+from infecon.solver.arguments import number as _number
+from infecon.solver.arguments import tokens as _tokens
+from infecon.solver.arguments import whole as _whole
 from infecon.solver.backends import BACKEND_NAMES
 from infecon.solver.thinning import DEFAULT_TOLERANCE
 
@@ -61,33 +64,26 @@ engines and modes:
 """
 
 
-def _parse_tokens(text: str) -> int:
-    """``8000``, ``8k`` or ``100K``."""
-    clean = text.strip().lower()
-    scale = 1000 if clean.endswith("k") else 1
-    return int(clean.removesuffix("k")) * scale
-
-
 def _token_count(text: str) -> int:
     rule = KNOB_RANGES["context"]
-    return _checked(text, _parse_tokens, rule.accepts, f"{rule.describe()} (e.g. 8000 or 8k)")
+    return _checked(text, _tokens, rule.accepts, f"{rule.describe()} (e.g. 8000 or 8k)")
 
 
 def _output_token_count(text: str) -> int:
     """``--osl``: like a token count, but a request emits at least one token."""
     rule = KNOB_RANGES["context"]
-    return _checked(text, _parse_tokens, lambda v: rule.accepts(v) and v >= 1,
+    return _checked(text, _tokens, lambda v: rule.accepts(v) and v >= 1,
                     f"a positive integer <= {rule.high:.0f} (e.g. 500 or 1k)")
 
 
 def _acceptance(text: str) -> float:
-    return _checked(text, float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+    return _checked(text, _number, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
 def _batch_list(text: str) -> list[int]:
     rule = KNOB_RANGES["batch_sizes"]
     parts = [part for part in text.split(",") if part.strip()]
-    return _checked(text, lambda t: [int(part) for part in parts],
+    return _checked(text, lambda t: [_whole(part) for part in parts],
                     lambda values: bool(values) and all(rule.accepts(v) for v in values),
                     f"comma-separated batch sizes, each {rule.describe()}")
 
@@ -97,7 +93,7 @@ def _tp_grid(text: str) -> tuple[int, int]:
     axis = KNOB_RANGES["max_gpus"]
 
     def parse(t: str) -> tuple[int, int]:
-        rows, cols = (int(x) for x in t.lower().split("x"))  # a ValueError unless exactly two integers
+        rows, cols = (_whole(x) for x in t.lower().split("x"))  # a ValueError unless exactly two integers
         return rows, cols
 
     return _checked(text, parse, lambda grid: all(axis.accepts(v) for v in grid),
