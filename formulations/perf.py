@@ -739,6 +739,10 @@ def evaluate(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp_rows,
     tokens_per_second = 1.0 / latency_s
     total = batch * tokens_per_second
     usd_per_second = gpus * hw.price_usd_per_hour / 3600.0
+    # A fixed draft length with no drafter layout on these GPUs takes forever (latency inf, total 0): its cost is
+    # inf, as it should be (the drafter_layout rule refuses it), without a RuntimeWarning on stderr.
+    with np.errstate(divide="ignore"):
+        usd_per_million_tokens = usd_per_second / total * 1e6
     tp = tp_rows * tp_cols
     hbm = hbm_used_bytes_per_gpu(model, workload, tp=tp, pp=pp, batch=batch, tokens_per_sequence=gamma + 1)
     if speculative is not None:
@@ -751,7 +755,7 @@ def evaluate(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp_rows,
         latency_s=latency_s,
         tokens_per_second=tokens_per_second,
         total_tokens_per_second=total,
-        usd_per_million_tokens=usd_per_second / total * 1e6,
+        usd_per_million_tokens=usd_per_million_tokens,
         utilization=useful_flop_per_token * total / (gpus * hw.peak_flop_per_s(workload.weight_bits)),
         hbm_used_bytes_per_gpu=hbm,
         gpus=gpus,

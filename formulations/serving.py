@@ -605,11 +605,12 @@ def serving_metrics(model: ModelSpec, hw: HardwareSpec, workload: Workload, requ
         # The paper's eq. 46 latency is already ``base.latency_s``; an engine's iteration is its own passes
         # (per-hardware efficiencies, kernels, overheads), so gamma 0 is exactly plain decoding. The draft
         # length is chosen on the paper's physics; where that choice is slower than plain decoding under
-        # the engine, plain decoding (gamma 0, drafter not loaded) is taken, so a drafter never hurts.
+        # the engine, plain decoding (gamma 0, drafter not loaded) is taken, so a drafter never hurts; but a
+        # draft length the caller fixed (``--draft-tokens``) is kept: it is the question asked.
         plain_s = _pass_time(passes.decode, passes, engine, micro_batch).total_s
         decode_s = _speculative_latency_s(model, hw, workload, engine, speculative, base, layout, batch,
                                           attention_dp)
-        slower = decode_s > plain_s
+        slower = (decode_s > plain_s) & (draft_tokens is None)
         if slower.any():
             base = evaluate(model, physics_hw, workload, **layout, batch=batch,
                             draft_tokens=np.where(slower, 0, base.draft_tokens), speculative=speculative,
@@ -636,7 +637,9 @@ def serving_metrics(model: ModelSpec, hw: HardwareSpec, workload: Workload, requ
                                                              tokens_per_sequence=gamma + 1), hbm)
         common["hbm_used_bytes_per_gpu"] = hbm
     if not (engine.paper and mode == "decode_only"):
-        scale = times.total_tokens_per_second / base.total_tokens_per_second
+        # 0 where the paper's physics serves nothing (a fixed draft length with no drafter layout: total 0).
+        scale = np.divide(times.total_tokens_per_second, base.total_tokens_per_second,
+                          out=np.zeros(np.shape(base.total_tokens_per_second)), where=base.total_tokens_per_second > 0)
         common.update(target=decode.physics if speculative is None else base.target,
                       latency_s=1.0 / times.tokens_per_second, tokens_per_second=times.tokens_per_second,
                       total_tokens_per_second=times.total_tokens_per_second, usd_per_million_tokens=out_price,

@@ -536,6 +536,22 @@ def slo_violations(metrics: ConfigMetrics, ttft_max_s: float | None, tpot_max_s:
     return violations
 
 
+def rule_masks(problem: Problem, metrics: ConfigMetrics) -> dict[str, np.ndarray]:
+    """Per rule (``hbm_capacity``, ``ttft_max``, ``tpot_max``, ``drafter_layout``, ``demand_cap``, ``budget``),
+    True where evaluated configurations break it: the one place the table and ``explain`` read the caps from."""
+    hw = problem.hardware
+    violations = {"hbm_capacity": metrics.hbm_used_bytes_per_gpu > int(hw.hbm_capacity_bytes)}
+    c = problem.constraints
+    violations.update(slo_violations(metrics, c.ttft_max_s, c.tpot_max_s, c.slo_percentile))
+    if problem.speculative is not None:
+        violations["drafter_layout"] = (metrics.draft_tokens > 0) & (metrics.drafter_pp == 0)
+    if problem.constraints.demand_tokens_per_s is not None:
+        violations["demand_cap"] = metrics.total_tokens_per_second > problem.constraints.demand_tokens_per_s
+    if problem.constraints.budget_usd_per_hour is not None:
+        violations["budget"] = metrics.gpus * hw.price_usd_per_hour > problem.constraints.budget_usd_per_hour
+    return violations
+
+
 def tabulate(problem: Problem, layouts: Sequence[tuple[int, ...]] | np.ndarray | None = None,
              batches: np.ndarray | None = None) -> ConfigTable:
     """Evaluate every configuration of the problem's space once (or of the given layouts and batch sizes).
@@ -577,19 +593,10 @@ def tabulate_rows(problem: Problem, *, tp_rows: np.ndarray, tp_cols: np.ndarray,
     space it has not ruled out, so every backend reads the same numbers and the same rules.
     ``attention_dp``: per configuration, attention data-parallel (None: none is).
     """
-    hw = problem.hardware
     data = np.zeros(np.shape(batch), dtype=bool) if attention_dp is None else np.asarray(attention_dp, dtype=bool)
     metrics = evaluate_configurations(problem, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, batch=batch,
                                       draft_tokens=problem.space.draft_tokens, attention_dp=data)
-    violations = {"hbm_capacity": metrics.hbm_used_bytes_per_gpu > int(hw.hbm_capacity_bytes)}
-    c = problem.constraints
-    violations.update(slo_violations(metrics, c.ttft_max_s, c.tpot_max_s, c.slo_percentile))
-    if problem.speculative is not None:
-        violations["drafter_layout"] = (metrics.draft_tokens > 0) & (metrics.drafter_pp == 0)
-    if problem.constraints.demand_tokens_per_s is not None:
-        violations["demand_cap"] = metrics.total_tokens_per_second > problem.constraints.demand_tokens_per_s
-    if problem.constraints.budget_usd_per_hour is not None:
-        violations["budget"] = metrics.gpus * hw.price_usd_per_hour > problem.constraints.budget_usd_per_hour
+    violations = rule_masks(problem, metrics)
     return ConfigTable(problem=problem, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, batch=batch,
                        draft_tokens=metrics.draft_tokens, metrics=metrics, violations=violations, attention_dp=data)
 

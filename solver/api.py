@@ -19,6 +19,7 @@ from infecon.formulations.errors import InstanceError, NoFeasibleLayoutError
 from infecon.formulations.params import parameter_counts
 from infecon.formulations.perf import HBM_BYTES_CEILING, ConfigMetrics, beyond_any_memory
 from infecon.formulations.space import (
+    DEFAULT_MAX_GPUS,
     LAYOUT_COLUMNS,
     ConfigTable,
     Constraints,
@@ -30,6 +31,7 @@ from infecon.formulations.space import (
     layout_rule_violation,
     searched_layouts,
 )
+from infecon.formulations.space import rule_masks as space_rule_masks
 from infecon.formulations.specs import (
     SERVING_MODES,
     WEIGHT_FORMATS,
@@ -42,7 +44,7 @@ from infecon.formulations.specs import (
 )
 from infecon.instances.bands import shipped_bands
 from infecon.instances.engines import check_engine, get_engine
-from infecon.instances.limits import check_knob
+from infecon.instances.limits import KNOB_RANGES, check_knob
 from infecon.instances.loader import (
     builtin_hardware_names,
     builtin_model_names,
@@ -54,7 +56,7 @@ from infecon.instances.loader import (
     load_hardware,
     load_model,
 )
-from infecon.solver.enumeration import EvaluationBudgetError, rule_summary
+from infecon.solver.enumeration import EvaluationBudgetError, cap_values, rule_summary
 from infecon.solver.epsilon import solve_point, trace_frontier
 from infecon.solver.frontier import Frontier, band_columns
 from infecon.solver.thinning import DEFAULT_TOLERANCE
@@ -177,6 +179,10 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
     check_knob("slo_percentile", slo_percentile)
     if profile is None and (ttft_max_s is not None or tpot_max_s is not None or slo_percentile is not None):
         raise InstanceError("'ttft_max_s'/'tpot_max_s'/'slo_percentile' need a serving engine (e.g. engine='generic')")
+    if ttft_max_s is not None and (requests is None or requests.input_tokens == 0):
+        # No prompt, no prefill, no first token to time: the cap could never be met or broken.
+        raise InstanceError("'ttft_max_s' needs a prompt to time: the paper's decode-only model has none (give "
+                            "isl/osl, --isl/--osl, or another engine)")
     for name, bits in (("weight_bits", weight_bits), ("activation_bits", activation_bits), ("kv_bits", kv_bits)):
         if bits is not None and bits not in (4, 8, 16, 32):
             raise InstanceError(f"'{name}' must be one of 4, 8, 16, 32 (got {bits!r})")
@@ -199,6 +205,16 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
         check_knob("batch_sizes", value)
     if draft is None and draft_tokens is not None:
         raise InstanceError("'draft_tokens' needs 'draft' (a drafter for speculative decoding)")
+    if batch_sizes is not None and max_batch is not None:
+        raise InstanceError("give 'max_batch' or 'batch_sizes', not both: explicit batch sizes are the whole batch "
+                            "domain, so the cap would be ignored (drop the sizes above it instead)")
+    if batch_sizes is not None and batch_mode != "all":
+        raise InstanceError(f"give 'batch_sizes' or batch_mode={batch_mode!r}, not both: explicit batch sizes are "
+                            "the whole batch domain")
+    if attention_dp != "auto" and not attention_dp_applies(spec, profile):
+        why = "runs under the paper's model" if spec.attention == "mla" else "is not an MLA model"
+        raise InstanceError(f"'attention_dp' {attention_dp!r} changes nothing here: attention data parallelism is a "
+                            f"choice for MLA models under a serving engine, and {spec.name} {why}; leave it at 'auto'")
     overrides = {k: v for k, v in (("price_usd_per_hour", price_usd_per_hour), ("flop_efficiency", flop_efficiency),
                                    ("bandwidth_efficiency", bandwidth_efficiency)) if v is not None}
     hw = dataclasses.replace(hw, **overrides) if overrides else hw
@@ -269,25 +285,46 @@ def diagnose_infeasible(problem: Problem, table: ConfigTable | None = None) -> s
     ``table``: the problem's configuration table if the caller has it; without one the space is read
     piece by piece (``enumeration.rule_summary``: at integer resolution one table may not fit in memory).
     """
-    checked = ""
+    checked, closest = "", {}
     if table is None:
         summary = rule_summary(problem)
         fits, needed = summary.fits_somewhere, summary.least_hbm_used_bytes_per_gpu
-        names = summary.broken_wherever_it_fits
+        names, closest = summary.broken_wherever_it_fits, summary.closest
         if not summary.every_batch:
             checked = " (checked at batches ~1.4x apart: the space is too large to check every batch)"
     else:
         fits = not table.violations["hbm_capacity"].all()
         needed = int(table.metrics.hbm_used_bytes_per_gpu.min())
-        names = [name for name, broken in table.violations.items() if broken[~table.violations["hbm_capacity"]].all()]
+        room = ~table.violations["hbm_capacity"]
+        names = [name for name, broken in table.violations.items() if broken[room].all()]
+        closest = {name: float(values[room & np.isfinite(values)].min())
+                   for name, values in cap_values(table).items() if (room & np.isfinite(values)).any()}
     if not fits:
         capacity = problem.hardware.hbm_capacity_bytes
         return (f"hbm_capacity: {problem.model.name} does not fit on {problem.hardware.name} within "
                 f"{problem.space.max_gpus} GPUs: the roomiest layout needs {hbm_need_text(needed)}, "
                 f"{capacity / 1e9:.1f} GB available (raise --max-gpus, lower --weight-bits or --context)")
     if names:
-        return f"{names[0]}: no configuration that fits in memory satisfies it{checked}"
+        return f"{names[0]}: {_cap_reason(problem, names[0], closest.get(names[0]))}{checked}"
     return "no configuration satisfies all constraints together"
+
+
+def _cap_reason(problem: Problem, rule: str, nearest: float | None) -> str:
+    """Why no configuration that fits meets ``rule``, with the nearest value any reaches (``rule_summary.closest``)."""
+    c = problem.constraints
+    if nearest is None:
+        return "no configuration that fits in memory satisfies it"
+    if rule == "demand_cap":
+        return (f"every configuration that fits serves more than the demand of {c.demand_tokens_per_s:g} tok/s per "
+                f"instance (the least is {nearest:.4g} tok/s, one request at the slowest layout); the demand caps "
+                "one instance's total tokens/s, so it must be at least one request's speed")
+    if rule == "budget":
+        return (f"the cheapest instance that fits costs ${nearest:.4g}/h, over the budget of "
+                f"${c.budget_usd_per_hour:g}/h")
+    cap = c.ttft_max_s if rule == "ttft_max" else c.tpot_max_s
+    what = "TTFT" if rule == "ttft_max" else "TPOT"
+    return (f"the least {what} of any configuration that fits is {nearest * 1e3:.4g} ms, over the cap of "
+            f"{cap * 1e3:.4g} ms")
 
 
 def frontier(model, hardware, *, backend: str = "auto", time_limit_s: float | None = None, progress=None,
@@ -359,6 +396,7 @@ class Explanation:
     hbm_capacity_bytes: float
     attention_dp: bool = False  # attention data-parallel over the TP group (else by heads, or the paper's split)
     attention_choice: str = ""  # why this sharding (``explain``): empty where the problem has no choice
+    caps_broken: tuple[str, ...] = ()  # every cap given that this configuration breaks (``broken_caps``)
 
     @property
     def fits(self) -> bool:
@@ -366,12 +404,12 @@ class Explanation:
 
     @property
     def problem_found(self) -> str | None:
-        """The first reason this is not a valid deployment (a broken rule, then HBM capacity), or None."""
-        if self.rule_violation:
-            return self.rule_violation
+        """Every reason this is not a valid deployment (a broken rule, HBM capacity, each cap broken), or None."""
+        found = [self.rule_violation] if self.rule_violation else []
         if not self.fits:
-            return f"hbm_capacity: needs {self.hbm_need}, {self.hbm_capacity_bytes / 1e9:.1f} GB available"
-        return None
+            found.append(f"hbm_capacity: needs {self.hbm_need}, {self.hbm_capacity_bytes / 1e9:.1f} GB available")
+        found.extend(self.caps_broken)
+        return "; ".join(found) or None
 
     @property
     def hbm_need(self) -> str:
@@ -411,8 +449,12 @@ def explain(model, hardware, *, tp: int = 1, tp_rows: int = 1, tp_cols: int | No
     ``on`` data-parallel, ``off`` by heads, and ``auto`` the one that fits, else the faster, at this layout
     and batch (``_attention_choice``); a single GPU, a non-MLA model or the paper's model has no choice.
     """
-    problem = model if isinstance(model, Problem) else build_problem(model, hardware, **problem_kwargs)
     cols = tp if tp_cols is None else tp_cols
+    if not isinstance(model, Problem) and problem_kwargs.get("max_gpus") is None:
+        # No --max-gpus given: the configuration itself says how many GPUs (a cap given is judged below).
+        gpus = tp_rows * cols * pp if all(isinstance(v, int) for v in (tp_rows, cols, pp)) else 1
+        problem_kwargs["max_gpus"] = max(DEFAULT_MAX_GPUS, min(gpus, int(KNOB_RANGES["max_gpus"].high)))
+    problem = model if isinstance(model, Problem) else build_problem(model, hardware, **problem_kwargs)
     for name, value in (("tp", cols), ("tp_rows", tp_rows), ("pp", pp), ("ep", ep), ("batch", batch),
                         ("draft_tokens", 1 if draft_tokens is None else draft_tokens)):
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
@@ -420,7 +462,7 @@ def explain(model, hardware, *, tp: int = 1, tp_rows: int = 1, tp_cols: int | No
         check_knob("batch" if name == "batch" else "draft_tokens" if name == "draft_tokens" else "max_gpus", value,
                    label=f"'{name}'")
     violation = layout_rule_violation(problem.model, problem.hardware, tp_rows=tp_rows, tp_cols=cols, pp=pp, ep=ep,
-                                      max_gpus=max(problem.space.max_gpus, tp_rows * cols * pp))
+                                      max_gpus=problem.space.max_gpus)
     if violation is None and batch % pp:
         violation = f"pp_divides_batch: a batch of {batch} does not split into {pp} equal micro-batches"
     choices = attention_dp_choices(problem) if tp_rows * cols > 1 else (False,)
@@ -432,7 +474,39 @@ def explain(model, hardware, *, tp: int = 1, tp_rows: int = 1, tp_cols: int | No
     if violation is None and speculative is not None and int(metrics.draft_tokens) > 0 and int(metrics.drafter_pp) == 0:
         violation = f"drafter_layout: {speculative.drafter.name} has no valid layout on {int(metrics.gpus)} GPUs"
     return Explanation(problem, tp_rows, cols, pp, ep, batch, int(metrics.draft_tokens), metrics, violation,
-                       problem.hardware.hbm_capacity_bytes, attention_dp, why)
+                       problem.hardware.hbm_capacity_bytes, attention_dp, why, broken_caps(problem, metrics, batch))
+
+
+def broken_caps(problem: Problem, metrics: ConfigMetrics, batch: int) -> tuple[str, ...]:
+    """Every cap of the problem one configuration breaks, as ``rule: value against cap`` (``explain``'s verdict).
+
+    The caps are the search's own (``space.rule_masks``: TTFT, TPOT, demand, budget) plus the batch domain
+    (``max_batch``, ``batch_sizes``): a configuration the frontier could never hold is no valid deployment.
+    """
+    masks = space_rule_masks(problem, metrics)
+    c = problem.constraints
+    text = {
+        "ttft_max": lambda: f"TTFT {_scalar(getattr(metrics, 'ttft_s', np.nan)) * 1e3:.4g} ms > "
+                            f"{c.ttft_max_s * 1e3:.4g} ms",
+        "tpot_max": lambda: f"TPOT {_scalar(getattr(metrics, 'tpot_s', np.nan)) * 1e3:.4g} ms > "
+                            f"{c.tpot_max_s * 1e3:.4g} ms",
+        "demand_cap": lambda: f"{_scalar(metrics.total_tokens_per_second):.4g} tok/s per instance > the demand "
+                              f"{c.demand_tokens_per_s:g} tok/s",
+        "budget": lambda: f"{int(metrics.gpus)} GPUs x ${problem.hardware.price_usd_per_hour:g}/h = "
+                          f"${int(metrics.gpus) * problem.hardware.price_usd_per_hour:g}/h > the budget "
+                          f"${c.budget_usd_per_hour:g}/h",
+    }
+    found = [f"{rule}: {text[rule]()}" for rule in text if rule in masks and bool(np.asarray(masks[rule]).any())]
+    space = problem.space
+    if space.max_batch is not None and batch > space.max_batch:
+        found.append(f"max_batch: batch {batch} > {space.max_batch}")
+    if space.batch_sizes is not None and batch not in space.batch_sizes:
+        found.append(f"batch_sizes: batch {batch} is not one of {', '.join(map(str, sorted(space.batch_sizes)))}")
+    return tuple(found)
+
+
+def _scalar(value) -> float:
+    return float(np.asarray(value, dtype=float).reshape(-1)[0])
 
 
 def _attention_choice(problem: Problem, evaluated: dict[bool, ConfigMetrics]) -> tuple[bool, str]:

@@ -173,7 +173,7 @@ def add_problem_arguments(parser: argparse.ArgumentParser, *, need_model: bool =
                            help="cap on one instance's total tokens/s (paper fig. 1), e.g. 10000")
     economics.add_argument("--budget", type=_knob("budget_usd_per_hour"), help="cap on one instance's USD per hour")
     space = parser.add_argument_group("search space")
-    space.add_argument("--max-gpus", type=_knob("max_gpus", int), default=DEFAULT_MAX_GPUS,
+    space.add_argument("--max-gpus", type=_knob("max_gpus", int), default=None,
                        help=f"largest instance (default {DEFAULT_MAX_GPUS})")
     space.add_argument("--max-batch", type=_knob("max_batch", int), default=None,
                        help="largest batch (default: the largest that fits in HBM with weights, KV cache and "
@@ -312,7 +312,22 @@ def cmd_frontier(args: argparse.Namespace) -> int:
     return 0 if result.complete else EXIT_TIME_LIMIT
 
 
+# Options ``explain`` shares with ``frontier`` but has no use for: each is refused with its reason, never ignored.
+EXPLAIN_REFUSES = {
+    "batch_ladder": ("--batch-ladder", "it shapes the search's batches; explain evaluates the one --batch"),
+    "all_batches": ("--all-batches", "it shapes the search's batches; explain evaluates the one --batch"),
+}
+
+
+def refuse_unused(args: argparse.Namespace, refused: dict[str, tuple[str, str]], command: str) -> None:
+    """Raise for the first option given (not at its default) that ``command`` does not use, naming why."""
+    for dest, (option, why) in refused.items():
+        if getattr(args, dest, None) not in (None, False):
+            raise InfeconError(f"{option} does not apply to {command}: {why}")
+
+
 def _explained(args: argparse.Namespace):
+    refuse_unused(args, EXPLAIN_REFUSES, args.command)
     model, hardware = _model_and_hardware(args)
     rows, cols = args.tp_grid if args.tp_grid is not None else (1, args.tp or 1)
     return api.explain(model, hardware, tp_rows=rows, tp_cols=cols, pp=args.pp, ep=args.ep, batch=args.batch,

@@ -14,7 +14,8 @@ the same columns and the same tie-breaks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -526,6 +527,9 @@ class RuleSummary:
     least_hbm_used_bytes_per_gpu: int
     broken_wherever_it_fits: list[str]  # rules every configuration checked that fits in HBM breaks, in table order
     every_batch: bool  # False: past MAX_TABULATED_CONFIGURATIONS only each layout's ~1.4x ladder was checked
+    # Per cap, the value nearest to meeting it among configurations that fit (least total tok/s for demand_cap,
+    # least USD/h for budget, least TTFT / TPOT in seconds): how far the cap is from anything that fits.
+    closest: dict[str, float] = field(default_factory=dict)
 
 
 def rule_summary(problem: Problem) -> RuleSummary:
@@ -542,7 +546,7 @@ def rule_summary(problem: Problem) -> RuleSummary:
         layout, position = space.every_fitting_configuration(at_least_one=True)
     else:
         layout, position = _ladder_positions(np.maximum(space.fitting, np.minimum(space.sizes, 1)))
-    fits, least, always = False, None, None
+    fits, least, always, closest = False, None, None, {}
     for table, _, _ in space.tables(layout, position):
         room = ~table.violations["hbm_capacity"]
         fits |= bool(room.any())
@@ -550,4 +554,21 @@ def rule_summary(problem: Problem) -> RuleSummary:
         least = smallest if least is None else min(least, smallest)
         broken = {name: bool(mask[room].all()) for name, mask in table.violations.items()}
         always = broken if always is None else {name: always[name] and broken[name] for name in always}
-    return RuleSummary(fits, least, [name for name, yes in always.items() if yes], every_batch)
+        for name, values in cap_values(table).items():
+            finite = values[room & np.isfinite(values)]
+            if len(finite):
+                closest[name] = min(closest.get(name, math.inf), float(finite.min()))
+    return RuleSummary(fits, least, [name for name, yes in always.items() if yes], every_batch, closest)
+
+
+def cap_values(table) -> dict[str, np.ndarray]:
+    """Per cap rule of the table, the quantity it bounds from above, per configuration."""
+    m, values = table.metrics, {}
+    if "demand_cap" in table.violations:
+        values["demand_cap"] = np.asarray(m.total_tokens_per_second, dtype=float)
+    if "budget" in table.violations:
+        values["budget"] = np.asarray(m.gpus * table.problem.hardware.price_usd_per_hour, dtype=float)
+    for rule, name in (("ttft_max", "ttft_s"), ("tpot_max", "tpot_s")):
+        if rule in table.violations:
+            values[rule] = np.asarray(getattr(m, name), dtype=float)
+    return values

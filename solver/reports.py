@@ -333,7 +333,7 @@ def format_explanation(expl) -> str:
             lines.append("no speculation: draft length 0 is the fastest choice here (or nothing else fits)")
     problem_found = expl.problem_found
     lines.insert(1, f"verdict: NOT A VALID DEPLOYMENT: {problem_found}" if problem_found
-                 else "verdict: valid deployment (breaks no rule, fits in HBM)")
+                 else "verdict: valid deployment (breaks no rule or cap given, fits in HBM)")
     lines.append(expl.terms().to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     step = m.target
     compute, memory = float(step.compute_s), float(step.hbm_read_s)

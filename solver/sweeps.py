@@ -448,7 +448,8 @@ def load_sweep(source: str | Path | Mapping[str, Any]) -> Sweep:
     for key, value in base.items():
         check_knob(f"{where}: [base]", key, value, BASE_KEYS[key][1])
     kwargs = problem_arguments(f"{where}: [base]", base, base_dir)
-    kwargs["batch_mode"] = SWEEP_BATCH_MODE
+    if "batch_sizes" not in kwargs:  # explicit sizes are the whole batch domain
+        kwargs["batch_mode"] = SWEEP_BATCH_MODE
     try:
         model = api.resolve_model(kwargs.pop("model"))
         hw = api.resolve_hardware(kwargs.pop("hardware"))

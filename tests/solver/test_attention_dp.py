@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from infecon.formulations.errors import InstanceError
 from infecon.formulations.space import tabulate
 from infecon.solver import api
 from infecon.solver.cli import main
@@ -89,9 +90,11 @@ class TestExplainAttention:
         assert expl.attention_dp and expl.attention_choice.startswith("auto: faster than heads")
 
     def test_one_gpu_or_a_non_mla_model_has_no_choice(self):
-        """TP 1 has no group to split attention over; Llama's GQA keeps the engines' heads split."""
-        assert not api.explain("llama-3-8b", "h100", tp=1, engine="generic", attention_dp="on").attention_dp
-        assert not api.explain("llama-3-70b", "h100", tp=8, engine="generic", attention_dp="on").attention_dp
+        """TP 1 has no group to split attention over; for Llama's GQA the option would change nothing, so asking for
+        it is refused (issue 21: no option accepted and ignored)."""
+        assert not api.explain("deepseek-v3", "h200", tp=1, engine="generic", attention_dp="on").attention_dp
+        with pytest.raises(InstanceError, match="'attention_dp' 'on' changes nothing here"):
+            api.explain("llama-3-70b", "h100", tp=8, engine="generic", attention_dp="on")
 
 
 class TestCommandLine:

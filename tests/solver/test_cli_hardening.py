@@ -247,7 +247,7 @@ class TestExplainVerdict:
     def test_valid(self, capsys):
         code, out, _ = run(capsys, "explain", "--model", "llama-3-70b", "--tp", "8", "--batch", "64")
         assert code == 0
-        assert out.splitlines()[1] == "verdict: valid deployment (breaks no rule, fits in HBM)"
+        assert out.splitlines()[1] == "verdict: valid deployment (breaks no rule or cap given, fits in HBM)"
 
 
 class TestTimeLimit:

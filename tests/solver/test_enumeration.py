@@ -105,7 +105,7 @@ class TestEnumerateFrontier:
         """Through ``api.frontier`` the same refusal names the binding rule first (it was only the budget)."""
         problem = api.build_problem("llama-3-70b", "h100", engine="paper", demand_tokens_per_s=1.0, max_batch=8192)
         with (mock.patch.object(enumeration, "MAX_TABULATED_CONFIGURATIONS", 20_000),
-              pytest.raises(InstanceError, match=r"^demand_cap: no configuration that fits in memory satisfies it.*"
+              pytest.raises(InstanceError, match=r"^demand_cap: every configuration that fits serves more.*"
                                                  r"would evaluate more than 20,000")):
             api.frontier(problem, None, backend="enumerate")
 
