@@ -59,6 +59,7 @@ from infecon.instances.loader import (
 from infecon.solver.enumeration import EvaluationBudgetError, cap_values, rule_summary
 from infecon.solver.epsilon import solve_point, trace_frontier
 from infecon.solver.frontier import Frontier, band_columns
+from infecon.solver.outputs import replacing
 from infecon.solver.thinning import DEFAULT_TOLERANCE
 
 DEFAULT_ACCEPTANCE = 0.8
@@ -615,9 +616,11 @@ def export_models(model, hardware, directory: str | Path, **problem_kwargs) -> l
     try:
         target.mkdir(parents=True, exist_ok=True)
         lp_path, cpsat_path = target / "model.lp", target / "model.cpsat.txt"
-        to_pulp(build_milp(problem, options))[0].writeLP(str(lp_path))
-        if not build_cpsat(problem, options).model.export_to_file(str(cpsat_path)):
-            raise OSError(f"CP-SAT could not write {cpsat_path}")
+        with replacing(lp_path) as tmp:  # written whole, then renamed into place: an old export is never truncated
+            to_pulp(build_milp(problem, options))[0].writeLP(str(tmp))
+        with replacing(cpsat_path) as tmp:
+            if not build_cpsat(problem, options).model.export_to_file(str(tmp)):
+                raise OSError(f"CP-SAT could not write {cpsat_path}")
     except OSError as exc:
         raise InstanceError(f"--export-model: cannot write to '{directory}': {exc}") from None
     return [lp_path, cpsat_path]

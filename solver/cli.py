@@ -262,6 +262,12 @@ def cmd_frontier(args: argparse.Namespace) -> int:
         kwargs["layout"] = layout
     if args.confidence is not None:
         kwargs["confidence"] = args.confidence
+    export = Path(args.export_model) if args.export_model is not None else None
+    outputs.refuse_clashes(
+        {"--csv": csv_path, "--plot": plot_path, "--export-model": export and export / "model.lp",
+         "--export-model ": export and export / "model.cpsat.txt"},
+        {"--model-file": args.model_file, "--hardware-file": args.hardware_file, "--model": args.model,
+         "--hardware": args.hardware, "--draft": args.draft, "--engine": args.engine})
     common = dict(backend=args.backend, time_limit_s=args.time_limit)
     if args.export_model is not None:
         for path in api.export_models(model, hardware, args.export_model, **kwargs):
@@ -292,9 +298,9 @@ def cmd_frontier(args: argparse.Namespace) -> int:
     if len(result) == 0 and not result.complete:
         raise SolverLimitError(f"no point proven before the time limit ({args.backend} backend, --time-limit "
                                f"{args.time_limit:g} s); raise --time-limit")
-    try:
+    try:  # each file is written whole beside its place and renamed onto it (outputs.replacing): nothing lost
         if csv_path is not None:
-            reports.frontier_csv(result).to_csv(csv_path, index=False)
+            outputs.write_atomically(csv_path, lambda tmp: reports.frontier_csv(result).to_csv(tmp, index=False))
         if plot_path is not None:
             label = f"{result.problem.model.name} / {result.problem.hardware.name}"
             reports.plot_frontiers([(label, result)], plot_path, title=label)
@@ -380,6 +386,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from infecon.solver import validation
 
     out = outputs.output_file("--out", args.out) if args.out is not None else None  # before any prediction
+    outputs.refuse_clashes({"--out": out}, {"--data": args.data})
     with naming_file(args.data):
         frame = validation.read_measurements(args.data)
         predicted = validation.predict_frame(frame, engine=args.engine)
@@ -416,6 +423,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from infecon.solver import calibration, validation
 
     out = outputs.output_file("--out", args.out) if args.out is not None else None  # before the fit
+    outputs.refuse_clashes({"--out": out}, {f"--data {path}": path for path in args.data})
     frames = []
     for path in args.data:  # --data may be given more than once: the files are fitted together
         with naming_file(path):
@@ -430,20 +438,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
         print(skipped_summary(frame.attrs["skipped"]))
     if out is not None:
-        try:
-            out.write_text(calibration.profile_toml(fit, " + ".join(Path(d).name for d in args.data)))
-        except OSError as exc:
-            raise InfeconError(f"cannot write output: {exc}") from None
+        text = calibration.profile_toml(fit, " + ".join(Path(d).name for d in args.data))
+        outputs.write_atomically(out, lambda tmp: tmp.write_text(text))
         print(f"wrote {args.out}")
     return 0
 
 
 def _write_csv(frame, path: str) -> None:
-    try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(path, index=False)
-    except OSError as exc:
-        raise InfeconError(f"cannot write output: {exc}") from None
+    outputs.write_atomically(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
 def cmd_models(args: argparse.Namespace) -> int:

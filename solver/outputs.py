@@ -7,7 +7,10 @@ say which option was wrong.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from infecon.formulations.errors import InfeconError
@@ -84,3 +87,59 @@ def output_folder(option: str, text: str) -> Path:
         raise InfeconError(f"{option}: '{path}' exists and is not a folder")
     _ensure_folder(option, path)
     return path
+
+
+# ---------------------------------------------------------------- nothing lost
+
+
+@contextlib.contextmanager
+def replacing(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path in ``path``'s folder (same suffix); on success rename it onto ``path``, else remove it.
+
+    Why: writing in place leaves a truncated file when the run is interrupted (Ctrl-C) or the disk fills up,
+    and the previous output is lost too. A rename within one folder is atomic on POSIX and Windows
+    (``os.replace``), so ``path`` holds either the old file or the whole new one, never a part.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(handle)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def write_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """Call ``write(tmp)`` and rename ``tmp`` onto ``path`` (``replacing``); an ``OSError`` is one line."""
+    try:
+        with replacing(path) as tmp:
+            write(tmp)
+    except OSError as exc:
+        raise InfeconError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return Path(path)
+
+
+def refuse_clashes(outputs: Mapping[str, str | Path | None], inputs: Mapping[str, str | Path | None] = {}) -> None:
+    """Raise if two outputs are one file, or an output is an input: a run must never write over what it reads.
+
+    Args:
+        outputs: option (``--csv``) -> the path it writes (None: not given).
+        inputs: option (``--data``) -> the path it reads (None: not given, or a built-in name).
+    """
+    seen: dict[str, str] = {}
+    for option, path in inputs.items():
+        if path is not None and Path(path).is_file():
+            seen.setdefault(os.path.realpath(path), option)
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        key = os.path.realpath(path)
+        if key in seen:
+            other = seen[key]
+            kind = "the input of" if other in inputs else "also the output of"
+            raise InfeconError(f"{option}: '{path}' is {kind} {other}; give another path (it would be overwritten)")
+        seen[key] = option

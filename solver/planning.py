@@ -46,6 +46,7 @@ from infecon.solver import api
 from infecon.solver.arguments import CONFIDENCE_HELP, recipe_engine, worker_count
 from infecon.solver.arguments import confidence as confidence_type
 from infecon.solver.frontier import CONTRACT_COLUMNS, cheapest_row_at_least
+from infecon.solver.outputs import replacing
 from infecon.solver.parallel import check_jobs, run_tasks
 from infecon.solver.sweeps import (
     PROBLEM_KNOBS,
@@ -190,15 +191,13 @@ def _write_parquet_atomically(frame: pd.DataFrame, path: Path, metadata: Mapping
     table = pa.Table.from_pandas(frame, preserve_index=False)
     if metadata:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def _write_csv_atomically(frame: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        frame.to_csv(tmp, index=False)
 
 
 def stored_hash(path: Path) -> str | None:

@@ -680,14 +680,17 @@ examples:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from infecon.solver.outputs import output_folder
+    from infecon.solver.outputs import output_folder, refuse_clashes, write_atomically
 
     out = output_folder("--out", args.out) if args.out is not None else None  # before the sweep's solves
+    if out is not None:
+        refuse_clashes({"--out sweep.csv": out / "sweep.csv", "--out sweep.png": out / "sweep.png"},
+                       {"FILE": args.file})
     table = run_sweep(args.file)
     print(format_sweep(table))
     if out is not None:
         try:
-            table.to_csv(out / "sweep.csv", index=False)
+            write_atomically(out / "sweep.csv", lambda tmp: table.to_csv(tmp, index=False))
             plot_sweep(table, out / "sweep.png")
         except OSError as exc:  # an unwritable or clashing output path
             raise InfeconError(f"cannot write output: {exc}") from None

@@ -29,7 +29,7 @@ from infecon.formulations.serving import (
 from infecon.formulations.space import layout_rule_violation
 from infecon.formulations.specs import SERVING_MODES, EngineProfile, Requests, Workload
 from infecon.instances.bands import shipped_bands
-from infecon.instances.engines import engine_family, published_family, resolve_engine
+from infecon.instances.engines import engine_family, get_engine, published_family, resolve_engine
 from infecon.instances.loader import get_hardware, get_model
 from infecon.solver import silicon
 
@@ -258,6 +258,8 @@ def predict_frame(frame: pd.DataFrame, engine: str | EngineProfile | None = None
     ``engine`` None: each row's own engine family's profile (unknown families use generic and say so).
     """
     out = frame.copy()
+    if isinstance(engine, str):  # a profile asked for by name must exist: no silent fallback to generic
+        engine = get_engine(engine)
     measured_percentiles = [c for c in PERCENTILE_COLUMNS if c in frame.columns]
     results = {c: [] for c in PREDICTED_COLUMNS}
     for column in measured_percentiles:
