@@ -80,8 +80,12 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sources", _frozen_map(self.sources))
-        if self.n_dense_layers is None:
-            object.__setattr__(self, "n_dense_layers", self.n_layers if self.n_routed_experts == 0 else 0)
+        if self.n_routed_experts == 0:
+            # Every layer of a dense model is dense: derived, never stored stale, so that
+            # ``dataclasses.replace(model, n_layers=16)`` (the README's what-if) changes the FFN count too.
+            object.__setattr__(self, "n_dense_layers", self.n_layers)
+        elif self.n_dense_layers is None:
+            object.__setattr__(self, "n_dense_layers", 0)
 
     @property
     def is_moe(self) -> bool:

@@ -131,6 +131,20 @@ def resolve_serving(engine: str | Path | EngineProfile | None, mode: str | None,
         return profile, mode, Requests(0, 1), int(context_tokens or 0)
     requests = Requests(DEFAULT_ISL if isl is None else int(isl), DEFAULT_OSL if osl is None else int(osl))
     context = requests.mean_decode_context_tokens if context_tokens is None else int(context_tokens)
+    low, high = requests.input_tokens, requests.input_tokens + requests.output_tokens
+    if not low <= context <= high:
+        # A decode step attends to the prompt and the tokens generated so far: between isl and isl + osl. Outside,
+        # the KV cache is sized for one request while the prefill is timed for another.
+        hint = (f"Drop 'context' (its default is isl + osl/2 = {requests.mean_decode_context_tokens})"
+                if isl is not None else
+                f"Give isl/osl whose mean decode context isl + osl/2 is {context} instead (e.g. isl "
+                f"{max(context - DEFAULT_OSL // 2, 0)} / osl {DEFAULT_OSL})")
+        given = ", ".join(f"{k} {v}" for k, v in (("isl", isl), ("osl", osl)) if v is not None) or \
+            f"the default isl {DEFAULT_ISL} / osl {DEFAULT_OSL}"
+        raise InstanceError(
+            f"'context' {context} is outside [isl, isl + osl] = [{low}, {high}] ({given}): a decode step attends to "
+            f"the prompt and the output so far. {hint}, or the paper's decode-only model (engine 'paper', no "
+            "isl/osl) for a context alone")
     return profile, mode, requests, context
 
 
@@ -216,6 +230,13 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
         why = "runs under the paper's model" if spec.attention == "mla" else "is not an MLA model"
         raise InstanceError(f"'attention_dp' {attention_dp!r} changes nothing here: attention data parallelism is a "
                             f"choice for MLA models under a serving engine, and {spec.name} {why}; leave it at 'auto'")
+    widest = max(hw.flop_per_s_by_bits)
+    if weight_bits > widest:
+        # peak_flop_per_s falls back to a wider precision's rate, never a narrower one: a 16-bit rate for
+        # 32-bit weights would run them at 2x (FP32 tensor-core modes, where they exist, are slower still).
+        raise InstanceError(f"'weight_bits' {weight_bits}: {hw.name} has no tensor-core rate for {weight_bits}-bit "
+                            f"weights (its rates: {', '.join(f'{b}-bit' for b in sorted(hw.flop_per_s_by_bits))}); "
+                            f"give a hardware file with flop_per_s_{weight_bits}bit, or fewer weight bits")
     overrides = {k: v for k, v in (("price_usd_per_hour", price_usd_per_hour), ("flop_efficiency", flop_efficiency),
                                    ("bandwidth_efficiency", bandwidth_efficiency)) if v is not None}
     hw = dataclasses.replace(hw, **overrides) if overrides else hw
@@ -233,7 +254,9 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
     if draft is not None:
         if not 0 <= acceptance < 1:
             raise InstanceError(f"'acceptance' must be in [0, 1) (got {acceptance})")
-        speculative = SpeculativeDecoding(resolve_model(draft), acceptance, max_draft_tokens)
+        drafter = resolve_model(draft)
+        check_drafter(spec, drafter)
+        speculative = SpeculativeDecoding(drafter, acceptance, max_draft_tokens)
     if prefill_utilization is not None and not 0 < prefill_utilization < 1:
         raise InstanceError(f"'prefill_utilization' must be in (0, 1) (got {prefill_utilization!r})")
     if confidence is not None:
@@ -269,6 +292,22 @@ def _layout_family(layout: dict | None) -> dict:
             check_knob("max_gpus", part, label=f"'layout' {key}")
         family[key] = tuple(int(v) for v in parts) if key == "tp_grid" else int(value)
     return family
+
+
+def check_drafter(target: ModelSpec, drafter: ModelSpec) -> None:
+    """Refuse a drafter that cannot speed up ``target``: one with another vocabulary, or a larger one.
+
+    Why: speculative decoding verifies the drafter's tokens with the target, so both must share one tokenizer
+    (a vocabulary size that differs is a different tokenizer); and a drafter larger than the target makes every
+    drafted token cost more than a target step: most likely the two were swapped.
+    """
+    if drafter.vocab_size != target.vocab_size:
+        raise InstanceError(f"'draft' {drafter.name} has a vocabulary of {drafter.vocab_size} tokens, {target.name} "
+                            f"{target.vocab_size}: a drafter must share the target's tokenizer")
+    drafter_params, target_params = parameter_counts(drafter).active, parameter_counts(target).active
+    if drafter_params > target_params:  # the target as its own drafter stays allowed: the search confirms gamma 0
+        raise InstanceError(f"'draft' {drafter.name} ({drafter_params / 1e9:.3g}B active parameters) is larger than "
+                            f"{target.name} ({target_params / 1e9:.3g}B): it cannot speed it up (swapped?)")
 
 
 def hbm_need_text(hbm_bytes_per_gpu: float) -> str:

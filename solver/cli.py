@@ -39,10 +39,10 @@ EXAMPLES = """examples:
   infecon frontier --model llama-3-70b --hardware h100
   infecon frontier --model llama-3-70b --hardware h100 --isl 2000 --osl 500 --ttft-max 1
   infecon frontier --model llama-3-70b --hardware h100 --engine paper --context 8000
-  infecon frontier --model llama-3-70b --hardware h100 --context 8000 --csv out/llama70b.csv --plot out/llama70b.png
+  infecon frontier --model llama-3-70b --isl 7500 --osl 1000 --csv out/llama70b.csv --plot out/llama70b.png
   infecon frontier --model llama-3-1-405b --hardware h100 --draft llama-3-8b --acceptance 0.8
   infecon frontier --model llama-3-70b --hardware h100 --min-speed 60
-  infecon explain --model llama-3-70b --hardware h100 --tp 8 --pp 1 --batch 64 --context 8000
+  infecon explain --model llama-3-70b --hardware h100 --tp 8 --pp 1 --batch 64 --isl 7500 --osl 1000
   infecon recipe --model llama-3-70b --hardware h100 --tp 8 --batch 64 --engine vllm
   infecon sweep instances/scenarios/sweep_bandwidth.toml
   infecon plan instances/scenarios/plan_example.toml --out out/plan
@@ -134,7 +134,8 @@ def add_problem_arguments(parser: argparse.ArgumentParser, *, need_model: bool =
                       "with --engine paper and no --isl/--osl: the paper's decode-only model at --context)")
     what.add_argument("--osl", type=_output_token_count, help=f"output tokens per request (default {api.DEFAULT_OSL})")
     what.add_argument("--context", type=_token_count,
-                      help="decode context in tokens, overriding isl + osl/2 (the paper's model: default 0)")
+                      help="decode context in tokens, overriding isl + osl/2 within [isl, isl + osl] (the paper's "
+                           "model: default 0)")
     what.add_argument("--weight-bits", type=_bits, help="weight precision (default 16; 4 with --weight-format)")
     what.add_argument("--weight-format", choices=sorted(WEIGHT_FORMATS),
                       help="block-scaled 4-bit weights whose scales add to every weight: mxfp4 (4.25 bits per weight, "

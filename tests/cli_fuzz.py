@@ -51,7 +51,7 @@ PROBLEM_OPTIONS: dict[str, tuple[str, ...]] = {
     "--weight-bits": ("4", "8", "16", "32"),
     "--activation-bits": ("8", "16"),
     "--kv-bits": ("4", "8", "16"),
-    "--draft": ("llama-3-8b", "palm-8b"),
+    "--draft": ("llama-3-8b", "palm-8b", "llama-3-70b"),
     "--acceptance": ("0", "0.5", "0.8", "0.99"),
     "--max-draft": ("1", "4", "8"),
     "--draft-tokens": ("1", "3"),

@@ -203,7 +203,7 @@ class TestExplain:
     def test_breakdown(self, capsys):
         """explain prints the terms, which one binds, and HBM use."""
         code, out, _ = run(capsys, "explain", "--model", "llama-3-70b", "--hardware", "h100", "--tp", "8", "--pp", "1",
-                           "--batch", "64", "--context", "8000")
+                           "--batch", "64", "--isl", "7500", "--osl", "1000")
         assert code == 0
         assert "binding" in out and "HBM" in out
         assert "hbm_read_ms" in out and "compute_ms" in out
@@ -212,7 +212,7 @@ class TestExplain:
     def test_overflow(self, capsys):
         """A batch that overflows HBM says DOES NOT FIT and by how many GB."""
         code, out, _ = run(capsys, "explain", "--model", "llama-3-70b", "--hardware", "h100", "--tp", "8",
-                           "--batch", "4096", "--context", "8000")
+                           "--batch", "4096", "--isl", "7500", "--osl", "1000")
         assert code == 1  # explained, but not deployable
         assert "DOES NOT FIT" in out
         assert "over by" in out and "GB" in out
@@ -366,7 +366,7 @@ class TestBatchCapNote:
 
     def test_no_note_when_memory_or_cost_ends_the_frontier(self, capsys):
         """At 100K context HBM capacity, not --max-batch, limits the batch: no note."""
-        assert main(["frontier", "--model", "llama-3-70b", "--hardware", "h100", "--context", "100k"]) == 0
+        assert main(["frontier", "--model", "llama-3-70b", "--isl", "99500", "--osl", "1000"]) == 0
         assert "largest batch searched" not in capsys.readouterr().out
 
 

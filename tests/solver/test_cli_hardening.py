@@ -116,7 +116,7 @@ class TestHugeAndAbsurdNumbers:
         """10^12 sequences of 10^8 tokens need ~10^25 bytes, clipped at 2^53: say "exceeds any memory", not the
         clipped 9007199.25 GB the explanation used to print as if it were the need."""
         code, out, _ = run(capsys, "explain", "--model", "llama-3-8b", "--batch", "1000000000000",
-                           "--context", "100000000")
+                           "--engine", "paper", "--context", "100000000")
         assert code == 1
         assert "9007199" not in out
         verdict, hbm = out.splitlines()[1], next(line for line in out.splitlines() if line.startswith("HBM:"))
@@ -362,7 +362,7 @@ class TestNoNanInReports:
         """A swept value where nothing fits shows '-' (with its note), not NaN; the CSV keeps the empty cells."""
         from infecon.solver.sweeps import format_sweep, run_sweep
 
-        table = run_sweep({"base": {"model": "llama-3-8b", "hardware": "h100", "max_gpus": 1},
+        table = run_sweep({"base": {"model": "llama-3-8b", "hardware": "h100", "max_gpus": 1, "engine": "paper"},
                            "sweep": {"parameter": "context", "values": [0, 10_000_000]}})
         assert table["max_tokens_per_second"].isna().iloc[1]  # 10M tokens of KV cache do not fit on one H100
         text = format_sweep(table)

@@ -26,7 +26,7 @@ PROBLEM_OPTIONS: dict[str, tuple[tuple[str, ...], str, str]] = {
     "--hardware-file": (("--hardware-file", "instances/hardware/h200.toml"), "used", "used"),
     "--isl": (("--isl", "2000"), "used", "used"),
     "--osl": (("--osl", "100"), "used", "used"),
-    "--context": (("--context", "3000"), "used", "used"),
+    "--context": (("--context", "1800"), "used", "used"),  # within [isl, isl + osl] = [1024, 2048]
     "--weight-bits": (("--weight-bits", "8"), "used", "used"),
     "--activation-bits": (("--activation-bits", "8"), "used", "used"),
     "--kv-bits": (("--kv-bits", "8"), "used", "used"),

@@ -28,7 +28,8 @@ alpha = 3
 [[scenario]]
 name = "chat-70b"
 model = "llama-3-70b"
-context = 8000
+isl = 7500
+osl = 1000
 min_speed = 50
 
 [[scenario]]
@@ -58,7 +59,7 @@ class TestPlanFormat:
         assert chat.kwargs["hardware"] == cheap.kwargs["hardware"] == "h100"
         assert chat.rule == {"rule": "min_speed", "min_speed": 50}
         assert cheap.rule == {"rule": "alpha", "alpha": 1.5}
-        assert chat.kwargs["context_tokens"] == 8000 and "context_tokens" not in cheap.kwargs
+        assert chat.kwargs["isl"] == 7500 and "isl" not in cheap.kwargs
 
     def test_default_alpha_is_the_papers(self, tmp_path):
         """With neither min_speed nor alpha the recommendation uses the paper's alpha = 3."""
@@ -129,7 +130,7 @@ class TestRecommendation:
         """Each scenario's rows are its whole frontier, exactly one of them recommended."""
         assert list(table.columns[:len(CONTRACT_COLUMNS) + 1]) == ["scenario", *CONTRACT_COLUMNS]
         assert list(table.columns[-3:]) == ["recommended", "status", "error"]
-        for name, kwargs in (("chat-70b", {"model": "llama-3-70b", "context_tokens": 8000}),
+        for name, kwargs in (("chat-70b", {"model": "llama-3-70b", "isl": 7500, "osl": 1000}),
                              ("cheap-8b", {"model": "llama-3-8b"})):
             group = rows(table, name)
             assert group["recommended"].sum() == 1
@@ -139,7 +140,7 @@ class TestRecommendation:
 
     def test_speed_target_gives_the_cheapest_point_meeting_it(self, table):
         """With min_speed 50 the recommended point is the cheapest frontier point at >= 50 tok/s."""
-        frontier = api.frontier("llama-3-70b", "h100", context_tokens=8000, engine="generic").points
+        frontier = api.frontier("llama-3-70b", "h100", isl=7500, osl=1000, engine="generic").points
         meeting = frontier[frontier["tokens_per_second"] >= 50]
         best = meeting.loc[meeting["usd_per_million_tokens"].idxmin()]
         chosen = rows(table, "chat-70b").query("recommended").iloc[0]
@@ -237,14 +238,14 @@ class TestResume:
         """Editing one scenario's settings recomputes that scenario only."""
         path = plan_file(tmp_path, GOOD)
         run_plan(path, tmp_path / "out", jobs=1)
-        path.write_text(GOOD.replace("context = 8000", "context = 16000"))
+        path.write_text(GOOD.replace("isl = 7500", "isl = 15500"))
         calls = []
         original = planning.solve_scenario
         monkeypatch.setattr(planning, "solve_scenario", lambda s: calls.append(s.name) or original(s))
         table = run_plan(path, tmp_path / "out", jobs=1)
         assert calls == ["chat-70b"]
         assert table.attrs["skipped"] == 1
-        expected = api.frontier("llama-3-70b", "h100", context_tokens=16000, engine="generic").points
+        expected = api.frontier("llama-3-70b", "h100", isl=15500, osl=1000, engine="generic").points
         np.testing.assert_allclose(rows(table, "chat-70b")["tokens_per_second"], expected["tokens_per_second"])
 
     def test_changed_default_alpha_reruns_only_alpha_scenarios(self, tmp_path):

@@ -61,12 +61,13 @@ class TestScenarioFormat:
         assert [p.problem.workload.weight_bits for p in sweep.points] == [16, 8, 4]
 
     def test_log_range_of_an_integer_knob_is_rounded(self, tmp_path):
-        """A log range over ``context`` gives whole token counts from start to stop inclusive."""
+        """A log range over ``context`` gives whole token counts from start to stop inclusive (the paper's model: a
+        context alone; under an engine it must lie within [isl, isl + osl])."""
         path = scenario(tmp_path, """
             [sweep]
             parameter = "context"
             range = { start = 1000, stop = 128000, num = 6, spacing = "log" }
-            """)
+            """, base=BASE + 'engine = "paper"\n')
         values = values_of(path)
         # geomspace(1000, 128000, 6): ratio 128^(1/5) = 2.639, so 1000, 2639, 6964, 18379, 48503, 128000.
         assert values == [1000, 2639, 6964, 18379, 48503, 128000]
@@ -215,12 +216,12 @@ class TestRunSweep:
 
     def test_row_matches_the_frontier(self):
         """Each row's max speed, GPUs and cost at the report speed come from that value's frontier."""
-        table = run_sweep({"base": {"model": "llama-3-70b", "context": 8000},
+        table = run_sweep({"base": {"model": "llama-3-70b", "isl": 7500, "osl": 1000},
                            "sweep": {"parameter": "weight_bits", "values": [16, 8]},
                            "report": {"speed_tokens_per_s": 60}})
         # A sweep's default serving model is 'infecon frontier''s (engine generic), not the Python API's (none);
         # it searches the batch ladder (sweeps.SWEEP_BATCH_MODE), where the command searches every integer.
-        points = api.frontier("llama-3-70b", "h100", context_tokens=8000, weight_bits=8, engine="generic",
+        points = api.frontier("llama-3-70b", "h100", isl=7500, osl=1000, weight_bits=8, engine="generic",
                               batch_mode="ladder").points
         row = table.iloc[1]
         fastest = points.loc[points["tokens_per_second"].idxmax()]

@@ -1,0 +1,90 @@
+"""Issue 21, item 3: the question must be consistent (context vs isl/osl, drafter vs target, precision vs the
+hardware's rates) or it is refused in one line naming what disagrees."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from infecon.formulations.errors import InstanceError
+from infecon.instances.loader import get_model
+from infecon.solver import api
+from infecon.solver.planning import load_plan
+from tests.solver.test_cli import assert_one_line_error, run
+from tests.solver.test_planning import EXAMPLE
+
+
+class TestContextAgainstRequests:
+    def test_issue_example(self, capsys):
+        """--isl 100000 --context 8: a KV cache for 8 tokens while prefilling 100K is refused, naming both."""
+        code, _, err = run(capsys, "frontier", "--model", "llama-3-8b", "--isl", "100000", "--context", "8")
+        assert_one_line_error(code, err, "'context' 8 is outside [isl, isl + osl] = [100000, 101024]")
+
+    def test_default_requests_with_a_long_context(self, capsys):
+        """--context 8k under an engine with the default 1024/1024 requests: refused with the isl/osl to give."""
+        code, _, err = run(capsys, "frontier", "--model", "llama-3-8b", "--context", "8k")
+        assert_one_line_error(code, err, "[1024, 2048]", "isl 7488 / osl 1024")
+
+    @pytest.mark.parametrize("context", [1024, 1536, 2048])
+    def test_within_the_request_is_kept(self, context):
+        problem = api.build_problem("llama-3-8b", "h100", engine="generic", context_tokens=context)
+        assert problem.workload.context_tokens == context
+
+    def test_paper_model_takes_a_context_alone(self):
+        assert api.build_problem("llama-3-8b", "h100", engine="paper", context_tokens=8000).workload.context_tokens \
+            == 8000
+
+    def test_shipped_plan_asks_consistent_questions(self):
+        """plan_example.toml: every scenario's decode context lies within its own requests (longdoc priced 1K
+        prompts at a 64K context)."""
+        for scenario in load_plan(EXAMPLE):
+            problem = api.build_problem(**scenario.kwargs)
+            if problem.requests is not None and problem.requests.input_tokens > 0:
+                low = problem.requests.input_tokens
+                assert low <= problem.workload.context_tokens <= low + problem.requests.output_tokens, scenario.name
+
+
+class TestDrafter:
+    def test_larger_than_the_target(self, capsys):
+        code, _, err = run(capsys, "frontier", "--model", "llama-3-8b", "--draft", "llama-3-70b")
+        assert_one_line_error(code, err, "'draft' Llama 3 70B", "is larger than Llama 3 8B")
+
+    def test_another_tokenizer(self, capsys):
+        code, _, err = run(capsys, "frontier", "--model", "llama-3-70b", "--draft", "llama-2-7b")
+        assert_one_line_error(code, err, "vocabulary of 32000 tokens", "128256")
+
+    def test_target_as_its_own_drafter_is_allowed(self):
+        """The same model as drafter cannot help, but is a fair question: the search answers draft length 0."""
+        assert api.build_problem("llama-3-8b", "h100", draft="llama-3-8b").speculative is not None
+
+
+class TestPrecisionAgainstRates:
+    def test_32_bit_weights_without_a_32_bit_rate(self, capsys):
+        """32-bit weights ran at the 16-bit tensor-core rate: refused, naming the rates the hardware has."""
+        code, _, err = run(capsys, "frontier", "--model", "llama-3-8b", "--weight-bits", "32")
+        assert_one_line_error(code, err, "no tensor-core rate for 32-bit weights", "8-bit, 16-bit")
+
+    def test_32_bit_rate_from_a_file(self, tmp_path):
+        """A hardware file that gives flop_per_s_32bit runs 32-bit weights at that rate."""
+        from infecon.instances.loader import HARDWARE_DIR, load_hardware
+
+        text = (HARDWARE_DIR / "h100_sxm.toml").read_text()
+        path = tmp_path / "h100_fp32.toml"
+        path.write_text(text.replace("flop_per_s_16bit =", "flop_per_s_32bit = 6.7e13\nflop_per_s_16bit ="))
+        hw = load_hardware(path)
+        problem = api.build_problem("llama-3-8b", hw, weight_bits=32)
+        assert problem.hardware.peak_flop_per_s(32) == 6.7e13
+
+
+class TestReplacedDenseModel:
+    def test_layer_count_follows_n_layers(self):
+        """dataclasses.replace(n_layers=16) on a dense model: all 16 layers dense (n_dense_layers was left at 32,
+        so the FFN of 32 layers was counted: the stale derived field the API boundary now cannot miss)."""
+        small = dataclasses.replace(get_model("llama-3-8b"), n_layers=16)
+        assert small.n_dense_layers == 16 and small.n_moe_layers == 0
+
+    def test_replaced_moe_model_is_checked(self):
+        bad = dataclasses.replace(get_model("deepseek-v3"), n_dense_layers=100)
+        with pytest.raises(InstanceError, match="'n_dense_layers' must be <= n_layers=61"):
+            api.build_problem(bad, "h200")
