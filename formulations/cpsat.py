@@ -25,7 +25,7 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from infecon.formulations.cpsat_solver import configured_solver
-from infecon.formulations.relaxation import OptionPool, Options, usd_per_million_tokens_per_gpu_second
+from infecon.formulations.relaxation import OptionPool, Options, option_names, usd_per_million_tokens_per_gpu_second
 from infecon.formulations.solution import Answer
 from infecon.formulations.space import LAYOUT_COLUMNS, Problem
 
@@ -33,7 +33,6 @@ NS_PER_S = 1e9
 LATENCY_WEIGHT_SCALE = 1 << 16  # latency_ns * 2^16 >= sum(floor(2^16 / tokens_per_iteration) * iteration_ns)
 CAP_SLACK = 1e-7  # caps relaxed outward by this share, as in the MILP
 SHARE_SCALE = 1 << 20  # a TTFT cap's largest prefill share, as an integer numerator over 2^20
-OPEN = 1 << 60  # the bound of a cap row that is switched off (CP-SAT rejects bounds near 2^63)
 
 
 def to_ns(seconds, *, rounding: str) -> np.ndarray:
@@ -55,13 +54,14 @@ class CpSatEncoding:
     micro_batch: list
     iteration_ns: list  # linear expressions
     latency_ns: cp_model.IntVar
-    cost_cap_indices: list[int]  # one cost_cap row per option
     cost_lhs: cp_model.LinearExpr  # GPUs x iteration_ns, summed over options
     latency_max_ns: int
 
 
-def build_cpsat(problem: Problem, options: Options) -> CpSatEncoding:
-    """The CP-SAT model over ``options`` (module docstring); caps start open."""
+def build_cpsat(problem: Problem, options: Options, *, max_usd_per_million_tokens: float | None = None
+                ) -> CpSatEncoding:
+    """The CP-SAT model over ``options`` (module docstring); with ``max_usd_per_million_tokens`` its ``cost_cap``
+    rows, one per option, else none (an open cap is no row: nothing vacuous in an exported model)."""
     # Data.
     o = options
     n = len(o)
@@ -75,12 +75,13 @@ def build_cpsat(problem: Problem, options: Options) -> CpSatEncoding:
         # ttft_max row may need the true, longer step (a longer step makes the carried prefills a smaller share).
         busy_max = np.maximum(busy_max, to_ns(o.iteration_upper_s, rounding="up"))
     layouts = o.layouts[o.layout]
+    label = option_names(o)  # tp8_pp1_ep1_s3: each option's layout, draft length and segment
     model = cp_model.CpModel()
 
     # Variables.
-    choose = [model.new_bool_var(f"choose_{k}") for k in range(n)]
-    micro_batch = [model.new_int_var(0, int(o.m_hi[k]), f"micro_batch_{k}") for k in range(n)]
-    busy = [model.new_int_var(0, int(busy_max[k]), f"busy_ns_{k}") for k in range(n)]
+    choose = [model.new_bool_var(f"choose_{label[k]}") for k in range(n)]
+    micro_batch = [model.new_int_var(0, int(o.m_hi[k]), f"micro_batch_{label[k]}") for k in range(n)]
+    busy = [model.new_int_var(0, int(busy_max[k]), f"busy_ns_{label[k]}") for k in range(n)]
     batch = model.new_int_var(o.batch_min, o.batch_max, "batch")
     degree_names = LAYOUT_COLUMNS
     degrees = {name: model.new_int_var_from_domain(cp_model.Domain.from_values(sorted(set(layouts[:, j].tolist()))),
@@ -93,10 +94,11 @@ def build_cpsat(problem: Problem, options: Options) -> CpSatEncoding:
     # Constraints: one option, its segment, the step time's lines.
     model.add_exactly_one(choose).with_name("one_configuration")
     for k in range(n):
-        model.add(micro_batch[k] >= int(o.m_lo[k]) * choose[k]).with_name(f"segment_start_{k}")
-        model.add(micro_batch[k] <= int(o.m_hi[k]) * choose[k]).with_name(f"segment_end_{k}")
-        model.add(busy[k] >= int(compute[k]) * micro_batch[k]).with_name(f"compute_bound_{k}")
-        model.add(busy[k] >= int(hbm1[k]) * micro_batch[k] + int(hbm0[k]) * choose[k]).with_name(f"hbm_bound_{k}")
+        model.add(micro_batch[k] >= int(o.m_lo[k]) * choose[k]).with_name(f"segment_start_{label[k]}")
+        model.add(micro_batch[k] <= int(o.m_hi[k]) * choose[k]).with_name(f"segment_end_{label[k]}")
+        model.add(busy[k] >= int(compute[k]) * micro_batch[k]).with_name(f"compute_bound_{label[k]}")
+        model.add(busy[k] >= int(hbm1[k]) * micro_batch[k] + int(hbm0[k]) * choose[k]).with_name(
+            f"hbm_bound_{label[k]}")
     model.add(batch == sum(int(o.pp[k]) * micro_batch[k] for k in range(n))).with_name("batch_definition")
     for j, name in enumerate(degree_names):
         model.add(degrees[name] == sum(int(layouts[k, j]) * choose[k] for k in range(n))).with_name(f"{name}_of_layout")
@@ -119,7 +121,7 @@ def build_cpsat(problem: Problem, options: Options) -> CpSatEncoding:
     per_micro = np.floor(o.hbm_bytes_per_micro_sequence).astype(np.int64)
     for k in range(n):
         model.add(int(fixed[k] - capacity) * choose[k] + int(per_micro[k]) * micro_batch[k] <= 0).with_name(
-            f"hbm_capacity_{k}")
+            f"hbm_capacity_{label[k]}")
     budget = problem.constraints.budget_usd_per_hour
     if budget is not None:
         model.add(gpus <= math.floor(budget * (1 + CAP_SLACK) / problem.hardware.price_usd_per_hour)).with_name(
@@ -127,18 +129,21 @@ def build_cpsat(problem: Problem, options: Options) -> CpSatEncoding:
     if problem.constraints.demand_tokens_per_s is not None:
         allowed = np.ceil(np.minimum(o.demand_batch_bound * (1 + CAP_SLACK), o.m_hi * o.pp)).astype(np.int64)
         for k in range(n):
-            model.add(int(o.pp[k]) * micro_batch[k] <= int(allowed[k]) * choose[k]).with_name(f"demand_cap_{k}")
-    _add_slo_rows(model, problem, o, choose, micro_batch, iteration)
-    cost_caps = [model.add(int(o.gpus[k]) * iteration[k] <= OPEN).with_name(f"cost_cap_{k}").index
-                 for k in range(n)]
+            model.add(int(o.pp[k]) * micro_batch[k] <= int(allowed[k]) * choose[k]).with_name(f"demand_cap_{label[k]}")
+    _add_slo_rows(model, problem, o, choose, micro_batch, iteration, label)
+    if max_usd_per_million_tokens is not None:
+        ks = _batch_coefficients(problem, o, latency_max, max_usd_per_million_tokens)
+        for k in range(n):  # cost <= cap as GPUs x iteration_ns <= K x micro_batch (``_batch_coefficients``)
+            model.add(int(o.gpus[k]) * iteration[k] <= int(ks[k]) * micro_batch[k]).with_name(f"cost_cap_{label[k]}")
     cost_lhs = sum(int(o.gpus[k]) * iteration[k] for k in range(n))
 
     # Objective: latency per token.
     model.minimize(latency)
-    return CpSatEncoding(model, choose, micro_batch, iteration, latency, cost_caps, cost_lhs, latency_max)
+    return CpSatEncoding(model, choose, micro_batch, iteration, latency, cost_lhs, latency_max)
 
 
-def _add_slo_rows(model: cp_model.CpModel, problem: Problem, o: Options, choose, micro_batch, iteration) -> None:
+def _add_slo_rows(model: cp_model.CpModel, problem: Problem, o: Options, choose, micro_batch, iteration,
+                  label: list[str]) -> None:
     """``ttft_max`` per option and ``tpot_max`` (the decode latency per output token, plus a closed loop's prefill).
 
     ttft_max: share x iteration >= queue x micro_batch + intercept (``relaxation``), in integers as
@@ -161,7 +166,8 @@ def _add_slo_rows(model: cp_model.CpModel, problem: Problem, o: Options, choose,
         for k in range(n):
             if shares[k] < scale[k] and scale[k] >= 1:
                 model.add(int(shares[k]) * (iteration[k] + choose[k])
-                          >= int(queue[k]) * micro_batch[k] + int(intercept[k]) * choose[k]).with_name(f"ttft_max_{k}")
+                          >= int(queue[k]) * micro_batch[k] + int(intercept[k]) * choose[k]).with_name(
+                    f"ttft_max_{label[k]}")
     if problem.constraints.tpot_max_s is not None:
         cap = int(to_ns(problem.constraints.tpot_max_s * (1 + CAP_SLACK), rounding="up"))
         weights = np.floor(LATENCY_WEIGHT_SCALE / o.tokens_per_iteration).astype(np.int64)
@@ -194,18 +200,14 @@ class CpSatSession:
         if not active.any():
             return Answer("INFEASIBLE")
         options = self.options.subset(active)
-        enc = build_cpsat(self.problem, options)
-        ks = None if max_usd_per_million_tokens is None else _batch_coefficients(
-            self.problem, options, enc, max_usd_per_million_tokens)
-        if ks is not None:
-            _close_cost_caps(enc, ks)
+        enc = build_cpsat(self.problem, options, max_usd_per_million_tokens=max_usd_per_million_tokens)
         if max_latency_s is not None:
             enc.model.add(enc.latency_ns <= int(to_ns(max_latency_s * (1 + CAP_SLACK), rounding="up"))
                           ).with_name("latency_cap")
         if objective == "latency":
             enc.model.minimize(enc.latency_ns)
         else:
-            ks = _batch_coefficients(self.problem, options, enc, max_usd_per_million_tokens or 0.0)
+            ks = _batch_coefficients(self.problem, options, enc.latency_max_ns, max_usd_per_million_tokens or 0.0)
             enc.model.minimize(enc.cost_lhs - sum(int(ks[k]) * enc.micro_batch[k] for k in range(len(ks))))
         solver = configured_solver(workers=self.workers, time_limit_s=time_limit_s)
         status = solver.solve(enc.model)
@@ -219,18 +221,8 @@ class CpSatSession:
         return Answer("TIME_LIMIT" if time_limit_s is not None else "UNKNOWN")
 
 
-def _close_cost_caps(enc: CpSatEncoding, ks: np.ndarray) -> None:
-    """Turn each open ``cost_cap`` row into GPUs x iteration_ns - K x micro_batch <= 0."""
-    proto = enc.model.proto
-    for k, index in enumerate(enc.cost_cap_indices):
-        linear = proto.constraints[index].linear
-        linear.vars.append(enc.micro_batch[k].index)
-        linear.coeffs.append(-int(ks[k]))
-        linear.domain.clear()
-        linear.domain.extend([-OPEN, 0])
-
-
-def _batch_coefficients(problem: Problem, o: Options, enc: CpSatEncoding, usd_per_million_tokens: float) -> np.ndarray:
+def _batch_coefficients(problem: Problem, o: Options, latency_max_ns: int, usd_per_million_tokens: float
+                        ) -> np.ndarray:
     """``cost_cap`` as GPUs x iteration_ns <= K x micro_batch: K per option, rounded up (a relaxation).
 
     cost = w GPUs f iteration_ns / (tokens_per_iteration pp micro_batch), with f the cost per million
@@ -242,6 +234,6 @@ def _batch_coefficients(problem: Problem, o: Options, enc: CpSatEncoding, usd_pe
     # A static batch with osl 1 charges nothing to decode steps: its cap never binds.
     k = np.where(charged > 0, usd_per_million_tokens * (1 + CAP_SLACK) * o.tokens_per_iteration * o.pp
                  / np.where(charged > 0, charged, 1.0), np.inf)
-    lhs_max = o.gpus.astype(float) * enc.latency_max_ns * o.tokens_per_iteration
+    lhs_max = o.gpus.astype(float) * latency_max_ns * o.tokens_per_iteration
     never_binding = lhs_max / np.maximum(o.m_lo, 1) + 1
     return np.ceil(np.minimum(k, never_binding)).astype(np.int64)

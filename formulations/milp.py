@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from infecon.formulations.relaxation import OptionPool, Options, usd_per_million_tokens_per_gpu_second
+from infecon.formulations.relaxation import OptionPool, Options, option_names, usd_per_million_tokens_per_gpu_second
 from infecon.formulations.solution import Answer
 from infecon.formulations.space import Problem
 
@@ -142,8 +142,9 @@ def build_milp(problem: Problem, options: Options) -> LinearModel:
     n = len(o)
     z, m, u = np.arange(n), n + np.arange(n), 2 * n + np.arange(n)
     batch = 3 * n
-    names = ([f"choose_{k}" for k in range(n)] + [f"micro_batch_{k}" for k in range(n)]
-             + [f"busy_us_{k}" for k in range(n)] + ["batch"])
+    label = option_names(o)  # tp8_pp1_ep1_s3: rows and columns name their option's layout and segment
+    names = ([f"choose_{x}" for x in label] + [f"micro_batch_{x}" for x in label]
+             + [f"busy_us_{x}" for x in label] + ["batch"])
     lower = np.zeros(3 * n + 1)
     upper = np.concatenate([np.ones(n), o.m_hi.astype(float), np.full(n, INF), [float(o.batch_max)]])
     lower[batch] = float(o.batch_min)
@@ -153,7 +154,7 @@ def build_milp(problem: Problem, options: Options) -> LinearModel:
     def family(name, on_busy, on_choose, on_batch, lo, hi):
         """One row per option: lo <= on_busy busy + on_choose choose + on_batch micro_batch <= hi."""
         first = len(row_names)
-        row_names.extend(f"{name}_{k}" for k in range(n))
+        row_names.extend(f"{name}_{x}" for x in label)
         row_lo.extend(np.broadcast_to(lo, n).tolist())
         row_hi.extend(np.broadcast_to(hi, n).tolist())
         index = first + np.arange(n)
@@ -228,7 +229,7 @@ def to_pulp(model: LinearModel):
         if lo == hi:
             problem += expr == float(hi), name
         elif np.isinf(hi) and np.isinf(lo):
-            problem += expr >= -1e30, name
+            continue  # an open cap (latency_cap, cost_cap before the loop sets them) states nothing: no vacuous row
         elif np.isinf(hi):
             problem += expr >= float(lo), name
         else:

@@ -112,6 +112,26 @@ class Options:
             and len(getattr(self, field.name)) == n})
 
 
+def option_names(o: Options) -> list[str]:
+    """Each option as its layout, draft length and segment, e.g. ``tp8_pp1_ep1_s3`` or ``tp4x8_pp2_ep1_adp_d3_s0``.
+
+    Why: an exported model (``--export-model``) should read like the design; ``choose_7`` says nothing of the
+    layout it chooses. ``tpRxC`` is a 2-D grid, ``adp`` attention data-parallel, ``dG`` a draft length G (shown
+    only with a drafter), ``sJ`` the J-th segment of micro-batches of that layout and draft length.
+    """
+    names, seen = [], {}
+    speculative = bool((o.draft_tokens > 0).any())
+    for k in range(len(o)):
+        rows, cols, pp, ep, data = (int(v) for v in o.layouts[o.layout[k]])
+        draft = int(o.draft_tokens[k])
+        key = (int(o.layout[k]), draft)
+        segment = seen.get(key, 0)
+        seen[key] = segment + 1
+        tp = f"tp{cols}" if rows == 1 else f"tp{rows}x{cols}"
+        names.append(f"{tp}_pp{pp}_ep{ep}{'_adp' if data else ''}{f'_d{draft}' if speculative else ''}_s{segment}")
+    return names
+
+
 def usd_per_million_tokens_per_gpu_second(problem: Problem) -> float:
     """Cost per million tokens of one GPU-second spent per token: price per GPU-second times 1e6."""
     return problem.hardware.price_usd_per_hour / 3600.0 * 1e6

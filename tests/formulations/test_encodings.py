@@ -1,6 +1,7 @@
 """The encodings' building blocks: the relaxation's lines bound the physics, and the models read like the design."""
 
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -118,19 +119,26 @@ class TestModelsReadLikeTheDesign:
         path = tmp_path / "model.lp"
         lp.writeLP(str(path))
         text = path.read_text()
-        for name in ("one_configuration", "hbm_capacity", "demand_cap", "budget", "cost_cap", "max_gpus", "batch",
+        for name in ("one_configuration", "hbm_capacity", "demand_cap", "budget", "max_gpus", "batch",
                      "segment_start", "compute_bound", "hbm_bound"):
             assert name in text, name
+        # Issue 21: options named by layout and segment (choose_tp8_pp1_ep1_s0), and no vacuous rows for open caps
+        # (cost_cap_7: ... >= -1e+30 was written for every option).
+        assert re.search(r"choose_tp\d+(x\d+)?_pp\d+_ep\d+_s\d+", text)
+        assert "cost_cap" not in text and "latency_cap" not in text and "1e+30" not in text
 
     def test_cpsat_names_its_rules(self):
         """The CP-SAT model's constraints carry the rule names, the divisibility rules included."""
         problem = _problem(*CASES[0])
-        model = build_cpsat(problem, build_options(problem)).model
-        names = {c.name.rsplit("_", 1)[0] if c.name[-1].isdigit() else c.name for c in model.proto.constraints}
+        model = build_cpsat(problem, build_options(problem), max_usd_per_million_tokens=1e3).model
+        names = [c.name for c in model.proto.constraints]
         for name in ("one_configuration", "hbm_capacity", "tp_divides_heads", "ep_divides_experts", "max_gpus",
                      "budget", "demand_cap", "cost_cap", "batch_definition"):
-            assert name in names, name
+            assert any(n == name or n.startswith(f"{name}_") for n in names), name
+        assert any(re.fullmatch(r"hbm_capacity_tp\d+(x\d+)?_pp\d+_ep\d+_s\d+", n) for n in names)
         assert cp_model.CpSolver().solve(model) == cp_model.OPTIMAL
+        open_model = build_cpsat(problem, build_options(problem)).model  # no cost cap: no cost_cap row at all
+        assert not any(c.name.startswith("cost_cap") for c in open_model.proto.constraints)
 
     def test_service_level_rows_are_named(self, tmp_path):
         """With TTFT and TPOT caps on a closed loop, both models hold rows named ttft_max and tpot_max."""
