@@ -188,6 +188,7 @@ class CpSatSession:
         self.options = options
         self.workers = workers
         self.pool = OptionPool(problem, options)
+        self.description = "cpsat"
 
     def exclude_layouts(self, layouts) -> None:
         """Leave the options of these layouts out of every later solve."""

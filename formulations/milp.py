@@ -273,6 +273,9 @@ class MilpSession:
         self.options = options
         self.pool = OptionPool(problem, options)
         self.solver = solver or ("highs" if highs_available() else "cbc")
+        fallback = solver is None and self.solver == "cbc"
+        self.description = ("milp (CBC through PuLP: highspy is not installed)" if fallback
+                            else f"milp ({'HiGHS' if self.solver == 'highs' else 'CBC'})")
 
     def exclude_layouts(self, layouts) -> None:
         """Forbid the options of these layout indices (the epsilon loop already knows them exactly)."""
@@ -310,10 +313,11 @@ def with_caps(problem: Problem, options: Options, model: LinearModel, cost: floa
     keep = np.ones(len(model.values), dtype=bool)
     rows, cols, values = [], [], []
     row_upper = model.row_upper.copy()
+    first_label = option_names(options)[0]  # a family's rows are contiguous, one per option in option order
     for name, cap, coefficients in (
             ("cost_cap", cost, lambda: cost_cap_coefficients(problem, options, cost)),
             ("latency_cap", latency, lambda: latency_cap_coefficients(options, latency))):
-        first = model.row(f"{name}_0")
+        first = model.row(f"{name}_{first_label}")
         row_upper[first:first + n] = INF if cap is None else 0.0
         if cap is None:
             continue
@@ -387,13 +391,12 @@ def _solve_cbc(model: LinearModel, n_options: int, time_limit_s: float | None) -
     import pulp
 
     problem, variables = to_pulp(model)
-    status = problem.solve(pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, gapRel=1e-6))
-    if problem.sol_status == pulp.LpSolutionOptimal:
+    status = problem.solve(pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, gapRel=0.0))
+    if problem.sol_status == pulp.LpSolutionOptimal:  # sol_status, not status: a time limit's "Not Solved" is none
         values = np.array([variables[k].value() or 0.0 for k in range(n_options)])
-        # PuLP reports no separate dual bound from CBC; with a relative gap of 1e-6 the bound is at
-        # least the objective shrunk by that gap.
-        value = pulp.value(problem.objective)
-        return int(np.argmax(values)), "OPTIMAL", value - 1e-6 * abs(value)
+        # PuLP reports no separate dual bound from CBC; with the gap closed (gapRel 0) the optimum is the bound,
+        # not an approximation of it (issue 21: it was the objective shrunk by a 1e-6 gap).
+        return int(np.argmax(values)), "OPTIMAL", float(pulp.value(problem.objective))
     if pulp.LpStatus[status] == "Infeasible":
         return -1, "INFEASIBLE", INF
     return -1, ("TIME_LIMIT" if time_limit_s is not None else "UNKNOWN"), -INF

@@ -121,7 +121,8 @@ class _Search:
 
     def __init__(self, problem: Problem, backend: Backend, deadline: float | None) -> None:
         self.session = backend.session(problem)
-        self.backend_name = backend.name
+        # The solver that actually runs, named: "milp (CBC: highspy is not installed)" when the MILP falls back.
+        self.backend_name = getattr(self.session, "description", backend.name)
         self.known = KnownLayouts(problem, self.session.options.layouts)
         self.pool = self.session.pool
         self.deadline = deadline
@@ -181,7 +182,7 @@ def trace_frontier(problem: Problem, backend: Backend | str = "enumerate", *, ti
                         complete=True, solves=1)
     search = _Search(problem, backend, None if time_limit_s is None else start + time_limit_s)
     picks, complete = _trace(search, progress)
-    return Frontier(problem, backend.name, search.known.frame(picks), ["OPTIMAL"] * len(picks),
+    return Frontier(problem, search.backend_name, search.known.frame(picks), ["OPTIMAL"] * len(picks),
                     time.perf_counter() - start, complete=complete, solves=search.solves)
 
 
@@ -303,8 +304,8 @@ def solve_point(problem: Problem, backend: Backend | str = "enumerate", *, min_t
     else:
         picks, complete = _cheapest_at_speed(search, 1.0 / min_tokens_per_s)
     if not complete:
-        raise SolverLimitError(f"{backend.name} stopped before proving the optimum; raise --time-limit")
-    return Frontier(problem, backend.name, search.known.frame(picks), ["OPTIMAL"] * len(picks),
+        raise SolverLimitError(f"{search.backend_name} stopped before proving the optimum; raise --time-limit")
+    return Frontier(problem, search.backend_name, search.known.frame(picks), ["OPTIMAL"] * len(picks),
                     time.perf_counter() - start, solves=search.solves)
 
 
