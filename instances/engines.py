@@ -15,7 +15,15 @@ from typing import Any
 from infecon.formulations.errors import InstanceError
 from infecon.formulations.specs import PER_HARDWARE, SERVING_MODES, EngineProfile, KernelCounts
 from infecon.instances.limits import check_field
-from infecon.instances.loader import INSTANCES_DIR, _check_int, _check_number, _unwrap, read_toml, reject_unknown
+from infecon.instances.loader import (
+    INSTANCES_DIR,
+    _check_int,
+    _check_number,
+    _unwrap,
+    cached,
+    read_toml,
+    reject_unknown,
+)
 
 ENGINES_DIR = INSTANCES_DIR / "engines"
 DEFAULT_ENGINE = "generic"
@@ -56,6 +64,7 @@ def builtin_engine_names() -> list[str]:
     return sorted(p.stem for p in ENGINES_DIR.glob("*.toml"))
 
 
+@cached
 def load_engine(path: str | Path) -> EngineProfile:
     """Load and validate one engine profile; bad data names file, field, rule and value."""
     path = Path(path)

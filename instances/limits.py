@@ -128,8 +128,9 @@ def check_knob(name: str, value: object, *, label: str | None = None, where: str
 
 # ---------------------------------------------------------------- text -> number, in one place
 
-_INTEGER_TEXT = re.compile(r"[+]?[0-9]+")
-_NUMBER_TEXT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+# The grammar of numbers as text, for every door (``parse_number``; a CSV column at once: ``validation``).
+INTEGER_TEXT = re.compile(r"[+]?[0-9]+")
+NUMBER_TEXT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 
 def parse_number(text: object, *, whole: bool = False, thousands_suffix: bool = False) -> int | float:
@@ -152,10 +153,10 @@ def parse_number(text: object, *, whole: bool = False, thousands_suffix: bool = 
     if thousands_suffix and clean[-1:] in ("k", "K"):
         clean, scale = clean[:-1], 1000
     if whole:
-        if not _INTEGER_TEXT.fullmatch(clean):
+        if not INTEGER_TEXT.fullmatch(clean):
             raise ValueError(f"not a whole number: {text!r}")
         return int(clean) * scale
-    if not _NUMBER_TEXT.fullmatch(clean):
+    if not NUMBER_TEXT.fullmatch(clean):
         raise ValueError(f"not a number: {text!r}")
     value = float(clean) * scale
     if not math.isfinite(value):

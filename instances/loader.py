@@ -8,6 +8,7 @@ typo never falls back to a default unnoticed.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import tomllib
@@ -225,6 +226,30 @@ def _check_model_consistency(path: str | Path, m: ModelSpec) -> None:
                             f"(got {sparse}, attention {m.attention!r})")
 
 
+def file_version(path: Path) -> tuple[str, int, int] | None:
+    """(path, mtime in ns, size) of a readable file, the key of ``cached``; None if it cannot be stat'ed."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return str(path), stat.st_mtime_ns, stat.st_size
+
+
+def cached(load: Callable[[Path], Any]) -> Callable[[str | Path], Any]:
+    """``load`` memoised per file version: a file read again (``validate`` reads the same few files for every row)
+    is parsed and checked once, and an edited file (new mtime or size) is read afresh. Specs are frozen, so
+    sharing one object is safe; errors are not cached (a missing file raises every time)."""
+    memo = functools.lru_cache(maxsize=256)(lambda key: load(Path(key[0])))
+
+    def wrapper(path: str | Path):
+        key = file_version(Path(path))
+        return load(Path(path)) if key is None else memo(key)
+
+    wrapper.__doc__, wrapper.__name__, wrapper.cache_clear = load.__doc__, load.__name__, memo.cache_clear
+    return wrapper
+
+
+@cached
 def load_model(path: str | Path) -> ModelSpec:
     """Load a model from a TOML file of ours or from a Hugging Face ``config.json``."""
     path = Path(path)
@@ -233,6 +258,7 @@ def load_model(path: str | Path) -> ModelSpec:
     return model_from_mapping(path, read_toml(path))
 
 
+@cached
 def load_hardware(path: str | Path) -> HardwareSpec:
     """Load and validate one hardware TOML file."""
     path = Path(path)
