@@ -485,3 +485,183 @@ def file_case(draw, tmp: Path) -> list[str]:
     if kind == "sweep":
         return ["sweep", str(path)]
     return ["plan", str(path), "--out", str(tmp / "plan_out"), "--jobs", "1", "--no-resume"]
+
+
+# ---- issue 21: does the answer answer the question? ----------------------------------------------------------
+# Three oracles the exit-code oracle above cannot see: the output respects every cap given; an existing output
+# survives a failed or interrupted run; a spec edited through the API (dataclasses.replace) is validated.
+
+# Caps with values that leave most small problems feasible, so the rows get checked (not only refusals).
+CAP_OPTIONS: dict[str, tuple[str, ...]] = {
+    "--max-batch": ("1", "8", "64"), "--batch-sizes": ("1,2,4", "3,16,40"), "--demand": ("200", "5000", "50000"),
+    "--budget": ("2", "8", "40"), "--ttft-max": ("0.05", "0.3", "2"), "--tpot-max": ("0.004", "0.01", "0.05"),
+    "--max-gpus": ("1", "2", "4", "8"), "--price": ("1", "3"), "--draft-tokens": ("1", "3"),
+}
+_CAP_TOLERANCE = 1e-9  # caps are compared in float64 against the same numbers the CSV prints with repr precision
+
+
+@st.composite
+def capped_argv(draw) -> list[str]:
+    """A frontier (or a single-point query) of a small model with 1-4 caps, its rows as CSV on stdout."""
+    model = draw(st.sampled_from(("llama-3-8b", "mixtral-8x7b")))
+    hardware = draw(st.sampled_from(("h100", "h200", "mi300x")))
+    caps = draw(st.lists(st.sampled_from(sorted(CAP_OPTIONS)), min_size=1, max_size=4, unique=True))
+    argv = ["frontier", "--model", model, "--hardware", hardware, "--format", "csv"]
+    if "--max-gpus" not in caps:
+        argv += ["--max-gpus", "4"]
+    if "--max-batch" in caps and "--batch-sizes" in caps:
+        caps.remove("--batch-sizes")
+    if "--max-batch" not in caps and "--batch-sizes" not in caps:
+        argv += ["--max-batch", "256"]
+    if "--draft-tokens" in caps:
+        argv += ["--draft", model]
+    engine = draw(st.sampled_from(("generic", "vllm", "paper")))
+    argv += ["--engine", engine]
+    if engine == "paper" and "--ttft-max" in caps:
+        argv += ["--isl", "512", "--osl", "128"]
+    for cap in caps:
+        argv += [cap, draw(st.sampled_from(CAP_OPTIONS[cap]))]
+    query = draw(st.sampled_from((None, None, "--min-speed", "--max-cost")))
+    if query is not None:
+        argv += [query, draw(st.sampled_from(("20", "60") if query == "--min-speed" else ("0.5", "5")))]
+    argv += ["--backend", draw(st.sampled_from(("auto", "auto", "cpsat", "milp")))]
+    return argv
+
+
+def _option(argv: tuple[str, ...], name: str) -> str | None:
+    return argv[argv.index(name) + 1] if name in argv else None
+
+
+def cap_failure(outcome: Outcome) -> str | None:
+    """For an exit-0 frontier run printing CSV: the first cap some row breaks ("cap <rule> broken"), else None."""
+    if outcome.code != 0 or _option(outcome.argv, "--format") != "csv":
+        return None
+    import pandas as pd
+
+    try:
+        rows = pd.read_csv(io.StringIO(outcome.out))
+    except Exception:  # any unreadable CSV is a failure of the answer
+        return "csv output unreadable"
+    a = outcome.argv
+    price = float(_option(a, "--price") or _hardware_price(_option(a, "--hardware") or "h100"))
+    checks = {
+        "max_gpus": lambda v: rows["gpus"] <= int(v), "max_batch": lambda v: rows["batch"] <= int(v),
+        "batch_sizes": lambda v: rows["batch"].isin([int(x) for x in v.split(",")]),
+        "demand": lambda v: rows["total_tokens_per_second"] <= float(v) * (1 + _CAP_TOLERANCE),
+        "budget": lambda v: rows["gpus"] * price <= float(v) * (1 + _CAP_TOLERANCE),
+        "ttft_max": lambda v: rows["ttft_ms"] <= float(v) * 1e3 * (1 + _CAP_TOLERANCE),
+        "tpot_max": lambda v: rows["tpot_ms"] <= float(v) * 1e3 * (1 + _CAP_TOLERANCE),
+        "draft_tokens": lambda v: rows["draft_tokens"] == int(v),
+        "min_speed": lambda v: rows["tokens_per_second"] >= float(v) * (1 - _CAP_TOLERANCE),
+        "max_cost": lambda v: rows["usd_per_million_tokens"] <= float(v) * (1 + _CAP_TOLERANCE),
+    }
+    for rule, holds in checks.items():
+        value = _option(a, "--" + rule.replace("_", "-"))
+        if value is not None and len(rows) and not bool(holds(value).all()):
+            return f"cap {rule} broken by an output row"
+    return None
+
+
+def _hardware_price(name: str) -> float:
+    from infecon.instances.loader import get_hardware
+
+    return get_hardware(name).price_usd_per_hour
+
+
+SENTINEL = "previous,run\n1,2\n"
+
+
+def run_with_existing_output(argv: list[str], folder: Path, *, interrupt: bool) -> tuple[Outcome, str | None]:
+    """Run ``argv`` with ``--csv`` pointing at an existing file (``interrupt``: Ctrl-C in the middle of writing it);
+    return the outcome and the failure of the "nothing lost" oracle (None if the old file survived or was replaced
+    whole, with no temporary file left behind)."""
+    from unittest import mock
+
+    import pandas as pd
+
+    path = folder / "out.csv"
+    path.write_text(SENTINEL)
+    argv = [*argv, "--csv", str(path)]
+    if interrupt:
+        real = pd.DataFrame.to_csv
+
+        def half_then_interrupt(self, target=None, *args, **kwargs):
+            if target is None or not str(target).endswith(".csv"):
+                return real(self, target, *args, **kwargs)
+            Path(target).write_text("tokens_per_second,usd_per")
+            raise KeyboardInterrupt
+
+        with mock.patch.object(pd.DataFrame, "to_csv", half_then_interrupt):
+            outcome = run_cli(argv)
+    else:
+        outcome = run_cli(argv)
+    left = sorted(p.name for p in folder.iterdir())
+    if left != ["out.csv"]:
+        return outcome, "output: a temporary or stray file left behind"
+    text = path.read_text()
+    if outcome.code == 0 and not interrupt:
+        header = text.splitlines()[0] if text else ""
+        return outcome, None if header.startswith("tokens_per_second,usd_per_million_tokens") else \
+            "output: written but not whole"
+    return outcome, None if text == SENTINEL else "output: an existing file lost in a failed or interrupted run"
+
+
+# Odd values for a spec field edited through the API: types and magnitudes a file would be refused for.
+_ODD_FIELD_VALUES = (None, "x", "8", True, -1, 0, -1.0, 0.0, 1e-300, 1e308, math.nan, math.inf, 10**40, 3, 0.5)
+
+
+@st.composite
+def edited_spec(draw) -> tuple[str, str, object]:
+    """(spec kind, field, value): a numeric field of a hardware, model or engine spec and an odd value for it."""
+    import dataclasses
+
+    from infecon.formulations.specs import EngineProfile, HardwareSpec, ModelSpec
+
+    kind = draw(st.sampled_from(("hardware", "model", "engine")))
+    cls = {"hardware": HardwareSpec, "model": ModelSpec, "engine": EngineProfile}[kind]
+    names = [f.name for f in dataclasses.fields(cls) if str(f.type) in ("int", "float", "int | None")]
+    return kind, draw(st.sampled_from(names)), draw(st.sampled_from(_ODD_FIELD_VALUES))
+
+
+def run_edited_spec(kind: str, name: str, value: object) -> str | None:
+    """``api.frontier`` on a spec edited with ``dataclasses.replace``: None if it is refused with an
+    ``InstanceError`` or answered with finite numbers; else the failure class."""
+    import dataclasses
+
+    import numpy as np
+
+    from infecon.formulations.errors import InfeconError
+    from infecon.instances.engines import get_engine
+    from infecon.instances.loader import get_hardware, get_model
+    from infecon.solver import api
+
+    model, hardware, engine = get_model("llama-3-8b"), get_hardware("h100"), get_engine("generic")
+    try:
+        if kind == "hardware":
+            hardware = dataclasses.replace(hardware, **{name: value})
+        elif kind == "model":
+            model = dataclasses.replace(model, **{name: value})
+        else:
+            engine = dataclasses.replace(engine, **{name: value})
+    except (TypeError, ValueError):  # the dataclass itself refused the value (e.g. __post_init__ arithmetic)
+        return None
+    # A value no file would hold (not a finite number, or negative): the refusal must name the field itself, not
+    # a consequence far downstream ("nothing fits", an evaluation budget).
+    absurd = isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            points = api.frontier(model, hardware, engine=engine, max_gpus=2, max_batch=32).points
+        except InfeconError as exc:
+            return f"api: an edited {kind} spec refused for another reason" if absurd and name not in str(exc) \
+                else None
+        except Exception as exc:  # the oracle's job is to see every escape
+            return f"api: {type(exc).__name__} from an edited {kind} spec"
+    if caught:
+        return f"api: warning from an edited {kind} spec"
+    if absurd:
+        return f"api: an edited {kind} spec with {name}={value!r} answered"
+    numbers = points.select_dtypes("number").to_numpy(dtype=float)
+    if not np.isfinite(numbers[:, :2]).all():
+        return f"api: non-finite result from an edited {kind} spec"
+    return None

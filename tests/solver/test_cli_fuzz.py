@@ -11,14 +11,29 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from tests.cli_fuzz import any_argv, file_case, mutated, run_cli, toml_text
+from tests.cli_fuzz import (
+    any_argv,
+    cap_failure,
+    capped_argv,
+    edited_spec,
+    file_case,
+    mutated,
+    run_cli,
+    run_edited_spec,
+    run_with_existing_output,
+    small_problem,
+    toml_text,
+)
 
 # In-process runs of small problems take ~10-100 ms each; these counts keep the module under a minute.
 FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FILES = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Issue 21's answer oracles, in CI with a fixed seed (the same draws every run) and a bounded budget (~30 s in all);
+# scripts/fuzz_cli.py --caps/--outputs/--api runs more.
+ANSWERS = settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 
 
 @FUZZ
@@ -37,6 +52,36 @@ def test_mutated_files(data):
         argv = data.draw(file_case(Path(tmp)))
         outcome = run_cli(argv)
         assert outcome.file_failure is None, outcome.describe()
+
+
+@seed(21)
+@ANSWERS
+@given(argv=capped_argv())
+def test_output_respects_every_cap(argv):
+    """Frontiers and single-point queries with 1-4 caps: every row printed respects every cap given."""
+    outcome = run_cli(argv)
+    assert outcome.failure is None, outcome.describe()
+    assert cap_failure(outcome) is None, outcome.describe()
+
+
+@seed(21)
+@settings(max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_existing_output_survives(data):
+    """--csv over an existing file: a failed or interrupted run leaves it whole; a finished one replaces it whole."""
+    argv = ["frontier", *data.draw(small_problem()), "--max-batch", data.draw(st.sampled_from(("16", "x")))]
+    with tempfile.TemporaryDirectory() as tmp:
+        outcome, failure = run_with_existing_output(argv, Path(tmp), interrupt=data.draw(st.booleans()))
+    assert failure is None, f"{failure}: {outcome.describe()}"
+
+
+@seed(21)
+@ANSWERS
+@given(case=edited_spec())
+def test_api_edited_spec_is_validated(case):
+    """A spec edited with dataclasses.replace to an odd value: an InstanceError or a finite answer, never a bare
+    exception."""
+    assert run_edited_spec(*case) is None, case
 
 
 class TestOracle:
@@ -100,6 +145,32 @@ class TestOracle:
         assert outcome.failure is None and outcome.code == 2
         assert outcome.err.strip() == (f"infecon: error: {data}: row 2, column 'per_user_tok_s': must be a positive "
                                        "number <= 1e+12 (got '1e308')")
+
+    def test_cap_oracle_sees_a_broken_cap(self):
+        """A row over --max-gpus in the CSV is caught (the answer oracle can fail)."""
+        from tests.cli_fuzz import Outcome
+
+        csv = "tokens_per_second,usd_per_million_tokens,gpus,batch\n10,1,8,4\n"
+        bad = Outcome(("frontier", "--format", "csv", "--max-gpus", "4"), 0, csv, "", 0.1, None, ())
+        assert cap_failure(bad) == "cap max_gpus broken by an output row"
+        good = Outcome(("frontier", "--format", "csv", "--max-gpus", "8"), 0, csv, "", 0.1, None, ())
+        assert cap_failure(good) is None
+
+    def test_output_oracle_sees_a_lost_file(self, tmp_path, monkeypatch):
+        """Writing in place (as before issue 21) loses the old file on an interrupt: the oracle says so."""
+        from infecon.solver import outputs
+
+        monkeypatch.setattr(outputs, "write_atomically", lambda path, write: write(Path(path)))
+        _, failure = run_with_existing_output(["frontier", "--model", "llama-3-8b", "--max-gpus", "1"], tmp_path,
+                                              interrupt=True)
+        assert failure == "output: an existing file lost in a failed or interrupted run"
+
+    def test_api_oracle_sees_an_unvalidated_spec(self, monkeypatch):
+        """With the API boundary's check switched off, a negative bandwidth escapes as a non-finite or bare error."""
+        from infecon.solver import api
+
+        monkeypatch.setattr(api, "check_hardware", lambda hw: hw)
+        assert run_edited_spec("hardware", "hbm_bandwidth_bytes_per_s", -1.0) is not None
 
     def test_toml_writer_round_trips(self):
         """Every real file written back by the fuzzer's TOML writer parses to the same data."""
