@@ -628,6 +628,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         print("infecon: give a command, e.g. infecon frontier --model llama-3-70b", file=sys.stderr)
         return EXIT_USAGE
+    if sys.stdout is None:  # started with stdout closed (`infecon models >&-`): say so instead of a traceback
+        print("infecon: error: standard output is closed; redirect it to a file or /dev/null", file=sys.stderr)
+        return EXIT_USAGE
     try:
         code = args.func(args)
         sys.stdout.flush()  # here, so that a reader closing the pipe early is caught below
@@ -645,6 +648,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # /dev/null so the interpreter's final flush does not raise again (Python docs, "signal").
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except OSError as exc:
+        # Every file the commands write is checked and wrapped (outputs.write_atomically); what escapes here is
+        # standard output itself failing (`> /dev/full`: no space left on the device).
+        if args.debug:
+            raise
+        print(f"infecon: error: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

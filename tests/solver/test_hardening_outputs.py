@@ -3,7 +3,10 @@ into place; an output path equal to an input or to another output is refused bef
 
 from __future__ import annotations
 
+import shlex
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from unittest import mock
 
@@ -113,3 +116,23 @@ class TestValidateEngine:
             pytest.skip("the development measurements are not on this machine")
         code, _, err = run(capsys, "validate", "--data", str(MEASUREMENTS), "--engine", "foo")
         assert_one_line_error(code, err, "unknown engine 'foo'")
+
+
+class TestStandardOutput:
+    """A closed or full standard output is one line on stderr and exit 2, never a traceback."""
+
+    def _shell(self, redirect: str) -> subprocess.CompletedProcess:
+        command = f"{shlex.quote(sys.executable)} -m infecon frontier --model llama-3-8b --max-gpus 1 {redirect}"
+        return subprocess.run(["sh", "-c", command], capture_output=False, stderr=subprocess.PIPE, text=True,
+                              timeout=300, check=False)
+
+    def test_closed(self):
+        done = self._shell(">&-")
+        assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+            "infecon: error: standard output is closed; redirect it to a file or /dev/null"]
+
+    @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+    def test_full(self):
+        done = self._shell("> /dev/full")
+        assert done.returncode == 2
+        assert done.stderr.strip().splitlines() == ["infecon: error: cannot write the output: No space left on device"]
