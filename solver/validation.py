@@ -78,6 +78,10 @@ def read_measurements(path: str | Path) -> pd.DataFrame:
         raise InstanceError(f"{path}: cannot read: permission denied") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise InstanceError(f"{path}: not a readable CSV: {str(exc).splitlines()[0]}") from None
+    twice = [c for c in frame.columns if "." in c and c.rsplit(".", 1)[1].isdigit() and c.rsplit(".", 1)[0] in
+             frame.columns]  # pandas renames a repeated header 'tp' to 'tp.1' and would ignore it
+    if twice:
+        raise InstanceError(f"{path}: column '{twice[0].rsplit('.', 1)[0]}' appears more than once in the header")
     skipped: dict[str, int] = {}
     if silicon.is_silicon(frame):
         frame, skipped = silicon.to_measurements(frame)

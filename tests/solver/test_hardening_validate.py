@@ -79,3 +79,14 @@ class TestCsvNumbers:
                                       single["predicted_per_user_tok_s"].to_numpy())
         np.testing.assert_array_equal(doubled["predicted_per_user_tok_s"].to_numpy()[5:],
                                       single["predicted_per_user_tok_s"].to_numpy())
+
+
+def test_repeated_column_is_refused(tmp_path):
+    """A header naming 'tp' twice: refused (pandas renamed the second 'tp.1' and it was silently ignored)."""
+    if not MEASUREMENTS.is_file():
+        pytest.skip("the development measurements are not on this machine")
+    lines = MEASUREMENTS.read_text().splitlines()[:2]
+    path = tmp_path / "dup.csv"
+    path.write_text(f"{lines[0]},tp\n{lines[1]},3\n")
+    with pytest.raises(validation.InstanceError, match="column 'tp' appears more than once"):
+        validation.read_measurements(path)
