@@ -166,3 +166,11 @@ class TestOptionsNotIgnored:
         code, _, err = run(capsys, "frontier", *BASE, "--engine", "paper", "--ttft-max", "1")
         assert_one_line_error(code, err, "'ttft_max_s' needs a prompt to time")
         assert "evaluate more than" not in err
+
+
+def test_all_batches_is_a_note(capsys):
+    """--all-batches changes nothing (documented): it says so in one line on stderr, and the run succeeds."""
+    code, _, err = run(capsys, "frontier", *BASE, "--max-gpus", "1", "--max-batch", "8", "--all-batches")
+    assert code == 0
+    assert err.strip().splitlines() == ["infecon: note: --all-batches is the default now (every integer batch) and "
+                                        "changes nothing"]
