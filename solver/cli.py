@@ -391,9 +391,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     out = outputs.output_file("--out", args.out) if args.out is not None else None  # before any prediction
     outputs.refuse_clashes({"--out": out}, {"--data": args.data})
+    engine = None
+    if args.engine is not None:  # its own error, not the data file's: an unknown profile is refused, never generic
+        from infecon.instances.engines import get_engine
+
+        try:
+            engine = get_engine(args.engine)
+        except InstanceError as exc:
+            raise InstanceError(f"--engine: {exc}") from None
     with naming_file(args.data):
         frame = validation.read_measurements(args.data)
-        predicted = validation.predict_frame(frame, engine=args.engine)
+        predicted = validation.predict_frame(frame, engine=engine)
     skipped = frame.attrs.get("skipped")
     if out is not None:
         _write_csv(predicted, str(out))
