@@ -226,10 +226,13 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
     if batch_sizes is not None and batch_mode != "all":
         raise InstanceError(f"give 'batch_sizes' or batch_mode={batch_mode!r}, not both: explicit batch sizes are "
                             "the whole batch domain")
-    if attention_dp != "auto" and not attention_dp_applies(spec, profile):
+    # "on" where it cannot apply would be ignored; "off" (by heads) is what such a problem does anyway, so a caller
+    # pinning a frontier row's sharding (attention_dp False) may say it.
+    if attention_dp == "on" and not attention_dp_applies(spec, profile):
         why = "runs under the paper's model" if spec.attention == "mla" else "is not an MLA model"
         raise InstanceError(f"'attention_dp' {attention_dp!r} changes nothing here: attention data parallelism is a "
-                            f"choice for MLA models under a serving engine, and {spec.name} {why}; leave it at 'auto'")
+                            f"choice for MLA models under a serving engine, and {spec.name} {why}; leave it at "
+                            "'auto' (or 'off')")
     widest = max(hw.flop_per_s_by_bits)
     if weight_bits > widest:
         # peak_flop_per_s falls back to a wider precision's rate, never a narrower one: a 16-bit rate for

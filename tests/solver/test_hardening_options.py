@@ -52,7 +52,10 @@ PROBLEM_OPTIONS: dict[str, tuple[tuple[str, ...], str, str]] = {
 }
 MODES = {"paper": ("--engine", "paper"), "engine": ("--engine", "generic")}
 OUTPUT_OPTIONS = {"--help", "--debug", "--min-speed", "--max-cost", "--backend", "--time-limit", "--export-model",
-                  "--csv", "--plot", "--format", "--all", "--tp", "--tp-grid", "--pp", "--ep", "--batch"}
+                  "--csv", "--plot", "--format", "--all", "--tp", "--tp-grid", "--pp", "--ep", "--batch",
+                  # issue 18/20 (w18band, w20recipe): error bands, table thinning and layout families shape the
+                  # output or pick layouts after the Problem is built; their own tests check they are used.
+                  "--confidence", "--exact", "--tolerance", "--gpus"}
 EXPLAIN_REFUSES = {"--batch-ladder", "--all-batches"}
 
 
