@@ -35,7 +35,7 @@ import pandas as pd
 
 from infecon.formulations.params import attention_flop_per_context_token, kv_elements_per_token, parameter_counts
 from infecon.formulations.perf import collective_time_s, evaluate, expected_tokens_per_iteration
-from infecon.formulations.specs import HardwareSpec, ModelSpec, Workload
+from infecon.formulations.specs import HardwareSpec, ModelSpec, SpeculativeDecoding, Workload
 from infecon.formulations.toy import critical_batch, toy_min_latency_s, toy_optimal_gpus
 from infecon.solver import api
 from infecon.solver.frontier import Frontier
@@ -169,7 +169,15 @@ def solve(model, hardware=H100, *, max_gpus: int | None = None, **problem_kwargs
     solved once per run; the key is the problem's repr (specs are frozen, their reprs name every field).
     """
     problem_kwargs.setdefault("batch_mode", PAPER_BATCH_MODE)
+    drafter = problem_kwargs.pop("draft", None)
+    acceptance = problem_kwargs.pop("acceptance", api.DEFAULT_ACCEPTANCE)
     problem = api.build_problem(model, hardware, max_gpus=max_gpus, **problem_kwargs)
+    if drafter is not None:
+        # The paper's drafters are shapes (an 8B shape, its MQA variant; Erdil 2025 sec. 4.1), not models with the
+        # target's tokenizer: attached to the Problem as the paper sets them up, past build_problem's check that
+        # a user's drafter shares the target's vocabulary and is smaller (issue 21), so the figures stay the paper's.
+        problem = dataclasses.replace(problem, speculative=SpeculativeDecoding(
+            api.resolve_model(drafter), acceptance, api.DEFAULT_MAX_DRAFT_TOKENS))
     key = repr(problem)
     if key not in _SOLVED:
         _SOLVED[key] = api.frontier(problem, None, backend="enumerate")
