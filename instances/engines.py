@@ -14,7 +14,7 @@ from typing import Any
 
 from infecon.formulations.errors import InstanceError
 from infecon.formulations.specs import PER_HARDWARE, SERVING_MODES, EngineProfile, KernelCounts
-from infecon.instances.limits import check_field
+from infecon.instances.limits import FIELD_RANGES, check_field
 from infecon.instances.loader import (
     INSTANCES_DIR,
     _check_int,
@@ -32,7 +32,7 @@ _FRACTIONS = ("flop_efficiency", "bandwidth_efficiency")
 _SECONDS = ("kernel_s", "sequence_layer_s", "step_s", "request_s")
 _FLAGS = ("paper", "chunked_prefill")
 _KERNEL_FIELDS = tuple(f for f in KernelCounts.__dataclass_fields__)
-MAX_CHUNK_TOKENS = 10_000_000  # prompt tokens per engine step: beyond any context a model here has
+MAX_CHUNK_TOKENS = int(FIELD_RANGES["chunk_tokens"].high)  # prompt tokens per engine step (limits: the reason)
 
 
 # Engines that serve through another engine's runtime: measuring the wrapper measures what it wraps. The
@@ -139,7 +139,7 @@ def check_engine(profile: object, where: str | Path = "engine") -> EngineProfile
                             f"(got {type(profile).__name__})")
     if not isinstance(profile.name, str) or not profile.name:
         raise InstanceError(f"{where}: 'name' must be a non-empty string (got {profile.name!r})")
-    for key in (*_FRACTIONS, *_SECONDS):
+    for key in (*_FRACTIONS, *_SECONDS, "chunk_tokens"):
         check_field(key, getattr(profile, key), label=f"'{key}'", where=str(where))
     for key in _KERNEL_FIELDS:
         check_field("kernels", getattr(profile.kernels, key), label=f"'kernels.{key}'", where=str(where))

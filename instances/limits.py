@@ -212,6 +212,8 @@ FIELD_RANGES: dict[str, Range] = {
     "sequence_layer_s": Range(0, 0.01, False, False, "seconds per sequence per layer"),
     "step_s": Range(0, 10, False, False, "seconds per step"),
     "request_s": Range(0, 3600, False, False, "seconds per request"),
+    # A chunked-prefill step's token budget: engines use 2,048-8,192; 1e7 is beyond any context a model here has.
+    "chunk_tokens": Range(1, 10**7, False, True, "tokens per step"),
     # Kernels per layer and block: engines launch 3-11; 10,000 is no engine.
     "kernels": Range(0, 10_000, False, True, "kernels per layer"),
 }

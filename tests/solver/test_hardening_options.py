@@ -38,6 +38,7 @@ PROBLEM_OPTIONS: dict[str, tuple[tuple[str, ...], str, str]] = {
     "--mode": (("--mode", "static_batch"), "used", "used"),
     "--ttft-max": (("--ttft-max", "1"), "refused", "used"),
     "--tpot-max": (("--tpot-max", "1"), "used", "used"),
+    "--slo-percentile": (("--slo-percentile", "99"), "used", "used"),  # issue 22 (w22)
     "--price": (("--price", "3"), "used", "used"),
     "--flop-efficiency": (("--flop-efficiency", "0.5"), "used", "used"),
     "--bandwidth-efficiency": (("--bandwidth-efficiency", "0.5"), "used", "used"),
