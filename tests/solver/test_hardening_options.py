@@ -29,6 +29,7 @@ PROBLEM_OPTIONS: dict[str, tuple[tuple[str, ...], str, str]] = {
     "--context": (("--context", "1800"), "used", "used"),  # within [isl, isl + osl] = [1024, 2048]
     "--weight-bits": (("--weight-bits", "8"), "used", "used"),
     "--activation-bits": (("--activation-bits", "8"), "used", "used"),
+    "--weight-format": (("--weight-format", "mxfp4"), "used", "used"),  # issue 20 (w20cat)
     "--kv-bits": (("--kv-bits", "8"), "used", "used"),
     "--draft": (("--draft", "llama-3-8b"), "used", "used"),
     "--acceptance": (("--draft", "llama-3-8b", "--acceptance", "0.5"), "used", "used"),
