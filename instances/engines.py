@@ -19,9 +19,11 @@ from infecon.instances.loader import INSTANCES_DIR, _check_int, _check_number, _
 ENGINES_DIR = INSTANCES_DIR / "engines"
 DEFAULT_ENGINE = "generic"
 
-_FRACTIONS = ("flop_efficiency", "bandwidth_efficiency")
+_FRACTIONS = ("flop_efficiency", "bandwidth_efficiency", "memory_fraction")
 _SECONDS = ("kernel_s", "sequence_layer_s", "step_s", "request_s")
-_FLAGS = ("paper", "chunked_prefill")
+_SHARES = ("stage_overhead_share",)  # in [0, 1]
+_COUNTS = ("max_seqs", "max_pp", "prefill_chunk_tokens")  # positive integers
+_FLAGS = ("paper", "chunked_prefill", "attention_dp")
 _KERNEL_FIELDS = tuple(f for f in KernelCounts.__dataclass_fields__)
 MAX_CHUNK_TOKENS = 10_000_000  # prompt tokens per engine step: beyond any context a model here has
 
@@ -59,7 +61,8 @@ def load_engine(path: str | Path) -> EngineProfile:
     """Load and validate one engine profile; bad data names file, field, rule and value."""
     path = Path(path)
     data = read_toml(path)
-    allowed = {"name", "default_mode", "kernels", "by_hardware", "chunk_tokens", *_FRACTIONS, *_SECONDS, *_FLAGS}
+    allowed = {"name", "default_mode", "kernels", "by_hardware", "chunk_tokens", *_FRACTIONS, *_SECONDS, *_SHARES,
+               *_COUNTS, *_FLAGS}
     reject_unknown(path, data, allowed)
     if "name" not in data:
         raise InstanceError(f"{path}: missing required field 'name'")
@@ -73,6 +76,10 @@ def load_engine(path: str | Path) -> EngineProfile:
             values[key] = _check_number(path, key, value, at_most=1.0)
         elif key in _SECONDS:
             values[key] = _check_number(path, key, value, positive=False)
+        elif key in _SHARES:
+            values[key] = _check_number(path, key, value, positive=False, at_most=1.0)
+        elif key in _COUNTS:
+            values[key] = _check_int(path, key, value, 1, 10**12)
         elif key in _FLAGS:
             if not isinstance(value, bool):
                 raise InstanceError(f"{path}: '{key}' must be true or false (got {value!r})")
