@@ -655,9 +655,10 @@ SWEEP_HELP = """\
 A scenario file sets a base problem ([base], any knob by its CLI name: model, hardware,
 model_file, hardware_file, context, weight_bits, activation_bits, kv_bits, price,
 flop_efficiency, bandwidth_efficiency, demand, budget, max_gpus, max_batch, batch_sizes,
-draft, acceptance, max_draft, and the serving model: engine, mode, isl, osl, ttft_max_s,
-tpot_max_s, slo_percentile, confidence (as --confidence: the error band's pessimistic end)), one swept
-parameter ([sweep]) and the report speed ([report]). Unset, the
+draft, acceptance, max_draft, the serving model: engine, mode, isl, osl, ttft_max_s,
+tpot_max_s, slo_percentile, confidence (as --confidence: the error band's pessimistic end), and
+the engine limits memory_fraction, max_seqs, max_pp), one swept parameter ([sweep]) and the
+report speed ([report]). Unset, the
 serving model is 'infecon frontier''s: engine generic in closed_loop, isl/osl 1024;
 engine = "paper" is the paper's decode-only model (the shipped sweep_*.toml use it). The
 header names the serving model used. A sweep searches batches ~1.4x apart (1, 2, 3, 4, 6, 8, ...),
