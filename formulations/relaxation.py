@@ -358,7 +358,7 @@ def _pass_lower_line(structure: PassStructure, m_lo, m_hi) -> tuple[np.ndarray, 
 
 
 def _drafter_candidates(problem: Problem, gpus: int) -> np.ndarray:
-    return drafter_layouts(problem.speculative.drafter, problem.hardware, gpus)
+    return drafter_layouts(problem.speculative.drafter, problem.hardware, gpus, problem.space.uneven_stages)
 
 
 def _drafter_pass_s(problem: Problem, candidates: np.ndarray, batch: np.ndarray) -> np.ndarray:

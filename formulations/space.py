@@ -338,14 +338,15 @@ def layout_attention(problem: Problem, layouts: np.ndarray) -> str | np.ndarray:
     return attention_sharding(problem.engine is None or problem.engine.paper, layouts[:, 4].astype(bool))
 
 
-def drafter_layouts(drafter: ModelSpec, hw: HardwareSpec, gpus: int) -> np.ndarray:
+def drafter_layouts(drafter: ModelSpec, hw: HardwareSpec, gpus: int, uneven_stages: bool = False) -> np.ndarray:
     """The drafter's valid layouts on exactly ``gpus`` GPUs, as rows ``(tp_rows, tp_cols, pp)`` in canonical order.
 
     The drafter runs on the GPUs the target already holds, in a layout of its own (the paper lets
     a drafter under a 4x8 2-D TP target run as PP 4 x TP 8). It is dense, so no EP; the same
     divisibility and node rules as any layout apply. It uses all the GPUs: a replica on fewer GPUs
     would leave the others idle, and PP stages split the batch into micro-batches exactly as
-    data-parallel replicas would, with one copy of the weights.
+    data-parallel replicas would, with one copy of the weights. Under a serving engine its stages may be
+    uneven as the target's (``uneven_stages``).
     """
     axes = _powers_of_two(gpus)
     shapes = [(1, c) for c in axes] + [(r, c) for r in axes if r >= 2 for c in axes if c >= 2 and r * c <= gpus]
@@ -353,7 +354,7 @@ def drafter_layouts(drafter: ModelSpec, hw: HardwareSpec, gpus: int) -> np.ndarr
     for tp_rows, tp_cols in shapes:
         pp, rest = divmod(gpus, tp_rows * tp_cols)
         if rest == 0 and layout_rule_violation(drafter, hw, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=1,
-                                               max_gpus=gpus) is None:
+                                               max_gpus=gpus, uneven_stages=uneven_stages) is None:
             rows.append((pp, tp_rows, tp_cols))
     rows.sort()
     return np.array([(r, c, pp) for pp, r, c in rows], dtype=np.int64).reshape(-1, 3)
@@ -515,7 +516,8 @@ def evaluate_configurations(problem: Problem, *, tp_rows, tp_cols, pp, ep, batch
     serving model of its requests, engine and mode (``serving.serving_metrics``), with attention data-parallel
     where ``attention_dp`` (one flag or one per configuration; the paper's model ignores it)."""
     speculative = problem.speculative
-    candidates = None if speculative is None else partial(drafter_layouts, speculative.drafter, problem.hardware)
+    candidates = None if speculative is None else partial(drafter_layouts, speculative.drafter, problem.hardware,
+                                                          uneven_stages=problem.space.uneven_stages)
     layout = dict(tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, batch=batch, draft_tokens=draft_tokens,
                   speculative=speculative, drafter_layouts=candidates)
     if problem.engine is None:

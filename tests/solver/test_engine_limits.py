@@ -140,3 +140,13 @@ class TestFiles:
         fleet.write_text('[fleet]\nmax_seqs = 0\n' + body)
         with pytest.raises(InstanceError, match=r"\[fleet\]: 'max_seqs' must be"):
             load_fleet(fleet)
+
+
+class TestDrafterStages:
+    def test_a_drafter_pipelines_unevenly_where_the_target_does(self):
+        """Under an engine the target runs Llama 3 8B at PP 3 (32 layers: 11 + 11 + 10); its drafter must have a
+        layout on those 3 GPUs too (it had none with even stages only, and a fixed draft length divided by 0)."""
+        from infecon.formulations.space import drafter_layouts
+        drafter, h100 = api.resolve_model("llama-3-8b"), get_hardware("h100")
+        assert len(drafter_layouts(drafter, h100, 3)) == 0
+        assert drafter_layouts(drafter, h100, 3, uneven_stages=True).tolist() == [[1, 1, 3]]
