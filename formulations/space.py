@@ -285,11 +285,13 @@ def _empty_family(model: ModelSpec, hw: HardwareSpec, space: SearchSpace) -> str
     rows, cols = (1, space.tp) if space.tp is not None else (space.tp_grid or (None, None))
     if cols is not None and space.pp is not None:
         broken = layout_rule_violation(model, hw, tp_rows=rows, tp_cols=cols, pp=space.pp, ep=space.ep or 1,
-                                       max_gpus=space.max_gpus)
+                                       max_gpus=space.max_gpus, uneven_stages=space.uneven_stages,
+                                       max_pp=space.max_pp)
         if broken:
             return f"no valid layout with {fixed} for {model.name} on {hw.name}: {broken}"
     return (f"no valid layout with {fixed} for {model.name} on {hw.name} within {space.max_gpus} GPUs "
-            "(TP axes are powers of two, PP divides the layers, EP divides the experts and the TP group)")
+            "(TP axes are powers of two, PP divides the layers (under an engine: at most the layers and --max-pp), "
+            "EP divides the experts and the TP group)")
 
 
 def attention_dp_applies(model: ModelSpec, engine: EngineProfile | None) -> bool:
