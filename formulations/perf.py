@@ -464,11 +464,12 @@ def step_structure(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp
     # Weight matmuls run at the weight precision's tensor-core rate (paper fig. 6: 8-bit weights use
     # 8-bit tensor cores); attention multiplies activations by the KV cache, at the wider of the two.
     attention_bits = max(workload.activation_bits, workload.kv_bits)
-    engine = engine_pipeline(attention)
+    # Pipeline stages as engines run them; at PP 1 every scale is 1 and the paper's expressions (kept as they
+    # were, so its numbers stay the same to the last bit) are the same sums: they are used there too.
+    engine = engine_pipeline(attention) & (np.asarray(pp) > 1)
     attention_flop_s = attention_flop_per_token(model, context, prefill) / hw.peak_flop_per_s(attention_bits)
     weight_flop_s_per_token = 2 * counts.active / hw.peak_flop_per_s(workload.weight_bits)
     weight_flop_s = 2 / hw.peak_flop_per_s(workload.weight_bits)
-    # The paper's expressions are kept as they were (np.where), so its numbers stay the same to the last bit.
     paper_flop_s = weight_flop_s_per_token + attention_flop_s
     weight_flop_s_per_token = np.where(engine, layers * (counts.active - counts.unembedding) * weight_flop_s
                                        + head * counts.unembedding * weight_flop_s, weight_flop_s_per_token)
@@ -564,7 +565,7 @@ def hbm_bytes_per_gpu_affine(model: ModelSpec, workload: Workload, *, tp, pp, dr
     # embedding (first stage) and the unembedding (last stage): pp stages of that size over tp x pp GPUs.
     ends = np.where(pp > 1, max(counts.embedding, counts.unembedding), counts.embedding + counts.unembedding)
     fullest = (layers * (counts.always_read + counts.routed + replicated) + pp * ends) * workload.weight_bytes
-    stored = np.where(engine_pipeline(attention), fullest, stored)
+    stored = np.where(engine_pipeline(attention) & (pp > 1), fullest, stored)
     kv_per_sequence = (layers * kv_cache_elements_per_sequence(model, workload.context_tokens) * workload.kv_bytes
                        / (kv_shards(model, tp, attention) * pp))
     if model.n_linear_layers:
