@@ -14,6 +14,13 @@ Model (paper sec. 3, eq. 29-44, generalised to 1-D/2-D TP, PP and EP as the issu
 * PP splits the batch into ``pp`` micro-batches (paper sec. 3.5). Each stage reads its weights
   once per micro-batch, so one token's step costs the full model's reads, arithmetic and
   collectives at the *micro-batch* size on ``tp`` GPUs, plus ``pp - 1`` point-to-point sends.
+  That is the paper's even split (attention ``"paper"``). As engines run it (attention
+  ``"heads"``/``"data"``, ``pipeline_layer_scale``): the pipeline keeps ``pp`` micro-batches in
+  flight, so a token's round is ``pp`` slots of the *slowest* stage, which holds ``ceil(L / pp)``
+  layers and the LM head (engines put the unembedding and sampling on the last rank and never
+  give it fewer than ``floor(L / pp)`` layers): per-layer terms scale by ``pp ceil(L/pp) / L``,
+  the head's by ``pp``; the layers need not divide evenly; and a hand-off carries the hidden
+  state and the residual (2 d_model per token, each TP rank its slice).
 * Arithmetic and HBM traffic overlap (max, eq. 29); collectives and kernel launches do not
   (sec. 3.4).
 """
@@ -234,10 +241,15 @@ class StepStructure:
     expert_idle_share: float
     hbm_s_per_sequence: np.ndarray
     hbm_s_per_token: np.ndarray
-    kernel_s: float
+    kernel_s: np.ndarray
     collectives: tuple[CollectiveTerm, ...]
     tokens_per_sequence: np.ndarray
     compute_fixed_s: np.ndarray | float = 0.0
+    # Per layout, how many layers' worth of per-layer work a round of the pipeline pays, over the model's
+    # layers (``pipeline_layer_scale``: 1 for the paper's even split); engine overheads per layer scale by it.
+    layer_scale: np.ndarray = 1.0
+    # Per layout, how many stage slots a round has (``pp`` as engines run it, 1 for the paper's model).
+    stage_slots: np.ndarray = 1.0
 
     def at(self, micro_batch) -> StepTime:
         """The step's components at ``micro_batch`` sequences per micro-batch (broadcast with the layouts)."""
@@ -258,7 +270,7 @@ class StepStructure:
             hbm_read_s=np.broadcast_to(hbm_read_s, shape),
             network_s=np.broadcast_to(bandwidth, shape),
             collective_latency_s=np.broadcast_to(latency, shape),
-            kernel_latency_s=np.full(shape, self.kernel_s),
+            kernel_latency_s=np.broadcast_to(np.asarray(self.kernel_s, dtype=float), shape),
         )
 
 
@@ -317,14 +329,20 @@ def _layer_collectives(model: ModelSpec, hw: HardwareSpec, workload: Workload, t
     return terms
 
 
-def _pipeline_sends(model: ModelSpec, hw: HardwareSpec, workload: Workload, tp, pp) -> list[CollectiveTerm]:
-    """The ``pp - 1`` activation sends between stages, each split over the stage's ``tp`` GPUs."""
+def _pipeline_sends(model: ModelSpec, hw: HardwareSpec, workload: Workload, tp, pp,
+                    tensors_per_token=1.0) -> list[CollectiveTerm]:
+    """The ``pp - 1`` activation sends between stages, each split over the stage's ``tp`` GPUs.
+
+    A send carries ``tensors_per_token`` d_model vectors per token: 1 in the paper's model, 2 as engines
+    hand off (``PIPELINE_TENSORS_PER_TOKEN``), at the activation precision; each TP rank sends its 1/tp
+    slice over its own link (NVLink within a node, the network across), with one hop's latency.
+    """
     tp = np.asarray(tp, dtype=np.int64)
     pp = np.asarray(pp, dtype=np.int64)
     node = hw.node_size_gpus
     inter_sends = np.where(tp >= node, pp - 1, (pp * tp - 1) // node)
     intra_sends = (pp - 1) - inter_sends
-    per_token = model.d_model * workload.activation_bytes / tp
+    per_token = np.asarray(tensors_per_token, dtype=float) * model.d_model * workload.activation_bytes / tp
     return [CollectiveTerm(inter_sends.astype(float), point_to_point_lines(hw, True, per_token)),
             CollectiveTerm(intra_sends.astype(float), point_to_point_lines(hw, False, per_token))]
 
@@ -341,6 +359,10 @@ def _pipeline_sends(model: ModelSpec, hw: HardwareSpec, workload: Workload, tp, 
 #   gathers every rank's tokens and scatters them back (an all-gather plus a reduce-scatter: one all-reduce's
 #   bytes and passes, in place of the FFN all-reduce; with EP the dispatch all-to-all does it).
 ATTENTION_SHARDINGS = ("paper", "heads", "data")
+# What a pipeline hand-off carries per token as engines run PP: the hidden state and the residual stream,
+# d_model elements each (vLLM's IntermediateTensors {"hidden_states", "residual"}; TensorRT-LLM and SGLang
+# send the same pair between PP ranks). The paper's model sends one d_model vector (sec. 3.5).
+PIPELINE_TENSORS_PER_TOKEN = 2.0
 
 
 def attention_kinds(attention) -> np.ndarray:
@@ -380,6 +402,38 @@ def replicated_attention_parameters(model: ModelSpec, attention="paper") -> np.n
     return np.where(data, attention_parameters(model), 0.0)
 
 
+def engine_pipeline(attention) -> np.ndarray:
+    """Per layout, whether PP runs as engines run it: any attention sharding but the paper's.
+
+    Why tied to the attention sharding: it is the one per-layout flag that already says "the paper's model"
+    (``"paper"``) or "an engine's" (``"heads"``, ``"data"``), so every caller of the physics passes it already.
+    """
+    return attention_kinds(attention) != "paper"
+
+
+def stage_layers(model: ModelSpec, pp) -> np.ndarray:
+    """Layers on the fullest pipeline stage: ceil(n_layers / pp) (engines split layers as evenly as they can)."""
+    return -(-model.n_layers // np.asarray(pp, dtype=np.int64))
+
+
+def pipeline_layer_scale(model: ModelSpec, pp, attention="paper") -> np.ndarray:
+    """Per layout, the per-layer work a round of the pipeline pays, in units of the whole model's layers.
+
+    A round is ``pp`` slots of the slowest stage (``ceil(L / pp)`` layers), so it pays ``pp ceil(L/pp) / L``
+    times the model's per-layer time: 1 where ``pp`` divides the layers (and at PP 1), e.g. 61 layers in 8
+    stages: 8 x 8 / 61 = 1.049. The paper's model splits evenly (1).
+    """
+    pp = np.asarray(pp, dtype=np.int64)
+    uneven = pp * stage_layers(model, pp) / model.n_layers
+    return np.where(engine_pipeline(attention), uneven, 1.0)
+
+
+def pipeline_stage_slots(pp, attention="paper") -> np.ndarray:
+    """Per layout, how many times a round pays what sits on the slowest stage once: ``pp`` as engines run it
+    (the LM head and sampling on the last stage), 1 in the paper's model (its head read once per round)."""
+    return np.where(engine_pipeline(attention), np.asarray(pp, dtype=float), 1.0)
+
+
 def kernels_per_layer(model: ModelSpec) -> int:
     """Serial matmul launches per layer: QKV, output, FFN up, FFN down; 2 with parallel attention (eq. 30)."""
     return 2 if model.parallel_attention else 4
@@ -403,36 +457,56 @@ def step_structure(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp
     tp = np.asarray(tp_rows) * np.asarray(tp_cols)
     context = workload.context_tokens
     hbm_s_per_byte = 1.0 / (tp * hw.hbm_bandwidth_bytes_per_s * hw.bandwidth_efficiency)
+    # As engines run PP, a round pays the slowest stage pp times: per-layer work x ``layers``, the LM head's
+    # (its weights, its matmul and the logits) x ``head`` (module docstring); the paper's model: both 1.
+    layers = pipeline_layer_scale(model, pp, attention)
+    head = pipeline_stage_slots(pp, attention)
     # Weight matmuls run at the weight precision's tensor-core rate (paper fig. 6: 8-bit weights use
     # 8-bit tensor cores); attention multiplies activations by the KV cache, at the wider of the two.
     attention_bits = max(workload.activation_bits, workload.kv_bits)
+    # Pipeline stages as engines run them; at PP 1 every scale is 1 and the paper's expressions (kept as they
+    # were, so its numbers stay the same to the last bit) are the same sums: they are used there too.
+    engine = engine_pipeline(attention) & (np.asarray(pp) > 1)
+    attention_flop_s = attention_flop_per_token(model, context, prefill) / hw.peak_flop_per_s(attention_bits)
     weight_flop_s_per_token = 2 * counts.active / hw.peak_flop_per_s(workload.weight_bits)
-    flop_s_per_token = (weight_flop_s_per_token + attention_flop_per_token(model, context, prefill)
-                        / hw.peak_flop_per_s(attention_bits))
+    weight_flop_s = 2 / hw.peak_flop_per_s(workload.weight_bits)
+    paper_flop_s = weight_flop_s_per_token + attention_flop_s
+    weight_flop_s_per_token = np.where(engine, layers * (counts.active - counts.unembedding) * weight_flop_s
+                                       + head * counts.unembedding * weight_flop_s, weight_flop_s_per_token)
+    flop_s_per_token = np.where(engine, weight_flop_s_per_token + layers * attention_flop_s, paper_flop_s)
     idle = 1.0 - model.n_active_experts / model.n_routed_experts if model.is_moe else 1.0
     data = attention_kinds(attention) == "data"
-    collectives = (*_layer_collectives(model, hw, workload, tp_rows, tp_cols, ep, attention_dp=data),
-                   *_pipeline_sends(model, hw, workload, tp, pp))
+    layer_terms = _layer_collectives(model, hw, workload, tp_rows, tp_cols, ep, attention_dp=data)
+    sends = np.where(engine, PIPELINE_TENSORS_PER_TOKEN, 1.0)
+    collectives = (*(CollectiveTerm(term.calls * layers, term.lines) for term in layer_terms),
+                   *_pipeline_sends(model, hw, workload, tp, pp, tensors_per_token=sends))
     # A replicated weight is read whole by each of the tp ranks: (tp - 1) extra copies over the group.
-    fixed_read = counts.always_read + counts.unembedding + (tp - 1) * replicated_attention_parameters(model, attention)
+    replicated = (tp - 1) * replicated_attention_parameters(model, attention)
+    fixed_read = np.where(engine, layers * (counts.always_read + replicated) + head * counts.unembedding,
+                          counts.always_read + counts.unembedding + replicated)
     kv_s_per_byte = hbm_s_per_byte * tp / kv_shards(model, tp, attention)
     kv_read_s = kv_cache_read_elements_per_sequence(model, context) * workload.kv_bytes * kv_s_per_byte
     if model.n_linear_layers:
         # A linear-attention layer reads its recurrent state and writes it back every step (2 passes).
         state_s_per_byte = hbm_s_per_byte * tp / state_shards(model, tp, attention)
         kv_read_s = kv_read_s + 2 * linear_state_elements_per_sequence(model) * workload.kv_bytes * state_s_per_byte
+    head_elements = model.d_model + model.vocab_size  # the unembedding's input and logits (eq. 35's last terms)
+    elements = activation_elements_per_token(model)
+    activation_elements = np.where(engine, layers * (elements - head_elements) + head * head_elements, elements)
     return StepStructure(
         compute_s_per_token=flop_s_per_token / (tp * hw.flop_efficiency),
         hbm_fixed_s=fixed_read * workload.weight_bytes * hbm_s_per_byte,
-        hbm_routed_s=counts.routed * workload.weight_bytes * hbm_s_per_byte,
+        hbm_routed_s=layers * counts.routed * workload.weight_bytes * hbm_s_per_byte,
         expert_idle_share=idle,
-        hbm_s_per_sequence=kv_read_s,
-        hbm_s_per_token=activation_elements_per_token(model) * workload.activation_bytes * hbm_s_per_byte,
-        kernel_s=model.n_layers * kernels_per_layer(model) * hw.kernel_launch_latency_s,
+        hbm_s_per_sequence=layers * kv_read_s,
+        hbm_s_per_token=activation_elements * workload.activation_bytes * hbm_s_per_byte,
+        kernel_s=layers * model.n_layers * kernels_per_layer(model) * hw.kernel_launch_latency_s,
         collectives=collectives,
         tokens_per_sequence=np.asarray(tokens_per_sequence, dtype=float),
         # The weight GEMMs at efficiency e x / (x + x_half): x_half tokens' more arithmetic per pass.
         compute_fixed_s=weight_flop_s_per_token * hw.half_tokens(workload.weight_bits) / (tp * hw.flop_efficiency),
+        layer_scale=np.asarray(layers, dtype=float),
+        stage_slots=np.asarray(head, dtype=float),
     )
 
 
@@ -483,9 +557,16 @@ def hbm_bytes_per_gpu_affine(model: ModelSpec, workload: Workload, *, tp, pp, dr
     tp = np.asarray(tp, dtype=float)
     pp = np.asarray(pp, dtype=float)
     gpus = tp * pp
-    stored = (parameter_counts(model).total + (tp - 1) * replicated_attention_parameters(model, attention)) \
-        * workload.weight_bytes
-    kv_per_sequence = (kv_cache_elements_per_sequence(model, workload.context_tokens) * workload.kv_bytes
+    counts = parameter_counts(model)
+    replicated = (tp - 1) * replicated_attention_parameters(model, attention)
+    stored = (counts.total + replicated) * workload.weight_bytes
+    layers = pipeline_layer_scale(model, pp.astype(np.int64), attention)
+    # As engines run PP, the fullest stage holds ceil(L / pp) layers and, beyond one stage, the larger of the
+    # embedding (first stage) and the unembedding (last stage): pp stages of that size over tp x pp GPUs.
+    ends = np.where(pp > 1, max(counts.embedding, counts.unembedding), counts.embedding + counts.unembedding)
+    fullest = (layers * (counts.always_read + counts.routed + replicated) + pp * ends) * workload.weight_bytes
+    stored = np.where(engine_pipeline(attention) & (pp > 1), fullest, stored)
+    kv_per_sequence = (layers * kv_cache_elements_per_sequence(model, workload.context_tokens) * workload.kv_bytes
                        / (kv_shards(model, tp, attention) * pp))
     if model.n_linear_layers:
         kv_per_sequence = kv_per_sequence + (linear_state_elements_per_sequence(model) * workload.kv_bytes

@@ -46,7 +46,14 @@ import numpy as np
 
 from infecon.formulations.perf import expected_tokens_per_iteration, hbm_bytes_per_gpu_affine, largest_batch_in_hbm
 from infecon.formulations.serving import PassStructure, PassTime, pass_structure, serving_structure
-from infecon.formulations.space import Problem, drafter_layouts, largest_batch, layout_attention, searched_layouts
+from infecon.formulations.space import (
+    Problem,
+    batch_domain,
+    drafter_layouts,
+    largest_batch,
+    layout_attention,
+    searched_layouts,
+)
 
 SEGMENTS_PER_LAYOUT = 8  # segments of each layout's micro-batch range, geometric
 # Service-level caps are relaxed outward by this share (and a TTFT's prefill share by this much), so that
@@ -257,7 +264,8 @@ def build_options(problem: Problem) -> Options:
     else:
         gammas = list(range(spec.max_draft_tokens + 1))
     if space.batch_sizes is not None:
-        batch_min, batch_max = min(space.batch_sizes), max(space.batch_sizes)
+        domain = batch_domain(problem, layouts)  # the user's sizes within the engine's cap on sequences
+        batch_min, batch_max = int(domain.min()), int(domain.max())
     else:
         batch_min, batch_max = 1, largest_batch(problem, layouts)
     rows = []
@@ -313,9 +321,11 @@ def build_options(problem: Problem) -> Options:
     prefill0, prefill1 = np.zeros(len(gamma)), amortised.copy()
     latency_upper = weight * iteration_upper / tokens + amortised * m_hi
     if serving.prefill_batch is not None:  # static batch: TTFT is the prefill pass over the micro-batch
-        batch_line = _pass_lower_line(serving.prefill_batch, m_lo, m_hi)
+        # ... as the prompt waits for it (a constant factor per layout, < 1 where chunks pipeline over stages).
+        factor = np.broadcast_to(serving.prefill_latency_factor, m_lo.shape)
+        batch_line = tuple(factor * x for x in _pass_lower_line(serving.prefill_batch, m_lo, m_hi))
         prefill0, prefill1 = (serving.prefill_batch_weight * x for x in batch_line)
-        latency_upper = latency_upper + serving.prefill_batch_weight * serving.prefill_batch.at(m_hi).total_s
+        latency_upper = latency_upper + serving.prefill_batch_weight * factor * serving.prefill_batch.at(m_hi).total_s
     demand = np.full(len(gamma), np.inf)
     if problem.constraints.demand_tokens_per_s is not None:
         # batch / latency <= demand and latency <= latency(m_hi) on the segment imply
@@ -368,7 +378,7 @@ def _pass_lower_line(structure: PassStructure, m_lo, m_hi) -> tuple[np.ndarray, 
 
 
 def _drafter_candidates(problem: Problem, gpus: int) -> np.ndarray:
-    return drafter_layouts(problem.speculative.drafter, problem.hardware, gpus)
+    return drafter_layouts(problem.speculative.drafter, problem.hardware, gpus, problem.space.uneven_stages)
 
 
 def _drafter_pass_s(problem: Problem, candidates: np.ndarray, batch: np.ndarray) -> np.ndarray:

@@ -60,6 +60,8 @@ from infecon.formulations.perf import (
     evaluate,
     expected_tokens_per_iteration,
     hbm_used_bytes_per_gpu,
+    pipeline_layer_scale,
+    pipeline_stage_slots,
     step_structure,
 )
 from infecon.formulations.specs import (
@@ -112,17 +114,28 @@ def unit_hardware(hw: HardwareSpec, engine: EngineProfile | str | None = None) -
                                gemm_half_tokens=curve)
 
 
-def engine_pass(unit: StepTime, model: ModelSpec, hw: HardwareSpec, engine: EngineProfile, micro_batch) -> PassTime:
-    """Apply an engine to a pass evaluated on ``unit_hardware(hw)``: efficiencies, kernels, overheads."""
+def engine_pass(unit: StepTime, model: ModelSpec, hw: HardwareSpec, engine: EngineProfile, micro_batch,
+                layer_scale=1.0, stage_slots=1.0) -> PassTime:
+    """Apply an engine to a pass evaluated on ``unit_hardware(hw)``: efficiencies, kernels, overheads.
+
+    With pipeline stages (``perf.pipeline_layer_scale`` and ``perf.pipeline_stage_slots`` of the layout), a
+    round pays the slowest stage's kernels and per-sequence layer costs (``layer_scale`` times the model's)
+    and, on each of its ``stage_slots`` slots beyond the first, ``stage_overhead_share`` of the fixed step
+    cost (each PP rank prepares and launches every micro-batch it receives). At PP 1 both are 1: unchanged.
+    """
     micro_batch = np.asarray(micro_batch, dtype=float)
     engine = engine.on(hw)
-    kernel_s = engine.kernels.per_pass(model) * engine.kernel_s
+    layer_scale = np.asarray(layer_scale, dtype=float)
+    kernel_s = layer_scale * (engine.kernels.per_pass(model) * engine.kernel_s)
     physics = dataclasses.replace(
         unit, compute_s=unit.compute_s / engine.flop_efficiency,
         hbm_read_s=unit.hbm_read_s / engine.bandwidth_efficiency,
-        kernel_latency_s=np.full(np.shape(unit.kernel_latency_s), kernel_s))
-    return PassTime(physics, np.full(np.shape(micro_batch), engine.step_s),
-                    np.full(np.shape(micro_batch), model.n_layers * engine.sequence_layer_s), micro_batch)
+        kernel_latency_s=np.broadcast_to(kernel_s, np.broadcast(unit.kernel_latency_s, kernel_s).shape))
+    step_s = engine.step_s * (1.0 + (np.asarray(stage_slots, dtype=float) - 1.0) * engine.stage_overhead_share)
+    shape = np.broadcast(micro_batch, layer_scale, step_s).shape
+    return PassTime(physics, np.broadcast_to(step_s, shape),
+                    np.broadcast_to(layer_scale * (model.n_layers * engine.sequence_layer_s), shape),
+                    np.broadcast_to(micro_batch, shape))
 
 
 @dataclass(frozen=True)
@@ -146,7 +159,8 @@ class PassStructure:
         if self.engine is None or self.engine.paper:
             zero = np.zeros(np.shape(unit.total_s))
             return PassTime(unit, zero, zero, np.broadcast_to(np.asarray(micro_batch, dtype=float), zero.shape))
-        return engine_pass(unit, self.model, self.hardware, self.engine, micro_batch)
+        return engine_pass(unit, self.model, self.hardware, self.engine, micro_batch,
+                           self.structure.layer_scale, self.structure.stage_slots)
 
 
 def attention_sharding(paper: bool, attention_dp=False) -> str | np.ndarray:
@@ -246,7 +260,8 @@ def queue_share_at_most(waiting_factor) -> np.ndarray:
 
 def mode_times(mode: str, requests: Requests, *, decode_s, prefill_batch_s, prefill_one_s, batch, pp,
                transfer_s=0.0, prefill_utilization=DEFAULT_PREFILL_UTILIZATION, request_s=0.0,
-               carried_prefill_s=None, chunk_tokens: int | None = None) -> ModeTimes:
+               carried_prefill_s=None, chunk_tokens: int | None = None,
+               prefill_latency_factor=1.0) -> ModeTimes:
     """TTFT, TPOT, speeds and charged time of a serving mode from its pass times (module docstring).
 
     Args:
@@ -262,6 +277,9 @@ def mode_times(mode: str, requests: Requests, *, decode_s, prefill_batch_s, pref
             step it rides in already pays).
         chunk_tokens: the prompt tokens a step takes with chunked prefill (None: a prompt is one pass), for the
             spread of TTFT and TPOT (``latency.closed_loop_spread``).
+        prefill_latency_factor: how much of a prefill pass's time a prompt waits for it
+            (``pipelined_prefill_factor``: < 1 where its chunks fill several pipeline stages at once);
+            it shortens TTFT only, not the GPU time charged.
     """
     if mode not in SERVING_MODES:
         raise ValueError(f"mode must be one of {SERVING_MODES} (got {mode!r})")
@@ -270,8 +288,9 @@ def mode_times(mode: str, requests: Requests, *, decode_s, prefill_batch_s, pref
     micro_batch = batch / np.asarray(pp, dtype=float)
     decode_s, prefill_one_s = np.asarray(decode_s, dtype=float), np.asarray(prefill_one_s, dtype=float)
     per_input = (lambda seconds: seconds / isl) if isl > 0 else (lambda seconds: np.full(np.shape(seconds), np.nan))
+    factor = np.asarray(prefill_latency_factor, dtype=float)
     if mode == "static_batch":
-        ttft = np.asarray(prefill_batch_s, dtype=float)
+        ttft = factor * np.asarray(prefill_batch_s, dtype=float)
         tpot = decode_s
         speed = osl / (ttft + (osl - 1) * tpot)
         return ModeTimes(ttft, tpot, speed, batch * speed, (osl - 1) * tpot / (osl * batch), per_input(ttft / batch),
@@ -283,18 +302,19 @@ def mode_times(mode: str, requests: Requests, *, decode_s, prefill_batch_s, pref
         amortised = micro_batch / osl * carried
         tpot = decode_s + amortised
         share = amortised / tpot
-        ttft = prefill_one_s * _waiting_factor(share) + request_s
-        spread = closed_loop_spread(decode_s=decode_s, carried_s=carried, share=share, prefill_one_s=prefill_one_s,
-                                    output_tokens=osl, request_s=request_s, input_tokens=isl, chunk_tokens=chunk_tokens)
+        ttft = factor * prefill_one_s * _waiting_factor(share) + request_s
+        spread = closed_loop_spread(decode_s=decode_s, carried_s=carried, share=share,
+                                    prefill_one_s=factor * prefill_one_s, output_tokens=osl, request_s=request_s,
+                                    input_tokens=isl, chunk_tokens=chunk_tokens)
     elif mode == "disaggregated":
         tpot = decode_s
-        ttft = prefill_one_s * _waiting_factor(prefill_utilization) + transfer_s + request_s
+        ttft = factor * prefill_one_s * _waiting_factor(prefill_utilization) + transfer_s + request_s
         prefill_gpu_s = prefill_gpu_s / prefill_utilization  # an idle share of the pool is paid for too
-        spread = disaggregated_spread(prefill_one_s=prefill_one_s, utilization=prefill_utilization,
+        spread = disaggregated_spread(prefill_one_s=factor * prefill_one_s, utilization=prefill_utilization,
                                       fixed_s=np.asarray(transfer_s, dtype=float) + request_s, shape=np.shape(tpot))
     else:  # decode_only: the paper's model; a lone request's prefill is reported but not charged to speed
         tpot = decode_s
-        ttft = prefill_one_s
+        ttft = factor * prefill_one_s
     ttft = np.broadcast_to(ttft, np.shape(tpot))
     spread = LatencySpread.none(np.shape(tpot)) if spread is None else spread
     return ModeTimes(ttft, tpot, 1.0 / tpot, batch / tpot, decode_s / batch, per_input(prefill_gpu_s), spread)
@@ -369,6 +389,8 @@ class ServingPasses:
     pp: np.ndarray
     transfer_s: np.ndarray
     paper: bool
+    layer_scale: np.ndarray = 1.0  # perf.pipeline_layer_scale per configuration (engine_pass)
+    stage_slots: np.ndarray = 1.0  # perf.pipeline_stage_slots per configuration
 
 
 def serving_passes(model: ModelSpec, hw: HardwareSpec, workload: Workload, requests: Requests, mode: str,
@@ -395,14 +417,17 @@ def serving_passes(model: ModelSpec, hw: HardwareSpec, workload: Workload, reque
         prefill_batch = decode_step(model, physics_hw, prefill, **layout, micro_batch=micro_batch,
                                     tokens_per_sequence=isl, prefill=True)
     transfer = kv_transfer_s(model, hw, workload, requests, np.asarray(tp_rows) * np.asarray(tp_cols))
-    return ServingPasses(model, hw, requests, mode, decode, prefill_one, prefill_batch, batch, pp, transfer, paper)
+    return ServingPasses(model, hw, requests, mode, decode, prefill_one, prefill_batch, batch, pp, transfer, paper,
+                         pipeline_layer_scale(model, pp, layout["attention"]),
+                         pipeline_stage_slots(pp, layout["attention"]))
 
 
 def _pass_time(step: StepTime, passes: ServingPasses, engine: EngineProfile, micro_batch) -> PassTime:
     if passes.paper:
         zero = np.zeros(np.shape(step.total_s))
         return PassTime(step, zero, zero, np.broadcast_to(np.asarray(micro_batch, dtype=float), zero.shape))
-    return engine_pass(step, passes.model, passes.hardware, engine, micro_batch)
+    return engine_pass(step, passes.model, passes.hardware, engine, micro_batch, passes.layer_scale,
+                       passes.stage_slots)
 
 
 def prefill_one_seconds(one: PassTime, requests: Requests, *, chunked: bool):
@@ -419,6 +444,24 @@ def prefill_one_seconds(one: PassTime, requests: Requests, *, chunked: bool):
         zero = np.zeros(np.shape(prefill_one))
         return zero, zero
     return prefill_one, carried
+
+
+def pipelined_prefill_factor(requests: Requests, engine: EngineProfile | None, pp) -> np.ndarray:
+    """The share of a prompt's prefill pass its first token waits for when its chunks pipeline over ``pp`` stages.
+
+    An engine with chunked prefill splits a prompt of isl tokens into n = ceil(isl / chunk) chunks
+    (``prefill_chunk_tokens``); through pp stages they flow like micro-batches, each stage working on one
+    chunk while the next works on the one before (SGLang's chunked pipeline parallelism; vLLM and
+    TensorRT-LLM schedule chunks the same way), so the last chunk leaves the last stage after n + pp - 1
+    stage slots of 1 / (n pp) of the pass each: (n + pp - 1) / (n pp). It is 1 at PP 1 and for a prompt of
+    one chunk. Chunks are taken as equal (attention grows along the prompt, which this ignores). The paper's
+    model, and an engine without chunked prefill or without a chunk size: 1.
+    """
+    pp = np.asarray(pp, dtype=float)
+    if engine is None or engine.paper or not engine.chunked_prefill or not engine.prefill_chunk_tokens:
+        return np.ones(np.shape(pp))
+    chunks = float(max(1, -(-requests.input_tokens // engine.prefill_chunk_tokens)))
+    return (chunks + pp - 1.0) / (chunks * pp)
 
 
 def serving_times(passes: ServingPasses, engine: EngineProfile, *, decode_s=None,
@@ -438,7 +481,9 @@ def serving_times(passes: ServingPasses, engine: EngineProfile, *, decode_s=None
                        prefill_batch_s=prefill_batch, prefill_one_s=prefill_one, batch=passes.batch, pp=passes.pp,
                        transfer_s=passes.transfer_s, prefill_utilization=prefill_utilization,
                        request_s=0.0 if passes.paper else engine.request_s, carried_prefill_s=carried,
-                       chunk_tokens=engine.chunk_tokens if engine.chunked_prefill and not passes.paper else None)
+                       chunk_tokens=engine.chunk_tokens if engine.chunked_prefill and not passes.paper else None,
+                       prefill_latency_factor=pipelined_prefill_factor(passes.requests, None if passes.paper
+                                                                       else engine, passes.pp))
     return times, decode, prefill_batch if passes.mode == "static_batch" else prefill_one
 
 
@@ -465,12 +510,15 @@ class ServingStructure:
     mode: str
     decode: PassStructure
     prefill_batch: PassStructure | None  # static batch with a prompt only
-    prefill_one_s: np.ndarray  # P1, per layout
+    prefill_one_s: np.ndarray  # P1 as a prompt waits for it (x prefill_latency_factor), per layout
     prefill_s_per_sequence: np.ndarray  # closed loop: the prefill one micro-batch sequence adds to each step
     request_s: float
     fixed_ttft_s: np.ndarray  # decode only, disaggregated; a static batch's least (micro-batch 1); NaN without a prompt
     output_tokens: int
     fixed_spread: LatencySpread | None = None  # the fixed TTFT's queue (disaggregated), for its percentiles
+    # Per layout, the share of a prefill pass a prompt waits for (``pipelined_prefill_factor``): ``prefill_one_s``
+    # is P1 times it (TTFT), and a static batch's TTFT is it times ``prefill_batch``.
+    prefill_latency_factor: np.ndarray = 1.0
 
     @property
     def decode_weight(self) -> float:
@@ -530,17 +578,20 @@ def serving_structure(model: ModelSpec, hw: HardwareSpec, workload: Workload, re
     if mode == "static_batch" and requests.input_tokens > 0:
         prefill_batch = pass_structure(model, hw, prefill, engine, **layout, tokens_per_sequence=isl, prefill=True)
     per_sequence = carried / requests.output_tokens if mode == "closed_loop" else zero
+    factor = np.broadcast_to(pipelined_prefill_factor(requests, engine, pp), shape)
     fixed_times = mode_times(mode, requests, decode_s=np.ones(shape), prefill_batch_s=prefill_one,
                              prefill_one_s=prefill_one, batch=pp, pp=pp,
                              transfer_s=kv_transfer_s(model, hw, workload, requests,
                                                       np.asarray(tp_rows) * np.asarray(tp_cols)),
-                             prefill_utilization=prefill_utilization, request_s=request_s, carried_prefill_s=carried)
+                             prefill_utilization=prefill_utilization, request_s=request_s, carried_prefill_s=carried,
+                             prefill_latency_factor=factor)
     fixed = fixed_times.ttft_s
     if requests.input_tokens == 0:
         fixed = np.full(shape, np.nan)
-    return ServingStructure(mode, decode, prefill_batch, np.broadcast_to(prefill_one, shape),
+    return ServingStructure(mode, decode, prefill_batch, np.broadcast_to(factor * prefill_one, shape),
                             np.broadcast_to(per_sequence, shape), request_s, np.broadcast_to(fixed, shape),
-                            requests.output_tokens, fixed_times.spread if mode == "disaggregated" else None)
+                            requests.output_tokens, fixed_times.spread if mode == "disaggregated" else None,
+                            factor)
 
 
 def per_user_speed(metric: str, times: ModeTimes, requests: Requests) -> np.ndarray:

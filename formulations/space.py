@@ -68,6 +68,13 @@ class SearchSpace:
     pp: int | None = None
     ep: int | None = None
     gpus: int | None = None
+    # Engine limits (``solver.api.build_problem`` sets them from the profile or the user): running sequences per
+    # replica (a cap on the batch, like ``max_batch``), the largest PP degree, and whether PP may leave stages
+    # uneven (engines: ceil(layers / pp) on the fullest stage; the paper's model: PP divides the layers).
+    max_seqs: int | None = None
+    max_pp: int | None = None
+    uneven_stages: bool = False
+    memory_fraction: float = 1.0  # the share of HBM the problem's hardware already holds to (for reports)
 
     def __post_init__(self) -> None:
         if self.max_gpus < 1:
@@ -78,6 +85,12 @@ class SearchSpace:
             raise InstanceError(f"'batch_mode' must be 'ladder' or 'all' (got {self.batch_mode!r})")
         if self.batch_sizes is not None and (not self.batch_sizes or min(self.batch_sizes) < 1):
             raise InstanceError(f"'batch_sizes' must be positive integers (got {list(self.batch_sizes)})")
+        for name in ("max_seqs", "max_pp"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise InstanceError(f"'{name}' must be >= 1 (got {getattr(self, name)})")
+        if self.batch_sizes and self.max_seqs is not None and min(self.batch_sizes) > self.max_seqs:
+            raise InstanceError(f"'batch_sizes' are all above the engine's cap of {self.max_seqs} running sequences "
+                                f"per replica (got {list(self.batch_sizes)}; raise --max-seqs)")
         if self.draft_tokens is not None and self.draft_tokens < 1:
             raise InstanceError(f"'draft_tokens' must be a positive integer (got {self.draft_tokens})")
         if self.attention_dp not in ATTENTION_DP_MODES:
@@ -186,7 +199,7 @@ def _divisors(n: int, limit: int) -> list[int]:
 
 
 def layout_rule_violation(model: ModelSpec, hw: HardwareSpec, *, tp_rows: int, tp_cols: int, pp: int, ep: int,
-                          max_gpus: int) -> str | None:
+                          max_gpus: int, uneven_stages: bool = False, max_pp: int | None = None) -> str | None:
     """The first structural rule a layout breaks, by name and reason, or None if it is valid.
 
     These are the divisibility and node-size rules of a real deployment: heads split over the
@@ -207,7 +220,9 @@ def layout_rule_violation(model: ModelSpec, hw: HardwareSpec, *, tp_rows: int, t
         ("tp_divides_d_model", model.d_model % tp_rows == 0, f"d_model {model.d_model} does not split over {tp_rows}"),
         ("tp_divides_ffn", (model.n_dense_layers == 0 or model.d_ff % tp_cols == 0)
          and (not model.is_moe or model.d_ff_expert % tp_cols == 0), f"FFN width does not split over {tp_cols}"),
-        ("pp_divides_layers", model.n_layers % pp == 0, f"{model.n_layers} layers do not split into {pp} stages"),
+        ("pp_divides_layers", model.n_layers % pp == 0 or (uneven_stages and pp <= model.n_layers),
+         f"{model.n_layers} layers do not split into {pp} stages"),
+        ("max_pp", max_pp is None or pp <= max_pp, f"PP {pp} exceeds the engine's largest, {max_pp} (--max-pp)"),
         ("ep_divides_experts", ep == 1 or (model.is_moe and model.n_routed_experts % ep == 0),
          f"{model.n_routed_experts} experts do not split over {ep} ranks" if model.is_moe
          else f"{model.name} is dense (no experts), so EP must be 1 (got {ep})"),
@@ -236,7 +251,13 @@ def candidate_layouts(model: ModelSpec, hw: HardwareSpec, space: SearchSpace, *,
     shapes = [(1, c) for c in axes]
     if space.allow_2d_tp:
         shapes += [(r, c) for r in axes if r >= 2 for c in axes if c >= 2 and r * c <= space.max_gpus]
-    pps = _divisors(model.n_layers, space.max_gpus) if space.allow_pp else [1]
+    most_stages = min(space.max_gpus, space.max_pp or space.max_gpus, model.n_layers)
+    if not space.allow_pp:
+        pps = [1]
+    elif space.uneven_stages:
+        pps = list(range(1, most_stages + 1))
+    else:
+        pps = _divisors(model.n_layers, most_stages)
     eps = _divisors(model.n_routed_experts, space.max_gpus) if (model.is_moe and space.allow_ep) else [1]
     shardings = sorted({int(choice) for choice in attention_dp})
     rows = []
@@ -246,7 +267,8 @@ def candidate_layouts(model: ModelSpec, hw: HardwareSpec, space: SearchSpace, *,
                 if not space.in_family(tp_rows, tp_cols, pp, ep):
                     continue
                 if layout_rule_violation(model, hw, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep,
-                                         max_gpus=space.max_gpus) is None:
+                                         max_gpus=space.max_gpus, uneven_stages=space.uneven_stages,
+                                         max_pp=space.max_pp) is None:
                     for data in (shardings if tp_rows * tp_cols > 1 else [0]):
                         rows.append((tp_rows * tp_cols * pp, tp_rows, tp_cols, pp, ep, data))
     if not rows and space.layout_fixed:
@@ -263,11 +285,13 @@ def _empty_family(model: ModelSpec, hw: HardwareSpec, space: SearchSpace) -> str
     rows, cols = (1, space.tp) if space.tp is not None else (space.tp_grid or (None, None))
     if cols is not None and space.pp is not None:
         broken = layout_rule_violation(model, hw, tp_rows=rows, tp_cols=cols, pp=space.pp, ep=space.ep or 1,
-                                       max_gpus=space.max_gpus)
+                                       max_gpus=space.max_gpus, uneven_stages=space.uneven_stages,
+                                       max_pp=space.max_pp)
         if broken:
             return f"no valid layout with {fixed} for {model.name} on {hw.name}: {broken}"
     return (f"no valid layout with {fixed} for {model.name} on {hw.name} within {space.max_gpus} GPUs "
-            "(TP axes are powers of two, PP divides the layers, EP divides the experts and the TP group)")
+            "(TP axes are powers of two, PP divides the layers (under an engine: at most the layers and --max-pp), "
+            "EP divides the experts and the TP group)")
 
 
 def attention_dp_applies(model: ModelSpec, engine: EngineProfile | None) -> bool:
@@ -288,7 +312,7 @@ def attention_dp_choices(problem: Problem) -> tuple[bool, ...]:
     ``SearchSpace.attention_dp``: ``auto`` both, ``on`` data-parallel only, ``off`` heads only; where the
     choice does not apply (``attention_dp_applies``) always heads.
     """
-    if not attention_dp_applies(problem.model, problem.engine):
+    if not attention_dp_applies(problem.model, problem.engine) or not problem.engine.attention_dp:
         return (False,)
     return {"auto": (False, True), "on": (True,), "off": (False,)}[problem.space.attention_dp]
 
@@ -316,14 +340,15 @@ def layout_attention(problem: Problem, layouts: np.ndarray) -> str | np.ndarray:
     return attention_sharding(problem.engine is None or problem.engine.paper, layouts[:, 4].astype(bool))
 
 
-def drafter_layouts(drafter: ModelSpec, hw: HardwareSpec, gpus: int) -> np.ndarray:
+def drafter_layouts(drafter: ModelSpec, hw: HardwareSpec, gpus: int, uneven_stages: bool = False) -> np.ndarray:
     """The drafter's valid layouts on exactly ``gpus`` GPUs, as rows ``(tp_rows, tp_cols, pp)`` in canonical order.
 
     The drafter runs on the GPUs the target already holds, in a layout of its own (the paper lets
     a drafter under a 4x8 2-D TP target run as PP 4 x TP 8). It is dense, so no EP; the same
     divisibility and node rules as any layout apply. It uses all the GPUs: a replica on fewer GPUs
     would leave the others idle, and PP stages split the batch into micro-batches exactly as
-    data-parallel replicas would, with one copy of the weights.
+    data-parallel replicas would, with one copy of the weights. Under a serving engine its stages may be
+    uneven as the target's (``uneven_stages``).
     """
     axes = _powers_of_two(gpus)
     shapes = [(1, c) for c in axes] + [(r, c) for r in axes if r >= 2 for c in axes if c >= 2 and r * c <= gpus]
@@ -331,7 +356,7 @@ def drafter_layouts(drafter: ModelSpec, hw: HardwareSpec, gpus: int) -> np.ndarr
     for tp_rows, tp_cols in shapes:
         pp, rest = divmod(gpus, tp_rows * tp_cols)
         if rest == 0 and layout_rule_violation(drafter, hw, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=1,
-                                               max_gpus=gpus) is None:
+                                               max_gpus=gpus, uneven_stages=uneven_stages) is None:
             rows.append((pp, tp_rows, tp_cols))
     rows.sort()
     return np.array([(r, c, pp) for pp, r, c in rows], dtype=np.int64).reshape(-1, 3)
@@ -349,8 +374,9 @@ def largest_batch(problem: Problem, layouts: np.ndarray) -> int:
                                 tp=layouts[:, 0] * layouts[:, 1], pp=layouts[:, 2],
                                 attention=layout_attention(problem, layouts))
     largest = max(1, int(fits.max()))
-    if problem.space.max_batch is not None:
-        largest = min(largest, problem.space.max_batch)
+    for cap in (problem.space.max_batch, problem.space.max_seqs):
+        if cap is not None:
+            largest = min(largest, cap)
     return largest
 
 
@@ -358,7 +384,8 @@ def batch_domain(problem: Problem, layouts: np.ndarray) -> np.ndarray:
     """The batch sizes searched: the user's list, or the ladder/all integers up to ``largest_batch``."""
     space = problem.space
     if space.batch_sizes is not None:
-        return np.array(sorted(set(space.batch_sizes)), dtype=np.int64)
+        return np.array(sorted(b for b in set(space.batch_sizes) if space.max_seqs is None or b <= space.max_seqs),
+                        dtype=np.int64)
     largest = largest_batch(problem, layouts)
     if space.batch_mode == "all":
         return np.arange(1, largest + 1, dtype=np.int64)
@@ -491,7 +518,8 @@ def evaluate_configurations(problem: Problem, *, tp_rows, tp_cols, pp, ep, batch
     serving model of its requests, engine and mode (``serving.serving_metrics``), with attention data-parallel
     where ``attention_dp`` (one flag or one per configuration; the paper's model ignores it)."""
     speculative = problem.speculative
-    candidates = None if speculative is None else partial(drafter_layouts, speculative.drafter, problem.hardware)
+    candidates = None if speculative is None else partial(drafter_layouts, speculative.drafter, problem.hardware,
+                                                          uneven_stages=problem.space.uneven_stages)
     layout = dict(tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, batch=batch, draft_tokens=draft_tokens,
                   speculative=speculative, drafter_layouts=candidates)
     if problem.engine is None:

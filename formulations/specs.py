@@ -305,6 +305,18 @@ class EngineProfile:
     request_s: float = 0.0
     kernels: KernelCounts = field(default_factory=KernelCounts)
     chunked_prefill: bool = True
+    # Pipeline parallelism as the engine runs it: the share of ``step_s`` each stage slot beyond the first
+    # repeats per micro-batch (``serving.engine_pass``).
+    stage_overhead_share: float = 0.0
+    # Tokens per chunk of a chunked prefill (None: a prompt is one chunk); a long prompt's chunks pipeline
+    # over PP stages (``serving.pipelined_prefill_factor``).
+    prefill_chunk_tokens: int | None = None
+    # Engine limits (``solver.api.build_problem`` applies them): the usable share of HBM, the cap on running
+    # sequences per replica, the largest PP degree (None: none), and whether attention data parallelism exists.
+    memory_fraction: float = 1.0
+    max_seqs: int | None = None
+    max_pp: int | None = None
+    attention_dp: bool = True
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
     chunk_tokens: int = 8192  # prompt tokens an engine step takes with chunked prefill (its token budget)
 

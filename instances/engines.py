@@ -28,9 +28,13 @@ from infecon.instances.loader import (
 ENGINES_DIR = INSTANCES_DIR / "engines"
 DEFAULT_ENGINE = "generic"
 
-_FRACTIONS = ("flop_efficiency", "bandwidth_efficiency")
+_FRACTIONS = ("flop_efficiency", "bandwidth_efficiency", "memory_fraction")
 _SECONDS = ("kernel_s", "sequence_layer_s", "step_s", "request_s")
-_FLAGS = ("paper", "chunked_prefill")
+_SHARES = ("stage_overhead_share",)  # in [0, 1]
+_COUNTS = ("max_seqs", "max_pp", "prefill_chunk_tokens")  # positive integers
+_FLAGS = ("paper", "chunked_prefill", "attention_dp")
+# What calibration fits, so every non-paper profile must give it (the engine limits above are optional).
+_FITTED = ("flop_efficiency", "bandwidth_efficiency", *_SECONDS)
 _KERNEL_FIELDS = tuple(f for f in KernelCounts.__dataclass_fields__)
 MAX_CHUNK_TOKENS = int(FIELD_RANGES["chunk_tokens"].high)  # prompt tokens per engine step (limits: the reason)
 
@@ -69,7 +73,8 @@ def load_engine(path: str | Path) -> EngineProfile:
     """Load and validate one engine profile; bad data names file, field, rule and value."""
     path = Path(path)
     data = read_toml(path)
-    allowed = {"name", "default_mode", "kernels", "by_hardware", "chunk_tokens", *_FRACTIONS, *_SECONDS, *_FLAGS}
+    allowed = {"name", "default_mode", "kernels", "by_hardware", "chunk_tokens", *_FRACTIONS, *_SECONDS, *_SHARES,
+               *_COUNTS, *_FLAGS}
     reject_unknown(path, data, allowed)
     if "name" not in data:
         raise InstanceError(f"{path}: missing required field 'name'")
@@ -83,6 +88,10 @@ def load_engine(path: str | Path) -> EngineProfile:
             values[key] = _check_number(path, key, value, at_most=1.0)
         elif key in _SECONDS:
             values[key] = _check_number(path, key, value, positive=False)
+        elif key in _SHARES:
+            values[key] = _check_number(path, key, value, positive=False, at_most=1.0)
+        elif key in _COUNTS:
+            values[key] = _check_int(path, key, value, 1, 10**12)
         elif key in _FLAGS:
             if not isinstance(value, bool):
                 raise InstanceError(f"{path}: '{key}' must be true or false (got {value!r})")
@@ -116,11 +125,11 @@ def load_engine(path: str | Path) -> EngineProfile:
                                               at_most=1.0 if key in _FRACTIONS else None)
                            for key, raw in table.items()}
     if not values.get("paper", False):
-        missing = [key for key in (*_FRACTIONS, *_SECONDS) if key not in values]
+        missing = [key for key in _FITTED if key not in values]
         if missing:
             # A profile is fitted data: a field left out would silently take a default no engine was measured at.
             raise InstanceError(f"{path}: missing required field '{missing[0]}' (an engine profile gives "
-                                f"{', '.join((*_FRACTIONS, *_SECONDS))}; 'paper = true' takes the paper's model)")
+                                f"{', '.join(_FITTED)}; 'paper = true' takes the paper's model)")
     try:
         profile = EngineProfile(**values, kernels=KernelCounts(**counts), by_hardware=per_hw, sources=sources)
     except ValueError as exc:
@@ -139,8 +148,11 @@ def check_engine(profile: object, where: str | Path = "engine") -> EngineProfile
                             f"(got {type(profile).__name__})")
     if not isinstance(profile.name, str) or not profile.name:
         raise InstanceError(f"{where}: 'name' must be a non-empty string (got {profile.name!r})")
-    for key in (*_FRACTIONS, *_SECONDS, "chunk_tokens"):
+    for key in (*_FRACTIONS, *_SECONDS, *_SHARES, "chunk_tokens"):
         check_field(key, getattr(profile, key), label=f"'{key}'", where=str(where))
+    for key in _COUNTS:  # None: no limit
+        if getattr(profile, key) is not None:
+            check_field(key, getattr(profile, key), label=f"'{key}'", where=str(where))
     for key in _KERNEL_FIELDS:
         check_field("kernels", getattr(profile.kernels, key), label=f"'kernels.{key}'", where=str(where))
     for hw_name, table in profile.by_hardware.items():

@@ -54,11 +54,16 @@ KV_TRANSFER_CHOICES = ("same_hardware", "same_vendor", "any")
 BATCH_CHOICES = ("ladder", "all")
 DEFAULT_FLEET_MAX_GPUS = 64  # GPUs in one replica; a fleet adds replicas rather than growing one instance
 _NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,62}")
+# Engine limits a workload (or [fleet], for every workload) may override; unset, its engine profile's
+# (``EngineProfile``: usable share of HBM, running sequences per replica, largest PP degree).
+ENGINE_LIMIT_KEYS = ("memory_fraction", "max_seqs", "max_pp")
 _FLEET_KEYS = {"budget_usd_per_hour", "whole_nodes", "disaggregated", "engine", "max_gpus", "batch",
-               "prefill_utilization", "confidence", "kv_transfer"}
+               "prefill_utilization", "confidence", "kv_transfer",
+               *ENGINE_LIMIT_KEYS}
 _GPU_KEYS = {"hardware", "available", "price_usd_per_hour"}
 _WORKLOAD_KEYS = {"name", "model", "isl", "osl", "requests_per_s", "output_tok_per_s", "ttft_max_s", "tpot_max_s",
-                  "slo_percentile", "weight_bits", "kv_bits", "engine", "disaggregated", "kv_transfer"}
+                  "slo_percentile", "weight_bits", "kv_bits", "engine", "disaggregated", "kv_transfer",
+                  *ENGINE_LIMIT_KEYS}
 
 
 @dataclass(frozen=True)
@@ -185,7 +190,7 @@ def _confidence(label: str, value: Any) -> float | None:
         raise InstanceError(f"{label}: {exc}") from None
 
 
-def _settings(where: str, raw: Any) -> tuple[FleetSettings, str, str, str]:
+def _settings(where: str, raw: Any) -> tuple[FleetSettings, str, str, str, dict[str, Any]]:
     if not isinstance(raw, dict):
         raise InstanceError(f"{where}: 'fleet' must be a table (got {raw!r})")
     reject_unknown(f"{where}: [fleet]", raw, _FLEET_KEYS)
@@ -209,7 +214,23 @@ def _settings(where: str, raw: Any) -> tuple[FleetSettings, str, str, str]:
     engine = raw.get("engine", DEFAULT_ENGINE)
     _resolved(label, "engine", engine, get_engine)
     kv_transfer = _choice(label, "kv_transfer", raw.get("kv_transfer", "same_hardware"), KV_TRANSFER_CHOICES)
-    return settings, disaggregated, engine, kv_transfer
+    limits = {key: raw[key] for key in ENGINE_LIMIT_KEYS if key in raw}
+    _engine_limits(label, limits)
+    return settings, disaggregated, engine, kv_transfer, limits
+
+
+def _engine_limits(where: str, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The engine-limit keys set in ``raw``, each checked against the CLI's range (``instances.limits``)."""
+    limits = {}
+    for key in ENGINE_LIMIT_KEYS:
+        if key not in raw:
+            continue
+        value = raw[key]
+        if key != "memory_fraction" and (isinstance(value, bool) or not isinstance(value, int)):
+            raise InstanceError(f"{where}: '{key}' must be a whole number (got {value!r})")
+        _within(where, key, value, key)
+        limits[key] = float(value) if key == "memory_fraction" else value
+    return limits
 
 
 def parse_gpu(where: str, number: int, raw: Mapping[str, Any], seen: dict[str, int] | None = None) -> GpuPool:
@@ -238,9 +259,9 @@ def parse_gpu(where: str, number: int, raw: Mapping[str, Any], seen: dict[str, i
 
 def parse_workload(where: str, number: int, raw: Mapping[str, Any], seen: dict[str, int] | None = None,
                    disaggregated: str = "allow", engine: str = DEFAULT_ENGINE,
-                   kv_transfer: str = "same_hardware") -> FleetWorkload:
-    """One [[workload]] table; ``disaggregated``, ``engine`` and ``kv_transfer`` are the [fleet] defaults it may
-    override."""
+                   kv_transfer: str = "same_hardware", limits: Mapping[str, Any] | None = None) -> FleetWorkload:
+    """One [[workload]] table; ``disaggregated``, ``engine``, ``kv_transfer`` and the engine ``limits`` are the
+    [fleet] defaults it may override (a limit replaces the engine profile's: every candidate runs under it)."""
     label = f"{where}: workload #{number}"
     reject_unknown(label, raw, _WORKLOAD_KEYS)
     for key in ("name", "model", "isl", "osl"):
@@ -280,9 +301,12 @@ def parse_workload(where: str, number: int, raw: Mapping[str, Any], seen: dict[s
             raise InstanceError(f"{label}: '{key}' must be one of 4, 8, 16, 32 (got {value!r})")
         bits[key] = value
     profile = _resolved(label, "engine", raw.get("engine", engine), get_engine)
+    own = _engine_limits(label, {**(limits or {}), **{k: raw[k] for k in ENGINE_LIMIT_KEYS if k in raw}})
+    if own:
+        profile = dataclasses.replace(profile, **own)
     mode = _choice(label, "disaggregated", raw.get("disaggregated", disaggregated), DISAGGREGATION_CHOICES)
     kv = _choice(label, "kv_transfer", raw.get("kv_transfer", kv_transfer), KV_TRANSFER_CHOICES)
-    full = {**raw, "engine": raw.get("engine", engine), "disaggregated": mode, "kv_transfer": kv}
+    full = {**raw, **own, "engine": raw.get("engine", engine), "disaggregated": mode, "kv_transfer": kv}
     return FleetWorkload(name, str(raw["model"]), model, isl, osl, requests_per_s, slo["ttft_max_s"],
                          slo["tpot_max_s"], bits["weight_bits"], bits["kv_bits"], profile, mode, full, percentile, kv)
 
@@ -306,12 +330,12 @@ def load_fleet_scenario_data(where: str, data: dict) -> FleetScenario:
         raise InstanceError(f"{where}: this file plans over periods ([periods]): 'infecon fleet FILE' reads it, "
                             f"or infecon.plan_horizon in Python")
     reject_unknown(where, data, {"fleet", "gpu", "workload"})
-    settings, disaggregated, engine, kv_transfer = _settings(where, data.get("fleet", {}))
+    settings, disaggregated, engine, kv_transfer, limits = _settings(where, data.get("fleet", {}))
     seen_gpus: dict[str, int] = {}
     gpus = tuple(parse_gpu(where, i, raw, seen_gpus) for i, raw in enumerate(_tables(where, data, "gpu"), start=1))
     if all(g.available == 0 for g in gpus):
         raise InstanceError(f"{where}: 'available' is 0 for every [[gpu]]: no GPU can serve anything")
     seen_names: dict[str, int] = {}
-    workloads = tuple(parse_workload(where, i, raw, seen_names, disaggregated, engine, kv_transfer)
+    workloads = tuple(parse_workload(where, i, raw, seen_names, disaggregated, engine, kv_transfer, limits)
                       for i, raw in enumerate(_tables(where, data, "workload"), start=1))
     return FleetScenario(gpus, workloads, settings, where)

@@ -93,6 +93,13 @@ KNOB_RANGES: dict[str, Range] = {
     "slo_percentile": Range(0, 99.999, True, False, "percent of requests"),
     # A solver limit beyond 30 days is a typo; CP-SAT and HiGHS take it as a double either way.
     "time_limit_s": Range(0, 30 * 86400, True, False, "seconds"),
+    # Engine limits. The memory fraction is the share of GPU memory an engine may claim (vLLM, SGLang: of all
+    # memory; TensorRT-LLM: of what the weights leave; a recipe writes it): below 5 % no engine leaves room for
+    # the weights of any model it serves (the defaults are 0.8-0.9); above 1 is more than exists.
+    "memory_fraction": Range(0.05, 1.0, False, False, "share of GPU memory"),
+    "max_seqs": _BATCH,
+    # PP beyond the GPUs a replica may hold is no layout at all; the GPU bound keeps it an int64.
+    "max_pp": Range(1, 2**20, False, True, "pipeline stages"),
     # Fleet frontier: every TPOT limit times this. 1,000x turns a 20 ms SLO into 20 s per token, past any
     # interactive use; larger values only multiply the candidates generated to no purpose.
     "tpot_scale_max": Range(0, 1000, True, False, "times each workload's TPOT limit"),
@@ -100,9 +107,6 @@ KNOB_RANGES: dict[str, Range] = {
     # no tie at all. The CLI's --tolerance is in percent, the API's near_tie_tolerance a fraction.
     "tolerance_pct": Range(0, 50, False, False, "percent of speed and of cost"),
     "near_tie_tolerance": Range(0, 0.5, False, False, "fraction of speed and of cost"),
-    # A recipe's memory fraction: the share of GPU memory an engine may claim (vLLM, SGLang: of all memory;
-    # TensorRT-LLM: of what the weights leave); more than all of it is no setting.
-    "memory_fraction": Range(0, 1, True, False, "share of GPU memory"),
 }
 
 
@@ -216,6 +220,13 @@ FIELD_RANGES: dict[str, Range] = {
     "chunk_tokens": Range(1, 10**7, False, True, "tokens per step"),
     # Kernels per layer and block: engines launch 3-11; 10,000 is no engine.
     "kernels": Range(0, 10_000, False, True, "kernels per layer"),
+    # Engine limits as profile fields: the same bounds as the knobs that override them (KNOB_RANGES).
+    "memory_fraction": KNOB_RANGES["memory_fraction"],
+    "max_seqs": KNOB_RANGES["max_seqs"],
+    "max_pp": KNOB_RANGES["max_pp"],
+    "prefill_chunk_tokens": Range(1, 10**7, False, True, "tokens per chunk"),
+    # The share of the fixed step cost each pipeline stage slot repeats: 0 (none) to 1 (all of it).
+    "stage_overhead_share": Range(0, 1, False, False, "share of the step cost"),
 }
 
 

@@ -162,7 +162,9 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
                   draft: str | Path | ModelSpec | None = None, acceptance: float = DEFAULT_ACCEPTANCE,
                   max_draft_tokens: int = DEFAULT_MAX_DRAFT_TOKENS, draft_tokens: int | None = None,
                   prefill_utilization: float | None = None, attention_dp: str = "auto",
-                  layout: dict | None = None, confidence: float | None = None) -> Problem:
+                  layout: dict | None = None, confidence: float | None = None,
+                  memory_fraction: float | None = None, max_seqs: int | None = None,
+                  max_pp: int | None = None) -> Problem:
     """Assemble and validate a ``Problem`` from names or specs and the usual knobs.
 
     Unset knobs keep the hardware file's values (price, efficiencies) and the search-space
@@ -185,6 +187,12 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
     capacity comes from the low speed and SLOs are checked on the high latency (enumeration backend only).
     ``layout`` fixes a layout family (``{"tp": 8, "pp": 1}``; keys ``tp``, ``tp_grid``, ``pp``, ``ep``, ``gpus``,
     ``SearchSpace``): the frontier of those layouts alone, every batch they run.
+
+    Engine limits (``EngineProfile``; each overridable): ``memory_fraction`` is the share of each GPU's HBM the
+    engine fills with weights, KV cache and activations (the capacity rule uses that share of the hardware's
+    HBM), ``max_seqs`` caps the sequences running in one replica (its batch), ``max_pp`` the PP degree. Under a
+    serving engine PP stages may be uneven (``SearchSpace.uneven_stages``: ceil(layers / pp) on the fullest).
+    The paper's profile and no engine have no limits unless given here.
     """
     spec = resolve_model(model)
     hw = resolve_hardware(hardware)
@@ -240,13 +248,23 @@ def build_problem(model: str | Path | ModelSpec, hardware: str | Path | Hardware
         raise InstanceError(f"'weight_bits' {weight_bits}: {hw.name} has no tensor-core rate for {weight_bits}-bit "
                             f"weights (its rates: {', '.join(f'{b}-bit' for b in sorted(hw.flop_per_s_by_bits))}); "
                             f"give a hardware file with flop_per_s_{weight_bits}bit, or fewer weight bits")
+    for name, value in (("memory_fraction", memory_fraction), ("max_seqs", max_seqs), ("max_pp", max_pp)):
+        check_knob(name, value)
+    engine_run = profile is not None and not profile.paper
+    if memory_fraction is None:
+        memory_fraction = profile.memory_fraction if profile is not None else 1.0
+    max_seqs = max_seqs if max_seqs is not None else profile.max_seqs if profile is not None else None
+    max_pp = max_pp if max_pp is not None else profile.max_pp if profile is not None else None
     overrides = {k: v for k, v in (("price_usd_per_hour", price_usd_per_hour), ("flop_efficiency", flop_efficiency),
                                    ("bandwidth_efficiency", bandwidth_efficiency)) if v is not None}
+    if memory_fraction != 1.0:  # the engine fills only this share of HBM: the capacity every rule reads
+        overrides["hbm_capacity_bytes"] = hw.hbm_capacity_bytes * memory_fraction
     hw = dataclasses.replace(hw, **overrides) if overrides else hw
     workload = Workload(context_tokens=int(context_tokens), weight_bits=weight_bits, activation_bits=activation_bits,
                         kv_bits=activation_bits if kv_bits is None else kv_bits, weight_format=weight_format or "")
     space_kwargs = {"batch_mode": batch_mode, "draft_tokens": draft_tokens, "attention_dp": attention_dp,
-                    **_layout_family(layout)}
+                    **_layout_family(layout), "max_seqs": max_seqs, "max_pp": max_pp,
+                    "uneven_stages": engine_run, "memory_fraction": float(memory_fraction)}
     if max_gpus is not None:
         space_kwargs["max_gpus"] = max_gpus
     if max_batch is not None:
@@ -505,9 +523,14 @@ def explain(model, hardware, *, tp: int = 1, tp_rows: int = 1, tp_cols: int | No
         check_knob("batch" if name == "batch" else "draft_tokens" if name == "draft_tokens" else "max_gpus", value,
                    label=f"'{name}'")
     violation = layout_rule_violation(problem.model, problem.hardware, tp_rows=tp_rows, tp_cols=cols, pp=pp, ep=ep,
-                                      max_gpus=problem.space.max_gpus)
+                                      max_gpus=problem.space.max_gpus,
+                                      uneven_stages=problem.space.uneven_stages, max_pp=problem.space.max_pp)
     if violation is None and batch % pp:
         violation = f"pp_divides_batch: a batch of {batch} does not split into {pp} equal micro-batches"
+    max_seqs = problem.space.max_seqs
+    if violation is None and max_seqs is not None and batch > max_seqs:
+        violation = (f"max_seqs: a batch of {batch} exceeds the engine's cap of {max_seqs} running sequences per "
+                     "replica (--max-seqs)")
     choices = attention_dp_choices(problem) if tp_rows * cols > 1 else (False,)
     layout = dict(tp_rows=tp_rows, tp_cols=cols, pp=pp, ep=ep, batch=batch, draft_tokens=draft_tokens)
     evaluated = {data: evaluate_configurations(problem, **layout, attention_dp=data) for data in choices}

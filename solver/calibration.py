@@ -331,6 +331,11 @@ def profile_toml(fit: Fit, data_name: str) -> str:
         else:
             why = fit.unfitted.get(name, "not fitted")
             lines.append(f'{name} = {{ value = {_fmt(getattr(p, name))}, source = "{why}" }}')
+    for name in CARRIED_KEYS:  # pipeline and engine limits: not fitted, carried over with their sources
+        if name in p.sources:
+            value = getattr(p, name)
+            text = str(value).lower() if isinstance(value, bool) else value if isinstance(value, int) else _fmt(value)
+            lines.append(f'{name} = {{ value = {text}, source = "{p.sources[name]}" }}')
     for hw, values in p.by_hardware.items():
         lines.append("")
         lines.append(f'[by_hardware."{hw}"]')
@@ -347,6 +352,10 @@ def profile_toml(fit: Fit, data_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Profile keys ``calibrate`` does not fit and carries over from the base profile with their sources: how the
+# engine runs pipeline stages and its limits (``EngineProfile``), none of which serving_dev.csv measures.
+CARRIED_KEYS = ("stage_overhead_share", "prefill_chunk_tokens", "memory_fraction", "max_seqs", "max_pp",
+                "attention_dp")
 REQUEST_SOURCE = "not fitted: no row of this engine measured TTFT in a served mode (closed loop)"
 STEP_SOURCE = ("not fitted: the rows run one model, where a fixed cost per step cannot be told from kernels x kernel_s "
                "(kernel_s carries it)")

@@ -163,6 +163,16 @@ def add_problem_arguments(parser: argparse.ArgumentParser, *, need_model: bool =
     serving.add_argument("--slo-percentile", type=_knob("slo_percentile"), metavar="P",
                          help="the TTFT and TPOT limits hold for P%% of requests under Poisson arrivals (e.g. 99; "
                               "default: for the mean); the table then shows both at P and the offered load")
+    serving.add_argument("--memory-fraction", type=_knob("memory_fraction"), metavar="SHARE",
+                         help="share of each GPU's HBM the engine fills with weights, KV cache and activations "
+                              "(default: the engine profile's, e.g. vLLM gpu_memory_utilization 0.9; paper: 1)")
+    serving.add_argument("--max-seqs", type=_knob("max_seqs", int), metavar="N",
+                         help="cap on sequences running in one replica (default: the engine profile's, e.g. vLLM "
+                              "max_num_seqs 1024, SGLang max_running_requests 4096, TRT-LLM max_batch_size 2048; "
+                              "paper: none)")
+    serving.add_argument("--max-pp", type=_knob("max_pp", int), metavar="N",
+                         help="largest pipeline-parallel degree (default: the engine profile's, 8; paper: none); "
+                              "--max-pp 1 removes PP from the search")
     economics = parser.add_argument_group("hardware and economics")
     economics.add_argument("--price", type=_knob("price_usd_per_hour"),
                            help="USD per GPU-hour (default: the hardware file's)")
@@ -209,7 +219,8 @@ def problem_kwargs(args: argparse.Namespace) -> dict:
         bandwidth_efficiency=args.bandwidth_efficiency, demand_tokens_per_s=args.demand,
         budget_usd_per_hour=args.budget, max_gpus=args.max_gpus, max_batch=args.max_batch,
         batch_sizes=args.batch_sizes, batch_mode="ladder" if args.batch_ladder else "all", draft=args.draft,
-        draft_tokens=args.draft_tokens, attention_dp=args.attention_dp)
+        draft_tokens=args.draft_tokens, attention_dp=args.attention_dp, memory_fraction=args.memory_fraction,
+        max_seqs=args.max_seqs, max_pp=args.max_pp)
     if args.acceptance is not None:
         kwargs["acceptance"] = args.acceptance
     if args.max_draft is not None:
@@ -575,8 +586,6 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_problem_arguments(p)
     add_layout_arguments(p)
-    p.add_argument("--memory-fraction", type=_knob("memory_fraction"), metavar="F",
-                   help="share of GPU memory the engine may claim (default: the engine's documented default)")
     p.add_argument("--out", metavar="FILE.sh", help="also write the recipe as a shell script")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_recipe)

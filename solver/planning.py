@@ -444,9 +444,11 @@ scenario keys: name, model, hardware, model_file, hardware_file, context, weight
 activation_bits, kv_bits, price, flop_efficiency, bandwidth_efficiency, demand, budget,
 max_gpus, max_batch, draft, acceptance, min_speed, alpha, confidence, and the serving model: engine,
 mode, isl, osl, ttft_max_s, tpot_max_s, slo_percentile (as --engine, --mode, --isl, --osl,
---ttft-max, --tpot-max and --slo-percentile of 'infecon frontier'). Unset knobs take the same
-defaults as 'infecon frontier': hardware h100, 16-bit, engine generic in its mode (closed_loop)
-with isl/osl 1024 (context then defaults to isl + osl/2), the hardware file's price; engine = "paper" is the paper's
+--ttft-max, --tpot-max and --slo-percentile of 'infecon frontier'), and the engine limits
+memory_fraction, max_seqs, max_pp (as --memory-fraction, --max-seqs, --max-pp; unset, the engine
+profile's). Unset knobs take the same defaults as 'infecon frontier': hardware h100, 16-bit,
+engine generic in its mode (closed_loop) with isl/osl 1024 (context then defaults to isl + osl/2),
+the hardware file's price; engine = "paper" is the paper's
 decode-only model at 'context' (default 0). The summary's serving column and the table's
 engine, mode, isl, osl and context columns say which model each scenario used.
 Relative model_file/hardware_file/engine file paths are read from the plan file's folder.

@@ -193,7 +193,7 @@ def format_frontier(frontier: Frontier, *, max_rows: int | None = 40, query: str
               f"weights {weights}, KV {w.kv_bits}-bit, ${problem.hardware.price_usd_per_hour:g}/GPU-hour"
               + (f", drafter {problem.speculative.drafter.name} (acceptance {problem.speculative.acceptance:g})"
                  if problem.speculative else "")
-              + constraints_label(problem))
+              + engine_limits_label(problem) + constraints_label(problem))
     thinned = runs and tolerance is not None
     table = runs_table(frontier, tolerance=tolerance if thinned else None) if runs else None
     # Runs of one point each read best as points (nothing was thinned then: thinning leaves fewer rows than points).
@@ -233,6 +233,16 @@ def format_frontier(frontier: Frontier, *, max_rows: int | None = 40, query: str
         lines.append(f"WARNING: the {frontier.backend} solver hit its time limit; this frontier is INCOMPLETE: "
                      f"{proven}; cheaper, slower points may be missing. Raise --time-limit.")
     return "\n".join(lines)
+
+
+def engine_limits_label(problem) -> str:
+    """``; engine limits: 90% of HBM, <= 1024 sequences per replica, PP <= 8`` (the ones set; empty if none)."""
+    space = problem.space
+    limits = [text for ok, text in (
+        (space.memory_fraction != 1.0, f"{100 * space.memory_fraction:g}% of HBM"),
+        (space.max_seqs is not None, f"<= {space.max_seqs} sequences per replica"),
+        (space.max_pp is not None, f"PP <= {space.max_pp}")) if ok]
+    return "; engine limits: " + ", ".join(limits) if limits else ""
 
 
 def constraints_label(problem) -> str:
@@ -295,6 +305,12 @@ def serving_label(problem) -> str:
 def batch_cap_note(frontier: Frontier) -> str:
     """A note when the cheapest point uses the largest batch searched: the cheap end may be cut off."""
     space = frontier.problem.space
+    if len(frontier) and space.max_seqs is not None and space.batch_sizes is None and (
+            space.max_batch is None or space.max_seqs <= space.max_batch):
+        last = frontier.points.iloc[-1]
+        if int(last["batch"]) + int(last["pp"]) > space.max_seqs:  # no larger batch of its layout is allowed
+            return (f"note: the cheapest point runs the engine's cap of {space.max_seqs} sequences per replica; "
+                    "--max-seqs (an engine setting such as vLLM --max-num-seqs) moves it")
     if space.batch_sizes is not None or space.max_batch is None or len(frontier) == 0:
         return ""  # without --max-batch the largest batch searched is the largest that fits in HBM
     largest = space.max_batch if space.batch_mode == "all" else batch_ladder(space.max_batch)[-1]

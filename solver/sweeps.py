@@ -38,6 +38,7 @@ from infecon.formulations.errors import InfeconError, InstanceError
 from infecon.formulations.space import DEFAULT_MAX_GPUS, Problem
 from infecon.formulations.specs import PROTOCOL_NAMES, SERVING_MODES, HardwareSpec, ModelSpec, ProtocolLatency
 from infecon.instances.engines import DEFAULT_ENGINE
+from infecon.instances.limits import check_knob as check_knob_range
 from infecon.instances.loader import check_hardware, model_from_mapping, read_toml, reject_unknown
 from infecon.solver import api
 from infecon.solver.frontier import cheapest_row_at_least
@@ -78,7 +79,12 @@ PROBLEM_KNOBS: dict[str, tuple[str, str]] = {
     # Plan with the pessimistic end of the error band (as 'infecon frontier --confidence'; formulations/bands.py).
     "confidence": ("confidence", "number"),
     "slo_percentile": ("slo_percentile", "number"),  # as --slo-percentile: the SLOs hold for that % of requests
+    # Engine limits, as --memory-fraction/--max-seqs/--max-pp; unset, the engine profile's.
+    "memory_fraction": ("memory_fraction", "number"),
+    "max_seqs": ("max_seqs", "int"),
+    "max_pp": ("max_pp", "int"),
 }
+ENGINE_LIMIT_KNOBS = ("memory_fraction", "max_seqs", "max_pp")
 # Only a sweep's [base] takes these two (a plan's scenarios keep the default search space).
 _SWEEP_ONLY_KNOBS: dict[str, tuple[str, str]] = {
     "batch_sizes": ("batch_sizes", "int_list"),
@@ -146,6 +152,8 @@ def check_knob(where: str, key: str, value: Any, kind: str) -> None:
         expected = "a number"
     if not ok:
         raise InstanceError(f"{where}: '{key}' must be {expected} (got {value!r})")
+    if key in ENGINE_LIMIT_KNOBS:  # refused on load, so a plan stops before running any scenario
+        check_knob_range(key, value, label=f"'{key}'", where=where)
 
 
 def _locate(text: str, base_dir: Path | None, *, is_path: bool) -> str:
@@ -639,9 +647,10 @@ SWEEP_HELP = """\
 A scenario file sets a base problem ([base], any knob by its CLI name: model, hardware,
 model_file, hardware_file, context, weight_bits, activation_bits, kv_bits, price,
 flop_efficiency, bandwidth_efficiency, demand, budget, max_gpus, max_batch, batch_sizes,
-draft, acceptance, max_draft, and the serving model: engine, mode, isl, osl, ttft_max_s,
-tpot_max_s, slo_percentile, confidence (as --confidence: the error band's pessimistic end)), one swept
-parameter ([sweep]) and the report speed ([report]). Unset, the
+draft, acceptance, max_draft, the serving model: engine, mode, isl, osl, ttft_max_s,
+tpot_max_s, slo_percentile, confidence (as --confidence: the error band's pessimistic end), and
+the engine limits memory_fraction, max_seqs, max_pp), one swept parameter ([sweep]) and the
+report speed ([report]). Unset, the
 serving model is 'infecon frontier''s: engine generic in closed_loop, isl/osl 1024;
 engine = "paper" is the paper's decode-only model (the shipped sweep_*.toml use it). The
 header names the serving model used. A sweep searches batches ~1.4x apart (1, 2, 3, 4, 6, 8, ...),

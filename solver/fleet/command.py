@@ -29,6 +29,8 @@ SLOs) and optional [fleet] settings:
   max_gpus = 64                 # GPUs in one replica
   batch = "ladder"              # batch sizes searched: "ladder" (~1.4x apart) or "all"
   prefill_utilization = 0.7     # busy share a disaggregated prefill pool is sized for (sets its TTFT)
+  max_pp = 4                    # engine limits for every workload (also memory_fraction, max_seqs);
+                                # unset: the engine profile's; a [[workload]] may set its own
   [[gpu]]
   hardware = "h100_sxm"
   available = 64                # omit for unlimited

@@ -16,7 +16,9 @@ from infecon.formulations.space import (
 )
 from infecon.solver import api
 
-DEEPSEEK_SERVING = dict(engine="generic", isl=8000, osl=1000, weight_bits=8, kv_bits=8, max_gpus=64)
+# All of HBM and no cap on sequences: the hand calculations below are about how attention shards, not engine limits.
+DEEPSEEK_SERVING = dict(engine="generic", isl=8000, osl=1000, weight_bits=8, kv_bits=8, max_gpus=64,
+                        memory_fraction=1.0, max_seqs=10**9)
 
 
 def _problem(model="deepseek-v3", hardware="h200", **kwargs):

@@ -83,8 +83,10 @@ class TestEnumerateFrontier:
         assert sum(evaluated) < 100_000
 
     def test_a_space_the_old_table_refused(self):
-        """The README example at integer resolution (25 million configurations) has a frontier, in runs."""
-        problem = api.build_problem("llama-3-70b", "h100", engine="generic", batch_mode="all")
+        """The README example at integer resolution (over 10 million configurations) has a frontier, in runs."""
+        # Without the engine's limits (1024 sequences, 90 % of HBM, PP <= 8), which make the table small enough.
+        problem = api.build_problem("llama-3-70b", "h100", engine="generic", batch_mode="all", max_seqs=10**9,
+                                    memory_fraction=1.0, max_pp=80)
         with pytest.raises(InstanceError, match="exceed 10,000,000 configurations"):
             tabulate(problem)
         points = enumerate_frontier(problem)

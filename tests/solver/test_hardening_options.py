@@ -51,6 +51,10 @@ PROBLEM_OPTIONS: dict[str, tuple[tuple[str, ...], str, str]] = {
     "--attention-dp": (("--attention-dp", "on"), "refused", "refused"),  # llama-3-8b is not MLA
     "--batch-ladder": (("--batch-ladder",), "used", "used"),
     "--all-batches": (("--all-batches",), "noop", "noop"),  # documented: the default, kept for old scripts
+    # issue 18 (w18pp): engine limits; the paper's model has none of its own, so a limit given is one it obeys.
+    "--memory-fraction": (("--memory-fraction", "0.5"), "used", "used"),
+    "--max-seqs": (("--max-seqs", "64"), "used", "used"),
+    "--max-pp": (("--max-pp", "1"), "used", "used"),
 }
 MODES = {"paper": ("--engine", "paper"), "engine": ("--engine", "generic")}
 OUTPUT_OPTIONS = {"--help", "--debug", "--min-speed", "--max-cost", "--backend", "--time-limit", "--export-model",

@@ -56,7 +56,9 @@ def test_no_layout_in_family_names_the_rule():
 @pytest.mark.parametrize("argv, fragment", [
     (("--tp", "0"), "--tp"), (("--tp", "x"), "--tp"), (("--pp", "-1"), "--pp"), (("--ep", "1.5"), "--ep"),
     (("--gpus", "0"), "--gpus"), (("--tp-grid", "4"), "--tp-grid"), (("--tp", "8", "--tp-grid", "2x4"), "--tp-grid"),
-    (("--tp", "3"), "TP 3"), (("--tp", "8", "--pp", "3"), "pp_divides_layers"),
+    (("--tp", "3"), "TP 3"), (("--tp", "8", "--pp", "3", "--engine", "paper"), "pp_divides_layers"),
+    (("--tp", "8", "--pp", "9"), "max_pp: PP 9 exceeds the engine's largest, 8"),
+    (("--tp", "8", "--pp", "81", "--max-pp", "81"), "pp_divides_layers"),
     (("--ep", "2"), "EP 2"), (("--gpus", "2048"), "GPUs 2048"),
 ])
 def test_bad_family_values_are_one_line_exit_2(capsys, argv, fragment):
