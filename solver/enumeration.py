@@ -217,7 +217,8 @@ class _Intervals:
     """Open batch intervals (``low``, ``high``) of positions per layout, both ends evaluated, interior not.
 
     ``floor_*`` bound every batch from ``low`` on from below (``_Space.points``); ``high_*`` are the high
-    end's own values.
+    end's own values. ``low_breaks_slo``: every batch from ``low`` on breaks a TTFT or TPOT cap
+    (``slo_broken_onwards``); ``high_breaks_slo`` the same of the high end (the check that it does).
     """
 
     layout: np.ndarray
@@ -228,6 +229,8 @@ class _Intervals:
     high_latency_s: np.ndarray
     high_cost_times_batch: np.ndarray
     high_batch: np.ndarray
+    low_breaks_slo: np.ndarray
+    high_breaks_slo: np.ndarray
 
     def __len__(self) -> int:
         return len(self.layout)
@@ -249,21 +252,23 @@ class _Intervals:
         pair = np.flatnonzero((layout[1:] == layout[:-1]) & (position[1:] - position[:-1] >= 2))
         return _Intervals(layout[pair], position[pair], position[pair + 1], p.floor_latency_s[pair],
                           p.floor_cost_times_batch[pair], p.latency_s[pair + 1], p.cost_times_batch[pair + 1],
-                          p.batch[pair + 1])
+                          p.batch[pair + 1], p.breaks_slo_onwards[pair], p.breaks_slo_onwards[pair + 1])
 
     def ruled_out(self, front: _RunningFrontier) -> np.ndarray:
         """Intervals no configuration of which can be on the frontier (module docstring of ``enumerate_frontier``).
 
         Inside an interval, latency is at least the floor and cost times batch at least its floor, so
         cost is above ``floor / high batch``. Only where the high end itself obeys the floors (a check,
-        not the proof) are the bounds used.
+        not the proof) are the bounds used. An interval whose low end and every batch past it break a
+        TTFT or TPOT cap (``slo_broken_onwards``; the high end breaks it too, the check) holds no feasible point.
         """
         sane = ((self.high_latency_s >= self.floor_latency_s * (1 - BOUND_MARGIN))
                 & (self.high_cost_times_batch >= self.floor_cost_times_batch * (1 - BOUND_MARGIN)))
         latency_bound = self.floor_latency_s * (1 - BOUND_MARGIN)
         cost_bound = self.floor_cost_times_batch / self.high_batch * (1 - BOUND_MARGIN)
         beyond_caps = (latency_bound > front.max_latency_s) | (cost_bound > front.max_cost)
-        return sane & (beyond_caps | front.dominates(latency_bound, cost_bound))
+        return (sane & (beyond_caps | front.dominates(latency_bound, cost_bound))) | (
+            self.low_breaks_slo & self.high_breaks_slo)
 
 
 @dataclass
@@ -275,6 +280,7 @@ class _Points:
     cost_times_batch: np.ndarray
     floor_latency_s: np.ndarray
     floor_cost_times_batch: np.ndarray
+    breaks_slo_onwards: np.ndarray  # this batch and every larger one of its layout break a TTFT or TPOT cap
 
     def take(self, which) -> _Points:
         return _Points(*(getattr(self, name)[which] for name in self.__dataclass_fields__))
@@ -299,6 +305,41 @@ def may_skip_dominated_batches(problem: Problem) -> bool:
     if problem.speculative is None:
         return True
     return problem.engine is None or (problem.engine.paper and problem.mode == "decode_only")
+
+
+def slo_broken_onwards(table: ConfigTable) -> np.ndarray:
+    """Per configuration: whether it and every larger batch of its layout break the TTFT or TPOT cap.
+
+    What a configuration gives every larger batch of its layout (without a drafter; ``may_skip_dominated_batches``):
+
+    * TTFT, at the mean or a percentile, is nondecreasing in the batch, so its own value bounds them. Closed
+      loop: ``request_s`` plus the queue's service time (P1, or with chunks at least carried + chunks x decode
+      step: nondecreasing) times 1 + the wait's mean or percentile at utilisation ``rho``, which grows with
+      ``rho`` (``latency.md1_waiting_quantile`` interpolates a nondecreasing table). Prompts arrive at
+      ``1 / (osl decode_s / micro_batch + carried)`` (``serving.mode_times``), nondecreasing because the decode
+      step over the micro-batch never grows: each term of a step is linear, affine with a nonnegative constant
+      or concave from 0 (the experts touched), and sums, maxima and minima of such terms keep ``f(x) / x``
+      nonincreasing; so ``rho`` (and with it the chunked queue's utilisation) grows with the batch.
+      Disaggregated and decode-only TTFT do not depend on the batch; static batch's is the batch's prefill.
+    * TPOT: at the mean it is the latency (nondecreasing); at a percentile the approximated quantile of the
+      prompts in a window is not monotone in its utilisation where it expects fewer than one prompt
+      (``tests/solver/test_slo_skip.py`` shows where), so its bound is the bare decode step ``s0``
+      (``LatencySpread.tpot_bounds_s``: no percentile is below it), which grows with the batch.
+
+    A value counts only past the cap by ``BOUND_MARGIN`` (two evaluations of a monotone formula may differ in
+    the last bits); NaN (no prompt) bounds nothing.
+    """
+    c = table.problem.constraints
+    broken = np.zeros(len(table), dtype=bool)
+    if table.problem.speculative is not None or (c.ttft_max_s is None and c.tpot_max_s is None):
+        return broken
+    metrics, percentile = table.metrics, c.slo_percentile
+    if c.ttft_max_s is not None:
+        broken |= metrics.ttft_at(percentile) > c.ttft_max_s * (1 + BOUND_MARGIN)
+    if c.tpot_max_s is not None:
+        tpot = metrics.tpot_s if percentile is None else metrics.spread.tpot_bounds_s(metrics.tpot_s)[0]
+        broken |= np.asarray(tpot) > c.tpot_max_s * (1 + BOUND_MARGIN)
+    return broken
 
 
 def enumerate_frontier(problem: Problem, *, max_latency_s: float | None = None,
@@ -456,17 +497,19 @@ def _evaluate(space: _Space, front: _RunningFrontier, layout: np.ndarray, positi
     cost = np.empty(len(layout))
     batch = np.empty(len(layout), dtype=np.int64)
     floor = np.empty(len(layout))
+    broken = np.zeros(len(layout), dtype=bool)
     for table, canonical, part in space.tables(layout, position):
         front.merge(table, canonical)
         latency[part], cost[part], batch[part] = table.latency_s, table.usd_per_million_tokens, table.batch
+        broken[part] = slo_broken_onwards(table)
         floor[part] = table.latency_s if space.problem.speculative is None else latency_floor(
             space.problem, tp_rows=table.tp_rows, tp_cols=table.tp_cols, pp=table.pp, ep=table.ep, batch=table.batch)
     cost_times_batch = cost * batch
     if space.problem.speculative is None:
-        return _Points(batch, latency, cost_times_batch, latency, cost_times_batch)
+        return _Points(batch, latency, cost_times_batch, latency, cost_times_batch, broken)
     with np.errstate(invalid="ignore", divide="ignore"):  # an infinite latency (no drafter layout) bounds nothing
         floor_cost = np.where(np.isfinite(latency), cost_times_batch / latency * floor, 0.0)
-    return _Points(batch, latency, cost_times_batch, np.where(np.isfinite(latency), floor, 0.0), floor_cost)
+    return _Points(batch, latency, cost_times_batch, np.where(np.isfinite(latency), floor, 0.0), floor_cost, broken)
 
 
 def _split(space: _Space, front: _RunningFrontier, pending: _Intervals) -> _Intervals:
@@ -485,7 +528,9 @@ def _split(space: _Space, front: _RunningFrontier, pending: _Intervals) -> _Inte
         np.column_stack((pending.floor_cost_times_batch, shaped["floor_cost_times_batch"])).ravel(),
         np.column_stack((shaped["latency_s"], pending.high_latency_s)).ravel(),
         np.column_stack((shaped["cost_times_batch"], pending.high_cost_times_batch)).ravel(),
-        np.column_stack((shaped["batch"], pending.high_batch)).ravel())
+        np.column_stack((shaped["batch"], pending.high_batch)).ravel(),
+        np.column_stack((pending.low_breaks_slo, shaped["breaks_slo_onwards"])).ravel(),
+        np.column_stack((shaped["breaks_slo_onwards"], pending.high_breaks_slo)).ravel())
     return pieces.take(pieces.high - pieces.low >= 2)
 
 
