@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from infecon.formulations.fleet.model import FleetData, FleetRows, IntVar, LinearRow, safe_name
+from infecon.formulations.fleet.model import FleetData, FleetRows, IntVar, LinearRow, relative_gap, safe_name
 
 SHARE_SCALE = 1000  # max_spot_share in thousandths
 KIND_NAMES = ("aggregated", "prefill", "decode")
@@ -104,13 +104,8 @@ class HorizonSolution:
 
     @property
     def gap(self) -> float | None:
-        if self.objective is None:
-            return None
-        if self.status == "OPTIMAL":
-            return 0.0
-        if self.bound is None or self.objective == 0:
-            return None
-        return max(0.0, (self.objective - self.bound) / self.objective)
+        """Relative MIP gap (``model.relative_gap``)."""
+        return relative_gap(self.status, self.objective, self.bound)
 
 
 @dataclass(frozen=True)

@@ -143,13 +143,21 @@ class FleetSolution:
     @property
     def gap(self) -> float | None:
         """Relative MIP gap (objective - bound) / objective; 0 for a proven optimum."""
-        if self.objective is None:
-            return None
-        if self.status == "OPTIMAL":
-            return 0.0
-        if self.bound is None or self.objective == 0:
-            return None
-        return max(0.0, (self.objective - self.bound) / self.objective)
+        return relative_gap(self.status, self.objective, self.bound)
+
+
+def relative_gap(status: str, objective: int | None, bound: float | None) -> float | None:
+    """(objective - bound) / objective of a solve: 0 when proven optimal, None without a plan or a bound.
+
+    Shared by one-hour fleets and plans over periods, so both report a gap the same way.
+    """
+    if objective is None:
+        return None
+    if status == "OPTIMAL":
+        return 0.0
+    if bound is None or objective == 0:
+        return None
+    return max(0.0, (objective - bound) / objective)
 
 
 def gpus_used(data: FleetData, replicas: np.ndarray) -> np.ndarray:
