@@ -647,7 +647,11 @@ def run_edited_spec(kind: str, name: str, value: object) -> str | None:
         return None
     # A value no file would hold (not a finite number, or negative): the refusal must name the field itself, not
     # a consequence far downstream ("nothing fits", an evaluation budget).
-    absurd = isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0
+    # None is a value only for a field whose default is None (an engine limit that is not set: no limit).
+    cls = {"hardware": type(hardware), "model": type(model), "engine": type(engine)}[kind]
+    optional = next(f.default for f in dataclasses.fields(cls) if f.name == name) is None
+    absurd = False if (value is None and optional) else (
+        isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
