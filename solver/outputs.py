@@ -123,6 +123,20 @@ def write_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
     return Path(path)
 
 
+def write_together(writers: Mapping[Path, Callable[[Path], object]]) -> list[Path]:
+    """Write several files as one output: each ``writer(tmp)`` to a temporary file beside its path, then rename
+    them all into place; if any writer fails, none is renamed and every temporary file is removed.
+
+    Why: a plan's files (CSV, Parquet, summary, plot) describe one answer; a run that fails half-way must not
+    leave a new CSV beside an old summary. Errors (``OSError``, ``ValueError``) propagate to the caller.
+    """
+    with contextlib.ExitStack() as stack:
+        staged = [(stack.enter_context(replacing(path)), path, write) for path, write in writers.items()]
+        for tmp, _, write in staged:
+            write(tmp)
+    return list(writers)
+
+
 def refuse_clashes(outputs: Mapping[str, str | Path | None], inputs: Mapping[str, str | Path | None] = {}) -> None:
     """Raise if two outputs are one file, or an output is an input: a run must never write over what it reads.
 

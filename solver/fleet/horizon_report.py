@@ -4,13 +4,13 @@ and .parquet, summary.json, horizon.png. Reads a ``HorizonPlan``; computes nothi
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from infecon.formulations.errors import InfeconError
 from infecon.solver.fleet.horizon import SOURCES, HorizonPlan
+from infecon.solver.outputs import write_together
 
 _SOURCE_NAME = {"reserved": "reserved", "on_demand": "on demand", "spot": "spot"}
 
@@ -79,16 +79,13 @@ def write_horizon(plan: HorizonPlan, out_dir: str | Path) -> list[Path]:
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        paths = [out / "reservations.csv", out / "schedule.csv", out / "schedule.parquet", out / "summary.json",
-                 out / "horizon.png"]
-        tmp = [p.with_name(f".{p.name}.{os.getpid()}.tmp{p.suffix}") for p in paths]
-        plan.reservations.to_csv(tmp[0], index=False)
-        plan.schedule.to_csv(tmp[1], index=False)
-        plan.schedule.to_parquet(tmp[2], index=False)
-        tmp[3].write_text(json.dumps(plan.summary, indent=2) + "\n")
-        plot_horizon(plan, tmp[4])
-        for staged, final in zip(tmp, paths, strict=True):
-            os.replace(staged, final)
+        paths = write_together({
+            out / "reservations.csv": lambda tmp: plan.reservations.to_csv(tmp, index=False),
+            out / "schedule.csv": lambda tmp: plan.schedule.to_csv(tmp, index=False),
+            out / "schedule.parquet": lambda tmp: plan.schedule.to_parquet(tmp, index=False),
+            out / "summary.json": lambda tmp: tmp.write_text(json.dumps(plan.summary, indent=2) + "\n"),
+            out / "horizon.png": lambda tmp: plot_horizon(plan, tmp),
+        })
     except (OSError, ValueError) as exc:
         raise InfeconError(f"cannot write output: {exc}") from None
     return paths

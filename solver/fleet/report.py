@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import pandas as pd
 
 from infecon.formulations.errors import InfeconError
 from infecon.solver.fleet.plan import FleetPlan
+from infecon.solver.outputs import write_together
 
 _SHORT_MODE = {"closed_loop": "aggregated", "disaggregated_prefill": "prefill", "disaggregated_decode": "decode"}
 
@@ -86,14 +86,12 @@ def write_plan(plan: FleetPlan, out_dir: str | Path) -> list[Path]:
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        paths = [out / "plan.csv", out / "plan.parquet", out / "summary.json", out / "fleet.png"]
-        tmp = [p.with_name(f".{p.name}.{os.getpid()}.tmp{p.suffix}") for p in paths]
-        plan.plan.to_csv(tmp[0], index=False)
-        plan.plan.to_parquet(tmp[1], index=False)
-        tmp[2].write_text(json.dumps(plan.summary, indent=2) + "\n")
-        plot_plan(plan, tmp[3])
-        for staged, final in zip(tmp, paths, strict=True):
-            os.replace(staged, final)
+        paths = write_together({
+            out / "plan.csv": lambda tmp: plan.plan.to_csv(tmp, index=False),
+            out / "plan.parquet": lambda tmp: plan.plan.to_parquet(tmp, index=False),
+            out / "summary.json": lambda tmp: tmp.write_text(json.dumps(plan.summary, indent=2) + "\n"),
+            out / "fleet.png": lambda tmp: plot_plan(plan, tmp),
+        })
     except (OSError, ValueError) as exc:
         raise InfeconError(f"cannot write output: {exc}") from None
     return paths

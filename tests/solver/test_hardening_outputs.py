@@ -136,3 +136,25 @@ class TestStandardOutput:
         done = self._shell("> /dev/full")
         assert done.returncode == 2
         assert done.stderr.strip().splitlines() == ["infecon: error: cannot write the output: No space left on device"]
+
+
+class TestWriteTogether:
+    def test_all_files_or_none(self, tmp_path):
+        """One failing writer: no file of the group is replaced, the old ones stay whole, no temporary file is left."""
+        old = tmp_path / "plan.csv"
+        old.write_text("old\n")
+
+        def fail(path: Path) -> None:
+            path.write_text("half")
+            raise OSError("disk full")
+
+        with pytest.raises(OSError, match="disk full"):
+            outputs.write_together({old: lambda p: p.write_text("new\n"), tmp_path / "summary.json": fail})
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.csv"]
+        assert old.read_text() == "old\n"
+
+    def test_success_replaces_every_file(self, tmp_path):
+        paths = outputs.write_together({tmp_path / name: (lambda p, n=name: p.write_text(n))
+                                        for name in ("a.csv", "b.json")})
+        assert [p.read_text() for p in paths] == ["a.csv", "b.json"]
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.json"]
