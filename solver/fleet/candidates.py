@@ -88,7 +88,9 @@ def _problem(workload: FleetWorkload, gpu: GpuPool, settings: FleetSettings, mod
         workload.model, gpu.hardware, isl=workload.isl, osl=workload.osl, engine=workload.engine, mode=mode,
         ttft_max_s=ttft_max_s, tpot_max_s=tpot_max_s, slo_percentile=workload.slo_percentile,
         weight_bits=workload.weight_bits,
-        kv_bits=workload.kv_bits, max_gpus=settings.max_gpus, batch_mode=settings.batch, batch_sizes=batch_sizes,
+        kv_bits=workload.kv_bits, max_gpus=settings.max_gpus,
+        # explicit sizes (a prefill pool's) are the whole batch domain, in place of the fleet's batch mode
+        batch_mode=settings.batch if batch_sizes is None else "all", batch_sizes=batch_sizes,
         prefill_utilization=settings.prefill_utilization, attention_dp="auto", confidence=settings.confidence)
 
 

@@ -364,3 +364,15 @@ class TestFleetCli:
             "requests_per_s = 30.0", "requests_per_s = 30.0\noutput_tok_per_s = 10.0")
         with pytest.raises(InstanceError, match="give exactly one of 'requests_per_s' and 'output_tok_per_s'"):
             load_fleet_scenario(write(tmp_path, text))
+
+
+def test_prefill_pool_diagnosis_problem_takes_explicit_batch_sizes():
+    """A prefill kind with no candidate is diagnosed on its pipeline degrees as batch sizes: under a ladder fleet
+    those sizes replace the ladder (they crashed as 'batch_sizes and batch_mode' before, on the 50 x 8 bench fleet)."""
+    from infecon.solver.fleet.candidates import _problem
+
+    scenario = load_fleet_scenario(EXAMPLE)
+    assert scenario.settings.batch == "ladder"
+    problem = _problem(scenario.workloads[0], scenario.gpus[0], scenario.settings, "disaggregated", ttft_max_s=1.0,
+                       batch_sizes=[1, 2])
+    assert problem.space.batch_sizes == (1, 2)
