@@ -450,17 +450,18 @@ def pipelined_prefill_factor(requests: Requests, engine: EngineProfile | None, p
     """The share of a prompt's prefill pass its first token waits for when its chunks pipeline over ``pp`` stages.
 
     An engine with chunked prefill splits a prompt of isl tokens into n = ceil(isl / chunk) chunks
-    (``prefill_chunk_tokens``); through pp stages they flow like micro-batches, each stage working on one
+    (``EngineProfile.prefill_chunk``); through pp stages they flow like micro-batches, each stage working on one
     chunk while the next works on the one before (SGLang's chunked pipeline parallelism; vLLM and
     TensorRT-LLM schedule chunks the same way), so the last chunk leaves the last stage after n + pp - 1
     stage slots of 1 / (n pp) of the pass each: (n + pp - 1) / (n pp). It is 1 at PP 1 and for a prompt of
     one chunk. Chunks are taken as equal (attention grows along the prompt, which this ignores). The paper's
-    model, and an engine without chunked prefill or without a chunk size: 1.
+    model, and an engine without chunked prefill: 1.
     """
     pp = np.asarray(pp, dtype=float)
-    if engine is None or engine.paper or not engine.chunked_prefill or not engine.prefill_chunk_tokens:
+    chunk = None if engine is None else engine.prefill_chunk()
+    if chunk is None:
         return np.ones(np.shape(pp))
-    chunks = float(max(1, -(-requests.input_tokens // engine.prefill_chunk_tokens)))
+    chunks = float(max(1, -(-requests.input_tokens // chunk)))
     return (chunks + pp - 1.0) / (chunks * pp)
 
 
@@ -481,7 +482,7 @@ def serving_times(passes: ServingPasses, engine: EngineProfile, *, decode_s=None
                        prefill_batch_s=prefill_batch, prefill_one_s=prefill_one, batch=passes.batch, pp=passes.pp,
                        transfer_s=passes.transfer_s, prefill_utilization=prefill_utilization,
                        request_s=0.0 if passes.paper else engine.request_s, carried_prefill_s=carried,
-                       chunk_tokens=engine.chunk_tokens if engine.chunked_prefill and not passes.paper else None,
+                       chunk_tokens=None if passes.paper else engine.prefill_chunk(),
                        prefill_latency_factor=pipelined_prefill_factor(passes.requests, None if passes.paper
                                                                        else engine, passes.pp))
     return times, decode, prefill_batch if passes.mode == "static_batch" else prefill_one

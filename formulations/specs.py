@@ -287,8 +287,9 @@ class EngineProfile:
     a constant per pass plus a coefficient per sequence (affine in the batch); ``request_s`` is a fixed
     latency per request (API server, tokeniser, scheduler) added to TTFT. ``chunk_tokens``: with chunked
     prefill, the prompt tokens one step takes (vLLM ``max_num_batched_tokens``, SGLang
-    ``chunked_prefill_size``, TensorRT-LLM ``max_num_tokens``); it bounds the slowest step a request's TPOT
-    can average (``latency.py``). ``by_hardware`` maps a
+    ``chunked_prefill_size``, TensorRT-LLM ``max_num_tokens``), read through ``prefill_chunk``: it bounds the
+    slowest step a request's TPOT can average (``latency.py``) and is the chunk a long prompt pipelines over PP
+    stages in (``serving.pipelined_prefill_factor``); one engine setting, one field. ``by_hardware`` maps a
     hardware's ``name`` to its own values of ``PER_HARDWARE`` parameters where the data measured it
     (a platform property: kernel launch and achieved bandwidth differ between CUDA and ROCm).
     """
@@ -308,9 +309,6 @@ class EngineProfile:
     # Pipeline parallelism as the engine runs it: the share of ``step_s`` each stage slot beyond the first
     # repeats per micro-batch (``serving.engine_pass``).
     stage_overhead_share: float = 0.0
-    # Tokens per chunk of a chunked prefill (None: a prompt is one chunk); a long prompt's chunks pipeline
-    # over PP stages (``serving.pipelined_prefill_factor``).
-    prefill_chunk_tokens: int | None = None
     # Engine limits (``solver.api.build_problem`` applies them): the usable share of HBM, the cap on running
     # sequences per replica, the largest PP degree (None: none), and whether attention data parallelism exists.
     memory_fraction: float = 1.0
@@ -329,6 +327,11 @@ class EngineProfile:
         object.__setattr__(self, "sources", _frozen_map(self.sources))
         if self.default_mode not in SERVING_MODES:
             raise ValueError(f"'default_mode' must be one of {SERVING_MODES} (got {self.default_mode!r})")
+
+    def prefill_chunk(self) -> int | None:
+        """The prompt tokens one engine step takes (``chunk_tokens``), or None when a prompt is one pass: the
+        paper's model, or an engine without chunked prefill. Every reader of the chunk goes through here."""
+        return None if self.paper or not self.chunked_prefill else int(self.chunk_tokens)
 
     def on(self, hw: HardwareSpec) -> EngineProfile:
         """This profile on ``hw``: its own per-hardware values where the profile has them, else the defaults."""

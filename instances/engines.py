@@ -31,12 +31,16 @@ DEFAULT_ENGINE = "generic"
 _FRACTIONS = ("flop_efficiency", "bandwidth_efficiency", "memory_fraction")
 _SECONDS = ("kernel_s", "sequence_layer_s", "step_s", "request_s")
 _SHARES = ("stage_overhead_share",)  # in [0, 1]
-_COUNTS = ("max_seqs", "max_pp", "prefill_chunk_tokens")  # positive integers
+_COUNTS = ("max_seqs", "max_pp")  # positive integers
 _FLAGS = ("paper", "chunked_prefill", "attention_dp")
 # What calibration fits, so every non-paper profile must give it (the engine limits above are optional).
 _FITTED = ("flop_efficiency", "bandwidth_efficiency", *_SECONDS)
 _KERNEL_FIELDS = tuple(f for f in KernelCounts.__dataclass_fields__)
 MAX_CHUNK_TOKENS = int(FIELD_RANGES["chunk_tokens"].high)  # prompt tokens per engine step (limits: the reason)
+# Keys that were renamed: a file giving one is refused with the new name rather than read under the old one.
+# ``prefill_chunk_tokens`` (pipelined prefill) and ``chunk_tokens`` (percentile SLOs) were one engine setting
+# (vLLM max_num_batched_tokens, SGLang chunked_prefill_size, TensorRT-LLM max_num_tokens) under two keys.
+RENAMED = {"prefill_chunk_tokens": "chunk_tokens"}
 
 
 # Engines that serve through another engine's runtime: measuring the wrapper measures what it wraps. The
@@ -75,6 +79,11 @@ def load_engine(path: str | Path) -> EngineProfile:
     data = read_toml(path)
     allowed = {"name", "default_mode", "kernels", "by_hardware", "chunk_tokens", *_FRACTIONS, *_SECONDS, *_SHARES,
                *_COUNTS, *_FLAGS}
+    for old, new in RENAMED.items():
+        if old in data:
+            raise InstanceError(f"{path}: field '{old}' is now '{new}' (one engine setting: the prompt tokens a "
+                                f"step takes, the same chunk for pipelined prefill and percentile SLOs); rename it"
+                                + (" and keep one of the two (the file gives both)" if new in data else ""))
     reject_unknown(path, data, allowed)
     if "name" not in data:
         raise InstanceError(f"{path}: missing required field 'name'")

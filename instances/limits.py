@@ -224,7 +224,6 @@ FIELD_RANGES: dict[str, Range] = {
     "memory_fraction": KNOB_RANGES["memory_fraction"],
     "max_seqs": KNOB_RANGES["max_seqs"],
     "max_pp": KNOB_RANGES["max_pp"],
-    "prefill_chunk_tokens": Range(1, 10**7, False, True, "tokens per chunk"),
     # The share of the fixed step cost each pipeline stage slot repeats: 0 (none) to 1 (all of it).
     "stage_overhead_share": Range(0, 1, False, False, "share of the step cost"),
 }

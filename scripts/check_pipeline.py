@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from infecon.formulations.space import tabulate
-from infecon.instances.engines import get_engine
+from infecon.instances.engines import MAX_CHUNK_TOKENS, get_engine
 from infecon.solver import api, validation
 
 DATA = Path(__file__).resolve().parent.parent / "instances" / "measured" / "pipeline.csv"
@@ -28,7 +28,7 @@ def measured_rows() -> pd.DataFrame:
     measured = validation.read_measurements(DATA)
     with_chunks = validation.predict_frame(measured)
     without = validation.predict_frame(measured, engine=dataclasses.replace(get_engine("sglang"),
-                                                                            prefill_chunk_tokens=None))
+                                                                            chunk_tokens=MAX_CHUNK_TOKENS))
     frame = with_chunks[["model", "tp", "pp", "isl", "ttft_ms", "predicted_ttft_ms", "status"]].copy()
     frame["predicted_ttft_ms_whole_prompt"] = without["predicted_ttft_ms"]
     return frame

@@ -354,7 +354,7 @@ def profile_toml(fit: Fit, data_name: str) -> str:
 
 # Profile keys ``calibrate`` does not fit and carries over from the base profile with their sources: how the
 # engine runs pipeline stages and its limits (``EngineProfile``), none of which serving_dev.csv measures.
-CARRIED_KEYS = ("stage_overhead_share", "prefill_chunk_tokens", "memory_fraction", "max_seqs", "max_pp",
+CARRIED_KEYS = ("stage_overhead_share", "memory_fraction", "max_seqs", "max_pp",
                 "attention_dp")
 REQUEST_SOURCE = "not fitted: no row of this engine measured TTFT in a served mode (closed loop)"
 STEP_SOURCE = ("not fitted: the rows run one model, where a fixed cost per step cannot be told from kernels x kernel_s "

@@ -104,17 +104,17 @@ class TestPipelinedPrefill:
     def test_chunks_flow_through_the_stages(self):
         """A 131,072-token prompt in 8,192-token chunks is n = 16 chunks; over 4 stages its last chunk leaves after
         16 + 3 = 19 stage slots of 1 / (16 x 4) of the pass: 19 / 64 = 0.296875. One chunk, or PP 1: 1."""
-        engine = EngineProfile(name="chunks", prefill_chunk_tokens=8192)
+        engine = EngineProfile(name="chunks", chunk_tokens=8192)
         long = Requests(131072, 1)
         assert pipelined_prefill_factor(long, engine, [1, 4]) == pytest.approx([1.0, 19 / 64], rel=1e-15)
         assert pipelined_prefill_factor(Requests(100, 1), engine, [8]) == pytest.approx([1.0], rel=1e-15)
 
     def test_no_chunks_no_pipelining(self):
-        """The paper's model, an engine without chunked prefill or without a chunk size: the whole pass."""
+        """The paper's model, an engine without chunked prefill, a chunk as long as the prompt: the whole pass."""
         long = Requests(131072, 1)
-        for engine in (None, EngineProfile(name="paper", paper=True, prefill_chunk_tokens=8192),
-                       EngineProfile(name="whole", chunked_prefill=False, prefill_chunk_tokens=8192),
-                       EngineProfile(name="none")):
+        for engine in (None, EngineProfile(name="paper", paper=True, chunk_tokens=8192),
+                       EngineProfile(name="whole", chunked_prefill=False, chunk_tokens=8192),
+                       EngineProfile(name="long", chunk_tokens=131072)):
             assert pipelined_prefill_factor(long, engine, [4]) == pytest.approx([1.0])
 
     def test_ttft_shrinks_but_the_charged_time_does_not(self):
