@@ -101,6 +101,7 @@ class HorizonSolution:
     objective: int | None = None
     bound: float | None = None
     backend: str = ""
+    method: str = ""  # how the plan and its bound were found (``solver.fleet.horizon.solve_horizon``)
 
     @property
     def gap(self) -> float | None:

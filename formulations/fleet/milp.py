@@ -115,9 +115,11 @@ def _highs_model(model: FleetRows):
     return lp
 
 
-def solve_rows_highs(model: FleetRows, time_limit_s: float | None = None,
-                     start: list[int] | None = None) -> tuple[str, list[float] | None, float | None]:
+def solve_rows_highs(model: FleetRows, time_limit_s: float | None = None, start: list[int] | None = None, *,
+                     rel_gap: float = 0.0) -> tuple[str, list[float] | None, float | None]:
     """HiGHS on any integer model in ``FleetRows`` form, with a gap of 0 (absolute gap below one unit).
+
+    ``rel_gap``: stop once within this relative gap (then ``FEASIBLE`` with its bound, unless proven).
 
     Returns:
         (status, variable values or None, dual bound): ``OPTIMAL`` only when proven, ``FEASIBLE``
@@ -134,7 +136,7 @@ def solve_rows_highs(model: FleetRows, time_limit_s: float | None = None,
     # One thread, as formulations.milp: HiGHS's thread scheduler is global to the process and the
     # first solve fixes its size; a later Highs asking for another count fails with an error status.
     highs.setOptionValue("threads", 1)
-    highs.setOptionValue("mip_rel_gap", 0.0)
+    highs.setOptionValue("mip_rel_gap", float(rel_gap))
     highs.setOptionValue("mip_abs_gap", 0.5)
     if time_limit_s is not None:
         highs.setOptionValue("time_limit", float(time_limit_s))
@@ -171,11 +173,11 @@ def highs_available() -> bool:
     return True
 
 
-def solve_rows_milp(model: FleetRows, time_limit_s: float | None = None,
-                    start: list[int] | None = None) -> tuple[str, list[float] | None, float | None]:
-    """HiGHS on a ``FleetRows`` model, or PuLP's CBC when highspy is missing (``start`` is HiGHS's only)."""
+def solve_rows_milp(model: FleetRows, time_limit_s: float | None = None, start: list[int] | None = None, *,
+                    rel_gap: float = 0.0) -> tuple[str, list[float] | None, float | None]:
+    """HiGHS on a ``FleetRows`` model, or PuLP's CBC when highspy is missing (``start``, ``rel_gap``: HiGHS's only)."""
     if highs_available():
-        return solve_rows_highs(model, time_limit_s, start)
+        return solve_rows_highs(model, time_limit_s, start, rel_gap=rel_gap)
     return solve_rows_cbc(model, time_limit_s)
 
 

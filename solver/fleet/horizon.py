@@ -52,8 +52,9 @@ from infecon.formulations.fleet.model import (
 )
 from infecon.instances.fleet_horizon import HorizonScenario
 from infecon.solver.fleet.candidates import CANDIDATE_COLUMNS
-from infecon.solver.fleet.plan import _require_servable, fleet_data, generate_candidates
-from infecon.solver.fleet.solve import one_workload_solver, solve_fleet, workload_alone
+from infecon.solver.fleet.horizon_bounds import floor_bound, horizon_floors, ratio_bound
+from infecon.solver.fleet.plan import _require_servable, fleet_data, generate_candidates, naive_solution
+from infecon.solver.fleet.solve import solve_fleet
 from infecon.solver.parallel import run_tasks
 
 SOURCES = ("reserved", "on_demand", "spot")
@@ -157,7 +158,39 @@ def on_demand_plan(data: HorizonData, backend: str, time_limit_s: float | None,
     solution = HorizonSolution("OPTIMAL" if proven else "FEASIBLE", np.zeros(T, dtype=np.int64), replicas,
                                np.zeros_like(replicas), np.stack([p.routed for p in plans], axis=1),
                                np.stack([_units(data, gpus_used(f, replicas[:, k])) for k in range(K)], axis=1),
-                               np.zeros((T, K), dtype=np.int64), backend="on-demand baseline")
+                               np.zeros((T, K), dtype=np.int64), backend="on-demand baseline (least-cost one-hour fleets)")
+    return dataclasses.replace(solution, objective=horizon_cost(data, solution))
+
+
+def naive_on_demand_plan(data: HorizonData) -> HorizonSolution | None:
+    """Everything on demand, cheaply: per distinct period each workload on its own cheapest single deployment at
+    on-demand prices (``plan.naive_solution``, milliseconds), topped up to its warm floor. A plan of the model
+    (checked by the caller), not the least-cost one: the baseline of large plans, where ``on_demand_plan``'s
+    exact one-hour fleets would cost minutes each. None where some period finds nothing that fits."""
+    f = data.fleet
+    T, K = len(f.pool_names), data.periods
+    prices = np.where(data.on_demand_cost >= 0, data.on_demand_cost, 1)
+    available = np.where(data.on_demand_cost >= 0, f.available, 0)
+    solved: dict[bytes, object] = {}
+    for k in range(K):
+        key = data.demand[:, k].tobytes()
+        if key not in solved:
+            period = period_fleet(data, k, prices=prices, available=available)
+            solved[key] = naive_solution(period)
+    plans = [solved[data.demand[:, k].tobytes()] for k in range(K)]
+    if any(plan is None for plan in plans):
+        return None
+    replicas = np.stack([p.replicas for p in plans], axis=1)
+    for w in np.flatnonzero(data.min_replicas > 0):
+        counts = np.isin(f.kind, (0, 2)) & (f.workload == w) & (f.capacity > 0) & (available[f.pool] != 0)
+        if not counts.any():
+            return None
+        cheapest = np.flatnonzero(counts)[np.argmin((f.gpus * prices[f.pool])[counts])]
+        replicas[cheapest] += np.maximum(data.min_replicas[w] - replicas[counts].sum(axis=0), 0)
+    solution = HorizonSolution("FEASIBLE", np.zeros(T, dtype=np.int64), replicas, np.zeros_like(replicas),
+                               np.stack([p.routed for p in plans], axis=1),
+                               np.stack([_units(data, gpus_used(f, replicas[:, k])) for k in range(K)], axis=1),
+                               np.zeros((T, K), dtype=np.int64), backend="naive on-demand baseline")
     return dataclasses.replace(solution, objective=horizon_cost(data, solution))
 
 
@@ -208,40 +241,25 @@ def reserved_at_peak_usd(data: HorizonData, start: HorizonSolution) -> float:
     return float((peak * price).sum() * data.total_periods) / MICRO_USD
 
 
-def horizon_floors(data: HorizonData, dropped: np.ndarray) -> np.ndarray:
-    """(W, K) micro-USD: each workload's least cost alone in each period, every GPU at its type's cheapest source.
-
-    Why a valid row ``cost_floor``: in any plan the horizon's cost is at least the sum over periods
-    and types of the cheapest per-period price times the GPUs used (each source costs at least
-    that per GPU and period, and covers at least the GPUs used), and a workload's GPUs, so priced,
-    cost at least its least cost alone without inventory (lifting rules only lowers a minimum), so
-    the rows exclude no plan. The exact search of ``fleet.workload`` solves each in milliseconds
-    (HiGHS where it gives up); a solve not proven leaves that floor at 0 (no row).
-    """
-    f = data.fleet
-    solve = one_workload_solver("milp")
-    prices = cheapest_gpu_cost(data)
-    floors = np.zeros(data.demand.shape, dtype=np.int64)
-    priced = dataclasses.replace(f, gpu_cost=np.where(prices >= 0, prices, 0), available=np.full(len(prices), -1))
-    for w in range(len(f.workload_names)):
-        alone, mine = workload_alone(priced, w)
-        seen: dict[int, int] = {}
-        for k in range(data.periods):
-            demand = int(data.demand[w, k])
-            if demand not in seen:
-                found = solve(dataclasses.replace(alone, demand=np.array([demand])), dropped=dropped[mine])
-                seen[demand] = int(found.objective) if found.status == "OPTIMAL" else 0
-            floors[w, k] = seen[demand]
-    return floors
+# workloads x distinct periods beyond which exact per-period work (the floors' searches, the on-demand baseline's
+# one-hour fleets) costs minutes: then the ratio bound and the naive on-demand baseline instead
+EXACT_WORK = 2000
 
 
 def solve_horizon(data: HorizonData, backend: str = "milp", *, time_limit_s: float | None = None,
-                  start: HorizonSolution | None = None, reduce: bool = True) -> HorizonSolution:
+                  start: HorizonSolution | None = None, reduce: bool = True,
+                  rel_gap: float = 0.0) -> HorizonSolution:
     """Least-cost plan of the horizon model, exactly (``reduce``: the module docstring's reductions).
 
+    Args:
+        rel_gap: stop once the plan is proven within this relative gap of the optimum (0: exact).
+            The gap is measured against the larger of the MILP's dual bound and the bounds of
+            ``horizon_bounds`` (valid without any solve); if the start is already within it, no
+            MILP is run.
+
     Returns:
-        ``OPTIMAL`` only when proven, ``FEASIBLE`` with its gap, ``INFEASIBLE`` or ``UNKNOWN``; the
-        plan is given for every original period.
+        ``OPTIMAL`` only when proven, ``FEASIBLE`` with its bound (``gap``), ``INFEASIBLE`` or
+        ``UNKNOWN``; the plan is given for every original period; ``method`` says how it was found.
     """
     column = np.arange(data.periods)
     solved = data
@@ -250,12 +268,21 @@ def solve_horizon(data: HorizonData, backend: str = "milp", *, time_limit_s: flo
     f = solved.fleet
     dropped = np.zeros(len(f.gpus), dtype=bool)
     floors = None
+    steps = [f"{solved.periods} distinct periods of {data.periods}"]
+    cheap_bound = 0.0
     if reduce:
         dropped = dominated_candidates(f, other_types=False)
         dropped &= ~np.array([solved.restricted(int(w)) for w in f.workload], dtype=bool)
         if start is not None and start.replicas is not None:  # keeping more candidates is exact too: the start's stay
             dropped &= ~np.any((start.replicas > 0) | (start.spot_replicas > 0), axis=1)
-        floors = horizon_floors(solved, dropped)
+        steps.append(f"{int((~dropped).sum())} of {len(dropped)} candidates kept by dominance")
+        if len(f.workload_names) * solved.periods <= EXACT_WORK:
+            floors = horizon_floors(solved, dropped)
+            cheap_bound = float(floor_bound(solved, floors))
+            steps.append("cost floors per workload and period (rows and bound)")
+        else:
+            cheap_bound = ratio_bound(solved) * (1 - 1e-9)  # float sums: a hair below, never above
+            steps.append("ratio bound (workloads apart, LP, cheapest GPU prices)")
     rows = horizon_rows(solved, dropped=dropped, floors=floors)
     first, first_cost = None, None
     if start is not None and start.replicas is not None:
@@ -267,6 +294,10 @@ def solve_horizon(data: HorizonData, backend: str = "milp", *, time_limit_s: flo
         if not violated_rows(rows.model, values):
             first = values
             first_cost = sum(c * values[i] for i, c in rows.model.objective)
+    if first is not None and rel_gap > 0 and first_cost > 0 and (first_cost - cheap_bound) / first_cost <= rel_gap:
+        steps.append(f"the start is within the gap target {100 * rel_gap:g} % of the bound: no MILP run")
+        solution = solution_from_values(solved, rows, first, "FEASIBLE", cheap_bound, "bound check")
+        return expand(dataclasses.replace(solution, method="; ".join(steps)), column)
     if backend == "cpsat":
         from infecon.formulations.fleet.cpsat import solve_rows_cpsat
 
@@ -275,19 +306,23 @@ def solve_horizon(data: HorizonData, backend: str = "milp", *, time_limit_s: flo
     elif backend == "milp":
         from infecon.formulations.fleet.milp import CBC_BACKEND, highs_available, solve_rows_milp
 
-        status, values, bound = solve_rows_milp(rows.model, time_limit_s, first)
+        status, values, bound = solve_rows_milp(rows.model, time_limit_s, first, rel_gap=rel_gap)
         name = "milp-highs" if highs_available() else CBC_BACKEND
     else:
         raise InfeconError(f"unknown backend '{backend}' for a plan over periods (choose from: milp, cpsat)")
+    steps.insert(0, f"{name} on the whole model" + (f" (gap target {100 * rel_gap:g} %)" if rel_gap > 0 else ""))
+    if status != "OPTIMAL" and cheap_bound > 0 and (bound is None or not np.isfinite(bound) or bound < cheap_bound):
+        bound = cheap_bound  # both are valid: report the larger
+        steps.append("bound: the no-solve bound (the solver's was lower or none)")
     if first is not None and status in ("FEASIBLE", "UNKNOWN") and \
             (values is None or sum(c * round(values[i]) for i, c in rows.model.objective) > first_cost):
         # stopped by the time limit with nothing better than the start: keep the start (never above the baseline),
         # the solver's bound still saying how far from proven it may be
         values, status, name = first, "FEASIBLE", f"{name} (its plan was costlier: the reserve-and-rent start kept)"
     if values is None:
-        return HorizonSolution(status, bound=bound, backend=name)
+        return HorizonSolution(status, bound=bound, backend=name, method="; ".join(steps))
     solution = solution_from_values(solved, rows, values, status, bound, name)
-    return expand(solution, column)
+    return expand(dataclasses.replace(solution, method="; ".join(steps)), column)
 
 
 def _first_of(array: np.ndarray, column: np.ndarray) -> np.ndarray:
@@ -400,8 +435,10 @@ def reservation_table(data: HorizonData, solution: HorizonSolution, schedule: pd
 
 def plan_horizon(scenario: HorizonScenario, *, backend: str = "milp", time_limit_s: float | None = None,
                  jobs: int | None = 1, ray: bool = False, ray_address: str | None = None,
-                 progress: bool | None = None, reduce: bool = True) -> HorizonPlan:
+                 progress: bool | None = None, reduce: bool = True, rel_gap: float = 0.0) -> HorizonPlan:
     """The least-cost reservations and per-period rentals serving every workload in every period (module docstring).
+
+    ``rel_gap``: stop once the plan is proven within this relative gap (``solve_horizon``; 0: exact).
 
     Raises:
         NoFeasibleLayoutError: a workload meets its SLOs on no GPU type, or some period (named, with
@@ -415,10 +452,14 @@ def plan_horizon(scenario: HorizonScenario, *, backend: str = "milp", time_limit
     candidates = pd.concat([c.frame for c in generated], ignore_index=True).reindex(columns=CANDIDATE_COLUMNS)
     data = horizon_data(scenario, candidates)
     candidates_s = time.perf_counter() - started
-    baseline = on_demand_plan(data, backend, time_limit_s, jobs=jobs)
+    distinct = len(np.unique(np.vstack([data.demand, data.spot_available]).T, axis=0))
+    if len(scenario.fleet.workloads) * distinct <= EXACT_WORK:
+        baseline = on_demand_plan(data, backend, time_limit_s, jobs=jobs)
+    else:
+        baseline = naive_on_demand_plan(data)
     start = None if baseline is None else reserve_and_rent(data, baseline)
     baselines_s = time.perf_counter() - started - candidates_s
-    solution = solve_horizon(data, backend, time_limit_s=time_limit_s, start=start, reduce=reduce)
+    solution = solve_horizon(data, backend, time_limit_s=time_limit_s, start=start, reduce=reduce, rel_gap=rel_gap)
     solve_s = time.perf_counter() - started - candidates_s - baselines_s
     if solution.status == "INFEASIBLE":
         raise NoFeasibleLayoutError(diagnose(data, backend, time_limit_s))
@@ -438,16 +479,18 @@ def plan_horizon(scenario: HorizonScenario, *, backend: str = "milp", time_limit
     def saving(baseline_usd: float | None) -> float | None:
         return None if not baseline_usd else 100 * (1 - total_usd / baseline_usd)
 
-    merged = len(np.unique(np.vstack([data.demand, data.spot_available]).T, axis=0))
     summary = {
-        "status": status, "mip_gap": solution.gap, "total_usd": total_usd,
+        "status": status, "mip_gap": solution.gap, "gap": solution.gap,
+        "bound_usd": None if solution.bound is None else solution.bound / MICRO_USD, "method": solution.method,
+        "total_usd": total_usd,
         "on_demand_baseline_usd": on_demand_usd, "reserved_at_peak_baseline_usd": reserved_usd,
         "on_demand_baseline_status": "none" if baseline is None else baseline.status.lower(),
+        "on_demand_baseline_method": "none" if baseline is None else baseline.backend,
         "saving_vs_on_demand_pct": saving(on_demand_usd), "saving_vs_reserved_at_peak_pct": saving(reserved_usd),
         "reserved_gpus": {h: int(g) for h, g in zip(reservations["hardware"], reservations["reserved_gpus"],
                                                      strict=True)},
         "usd_by_source": {s: float(schedule.loc[schedule["source"] == s, "usd"].sum()) for s in SOURCES},
-        "periods": scenario.periods, "period_hours": scenario.period_hours, "distinct_periods": merged,
+        "periods": scenario.periods, "period_hours": scenario.period_hours, "distinct_periods": distinct,
         "workloads": len(scenario.fleet.workloads), "gpu_types": len(scenario.fleet.gpus),
         "candidates": len(candidates), "backend": solution.backend,
         "wall_s": time.perf_counter() - started, "candidates_s": candidates_s, "baselines_s": baselines_s,
