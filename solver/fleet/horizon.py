@@ -158,7 +158,8 @@ def on_demand_plan(data: HorizonData, backend: str, time_limit_s: float | None,
     solution = HorizonSolution("OPTIMAL" if proven else "FEASIBLE", np.zeros(T, dtype=np.int64), replicas,
                                np.zeros_like(replicas), np.stack([p.routed for p in plans], axis=1),
                                np.stack([_units(data, gpus_used(f, replicas[:, k])) for k in range(K)], axis=1),
-                               np.zeros((T, K), dtype=np.int64), backend="on-demand baseline (least-cost one-hour fleets)")
+                               np.zeros((T, K), dtype=np.int64),
+                               backend="on-demand baseline (least-cost one-hour fleets)")
     return dataclasses.replace(solution, objective=horizon_cost(data, solution))
 
 
