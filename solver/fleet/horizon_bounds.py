@@ -67,8 +67,9 @@ def ratio_bound(data: HorizonData) -> float:
     """Micro-USD: the floors' LP relaxation, summed (module docstring), from arrays in milliseconds.
 
     Per workload the least price per capacity unit at the cheapest GPU prices: of an aggregated
-    candidate (unless the workload is never aggregated), or of a prefill plus a decode candidate of
-    one route group (unless never disaggregated); a route's requests need both pools' capacity.
+    candidate, or of a prefill plus a decode candidate of one route group (if the workload routes
+    requests to disaggregated pools at all); a route's requests need both pools' capacity. The
+    options are the model's (``horizon_rows``), so the bound is its LP's and never above its optimum.
     """
     f = data.fleet
     prices = cheapest_gpu_cost(data)
@@ -77,8 +78,7 @@ def ratio_bound(data: HorizonData) -> float:
     best = np.full(len(f.workload_names), np.inf)
     for w in range(len(f.workload_names)):
         mine = f.workload == w
-        if f.disaggregated[w] != "only":
-            best[w] = ratio[mine & (f.kind == 0)].min(initial=np.inf)
+        best[w] = ratio[mine & (f.kind == 0)].min(initial=np.inf)
         if f.routes_disaggregated(w):
             for g in f.routes_of(w):
                 pair = sum(ratio[mine & (f.kind == kind) & (f.route_group == g)].min(initial=np.inf)
