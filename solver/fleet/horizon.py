@@ -11,11 +11,21 @@ Exact reductions, each argued where it is made, none changing the optimum:
   (``dominated_candidates(other_types=False)``), except for workloads with a spot share, whose
   rows count capacity on spot;
 * rows ``cost_floor_<w>_p<k>`` give the LP bound each workload's integer least cost per period at
-  its types' cheapest GPU prices (``horizon_floors``), without cutting off any plan.
+  its types' cheapest GPU prices (``horizon_bounds.horizon_floors``), without cutting off any plan.
+
+Exact, or a proven gap: the answer is ``optimal`` only when HiGHS proves it; otherwise ``feasible``
+with a gap against a valid lower bound, the larger of HiGHS's dual bound and a bound needing no
+solve (``horizon_bounds``: the floors' sum, or for large plans their LP relaxation, the
+``ratio_bound``; why each is valid is argued there). A gap target (``rel_gap``) stops the search
+once the plan is proven within it, or skips the MILP when the start already is. Large plans
+(workloads x distinct periods above ``EXACT_WORK``) skip the exact per-period work that would cost
+minutes: no floor rows (ratio bound instead) and the naive on-demand baseline. Neither changes
+which plans are feasible or what is proven, only how tight the stated bound is.
 
 Two baselines: everything on demand at each period's need (each period's least-cost one-hour fleet
-on on-demand GPUs, ``solve_fleet``, exact; also the main solve's first incumbent), and everything
-reserved at that plan's peak per type.
+on on-demand GPUs, ``solve_fleet``, exact; for large plans each workload on its own cheapest
+deployment, ``naive_on_demand_plan``; also the main solve's first incumbent, re-sourced by
+``reserve_and_rent``), and everything reserved at that plan's peak per type.
 """
 
 from __future__ import annotations
