@@ -188,6 +188,11 @@ def horizon_rows(data: HorizonData, *, dropped: np.ndarray | None = None,
         if reserved_vars[t] >= 0:
             objective.append((int(reserved_vars[t]), int(size[t] * data.reserved_cost[t] * data.total_periods)))
     cheapest = cheapest_gpu_cost(data)
+    # candidate indices per workload and per GPU type, once: the rows below pick from these short lists (masks over
+    # every candidate per row cost seconds on large plans)
+    by_workload = [np.flatnonzero(f.workload == w) for w in range(len(f.workload_names))]
+    by_type = [np.flatnonzero(f.pool == t) for t in range(T)]
+    price = np.where(cheapest[f.pool] >= 0, cheapest[f.pool], 0) * f.gpus
     for k in range(K):
         p = f"_p{k}"
         for c in np.flatnonzero(upper[:, k] > 0):
@@ -205,22 +210,23 @@ def horizon_rows(data: HorizonData, *, dropped: np.ndarray | None = None,
                 spot_vars[t, k] = new(f"spot_{safe_name(f.pool_names[t])}{p}",
                                       min(int(most_units[t, k]), int(data.spot_available[t, k] // size[t])))
 
-        def of(mask: np.ndarray, coefficient: np.ndarray, *, spot: bool | None = None,
+        def of(indices: np.ndarray, coefficient: np.ndarray, *, spot: bool | None = None,
                k: int = k) -> list[tuple[int, int]]:
-            """Terms of the period's replica variables of the candidates in ``mask`` (spot copies: True only,
+            """Terms of the period's replica variables of the candidates ``indices`` (spot copies: True only,
             False none, None both)."""
-            terms = []
-            for c in np.flatnonzero(mask):
-                if spot is not True and replica_vars[c, k] >= 0:
-                    terms.append((int(replica_vars[c, k]), int(coefficient[c])))
-                if spot is not False and spot_replica_vars[c, k] >= 0:
-                    terms.append((int(spot_replica_vars[c, k]), int(coefficient[c])))
+            terms: list[tuple[int, int]] = []
+            for variables, wanted in ((replica_vars, spot is not True), (spot_replica_vars, spot is not False)):
+                if wanted:
+                    chosen = variables[indices, k]
+                    present = chosen >= 0
+                    terms += zip(chosen[present].tolist(), coefficient[indices[present]].tolist(), strict=True)
             return terms
 
         for w, name in enumerate(f.workload_names):
-            mine = f.workload == w
+            mine = by_workload[w]
+            kind_of, group_of = f.kind[mine], f.route_group[mine]
             wname = safe_name(name)
-            terms = of(mine & (f.kind == 0), f.capacity)
+            terms = of(mine[kind_of == 0], f.capacity)
             for g in f.routes_of(w):
                 if routed_vars[g, k] < 0:
                     continue
@@ -228,7 +234,7 @@ def horizon_rows(data: HorizonData, *, dropped: np.ndarray | None = None,
                 route = safe_name(f.route_names[g])
                 for kind, pool in ((1, "prefill"), (2, "decode")):
                     rows.append(LinearRow(f"prefill_decode_balance_{route}_{pool}{p}",
-                                          [*of(mine & (f.kind == kind) & (f.route_group == g), f.capacity),
+                                          [*of(mine[(kind_of == kind) & (group_of == g)], f.capacity),
                                            (int(routed_vars[g, k]), -1)], lower=0))
             if data.demand[w, k] > 0:
                 rows.append(LinearRow(f"demand_{wname}{p}", terms, lower=int(data.demand[w, k])))
@@ -237,7 +243,7 @@ def horizon_rows(data: HorizonData, *, dropped: np.ndarray | None = None,
                 common = math.gcd(SHARE_SCALE - q, q)  # 700 and 300 as 7 and 3: smaller coefficients, same row
                 on_spot, off_spot = (SHARE_SCALE - q) // common, q // common
                 for kind in range(3):
-                    group = mine & (f.kind == kind)
+                    group = mine[kind_of == kind]
                     spot_terms = [(i, on_spot * c) for i, c in of(group, f.capacity, spot=True)]
                     if spot_terms:
                         rows.append(LinearRow(f"spot_share_{wname}_{KIND_NAMES[kind]}{p}",
@@ -245,21 +251,20 @@ def horizon_rows(data: HorizonData, *, dropped: np.ndarray | None = None,
                                                                                                spot=False))],
                                               upper=0))
             if data.min_replicas[w] > 0:
-                rows.append(LinearRow(f"min_replicas_{wname}{p}", of(mine & np.isin(f.kind, (0, 2)),
+                rows.append(LinearRow(f"min_replicas_{wname}{p}", of(mine[np.isin(kind_of, (0, 2))],
                                                                      np.ones(C, dtype=np.int64)),
                                       lower=int(data.min_replicas[w])))
             if floors is not None and floors[w, k] > 0:
-                price = np.where(cheapest[f.pool] >= 0, cheapest[f.pool], 0) * f.gpus
                 rows.append(LinearRow(f"cost_floor_{wname}{p}", of(mine, price), lower=int(floors[w, k])))
         spend: list[tuple[int, int]] = []
         for t in range(T):
             gpu = safe_name(f.pool_names[t])
             sources = [(int(v), -int(size[t])) for v in (reserved_vars[t], on_demand_vars[t, k], spot_vars[t, k])
                        if v >= 0]
-            used = of(f.pool == t, f.gpus)
+            used = of(by_type[t], f.gpus)
             if used:
                 rows.append(LinearRow(f"cover_{gpu}{p}", [*used, *sources], upper=0))
-                off_spot = of((f.pool == t) & restricted, f.gpus, spot=False)  # restricted: never on spot
+                off_spot = of(by_type[t][restricted[by_type[t]]], f.gpus, spot=False)  # restricted: never on spot
                 if off_spot and spot_vars[t, k] >= 0:
                     rows.append(LinearRow(f"not_on_spot_{gpu}{p}",
                                           [*off_spot, *((i, c) for i, c in sources if i != spot_vars[t, k])],

@@ -86,3 +86,127 @@ def ratio_bound(data: HorizonData) -> float:
                 best[w] = min(best[w], pair)
     best = np.where(np.isfinite(best), best, 0.0)  # a workload no GPU can serve: no plan at all; bound by 0
     return float((best[:, None] * data.demand * data.weight[None, :]).sum())
+
+
+def _segments(data: HorizonData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidates with capacity sorted into option segments: per workload its aggregated ones, per route group (of a
+    workload that routes to disaggregated pools) its prefill and its decode ones. Returns the sorted candidate
+    indices, each segment's start, and per segment (workload, kind, route group)."""
+    f = data.fleet
+    routes = np.array([f.routes_disaggregated(int(w)) for w in range(len(f.workload_names))], dtype=bool)
+    usable = (f.capacity > 0) & ((f.kind == 0) | routes[f.workload])
+    chosen = np.flatnonzero(usable)
+    group = np.where(f.kind[chosen] == 0, -1, f.route_group[chosen])
+    order = np.lexsort((chosen, group, f.kind[chosen], f.workload[chosen]))
+    chosen, group = chosen[order], group[order]
+    key = np.stack([f.workload[chosen], f.kind[chosen], group], axis=1)
+    new = np.ones(len(chosen), dtype=bool)
+    new[1:] = np.any(key[1:] != key[:-1], axis=1)
+    starts = np.flatnonzero(new)
+    return chosen, starts, key[starts]
+
+
+def lagrangian_value(data: HorizonData, prices: np.ndarray, segments=None) -> tuple[float, np.ndarray]:
+    """Micro-USD: a lower bound on the optimum for any per-GPU, per-period prices ``prices`` (T, K) that are
+    *admissible*: non-negative, at most the on-demand price where there is one, and adding up over the horizon
+    (x the periods' weights) to at most the reservation where there is one (``admissible``).
+
+    Why (Lagrangian relaxation of the rows ``cover``): for any plan, its cost is at least cost -
+    sum_tk weight_k prices_tk (reserved + on demand + spot - in use)_tk, as each bracket is >= 0. Collected
+    by variable: reserved GPUs get cost reserved x periods - sum_k weight_k prices_tk >= 0, on-demand
+    GPUs on demand - prices >= 0, so both terms are >= 0; spot GPUs (at most those available) lose at
+    most weight_k (prices - spot)^+ x available. What is left, sum_k weight_k prices_k . GPUs in use, splits by
+    workload and period, and each is at least its demand x the least price per unit of capacity of its
+    options (the LP of the workload alone at prices_k: an aggregated candidate, or a route group's prefill
+    plus decode pair). Every other rule is dropped, which only lowers a minimum. With the cheapest price
+    of each type in every period this is ``ratio_bound``.
+
+    Returns:
+        The bound and a supergradient (T, K) (GPUs in use by the relaxed plan minus spot taken, x weights).
+    """
+    f = data.fleet
+    chosen, starts, keys = segments if segments is not None else _segments(data)
+    T, K, W = len(f.pool_names), data.periods, len(f.workload_names)
+    per_unit = (f.gpus[chosen] / f.capacity[chosen])[:, None] * prices[f.pool[chosen]]  # (n, K)
+    least = np.minimum.reduceat(per_unit, starts, axis=0)  # (S, K) per segment
+    segment = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(chosen))))
+    rows = np.where(per_unit == least[segment], np.arange(len(chosen))[:, None], len(chosen))
+    argmin = np.minimum.reduceat(rows, starts, axis=0)  # (S, K) position in ``chosen`` of each segment's least
+    best = np.full((W, K), np.inf)
+    pick: list[list[tuple[np.ndarray, ...]]] = [[] for _ in range(W)]  # per workload: (value, positions...) options
+    aggregated = keys[:, 1] == 0
+    for s in np.flatnonzero(aggregated):
+        pick[keys[s, 0]].append((least[s], argmin[s]))
+    pairs: dict[tuple[int, int], dict[int, int]] = {}
+    for s in np.flatnonzero(~aggregated):
+        pairs.setdefault((int(keys[s, 0]), int(keys[s, 2])), {})[int(keys[s, 1])] = s
+    for (w, _), kinds in pairs.items():
+        if len(kinds) == 2:
+            p, d = kinds[1], kinds[2]
+            pick[w].append((least[p] + least[d], argmin[p], argmin[d]))
+    gradient = np.zeros((T, K))
+    columns = np.arange(K)
+    for w, options in enumerate(pick):
+        if not options:
+            continue
+        values = np.stack([o[0] for o in options])  # (options, K)
+        which = np.argmin(values, axis=0)
+        best[w] = values[which, columns]
+        for o, option in enumerate(options):
+            on = which == o
+            for position in option[1:]:
+                c = chosen[position[on]]
+                np.add.at(gradient, (f.pool[c], columns[on]), data.demand[w, on] * f.gpus[c] / f.capacity[c])
+    best = np.where(np.isfinite(best), best, 0.0)  # no option at all: no plan exists; 0 keeps it a bound
+    spot = (data.spot_cost >= 0)[:, None] & (data.spot_available > 0)
+    over = np.where(spot, np.maximum(prices - np.maximum(data.spot_cost, 0)[:, None], 0), 0)
+    value = float((data.demand * best * data.weight[None, :]).sum()
+                  - (over * data.spot_available * data.weight[None, :]).sum())
+    gradient -= np.where(spot & (over > 0), data.spot_available, 0)
+    return value, gradient * data.weight[None, :]
+
+
+def admissible(data: HorizonData, prices: np.ndarray) -> np.ndarray:
+    """The admissible prices (``lagrangian_value``) nearest to ``prices``: clipped to [0, on demand], then per type
+    with a reservation lowered by a common amount x weight until they add up to the reservation (bisection)."""
+    high = np.where(data.on_demand_cost >= 0, data.on_demand_cost, np.inf).astype(float)[:, None]
+    clipped = np.clip(prices, 0, high)
+    budget = data.reserved_cost.astype(float) * data.total_periods
+    weight = data.weight.astype(float)
+    for t in np.flatnonzero(data.reserved_cost >= 0):
+        if clipped[t] @ weight <= budget[t]:
+            continue
+        low, up = 0.0, float(np.max(prices[t]) / weight.min()) + 1.0
+        for _ in range(60):
+            mid = (low + up) / 2
+            if np.clip(prices[t] - mid * weight, 0, high[t]) @ weight > budget[t]:
+                low = mid
+            else:
+                up = mid
+        clipped[t] = np.clip(prices[t] - up * weight, 0, high[t])
+    return clipped
+
+
+def lagrangian_bound(data: HorizonData, *, target: float | None = None, iterations: int = 200) -> float:
+    """Micro-USD: the best ``lagrangian_value`` found by projected supergradient ascent from the cheapest prices
+    (``ratio_bound``'s), Polyak steps towards ``target`` (a plan's cost; default 1.5 x the start's bound).
+    Any admissible prices give a valid bound, so stopping early only leaves it lower."""
+    segments = _segments(data)
+    least = cheapest_gpu_cost(data)
+    prices = admissible(data, np.repeat(np.where(least >= 0, least, 0).astype(float)[:, None], data.periods, axis=1))
+    best, gradient = lagrangian_value(data, prices, segments)
+    goal = target if target is not None else 1.5 * max(best, 1.0)
+    step, stale, current = 1.0, 0, best
+    for _ in range(iterations):
+        norm = float((gradient ** 2).sum())
+        if norm <= 0 or goal <= best:
+            break
+        prices = admissible(data, prices + step * (goal - current) / norm * gradient)
+        current, gradient = lagrangian_value(data, prices, segments)
+        if current > best * (1 + 1e-6):
+            best, stale = current, 0
+        else:
+            stale += 1
+            if stale >= 10:
+                step, stale = step / 2, 0
+    return best
