@@ -62,7 +62,7 @@ from infecon.formulations.fleet.model import (
 )
 from infecon.instances.fleet_horizon import HorizonScenario
 from infecon.solver.fleet.candidates import CANDIDATE_COLUMNS
-from infecon.solver.fleet.horizon_bounds import floor_bound, horizon_floors, ratio_bound
+from infecon.solver.fleet.horizon_bounds import floor_bound, horizon_floors, lagrangian_bound, ratio_bound
 from infecon.solver.fleet.plan import _require_servable, fleet_data, generate_candidates, naive_solution
 from infecon.solver.fleet.solve import solve_fleet
 from infecon.solver.parallel import run_tasks
@@ -291,9 +291,6 @@ def solve_horizon(data: HorizonData, backend: str = "milp", *, time_limit_s: flo
             floors = horizon_floors(solved, dropped)
             cheap_bound = float(floor_bound(solved, floors))
             steps.append("cost floors per workload and period (rows and bound)")
-        else:
-            cheap_bound = ratio_bound(solved) * (1 - 1e-9)  # float sums: a hair below, never above
-            steps.append("ratio bound (workloads apart, LP, cheapest GPU prices)")
     rows = horizon_rows(solved, dropped=dropped, floors=floors)
     first, first_cost = None, None
     if start is not None and start.replicas is not None:
@@ -305,6 +302,10 @@ def solve_horizon(data: HorizonData, backend: str = "milp", *, time_limit_s: flo
         if not violated_rows(rows.model, values):
             first = values
             first_cost = sum(c * values[i] for i, c in rows.model.objective)
+    if reduce and floors is None:
+        relaxed = max(ratio_bound(solved), lagrangian_bound(solved, target=first_cost))
+        cheap_bound = relaxed * (1 - 1e-9)  # float sums: a hair below, never above
+        steps.append("Lagrangian bound (prices per GPU type and period, LP per workload and period)")
     if first is not None and rel_gap > 0 and first_cost > 0 and (first_cost - cheap_bound) / first_cost <= rel_gap:
         steps.append(f"the start is within the gap target {100 * rel_gap:g} % of the bound: no MILP run")
         solution = solution_from_values(solved, rows, first, "FEASIBLE", cheap_bound, "bound check")

@@ -15,6 +15,10 @@ so they cost at least its least cost alone at the prices ``c``:
 * ``ratio_bound``: the same problem's LP relaxation, instantly: the demand times the least price
   per unit of capacity (an aggregated replica's, or a prefill plus a decode replica's of one route
   group). Used when the floors would cost minutes (many workloads x distinct periods).
+* ``lagrangian_bound``: better prices than the cheapest source's, per type and period, searched by
+  supergradient ascent on the Lagrangian relaxation of the rows ``cover`` (argued at
+  ``lagrangian_value``); it sees reservations, spot availability and inventories, and reaches
+  about the LP bound in seconds where HiGHS's root LP would take minutes.
 
 Either sum is a bound on the optimum that needs no solver; ``solve_horizon`` reports the larger of it
 and the MILP's dual bound, and the gap against that.
@@ -23,6 +27,7 @@ and the MILP's dual bound, and the gap against that.
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import numpy as np
 
@@ -108,14 +113,16 @@ def _segments(data: HorizonData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def lagrangian_value(data: HorizonData, prices: np.ndarray, segments=None) -> tuple[float, np.ndarray]:
     """Micro-USD: a lower bound on the optimum for any per-GPU, per-period prices ``prices`` (T, K) that are
-    *admissible*: non-negative, at most the on-demand price where there is one, and adding up over the horizon
-    (x the periods' weights) to at most the reservation where there is one (``admissible``).
+    *admissible*: non-negative and, for a GPU type without an inventory, at most the on-demand price where there
+    is one and adding up over the horizon (x the periods' weights) to at most the reservation (``admissible``).
 
     Why (Lagrangian relaxation of the rows ``cover``): for any plan, its cost is at least cost -
     sum_tk weight_k prices_tk (reserved + on demand + spot - in use)_tk, as each bracket is >= 0. Collected
-    by variable: reserved GPUs get cost reserved x periods - sum_k weight_k prices_tk >= 0, on-demand
-    GPUs on demand - prices >= 0, so both terms are >= 0; spot GPUs (at most those available) lose at
-    most weight_k (prices - spot)^+ x available. What is left, sum_k weight_k prices_k . GPUs in use, splits by
+    by variable, the source terms of a type (reserved x (its price x periods - sum_k weight_k prices_tk), on
+    demand and spot x (their price - prices_tk) x weight_k) are at least their least over every choice of
+    sources within spot availability and inventory (``_sources``; without an inventory, admissible prices
+    make reserving and on demand never pay, and spot loses at most weight_k (prices - spot)^+ x available).
+    What is left, sum_k weight_k prices_k . GPUs in use, splits by
     workload and period, and each is at least its demand x the least price per unit of capacity of its
     options (the LP of the workload alone at prices_k: an aggregated candidate, or a route group's prefill
     plus decode pair). Every other rule is dropped, which only lowers a minimum. With the cheapest price
@@ -158,22 +165,52 @@ def lagrangian_value(data: HorizonData, prices: np.ndarray, segments=None) -> tu
                 c = chosen[position[on]]
                 np.add.at(gradient, (f.pool[c], columns[on]), data.demand[w, on] * f.gpus[c] / f.capacity[c])
     best = np.where(np.isfinite(best), best, 0.0)  # no option at all: no plan exists; 0 keeps it a bound
-    spot = (data.spot_cost >= 0)[:, None] & (data.spot_available > 0)
-    over = np.where(spot, np.maximum(prices - np.maximum(data.spot_cost, 0)[:, None], 0), 0)
-    value = float((data.demand * best * data.weight[None, :]).sum()
-                  - (over * data.spot_available * data.weight[None, :]).sum())
-    gradient -= np.where(spot & (over > 0), data.spot_available, 0)
+    value = float((data.demand * best * data.weight[None, :]).sum())
+    for t in range(T):
+        sources, taken = _sources(data, t, prices[t])
+        value += sources
+        gradient[t] -= taken
     return value, gradient * data.weight[None, :]
 
 
+def _sources(data: HorizonData, t: int, prices: np.ndarray) -> tuple[float, np.ndarray]:
+    """The least of the relaxed objective's source terms of GPU type ``t`` (``lagrangian_value``) and the GPUs per
+    period the minimising sources provide: reserved ``R`` for the horizon, then per period spot and on demand,
+    each taken when its price is below ``prices`` (the better margin first), within the spot GPUs available and,
+    with an inventory, what it leaves after ``R``. The terms are convex and piecewise linear in ``R``, so
+    the least sits at a breakpoint: 0, the inventory, or the inventory less a period's spot GPUs."""
+    weight = data.weight.astype(float)
+    limit = int(data.fleet.available[t])
+    spot = np.where((data.spot_cost[t] >= 0), data.spot_available[t], 0).astype(float)
+    spot_gain = np.where(spot > 0, prices - max(int(data.spot_cost[t]), 0), 0.0)
+    od_gain = prices - data.on_demand_cost[t] if data.on_demand_cost[t] >= 0 else np.full(len(prices), -np.inf)
+    if limit < 0:  # admissible prices keep on demand and reservations from paying: only spot can
+        taken = np.where(spot_gain > 0, spot, 0.0)
+        return -float((weight * spot_gain * taken).sum()), taken
+    levels = np.unique([0.0, float(limit), *np.clip(limit - spot, 0, limit)]) if data.reserved_cost[t] >= 0 \
+        else np.array([0.0])
+    room = limit - levels[:, None]  # (levels, K)
+    first_spot = spot_gain >= od_gain
+    spot_taken = np.where(spot_gain > 0, np.minimum(spot, room), 0.0)
+    od_taken = np.where(od_gain > 0, np.where(first_spot, room - spot_taken, room), 0.0)
+    spot_taken = np.where(first_spot | (od_gain <= 0), spot_taken, 0.0)
+    gain = (spot_taken * spot_gain + od_taken * np.where(od_gain > 0, od_gain, 0.0)) @ weight
+    reserve = max(int(data.reserved_cost[t]), 0) * data.total_periods - float(prices @ weight)
+    totals = levels * reserve - gain
+    j = int(np.argmin(totals))
+    return float(totals[j]), levels[j] + spot_taken[j] + od_taken[j]
+
+
 def admissible(data: HorizonData, prices: np.ndarray) -> np.ndarray:
-    """The admissible prices (``lagrangian_value``) nearest to ``prices``: clipped to [0, on demand], then per type
-    with a reservation lowered by a common amount x weight until they add up to the reservation (bisection)."""
-    high = np.where(data.on_demand_cost >= 0, data.on_demand_cost, np.inf).astype(float)[:, None]
+    """The admissible prices (``lagrangian_value``) nearest to ``prices``: non-negative; for a type without an
+    inventory also at most its on-demand price, and lowered by a common amount x weight until they add up to
+    its reservation (bisection). A type with an inventory takes any (its sources are bounded)."""
+    unlimited = data.fleet.available < 0
+    high = np.where(unlimited & (data.on_demand_cost >= 0), data.on_demand_cost, np.inf).astype(float)[:, None]
     clipped = np.clip(prices, 0, high)
     budget = data.reserved_cost.astype(float) * data.total_periods
     weight = data.weight.astype(float)
-    for t in np.flatnonzero(data.reserved_cost >= 0):
+    for t in np.flatnonzero((data.reserved_cost >= 0) & unlimited):
         if clipped[t] @ weight <= budget[t]:
             continue
         low, up = 0.0, float(np.max(prices[t]) / weight.min()) + 1.0
@@ -187,10 +224,13 @@ def admissible(data: HorizonData, prices: np.ndarray) -> np.ndarray:
     return clipped
 
 
-def lagrangian_bound(data: HorizonData, *, target: float | None = None, iterations: int = 200) -> float:
+def lagrangian_bound(data: HorizonData, *, target: float | None = None, iterations: int = 300,
+                     seconds: float | None = 10.0) -> float:
     """Micro-USD: the best ``lagrangian_value`` found by projected supergradient ascent from the cheapest prices
-    (``ratio_bound``'s), Polyak steps towards ``target`` (a plan's cost; default 1.5 x the start's bound).
-    Any admissible prices give a valid bound, so stopping early only leaves it lower."""
+    (``ratio_bound``'s), Polyak steps towards ``target`` (a plan's cost; default 1.5 x the start's bound),
+    for at most ``iterations`` steps or ``seconds``. Any admissible prices give a valid bound, so stopping
+    early only leaves it lower."""
+    started = time.perf_counter()
     segments = _segments(data)
     least = cheapest_gpu_cost(data)
     prices = admissible(data, np.repeat(np.where(least >= 0, least, 0).astype(float)[:, None], data.periods, axis=1))
@@ -198,6 +238,8 @@ def lagrangian_bound(data: HorizonData, *, target: float | None = None, iteratio
     goal = target if target is not None else 1.5 * max(best, 1.0)
     step, stale, current = 1.0, 0, best
     for _ in range(iterations):
+        if seconds is not None and time.perf_counter() - started > seconds:
+            break
         norm = float((gradient ** 2).sum())
         if norm <= 0 or goal <= best:
             break

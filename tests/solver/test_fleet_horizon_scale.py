@@ -1,10 +1,11 @@
 """Plans over periods at scale: a gap target, the bounds that need no solve, the large-plan path (naive baseline,
-ratio bound), each checked against the exhaustive optimum of tiny plans and row by row."""
+Lagrangian bound), each checked against the exhaustive optimum of tiny plans and row by row."""
 
 from __future__ import annotations
 
 from unittest import mock
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
@@ -13,7 +14,14 @@ from infecon.formulations.fleet.model import dominated_candidates
 from infecon.instances.fleet_horizon import load_horizon_scenario
 from infecon.solver.fleet import horizon
 from infecon.solver.fleet.horizon import plan_horizon, solve_horizon
-from infecon.solver.fleet.horizon_bounds import floor_bound, horizon_floors, ratio_bound
+from infecon.solver.fleet.horizon_bounds import (
+    admissible,
+    floor_bound,
+    horizon_floors,
+    lagrangian_bound,
+    lagrangian_value,
+    ratio_bound,
+)
 from tests.fleet_oracle import horizon_broken_rules
 from tests.solver.test_fleet_horizon import brute_force, small, tiny_horizons
 
@@ -25,13 +33,19 @@ class TestAgainstBruteForce:
         """With a gap target (and a start, the reserve-and-rent plan, which is often within it of the bound), on the
         exact and on the large-plan path: an ``OPTIMAL`` plan costs the exhaustive
         optimum; a ``FEASIBLE`` one is within its reported gap of it, which is within the target; the reported
-        bound, the floors' sum and the ratio bound never exceed the optimum; every plan meets every rule."""
+        bound, the floors' sum, the ratio bound and the Lagrangian bound (at the ascent's prices and at random
+        admissible ones) never exceed the optimum; every plan meets every rule."""
         expected = brute_force(data)
         merged, _ = merge_periods(data)
         if expected is not None:
             dropped = dominated_candidates(merged.fleet, other_types=False)
             assert floor_bound(merged, horizon_floors(merged, dropped)) <= expected
             assert ratio_bound(merged) <= expected + 1e-6
+            assert lagrangian_bound(merged, target=expected * 1.5 + 10) <= expected + 1e-6
+            rng = np.random.default_rng(expected)
+            for _ in range(5):  # any admissible prices give a bound, not only the ascent's
+                prices = admissible(merged, rng.uniform(0, 12, size=merged.spot_available.shape))
+                assert lagrangian_value(merged, prices)[0] <= expected + 1e-6
         baseline = horizon.on_demand_plan(data, "milp", None)
         start = None if baseline is None else horizon.reserve_and_rent(data, baseline)
         for work in (horizon.EXACT_WORK, 0):
@@ -57,7 +71,7 @@ class TestAgainstBruteForce:
 class TestLargePlanPath:
     def test_naive_baseline_and_ratio_bound(self, tmp_path):
         """The path taken beyond ``EXACT_WORK`` (forced here on a small plan): the naive on-demand baseline, the
-        ratio bound; the plan meets every rule, its bound is below the exact path's proven optimum, and the
+        Lagrangian bound; the plan meets every rule, its bound is below the exact path's proven optimum, and the
         summary says status, gap, bound and method."""
         scenario = load_horizon_scenario(small(tmp_path, offers="reserved = true\nspot_available = [0, 8, 0]"))
         exact = plan_horizon(scenario, time_limit_s=60)
@@ -67,7 +81,7 @@ class TestLargePlanPath:
             large = plan_horizon(scenario, time_limit_s=60, rel_gap=0.5)
         s = large.summary
         assert s["on_demand_baseline_method"] == "naive on-demand baseline"
-        assert "ratio bound" in s["method"]
+        assert "Lagrangian bound" in s["method"]
         assert horizon_broken_rules(large.data, large.solution) == []
         assert s["total_usd"] == pytest.approx(large.schedule["usd"].sum())
         assert s["bound_usd"] <= exact.summary["total_usd"] + 1e-6
