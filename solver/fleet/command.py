@@ -73,10 +73,10 @@ and what to rent on demand or on spot in each period (see instances/scenarios/fl
 
 Writes DIR/reservations.csv (GPU type, reserved GPUs, cost), DIR/schedule.csv and .parquet (period,
 workload, hardware, mode, layout, batch, replicas, gpus, source, usd; idle GPUs paid for as mode
-"idle"), DIR/summary.json (status, mip_gap, total_usd, the baselines "everything on demand" and
-"everything reserved at the peak", savings) and DIR/horizon.png (GPUs in use by type and source,
-demand on a second axis). --time-limit defaults to 60 s for the solve; a plan not proven optimal
-reports its gap and exits 3.
+"idle"), DIR/summary.json (status, gap and the lower bound it is proven against, the method, total_usd,
+the baselines "everything on demand" and "everything reserved at the peak", savings) and DIR/horizon.png
+(GPUs in use by type and source, demand on a second axis). --time-limit defaults to 60 s for the
+solve; a plan not proven optimal reports its gap and exits 3.
 
 examples:
   infecon fleet instances/scenarios/fleet_example.toml --out out/fleet

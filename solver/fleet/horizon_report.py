@@ -25,13 +25,16 @@ def format_horizon(plan: HorizonPlan) -> str:
              "Reserved for the whole horizon:",
              r.assign(usd=[f"{v:,.2f}" for v in r["usd"]]).to_string(index=False)]
     spend = ", ".join(f"{_SOURCE_NAME[k]} ${v:,.2f}" for k, v in s["usd_by_source"].items() if v)
+    bound = "" if s.get("bound_usd") is None else f", lower bound ${s['bound_usd']:,.2f}"
     verdict = "proven optimal" if s["status"] == "optimal" else \
-        f"NOT proven optimal (MIP gap {100 * (s['mip_gap'] or 0):.2f} %; raise --time-limit)"
+        f"NOT proven optimal (gap {100 * (s['mip_gap'] or 0):.2f} %{bound}; raise --time-limit)"
     lines.append(f"total ${s['total_usd']:,.2f} over the horizon ({spend}), {verdict}")
     for key, name in (("on_demand_baseline_usd", "everything on demand at each period's need"),
                       ("reserved_at_peak_baseline_usd", "everything reserved at that plan's peak")):
         if s[key]:
             lines.append(f"  vs {name}: ${s[key]:,.2f}, {100 * (1 - s['total_usd'] / s[key]):.1f} % saved")
+    if s.get("method"):
+        lines.append(f"method: {s['method']}")
     return "\n".join(lines)
 
 
