@@ -254,7 +254,7 @@ def reserved_at_peak_usd(data: HorizonData, start: HorizonSolution) -> float:
 
 # workloads x distinct periods beyond which exact per-period work (the floors' searches, the on-demand baseline's
 # one-hour fleets) costs minutes: then the ratio bound and the naive on-demand baseline instead
-EXACT_WORK = 2000
+EXACT_WORK = 600  # 5 x 24: exact; 50 x 24 would spend ~1 min on floors and ~5 min on the baseline's fleets
 
 
 def solve_horizon(data: HorizonData, backend: str = "milp", *, time_limit_s: float | None = None,
