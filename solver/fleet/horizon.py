@@ -290,7 +290,8 @@ def solve_horizon(data: HorizonData, backend: str = "milp", *, time_limit_s: flo
         if len(f.workload_names) * solved.periods <= EXACT_WORK:
             floors = horizon_floors(solved, dropped)
             cheap_bound = float(floor_bound(solved, floors))
-            steps.append("cost floors per workload and period (rows and bound)")
+            steps.append(f"cost floors per workload and period (rows; their sum ${cheap_bound / MICRO_USD:,.2f} "
+                         "a bound)")
     rows = horizon_rows(solved, dropped=dropped, floors=floors)
     first, first_cost = None, None
     if start is not None and start.replicas is not None:
@@ -305,7 +306,8 @@ def solve_horizon(data: HorizonData, backend: str = "milp", *, time_limit_s: flo
     if reduce and floors is None:
         relaxed = max(ratio_bound(solved), lagrangian_bound(solved, target=first_cost))
         cheap_bound = relaxed * (1 - 1e-9)  # float sums: a hair below, never above
-        steps.append("Lagrangian bound (prices per GPU type and period, LP per workload and period)")
+        steps.append(f"Lagrangian bound ${cheap_bound / MICRO_USD:,.2f} (prices per GPU type and period, LP per "
+                     "workload and period)")
     if first is not None and rel_gap > 0 and first_cost > 0 and (first_cost - cheap_bound) / first_cost <= rel_gap:
         steps.append(f"the start is within the gap target {100 * rel_gap:g} % of the bound: no MILP run")
         solution = solution_from_values(solved, rows, first, "FEASIBLE", cheap_bound, "bound check")
