@@ -265,8 +265,9 @@ def solve_horizon(data: HorizonData, backend: str = "milp", *, time_limit_s: flo
     Args:
         rel_gap: stop once the plan is proven within this relative gap of the optimum (0: exact).
             The gap is measured against the larger of the MILP's dual bound and the bounds of
-            ``horizon_bounds`` (valid without any solve); if the start is already within it, no
-            MILP is run.
+            ``horizon_bounds`` (valid without any solve); if the start is already within it (or
+            meets the bound: then proven optimal), no MILP is run. HiGHS stops at the target;
+            CP-SAT ignores it (searches to the optimum or the time limit).
 
     Returns:
         ``OPTIMAL`` only when proven, ``FEASIBLE`` with its bound (``gap``), ``INFEASIBLE`` or
@@ -308,9 +309,13 @@ def solve_horizon(data: HorizonData, backend: str = "milp", *, time_limit_s: flo
         cheap_bound = relaxed * (1 - 1e-9)  # float sums: a hair below, never above
         steps.append(f"Lagrangian bound ${cheap_bound / MICRO_USD:,.2f} (prices per GPU type and period, LP per "
                      "workload and period)")
-    if first is not None and rel_gap > 0 and first_cost > 0 and (first_cost - cheap_bound) / first_cost <= rel_gap:
-        steps.append(f"the start is within the gap target {100 * rel_gap:g} % of the bound: no MILP run")
-        solution = solution_from_values(solved, rows, first, "FEASIBLE", cheap_bound, "bound check")
+    proven = first is not None and first_cost - cheap_bound < 1  # integer costs: the optimum is the start's
+    if proven or (first is not None and rel_gap > 0 and first_cost > 0 and
+                  (first_cost - cheap_bound) / first_cost <= rel_gap):
+        steps.append("the start meets the bound: proven optimal, no MILP run" if proven else
+                     f"the start is within the gap target {100 * rel_gap:g} % of the bound: no MILP run")
+        solution = solution_from_values(solved, rows, first, "OPTIMAL" if proven else "FEASIBLE", cheap_bound,
+                                        "bound check")
         return expand(dataclasses.replace(solution, method="; ".join(steps)), column)
     if backend == "cpsat":
         from infecon.formulations.fleet.cpsat import solve_rows_cpsat

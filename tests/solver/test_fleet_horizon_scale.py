@@ -50,7 +50,7 @@ class TestAgainstBruteForce:
         start = None if baseline is None else horizon.reserve_and_rent(data, baseline)
         for work in (horizon.EXACT_WORK, 0):
             with mock.patch.object(horizon, "EXACT_WORK", work):
-                for rel_gap, first in ((0.0, None), (0.25, None), (0.25, start), (0.5, start)):
+                for rel_gap, first in ((0.0, None), (0.0, start), (0.25, None), (0.25, start), (0.5, start)):
                     plan = solve_horizon(data, "milp", rel_gap=rel_gap, start=first)
                     if expected is None:
                         assert plan.status == "INFEASIBLE"
