@@ -32,9 +32,9 @@ SILICON_COLUMNS = ("id", "backend", "backend_version", "model_path", "system", "
                    "silicon_ttft_ms", "silicon_tpot_ms")
 SOURCE = "aiconfigurator-core 0.12.0 systems/silicon_sample.csv"
 # aiconfigurator system name -> infecon hardware file (same GPU, same node): b200_sxm is the HGX B200, gb200
-# the GB200 NVL72 rack. GB300 has no hardware file yet, so its rows are skipped (counted).
+# and gb300 the GB200 and GB300 NVL72 racks.
 SYSTEMS = {"h100_sxm": "h100_sxm", "h200_sxm": "h200", "b200_sxm": "b200", "b300_sxm": "b300",
-           "gb200": "gb200_nvl72", "a100_sxm": "a100_sxm", "l40s": "l40s"}
+           "gb200": "gb200_nvl72", "gb300": "gb300_nvl72", "a100_sxm": "a100_sxm", "l40s": "l40s"}
 # Published models that are a catalogue model's architecture under another name (same layers, widths, heads,
 # experts): DeepSeek-R1 and V3.1 are DeepSeek-V3's architecture (DeepSeek-R1 report, sec. 2; V3.1 model card);
 # Llama 3.1 8B/70B are Llama 3 8B/70B with a longer RoPE context (Llama 3 herd paper, table 3).
