@@ -406,7 +406,8 @@ class TestServingCatalogue:
 
     @pytest.mark.parametrize(("alias", "stem"), [
         ("MI325X", "mi325x"), ("mi355x", "mi355x"), ("B300", "b300"), ("GB200 NVL72", "gb200_nvl72"),
-        ("gb200", "gb200_nvl72"), ("GB300 NVL72", "gb300_nvl72"), ("gb300", "gb300_nvl72"), ("H20", "h20"), ("L40S", "l40s"), ("Gaudi 3", "gaudi3"), ("gaudi3", "gaudi3"),
+        ("gb200", "gb200_nvl72"), ("GB300 NVL72", "gb300_nvl72"), ("gb300", "gb300_nvl72"),
+        ("H20", "h20"), ("L40S", "l40s"), ("Gaudi 3", "gaudi3"), ("gaudi3", "gaudi3"),
         ("TPU v5e", "tpu_v5e"), ("tpu-v6e", "tpu_v6e"), ("trillium", "tpu_v6e"),
     ])
     def test_hardware_aliases(self, alias, stem):
