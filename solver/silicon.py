@@ -15,6 +15,16 @@ the MoE runs ``moe_tp_size x moe_ep_size`` over the same GPUs, and ``batch_size`
 infecon's layout is one TP group with attention by heads or data parallel (``perf.ATTENTION_SHARDINGS``),
 so ``tp = tp_size x attention_dp_size`` with ``attention_dp`` when ``attention_dp_size > 1``; a hybrid
 (``tp_size > 1`` and ``attention_dp_size > 1``) has no infecon layout and is skipped.
+
+Rows whose ``tp_size`` disagrees with the run id's ``_tp<N>_ep<M>_`` stay questioned (skipped, counted). In the
+0.12.0 sample all 234 such aggregated rows come from ``source_file=2026-04-06.csv`` (trtllm, sglang and vllm;
+DeepSeek-R1, gpt-oss-120b, MiniMax-M2.5, Kimi-K2.5, Qwen3.5) and in every one the columns' GPU count
+``tp_size x attention_dp_size`` equals the id's ``N x M`` and ``moe_tp_size x moe_ep_size``: the export multiplied
+the id's TP by its EP (``tp8_ep8`` -> 64 GPUs on an 8-GPU HGX node, for runs at concurrency 4 to 256). The id is
+believed: 139 of the 234 carry TTFT and TPOT identical to six decimals to a consistent row (e.g.
+``..._h200_sxm_trtllm_fp8_agg_1024x1024_c32_tp8_ep8_922`` = ``2026_03_25_..._c32_tp8_0_ep8_0_1255``: tp_size 8,
+moe_ep 8), so they are re-exports of runs already read. They stay skipped because those duplicates would count
+twice and the rest's MoE split (the columns say moe_tp = N as well as moe_ep = M) is not known.
 """
 
 from __future__ import annotations
