@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from infecon.formulations.errors import InstanceError
-from infecon.formulations.params import parameter_counts
 from infecon.instances.loader import MODELS_DIR, builtin_model_names, get_model, load_model
 from infecon.solver import api
 from infecon.solver.api import frontier
@@ -62,14 +61,6 @@ class TestCatalogue:
         hf_id = HF_IDS[stem]
         assert get_model(hf_id) == load_model(MODELS_DIR / f"{stem}.toml")
         assert get_model(hf_id.upper()) == get_model(stem)
-
-    # Published total parameters (model cards / reports; the language model without vision encoders or MTP layers,
-    # so within 2 %): MiniMax-M2.5 229B, Qwen3.5-397B-A17B 397B, GLM-5 744B, Kimi K2.5 as Kimi K2 1.04T.
-    @pytest.mark.parametrize(("stem", "total"), [("minimax_m2_5", 229e9), ("qwen3_5_397b_a17b", 397e9),
-                                                  ("glm_5", 744e9), ("kimi_k2_5", 1.04e12)])
-    def test_issue_17_models_count_their_published_size(self, stem, total):
-        """The issue-17 models' parameter counts from their layer types match the published totals."""
-        assert parameter_counts(get_model(stem)).total == pytest.approx(total, rel=0.02)
 
     def test_kimi_k2_5_is_kimi_k2s_language_model(self):
         """Kimi K2.5's text model is Kimi K2's architecture: every number equal, only the names differ."""
