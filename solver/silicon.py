@@ -24,7 +24,11 @@ the id's TP by its EP (``tp8_ep8`` -> 64 GPUs on an 8-GPU HGX node, for runs at 
 believed: 139 of the 234 carry TTFT and TPOT identical to six decimals to a consistent row (e.g.
 ``..._h200_sxm_trtllm_fp8_agg_1024x1024_c32_tp8_ep8_922`` = ``2026_03_25_..._c32_tp8_0_ep8_0_1255``: tp_size 8,
 moe_ep 8), so they are re-exports of runs already read. They stay skipped because those duplicates would count
-twice and the rest's MoE split (the columns say moe_tp = N as well as moe_ep = M) is not known.
+twice and the rest's MoE split (the columns say moe_tp = N as well as moe_ep = M) is not known. A disaggregated
+run's id names its prefill worker: in all 649 disaggregated rows whose id disagrees with the decode worker's
+``decode_tp_size x decode_attention_dp_size`` the id's tp and ep are ``prefill_tp_size x prefill_attention_dp_size``
+and ``prefill_moe_ep_size`` (and the decode columns are self-consistent, tp x dp = moe_tp x moe_ep), so a
+disaggregated row is questioned only when its id matches neither worker.
 """
 
 from __future__ import annotations
@@ -121,11 +125,19 @@ def _layout(record: pd.Series, prefix: str) -> tuple[int, int, int, bool] | str:
     if tp_size > 1 and dp > 1:
         return "attention tensor parallel inside data parallel (no infecon layout)"
     named = re.search(r"_tp(\d+)(?:_0)?_ep", str(record["id"]))
-    if named and int(named.group(1)) != tp_size * dp and prefix != "prefill_":
+    if named and prefix != "prefill_" and int(named.group(1)) not in (tp_size * dp, _prefill_gpus(record, prefix)):
         # e.g. ..._c16_tp8_ep8_... on an 8-GPU B200 with tp_size 64 = moe_tp 8 x moe_ep 8: the GPU count the
-        # columns give is not the run's. Questioned, not fitted.
+        # columns give is not the run's. Questioned, not fitted (the module docstring has the evidence).
         return "tp_size disagrees with the run id's tp (questioned)"
     return tp_size * dp, pp, ep, dp > 1
+
+
+def _prefill_gpus(record: pd.Series, prefix: str) -> int | None:
+    """A disaggregated run's id names its prefill worker's TP (module docstring): that worker's GPU count."""
+    if prefix != "decode_":
+        return None
+    tp_size, dp = (_integer(record.get(f"prefill_{c}"), 1) for c in ("tp_size", "attention_dp_size"))
+    return None if tp_size is None or dp is None else tp_size * max(dp, 1)
 
 
 def convert_row(record: pd.Series) -> dict | str:

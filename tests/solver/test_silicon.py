@@ -121,6 +121,17 @@ def test_tp_size_that_disagrees_with_the_id_is_questioned(tmp_path):
     assert frame.attrs["skipped"] == {"tp_size disagrees with the run id's tp (questioned)": 1}
 
 
+def test_disaggregated_id_names_the_prefill_worker(tmp_path):
+    """A disaggregated id's _tp4_0_ep4_0_ is its prefill worker's layout (TP 4, EP 4), not the decode worker's TP 32
+    (= decode moe_tp 8 x moe_ep 4): read, not questioned; an id matching neither worker stays questioned."""
+    row = {**DISAGG, "id": "2026_03_25_deepseek_r1_gb200_trtllm_fp4_disagg_1024x8192_c2048_tp4_0_ep4_0_352",
+           "decode_tp_size": "32", "decode_moe_tp_size": "8", "decode_moe_ep_size": "4", "system": "gb200"}
+    neither = {**row, "id": row["id"].replace("_tp4_0_", "_tp2_0_")}
+    frame = validation.read_measurements(write(tmp_path, [row, neither]))
+    assert len(frame) == 1 and int(frame.iloc[0]["tp"]) == 32
+    assert frame.attrs["skipped"] == {"tp_size disagrees with the run id's tp (questioned)": 1}
+
+
 def test_zero_means_none(tmp_path):
     """attention_dp_size 0 and moe_ep_size 0 (some rows' 'none') are 1."""
     frame = validation.read_measurements(write(tmp_path, [{**BASE, "tp_size": "8", "attention_dp_size": "0",
