@@ -430,6 +430,10 @@ def model_from_hf_config(path: Path) -> ModelSpec:
     def optional(*keys: str, minimum: int = 0) -> int | None:
         return _hf_int(path, config, keys, minimum=minimum)[1]
 
+    if not any(k in config for k in _HF_KEYS["d_ff"]) and not config.get("mlp_only_layers") \
+            and not config.get("first_k_dense_replace") and "moe_intermediate_size" in config:
+        # Every layer MoE and no dense width published (Qwen3.5 MoE): d_ff is unused, take the expert width.
+        config = {**config, "intermediate_size": config["moe_intermediate_size"]}
     used: dict[str, str] = {}
     data: dict[str, Any] = {}
     for name, keys in _HF_KEYS.items():
@@ -602,7 +606,7 @@ def _resolve(name: str, directory: Path, kind: str, aliases: Mapping[str, str]) 
 
 _HARDWARE_ALIASES = {
     "h100": "h100-sxm", "a100": "a100-sxm", "v100": "v100-sxm", "tpu-v4": "tpu-v4", "groq": "groq-lpu",
-    "gb200": "gb200-nvl72", "nvl72": "gb200-nvl72", "gaudi-3": "gaudi3", "trillium": "tpu-v6e",
+    "gb200": "gb200-nvl72", "nvl72": "gb200-nvl72", "gb300": "gb300-nvl72", "gaudi-3": "gaudi3", "trillium": "tpu-v6e",
 }
 
 

@@ -39,7 +39,7 @@ from infecon.instances.loader import get_hardware  # noqa: E402
 PACKAGE = "aiconfigurator-core"
 # aiconfigurator system -> infecon hardware file (same GPU and node)
 SYSTEMS = {"h100_sxm": "h100_sxm", "h200_sxm": "h200", "b200_sxm": "b200", "b300_sxm": "b300",
-           "gb200": "gb200_nvl72", "a100_sxm": "a100_sxm", "l40s": "l40s"}
+           "gb200": "gb200_nvl72", "gb300": "gb300_nvl72", "a100_sxm": "a100_sxm", "l40s": "l40s"}
 ENGINES = ("trtllm", "vllm", "sglang")
 DTYPES = {"bfloat16": 16, "fp8": 8, "nvfp4": 4}  # per-tensor FP8; block-scaled fp8_block is a separate kernel
 MIN_WIDTH = 1024

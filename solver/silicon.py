@@ -15,6 +15,20 @@ the MoE runs ``moe_tp_size x moe_ep_size`` over the same GPUs, and ``batch_size`
 infecon's layout is one TP group with attention by heads or data parallel (``perf.ATTENTION_SHARDINGS``),
 so ``tp = tp_size x attention_dp_size`` with ``attention_dp`` when ``attention_dp_size > 1``; a hybrid
 (``tp_size > 1`` and ``attention_dp_size > 1``) has no infecon layout and is skipped.
+
+Rows whose ``tp_size`` disagrees with the run id's ``_tp<N>_ep<M>_`` stay questioned (skipped, counted). In the
+0.12.0 sample all 234 such aggregated rows come from ``source_file=2026-04-06.csv`` (trtllm, sglang and vllm;
+DeepSeek-R1, gpt-oss-120b, MiniMax-M2.5, Kimi-K2.5, Qwen3.5) and in every one the columns' GPU count
+``tp_size x attention_dp_size`` equals the id's ``N x M`` and ``moe_tp_size x moe_ep_size``: the export multiplied
+the id's TP by its EP (``tp8_ep8`` -> 64 GPUs on an 8-GPU HGX node, for runs at concurrency 4 to 256). The id is
+believed: 139 of the 234 carry TTFT and TPOT identical to six decimals to a consistent row (e.g.
+``..._h200_sxm_trtllm_fp8_agg_1024x1024_c32_tp8_ep8_922`` = ``2026_03_25_..._c32_tp8_0_ep8_0_1255``: tp_size 8,
+moe_ep 8), so they are re-exports of runs already read. They stay skipped because those duplicates would count
+twice and the rest's MoE split (the columns say moe_tp = N as well as moe_ep = M) is not known. A disaggregated
+run's id names its prefill worker: in all 649 disaggregated rows whose id disagrees with the decode worker's
+``decode_tp_size x decode_attention_dp_size`` the id's tp and ep are ``prefill_tp_size x prefill_attention_dp_size``
+and ``prefill_moe_ep_size`` (and the decode columns are self-consistent, tp x dp = moe_tp x moe_ep), so a
+disaggregated row is questioned only when its id matches neither worker.
 """
 
 from __future__ import annotations
@@ -32,9 +46,9 @@ SILICON_COLUMNS = ("id", "backend", "backend_version", "model_path", "system", "
                    "silicon_ttft_ms", "silicon_tpot_ms")
 SOURCE = "aiconfigurator-core 0.12.0 systems/silicon_sample.csv"
 # aiconfigurator system name -> infecon hardware file (same GPU, same node): b200_sxm is the HGX B200, gb200
-# the GB200 NVL72 rack. GB300 has no hardware file yet, so its rows are skipped (counted).
+# and gb300 the GB200 and GB300 NVL72 racks.
 SYSTEMS = {"h100_sxm": "h100_sxm", "h200_sxm": "h200", "b200_sxm": "b200", "b300_sxm": "b300",
-           "gb200": "gb200_nvl72", "a100_sxm": "a100_sxm", "l40s": "l40s"}
+           "gb200": "gb200_nvl72", "gb300": "gb300_nvl72", "a100_sxm": "a100_sxm", "l40s": "l40s"}
 # Published models that are a catalogue model's architecture under another name (same layers, widths, heads,
 # experts): DeepSeek-R1 and V3.1 are DeepSeek-V3's architecture (DeepSeek-R1 report, sec. 2; V3.1 model card);
 # Llama 3.1 8B/70B are Llama 3 8B/70B with a longer RoPE context (Llama 3 herd paper, table 3).
@@ -111,11 +125,19 @@ def _layout(record: pd.Series, prefix: str) -> tuple[int, int, int, bool] | str:
     if tp_size > 1 and dp > 1:
         return "attention tensor parallel inside data parallel (no infecon layout)"
     named = re.search(r"_tp(\d+)(?:_0)?_ep", str(record["id"]))
-    if named and int(named.group(1)) != tp_size * dp and prefix != "prefill_":
+    if named and prefix != "prefill_" and int(named.group(1)) not in (tp_size * dp, _prefill_gpus(record, prefix)):
         # e.g. ..._c16_tp8_ep8_... on an 8-GPU B200 with tp_size 64 = moe_tp 8 x moe_ep 8: the GPU count the
-        # columns give is not the run's. Questioned, not fitted.
+        # columns give is not the run's. Questioned, not fitted (the module docstring has the evidence).
         return "tp_size disagrees with the run id's tp (questioned)"
     return tp_size * dp, pp, ep, dp > 1
+
+
+def _prefill_gpus(record: pd.Series, prefix: str) -> int | None:
+    """A disaggregated run's id names its prefill worker's TP (module docstring): that worker's GPU count."""
+    if prefix != "decode_":
+        return None
+    tp_size, dp = (_integer(record.get(f"prefill_{c}"), 1) for c in ("tp_size", "attention_dp_size"))
+    return None if tp_size is None or dp is None else tp_size * max(dp, 1)
 
 
 def convert_row(record: pd.Series) -> dict | str:

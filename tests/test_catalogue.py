@@ -62,6 +62,11 @@ class TestCatalogue:
         assert get_model(hf_id) == load_model(MODELS_DIR / f"{stem}.toml")
         assert get_model(hf_id.upper()) == get_model(stem)
 
+    def test_kimi_k2_5_is_kimi_k2s_language_model(self):
+        """Kimi K2.5's text model is Kimi K2's architecture: every number equal, only the names differ."""
+        k2, k25 = get_model("kimi_k2"), get_model("kimi_k2_5")
+        assert dataclasses.replace(k25, name=k2.name, hf_id=k2.hf_id) == k2
+
     def test_unknown_hugging_face_id(self):
         """An id no built-in file declares is an unknown model, listing the built-ins."""
         with pytest.raises(InstanceError, match="unknown model 'Qwen/Qwen9-1T'"):
@@ -95,6 +100,7 @@ class TestCommandLine:
         assert "18 full + 18 sliding-128" in out  # gpt-oss-120b
         assert "12 full + 36 chunked-8192" in out  # Llama 4
         assert "12 full + 36 linear" in out  # Qwen3-Next
+        assert "15 full + 45 linear" in out  # Qwen3.5-397B-A17B
 
     def test_frontier_by_hugging_face_id_with_mxfp4(self, capsys):
         """`infecon frontier --model openai/gpt-oss-20b --weight-format mxfp4` prints a table naming the format."""

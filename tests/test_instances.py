@@ -370,7 +370,7 @@ SERVING_DATA_MODELS = ("deepseek_v3", "falcon_180b", "llama_2_70b", "llama_2_7b"
 SERVING_DATA_HARDWARE = ("h100_sxm", "h200", "mi300x")
 SERVING_DEV_CSV = Path(__file__).resolve().parents[1].parent / "shared" / "measured" / "serving_dev.csv"
 NEW_MODELS = ("llama_2_7b", "llama_2_70b", "falcon_180b")
-NEW_HARDWARE = ("mi325x", "mi355x", "b300", "gb200_nvl72", "h20", "l40s", "gaudi3", "tpu_v5e", "tpu_v6e")
+NEW_HARDWARE = ("mi325x", "mi355x", "b300", "gb200_nvl72", "gb300_nvl72", "h20", "l40s", "gaudi3", "tpu_v5e", "tpu_v6e")
 
 
 class TestServingCatalogue:
@@ -406,7 +406,8 @@ class TestServingCatalogue:
 
     @pytest.mark.parametrize(("alias", "stem"), [
         ("MI325X", "mi325x"), ("mi355x", "mi355x"), ("B300", "b300"), ("GB200 NVL72", "gb200_nvl72"),
-        ("gb200", "gb200_nvl72"), ("H20", "h20"), ("L40S", "l40s"), ("Gaudi 3", "gaudi3"), ("gaudi3", "gaudi3"),
+        ("gb200", "gb200_nvl72"), ("GB300 NVL72", "gb300_nvl72"), ("gb300", "gb300_nvl72"),
+        ("H20", "h20"), ("L40S", "l40s"), ("Gaudi 3", "gaudi3"), ("gaudi3", "gaudi3"),
         ("TPU v5e", "tpu_v5e"), ("tpu-v6e", "tpu_v6e"), ("trillium", "tpu_v6e"),
     ])
     def test_hardware_aliases(self, alias, stem):
@@ -455,5 +456,6 @@ class TestServingCatalogue:
     def test_scale_up_domains(self):
         """GB200 NVL72 is one 72-GPU NVLink domain and a TPU v5e/v6e pod one 256-chip ICI domain."""
         assert get_hardware("gb200_nvl72").node_size_gpus == 72
+        assert get_hardware("gb300_nvl72").node_size_gpus == 72
         assert get_hardware("tpu_v5e").node_size_gpus == 256
         assert get_hardware("tpu_v6e").node_size_gpus == 256

@@ -29,8 +29,10 @@ FIT = _script()
 
 
 def test_every_system_and_engine_has_curves():
-    """7 NVIDIA systems x 3 engines (trtllm, vllm, sglang) that have both a hardware file and GEMM tables."""
-    assert len(CURVE_FILES) == 21
+    """8 NVIDIA systems x 3 engines (trtllm, vllm, sglang) that have both a hardware file and GEMM tables (GB300
+    NVL72 since issue 17)."""
+    assert len(CURVE_FILES) == 24
+    assert {p.parent.name for p in CURVE_FILES if p.stem == "gb300_nvl72"} == {"trtllm", "vllm", "sglang"}
 
 
 @pytest.mark.parametrize("path", CURVE_FILES, ids=lambda p: f"{p.parent.name}-{p.stem}")

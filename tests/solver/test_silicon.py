@@ -54,12 +54,12 @@ class TestMapping:
     def test_unpredictable_rows_are_counted_not_errors(self, tmp_path):
         # x/not-a-model: a model the catalogue lacks (gpt-oss-120b, once the example, is in it since issue 20).
         rows = [BASE, {**BASE, "model_path": "x/not-a-model"}, {**BASE, "model_path": "x/not-a-model"},
-                {**BASE, "system": "gb300"}, {**BASE, "tp_size": "2"},
+                {**BASE, "system": "a30"}, {**BASE, "tp_size": "2"},
                 {**DISAGG, "decode_num_workers": "", "prefill_num_workers": ""}]
         frame = validation.read_measurements(write(tmp_path, rows))
         assert len(frame) == 1
         assert frame.attrs["skipped"] == {
-            "model not in the catalogue: x/not-a-model": 2, "system without a hardware file: gb300": 1,
+            "model not in the catalogue: x/not-a-model": 2, "system without a hardware file: a30": 1,
             "attention tensor parallel inside data parallel (no infecon layout)": 1,
             "disaggregated without worker counts": 1}
 
@@ -73,6 +73,15 @@ class TestMapping:
         assert silicon.catalogue_model("nvidia/DeepSeek-R1-NVFP4") == "deepseek_v3"
         assert silicon.catalogue_model("meta-llama/Llama-3.1-70B") == "llama_3_70b"
         assert silicon.catalogue_model("x/not-a-model") is None
+
+    def test_issue_17_models_and_gb300(self):
+        """The sample's MiniMax-M2.5, Qwen3.5, Kimi-K2.5 and GLM-5 (zhipuai/ in the sample, zai-org/ on the hub) are
+        catalogue files, and its gb300 system is the GB300 NVL72 rack (one 72-GPU NVLink domain)."""
+        assert silicon.catalogue_model("MiniMaxAI/MiniMax-M2.5") == "minimax_m2_5"
+        assert silicon.catalogue_model("Qwen/Qwen3.5-397B-A17B") == "qwen3_5_397b_a17b"
+        assert silicon.catalogue_model("moonshotai/Kimi-K2.5") == "kimi_k2_5"
+        assert silicon.catalogue_model("zhipuai/GLM-5") == "glm_5"
+        assert silicon.SYSTEMS["gb300"] == "gb300_nvl72"
 
     def test_validate_cli_prints_the_skipped_count(self, tmp_path, capsys):
         path = write(tmp_path, [BASE, {**BASE, "model_path": "x/not-a-model"}])
@@ -95,6 +104,10 @@ class TestShippedSample:
         for why in frame.attrs["skipped"]:
             if why.startswith("model not in the catalogue: "):
                 assert silicon.catalogue_model(why.removeprefix("model not in the catalogue: ")) is None
+        # Since issue 17 every model and system of the sample is in the catalogue.
+        assert not [why for why in frame.attrs["skipped"] if why.startswith(("model not", "system without"))]
+        assert {"minimax_m2_5", "qwen3_5_397b_a17b", "kimi_k2_5", "glm_5"} <= set(frame["model"])
+        assert "gb300_nvl72" in set(frame["hardware"])
         gpt_oss = (raw["model_path"] == "openai/gpt-oss-120b").sum()
         assert gpt_oss == 485
         assert frame.attrs["skipped"].get("model not in the catalogue: openai/gpt-oss-120b", gpt_oss) == gpt_oss
@@ -105,6 +118,17 @@ def test_tp_size_that_disagrees_with_the_id_is_questioned(tmp_path):
     row = {**BASE, "id": "r1_b200_sxm_trtllm_fp8_agg_1024x1024_c16_tp8_ep8_921", "tp_size": "64",
            "attention_dp_size": "1", "moe_tp_size": "8"}
     frame = validation.read_measurements(write(tmp_path, [BASE, row]))
+    assert frame.attrs["skipped"] == {"tp_size disagrees with the run id's tp (questioned)": 1}
+
+
+def test_disaggregated_id_names_the_prefill_worker(tmp_path):
+    """A disaggregated id's _tp4_0_ep4_0_ is its prefill worker's layout (TP 4, EP 4), not the decode worker's TP 32
+    (= decode moe_tp 8 x moe_ep 4): read, not questioned; an id matching neither worker stays questioned."""
+    row = {**DISAGG, "id": "2026_03_25_deepseek_r1_gb200_trtllm_fp4_disagg_1024x8192_c2048_tp4_0_ep4_0_352",
+           "decode_tp_size": "32", "decode_moe_tp_size": "8", "decode_moe_ep_size": "4", "system": "gb200"}
+    neither = {**row, "id": row["id"].replace("_tp4_0_", "_tp2_0_")}
+    frame = validation.read_measurements(write(tmp_path, [row, neither]))
+    assert len(frame) == 1 and int(frame.iloc[0]["tp"]) == 32
     assert frame.attrs["skipped"] == {"tp_size disagrees with the run id's tp (questioned)": 1}
 
 
