@@ -16,8 +16,9 @@ bandwidths are infecon's hardware files'. Shapes with n or k below 1,024 (not a 
 out. One point in five (a hash of m, n, k) is held back; the file stores the fit's and the held-back median
 and p90 |error| of latency, and ``tests/test_kernel_curves.py`` re-checks the held-back points.
 
-Decode and prefill attention and the collectives within a node are fitted too, into the same files
-(``[attention.decode]``, ``[attention.prefill]``, ``[collective.<op>]``; forms in ``scripts/kernel_fits.py``).
+Decode and prefill attention, the collectives within a node and the MoE expert GEMMs are fitted too, into the
+same files (``[attention.decode]``, ``[attention.prefill]``, ``[collective.<op>]``, ``[moe.<bits>]``; forms in
+``scripts/kernel_fits.py``).
 
     pip install '.[kernels]' && python scripts/fit_kernel_curves.py [--out instances/kernels]
 """
@@ -57,16 +58,20 @@ def data_root() -> Path:
     return Path(str(files("aiconfigurator_core") / "systems" / "data"))
 
 
-def latest_version(folder: Path, table: str = "gemm_perf.parquet") -> str | None:
-    """The newest version folder that has ``table`` (numeric order of its dotted parts)."""
+def versions_newest_first(folder: Path, table: str = "gemm_perf.parquet") -> list[str]:
+    """The version folders that have ``table``, newest first (numeric order of their dotted parts)."""
     versions = [p.name for p in folder.iterdir() if (p / table).is_file()] if folder.is_dir() else []
-    if not versions:
-        return None
 
     def key(name: str):
         return [int(part) if part.isdigit() else -1 for part in name.replace("rc", ".").replace("post", ".").split(".")]
 
-    return max(versions, key=key)
+    return sorted(versions, key=key, reverse=True)
+
+
+def latest_version(folder: Path, table: str = "gemm_perf.parquet") -> str | None:
+    """The newest version folder that has ``table``."""
+    versions = versions_newest_first(folder, table)
+    return versions[0] if versions else None
 
 
 def held_back(frame: pd.DataFrame) -> np.ndarray:
@@ -171,6 +176,22 @@ def attention_and_collective_sections(root: Path, system: str, engine: str, hw) 
             "bandwidth_share": (x[2], f"share of the intra-node link {link:.3g} B/s per direction the bus bytes "
                                       "move at")}, stats)
         print(f"{system:10} {engine:7} {op:15}   {x} |error| {stats['held_back_median_abs_error']:.3f}")
+    versions = versions_newest_first(root / system / "moe" / engine, "moe_perf.parquet")
+    for dtype, bits in kernel_fits.MOE_DTYPES.items():
+        # the newest version that measured this precision (a release candidate may cover a few shapes only)
+        found = ((f"systems/data/{system}/moe/{engine}/{v}/moe_perf.parquet", None) for v in versions)
+        found = ((t, kernel_fits.moe_points(root.parent.parent / t, dtype)) for t, _ in found)
+        table, points = next(((t, p) for t, p in found if len(p) >= 1000), (None, None))
+        if table is None or bits not in hw.flop_per_s_by_bits:
+            continue
+        peak_bits = hw.peak_flop_per_s(bits)
+        x, stats = kernel_fits.fit_moe(points, peak_bits, hbm, bits)
+        lines += section_toml(f"moe.{bits}", f"{table} moe_dtype {dtype} distribution balanced", {
+            "efficiency_max": (x[0], f"top share of the datasheet peak {peak_bits:.3g} FLOP/s of an expert GEMM"),
+            "half_tokens": (x[1], "tokens per expert at half of efficiency_max"),
+            "bandwidth_share": (x[2], f"share of HBM bandwidth {hbm:.3g} B/s the touched experts' weights stream at"),
+            "fixed_s": (x[3], "launch, routing and tail time")}, stats)
+        print(f"{system:10} {engine:7} moe {dtype:11}   {x} |error| {stats['held_back_median_abs_error']:.3f}")
     return lines
 
 

@@ -21,6 +21,10 @@ a robust loss on four points in five; the fifth (a fixed hash of the point's int
   bus factor ``f`` = 2 (n - 1) / n for an all-reduce and (n - 1) / n for the others (the bytes each GPU
   sends and receives over its link). The tables measure groups of 2 to 8 GPUs in one node (GB200: 2 and 4);
   none measures across nodes, so no curve is fitted there.
+* MoE expert GEMMs (``moe_perf.parquet``; balanced routing, one precision): a GPU's ``E / ep`` experts, of
+  which a batch of ``T`` tokens touches the share ``1 - (1 - k/E)^T`` (eq. 22), each a GEMM of its tokens:
+  ``t = max(2 P (T k / ep + touched half_tokens) / (peak e_max), touched P b_w / (hbm bandwidth_share)) + t0``
+  with ``P`` an expert's parameters on the GPU: the GEMM curve's form in tokens per expert.
 
 Bandwidths and peaks are infecon's hardware files', so a share scales with a what-if edit of them.
 """
@@ -171,3 +175,52 @@ def fit_collective(frame: pd.DataFrame, op: str, link: float) -> tuple[np.ndarra
     stats = error_stats(predict(x, train), train["latency"].to_numpy(float), "fit")
     stats |= error_stats(predict(x, test), test["latency"].to_numpy(float), "held_back")
     return x, stats
+
+
+# --- MoE expert GEMMs -------------------------------------------------------------------------------------
+
+MOE_KEYS = ["num_tokens", "hidden_size", "inter_size", "topk", "num_experts", "moe_tp_size", "moe_ep_size"]
+MOE_DTYPES = {"bfloat16": 16, "fp8": 8, "nvfp4": 4}
+
+
+def moe_points(path: Path, dtype: str) -> pd.DataFrame:
+    """Balanced routing (the step model's expected share of experts touched), one precision, per GPU quantities."""
+    frame = pd.read_parquet(path)
+    frame = frame[(frame["distribution"] == "balanced") & (frame["moe_dtype"] == dtype) & (frame["latency"] > 0)]
+    frame = frame.drop_duplicates([*MOE_KEYS, "kernel_source"]).copy()
+    gated = ~frame["kernel_source"].str.contains("nongated")
+    matrices = np.where(gated, 3.0, 2.0)
+    experts = frame["num_experts"].to_numpy(float)
+    local = experts / frame["moe_ep_size"].to_numpy(float)
+    tokens = frame["num_tokens"].to_numpy(float) * frame["topk"].to_numpy(float)  # token-expert pairs
+    # the share of experts a balanced batch touches: 1 - (1 - k/E)^T (eq. 22)
+    touched = local * (1.0 - (1.0 - frame["topk"].to_numpy(float) / experts) ** frame["num_tokens"].to_numpy(float))
+    frame["expert_params"] = (matrices * frame["hidden_size"].to_numpy(float) * frame["inter_size"].to_numpy(float)
+                              / frame["moe_tp_size"].to_numpy(float))
+    frame["local_pairs"] = tokens / frame["moe_ep_size"].to_numpy(float)
+    frame["touched"] = touched
+    return frame.reset_index(drop=True)
+
+
+def moe_ms(params, frame: pd.DataFrame, peak_flop_per_s: float, hbm_bytes_per_s: float,
+           weight_bytes: float) -> np.ndarray:
+    """``(efficiency_max, half_tokens, bandwidth_share, fixed_s)`` -> one MoE layer's expert GEMMs in ms.
+
+    Each touched expert is a GEMM whose tokens pay ``half_tokens`` more of arithmetic (the GEMM curve's form,
+    in tokens per expert); its weights stream once at ``bandwidth_share`` of HBM bandwidth.
+    """
+    e_max, half_tokens, share, fixed_s = params
+    p, pairs, touched = (frame[c].to_numpy(float) for c in ("expert_params", "local_pairs", "touched"))
+    compute = 2.0 * p * (pairs + touched * half_tokens) / (peak_flop_per_s * e_max)
+    memory = touched * p * weight_bytes / (hbm_bytes_per_s * share)
+    return (np.maximum(compute, memory) + fixed_s) * 1e3
+
+
+def fit_moe(frame: pd.DataFrame, peak: float, hbm: float, bits: int) -> tuple[np.ndarray, dict]:
+    back = held_back(frame, MOE_KEYS)
+    train, test = frame[~back], frame[back]
+    x = _robust_fit(lambda z: moe_ms(z, train, peak, hbm, bits / 8), [0.5, 64.0, 0.7, 1e-5],
+                    ([0.02, 0.0, 0.02, 0.0], [1.0, 8192.0, 1.0, 1e-3]), [0.1, 32.0, 0.1, 1e-6],
+                    train["latency"].to_numpy(float))
+    stats = error_stats(moe_ms(x, train, peak, hbm, bits / 8), train["latency"].to_numpy(float), "fit")
+    return x, stats | error_stats(moe_ms(x, test, peak, hbm, bits / 8), test["latency"].to_numpy(float), "held_back")

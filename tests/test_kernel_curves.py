@@ -144,3 +144,33 @@ def test_shipped_kernels_load_for_every_engine():
         kernels = get_hardware(tomllib.loads(path.read_text())["hardware"]).measured_kernels[path.parent.name]
         assert 0.5 < kernels.kv_stream_ratio < 2.0
         assert set(kernels.collectives) == {"all_reduce", "all_to_all"}
+
+
+MOE_FILES = [p for p in CURVE_FILES if "moe" in tomllib.loads(p.read_text())]
+
+
+def test_moe_curves_cover_each_engine():
+    """MoE expert GEMM curves where the tables measure balanced routing at a precision infecon has: every
+    system of TRT-LLM and vLLM but A100, SGLang's everywhere."""
+    assert len(MOE_FILES) >= 18
+
+
+@pytest.mark.parametrize("path", MOE_FILES, ids=lambda p: f"{p.parent.name}-{p.stem}")
+def test_moe_curves_on_held_back_points(path):
+    """Each MoE curve predicts its held-back shapes to the recorded median |error|, under 35 % (fits: 8-34 %)."""
+    data = tomllib.loads(path.read_text())
+    hw = get_hardware(data["hardware"])
+    for bits, curve in data["moe"].items():
+        table, name = _table(curve, "efficiency_max")
+        assert f"/moe/{data['engine']}/" in name
+        dtype = curve["efficiency_max"]["source"].split("moe_dtype ")[1].split()[0]
+        assert KINDS.MOE_DTYPES[dtype] == int(bits)
+        points = KINDS.moe_points(table, dtype)
+        back = points[KINDS.held_back(points, KINDS.MOE_KEYS)]
+        assert len(back) == curve["held_back_points"] > 100
+        params = [curve[k]["value"] for k in ("efficiency_max", "half_tokens", "bandwidth_share", "fixed_s")]
+        predicted = KINDS.moe_ms(params, back, hw.peak_flop_per_s(int(bits)), hw.hbm_bandwidth_bytes_per_s,
+                                 int(bits) / 8)
+        error = np.abs(predicted / back["latency"].to_numpy(float) - 1)
+        assert np.median(error) == pytest.approx(curve["held_back_median_abs_error"], abs=5e-3)
+        assert np.median(error) < 0.35
