@@ -48,11 +48,15 @@ def _value(path: Path, section: str, data: dict, key: str) -> float:
     return value
 
 
-def measured_kernels(hardware_stem: str, directory: Path = KERNELS_DIR) -> dict[str, MeasuredKernels]:
-    """{engine: decode attention's KV stream ratio and the in-node collective curves} for one hardware file.
+def measured_kernels(hardware_stem: str, directory: Path = KERNELS_DIR,
+                     collectives: bool = False) -> dict[str, MeasuredKernels]:
+    """{engine: decode attention's KV stream ratio (and, with ``collectives``, the in-node collective curves)}.
 
     The ratio is the 16-bit weight-bound GEMMs' share of HBM bandwidth over decode attention's (both
-    measured on the engine's kernels); an engine file without both keeps 1.
+    measured on the engine's kernels); an engine file without both keeps 1. The collective curves are
+    fitted and shipped but not attached by default: with them in force the profiles refitted on the silicon
+    sample were worse (median per-user speed and TPOT |error| 12 -> 13 %, TTFT p90 101 -> 109 %;
+    scripts/bench_fidelity.py --no-held-out), so built-in hardware keeps NCCL's published latencies.
     """
     kernels: dict[str, MeasuredKernels] = {}
     for path in sorted(directory.glob(f"*/{hardware_stem}.toml")):
@@ -65,8 +69,8 @@ def measured_kernels(hardware_stem: str, directory: Path = KERNELS_DIR) -> dict[
             if attention_share <= 0:
                 raise InstanceError(f"{path}: [attention.decode] bandwidth_share must be > 0")
             ratio = gemm_share / attention_share
-        collectives = {}
-        for name, kind in COLLECTIVE_KINDS.items():
+        curves = {}
+        for name, kind in COLLECTIVE_KINDS.items() if collectives else ():
             curve = data.get("collective", {}).get(name)
             if curve is None:
                 continue
@@ -74,7 +78,7 @@ def measured_kernels(hardware_stem: str, directory: Path = KERNELS_DIR) -> dict[
             share = _value(path, section, curve, "bandwidth_share")
             if share <= 0:
                 raise InstanceError(f"{path}: [{section}] bandwidth_share must be > 0")
-            collectives[kind] = CollectiveCurve(_value(path, section, curve, "latency_s"),
+            curves[kind] = CollectiveCurve(_value(path, section, curve, "latency_s"),
                                                 _value(path, section, curve, "hop_latency_s"), share)
-        kernels[path.parent.name] = MeasuredKernels(ratio, collectives)
+        kernels[path.parent.name] = MeasuredKernels(ratio, curves)
     return kernels

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from infecon.instances.kernel_curves import measured_kernels
 from infecon.instances.loader import get_hardware
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,12 +139,17 @@ def test_fit_forms_by_hand():
 
 
 def test_shipped_kernels_load_for_every_engine():
-    """Each file's decode attention and in-node all-reduce / all-to-all reach the hardware spec (a ratio of
-    shares near 1: the KV cache streams within a factor 2 of the weights)."""
+    """Each file's decode attention reaches the hardware spec (a ratio of shares near 1: the KV cache streams
+    within a factor 2 of the weights); its in-node all-reduce / all-to-all load on request but are not attached
+    (they made the refitted profiles less accurate: instances/kernel_curves.py)."""
     for path in CURVE_FILES:
         kernels = get_hardware(tomllib.loads(path.read_text())["hardware"]).measured_kernels[path.parent.name]
         assert 0.5 < kernels.kv_stream_ratio < 2.0
-        assert set(kernels.collectives) == {"all_reduce", "all_to_all"}
+        assert kernels.collectives == {}
+        requested = measured_kernels(path.stem, collectives=True)[path.parent.name]
+        assert requested.kv_stream_ratio == kernels.kv_stream_ratio
+        assert set(requested.collectives) == {"all_reduce", "all_to_all"}
+        assert all(0 < c.bandwidth_share < 2 and c.latency_s < 1e-4 for c in requested.collectives.values())
 
 
 MOE_FILES = [p for p in CURVE_FILES if "moe" in tomllib.loads(p.read_text())]
