@@ -152,7 +152,8 @@ def collective_lines(hw: HardwareSpec, kind: str, group_size, ranks_per_node, no
     phases add (sec. 3.4: communication does not overlap). For a 2-D TP group of ``r n = sqrt(N)``
     ranks slicing ``X`` reduced bytes, the network term is 2(n-1) X / N per GPU (eq. 26/41 with
     n = sqrt(N_nodes)) and the NVLink term 2(r-1) n X / N (eq. 42's sqrt(N_nodes) multiplier).
-    With n = 1 or r = 1 it is the flat ring formula over the one link used.
+    With n = 1 or r = 1 it is the flat ring formula over the one link used. Where the hardware carries an
+    engine's measured curve of the kind (``HardwareSpec.kernels_in_force``), a group within one node costs it.
     """
     group = np.asarray(group_size, dtype=float)
     per_node = np.asarray(ranks_per_node, dtype=float)
@@ -164,7 +165,17 @@ def collective_lines(hw: HardwareSpec, kind: str, group_size, ranks_per_node, no
     inter_bytes = copies * remote_message * (nodes - 1) / nodes
     hops = (per_node - 1, np.log2(nodes))
     links = ((intra_bytes, hw.intra_node_bandwidth_bytes_per_s), (inter_bytes, hw.inter_node_bandwidth_bytes_per_s))
-    return _protocol_lines(hw, _PASSES[kind], hops, links, active=(group > 1) & (message > 0))
+    lines = _protocol_lines(hw, _PASSES[kind], hops, links, active=(group > 1) & (message > 0))
+    curve = hw.kernels_in_force.collectives.get(kind) if hw.kernels_in_force is not None else None
+    if curve is None:
+        return lines
+    # Within one node, the engine's measured kernel (every protocol's line becomes the measured one, so the
+    # lines keep their shape for the encodings); across nodes NCCL's published latencies as before.
+    inside = nodes == 1
+    latency = curve.latency_s + curve.hop_latency_s * (per_node - 1)
+    slope = intra_bytes / (hw.intra_node_bandwidth_bytes_per_s * curve.bandwidth_share)
+    return ProtocolLines(np.where(inside, latency, lines.latency_s), np.where(inside, slope, lines.s_per_token),
+                         lines.active)
 
 
 def point_to_point_lines(hw: HardwareSpec, crosses_node, bytes_per_token) -> ProtocolLines:
@@ -485,6 +496,8 @@ def step_structure(model: ModelSpec, hw: HardwareSpec, workload: Workload, *, tp
     fixed_read = np.where(engine, layers * (counts.always_read + replicated) + head * counts.unembedding,
                           counts.always_read + counts.unembedding + replicated)
     kv_s_per_byte = hbm_s_per_byte * tp / kv_shards(model, tp, attention)
+    if hw.kernels_in_force is not None:  # the engine's measured decode attention: KV streams at its own share
+        kv_s_per_byte = kv_s_per_byte * hw.kernels_in_force.kv_stream_ratio
     kv_read_s = kv_cache_read_elements_per_sequence(model, context) * workload.kv_bytes * kv_s_per_byte
     if model.n_linear_layers:
         # A linear-attention layer reads its recurrent state and writes it back every step (2 passes).

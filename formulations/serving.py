@@ -105,13 +105,15 @@ def unit_hardware(hw: HardwareSpec, engine: EngineProfile | str | None = None) -
 
     With ``engine`` (a profile or its family name), its measured GEMM curve on ``hw`` where one exists
     (``HardwareSpec.kernel_curves``): the engine's ``flop_efficiency`` is then the curve's top, reached as the
-    tokens per step grow. The paper's profile and engines without tables keep the flat curve.
+    tokens per step grow; and its measured KV streaming and in-node collectives (``HardwareSpec.measured_kernels``).
+    The paper's profile and engines without tables keep the flat curve and today's constants.
     """
     if isinstance(engine, EngineProfile):
         engine = None if engine.paper else engine.name
     curve = hw.kernel_curves.get(engine, {}) if engine is not None else {}
+    kernels = hw.measured_kernels.get(engine) if engine is not None else None
     return dataclasses.replace(hw, flop_efficiency=1.0, bandwidth_efficiency=1.0, kernel_launch_latency_s=0.0,
-                               gemm_half_tokens=curve)
+                               gemm_half_tokens=curve, kernels_in_force=kernels)
 
 
 def engine_pass(unit: StepTime, model: ModelSpec, hw: HardwareSpec, engine: EngineProfile, micro_batch,
@@ -647,7 +649,8 @@ def serving_metrics(model: ModelSpec, hw: HardwareSpec, workload: Workload, requ
     layout = dict(tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep)
     physics_hw = hw if engine.paper else dataclasses.replace(
         hw, flop_efficiency=engine.flop_efficiency, bandwidth_efficiency=engine.bandwidth_efficiency,
-        kernel_launch_latency_s=0.0, gemm_half_tokens=unit_hardware(hw, engine).gemm_half_tokens)
+        kernel_launch_latency_s=0.0, gemm_half_tokens=unit_hardware(hw, engine).gemm_half_tokens,
+        kernels_in_force=unit_hardware(hw, engine).kernels_in_force)
     base = evaluate(model, physics_hw, workload, **layout, batch=batch, draft_tokens=draft_tokens,
                     speculative=speculative, drafter_layouts=drafter_layouts)
     passes = serving_passes(model, hw, workload, requests, mode, **layout, batch=batch, paper=engine.paper,

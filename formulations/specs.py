@@ -123,6 +123,37 @@ class ProtocolLatency:
 
 
 @dataclass(frozen=True)
+class CollectiveCurve:
+    """A collective within one node as an engine's kernels run it (measured; instances/kernels/).
+
+    ``latency_s + hop_latency_s (ranks - 1)`` per call, and the bytes each rank moves over its link
+    (the ring's bus bytes) at ``bandwidth_share`` of the hardware's intra-node bandwidth: a share, so a
+    what-if edit of that bandwidth scales the curve.
+    """
+
+    latency_s: float
+    hop_latency_s: float
+    bandwidth_share: float
+
+
+@dataclass(frozen=True)
+class MeasuredKernels:
+    """One engine's measured attention and collective curves on one hardware (instances/kernels/).
+
+    ``kv_stream_ratio``: how much slower the KV cache streams than the weights (the weight-bound GEMMs'
+    share of HBM bandwidth over decode attention's), so the engine's calibrated ``bandwidth_efficiency``
+    stays the weights' and the KV reads follow at the measured ratio; 1 is today's one share for both.
+    ``collectives``: by kind (``all_reduce``, ``all_to_all``), for groups within one node.
+    """
+
+    kv_stream_ratio: float = 1.0
+    collectives: Mapping[str, CollectiveCurve] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "collectives", _frozen_map(self.collectives))
+
+
+@dataclass(frozen=True)
 class HardwareSpec:
     """One accelerator and the node it sits in; bandwidths are per device and per direction."""
 
@@ -144,8 +175,13 @@ class HardwareSpec:
     # the engine's); empty is a flat curve, the constant efficiency (the paper's model, hardware without tables).
     kernel_curves: Mapping[str, Mapping[int, float]] = field(default_factory=dict, repr=False)
     gemm_half_tokens: Mapping[int, float] = field(default_factory=dict, repr=False)
+    # Measured attention and collective curves per engine, and the engine's in force (None: today's constants,
+    # as for the paper's model, hardware without tables and a --hardware-file), picked like the GEMM curve.
+    measured_kernels: Mapping[str, MeasuredKernels] = field(default_factory=dict, repr=False)
+    kernels_in_force: MeasuredKernels | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "measured_kernels", _frozen_map(self.measured_kernels))
         object.__setattr__(self, "kernel_curves", _frozen_map({k: _frozen_map(v) for k, v in
                                                                self.kernel_curves.items()}))
         object.__setattr__(self, "gemm_half_tokens", _frozen_map(self.gemm_half_tokens))

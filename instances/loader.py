@@ -650,7 +650,8 @@ def get_hardware(name: str) -> HardwareSpec:
     """
     from dataclasses import replace
 
-    from infecon.instances.kernel_curves import gemm_half_tokens
+    from infecon.instances.kernel_curves import gemm_half_tokens, measured_kernels
 
     path = _resolve(name, HARDWARE_DIR, "hardware", _HARDWARE_ALIASES)
-    return replace(load_hardware(path), kernel_curves=gemm_half_tokens(path.stem))
+    return replace(load_hardware(path), kernel_curves=gemm_half_tokens(path.stem),
+                   measured_kernels=measured_kernels(path.stem))

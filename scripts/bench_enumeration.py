@@ -47,9 +47,9 @@ CASES = {
 
 
 def hardware_of(name: str):
-    """A built-in hardware, or with ' flat' its spec without measured kernel curves (the constant efficiency)."""
+    """A built-in hardware, or with ' flat' its spec without measured kernel curves (today's constants)."""
     if name.endswith(" flat"):
-        return dataclasses.replace(get_hardware(name.removesuffix(" flat")), kernel_curves={})
+        return dataclasses.replace(get_hardware(name.removesuffix(" flat")), kernel_curves={}, measured_kernels={})
     return name
 
 

@@ -16,6 +16,10 @@ bandwidths are infecon's hardware files'. Shapes with n or k below 1,024 (not a 
 out. One point in five (a hash of m, n, k) is held back; the file stores the fit's and the held-back median
 and p90 |error| of latency, and ``tests/test_kernel_curves.py`` re-checks the held-back points.
 
+Decode and prefill attention, the collectives within a node and the MoE expert GEMMs are fitted too, into the
+same files (``[attention.decode]``, ``[attention.prefill]``, ``[collective.<op>]``, ``[moe.<bits>]``; forms in
+``scripts/kernel_fits.py``).
+
     pip install '.[kernels]' && python scripts/fit_kernel_curves.py [--out instances/kernels]
 """
 
@@ -36,6 +40,9 @@ sys.path.insert(0, str(ROOT))
 
 from infecon.instances.loader import get_hardware  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "scripts"))
+import kernel_fits  # noqa: E402
+
 PACKAGE = "aiconfigurator-core"
 # aiconfigurator system -> infecon hardware file (same GPU and node)
 SYSTEMS = {"h100_sxm": "h100_sxm", "h200_sxm": "h200", "b200_sxm": "b200", "b300_sxm": "b300",
@@ -51,16 +58,20 @@ def data_root() -> Path:
     return Path(str(files("aiconfigurator_core") / "systems" / "data"))
 
 
-def latest_version(folder: Path) -> str | None:
-    """The newest version folder that has a GEMM table (numeric order of its dotted parts)."""
-    versions = [p.name for p in folder.iterdir() if (p / "gemm_perf.parquet").is_file()] if folder.is_dir() else []
-    if not versions:
-        return None
+def versions_newest_first(folder: Path, table: str = "gemm_perf.parquet") -> list[str]:
+    """The version folders that have ``table``, newest first (numeric order of their dotted parts)."""
+    versions = [p.name for p in folder.iterdir() if (p / table).is_file()] if folder.is_dir() else []
 
     def key(name: str):
         return [int(part) if part.isdigit() else -1 for part in name.replace("rc", ".").replace("post", ".").split(".")]
 
-    return max(versions, key=key)
+    return sorted(versions, key=key, reverse=True)
+
+
+def latest_version(folder: Path, table: str = "gemm_perf.parquet") -> str | None:
+    """The newest version folder that has ``table``."""
+    versions = versions_newest_first(folder, table)
+    return versions[0] if versions else None
 
 
 def held_back(frame: pd.DataFrame) -> np.ndarray:
@@ -109,9 +120,86 @@ def fit(points: pd.DataFrame, peak: float, hbm: float, bits: int) -> tuple[np.nd
     return result.x, stats
 
 
-def curve_toml(system: str, hardware: str, engine: str, engine_version: str, curves: list[dict]) -> str:
+def section_toml(name: str, table: str, params: dict[str, tuple[float, str]], stats: dict) -> list[str]:
+    """One ``[name]`` table: each parameter ``{ value, source }`` (package, version, table, meaning), then the
+    fit's and the held-back points' median and p90 |error| of latency."""
+    source = f"{PACKAGE} {version(PACKAGE)} {table}; fit on {stats['fit_points']} points"
+    lines = [f"[{name}]"]
+    lines += [f'{key} = {{ value = {value:.4g}, source = "{source}: {meaning}" }}'
+              for key, (value, meaning) in params.items()]
+    lines += [f"{key} = {stats[key]:.4f}" if isinstance(stats[key], float) else f"{key} = {stats[key]}"
+              for key in ("fit_median_abs_error", "fit_p90_abs_error", "held_back_points",
+                          "held_back_median_abs_error", "held_back_p90_abs_error")]
+    return [*lines, ""]
+
+
+def attention_and_collective_sections(root: Path, system: str, engine: str, hw) -> list[str]:
+    """The ``[attention.*]`` and ``[collective.*]`` tables of one system x engine (forms: scripts/kernel_fits.py)."""
+    lines: list[str] = []
+    hbm, peak, link = hw.hbm_bandwidth_bytes_per_s, hw.peak_flop_per_s(16), hw.intra_node_bandwidth_bytes_per_s
+    v = latest_version(root / system / "attention" / engine, "generation_attention_perf.parquet")
+    if v is not None:
+        table = f"systems/data/{system}/attention/{engine}/{v}/generation_attention_perf.parquet"
+        x, stats = kernel_fits.fit_decode(kernel_fits.decode_points(root.parent.parent / table), hbm, peak)
+        lines += section_toml("attention.decode", table, {
+            "bandwidth_share": (x[0], f"share of HBM bandwidth {hbm:.3g} B/s the KV cache streams at"),
+            "flop_share": (x[1], f"share of the 16-bit peak {peak:.3g} FLOP/s of the query heads' arithmetic"),
+            "row_s": (x[2], "time per (sequence, query head) row"),
+            "fixed_s": (x[3], "launch and tail time")}, stats)
+        print(f"{system:10} {engine:7} decode attention  {x} |error| {stats['held_back_median_abs_error']:.3f}")
+    v = latest_version(root / system / "attention" / engine, "context_attention_perf.parquet")
+    if v is not None:
+        table = f"systems/data/{system}/attention/{engine}/{v}/context_attention_perf.parquet"
+        x, stats = kernel_fits.fit_prefill(kernel_fits.prefill_points(root.parent.parent / table), peak)
+        lines += section_toml("attention.prefill", table, {
+            "flop_share": (x[0], f"top share of the 16-bit peak {peak:.3g} FLOP/s of causal prompt attention"),
+            "half_tokens": (x[1], "prompt tokens at which it reaches half of flop_share"),
+            "fixed_s": (x[2], "launch and tail time")}, stats)
+        print(f"{system:10} {engine:7} prefill attention {x} |error| {stats['held_back_median_abs_error']:.3f}")
+    nccl = latest_version(root / system / "comm" / "nccl", "nccl_perf.parquet")
+    custom = latest_version(root / system / "comm" / engine, "custom_allreduce_perf.parquet")
+    for op in kernel_fits.COLLECTIVES:
+        if op == "all_reduce" and custom is not None:  # the engine's own all-reduce kernel, as it serves TP
+            table = f"systems/data/{system}/comm/{engine}/{custom}/custom_allreduce_perf.parquet"
+        elif nccl is not None:
+            table = f"systems/data/{system}/comm/nccl/{nccl}/nccl_perf.parquet"
+        else:
+            continue
+        points = kernel_fits.collective_points(root.parent.parent / table, op)
+        if len(points) < 20:
+            continue
+        x, stats = kernel_fits.fit_collective(points, op, link)
+        groups = ", ".join(str(n) for n in sorted(points["num_gpus"].unique()))
+        lines += section_toml(f"collective.{op}", f"{table} op_name {op} (groups of {groups} GPUs in a node)", {
+            "latency_s": (x[0], "latency of a call"),
+            "hop_latency_s": (x[1], "latency per GPU in the group beyond the first"),
+            "bandwidth_share": (x[2], f"share of the intra-node link {link:.3g} B/s per direction the bus bytes "
+                                      "move at")}, stats)
+        print(f"{system:10} {engine:7} {op:15}   {x} |error| {stats['held_back_median_abs_error']:.3f}")
+    versions = versions_newest_first(root / system / "moe" / engine, "moe_perf.parquet")
+    for dtype, bits in kernel_fits.MOE_DTYPES.items():
+        # the newest version that measured this precision (a release candidate may cover a few shapes only)
+        found = ((f"systems/data/{system}/moe/{engine}/{v}/moe_perf.parquet", None) for v in versions)
+        found = ((t, kernel_fits.moe_points(root.parent.parent / t, dtype)) for t, _ in found)
+        table, points = next(((t, p) for t, p in found if len(p) >= 1000), (None, None))
+        if table is None or bits not in hw.flop_per_s_by_bits:
+            continue
+        peak_bits = hw.peak_flop_per_s(bits)
+        x, stats = kernel_fits.fit_moe(points, peak_bits, hbm, bits)
+        lines += section_toml(f"moe.{bits}", f"{table} moe_dtype {dtype} distribution balanced", {
+            "efficiency_max": (x[0], f"top share of the datasheet peak {peak_bits:.3g} FLOP/s of an expert GEMM"),
+            "half_tokens": (x[1], "tokens per expert at half of efficiency_max"),
+            "bandwidth_share": (x[2], f"share of HBM bandwidth {hbm:.3g} B/s the touched experts' weights stream at"),
+            "fixed_s": (x[3], "launch, routing and tail time")}, stats)
+        print(f"{system:10} {engine:7} moe {dtype:11}   {x} |error| {stats['held_back_median_abs_error']:.3f}")
+    return lines
+
+
+def curve_toml(system: str, hardware: str, engine: str, engine_version: str, curves: list[dict],
+               extra: list[str] = ()) -> str:
     pkg = f"{PACKAGE} {version(PACKAGE)}"
-    lines = [f"# GEMM efficiency curves of {engine} on {system} (infecon hardware '{hardware}'), written by",
+    lines = [f"# Kernel curves (GEMM, attention, collectives) of {engine} on {system} (infecon hardware "
+             f"'{hardware}'), written by",
              "# scripts/fit_kernel_curves.py; re-run it to refit. Form and parameters: that script's docstring.",
              f'hardware = "{hardware}"', f'engine = "{engine}"', ""]
     for c in curves:
@@ -130,7 +218,7 @@ def curve_toml(system: str, hardware: str, engine: str, engine_version: str, cur
                   f'held_back_points = {c["held_back_points"]}',
                   f'held_back_median_abs_error = {c["held_back_median_abs_error"]:.4f}',
                   f'held_back_p90_abs_error = {c["held_back_p90_abs_error"]:.4f}', ""]
-    return "\n".join(lines)
+    return "\n".join([*lines, *extra])
 
 
 def main(argv=None) -> int:
@@ -163,7 +251,8 @@ def main(argv=None) -> int:
             if curves:
                 out = Path(args.out) / engine / f"{hardware}.toml"
                 out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_text(curve_toml(system, hardware, engine, engine_version, curves))
+                extra = attention_and_collective_sections(root, system, engine, hw)
+                out.write_text(curve_toml(system, hardware, engine, engine_version, curves, extra))
     return 0
 
 

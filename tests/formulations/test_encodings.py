@@ -1,16 +1,21 @@
 """The encodings' building blocks: the relaxation's lines bound the physics, and the models read like the design."""
 
+import dataclasses
 import itertools
 import re
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from ortools.sat.python import cp_model
 
 from infecon.formulations.cpsat import build_cpsat, to_ns
 from infecon.formulations.milp import build_milp, to_pulp
 from infecon.formulations.relaxation import SEGMENTS_PER_LAYOUT, _segments, build_options, option_floors
 from infecon.formulations.space import tabulate
+from infecon.formulations.specs import CollectiveCurve, MeasuredKernels
+from infecon.instances.loader import get_hardware
 from infecon.solver import api
 
 CASES = [("mixtral-8x7b", dict(max_gpus=16, context_tokens=8000, demand_tokens_per_s=5000, budget_usd_per_hour=20)),
@@ -155,3 +160,35 @@ class TestModelsReadLikeTheDesign:
         assert "ttft_max_" in text and "tpot_max_" in text
         names = {c.name for c in build_cpsat(problem, options).model.proto.constraints}
         assert "tpot_max" in names and any(name.startswith("ttft_max_") for name in names)
+
+
+class TestRelaxationWithMeasuredKernels:
+    """The relaxation's lines bound the physics whatever the measured curves (instances/kernels/) say."""
+
+    @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(ratio=st.floats(0.3, 3.0), latency_s=st.floats(0.0, 3e-5), hop_s=st.floats(0.0, 3e-6),
+           share=st.floats(0.05, 1.5), a2a_share=st.floats(0.05, 1.5))
+    def test_bounds_hold_with_any_curves(self, ratio, latency_s, hop_s, share, a2a_share):
+        """A KV stream ratio and in-node all-reduce / all-to-all curves drawn at random: every option's lines are
+        below the enumeration's latency at every integer batch (groups of 16 span two nodes: NCCL's lines)."""
+        kernels = MeasuredKernels(ratio, {"all_reduce": CollectiveCurve(latency_s, hop_s, share),
+                                          "all_to_all": CollectiveCurve(2 * latency_s, hop_s, a2a_share)})
+        hw = dataclasses.replace(get_hardware("h100"), measured_kernels={"trtllm": kernels})
+        problem = api.build_problem("mixtral-8x7b", hw, batch_mode="all", max_gpus=16, engine="trtllm", isl=2000,
+                                    osl=200, max_batch=64)
+        options = build_options(problem)
+        table = tabulate(problem)
+        layout_of = {tuple(row): k for k, row in enumerate(options.layouts.tolist())}
+        rows = np.array([layout_of[tuple(row)] for row in table.layouts.tolist()])
+        for k in range(len(options)):
+            here = np.flatnonzero((rows == options.layout[k]) & (table.draft_tokens == options.draft_tokens[k]))
+            m = table.batch[here] // options.pp[k]
+            inside = here[(m >= options.m_lo[k]) & (m <= options.m_hi[k])]
+            m = table.batch[inside] // options.pp[k]
+            busy = np.maximum(options.compute_s_per_sequence[k] * m,
+                              options.hbm_intercept_s[k] + options.hbm_s_per_sequence[k] * m)
+            bound = (options.decode_weight[k] * (busy + options.serial_intercept_s[k]
+                                                 + options.serial_s_per_sequence[k] * m)
+                     / options.tokens_per_iteration[k]
+                     + options.prefill_intercept_s[k] + options.prefill_s_per_sequence[k] * m)
+            assert (bound <= table.latency_s[inside] * (1 + 1e-12)).all(), (k, options.layouts[options.layout[k]])
