@@ -44,6 +44,9 @@ WHOLE_INTERVAL_BATCHES = 64
 # Bounds are widened by this relative margin before they rule anything out, far beyond the few ulps
 # by which two evaluations of a monotone formula can disagree in floating point.
 BOUND_MARGIN = 1e-9
+# Past the budget, when at least this share of the configurations evaluated is on the frontier, the frontier itself
+# is what is too large (``_Space.check_budget``): in the spaces the skip works on, a few per cent are.
+DENSE_FRONTIER_SHARE = 0.5
 
 
 def pareto_indices(table: ConfigTable, mask: np.ndarray | None = None) -> np.ndarray:
@@ -121,18 +124,40 @@ class _Space:
             yield table, self.offsets[rows] + positions, part
 
     def check_budget(self, more: int, front: _RunningFrontier | None = None) -> None:
-        """Refuse to evaluate past ``MAX_TABULATED_CONFIGURATIONS`` in all (about a minute of work).
+        """Refuse to evaluate past ``MAX_TABULATED_CONFIGURATIONS`` in all (about a minute of work), saying why.
 
         Skipping needs feasible points to dominate the rest; where none are found (a cap nothing
         meets), it would evaluate every batch that fits, which at context 0 can be ~10^8 configurations.
+        Where most points evaluated are on the frontier, the frontier itself is that large: a small model
+        at context ~0 makes each larger batch of a layout a little cheaper per token (a step's fixed time,
+        the weights read and the kernels launched, spreads over more sequences) up to tens of millions of
+        sequences, and an exact frontier lists every one; no bound on the batch keeps it exact.
         ``front``: the points found so far, to tell the caller whether any was feasible.
         """
-        if self.evaluated + more > MAX_TABULATED_CONFIGURATIONS:
-            raise EvaluationBudgetError(
-                f"'max_batch': the enumeration would evaluate more than {MAX_TABULATED_CONFIGURATIONS:,} "
-                f"configurations (every integer batch up to {self.axis.largest:,}): too few feasible ones rule "
-                "out the rest; set a max_batch (--max-batch), use the batch ladder (--batch-ladder), or relax the caps",
-                nothing_feasible=front is not None and not front.found_any())
+        if self.evaluated + more <= MAX_TABULATED_CONFIGURATIONS:
+            return
+        head = f"'max_batch': the enumeration would evaluate more than {MAX_TABULATED_CONFIGURATIONS:,} configurations"
+        if front is not None and len(front.canonical) >= DENSE_FRONTIER_SHARE * max(self.evaluated, 1):
+            raise EvaluationBudgetError(f"{head}: the frontier itself is that dense ({self._dense(front)}); "
+                                        "set a max_batch (--max-batch), a speed floor (--min-speed, --tpot-max) or a "
+                                        "demand (--demand), or use the batch ladder (--batch-ladder)",
+                                        nothing_feasible=False)
+        raise EvaluationBudgetError(
+            f"{head} (every integer batch up to {self.axis.largest:,}): too few feasible ones rule out the rest; "
+            "set a max_batch (--max-batch), use the batch ladder (--batch-ladder), or relax the caps",
+            nothing_feasible=front is not None and not front.found_any())
+
+    def _dense(self, front: _RunningFrontier) -> str:
+        """A dense frontier in numbers: its points so far, and its cheapest point's layout and batch."""
+        cheapest = int(np.argmin(front.cost))
+        layout = int(np.searchsorted(self.offsets, front.canonical[cheapest], side="right") - 1)
+        rows, cols, pp, ep, data = (int(v) for v in self.layouts[layout])
+        batch = int(self.axis.at(pp, [front.canonical[cheapest] - self.offsets[layout]])[0])
+        largest = int(self.axis.at(pp, [self.fitting[layout] - 1])[0])
+        return (f"{len(front.canonical):,} of the {self.evaluated:,} evaluated are on it: each larger batch is a "
+                f"little cheaper per token as a step's fixed time spreads over more sequences; the cheapest so far, "
+                f"${float(front.cost[cheapest]):.4g}/M tokens, is TP {rows * cols} PP {pp} EP {ep}"
+                f"{' attention-DP' if data else ''} at batch {batch:,} of up to {largest:,} that fit")
 
     def every_fitting_configuration(self, *, at_least_one: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(layout, position) of every configuration that may fit in HBM (and each layout's first, if asked)."""
@@ -163,7 +188,10 @@ class _RunningFrontier:
     """
 
     def __init__(self, max_latency_s: float | None, max_usd_per_million_tokens: float | None,
-                 outside: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+                 outside: tuple[np.ndarray, np.ndarray] | None = None, only: str | None = None) -> None:
+        # ``only``: "fastest" or "cheapest" when the caller keeps only the frontier's first or last point
+        # (``enumerate_point``); then whatever is strictly slower (or dearer) than a point found is skipped too.
+        self.only = only
         self.max_latency_s = np.inf if max_latency_s is None else max_latency_s
         self.max_cost = np.inf if max_usd_per_million_tokens is None else max_usd_per_million_tokens
         self.latency_s = np.zeros(0)
@@ -191,6 +219,14 @@ class _RunningFrontier:
         self.latency_s, self.cost, self.canonical = latency[kept], cost[kept], index[kept]
         self.frame = frame.iloc[kept].reset_index(drop=True)
 
+    def beaten(self, latency_bound: np.ndarray, cost_bound: np.ndarray) -> np.ndarray:
+        """Where a point query (``only``) has a point found strictly faster (or cheaper) than these bounds."""
+        if self.only is None or len(self.canonical) == 0:
+            return np.zeros(np.shape(latency_bound), dtype=bool)
+        if self.only == "fastest":
+            return latency_bound > self.latency_s[0]
+        return cost_bound > self.cost[-1]
+
     def found_any(self) -> bool:
         """Whether any feasible point is known, here or outside."""
         return len(self.canonical) > 0 or (self.outside is not None and len(self.outside[0]) > 0)
@@ -217,8 +253,8 @@ class _Intervals:
     """Open batch intervals (``low``, ``high``) of positions per layout, both ends evaluated, interior not.
 
     ``floor_*`` bound every batch from ``low`` on from below (``_Space.points``); ``high_*`` are the high
-    end's own values. ``low_breaks_slo``: every batch from ``low`` on breaks a TTFT or TPOT cap
-    (``slo_broken_onwards``); ``high_breaks_slo`` the same of the high end (the check that it does).
+    end's own values. ``low_breaks_cap``: every batch from ``low`` on breaks a TTFT, TPOT, demand or budget cap
+    (``caps_broken_onwards``); ``high_breaks_cap`` the same of the high end (the check that it does).
     """
 
     layout: np.ndarray
@@ -229,8 +265,8 @@ class _Intervals:
     high_latency_s: np.ndarray
     high_cost_times_batch: np.ndarray
     high_batch: np.ndarray
-    low_breaks_slo: np.ndarray
-    high_breaks_slo: np.ndarray
+    low_breaks_cap: np.ndarray
+    high_breaks_cap: np.ndarray
 
     def __len__(self) -> int:
         return len(self.layout)
@@ -252,7 +288,7 @@ class _Intervals:
         pair = np.flatnonzero((layout[1:] == layout[:-1]) & (position[1:] - position[:-1] >= 2))
         return _Intervals(layout[pair], position[pair], position[pair + 1], p.floor_latency_s[pair],
                           p.floor_cost_times_batch[pair], p.latency_s[pair + 1], p.cost_times_batch[pair + 1],
-                          p.batch[pair + 1], p.breaks_slo_onwards[pair], p.breaks_slo_onwards[pair + 1])
+                          p.batch[pair + 1], p.breaks_cap_onwards[pair], p.breaks_cap_onwards[pair + 1])
 
     def ruled_out(self, front: _RunningFrontier) -> np.ndarray:
         """Intervals no configuration of which can be on the frontier (module docstring of ``enumerate_frontier``).
@@ -260,15 +296,17 @@ class _Intervals:
         Inside an interval, latency is at least the floor and cost times batch at least its floor, so
         cost is above ``floor / high batch``. Only where the high end itself obeys the floors (a check,
         not the proof) are the bounds used. An interval whose low end and every batch past it break a
-        TTFT or TPOT cap (``slo_broken_onwards``; the high end breaks it too, the check) holds no feasible point.
+        TTFT, TPOT, demand or budget cap (``caps_broken_onwards``; the high end breaks it too, the check) holds no
+        feasible point. For a point query (``_RunningFrontier.only``) an interval strictly slower (or dearer)
+        than a point found within the caps cannot hold the frontier's first (or last) point either.
         """
         sane = ((self.high_latency_s >= self.floor_latency_s * (1 - BOUND_MARGIN))
                 & (self.high_cost_times_batch >= self.floor_cost_times_batch * (1 - BOUND_MARGIN)))
         latency_bound = self.floor_latency_s * (1 - BOUND_MARGIN)
         cost_bound = self.floor_cost_times_batch / self.high_batch * (1 - BOUND_MARGIN)
         beyond_caps = (latency_bound > front.max_latency_s) | (cost_bound > front.max_cost)
-        return (sane & (beyond_caps | front.dominates(latency_bound, cost_bound))) | (
-            self.low_breaks_slo & self.high_breaks_slo)
+        return (sane & (beyond_caps | front.dominates(latency_bound, cost_bound)
+                        | front.beaten(latency_bound, cost_bound))) | (self.low_breaks_cap & self.high_breaks_cap)
 
 
 @dataclass
@@ -280,7 +318,7 @@ class _Points:
     cost_times_batch: np.ndarray
     floor_latency_s: np.ndarray
     floor_cost_times_batch: np.ndarray
-    breaks_slo_onwards: np.ndarray  # this batch and every larger one of its layout break a TTFT or TPOT cap
+    breaks_cap_onwards: np.ndarray  # this batch and every larger one of its layout break a cap (caps_broken_onwards)
 
     def take(self, which) -> _Points:
         return _Points(*(getattr(self, name)[which] for name in self.__dataclass_fields__))
@@ -342,12 +380,41 @@ def slo_broken_onwards(table: ConfigTable) -> np.ndarray:
     return broken
 
 
+def demand_broken_onwards(table: ConfigTable) -> np.ndarray:
+    """Per configuration: whether it and every larger batch of its layout serve more than the demand cap.
+
+    An instance's total output tokens/s never falls as its batch grows (without a drafter, at the model's own
+    prediction): it is the batch over a time per step ``g`` with ``g(b) / b`` nonincreasing. Decode only and
+    disaggregated: ``g`` is the decode step at the micro-batch ``b / pp``, each of whose terms keeps
+    ``f(x) / x`` nonincreasing (``slo_broken_onwards``); closed loop: that step plus ``b / (pp osl)`` carried
+    prefills, whose time does not depend on the batch; static batch: the batch's prefill pass (the same kind
+    of terms) plus ``osl - 1`` decode steps, over ``osl``. So a demand cap bounds the batch of every layout,
+    and the batches past it are never evaluated (a cap nothing meets used to walk all of them). With a
+    ``confidence`` the speed factor falls past the measured batches (``space._at_confidence``), which may
+    bring the total back under the cap: no skip there. A value counts only past the cap by ``BOUND_MARGIN``.
+    """
+    problem = table.problem
+    cap = problem.constraints.demand_tokens_per_s
+    if cap is None or problem.speculative is not None or problem.confidence is not None:
+        return np.zeros(len(table), dtype=bool)
+    return np.asarray(table.metrics.total_tokens_per_second, dtype=float) > cap * (1 + BOUND_MARGIN)
+
+
+def caps_broken_onwards(table: ConfigTable) -> np.ndarray:
+    """Per configuration: whether it and every larger batch of its layout break a TTFT, TPOT, demand or budget
+    cap. The budget prices a layout's GPUs, whatever its batch: a layout over it is over it at every batch."""
+    budget = table.violations.get("budget", np.zeros(len(table), dtype=bool))
+    return slo_broken_onwards(table) | demand_broken_onwards(table) | budget
+
+
 def enumerate_frontier(problem: Problem, *, max_latency_s: float | None = None,
-                       max_usd_per_million_tokens: float | None = None) -> pd.DataFrame:
+                       max_usd_per_million_tokens: float | None = None, only: str | None = None) -> pd.DataFrame:
     """The frontier rows of ``configuration_frame(tabulate(problem), pareto_indices(...))`` without the table.
 
     Optional caps keep only the frontier's points at most that slow or that dear (the frontier of the
-    capped set: a point a faster one is cheaper than is not under a tighter cap either).
+    capped set: a point a faster one is cheaper than is not under a tighter cap either). ``only``
+    ("fastest" or "cheapest"): the caller keeps the first or the last point only, which is exact for that
+    point alone (batches strictly slower or dearer than a point found are skipped: ``_Intervals.ruled_out``).
 
     Why it is exact though it skips configurations:
 
@@ -363,16 +430,19 @@ def enumerate_frontier(problem: Problem, *, max_latency_s: float | None = None,
       frontier, and none can change which points are (its dominator is evaluated). Such intervals
       are dropped; the others are cut at ``SPLIT_POINTS`` evaluated batches and tested again, and
       intervals of at most ``WHOLE_INTERVAL_BATCHES`` are evaluated whole.
+    * A TTFT, TPOT, demand or budget cap a batch breaks by its bound it breaks at every larger batch of the
+      layout (``caps_broken_onwards``): intervals from such a batch on are dropped.
     * Evaluated pieces are merged into a running Pareto set (``_RunningFrontier``), which equals the
       whole table's frontier restricted to the evaluated points, and no skipped point is on it.
 
     Raises:
         InstanceError: the batch domain holds no size any valid layout can split into micro-batches; or
             more than ``MAX_TABULATED_CONFIGURATIONS`` would be evaluated (nothing skipped under an engine's
-            speculative model, or too few feasible points to skip with: ``_Space.check_budget``).
+            speculative model, too few feasible points to skip with, or a frontier that holds most of what is
+            evaluated: ``_Space.check_budget``).
     """
     space = _Space(problem)
-    front = _RunningFrontier(max_latency_s, max_usd_per_million_tokens)
+    front = _RunningFrontier(max_latency_s, max_usd_per_million_tokens, only=only)
     _fill(space, front)
     return _finish(front, problem)
 
@@ -501,7 +571,7 @@ def _evaluate(space: _Space, front: _RunningFrontier, layout: np.ndarray, positi
     for table, canonical, part in space.tables(layout, position):
         front.merge(table, canonical)
         latency[part], cost[part], batch[part] = table.latency_s, table.usd_per_million_tokens, table.batch
-        broken[part] = slo_broken_onwards(table)
+        broken[part] = caps_broken_onwards(table)
         floor[part] = table.latency_s if space.problem.speculative is None else latency_floor(
             space.problem, tp_rows=table.tp_rows, tp_cols=table.tp_cols, pp=table.pp, ep=table.ep, batch=table.batch)
     cost_times_batch = cost * batch
@@ -529,8 +599,8 @@ def _split(space: _Space, front: _RunningFrontier, pending: _Intervals) -> _Inte
         np.column_stack((shaped["latency_s"], pending.high_latency_s)).ravel(),
         np.column_stack((shaped["cost_times_batch"], pending.high_cost_times_batch)).ravel(),
         np.column_stack((shaped["batch"], pending.high_batch)).ravel(),
-        np.column_stack((pending.low_breaks_slo, shaped["breaks_slo_onwards"])).ravel(),
-        np.column_stack((shaped["breaks_slo_onwards"], pending.high_breaks_slo)).ravel())
+        np.column_stack((pending.low_breaks_cap, shaped["breaks_cap_onwards"])).ravel(),
+        np.column_stack((shaped["breaks_cap_onwards"], pending.high_breaks_cap)).ravel())
     return pieces.take(pieces.high - pieces.low >= 2)
 
 
@@ -553,14 +623,16 @@ def enumerate_point(problem: Problem, *, min_tokens_per_s: float | None = None,
     The cheapest configuration at least ``min_tokens_per_s`` fast (ties: faster, then canonical) is the
     frontier's last point within that latency; the fastest at most ``max_usd_per_million_tokens``
     (ties: cheaper, then canonical) its first point within that cost. Each precedes, in its own
-    order, everything dearer or slower, so the filter keeps it.
+    order, everything dearer or slower, so the filter keeps it; and nothing strictly dearer (or slower) than
+    a point found can be it, so those batches are skipped: a small model at context ~0 has a frontier of
+    millions of points, of which a point query needs one.
     """
     if (min_tokens_per_s is None) == (max_usd_per_million_tokens is None):
         raise ValueError("give exactly one of min_tokens_per_s and max_usd_per_million_tokens")
     if min_tokens_per_s is not None:
-        frame = enumerate_frontier(problem, max_latency_s=1.0 / min_tokens_per_s)
+        frame = enumerate_frontier(problem, max_latency_s=1.0 / min_tokens_per_s, only="cheapest")
         return frame.iloc[len(frame) - 1:].reset_index(drop=True)
-    frame = enumerate_frontier(problem, max_usd_per_million_tokens=max_usd_per_million_tokens)
+    frame = enumerate_frontier(problem, max_usd_per_million_tokens=max_usd_per_million_tokens, only="fastest")
     return frame.iloc[:1].reset_index(drop=True)
 
 

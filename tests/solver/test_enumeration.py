@@ -12,7 +12,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from infecon.formulations.errors import InstanceError
-from infecon.formulations.space import BatchAxis, batches_within_hbm, latency_floor, searched_layouts, tabulate
+from infecon.formulations.space import (
+    BatchAxis,
+    batches_within_hbm,
+    latency_floor,
+    searched_layouts,
+    tabulate,
+    tabulate_rows,
+)
+from infecon.formulations.specs import ModelSpec
 from infecon.solver import api, enumeration
 from infecon.solver.enumeration import (
     enumerate_frontier,
@@ -96,8 +104,11 @@ class TestEnumerateFrontier:
 
 
     def test_a_space_nothing_feasible_prunes_is_refused_not_walked(self):
-        """A cap no configuration meets leaves nothing to skip with: past the budget it says so, in one error."""
-        problem = api.build_problem("llama-3-70b", "h100", engine="paper", demand_tokens_per_s=1.0, max_batch=8192)
+        """A cap no configuration meets leaves nothing to skip with: past the budget it says so, in one error.
+        (A demand cap bounds the batch, ``demand_broken_onwards``, but not at a confidence, whose speed factor
+        falls past the measured batches.)"""
+        problem = api.build_problem("llama-3-70b", "h100", engine="paper", demand_tokens_per_s=1.0, max_batch=8192,
+                                    confidence=0.9)
         with (mock.patch.object(enumeration, "MAX_TABULATED_CONFIGURATIONS", 20_000),
               pytest.raises(InstanceError, match="would evaluate more than 20,000 configurations") as raised):
             enumerate_frontier(problem)
@@ -105,7 +116,8 @@ class TestEnumerateFrontier:
 
     def test_the_frontier_names_the_rule_nothing_meets(self):
         """Through ``api.frontier`` the same refusal names the binding rule first (it was only the budget)."""
-        problem = api.build_problem("llama-3-70b", "h100", engine="paper", demand_tokens_per_s=1.0, max_batch=8192)
+        problem = api.build_problem("llama-3-70b", "h100", engine="paper", demand_tokens_per_s=1.0, max_batch=8192,
+                                    confidence=0.9)
         with (mock.patch.object(enumeration, "MAX_TABULATED_CONFIGURATIONS", 20_000),
               pytest.raises(InstanceError, match=r"^demand_cap: every configuration that fits serves more.*"
                                                  r"would evaluate more than 20,000")):
@@ -211,3 +223,114 @@ class TestDiagnosis:
     def test_same_message_as_the_whole_table(self, problem):
         """Binding rule and HBM need read the same with or without the table."""
         assert api.diagnose_infeasible(problem) == api.diagnose_infeasible(problem, tabulate(problem))
+
+
+TINY = ModelSpec(name="tiny", n_layers=2, d_model=256, n_heads=8, n_kv_heads=8, d_head=32, d_ff=1024,
+                 vocab_size=4096)  # at context 0 on a B200 one GPU holds 19.5 million sequences
+
+
+def counted(call):
+    """``call()``'s result and how many configurations it evaluated."""
+    evaluated = []
+    real = enumeration.tabulate_rows
+
+    def counting(problem, **rows):
+        evaluated.append(len(rows["batch"]))
+        return real(problem, **rows)
+
+    with mock.patch.object(enumeration, "tabulate_rows", counting):
+        result = call()
+    return result, sum(evaluated)
+
+
+@st.composite
+def capped_problems(draw):
+    """Generated problems (paper and serving) with a demand cap and a budget that bind: quantiles of the totals and
+    prices the uncapped problem reaches."""
+    problem = draw(st.one_of(problems(), serving_problems()))
+    metrics = tabulate(dataclasses.replace(problem, constraints=dataclasses.replace(
+        problem.constraints, demand_tokens_per_s=None, budget_usd_per_hour=None))).metrics
+    total = np.asarray(metrics.total_tokens_per_second, dtype=float)
+    price = np.asarray(metrics.gpus * problem.hardware.price_usd_per_hour, dtype=float)
+    total, price = total[np.isfinite(total) & (total > 0)], price[np.isfinite(price)]
+    demand = float(np.quantile(total, draw(st.sampled_from([0.0, 0.2, 0.6, 1.0])))) if len(total) else None
+    budget = float(np.quantile(price, draw(st.sampled_from([0.3, 1.0])))) if draw(st.booleans()) else None
+    return dataclasses.replace(problem, constraints=dataclasses.replace(
+        problem.constraints, demand_tokens_per_s=demand, budget_usd_per_hour=budget))
+
+
+class TestBoundedBatch:
+    """Issue 21: a demand cap and a budget bound the batch (``caps_broken_onwards``); a point query skips what is
+    slower or dearer than a point found; a frontier too dense to list says so."""
+
+    @settings(max_examples=80, deadline=None, suppress_health_check=SLOW)
+    @given(problem=capped_problems())
+    def test_the_bounded_enumeration_equals_the_unbounded_one(self, problem):
+        """With the cap bounds and without them (every batch walked), at default and fine pieces: one frontier,
+        the whole table's."""
+        expected = whole_table_frontier(problem)
+        unbounded = lambda table: np.zeros(len(table), dtype=bool)  # noqa: E731
+        with mock.patch.object(enumeration, "caps_broken_onwards", unbounded):
+            pd.testing.assert_frame_equal(enumerate_frontier(problem), expected)
+        pd.testing.assert_frame_equal(enumerate_frontier(problem), expected)
+        with fine_pieces():
+            pd.testing.assert_frame_equal(enumerate_frontier(problem), expected)
+
+    @settings(max_examples=80, deadline=None, suppress_health_check=SLOW)
+    @given(problem=capped_problems())
+    def test_a_flagged_batch_and_every_larger_one_break_a_cap(self, problem):
+        """The claim the bound rests on, on the whole table: total tok/s never falls as a layout's batch grows
+        (no drafter, no confidence), and a batch flagged breaks a cap at every larger batch of its layout."""
+        table = tabulate(problem)
+        flagged = enumeration.caps_broken_onwards(table)
+        broken = np.zeros(len(table), dtype=bool)
+        for rule in ("ttft_max", "tpot_max", "demand_cap", "budget"):
+            broken |= table.violations.get(rule, np.zeros(len(table), dtype=bool))
+        total = np.asarray(table.metrics.total_tokens_per_second, dtype=float)
+        for one in np.unique(table.layouts, axis=0):
+            mine = np.flatnonzero((table.layouts == one).all(axis=1))  # batch ascending
+            if problem.speculative is None:
+                assert (total[mine][1:] >= total[mine][:-1] * (1 - 1e-12)).all()
+            first = np.flatnonzero(flagged[mine])
+            if len(first):
+                assert broken[mine][first[0]:].all()
+
+    def test_a_demand_cap_bounds_a_tiny_models_batch(self):
+        """A tiny model at context 0 on a B200 under the paper's model: 19.5 million batches fit one GPU. With a
+        demand of 1M tok/s the batches past it are never evaluated: the frontier (1 GPU, batches 1-33) from a few
+        thousand configurations, where it walked every batch and refused past 10 million."""
+        problem = api.build_problem(TINY, "b200", engine="paper", demand_tokens_per_s=1e6)
+        frame, evaluated = counted(lambda: enumerate_frontier(problem))
+        assert evaluated < 20_000
+        assert len(frame) > 0 and (frame["total_tokens_per_second"] <= 1e6).all()
+        # the frontier's last point is the largest batch within the demand on its layout: one more breaks it
+        last = frame.iloc[-1]
+        one = np.array([1])
+        more = tabulate_rows(problem, tp_rows=one * last["tp_rows"], tp_cols=one * last["tp_cols"], pp=one * last["pp"],
+                             ep=one * last["ep"], batch=one * (last["batch"] + last["pp"]))
+        assert more.metrics.total_tokens_per_second[0] > 1e6
+
+    def test_a_point_query_skips_what_a_found_point_beats(self):
+        """The fastest deployment of the tiny model within $1e-5 per million tokens, from a few thousand
+        configurations (the frontier has millions): the least batch of its layout within that cost."""
+        problem = api.build_problem(TINY, "b200", engine="paper")
+        point, evaluated = counted(lambda: enumerate_point(problem, max_usd_per_million_tokens=1e-5))
+        assert evaluated < 50_000
+        row = point.iloc[0]
+        assert row["usd_per_million_tokens"] <= 1e-5
+        one = np.array([1])
+        smaller = tabulate_rows(problem, tp_rows=one * row["tp_rows"], tp_cols=one * row["tp_cols"],
+                                pp=one * row["pp"], ep=one * row["ep"], batch=one * (row["batch"] - row["pp"]))
+        assert smaller.usd_per_million_tokens[0] > 1e-5  # one batch less is over the cost: none faster qualifies
+
+    def test_a_frontier_too_dense_to_list_says_so(self):
+        """Without caps each larger batch of the tiny model is a little cheaper per token (a step's fixed time
+        spreads over more sequences) up to 19.5 million: the exact frontier has millions of points. Past the
+        budget the error says that, not that too few feasible points rule out the rest."""
+        problem = api.build_problem(TINY, "b200", engine="paper")
+        with (mock.patch.object(enumeration, "MAX_TABULATED_CONFIGURATIONS", 100_000),
+              pytest.raises(InstanceError, match=r"the frontier itself is that dense \([\d,]+ of the [\d,]+ "
+                                                 r"evaluated are on it.*TP 1 PP 1 EP 1 at batch 19,530,339 of up to "
+                                                 r"19,530,339 that fit\); set a max_batch") as raised):
+            enumerate_frontier(problem)
+        assert not raised.value.nothing_feasible
