@@ -110,7 +110,7 @@ def parameter_counts(m: ModelSpec) -> ParameterCounts:
     expert = mats * m.d_model * m.d_ff_expert
     attention = attention_parameters(m)
     routers = m.n_moe_layers * m.d_model * m.n_routed_experts
-    dense_ffn = m.n_dense_layers * mats * m.d_model * m.d_ff
+    dense_ffn = m.n_dense_ffn_layers * mats * m.d_model * m.d_ff
     shared = m.n_moe_layers * m.n_shared_experts * expert
     routed = m.n_moe_layers * m.n_routed_experts * expert
     routed_active = m.n_moe_layers * m.n_active_experts * expert
@@ -292,7 +292,7 @@ def activation_elements_per_token(m: ModelSpec) -> float:
     up_outputs = ffn_matrices(m) - 1
     per_layer_base = m.d_model + qkv_output_width(m) + attention_output_width(m) + m.d_model + 2 * m.d_model
     total = 0.0
-    for count, moe in ((m.n_dense_layers, False), (m.n_moe_layers, True)):
+    for count, moe in ((m.n_dense_ffn_layers, False), (m.n_moe_layers, True)):
         width = ffn_active_width(m, moe)
         total += count * (per_layer_base + up_outputs * width + width)
     return total + m.d_model + m.vocab_size
@@ -312,7 +312,7 @@ def live_activation_elements_per_token(m: ModelSpec) -> tuple[float, float]:
     """
     up_outputs = ffn_matrices(m) - 1
     widths = [qkv_output_width(m), attention_output_width(m), m.vocab_size]
-    if m.n_dense_layers:
+    if m.n_dense_ffn_layers:
         widths.append(up_outputs * ffn_active_width(m, False))
     if m.n_moe_layers:
         widths.append(up_outputs * ffn_active_width(m, True))

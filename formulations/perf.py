@@ -317,7 +317,7 @@ def _layer_collectives(model: ModelSpec, hw: HardwareSpec, workload: Workload, t
     use_ep = np.broadcast_to(np.asarray(ep) > 1, shape)
     data = np.broadcast_to(np.asarray(attention_dp, dtype=bool), shape)
     terms = []
-    for count, moe_layer in ((model.n_dense_layers, False), (model.n_moe_layers, True)):
+    for count, moe_layer in ((model.n_dense_ffn_layers, False), (model.n_moe_layers, True)):
         if count == 0:
             continue
         calls = np.full(shape, float(count))

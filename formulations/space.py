@@ -218,7 +218,7 @@ def layout_rule_violation(model: ModelSpec, hw: HardwareSpec, *, tp_rows: int, t
         ("tp_divides_kv_heads", model.n_kv_heads % tp_cols == 0 or tp_cols % model.n_kv_heads == 0,
          f"{model.n_kv_heads} KV heads neither split over nor replicate evenly on {tp_cols}"),
         ("tp_divides_d_model", model.d_model % tp_rows == 0, f"d_model {model.d_model} does not split over {tp_rows}"),
-        ("tp_divides_ffn", (model.n_dense_layers == 0 or model.d_ff % tp_cols == 0)
+        ("tp_divides_ffn", (model.n_dense_ffn_layers == 0 or model.d_ff % tp_cols == 0)
          and (not model.is_moe or model.d_ff_expert % tp_cols == 0), f"FFN width does not split over {tp_cols}"),
         ("pp_divides_layers", model.n_layers % pp == 0 or (uneven_stages and pp <= model.n_layers),
          f"{model.n_layers} layers do not split into {pp} stages"),

@@ -26,7 +26,11 @@ class ModelSpec:
     Counts are per layer unless named otherwise. ``d_ff`` is the hidden size of the dense FFN
     layers; ``d_ff_expert`` that of one routed or shared expert. ``n_dense_layers`` of an MoE model's
     layers use the dense FFN (DeepSeek-V3's first 3; every other layer of Llama 4 Maverick), the
-    others are MoE layers: the physics needs their counts, not their order.
+    others are MoE layers: the physics needs their counts, not their order. It is stored as given (an MoE
+    model that gives none has 0; a dense model leaves it None) and read through ``n_dense_ffn_layers``:
+    every layer of a dense model. No given value is overwritten, so a ``dataclasses.replace`` edit reaches
+    the API boundary's check (``loader.check_model``: it was silently re-derived, nan included), and
+    ``replace(model, n_layers=16)`` of a dense model still has every layer dense.
 
     Layer types (``formulations/params.py``): of the ``n_layers`` layers, ``n_window_layers`` attend
     only to the last ``attention_window_tokens`` tokens (sliding window, gpt-oss; or chunked attention,
@@ -80,11 +84,7 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sources", _frozen_map(self.sources))
-        if self.n_routed_experts == 0:
-            # Every layer of a dense model is dense: derived, never stored stale, so that
-            # ``dataclasses.replace(model, n_layers=16)`` (the README's what-if) changes the FFN count too.
-            object.__setattr__(self, "n_dense_layers", self.n_layers)
-        elif self.n_dense_layers is None:
+        if self.n_dense_layers is None and self.n_routed_experts:  # not given: an MoE model's layers are all MoE
             object.__setattr__(self, "n_dense_layers", 0)
 
     @property
@@ -92,8 +92,13 @@ class ModelSpec:
         return self.n_routed_experts > 0
 
     @property
+    def n_dense_ffn_layers(self) -> int:
+        """Layers with the dense FFN: every layer of a dense model; ``n_dense_layers`` of an MoE one."""
+        return self.n_dense_layers if self.is_moe else self.n_layers
+
+    @property
     def n_moe_layers(self) -> int:
-        return self.n_layers - self.n_dense_layers
+        return self.n_layers - self.n_dense_ffn_layers
 
     @property
     def n_full_attention_layers(self) -> int:
@@ -309,7 +314,8 @@ class KernelCounts:
         """Kernels in one forward pass through every layer of ``model``."""
         attention = self.mla_attention if model.attention == "mla" else self.attention
         moe = self.moe_ffn + (self.shared_expert if model.n_shared_experts else 0)
-        return float(model.n_layers * attention + model.n_dense_layers * self.dense_ffn + model.n_moe_layers * moe)
+        return float(model.n_layers * attention + model.n_dense_ffn_layers * self.dense_ffn
+                     + model.n_moe_layers * moe)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from infecon.formulations.errors import InstanceError
 from infecon.formulations.specs import CollectiveCurve, MeasuredKernels
+from infecon.instances.limits import check_field
 from infecon.instances.loader import read_toml
 
 KERNELS_DIR = Path(__file__).resolve().parent / "kernels"
@@ -28,8 +29,8 @@ def gemm_half_tokens(hardware_stem: str, directory: Path = KERNELS_DIR) -> dict[
                                         for bits, c in data.get("gemm", {}).items()}
         except (KeyError, TypeError, ValueError) as exc:
             raise InstanceError(f"{path}: [gemm.<bits>] half_tokens must be {{ value = number }} ({exc})") from None
-        if any(v < 0 for v in curves[path.parent.name].values()):
-            raise InstanceError(f"{path}: half_tokens must be >= 0")
+        for bits, half in curves[path.parent.name].items():
+            check_field("gemm_half_tokens", half, label=f"'gemm.{bits}.half_tokens'", where=str(path))
     return curves
 
 

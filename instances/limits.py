@@ -218,6 +218,9 @@ FIELD_RANGES: dict[str, Range] = {
     "request_s": Range(0, 3600, False, False, "seconds per request"),
     # A chunked-prefill step's token budget: engines use 2,048-8,192; 1e7 is beyond any context a model here has.
     "chunk_tokens": Range(1, 10**7, False, True, "tokens per step"),
+    # A measured GEMM curve's tokens per step at half its top efficiency (instances/kernels: ~100 on A100-B300);
+    # a GEMM that needed a million tokens per step to get there is no GPU's.
+    "gemm_half_tokens": Range(0, 1e6, False, False, "tokens per step"),
     # Kernels per layer and block: engines launch 3-11; 10,000 is no engine.
     "kernels": Range(0, 10_000, False, True, "kernels per layer"),
     # Engine limits as profile fields: the same bounds as the knobs that override them (KNOB_RANGES).

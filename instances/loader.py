@@ -178,13 +178,14 @@ def check_model(m: object, where: str | Path = "model") -> ModelSpec:
     if not isinstance(m.name, str) or not m.name:
         raise InstanceError(f"{where}: 'name' must be a non-empty string (got {m.name!r})")
     for key, minimum in _MODEL_INT_FIELDS.items():
+        if key == "n_dense_layers" and m.n_dense_layers is None:
+            continue  # not given: derived (``ModelSpec.n_dense_ffn_layers``)
         _check_int(where, key, getattr(m, key), minimum, MAX_MODEL_DIMENSION)
     for key in _MODEL_BOOL_FIELDS:
         if not isinstance(getattr(m, key), bool):
             raise InstanceError(f"{where}: '{key}' must be true or false (got {getattr(m, key)!r})")
     if m.attention not in ("standard", "mla"):
         raise InstanceError(f"{where}: 'attention' must be \"standard\" or \"mla\" (got {m.attention!r})")
-    _check_int(where, "n_dense_layers", m.n_dense_layers, 0, MAX_MODEL_DIMENSION)
     _check_model_consistency(where, m)
     return m
 
@@ -202,8 +203,14 @@ def _check_model_consistency(path: str | Path, m: ModelSpec) -> None:
             raise InstanceError(f"{path}: 'd_ff_expert' must be >= 1 for a model with experts (got {m.d_ff_expert})")
     elif m.n_active_experts or m.n_shared_experts:
         raise InstanceError(f"{path}: 'n_active_experts'/'n_shared_experts' need 'n_routed_experts' >= 1")
-    if m.n_dense_layers > m.n_layers:
-        raise InstanceError(f"{path}: 'n_dense_layers' must be <= n_layers={m.n_layers} (got {m.n_dense_layers})")
+    if m.n_dense_layers is not None:
+        if m.n_dense_layers > m.n_layers:
+            raise InstanceError(f"{path}: 'n_dense_layers' must be <= n_layers={m.n_layers} (got {m.n_dense_layers})")
+        if not m.is_moe and m.n_dense_layers != m.n_layers:
+            # A dense model's layers are all dense: another count is a question the model cannot answer.
+            raise InstanceError(f"{path}: 'n_dense_layers' counts an MoE model's dense layers; every layer of a "
+                                f"dense model is dense (got {m.n_dense_layers} with n_layers={m.n_layers}: leave "
+                                "it out, or give n_routed_experts)")
     if m.attention == "mla" and (m.kv_lora_rank < 1 or m.v_head_dim < 1):
         raise InstanceError(f"{path}: an MLA model needs 'kv_lora_rank' >= 1 and 'v_head_dim' >= 1")
     if m.n_window_layers + m.n_linear_layers > m.n_layers:
@@ -316,6 +323,20 @@ def check_hardware(hw: object, where: str | Path = "hardware") -> HardwareSpec:
             raise InstanceError(f"{where}: 'flop_per_s_by_bits' has {bits!r} bits (expected one of "
                                 f"{', '.join(map(str, _FLOP_KEYS.values()))})")
         check_field("flop_per_s", rate, label=f"'flop_per_s_{bits}bit'", where=str(where))
+    if hw.gemm_half_tokens:
+        # Derived when a frontier runs (``serving.unit_hardware`` picks the engine's curve): an edit here was kept
+        # under the paper's model and silently replaced under every engine.
+        raise InstanceError(f"{where}: 'gemm_half_tokens' is set from 'kernel_curves' for the engine when a "
+                            "frontier runs; edit kernel_curves[engine][weight bits] instead")
+    for engine, curve in hw.kernel_curves.items():
+        if not isinstance(engine, str) or not isinstance(curve, Mapping):
+            raise InstanceError(f"{where}: 'kernel_curves' maps engine names to {{weight bits: half tokens}} "
+                                f"(got {engine!r}: {curve!r})")
+        for bits, half in curve.items():
+            if bits not in _FLOP_KEYS.values():
+                raise InstanceError(f"{where}: 'kernel_curves.{engine}' has {bits!r} bits (expected one of "
+                                    f"{', '.join(map(str, _FLOP_KEYS.values()))})")
+            check_field("gemm_half_tokens", half, label=f"'kernel_curves.{engine}.{bits}'", where=str(where))
     protocols = dict(hw.protocols)
     if not protocols or set(protocols) - set(PROTOCOL_NAMES):
         raise InstanceError(f"{where}: 'protocols' must name one or more of {', '.join(PROTOCOL_NAMES)} "

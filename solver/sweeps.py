@@ -323,8 +323,8 @@ def _replace_model(where: str, model: ModelSpec, name: str, value: int) -> Model
     """The model with one field changed, re-validated by the loader's own rules (so heads still divide, etc.)."""
     data: dict[str, Any] = {f.name: getattr(model, f.name) for f in dataclasses.fields(ModelSpec)
                             if f.name != "sources" and (f.name != "hf_id" or model.hf_id)}
-    if not model.is_moe:
-        data.pop("n_dense_layers")  # derived from n_layers for a dense model; re-derive it
+    if data["n_dense_layers"] is None:
+        data.pop("n_dense_layers")  # not given: derived (``ModelSpec.n_dense_ffn_layers``)
     data[name] = value
     return model_from_mapping(Path(where), data)
 

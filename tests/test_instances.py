@@ -259,7 +259,7 @@ class TestHuggingFaceConfig:
         """A Mixtral config maps to an 8-expert top-2 MoE equal to the built-in mixtral_8x7b."""
         model = load_model(write_config(tmp_path, MIXTRAL_8X7B_CONFIG))
         assert (model.n_routed_experts, model.n_active_experts, model.n_shared_experts) == (8, 2, 0)
-        assert (model.d_ff_expert, model.n_dense_layers, model.n_moe_layers) == (14336, 0, 32)
+        assert (model.d_ff_expert, model.n_dense_ffn_layers, model.n_moe_layers) == (14336, 0, 32)
         builtin = get_model("mixtral_8x7b")
         assert dataclasses.replace(model, name=builtin.name) == builtin
 
@@ -269,7 +269,7 @@ class TestHuggingFaceConfig:
         assert model.attention == "mla"
         assert (model.kv_lora_rank, model.q_lora_rank, model.qk_rope_head_dim, model.v_head_dim) == (512, 1536, 64, 128)
         assert (model.n_routed_experts, model.n_active_experts, model.n_shared_experts) == (256, 8, 1)
-        assert (model.d_ff_expert, model.n_dense_layers, model.d_head) == (2048, 3, 128)
+        assert (model.d_ff_expert, model.n_dense_ffn_layers, model.d_head) == (2048, 3, 128)
         builtin = get_model("deepseek_v3")
         assert dataclasses.replace(model, name=builtin.name) == builtin
 

@@ -227,7 +227,7 @@ class TestManySmallExperts:
         m = get_model("llama_4_maverick")
         counts = parameter_counts(m)
         expert = 3 * 5120 * 8192  # 125,829,120
-        assert (m.n_moe_layers, m.n_dense_layers) == (24, 24)
+        assert (m.n_moe_layers, m.n_dense_ffn_layers) == (24, 24)
         assert counts.routed == 24 * 128 * expert
         # Always read: attention 48 x 62,914,560 + routers 24 x 5,120 x 128 + dense 24 x 3 x 5,120 x 16,384
         # + shared experts 24 x 125,829,120.

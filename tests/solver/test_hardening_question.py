@@ -82,9 +82,80 @@ class TestReplacedDenseModel:
         """dataclasses.replace(n_layers=16) on a dense model: all 16 layers dense (n_dense_layers was left at 32,
         so the FFN of 32 layers was counted: the stale derived field the API boundary now cannot miss)."""
         small = dataclasses.replace(get_model("llama-3-8b"), n_layers=16)
-        assert small.n_dense_layers == 16 and small.n_moe_layers == 0
+        assert small.n_dense_ffn_layers == 16 and small.n_moe_layers == 0
 
     def test_replaced_moe_model_is_checked(self):
         bad = dataclasses.replace(get_model("deepseek-v3"), n_dense_layers=100)
         with pytest.raises(InstanceError, match="'n_dense_layers' must be <= n_layers=61"):
             api.build_problem(bad, "h200")
+
+    @pytest.mark.parametrize("value", [float("nan"), float("inf"), -1, True, 2.5, 5])
+    def test_an_edit_of_the_derived_count_is_seen_and_refused(self, value):
+        """dataclasses.replace(dense, n_dense_layers=nan) was answered: __post_init__ overwrote the edit with
+        n_layers before the API boundary could see it. Now the edit stays and is refused naming the field
+        (5 on a 32-layer dense model: inconsistent, a dense model's layers are all dense)."""
+        edited = dataclasses.replace(get_model("llama-3-8b"), n_dense_layers=value)
+        with pytest.raises(InstanceError, match="'n_dense_layers'"):
+            api.build_problem(edited, "h100")
+
+    def test_the_consistent_edits_are_answered(self):
+        """All 32 layers of a dense model dense, or None (derived): the same problem as the model itself."""
+        dense = get_model("llama-3-8b")
+        for value in (32, None):
+            edited = dataclasses.replace(dense, n_dense_layers=value)
+            assert edited.n_dense_ffn_layers == 32
+            assert api.build_problem(edited, "h100").model.n_dense_ffn_layers == 32
+
+    def test_an_moe_model_made_dense_must_say_what_its_layers_are(self):
+        """Mixtral with its experts removed keeps n_dense_layers 0: refused (0 of 32 dense layers in a dense model)
+        rather than silently taken as 32 dense layers."""
+        edited = dataclasses.replace(get_model("mixtral-8x7b"), n_routed_experts=0, n_active_experts=0)
+        with pytest.raises(InstanceError, match=r"every layer of a dense model is dense.*got 0 with n_layers=32"):
+            api.build_problem(edited, "h100")
+        assert api.build_problem(dataclasses.replace(edited, n_dense_layers=None), "h100").model.n_moe_layers == 0
+
+
+class TestNoGivenValueIsOverwritten:
+    """The cause behind n_dense_layers: a spec's ``__post_init__`` re-deriving a field it was given, so an edit
+    never reached the check. Every numeric field of every spec keeps the value it was given (or the dataclass
+    refuses it), whatever the value."""
+
+    @pytest.mark.parametrize("kind", ["model", "moe", "hardware", "engine"])
+    def test_every_field_keeps_its_value(self, kind):
+        from infecon.instances.engines import get_engine
+        from infecon.instances.loader import get_hardware
+
+        spec = {"model": get_model("llama-3-8b"), "moe": get_model("deepseek-v3"), "hardware": get_hardware("h100"),
+                "engine": get_engine("vllm")}[kind]
+        checked = 0
+        for field in dataclasses.fields(spec):
+            if not field.init or str(field.type) not in ("int", "float", "int | None", "float | None"):
+                continue
+            for value in (float("nan"), -7, 10**6 + 3):
+                try:
+                    edited = dataclasses.replace(spec, **{field.name: value})
+                except (TypeError, ValueError):
+                    continue
+                kept = getattr(edited, field.name)
+                assert kept is value or kept == value, (field.name, value, kept)
+                checked += 1
+        assert checked >= 5
+
+    def test_the_curve_in_force_is_not_an_input(self):
+        """HardwareSpec.gemm_half_tokens is derived per engine from kernel_curves when a frontier runs (it was
+        kept under the paper's model and replaced under every engine): an edit is refused naming kernel_curves;
+        kernel_curves' own values meet a plausibility bound."""
+        from infecon.instances.loader import get_hardware
+
+        h100 = get_hardware("h100")
+        with pytest.raises(InstanceError, match="'gemm_half_tokens' is set from 'kernel_curves'"):
+            api.build_problem("llama-3-8b", dataclasses.replace(h100, gemm_half_tokens={16: 50.0}))
+        for bad, match in (({"vllm": {16: float("nan")}}, "'kernel_curves.vllm.16'"),
+                           ({"vllm": {16: 1e9}}, "'kernel_curves.vllm.16'"),
+                           ({"vllm": {3: 100.0}}, "has 3 bits")):
+            with pytest.raises(InstanceError, match=match):
+                api.build_problem("llama-3-8b", dataclasses.replace(h100, kernel_curves=bad))
+        edited = dataclasses.replace(h100, kernel_curves={"vllm": {16: 1000.0}})
+        slower = api.frontier("llama-3-8b", edited, engine="vllm", max_gpus=1, max_batch=8).points
+        usual = api.frontier("llama-3-8b", h100, engine="vllm", max_gpus=1, max_batch=8).points
+        assert (slower["tokens_per_second"].to_numpy() < usual["tokens_per_second"].to_numpy()).all()
