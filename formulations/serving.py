@@ -359,6 +359,8 @@ class ServingMetrics(ConfigMetrics):
         (``LatencySpread.tpot_bounds_s``) leave the answer open: the same mask, cheaper."""
         if percentile is None:
             return np.asarray(self.tpot_s) <= cap_s
+        if np.ndim(self.tpot_s) == 0:  # one configuration (``explain``): nothing to index
+            return np.asarray(self.tpot_at(percentile) <= cap_s)
         low, high = self.spread.tpot_bounds_s(self.tpot_s)
         within = high <= cap_s
         open_ = np.flatnonzero((low <= cap_s) & ~within)

@@ -56,7 +56,7 @@ from infecon.instances.loader import (
     load_hardware,
     load_model,
 )
-from infecon.solver.enumeration import EvaluationBudgetError, cap_values, rule_summary
+from infecon.solver.enumeration import EvaluationBudgetError, least_cap_values, rule_summary
 from infecon.solver.epsilon import solve_point, trace_frontier
 from infecon.solver.frontier import Frontier, band_columns
 from infecon.solver.outputs import replacing
@@ -358,8 +358,7 @@ def diagnose_infeasible(problem: Problem, table: ConfigTable | None = None) -> s
         needed = int(table.metrics.hbm_used_bytes_per_gpu.min())
         room = ~table.violations["hbm_capacity"]
         names = [name for name, broken in table.violations.items() if broken[room].all()]
-        closest = {name: float(values[room & np.isfinite(values)].min())
-                   for name, values in cap_values(table).items() if (room & np.isfinite(values)).any()}
+        closest = least_cap_values(table, room)
     if not fits:
         capacity = problem.hardware.hbm_capacity_bytes
         return (f"hbm_capacity: {problem.model.name} does not fit on {problem.hardware.name} within "
@@ -383,9 +382,29 @@ def _cap_reason(problem: Problem, rule: str, nearest: float | None) -> str:
         return (f"the cheapest instance that fits costs ${nearest:.4g}/h, over the budget of "
                 f"${c.budget_usd_per_hour:g}/h")
     cap = c.ttft_max_s if rule == "ttft_max" else c.tpot_max_s
+    return (f"the least {slo_quantity(problem, rule)} of any configuration that fits is {nearest * 1e3:.4g} ms, over "
+            f"the cap of {cap * 1e3:.4g} ms")
+
+
+def slo_quantity(problem: Problem, rule: str) -> str:
+    """What a TTFT or TPOT cap is compared with: ``TTFT`` (the mean over requests) or ``p99 TTFT``."""
     what = "TTFT" if rule == "ttft_max" else "TPOT"
-    return (f"the least {what} of any configuration that fits is {nearest * 1e3:.4g} ms, over the cap of "
-            f"{cap * 1e3:.4g} ms")
+    p = problem.constraints.slo_percentile
+    return what if p is None else f"p{p:g} {what}"
+
+
+def _slo_text(problem: Problem, metrics: ConfigMetrics, rule: str, cap_s: float) -> str:
+    """``p99 TTFT 563.4 ms > 200 ms``: the value the cap is compared with, against the cap."""
+    return f"{slo_quantity(problem, rule)} {slo_value_s(problem, metrics, rule) * 1e3:.4g} ms > {cap_s * 1e3:.4g} ms"
+
+
+def slo_value_s(problem: Problem, metrics: ConfigMetrics, rule: str) -> float:
+    """The value of one configuration a TTFT or TPOT cap is compared with (``space.slo_violations``): at the SLO
+    percentile, or the mean without one."""
+    p = problem.constraints.slo_percentile
+    if not hasattr(metrics, "ttft_s"):
+        return float("nan")
+    return _scalar(metrics.ttft_at(p) if rule == "ttft_max" else metrics.tpot_at(p))
 
 
 def frontier(model, hardware, *, backend: str = "auto", time_limit_s: float | None = None, progress=None,
@@ -552,10 +571,8 @@ def broken_caps(problem: Problem, metrics: ConfigMetrics, batch: int) -> tuple[s
     masks = space_rule_masks(problem, metrics)
     c = problem.constraints
     text = {
-        "ttft_max": lambda: f"TTFT {_scalar(getattr(metrics, 'ttft_s', np.nan)) * 1e3:.4g} ms > "
-                            f"{c.ttft_max_s * 1e3:.4g} ms",
-        "tpot_max": lambda: f"TPOT {_scalar(getattr(metrics, 'tpot_s', np.nan)) * 1e3:.4g} ms > "
-                            f"{c.tpot_max_s * 1e3:.4g} ms",
+        "ttft_max": lambda: _slo_text(problem, metrics, "ttft_max", c.ttft_max_s),
+        "tpot_max": lambda: _slo_text(problem, metrics, "tpot_max", c.tpot_max_s),
         "demand_cap": lambda: f"{_scalar(metrics.total_tokens_per_second):.4g} tok/s per instance > the demand "
                               f"{c.demand_tokens_per_s:g} tok/s",
         "budget": lambda: f"{int(metrics.gpus)} GPUs x ${problem.hardware.price_usd_per_hour:g}/h = "

@@ -645,7 +645,8 @@ class RuleSummary:
     broken_wherever_it_fits: list[str]  # rules every configuration checked that fits in HBM breaks, in table order
     every_batch: bool  # False: past MAX_TABULATED_CONFIGURATIONS only each layout's ~1.4x ladder was checked
     # Per cap, the value nearest to meeting it among configurations that fit (least total tok/s for demand_cap,
-    # least USD/h for budget, least TTFT / TPOT in seconds): how far the cap is from anything that fits.
+    # least USD/h for budget, least TTFT / TPOT in seconds at the SLO percentile): how far the cap is from
+    # anything that fits (``least_cap_values``).
     closest: dict[str, float] = field(default_factory=dict)
 
 
@@ -671,21 +672,42 @@ def rule_summary(problem: Problem) -> RuleSummary:
         least = smallest if least is None else min(least, smallest)
         broken = {name: bool(mask[room].all()) for name, mask in table.violations.items()}
         always = broken if always is None else {name: always[name] and broken[name] for name in always}
-        for name, values in cap_values(table).items():
-            finite = values[room & np.isfinite(values)]
-            if len(finite):
-                closest[name] = min(closest.get(name, math.inf), float(finite.min()))
+        for name, value in least_cap_values(table, room).items():
+            closest[name] = min(closest.get(name, math.inf), value)
     return RuleSummary(fits, least, [name for name, yes in always.items() if yes], every_batch, closest)
 
 
-def cap_values(table) -> dict[str, np.ndarray]:
-    """Per cap rule of the table, the quantity it bounds from above, per configuration."""
-    m, values = table.metrics, {}
+def least_cap_values(table: ConfigTable, among: np.ndarray) -> dict[str, float]:
+    """Per cap rule of the table, the least value of the quantity it bounds from above ``among`` these
+    configurations (a mask), where any is finite: how near the cap anything comes.
+
+    The quantity is the one the rule compares with its cap (``space.rule_masks``): total tok/s for
+    ``demand_cap``, USD/h for ``budget``, TTFT and TPOT in seconds at the SLO percentile (the mean without
+    one). A TPOT percentile is evaluated only where its bounds (``LatencySpread.tpot_bounds_s``) may hold the
+    least: a configuration whose low bound is above another's high bound is not it.
+    """
+    m, c, least = table.metrics, table.problem.constraints, {}
+    values = {}
     if "demand_cap" in table.violations:
         values["demand_cap"] = np.asarray(m.total_tokens_per_second, dtype=float)
     if "budget" in table.violations:
         values["budget"] = np.asarray(m.gpus * table.problem.hardware.price_usd_per_hour, dtype=float)
-    for rule, name in (("ttft_max", "ttft_s"), ("tpot_max", "tpot_s")):
-        if rule in table.violations:
-            values[rule] = np.asarray(getattr(m, name), dtype=float)
-    return values
+    if "ttft_max" in table.violations:
+        values["ttft_max"] = np.asarray(m.ttft_at(c.slo_percentile), dtype=float)
+    for rule, value in values.items():
+        finite = value[among & np.isfinite(value)]
+        if len(finite):
+            least[rule] = float(finite.min())
+    if "tpot_max" in table.violations:
+        if c.slo_percentile is None:
+            tpot = np.asarray(m.tpot_s, dtype=float)
+        else:
+            low, high = (np.asarray(bound, dtype=float) for bound in m.spread.tpot_bounds_s(m.tpot_s))
+            usable = among & np.isfinite(high)
+            candidates = np.flatnonzero(among & (low <= (high[usable].min() if usable.any() else np.inf)))
+            tpot = np.full(len(table), np.nan)
+            tpot[candidates] = m.tpot_at(c.slo_percentile, candidates)
+        finite = tpot[among & np.isfinite(tpot)]
+        if len(finite):
+            least["tpot_max"] = float(finite.min())
+    return least

@@ -138,3 +138,39 @@ def test_percentiles_stretch_with_the_confidence_band():
     for at, mean in (("ttft_at", "ttft_s"), ("tpot_at", "tpot_s")):
         stretch = np.asarray(getattr(banded, mean)) / np.asarray(getattr(plain, mean))
         np.testing.assert_allclose(getattr(banded, at)(99.0), getattr(plain, at)(99.0) * stretch, rtol=1e-9)
+
+
+class TestCapsQuoteThePercentile:
+    """Issue 21: with --slo-percentile the cap is compared with the percentile, so every message quotes that value
+    (explain's verdict and the refusal's nearest value quoted the mean)."""
+
+    def test_explain_quotes_the_percentile_it_compared(self, capsys):
+        """Llama 3 70B TP 8, batch 64, isl 2000 / osl 500 at p99: mean TTFT 248 ms but p99 563 ms; the verdict says
+        p99 and its value (it said 'TTFT 248.2 ms > 200 ms'; with a TPOT cap it raised an IndexError)."""
+        problem = dict(engine="generic", isl=2000, osl=500, ttft_max_s=0.2, tpot_max_s=0.02, slo_percentile=99.0)
+        expl = api.explain("llama-3-70b", "h100", tp_cols=8, batch=64, **problem)
+        ttft_ms, tpot_ms = float(expl.metrics.ttft_at(99.0)) * 1e3, float(expl.metrics.tpot_at(99.0)) * 1e3
+        assert ttft_ms > 1.5 * float(expl.metrics.ttft_s) * 1e3  # the two differ: the test can tell them apart
+        assert expl.caps_broken == (f"ttft_max: p99 TTFT {ttft_ms:.4g} ms > 200 ms",
+                                    f"tpot_max: p99 TPOT {tpot_ms:.4g} ms > 20 ms")
+        code = cli.main(["explain", "--model", "llama-3-70b", "--tp", "8", "--batch", "64", "--isl", "2000", "--osl",
+                         "500", "--ttft-max", "0.2", "--tpot-max", "0.02", "--slo-percentile", "99"])
+        out = capsys.readouterr().out
+        assert code == 1 and f"p99 TTFT {ttft_ms:.4g} ms > 200 ms" in out
+
+    @pytest.mark.parametrize(("rule", "cap"), [("ttft_max", 0.01), ("tpot_max", 0.005)])
+    def test_the_nearest_value_is_the_least_percentile(self, rule, cap):
+        """A cap nothing meets: the refusal names the least p99 value of any configuration that fits, equal to the
+        minimum over the whole table (with the table, and piece by piece without one)."""
+        kwargs = dict(engine="generic", isl=2000, osl=500, max_gpus=8, batch_mode="ladder", slo_percentile=99.0)
+        problem = api.build_problem("llama-3-70b", "h100", **kwargs, **{f"{rule}_s": cap})
+        table = tabulate(problem)
+        room = ~table.violations["hbm_capacity"]
+        values = table.metrics.ttft_at(99.0) if rule == "ttft_max" else table.metrics.tpot_at(99.0)
+        least_ms = float(np.nanmin(np.where(room, values, np.nan))) * 1e3
+        mean = table.metrics.ttft_s if rule == "ttft_max" else table.metrics.tpot_s
+        assert least_ms > 1.01 * float(np.nanmin(np.where(room, mean, np.nan))) * 1e3  # not the mean's minimum
+        what = "TTFT" if rule == "ttft_max" else "TPOT"
+        expected = f"{rule}: the least p99 {what} of any configuration that fits is {least_ms:.4g} ms"
+        assert api.diagnose_infeasible(problem, table).startswith(expected)
+        assert api.diagnose_infeasible(problem).startswith(expected)
