@@ -109,9 +109,10 @@ def resolve_serving(engine: str | Path | EngineProfile | None, mode: str | None,
     """The engine profile, mode, requests and decode context a problem uses.
 
     No engine: the paper's decode-only model at ``context_tokens`` (default 0), as before serving
-    existed. ``paper`` without isl/osl: the same numbers (decode-only at ``context_tokens``). Any
-    other case: requests of ``isl`` / ``osl`` tokens (default 1024 / 1024) in ``mode`` (default: the
-    engine's), decoding at the mean context isl + osl/2 unless ``context_tokens`` overrides it.
+    existed; isl, osl or a mode with no engine are refused (that model has no requests; the CLI's default
+    engine is ``generic``, the API's none). ``paper`` without isl/osl: the same numbers (decode-only at
+    ``context_tokens``). Any other case: requests of ``isl`` / ``osl`` tokens (default 1024 / 1024) in
+    ``mode`` (default: the engine's), decoding at the mean context isl + osl/2 unless ``context_tokens`` overrides it.
     """
     for name, value in (("isl", isl), ("osl", osl), ("context", context_tokens)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0
@@ -120,6 +121,14 @@ def resolve_serving(engine: str | Path | EngineProfile | None, mode: str | None,
             raise InstanceError(f"'{name}' must be a whole number of tokens {rule} (got {value!r})")
         check_knob("context", value, label=f"'{name}'")  # the same token bound as a context (int64-safe KV sizes)
     if engine is None:
+        given = [name for name, value in (("isl", isl), ("osl", osl), ("mode", mode)) if value is not None]
+        if given:
+            # The API's default (no engine) is the paper's decode-only model, which has no requests to apply them
+            # to: silently dropping them answered another question. The CLI's default engine is 'generic'.
+            raise InstanceError(f"'{given[0]}' needs a serving engine: with engine=None the paper's decode-only model "
+                                f"runs at context_tokens alone and would ignore {'/'.join(given)}; give "
+                                "engine='generic' (the CLI's default), another profile, or engine='paper' for the "
+                                "paper's physics with requests")
         return None, "decode_only", None, int(context_tokens or 0)
     if not isinstance(engine, str | Path | EngineProfile):
         raise InstanceError(f"'engine' must be a profile name, a file path or an EngineProfile (got {_what(engine)})")

@@ -159,3 +159,31 @@ class TestNoGivenValueIsOverwritten:
         slower = api.frontier("llama-3-8b", edited, engine="vllm", max_gpus=1, max_batch=8).points
         usual = api.frontier("llama-3-8b", h100, engine="vllm", max_gpus=1, max_batch=8).points
         assert (slower["tokens_per_second"].to_numpy() < usual["tokens_per_second"].to_numpy()).all()
+
+
+class TestRequestsNeedAnEngine:
+    """Issue 21: ``infecon.frontier(..., isl=, osl=)`` without an engine ran the paper's decode-only model at context
+    0 and dropped them. The API's default (no engine) has no requests, the CLI's is 'generic': the API refuses
+    them naming the engine to give, and with it answers exactly what the CLI answers."""
+
+    @pytest.mark.parametrize("given", [dict(isl=2000, osl=500), dict(isl=2000), dict(osl=500),
+                                       dict(mode="closed_loop")])
+    def test_refused_without_an_engine(self, given):
+        with pytest.raises(InstanceError, match=r"needs a serving engine: with engine=None the paper's decode-only "
+                                                r"model .*engine='generic' \(the CLI's default\)"):
+            api.frontier("llama-3-8b", "h100", max_gpus=1, **given)
+
+    def test_a_context_alone_is_the_papers_model(self):
+        problem = api.build_problem("llama-3-8b", "h100", context_tokens=4096)
+        assert (problem.engine, problem.mode, problem.workload.context_tokens) == (None, "decode_only", 4096)
+
+    def test_with_the_clis_engine_the_api_answers_as_the_cli(self, capsys):
+        from tests.solver.test_cli import frontier_csv
+
+        api_points = api.frontier("llama-3-8b", "h100", engine="generic", isl=2000, osl=500, max_gpus=2,
+                                  batch_mode="ladder").points
+        cli_points = frontier_csv(capsys, "--model", "llama-3-8b", "--isl", "2000", "--osl", "500", "--max-gpus",
+                                  "2", "--batch-ladder")
+        assert len(api_points) == len(cli_points) > 3
+        assert api_points["tokens_per_second"].to_numpy() == pytest.approx(cli_points["tokens_per_second"].to_numpy(),
+                                                                           rel=1e-9)
