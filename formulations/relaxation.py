@@ -53,6 +53,7 @@ from infecon.formulations.space import (
     largest_batch,
     layout_attention,
     searched_layouts,
+    sequence_caps,
 )
 
 SEGMENTS_PER_LAYOUT = 8  # segments of each layout's micro-batch range, geometric
@@ -273,6 +274,9 @@ def build_options(problem: Problem) -> Options:
     pp_all = layouts[:, 2]
     # Each layout's own attention sharding, as serving_metrics splits it.
     fits = largest_batch_in_hbm(model, hw, workload, tp=tp, pp=pp_all, attention=layout_attention(problem, layouts))
+    caps = sequence_caps(problem, layouts)  # the engine's cap on sequences, per layout (x DP ranks with attention DP)
+    if caps is not None:
+        fits = np.minimum(fits, caps)
     for li, pp in enumerate(pp_all):
         m_max = min(batch_max, int(fits[li])) // int(pp)
         m_min = -(-batch_min // int(pp))

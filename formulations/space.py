@@ -88,9 +88,6 @@ class SearchSpace:
         for name in ("max_seqs", "max_pp"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise InstanceError(f"'{name}' must be >= 1 (got {getattr(self, name)})")
-        if self.batch_sizes and self.max_seqs is not None and min(self.batch_sizes) > self.max_seqs:
-            raise InstanceError(f"'batch_sizes' are all above the engine's cap of {self.max_seqs} running sequences "
-                                f"per replica (got {list(self.batch_sizes)}; raise --max-seqs)")
         if self.draft_tokens is not None and self.draft_tokens < 1:
             raise InstanceError(f"'draft_tokens' must be a positive integer (got {self.draft_tokens})")
         if self.attention_dp not in ATTENTION_DP_MODES:
@@ -362,6 +359,28 @@ def drafter_layouts(drafter: ModelSpec, hw: HardwareSpec, gpus: int, uneven_stag
     return np.array([(r, c, pp) for pp, r, c in rows], dtype=np.int64).reshape(-1, 3)
 
 
+def sequence_caps(problem: Problem, layouts: np.ndarray) -> np.ndarray | None:
+    """Per layout (rows of ``LAYOUT_COLUMNS``), the most sequences one replica runs under the engine's ``max_seqs``;
+    None without a cap.
+
+    Engines cap the running sequences per scheduler, and under attention data parallelism every DP rank (one per
+    rank of the TP group, ``perf.ATTENTION_SHARDINGS`` "data") schedules its own: vLLM deploys each DP rank as a
+    separate engine core process (docs.vllm.ai, 'Data Parallel Deployment'), each with its ``max_num_seqs``;
+    TensorRT-LLM's ``max_batch_size`` is the cap of each attention-DP rank, whose executor schedules its own
+    requests (the capacity scheduler's budget has no DP divisor; ai-dynamo/dynamo#11982 traces it through
+    ``tensorrt_llm/_torch/pyexecutor/_util.py``); SGLang sizes each DP worker's request pool and default cap from
+    its own KV tokens (an explicit ``--max-running-requests`` is the instance's total, split over the DP ranks:
+    sgl-project/sglang#20063; the recipe writes the total, ``solver/recipes.py``). So a replica with attention
+    DP runs up to ``max_seqs`` x TP sequences, any other ``max_seqs``.
+    """
+    cap = problem.space.max_seqs
+    if cap is None:
+        return None
+    layouts = as_layouts(layouts)
+    ranks = np.where(layouts[:, 4].astype(bool), layouts[:, 0] * layouts[:, 1], 1)
+    return cap * ranks.astype(np.int64)
+
+
 def largest_batch(problem: Problem, layouts: np.ndarray) -> int:
     """The largest batch any of ``layouts`` holds in HBM (weights, KV, activations), capped by ``max_batch``.
 
@@ -374,7 +393,8 @@ def largest_batch(problem: Problem, layouts: np.ndarray) -> int:
                                 tp=layouts[:, 0] * layouts[:, 1], pp=layouts[:, 2],
                                 attention=layout_attention(problem, layouts))
     largest = max(1, int(fits.max()))
-    for cap in (problem.space.max_batch, problem.space.max_seqs):
+    caps = sequence_caps(problem, layouts)
+    for cap in (problem.space.max_batch, None if caps is None else int(caps.max())):
         if cap is not None:
             largest = min(largest, cap)
     return largest
@@ -384,8 +404,14 @@ def batch_domain(problem: Problem, layouts: np.ndarray) -> np.ndarray:
     """The batch sizes searched: the user's list, or the ladder/all integers up to ``largest_batch``."""
     space = problem.space
     if space.batch_sizes is not None:
-        return np.array(sorted(b for b in set(space.batch_sizes) if space.max_seqs is None or b <= space.max_seqs),
-                        dtype=np.int64)
+        caps = sequence_caps(problem, layouts)
+        most = None if caps is None else int(caps.max())
+        domain = np.array(sorted(b for b in set(space.batch_sizes) if most is None or b <= most), dtype=np.int64)
+        if len(domain) == 0:
+            raise InstanceError(f"'batch_sizes' are all above the engine's cap of {most} running sequences per "
+                                f"replica ({space.max_seqs} per scheduler; got {list(space.batch_sizes)}; raise "
+                                "--max-seqs)")
+        return domain
     largest = largest_batch(problem, layouts)
     if space.batch_mode == "all":
         return np.arange(1, largest + 1, dtype=np.int64)
@@ -564,11 +590,17 @@ def slo_violations(metrics: ConfigMetrics, ttft_max_s: float | None, tpot_max_s:
     return violations
 
 
-def rule_masks(problem: Problem, metrics: ConfigMetrics) -> dict[str, np.ndarray]:
-    """Per rule (``hbm_capacity``, ``ttft_max``, ``tpot_max``, ``drafter_layout``, ``demand_cap``, ``budget``),
-    True where evaluated configurations break it: the one place the table and ``explain`` read the caps from."""
+def rule_masks(problem: Problem, metrics: ConfigMetrics, layouts: np.ndarray | None = None,
+               batch: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per rule (``hbm_capacity``, ``max_seqs``, ``ttft_max``, ``tpot_max``, ``drafter_layout``, ``demand_cap``,
+    ``budget``), True where evaluated configurations break it: the one place the table and ``explain`` read the
+    caps from. ``max_seqs`` (given each configuration's layout row and batch): a batch above its layout's
+    ``sequence_caps``, which the batch domain holds only where layouts with and without attention DP share it."""
     hw = problem.hardware
     violations = {"hbm_capacity": metrics.hbm_used_bytes_per_gpu > int(hw.hbm_capacity_bytes)}
+    caps = None if layouts is None or batch is None else sequence_caps(problem, layouts)
+    if caps is not None:
+        violations["max_seqs"] = np.asarray(batch) > caps
     c = problem.constraints
     violations.update(slo_violations(metrics, c.ttft_max_s, c.tpot_max_s, c.slo_percentile))
     if problem.speculative is not None:
@@ -624,7 +656,8 @@ def tabulate_rows(problem: Problem, *, tp_rows: np.ndarray, tp_cols: np.ndarray,
     data = np.zeros(np.shape(batch), dtype=bool) if attention_dp is None else np.asarray(attention_dp, dtype=bool)
     metrics = evaluate_configurations(problem, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, batch=batch,
                                       draft_tokens=problem.space.draft_tokens, attention_dp=data)
-    violations = rule_masks(problem, metrics)
+    layouts = np.column_stack(np.broadcast_arrays(tp_rows, tp_cols, pp, ep, data.astype(np.int64)))
+    violations = rule_masks(problem, metrics, layouts, batch)
     return ConfigTable(problem=problem, tp_rows=tp_rows, tp_cols=tp_cols, pp=pp, ep=ep, batch=batch,
                        draft_tokens=metrics.draft_tokens, metrics=metrics, violations=violations, attention_dp=data)
 

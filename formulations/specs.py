@@ -352,7 +352,8 @@ class EngineProfile:
     # repeats per micro-batch (``serving.engine_pass``).
     stage_overhead_share: float = 0.0
     # Engine limits (``solver.api.build_problem`` applies them): the usable share of HBM, the cap on running
-    # sequences per replica, the largest PP degree (None: none), and whether attention data parallelism exists.
+    # sequences per scheduler (per replica; per DP rank with attention DP, ``space.sequence_caps``), the largest PP
+    # degree (None: none), and whether attention data parallelism exists.
     memory_fraction: float = 1.0
     max_seqs: int | None = None
     max_pp: int | None = None

@@ -30,6 +30,7 @@ from infecon.formulations.space import (
     evaluate_configurations,
     layout_rule_violation,
     searched_layouts,
+    sequence_caps,
 )
 from infecon.formulations.space import rule_masks as space_rule_masks
 from infecon.formulations.specs import (
@@ -555,15 +556,23 @@ def explain(model, hardware, *, tp: int = 1, tp_rows: int = 1, tp_cols: int | No
                                       uneven_stages=problem.space.uneven_stages, max_pp=problem.space.max_pp)
     if violation is None and batch % pp:
         violation = f"pp_divides_batch: a batch of {batch} does not split into {pp} equal micro-batches"
-    max_seqs = problem.space.max_seqs
-    if violation is None and max_seqs is not None and batch > max_seqs:
-        violation = (f"max_seqs: a batch of {batch} exceeds the engine's cap of {max_seqs} running sequences per "
-                     "replica (--max-seqs)")
     choices = attention_dp_choices(problem) if tp_rows * cols > 1 else (False,)
     layout = dict(tp_rows=tp_rows, tp_cols=cols, pp=pp, ep=ep, batch=batch, draft_tokens=draft_tokens)
+    caps = {data: sequence_caps(problem, [[tp_rows, cols, pp, ep, int(data)]]) for data in choices}
+    within = [data for data in choices if caps[data] is None or batch <= int(caps[data][0])]
+    if within and len(within) < len(choices):  # only one sharding runs that many sequences: that one
+        choices = tuple(within)
     evaluated = {data: evaluate_configurations(problem, **layout, attention_dp=data) for data in choices}
     attention_dp, why = _attention_choice(problem, evaluated)
+    if len(within) < len(caps) and within:
+        why = f"auto: the only sharding that runs {batch} sequences (engine cap {problem.space.max_seqs} per scheduler)"
     metrics = evaluated[attention_dp]
+    cap = caps[attention_dp]
+    if violation is None and cap is not None and batch > int(cap[0]):
+        per = (f" ({problem.space.max_seqs} per attention-DP rank x {tp_rows * cols} ranks)" if attention_dp
+               else "")
+        violation = (f"max_seqs: a batch of {batch} exceeds the engine's cap of {int(cap[0])} running sequences per "
+                     f"replica{per} (--max-seqs)")
     speculative = problem.speculative
     if violation is None and speculative is not None and int(metrics.draft_tokens) > 0 and int(metrics.drafter_pp) == 0:
         violation = f"drafter_layout: {speculative.drafter.name} has no valid layout on {int(metrics.gpus)} GPUs"

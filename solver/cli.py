@@ -167,9 +167,9 @@ def add_problem_arguments(parser: argparse.ArgumentParser, *, need_model: bool =
                          help="share of each GPU's HBM the engine fills with weights, KV cache and activations "
                               "(default: the engine profile's, e.g. vLLM gpu_memory_utilization 0.9; paper: 1)")
     serving.add_argument("--max-seqs", type=_knob("max_seqs", int), metavar="N",
-                         help="cap on sequences running in one replica (default: the engine profile's, e.g. vLLM "
-                              "max_num_seqs 1024, SGLang max_running_requests 4096, TRT-LLM max_batch_size 2048; "
-                              "paper: none)")
+                         help="cap on sequences running in one replica, per DP rank with attention DP (default: "
+                              "the engine profile's, e.g. vLLM max_num_seqs 1024, SGLang max_running_requests 4096, "
+                              "TRT-LLM max_batch_size 2048; paper: none)")
     serving.add_argument("--max-pp", type=_knob("max_pp", int), metavar="N",
                          help="largest pipeline-parallel degree (default: the engine profile's, 8; paper: none); "
                               "--max-pp 1 removes PP from the search")

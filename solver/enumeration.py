@@ -30,6 +30,7 @@ from infecon.formulations.space import (
     batches_within_hbm,
     latency_floor,
     searched_layouts,
+    sequence_caps,
     tabulate_rows,
 )
 from infecon.solver.frontier import configuration_frame
@@ -102,6 +103,13 @@ class _Space:
             raise InstanceError("the batch domain holds no size divisible by any valid pipeline degree")
         self.offsets = np.concatenate(([0], np.cumsum(self.sizes)))[:-1]  # canonical index of each layout's first
         self.fitting = batches_within_hbm(problem, self.layouts, self.axis)
+        caps = sequence_caps(problem, self.layouts)
+        if caps is not None:  # past its engine's cap on sequences a layout's batches break max_seqs
+            pps = self.layouts[:, 2]
+            within = np.array([np.count_nonzero(self.axis.at(int(p), np.arange(self.axis.size(int(p)))) <= c)
+                               if self.axis.values is not None else min(int(c) // int(p), self.axis.size(int(p)))
+                               for p, c in zip(pps, caps, strict=True)], dtype=np.int64)
+            self.fitting = np.minimum(self.fitting, within)
         self.evaluated = 0
 
     def batch(self, layout: np.ndarray, position: np.ndarray) -> np.ndarray:
@@ -419,7 +427,8 @@ def enumerate_frontier(problem: Problem, *, max_latency_s: float | None = None,
     Why it is exact though it skips configurations:
 
     * Batches past a layout's ``space.batches_within_hbm`` break ``hbm_capacity`` (the least HBM any
-      configuration needs grows with the batch), so they are never feasible.
+      configuration needs grows with the batch), and those past its ``space.sequence_caps`` break
+      ``max_seqs``, so they are never feasible.
     * Each layout is evaluated at a ~1.4x ladder of its batches plus its largest that fits. Between
       two evaluated batches ``b_lo < b_hi`` of a layout, every batch ``b`` has latency
       ``>= latency(b_lo)`` and cost ``>= cost(b_lo) b_lo / b > cost(b_lo) b_lo / b_hi``

@@ -10,7 +10,7 @@ import pandas as pd
 
 from infecon.formulations.latency import SHOWN_PERCENTILES
 from infecon.formulations.perf import beyond_any_memory
-from infecon.formulations.space import LAYOUT_COLUMNS, attention_dp_applies, batch_ladder
+from infecon.formulations.space import LAYOUT_COLUMNS, attention_dp_applies, attention_dp_choices, batch_ladder
 from infecon.solver.frontier import CONTRACT_COLUMNS, Frontier, percentile_column
 from infecon.solver.thinning import stands_for
 
@@ -240,7 +240,9 @@ def engine_limits_label(problem) -> str:
     space = problem.space
     limits = [text for ok, text in (
         (space.memory_fraction != 1.0, f"{100 * space.memory_fraction:g}% of HBM"),
-        (space.max_seqs is not None, f"<= {space.max_seqs} sequences per replica"),
+        (space.max_seqs is not None, f"<= {space.max_seqs} sequences per replica"
+                                     + (" (per DP rank with attention DP)" if True in attention_dp_choices(problem)
+                                        else "")),
         (space.max_pp is not None, f"PP <= {space.max_pp}")) if ok]
     return "; engine limits: " + ", ".join(limits) if limits else ""
 
@@ -308,8 +310,11 @@ def batch_cap_note(frontier: Frontier) -> str:
     if len(frontier) and space.max_seqs is not None and space.batch_sizes is None and (
             space.max_batch is None or space.max_seqs <= space.max_batch):
         last = frontier.points.iloc[-1]
-        if int(last["batch"]) + int(last["pp"]) > space.max_seqs:  # no larger batch of its layout is allowed
-            return (f"note: the cheapest point runs the engine's cap of {space.max_seqs} sequences per replica; "
+        ranks = int(last["tp_rows"]) * int(last["tp_cols"]) if bool(last.get("attention_dp", False)) else 1
+        cap = space.max_seqs * ranks  # ``space.sequence_caps``: one scheduler per attention-DP rank
+        if int(last["batch"]) + int(last["pp"]) > cap:  # no larger batch of its layout is allowed
+            per = f" ({space.max_seqs} per attention-DP rank x {ranks})" if ranks > 1 else ""
+            return (f"note: the cheapest point runs the engine's cap of {cap} sequences per replica{per}; "
                     "--max-seqs (an engine setting such as vLLM --max-num-seqs) moves it")
     if space.batch_sizes is not None or space.max_batch is None or len(frontier) == 0:
         return ""  # without --max-batch the largest batch searched is the largest that fits in HBM

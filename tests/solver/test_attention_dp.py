@@ -5,6 +5,8 @@ latent KV cache; data-parallel, the cache splits by sequence. The cases are smal
 frontier takes about a second.
 """
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -151,3 +153,68 @@ def test_sweep_text_names_data_parallel_attention():
     row = {"tp_rows": 1, "tp_cols": 8, "pp": 1, "ep": 1, "batch": 128, "attention_dp": True}
     assert layout_text(row, speculative=False) == "TP 8 PP 1 EP 1 attention DP batch 128"
     assert layout_text({**row, "attention_dp": False}, speculative=False) == "TP 8 PP 1 EP 1 batch 128"
+
+
+LIMITED = dict(CASE, max_seqs=16, batch_mode="ladder")  # the case with an engine cap of 16 sequences per scheduler
+
+
+class TestSequenceCapPerDataParallelRank:
+    """Issue 21: engines cap running sequences per scheduler, one per attention-DP rank (vLLM: a DP rank is an
+    engine core; TensorRT-LLM: max_batch_size per attention-DP rank; SGLang: each DP worker's pool), so an
+    attention-DP replica of TP 8 runs up to 8 x max_seqs sequences (``space.sequence_caps``); it was max_seqs."""
+
+
+    def test_caps_per_layout(self):
+        from infecon.formulations.space import searched_layouts, sequence_caps
+
+        problem = api.build_problem("deepseek-v3", "h200", **LIMITED)
+        layouts = searched_layouts(problem)
+        caps = sequence_caps(problem, layouts)
+        ranks = np.where(layouts[:, 4] == 1, layouts[:, 0] * layouts[:, 1], 1)
+        assert (caps == 16 * ranks).all() and (layouts[:, 4] == 1).any()
+        uncapped = dataclasses.replace(problem, space=dataclasses.replace(problem.space, max_seqs=None))
+        assert sequence_caps(uncapped, layouts) is None
+
+    def test_the_frontier_runs_the_dp_ranks_full(self):
+        """With max_seqs 16, data-parallel points run up to 128 sequences on TP 8 (the cheap end uses more than
+        16); by heads none runs more than 16. The table's max_seqs rule agrees point by point."""
+        problem = api.build_problem("deepseek-v3", "h200", **LIMITED)
+        points = api.frontier(problem, None).points
+        data, heads = points[points["attention_dp"]], points[~points["attention_dp"]]
+        assert (data["batch"] <= 16 * data["tp_rows"] * data["tp_cols"]).all()
+        assert (data["batch"] > 16).any()
+        assert (heads["batch"] <= 16).all()
+        table = tabulate(problem)
+        ranks = np.where(table.attention_dp, table.tp_rows * table.tp_cols, 1)
+        np.testing.assert_array_equal(table.violations["max_seqs"], table.batch > 16 * ranks)
+
+    def test_the_enumeration_equals_the_whole_table(self):
+        """Every integer batch to 8 x 16: the enumeration (its per-layout cap on what it walks) is the table's."""
+        problem = api.build_problem("deepseek-v3", "h200", **{**LIMITED, "batch_mode": "all"})
+        table = tabulate(problem)
+        expected = configuration_frame(table, pareto_indices(table))
+        pd.testing.assert_frame_equal(api.frontier(problem, None, backend="enumerate").points.drop(columns="shown"),
+                                      expected)
+
+    def test_explain_applies_the_cap_of_its_sharding(self):
+        """TP 8, batch 100, max_seqs 16: within 16 x 8 data-parallel; by heads the engine caps it at 16."""
+        kwargs = dict(CASE, max_seqs=16)
+        ok = api.explain("deepseek-v3", "h200", tp_cols=8, batch=100, **{**kwargs, "attention_dp": "on"})
+        assert ok.rule_violation is None and ok.attention_dp
+        heads = api.explain("deepseek-v3", "h200", tp_cols=8, batch=100, **{**kwargs, "attention_dp": "off"})
+        assert heads.rule_violation.startswith("max_seqs: a batch of 100 exceeds the engine's cap of 16 running")
+        auto = api.explain("deepseek-v3", "h200", tp_cols=8, batch=100, **kwargs)
+        assert auto.attention_dp and auto.rule_violation is None and "the only sharding" in auto.attention_choice
+        over = api.explain("deepseek-v3", "h200", tp_cols=8, batch=200, **{**kwargs, "attention_dp": "on"})
+        assert over.rule_violation.startswith("max_seqs: a batch of 200 exceeds the engine's cap of 128 running "
+                                              "sequences per replica (16 per attention-DP rank x 8 ranks)")
+
+    @pytest.mark.parametrize("backend", ["milp", "cpsat"])
+    def test_the_solver_backends_bound_the_batch_alike(self, backend):
+        """The encodings' batch ranges (``relaxation``) take the same per-layout cap: the same 21 points as the
+        enumeration (14 when every replica was capped at 16)."""
+        from infecon.solver.epsilon import trace_frontier
+
+        problem = api.build_problem("deepseek-v3", "h200", **LIMITED)
+        expected, found = trace_frontier(problem, "enumerate"), trace_frontier(problem, backend)
+        assert found.layouts() == expected.layouts() and len(expected) == 21

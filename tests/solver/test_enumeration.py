@@ -245,8 +245,8 @@ def counted(call):
 
 @st.composite
 def capped_problems(draw):
-    """Generated problems (paper and serving) with a demand cap and a budget that bind: quantiles of the totals and
-    prices the uncapped problem reaches."""
+    """Generated problems (paper and serving) with a demand cap and a budget that bind (quantiles of the totals and
+    prices the uncapped problem reaches), and a cap on running sequences."""
     problem = draw(st.one_of(problems(), serving_problems()))
     metrics = tabulate(dataclasses.replace(problem, constraints=dataclasses.replace(
         problem.constraints, demand_tokens_per_s=None, budget_usd_per_hour=None))).metrics
@@ -255,8 +255,14 @@ def capped_problems(draw):
     total, price = total[np.isfinite(total) & (total > 0)], price[np.isfinite(price)]
     demand = float(np.quantile(total, draw(st.sampled_from([0.0, 0.2, 0.6, 1.0])))) if len(total) else None
     budget = float(np.quantile(price, draw(st.sampled_from([0.3, 1.0])))) if draw(st.booleans()) else None
-    return dataclasses.replace(problem, constraints=dataclasses.replace(
-        problem.constraints, demand_tokens_per_s=demand, budget_usd_per_hour=budget))
+    # An engine's cap on running sequences (per attention-DP rank: ``space.sequence_caps``), at or above the least
+    # explicit batch size (below every one the problem is refused).
+    space = problem.space
+    least = 1 if space.batch_sizes is None else min(space.batch_sizes)
+    max_seqs = draw(st.none() | st.integers(least, least + 40))
+    return dataclasses.replace(problem, space=dataclasses.replace(space, max_seqs=max_seqs),
+                               constraints=dataclasses.replace(problem.constraints, demand_tokens_per_s=demand,
+                                                               budget_usd_per_hour=budget))
 
 
 class TestBoundedBatch:
@@ -284,7 +290,7 @@ class TestBoundedBatch:
         table = tabulate(problem)
         flagged = enumeration.caps_broken_onwards(table)
         broken = np.zeros(len(table), dtype=bool)
-        for rule in ("ttft_max", "tpot_max", "demand_cap", "budget"):
+        for rule in ("ttft_max", "tpot_max", "demand_cap", "budget", "max_seqs"):
             broken |= table.violations.get(rule, np.zeros(len(table), dtype=bool))
         total = np.asarray(table.metrics.total_tokens_per_second, dtype=float)
         for one in np.unique(table.layouts, axis=0):
