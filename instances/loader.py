@@ -328,6 +328,9 @@ def check_hardware(hw: object, where: str | Path = "hardware") -> HardwareSpec:
         # under the paper's model and silently replaced under every engine.
         raise InstanceError(f"{where}: 'gemm_half_tokens' is set from 'kernel_curves' for the engine when a "
                             "frontier runs; edit kernel_curves[engine][weight bits] instead")
+    if hw.kernels_in_force is not None:  # derived the same way, from measured_kernels
+        raise InstanceError(f"{where}: 'kernels_in_force' is set from 'measured_kernels' for the engine when a "
+                            "frontier runs; edit measured_kernels[engine] instead")
     for engine, curve in hw.kernel_curves.items():
         if not isinstance(engine, str) or not isinstance(curve, Mapping):
             raise InstanceError(f"{where}: 'kernel_curves' maps engine names to {{weight bits: half tokens}} "

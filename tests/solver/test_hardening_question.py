@@ -150,6 +150,11 @@ class TestNoGivenValueIsOverwritten:
         h100 = get_hardware("h100")
         with pytest.raises(InstanceError, match="'gemm_half_tokens' is set from 'kernel_curves'"):
             api.build_problem("llama-3-8b", dataclasses.replace(h100, gemm_half_tokens={16: 50.0}))
+        with pytest.raises(InstanceError, match="'kernels_in_force' is set from 'measured_kernels'"):
+            from infecon.formulations.serving import unit_hardware
+
+            api.build_problem("llama-3-8b", dataclasses.replace(h100, kernels_in_force=unit_hardware(
+                h100, "vllm").kernels_in_force or next(iter(h100.measured_kernels.values()))))
         for bad, match in (({"vllm": {16: float("nan")}}, "'kernel_curves.vllm.16'"),
                            ({"vllm": {16: 1e9}}, "'kernel_curves.vllm.16'"),
                            ({"vllm": {3: 100.0}}, "has 3 bits")):
