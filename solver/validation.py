@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from infecon.formulations.bands import architecture, band_factors, regime
+from infecon.formulations.closed_loop import chunk_budget_tokens
 from infecon.formulations.errors import InfeconError, InstanceError
 from infecon.formulations.latency import SHOWN_PERCENTILES
 from infecon.formulations.perf import StepTime, hbm_used_bytes_per_gpu
@@ -39,11 +40,13 @@ REQUIRED_COLUMNS = ("model", "hardware", "engine", "benchmark", "weight_bits", "
                     "instances", "concurrency", "isl", "osl", "per_user_tok_s", "per_user_metric")
 # The columns a prediction reads (``prepare_row``, ``predict_prepared``): rows equal in these predict equally.
 _PREDICTION_INPUTS = ("model", "hardware", "engine", "benchmark", "weight_bits", "kv_bits", "n_gpu", "tp", "pp", "ep",
-                      "instances", "concurrency", "isl", "osl", "per_user_metric", "attention_dp")
+                      "instances", "concurrency", "isl", "osl", "per_user_metric", "attention_dp", "waves")
 _POSITIVE_INTS = ("weight_bits", "kv_bits", "n_gpu", "tp", "pp", "ep", "instances", "concurrency", "osl")
 # Published percentiles over requests (ttft_p50_ms, ..., tpot_p99_ms): compared where a file has them.
 PERCENTILE_COLUMNS = tuple(f"{kind}_p{p}_ms" for kind in ("ttft", "tpot") for p in SHOWN_PERCENTILES)
-_OPTIONAL_NUMBERS = ("tpot_ms", "ttft_ms", "total_tok_s", *PERCENTILE_COLUMNS)
+# ``waves``: a closed-loop benchmark's requests over its concurrency (``formulations/closed_loop.py``); empty: the
+# requests arrived as open-loop traffic.
+_OPTIONAL_NUMBERS = ("tpot_ms", "ttft_ms", "total_tok_s", "waves", *PERCENTILE_COLUMNS)
 # A measured speed (tokens/s) or time (ms) above 1e12 is no measurement (instances.limits bounds a demand there):
 # 1e308 tok/s overflowed the error arithmetic to inf.
 _MEASURED_MAX = 1e12
@@ -130,6 +133,10 @@ def _check_columns(path: Path, frame: pd.DataFrame) -> None:
         flag(order, column, ~empty & ~literal, "must be a number")
         flag(order, column, ~empty & literal & ~((value > 0) & (value <= _MEASURED_MAX)),
              f"must be a positive number <= {_MEASURED_MAX:g}")
+    if "waves" in frame.columns:
+        text = frame["waves"].str.strip()
+        value = pd.to_numeric(text.where(text.str.fullmatch(NUMBER_TEXT.pattern)), errors="coerce")
+        flag(19, "waves", (text != "") & (value < 1), "must be a number >= 1 (a closed-loop run's waves) or empty")
     flag(20, "benchmark", ~frame["benchmark"].isin(SERVING_MODES), f"must be one of {', '.join(SERVING_MODES)}")
     flag(21, "per_user_metric", ~frame["per_user_metric"].isin(_PER_USER_METRICS),
          f"must be one of {', '.join(_PER_USER_METRICS)}")
@@ -202,19 +209,33 @@ def prepare_row(index: int, record: Mapping[str, str], kernels: str | None = Non
     if used > hw.hbm_capacity_bytes:
         return (f"does not fit in memory: needs {used / 1e9:.1f} GB per GPU, "
                 f"{hw.hbm_capacity_bytes / 1e9:.1f} GB available")
-    passes = serving_passes(model, hw, workload, requests, record["benchmark"], tp_rows=1, tp_cols=tp, pp=pp, ep=ep,
-                            batch=batch, attention_dp=attention_dp, kernels=kernels or engine_family(record["engine"]))
     prefill_instances = math.nan
     if record["benchmark"] == "disaggregated":
         spare = int(record["n_gpu"]) - instances * tp * pp
         if spare <= 0:
             return "disaggregated row without GPUs left for prefill (n_gpu <= instances x tp x pp)"
         prefill_instances = spare / (tp * pp) / instances
+    family = kernels or engine_family(record["engine"])
+    waves = _number(record.get("waves", ""))
+    closed = {}
+    if math.isfinite(waves):  # a closed-loop benchmark (closed_loop.py): its prompts per (prefill) instance a wave
+        wave_requests = batch / prefill_instances if record["benchmark"] == "disaggregated" else batch
+        closed = dict(waves=waves, wave_requests=wave_requests, chunk_tokens=_chunk_tokens(family))
+    passes = serving_passes(model, hw, workload, requests, record["benchmark"], tp_rows=1, tp_cols=tp, pp=pp, ep=ep,
+                            batch=batch, attention_dp=attention_dp, kernels=family, **closed)
     source = record.get("source", "")
     return PreparedRow(index, passes, record["per_user_metric"], instances, float(record["per_user_tok_s"]),
                        _number(record.get("tpot_ms", "")) / 1e3, _number(record.get("ttft_ms", "")) / 1e3,
                        prefill_instances, engine_family(record["engine"]), hw.name,
                        f"{source} x {record['hardware']}", published_family(record["engine"]))
+
+
+def _chunk_tokens(family: str) -> int:
+    """The chunk budget of the family's shipped profile (the default profile's for a family without one)."""
+    try:
+        return chunk_budget_tokens(get_engine(family))
+    except InfeconError:
+        return chunk_budget_tokens(EngineProfile(name=family))
 
 
 @dataclass(frozen=True)
@@ -247,6 +268,10 @@ def block_of(rows: list[PreparedRow]) -> PreparedBlock:
         batch=np.concatenate([np.ravel(r.passes.batch) for r in rows]).astype(float),
         pp=np.concatenate([np.ravel(r.passes.pp) for r in rows]),
         transfer_s=np.concatenate([np.ravel(r.passes.transfer_s) for r in rows]).astype(float))
+    if first.waves is not None:
+        stacked = dataclasses.replace(
+            stacked, prefill_chunk=_stack_steps([r.passes.prefill_chunk for r in rows]),
+            wave_requests=np.concatenate([np.ravel(r.passes.wave_requests) for r in rows]).astype(float))
     return PreparedBlock(tuple(rows), stacked, rows[0].metric, np.array([r.instances for r in rows], dtype=float),
                          np.array([r.prefill_instances for r in rows], dtype=float))
 
@@ -256,7 +281,7 @@ def blocks(rows: list[PreparedRow]) -> list[PreparedBlock]:
     groups: dict[tuple, list[PreparedRow]] = {}
     for row in rows:
         p = row.passes
-        key = (p.model.name, p.hardware.name, p.mode, p.requests, row.metric, p.paper)
+        key = (p.model.name, p.hardware.name, p.mode, p.requests, row.metric, p.paper, p.waves, p.chunk_tokens)
         groups.setdefault(key, []).append(row)
     return [block_of(group) for group in groups.values()]
 
