@@ -18,10 +18,15 @@ the groups the first one was served in. Derivation (chunk budget ``c`` prompt to
   n = N isl / c passes about N j / n of them, each adding its per-sequence cost ``decode_sequence_s``. A prompt
   done at pass x n (x uniform in (0, 1]) has waited for N n x^2 / 2 of these costs; the mean over x is
   N n / 6 of them.
-* Later waves. Each arrives in a group of at most c / isl prompts, at a point of a step independent of the
-  engine's steps (the client's round trip), so it waits half a step on average and then its own
-  max(1, isl / c) passes (never more than the first wave's mean): passes that also decode the other N
-  requests where the engine mixes them.
+* Later waves. Where the engine mixes decodes in, the first wave's requests start decoding one group of
+  c / isl prompts a pass apart and, with equal osl, finish so: each later wave arrives in such groups. A group
+  that arrives as a pass ends waits exactly its own max(1, isl / c) passes (passes that also decode the other
+  N requests); with the client's round trip its arrival falls inside a pass, and the re-arrivals load the
+  prefill budget at about 100 %, so queues form: the discrete-event check
+  (``tests/formulations/chunked_prefill_sim.py``, N 16-128) gives no wait beyond its own at a round trip of 0,
+  0.7 to 1.1 passes at round trips up to 0.3 pass, 0.8 to 1.7 up to a full pass. ``LATER_WAVE_WAIT_PASSES`` =
+  0.5 is taken (never more than the first wave's mean in all). An engine that does not mix serves a wave's
+  prompts before decoding any: its requests finish together and every wave queues like the first.
 * A run of ``waves`` waves (requests issued / N) averages the two: (first + (waves - 1) later) / waves.
 
 Disaggregated runs use it for their prefill pool: N is the requests in flight per prefill instance and no
@@ -35,6 +40,10 @@ import numpy as np
 
 from infecon.formulations.specs import EngineProfile
 
+# Passes a later wave's prompt waits beyond its own (module docstring: 0 where clients re-send as a pass ends,
+# more with round-trip jitter); an assumption the sample's runs do not let us measure apart from request_s.
+LATER_WAVE_WAIT_PASSES = 0.5
+
 
 def chunk_budget_tokens(engine: EngineProfile) -> int:
     """The prompt tokens one engine pass takes (its chunked-prefill token budget): one place to read the key."""
@@ -44,10 +53,13 @@ def chunk_budget_tokens(engine: EngineProfile) -> int:
 def mixes_decode(engine: EngineProfile) -> bool:
     """Whether the engine decodes running requests in the same pass as a prompt's chunk (module docstring).
 
-    SGLang schedules a waiting prefill batch before decoding (its mixed chunk is off by default); vLLM V1 and
-    TensorRT-LLM's in-flight batching put decodes and prompt chunks in one pass.
+    vLLM V1 and TensorRT-LLM's in-flight batching put decodes and prompt chunks in one pass. SGLang by default
+    runs a waiting prefill batch before decoding; then a wave's requests would all start decoding together,
+    finish together and every wave would queue like the first. The silicon sample's SGLang runs do not: their
+    TTFT grows with the first wave's position as vLLM's and TensorRT-LLM's do (0.27 against 0.34 and 0.34 pass
+    per pass), so every engine with chunked prefill is taken to mix.
     """
-    return engine.name != "sglang"
+    return bool(engine.chunked_prefill)
 
 
 def wave_chunk_tokens(n_requests, input_tokens: int, chunk_tokens: int) -> np.ndarray:
@@ -65,13 +77,16 @@ def wave_mean_passes(n_requests, input_tokens: int, chunk_tokens: int) -> np.nda
 
 
 def closed_loop_ttft_s(*, n_requests, input_tokens: int, chunk_tokens: int, chunk_pass_s, decode_sequence_s,
-                       pp, waves: float, request_s: float = 0.0, mixes: bool = True) -> np.ndarray:
+                       pp, waves: float, request_s: float = 0.0, decode_rides: bool = True,
+                       staggered: bool = True) -> np.ndarray:
     """Mean TTFT of a closed-loop run of ``waves`` waves of ``n_requests`` prompts (module docstring).
 
     Args:
         chunk_pass_s: one prefill pass of a wave's full chunk (``wave_chunk_tokens`` tokens), through every stage.
         decode_sequence_s: what one decoding request adds to a pass it rides in (per-sequence engine cost).
-        pp: pipeline stages; waves: requests issued over ``n_requests`` (>= 1); mixes: ``mixes_decode``.
+        pp: pipeline stages; waves: requests issued over ``n_requests`` (>= 1).
+        decode_rides: decoding requests ride in the prefill passes (aggregated, ``mixes_decode``); staggered:
+            later waves arrive in the groups the first was served in (else every wave queues like the first).
     """
     if waves < 1:
         raise ValueError(f"a closed-loop run has at least one wave (got waves={waves})")
@@ -81,8 +96,10 @@ def closed_loop_ttft_s(*, n_requests, input_tokens: int, chunk_tokens: int, chun
     c = wave_chunk_tokens(n, input_tokens, chunk_tokens)
     passes = wave_mean_passes(n, input_tokens, chunk_tokens)
     work_passes = n * input_tokens / c
-    riding = np.asarray(decode_sequence_s, dtype=float) * (1.0 if mixes else 0.0)
+    riding = np.asarray(decode_sequence_s, dtype=float) * (1.0 if decode_rides else 0.0)
     first = (passes + pp - 1.0) / pp * tau + work_passes * n * riding / 6.0
-    own = np.minimum(0.5 + np.maximum(1.0, input_tokens / c), passes)
-    later = (own + pp - 1.0) / pp * (tau + n * riding)
+    later = first
+    if staggered:
+        own = np.minimum(LATER_WAVE_WAIT_PASSES + np.maximum(1.0, input_tokens / c), passes)
+        later = (own + pp - 1.0) / pp * (tau + n * riding)
     return (first + (waves - 1.0) * later) / waves + request_s

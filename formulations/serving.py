@@ -523,7 +523,8 @@ def closed_loop_ttft(passes: ServingPasses, engine: EngineProfile, decode: PassT
     ttft = closed_loop_ttft_s(n_requests=passes.wave_requests, input_tokens=isl, chunk_tokens=passes.chunk_tokens,
                               chunk_pass_s=tau, decode_sequence_s=decode.per_sequence_s, pp=passes.pp,
                               waves=passes.waves, request_s=engine.request_s,
-                              mixes=aggregated and mixes_decode(engine))
+                              decode_rides=aggregated and mixes_decode(engine),
+                              staggered=mixes_decode(engine) or not aggregated)
     return np.broadcast_to(ttft if aggregated else ttft + passes.transfer_s, np.shape(decode.total_s))
 
 
