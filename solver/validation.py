@@ -286,8 +286,12 @@ def blocks(rows: list[PreparedRow]) -> list[PreparedBlock]:
     return [block_of(group) for group in groups.values()]
 
 
-def predict_block(block: PreparedBlock, engine: EngineProfile) -> dict[str, np.ndarray]:
-    """Per-user speed (as the rows measured it), TPOT, TTFT and total output tok/s over each row's instances."""
+def predict_block(block: PreparedBlock, engine: EngineProfile, percentiles: bool = True) -> dict[str, np.ndarray]:
+    """Per-user speed (as the rows measured it), TPOT, TTFT and total output tok/s over each row's instances.
+
+    ``percentiles`` False leaves out the percentiles of TTFT and TPOT (a fit reads the means only: they cost
+    as much as the rest).
+    """
     passes = block.passes
     utilization = DEFAULT_PREFILL_UTILIZATION
     if passes.mode == "disaggregated":
@@ -300,7 +304,7 @@ def predict_block(block: PreparedBlock, engine: EngineProfile) -> dict[str, np.n
     predicted = {"per_user": np.broadcast_to(per_user_speed(block.metric, times, passes.requests), shape),
                  "tpot_s": np.broadcast_to(times.tpot_s, shape), "ttft_s": np.broadcast_to(times.ttft_s, shape),
                  "total": np.broadcast_to(times.total_tokens_per_second, shape) * block.instances}
-    for percentile in SHOWN_PERCENTILES:  # Poisson arrivals at the rate that holds the batch (latency.py)
+    for percentile in SHOWN_PERCENTILES if percentiles else ():  # Poisson arrivals at the batch's rate (latency.py)
         predicted[f"ttft_p{percentile}_s"] = np.broadcast_to(times.spread.ttft_s(times.ttft_s, percentile), shape)
         predicted[f"tpot_p{percentile}_s"] = np.broadcast_to(times.spread.tpot_s(times.tpot_s, percentile), shape)
     return predicted
