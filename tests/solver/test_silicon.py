@@ -176,3 +176,11 @@ class TestClosedLoopBenchmark:
         frame.assign(waves="0.5").to_csv(path, index=False)
         with pytest.raises(InstanceError, match=r"row 2, column 'waves': must be a number >= 1"):
             validation.read_measurements(path)
+
+
+def test_a_first_token_after_a_whole_decode_is_questioned(tmp_path):
+    """TTFT 30 s with osl 1,024 at 20 ms a token (20.5 s of decode): the requests queued for a running slot."""
+    frame = validation.read_measurements(write(tmp_path, [BASE, {**BASE, "silicon_ttft_ms": "30000"}]))
+    assert len(frame) == 1
+    assert frame.attrs["skipped"] == {
+        "TTFT longer than a whole request's decode: requests queued for a running slot (questioned)": 1}
