@@ -179,6 +179,7 @@ def convert_row(record: pd.Series) -> dict | str:
     if concurrency is None or concurrency < 1:
         return "no concurrency"
     notes = f"silicon id {record['id']}"
+    prefill_columns = {}
     if mode == "closed_loop":
         layout = _layout(record, "")
         if isinstance(layout, str):
@@ -200,6 +201,8 @@ def convert_row(record: pd.Series) -> dict | str:
             return "disaggregated without worker counts"
         instances = decode_workers
         n_gpu = instances * tp * pp + prefill_workers * prefill[0] * prefill[1]
+        prefill_columns = dict(zip(("prefill_tp", "prefill_pp", "prefill_ep", "prefill_attention_dp"), prefill,
+                                   strict=True))
         if concurrency % instances:
             return "concurrency does not split over the decode workers"
     return {
@@ -209,7 +212,7 @@ def convert_row(record: pd.Series) -> dict | str:
         "kv_bits": KV_BITS[weight_bits], "n_gpu": n_gpu, "tp": tp, "pp": pp, "ep": ep, "instances": instances,
         "concurrency": concurrency, "isl": int(record["isl"]), "osl": int(record["osl"]),
         "per_user_tok_s": 1e3 / tpot_ms, "per_user_metric": "inverse_tpot", "attention_dp": attention_dp,
-        "waves": SILICON_WAVES,
+        "waves": SILICON_WAVES, **prefill_columns,
         "tpot_ms": tpot_ms, "ttft_ms": ttft_ms if math.isfinite(ttft_ms) and ttft_ms > 0 else math.nan,
         "total_tok_s": math.nan,
         # Leave-one-group-out groups by source x hardware: here engine x published model x system.

@@ -40,7 +40,8 @@ REQUIRED_COLUMNS = ("model", "hardware", "engine", "benchmark", "weight_bits", "
                     "instances", "concurrency", "isl", "osl", "per_user_tok_s", "per_user_metric")
 # The columns a prediction reads (``prepare_row``, ``predict_prepared``): rows equal in these predict equally.
 _PREDICTION_INPUTS = ("model", "hardware", "engine", "benchmark", "weight_bits", "kv_bits", "n_gpu", "tp", "pp", "ep",
-                      "instances", "concurrency", "isl", "osl", "per_user_metric", "attention_dp", "waves")
+                      "instances", "concurrency", "isl", "osl", "per_user_metric", "attention_dp", "waves",
+                      "prefill_tp", "prefill_pp", "prefill_ep", "prefill_attention_dp")
 _POSITIVE_INTS = ("weight_bits", "kv_bits", "n_gpu", "tp", "pp", "ep", "instances", "concurrency", "osl")
 # Published percentiles over requests (ttft_p50_ms, ..., tpot_p99_ms): compared where a file has them.
 PERCENTILE_COLUMNS = tuple(f"{kind}_p{p}_ms" for kind in ("ttft", "tpot") for p in SHOWN_PERCENTILES)
@@ -210,11 +211,17 @@ def prepare_row(index: int, record: Mapping[str, str], kernels: str | None = Non
         return (f"does not fit in memory: needs {used / 1e9:.1f} GB per GPU, "
                 f"{hw.hbm_capacity_bytes / 1e9:.1f} GB available")
     prefill_instances = math.nan
+    prefill_layout = _prefill_layout(record)
+    if isinstance(prefill_layout, str):
+        return prefill_layout
     if record["benchmark"] == "disaggregated":
         spare = int(record["n_gpu"]) - instances * tp * pp
         if spare <= 0:
             return "disaggregated row without GPUs left for prefill (n_gpu <= instances x tp x pp)"
-        prefill_instances = spare / (tp * pp) / instances
+        # Prefill instances per decode instance: of the prefill workers' own layout where the row gives it, else
+        # of the decode layout on the GPUs the decode instances leave.
+        size = tp * pp if prefill_layout is None else prefill_layout[0] * prefill_layout[1]
+        prefill_instances = spare / size / instances
     family = kernels or engine_family(record["engine"])
     waves = _number(record.get("waves", ""))
     closed = {}
@@ -223,11 +230,36 @@ def prepare_row(index: int, record: Mapping[str, str], kernels: str | None = Non
         closed = dict(waves=waves, wave_requests=wave_requests, chunk_tokens=_chunk_tokens(family))
     passes = serving_passes(model, hw, workload, requests, record["benchmark"], tp_rows=1, tp_cols=tp, pp=pp, ep=ep,
                             batch=batch, attention_dp=attention_dp, kernels=family, **closed)
+    if record["benchmark"] == "disaggregated" and prefill_layout is not None:
+        p_tp, p_pp, p_ep, p_dp = prefill_layout
+        violation = layout_rule_violation(model, hw, tp_rows=1, tp_cols=p_tp, pp=p_pp, ep=p_ep, max_gpus=p_tp * p_pp,
+                                          uneven_stages=True)
+        if violation:
+            return f"invalid prefill layout: {violation}"
+        on_prefill = serving_passes(model, hw, workload, requests, record["benchmark"], tp_rows=1, tp_cols=p_tp,
+                                    pp=p_pp, ep=p_ep, batch=batch, attention_dp=p_dp, kernels=family, **closed)
+        # The prompt's passes run on the prefill workers' layout; the decode passes and the KV transfer (sent by
+        # the decode instance's GPUs' links) stay the decode layout's.
+        passes = dataclasses.replace(passes, prefill_one=on_prefill.prefill_one, prefill_chunk=on_prefill.prefill_chunk)
     source = record.get("source", "")
     return PreparedRow(index, passes, record["per_user_metric"], instances, float(record["per_user_tok_s"]),
                        _number(record.get("tpot_ms", "")) / 1e3, _number(record.get("ttft_ms", "")) / 1e3,
                        prefill_instances, engine_family(record["engine"]), hw.name,
                        f"{source} x {record['hardware']}", published_family(record["engine"]))
+
+
+PREFILL_LAYOUT_COLUMNS = ("prefill_tp", "prefill_pp", "prefill_ep", "prefill_attention_dp")
+
+
+def _prefill_layout(record: Mapping[str, str]) -> tuple[int, int, int, bool] | str | None:
+    """(tp, pp, ep, attention_dp) of a disaggregated row's prefill workers where the row gives them (the silicon
+    sample does), None where it does not (the decode layout is taken), or why they are unusable."""
+    text = [str(record.get(c, "")).strip() for c in PREFILL_LAYOUT_COLUMNS]
+    if not any(text[:3]):
+        return None
+    if not all(t.isdigit() and int(t) >= 1 for t in text[:3]):
+        return "prefill_tp, prefill_pp and prefill_ep must be whole numbers >= 1 where given"
+    return int(text[0]), int(text[1]), int(text[2]), text[3].lower() in ("true", "1", "yes")
 
 
 def _chunk_tokens(family: str) -> int:

@@ -162,13 +162,19 @@ class TestClosedLoopBenchmark:
         passes = wave_mean_passes(256, 1024, chunk_budget_tokens(engine))
         assert passes == pytest.approx(16.5)
 
-    def test_disaggregated_waves_are_per_prefill_instance(self, tmp_path):
-        """64 requests per decode instance; the prefill pool is 4 of 36 GPUs, 1/8 of a decode instance each:
-        512 prompts per decode-layout prefill instance a wave."""
+    def test_disaggregated_waves_are_per_prefill_worker(self, tmp_path):
+        """4 decode workers of 64 requests; one prefill worker of TP 4 / EP 4 takes all 256 prompts of a wave, on its
+        own layout: half the GPUs of a decode worker's TP 8 / EP 8, so twice the arithmetic time per GPU."""
         frame = validation.read_measurements(write(tmp_path, [DISAGG]))
         row = validation.prepare_row(0, frame.iloc[0])
         assert row.passes.waves == silicon.SILICON_WAVES
-        assert float(row.passes.wave_requests) == 512.0
+        assert row.prefill_instances == pytest.approx(0.25)
+        assert float(row.passes.wave_requests) == 256.0
+        decode_layout = validation.prepare_row(0, {**frame.iloc[0].to_dict(), "prefill_tp": "", "prefill_pp": "",
+                                                   "prefill_ep": "", "prefill_attention_dp": ""})
+        assert decode_layout.prefill_instances == pytest.approx(0.125)
+        assert float(row.passes.prefill_one.compute_s) == pytest.approx(
+            2 * float(decode_layout.passes.prefill_one.compute_s))
 
     def test_waves_below_one_are_one_clear_error(self, tmp_path):
         frame = validation.read_measurements(write(tmp_path, [BASE]))
