@@ -13,8 +13,8 @@ the groups the first one was served in. Derivation (chunk budget ``c`` prompt to
   multiple of c, or c a multiple of isl and N of c / isl: then (N isl / c + 1) / 2). Over pp pipeline
   stages a pass takes pp stage slots and passes follow each other one slot apart, so prompt k is done after
   ceil(k isl / c) + pp - 1 slots of tau / pp (as ``serving.pipelined_prefill_factor``).
-  An engine that mixes decodes into its prefill passes (``mixes_decode``: vLLM and TensorRT-LLM's in-flight
-  batching; SGLang runs prefill batches first) also decodes the requests already prefilled: at pass j of the
+  An engine that mixes decodes into its prefill passes (``mixes_decode``: vLLM's and TensorRT-LLM's in-flight
+  batching; see there for SGLang) also decodes the requests already prefilled: at pass j of the
   n = N isl / c passes about N j / n of them, each adding its per-sequence cost ``decode_sequence_s``. A prompt
   done at pass x n (x uniform in (0, 1]) has waited for N n x^2 / 2 of these costs; the mean over x is
   N n / 6 of them.
@@ -29,8 +29,8 @@ the groups the first one was served in. Derivation (chunk budget ``c`` prompt to
   prompts before decoding any: its requests finish together and every wave queues like the first.
 * A run of ``waves`` waves (requests issued / N) averages the two: (first + (waves - 1) later) / waves.
 
-Disaggregated runs use it for their prefill pool: N is the requests in flight per prefill instance and no
-decode rides in a prefill worker's passes. Everything is vectorised over configurations; ``waves`` None keeps
+Disaggregated runs use it for their prefill pool: N is the requests in flight per prefill instance, no decode
+rides in a prefill worker's passes, and the decode workers stagger the later waves. Everything is vectorised over configurations; ``waves`` None keeps
 the open-loop model (real traffic, the frontier's default).
 """
 
