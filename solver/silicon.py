@@ -170,11 +170,6 @@ def convert_row(record: pd.Series) -> dict | str:
     tpot_ms, ttft_ms = _float(record["silicon_tpot_ms"]), _float(record["silicon_ttft_ms"])
     if not (math.isfinite(tpot_ms) and tpot_ms > 0):
         return "no measured TPOT"
-    if math.isfinite(ttft_ms) and ttft_ms > int(record["osl"]) * tpot_ms:
-        # A first token later than a whole request's decode (osl x TPOT): the run's requests were not all running
-        # (queued for a sequence slot or KV cache, e.g. vLLM gpt-oss on H100 at c512: 20-460 s for 1,024-token
-        # prompts), an admission queue no serving mode models. 19 rows of 0.12.0's sample.
-        return "TTFT longer than a whole request's decode: requests queued for a running slot (questioned)"
     concurrency = _concurrency(record)
     if concurrency is None or concurrency < 1:
         return "no concurrency"
@@ -205,6 +200,11 @@ def convert_row(record: pd.Series) -> dict | str:
                                    strict=True))
         if concurrency % instances:
             return "concurrency does not split over the decode workers"
+    if math.isfinite(ttft_ms) and ttft_ms > int(record["osl"]) * tpot_ms:
+        # A first token later than a whole request's decode (osl x TPOT): the run's requests were not all running
+        # (queued for a sequence slot or KV cache, e.g. vLLM gpt-oss on H100 at c512: 20-460 s for 1,024-token
+        # prompts), an admission queue no serving mode models. Checked last: it counts rows otherwise predictable.
+        return "TTFT longer than a whole request's decode: requests queued for a running slot (questioned)"
     return {
         "model": model, "model_published": record["model_path"], "hardware": hardware,
         "hardware_published": record["system"], "engine": _engine(record),

@@ -257,9 +257,10 @@ def _prefill_layout(record: Mapping[str, str]) -> tuple[int, int, int, bool] | s
     text = [str(record.get(c, "")).strip() for c in PREFILL_LAYOUT_COLUMNS]
     if not any(text[:3]):
         return None
-    if not all(t.isdigit() and int(t) >= 1 for t in text[:3]):
+    numbers = [_number(t) if NUMBER_TEXT.fullmatch(t) else math.nan for t in text[:3]]
+    if not all(math.isfinite(v) and v.is_integer() and v >= 1 for v in numbers):  # 4 or 4.0 (a stacked frame's text)
         return "prefill_tp, prefill_pp and prefill_ep must be whole numbers >= 1 where given"
-    return int(text[0]), int(text[1]), int(text[2]), text[3].lower() in ("true", "1", "yes")
+    return int(numbers[0]), int(numbers[1]), int(numbers[2]), text[3].lower() in ("true", "1", "yes")
 
 
 def _chunk_tokens(family: str) -> int:
