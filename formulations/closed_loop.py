@@ -30,8 +30,8 @@ the groups the first one was served in. Derivation (chunk budget ``c`` prompt to
 * A run of ``waves`` waves (requests issued / N) averages the two: (first + (waves - 1) later) / waves.
 
 Disaggregated runs use it for their prefill pool: N is the requests in flight per prefill instance, no decode
-rides in a prefill worker's passes, and the decode workers stagger the later waves. Everything is vectorised over configurations; ``waves`` None keeps
-the open-loop model (real traffic, the frontier's default).
+rides in a prefill worker's passes, and the decode workers stagger the later waves. Everything is vectorised
+over configurations; ``waves`` None keeps the open-loop model (real traffic, the frontier's default).
 """
 
 from __future__ import annotations
@@ -45,9 +45,10 @@ from infecon.formulations.specs import EngineProfile
 LATER_WAVE_WAIT_PASSES = 0.5
 
 
-def chunk_budget_tokens(engine: EngineProfile) -> int:
-    """The prompt tokens one engine pass takes (its chunked-prefill token budget): one place to read the key."""
-    return int(engine.chunk_tokens)
+def chunk_budget_tokens(engine: EngineProfile, input_tokens: int) -> int:
+    """The prompt tokens one engine pass takes: its chunk (``EngineProfile.prefill_chunk``), or one whole prompt of
+    ``input_tokens`` where the engine does not chunk (a prompt is then one pass)."""
+    return int(engine.prefill_chunk() or max(int(input_tokens), 1))
 
 
 def mixes_decode(engine: EngineProfile) -> bool:

@@ -398,22 +398,22 @@ class ServingPasses:
     # a (prefill) instance receives per wave, the chunk budget and one prefill pass of a wave's full chunk.
     waves: float | None = None
     wave_requests: np.ndarray | None = None
-    chunk_tokens: int = 0
+    wave_budget_tokens: int = 0
     prefill_chunk: StepTime | None = None
 
 
 def serving_passes(model: ModelSpec, hw: HardwareSpec, workload: Workload, requests: Requests, mode: str,
                    *, tp_rows, tp_cols, pp, ep, batch, paper: bool = False, attention_dp=False,
                    kernels: str | None = None, waves: float | None = None, wave_requests=None,
-                   chunk_tokens: int = 0) -> ServingPasses:
+                   wave_budget_tokens: int = 0) -> ServingPasses:
     """Decode at the micro-batch, prefill of one isl-token sequence (P1) and of the micro-batch (static batch).
 
     ``attention_dp``: the engine runs attention data-parallel over the TP group (``attention_sharding``;
     one flag or one per configuration). ``kernels``: the engine family whose measured GEMM curves apply
     (``unit_hardware``); the passes then fit any profile of that family (``calibrate``). ``waves``: the
     requests of a closed-loop benchmark over its concurrency (``closed_loop.py``; None: open loop), with
-    ``wave_requests`` prompts per (prefill) instance a wave (default the batch) and the engine's chunk budget
-    ``chunk_tokens`` (``closed_loop.chunk_budget_tokens``).
+    ``wave_requests`` prompts per (prefill) instance a wave (default the batch) and the prompt tokens a pass takes,
+    ``wave_budget_tokens`` (``closed_loop.chunk_budget_tokens``).
     """
     pp = np.asarray(pp, dtype=np.int64)
     batch = np.asarray(batch, dtype=float)
@@ -433,8 +433,8 @@ def serving_passes(model: ModelSpec, hw: HardwareSpec, workload: Workload, reque
     closed = {}
     if waves is not None and mode in ("closed_loop", "disaggregated") and not paper:
         n = np.broadcast_to(np.asarray(batch if wave_requests is None else wave_requests, dtype=float), np.shape(batch))
-        chunk = wave_chunk_tokens(n, isl, chunk_tokens)
-        closed = dict(waves=float(waves), wave_requests=n, chunk_tokens=int(chunk_tokens),
+        chunk = wave_chunk_tokens(n, isl, wave_budget_tokens)
+        closed = dict(waves=float(waves), wave_requests=n, wave_budget_tokens=int(wave_budget_tokens),
                       prefill_chunk=decode_step(model, physics_hw, prefill, **layout, micro_batch=chunk / isl,
                                                 tokens_per_sequence=isl, prefill=True))
     return ServingPasses(model, hw, requests, mode, decode, prefill_one, prefill_batch, batch, pp, transfer, paper,
@@ -517,10 +517,10 @@ def closed_loop_ttft(passes: ServingPasses, engine: EngineProfile, decode: PassT
     disaggregated prefill instance decodes nothing, and the prompt's KV cache then crosses to a decode instance.
     """
     isl = passes.requests.input_tokens
-    chunk = wave_chunk_tokens(passes.wave_requests, isl, passes.chunk_tokens)
+    chunk = wave_chunk_tokens(passes.wave_requests, isl, passes.wave_budget_tokens)
     tau = _pass_time(passes.prefill_chunk, passes, engine, chunk / isl).total_s
     aggregated = passes.mode == "closed_loop"
-    ttft = closed_loop_ttft_s(n_requests=passes.wave_requests, input_tokens=isl, chunk_tokens=passes.chunk_tokens,
+    ttft = closed_loop_ttft_s(n_requests=passes.wave_requests, input_tokens=isl, chunk_tokens=passes.wave_budget_tokens,
                               chunk_pass_s=tau, decode_sequence_s=decode.per_sequence_s, pp=passes.pp,
                               waves=passes.waves, request_s=engine.request_s,
                               decode_rides=aggregated and mixes_decode(engine),

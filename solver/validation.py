@@ -227,7 +227,8 @@ def prepare_row(index: int, record: Mapping[str, str], kernels: str | None = Non
     closed = {}
     if math.isfinite(waves):  # a closed-loop benchmark (closed_loop.py): its prompts per (prefill) instance a wave
         wave_requests = batch / prefill_instances if record["benchmark"] == "disaggregated" else batch
-        closed = dict(waves=waves, wave_requests=wave_requests, chunk_tokens=_chunk_tokens(family))
+        closed = dict(waves=waves, wave_requests=wave_requests,
+                      wave_budget_tokens=_wave_budget_tokens(family, requests.input_tokens))
     passes = serving_passes(model, hw, workload, requests, record["benchmark"], tp_rows=1, tp_cols=tp, pp=pp, ep=ep,
                             batch=batch, attention_dp=attention_dp, kernels=family, **closed)
     if record["benchmark"] == "disaggregated" and prefill_layout is not None:
@@ -263,12 +264,13 @@ def _prefill_layout(record: Mapping[str, str]) -> tuple[int, int, int, bool] | s
     return int(numbers[0]), int(numbers[1]), int(numbers[2]), text[3].lower() in ("true", "1", "yes")
 
 
-def _chunk_tokens(family: str) -> int:
-    """The chunk budget of the family's shipped profile (the default profile's for a family without one)."""
+def _wave_budget_tokens(family: str, input_tokens: int) -> int:
+    """The prompt tokens a pass of the family's shipped profile takes (the default profile's for a family without
+    one): ``closed_loop.chunk_budget_tokens``."""
     try:
-        return chunk_budget_tokens(get_engine(family))
+        return chunk_budget_tokens(get_engine(family), input_tokens)
     except InfeconError:
-        return chunk_budget_tokens(EngineProfile(name=family))
+        return chunk_budget_tokens(EngineProfile(name=family), input_tokens)
 
 
 @dataclass(frozen=True)
@@ -314,7 +316,7 @@ def blocks(rows: list[PreparedRow]) -> list[PreparedBlock]:
     groups: dict[tuple, list[PreparedRow]] = {}
     for row in rows:
         p = row.passes
-        key = (p.model.name, p.hardware.name, p.mode, p.requests, row.metric, p.paper, p.waves, p.chunk_tokens)
+        key = (p.model.name, p.hardware.name, p.mode, p.requests, row.metric, p.paper, p.waves, p.wave_budget_tokens)
         groups.setdefault(key, []).append(row)
     return [block_of(group) for group in groups.values()]
 

@@ -159,7 +159,7 @@ class TestClosedLoopBenchmark:
         # 256 prompts of 1,024 tokens in chunks of 8,192: the first wave waits 16.5 passes on average, later waves
         # 1.5; the open-loop queue waits for about one prompt's pass.
         assert closed_ttft > 3 * open_ttft
-        passes = wave_mean_passes(256, 1024, chunk_budget_tokens(engine))
+        passes = wave_mean_passes(256, 1024, chunk_budget_tokens(engine, 1024))
         assert passes == pytest.approx(16.5)
 
     def test_disaggregated_waves_are_per_prefill_worker(self, tmp_path):
