@@ -11,7 +11,7 @@ import pytest
 
 from infecon.formulations.errors import InstanceError
 from infecon.instances.engines import ENGINES_DIR, builtin_engine_names, get_engine
-from infecon.solver import calibration, silicon, validation
+from infecon.solver import calibration, validation
 from infecon.solver.cli import main
 
 DEV_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "measured" / "serving_dev.csv"
@@ -164,12 +164,10 @@ class TestCalibrate:
     @needs_dev_data
     @pytest.mark.parametrize("family", [n for n in builtin_engine_names() if n != "paper"])
     def test_shipped_profiles_are_reproduced(self, family):
-        """If this test failed: the physics changed; re-run `infecon calibrate --data serving_dev.csv --data
-        silicon_sample.csv --engine FAMILY --out instances/engines/FAMILY.toml` for each profile and commit the
-        files (the profiles are fitted on the development data and aiconfigurator-core's silicon sample together;
-        the kernels extra, which CI installs, ships the sample)."""
+        """If this test failed: the physics changed; re-run `infecon calibrate --data serving_dev.csv --engine
+        FAMILY --out instances/engines/FAMILY.toml` for each profile and commit the files."""
         shipped = get_engine(ENGINES_DIR / f"{family}.toml")
-        fit = calibration.calibrate([DEV_DATA, silicon.shipped_sample_path()], family, held_out=False)
+        fit = calibration.calibrate(DEV_DATA, family, held_out=False)
         for name in fit.values:
             if name.startswith("log_factor."):
                 hw, param = name.removeprefix("log_factor.").rsplit(".", 1)
