@@ -44,6 +44,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from infecon.formulations.closed_loop import closed_loop_ttft_s, mixes_decode, wave_chunk_tokens
 from infecon.formulations.latency import (
     MAX_QUEUE_SHARE,
     LatencySpread,
@@ -395,16 +396,26 @@ class ServingPasses:
     paper: bool
     layer_scale: np.ndarray = 1.0  # perf.pipeline_layer_scale per configuration (engine_pass)
     stage_slots: np.ndarray = 1.0  # perf.pipeline_stage_slots per configuration
+    # A closed-loop benchmark (``closed_loop.py``): its waves (None: open-loop arrivals, the default), the prompts
+    # a (prefill) instance receives per wave, the chunk budget and one prefill pass of a wave's full chunk.
+    waves: float | None = None
+    wave_requests: np.ndarray | None = None
+    wave_budget_tokens: int = 0
+    prefill_chunk: StepTime | None = None
 
 
 def serving_passes(model: ModelSpec, hw: HardwareSpec, workload: Workload, requests: Requests, mode: str,
                    *, tp_rows, tp_cols, pp, ep, batch, paper: bool = False, attention_dp=False,
-                   kernels: str | None = None) -> ServingPasses:
+                   kernels: str | None = None, waves: float | None = None, wave_requests=None,
+                   wave_budget_tokens: int = 0) -> ServingPasses:
     """Decode at the micro-batch, prefill of one isl-token sequence (P1) and of the micro-batch (static batch).
 
     ``attention_dp``: the engine runs attention data-parallel over the TP group (``attention_sharding``;
     one flag or one per configuration). ``kernels``: the engine family whose measured GEMM curves apply
-    (``unit_hardware``); the passes then fit any profile of that family (``calibrate``).
+    (``unit_hardware``); the passes then fit any profile of that family (``calibrate``). ``waves``: the
+    requests of a closed-loop benchmark over its concurrency (``closed_loop.py``; None: open loop), with
+    ``wave_requests`` prompts per (prefill) instance a wave (default the batch) and the prompt tokens a pass takes,
+    ``wave_budget_tokens`` (``closed_loop.chunk_budget_tokens``).
     """
     pp = np.asarray(pp, dtype=np.int64)
     batch = np.asarray(batch, dtype=float)
@@ -421,9 +432,16 @@ def serving_passes(model: ModelSpec, hw: HardwareSpec, workload: Workload, reque
         prefill_batch = decode_step(model, physics_hw, prefill, **layout, micro_batch=micro_batch,
                                     tokens_per_sequence=isl, prefill=True)
     transfer = kv_transfer_s(model, hw, workload, requests, np.asarray(tp_rows) * np.asarray(tp_cols))
+    closed = {}
+    if waves is not None and mode in ("closed_loop", "disaggregated") and not paper:
+        n = np.broadcast_to(np.asarray(batch if wave_requests is None else wave_requests, dtype=float), np.shape(batch))
+        chunk = wave_chunk_tokens(n, isl, wave_budget_tokens)
+        closed = dict(waves=float(waves), wave_requests=n, wave_budget_tokens=int(wave_budget_tokens),
+                      prefill_chunk=decode_step(model, physics_hw, prefill, **layout, micro_batch=chunk / isl,
+                                                tokens_per_sequence=isl, prefill=True))
     return ServingPasses(model, hw, requests, mode, decode, prefill_one, prefill_batch, batch, pp, transfer, paper,
                          pipeline_layer_scale(model, pp, layout["attention"]),
-                         pipeline_stage_slots(pp, layout["attention"]))
+                         pipeline_stage_slots(pp, layout["attention"]), **closed)
 
 
 def _pass_time(step: StepTime, passes: ServingPasses, engine: EngineProfile, micro_batch) -> PassTime:
@@ -489,7 +507,27 @@ def serving_times(passes: ServingPasses, engine: EngineProfile, *, decode_s=None
                        chunk_tokens=None if passes.paper else engine.prefill_chunk(),
                        prefill_latency_factor=pipelined_prefill_factor(passes.requests, None if passes.paper
                                                                        else engine, passes.pp))
+    if passes.waves is not None and passes.requests.input_tokens > 0:
+        times = dataclasses.replace(times, ttft_s=closed_loop_ttft(passes, engine, decode))
     return times, decode, prefill_batch if passes.mode == "static_batch" else prefill_one
+
+
+def closed_loop_ttft(passes: ServingPasses, engine: EngineProfile, decode: PassTime) -> np.ndarray:
+    """Mean TTFT of a closed-loop benchmark (``closed_loop.closed_loop_ttft_s``) with ``engine`` on ``passes``.
+
+    Aggregated, the decoding requests ride in the wave's prefill passes where the engine mixes them; a
+    disaggregated prefill instance decodes nothing, and the prompt's KV cache then crosses to a decode instance.
+    """
+    isl = passes.requests.input_tokens
+    chunk = wave_chunk_tokens(passes.wave_requests, isl, passes.wave_budget_tokens)
+    tau = _pass_time(passes.prefill_chunk, passes, engine, chunk / isl).total_s
+    aggregated = passes.mode == "closed_loop"
+    ttft = closed_loop_ttft_s(n_requests=passes.wave_requests, input_tokens=isl, chunk_tokens=passes.wave_budget_tokens,
+                              chunk_pass_s=tau, decode_sequence_s=decode.per_sequence_s, pp=passes.pp,
+                              waves=passes.waves, request_s=engine.request_s,
+                              decode_rides=aggregated and mixes_decode(engine),
+                              staggered=mixes_decode(engine) or not aggregated)
+    return np.broadcast_to(ttft if aggregated else ttft + passes.transfer_s, np.shape(decode.total_s))
 
 
 @dataclass(frozen=True)

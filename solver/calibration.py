@@ -27,7 +27,7 @@ from scipy.optimize import least_squares
 
 from infecon.formulations.errors import InstanceError
 from infecon.formulations.specs import EngineProfile
-from infecon.instances.engines import ENGINES_DIR, load_engine
+from infecon.instances.engines import ENGINES_DIR, engine_family, load_engine
 from infecon.solver.validation import (
     PreparedBlock,
     PreparedRow,
@@ -96,6 +96,8 @@ def prepare(frame: pd.DataFrame, family: str | None) -> tuple[list[PreparedRow],
     """
     prepared, skipped = [], []
     for i, record in frame.iterrows():
+        if family is not None and engine_family(str(record["engine"])) != family:
+            continue  # another family's row: not prepared (its passes cost ~20 ms a row)
         row = prepare_row(int(i), record, kernels=family or "generic")
         if isinstance(row, str):
             skipped.append(f"row {int(i) + 2}: {row}")
@@ -153,7 +155,7 @@ def residuals(rows: list[PreparedRow] | list[PreparedBlock], profile: EngineProf
     (block by block: ``validation.blocks``)."""
     speed, ttft = [], []
     for block in _as_blocks(rows):
-        p = predict_block(block, profile)
+        p = predict_block(block, profile, percentiles=False)
         measured = np.array([r.measured_per_user for r in block.rows])
         speed.append(np.log(measured / p["per_user"]))
         measured_ttft = np.array([r.measured_ttft_s for r in block.rows])
@@ -215,7 +217,7 @@ def fit_parameters(rows: list[PreparedRow], base: EngineProfile, *, kernel_prior
 def _table(rows: list[PreparedRow], profile: EngineProfile) -> pd.DataFrame:
     records = []
     for block in blocks(rows):
-        p = predict_block(block, profile)
+        p = predict_block(block, profile, percentiles=False)
         for i, row in enumerate(block.rows):
             records.append({"index": row.index, "family": row.family, "published": row.published, "group": row.group,
                             "hardware": row.hardware_name, "mode": row.passes.mode,

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from infecon.formulations.bands import architecture, band_factors, regime
+from infecon.formulations.closed_loop import chunk_budget_tokens
 from infecon.formulations.errors import InfeconError, InstanceError
 from infecon.formulations.latency import SHOWN_PERCENTILES
 from infecon.formulations.perf import StepTime, hbm_used_bytes_per_gpu
@@ -39,11 +40,14 @@ REQUIRED_COLUMNS = ("model", "hardware", "engine", "benchmark", "weight_bits", "
                     "instances", "concurrency", "isl", "osl", "per_user_tok_s", "per_user_metric")
 # The columns a prediction reads (``prepare_row``, ``predict_prepared``): rows equal in these predict equally.
 _PREDICTION_INPUTS = ("model", "hardware", "engine", "benchmark", "weight_bits", "kv_bits", "n_gpu", "tp", "pp", "ep",
-                      "instances", "concurrency", "isl", "osl", "per_user_metric", "attention_dp")
+                      "instances", "concurrency", "isl", "osl", "per_user_metric", "attention_dp", "waves",
+                      "prefill_tp", "prefill_pp", "prefill_ep", "prefill_attention_dp")
 _POSITIVE_INTS = ("weight_bits", "kv_bits", "n_gpu", "tp", "pp", "ep", "instances", "concurrency", "osl")
 # Published percentiles over requests (ttft_p50_ms, ..., tpot_p99_ms): compared where a file has them.
 PERCENTILE_COLUMNS = tuple(f"{kind}_p{p}_ms" for kind in ("ttft", "tpot") for p in SHOWN_PERCENTILES)
-_OPTIONAL_NUMBERS = ("tpot_ms", "ttft_ms", "total_tok_s", *PERCENTILE_COLUMNS)
+# ``waves``: a closed-loop benchmark's requests over its concurrency (``formulations/closed_loop.py``); empty: the
+# requests arrived as open-loop traffic.
+_OPTIONAL_NUMBERS = ("tpot_ms", "ttft_ms", "total_tok_s", "waves", *PERCENTILE_COLUMNS)
 # A measured speed (tokens/s) or time (ms) above 1e12 is no measurement (instances.limits bounds a demand there):
 # 1e308 tok/s overflowed the error arithmetic to inf.
 _MEASURED_MAX = 1e12
@@ -130,6 +134,10 @@ def _check_columns(path: Path, frame: pd.DataFrame) -> None:
         flag(order, column, ~empty & ~literal, "must be a number")
         flag(order, column, ~empty & literal & ~((value > 0) & (value <= _MEASURED_MAX)),
              f"must be a positive number <= {_MEASURED_MAX:g}")
+    if "waves" in frame.columns:
+        text = frame["waves"].str.strip()
+        value = pd.to_numeric(text.where(text.str.fullmatch(NUMBER_TEXT.pattern)), errors="coerce")
+        flag(19, "waves", (text != "") & (value < 1), "must be a number >= 1 (a closed-loop run's waves) or empty")
     flag(20, "benchmark", ~frame["benchmark"].isin(SERVING_MODES), f"must be one of {', '.join(SERVING_MODES)}")
     flag(21, "per_user_metric", ~frame["per_user_metric"].isin(_PER_USER_METRICS),
          f"must be one of {', '.join(_PER_USER_METRICS)}")
@@ -202,19 +210,67 @@ def prepare_row(index: int, record: Mapping[str, str], kernels: str | None = Non
     if used > hw.hbm_capacity_bytes:
         return (f"does not fit in memory: needs {used / 1e9:.1f} GB per GPU, "
                 f"{hw.hbm_capacity_bytes / 1e9:.1f} GB available")
-    passes = serving_passes(model, hw, workload, requests, record["benchmark"], tp_rows=1, tp_cols=tp, pp=pp, ep=ep,
-                            batch=batch, attention_dp=attention_dp, kernels=kernels or engine_family(record["engine"]))
     prefill_instances = math.nan
+    prefill_layout = _prefill_layout(record)
+    if isinstance(prefill_layout, str):
+        return prefill_layout
     if record["benchmark"] == "disaggregated":
         spare = int(record["n_gpu"]) - instances * tp * pp
         if spare <= 0:
             return "disaggregated row without GPUs left for prefill (n_gpu <= instances x tp x pp)"
-        prefill_instances = spare / (tp * pp) / instances
+        # Prefill instances per decode instance: of the prefill workers' own layout where the row gives it, else
+        # of the decode layout on the GPUs the decode instances leave.
+        size = tp * pp if prefill_layout is None else prefill_layout[0] * prefill_layout[1]
+        prefill_instances = spare / size / instances
+    family = kernels or engine_family(record["engine"])
+    waves = _number(record.get("waves", ""))
+    closed = {}
+    if math.isfinite(waves):  # a closed-loop benchmark (closed_loop.py): its prompts per (prefill) instance a wave
+        wave_requests = batch / prefill_instances if record["benchmark"] == "disaggregated" else batch
+        closed = dict(waves=waves, wave_requests=wave_requests,
+                      wave_budget_tokens=_wave_budget_tokens(family, requests.input_tokens))
+    passes = serving_passes(model, hw, workload, requests, record["benchmark"], tp_rows=1, tp_cols=tp, pp=pp, ep=ep,
+                            batch=batch, attention_dp=attention_dp, kernels=family, **closed)
+    if record["benchmark"] == "disaggregated" and prefill_layout is not None:
+        p_tp, p_pp, p_ep, p_dp = prefill_layout
+        violation = layout_rule_violation(model, hw, tp_rows=1, tp_cols=p_tp, pp=p_pp, ep=p_ep, max_gpus=p_tp * p_pp,
+                                          uneven_stages=True)
+        if violation:
+            return f"invalid prefill layout: {violation}"
+        on_prefill = serving_passes(model, hw, workload, requests, record["benchmark"], tp_rows=1, tp_cols=p_tp,
+                                    pp=p_pp, ep=p_ep, batch=batch, attention_dp=p_dp, kernels=family, **closed)
+        # The prompt's passes run on the prefill workers' layout; the decode passes and the KV transfer (sent by
+        # the decode instance's GPUs' links) stay the decode layout's.
+        passes = dataclasses.replace(passes, prefill_one=on_prefill.prefill_one, prefill_chunk=on_prefill.prefill_chunk)
     source = record.get("source", "")
     return PreparedRow(index, passes, record["per_user_metric"], instances, float(record["per_user_tok_s"]),
                        _number(record.get("tpot_ms", "")) / 1e3, _number(record.get("ttft_ms", "")) / 1e3,
                        prefill_instances, engine_family(record["engine"]), hw.name,
                        f"{source} x {record['hardware']}", published_family(record["engine"]))
+
+
+PREFILL_LAYOUT_COLUMNS = ("prefill_tp", "prefill_pp", "prefill_ep", "prefill_attention_dp")
+
+
+def _prefill_layout(record: Mapping[str, str]) -> tuple[int, int, int, bool] | str | None:
+    """(tp, pp, ep, attention_dp) of a disaggregated row's prefill workers where the row gives them (the silicon
+    sample does), None where it does not (the decode layout is taken), or why they are unusable."""
+    text = [str(record.get(c, "")).strip() for c in PREFILL_LAYOUT_COLUMNS]
+    if not any(text[:3]):
+        return None
+    numbers = [_number(t) if NUMBER_TEXT.fullmatch(t) else math.nan for t in text[:3]]
+    if not all(math.isfinite(v) and v.is_integer() and v >= 1 for v in numbers):  # 4 or 4.0 (a stacked frame's text)
+        return "prefill_tp, prefill_pp and prefill_ep must be whole numbers >= 1 where given"
+    return int(numbers[0]), int(numbers[1]), int(numbers[2]), text[3].lower() in ("true", "1", "yes")
+
+
+def _wave_budget_tokens(family: str, input_tokens: int) -> int:
+    """The prompt tokens a pass of the family's shipped profile takes (the default profile's for a family without
+    one): ``closed_loop.chunk_budget_tokens``."""
+    try:
+        return chunk_budget_tokens(get_engine(family), input_tokens)
+    except InfeconError:
+        return chunk_budget_tokens(EngineProfile(name=family), input_tokens)
 
 
 @dataclass(frozen=True)
@@ -247,6 +303,10 @@ def block_of(rows: list[PreparedRow]) -> PreparedBlock:
         batch=np.concatenate([np.ravel(r.passes.batch) for r in rows]).astype(float),
         pp=np.concatenate([np.ravel(r.passes.pp) for r in rows]),
         transfer_s=np.concatenate([np.ravel(r.passes.transfer_s) for r in rows]).astype(float))
+    if first.waves is not None:
+        stacked = dataclasses.replace(
+            stacked, prefill_chunk=_stack_steps([r.passes.prefill_chunk for r in rows]),
+            wave_requests=np.concatenate([np.ravel(r.passes.wave_requests) for r in rows]).astype(float))
     return PreparedBlock(tuple(rows), stacked, rows[0].metric, np.array([r.instances for r in rows], dtype=float),
                          np.array([r.prefill_instances for r in rows], dtype=float))
 
@@ -256,13 +316,17 @@ def blocks(rows: list[PreparedRow]) -> list[PreparedBlock]:
     groups: dict[tuple, list[PreparedRow]] = {}
     for row in rows:
         p = row.passes
-        key = (p.model.name, p.hardware.name, p.mode, p.requests, row.metric, p.paper)
+        key = (p.model.name, p.hardware.name, p.mode, p.requests, row.metric, p.paper, p.waves, p.wave_budget_tokens)
         groups.setdefault(key, []).append(row)
     return [block_of(group) for group in groups.values()]
 
 
-def predict_block(block: PreparedBlock, engine: EngineProfile) -> dict[str, np.ndarray]:
-    """Per-user speed (as the rows measured it), TPOT, TTFT and total output tok/s over each row's instances."""
+def predict_block(block: PreparedBlock, engine: EngineProfile, percentiles: bool = True) -> dict[str, np.ndarray]:
+    """Per-user speed (as the rows measured it), TPOT, TTFT and total output tok/s over each row's instances.
+
+    ``percentiles`` False leaves out the percentiles of TTFT and TPOT (a fit reads the means only: they cost
+    as much as the rest).
+    """
     passes = block.passes
     utilization = DEFAULT_PREFILL_UTILIZATION
     if passes.mode == "disaggregated":
@@ -275,7 +339,7 @@ def predict_block(block: PreparedBlock, engine: EngineProfile) -> dict[str, np.n
     predicted = {"per_user": np.broadcast_to(per_user_speed(block.metric, times, passes.requests), shape),
                  "tpot_s": np.broadcast_to(times.tpot_s, shape), "ttft_s": np.broadcast_to(times.ttft_s, shape),
                  "total": np.broadcast_to(times.total_tokens_per_second, shape) * block.instances}
-    for percentile in SHOWN_PERCENTILES:  # Poisson arrivals at the rate that holds the batch (latency.py)
+    for percentile in SHOWN_PERCENTILES if percentiles else ():  # Poisson arrivals at the batch's rate (latency.py)
         predicted[f"ttft_p{percentile}_s"] = np.broadcast_to(times.spread.ttft_s(times.ttft_s, percentile), shape)
         predicted[f"tpot_p{percentile}_s"] = np.broadcast_to(times.spread.tpot_s(times.tpot_s, percentile), shape)
     return predicted

@@ -68,3 +68,56 @@ def simulate(*, arrivals_per_s: float, input_tokens: int, output_tokens: int, ch
     ttft = first[keep] - arrivals[keep]
     tpot = (last[keep] - first[keep]) / max(output_tokens - 1, 1)
     return SimulatedRequests(ttft, tpot, busy_integral / now)
+
+
+def simulate_closed(*, concurrency: int, waves: int, input_tokens: int, output_tokens: int, chunk_tokens: int,
+                    step_s: float, prefill_token_s: float, sequence_s: float = 0.0, round_trip_s: float = 0.0,
+                    mixes: bool = True, seed: int = 0) -> np.ndarray:
+    """TTFT of every request of a closed-loop run: ``concurrency`` clients, ``waves`` requests each.
+
+    All clients send at time 0; a client sends its next request ``U(0, round_trip_s)`` after its last one ends.
+    A step takes up to ``chunk_tokens`` prompt tokens in arrival order and decodes every running request
+    (``mixes``; otherwise a step with prompt tokens decodes nothing, as SGLang runs prefill batches first); it
+    lasts ``step_s`` plus ``prefill_token_s`` per prompt token plus ``sequence_s`` per request it decodes.
+    """
+    rng = np.random.default_rng(seed)
+    arrivals = [(0.0, client) for client in range(concurrency)]  # (time, client)
+    sent = dict.fromkeys(range(concurrency), 1)
+    waiting: deque[list] = deque()  # [arrival time, prompt tokens left]
+    running: list[list] = []  # [output tokens still to emit, client]
+    ttft: list[float] = []
+    now = 0.0
+    while arrivals or waiting or running:
+        arrivals.sort()
+        while arrivals and arrivals[0][0] <= now:
+            at, client = arrivals.pop(0)
+            waiting.append([at, input_tokens, client])
+        if not waiting and not running:
+            now = arrivals[0][0]
+            continue
+        budget, carried, finished = chunk_tokens, 0, []
+        while waiting and budget > 0:
+            head = waiting[0]
+            take = min(budget, head[1])
+            head[1] -= take
+            budget -= take
+            carried += take
+            if head[1] == 0:
+                finished.append(waiting.popleft())
+        decoding = running if (mixes or carried == 0) else []
+        now += step_s + prefill_token_s * carried + sequence_s * len(decoding)
+        done = []
+        for request in decoding:
+            request[0] -= 1
+            if request[0] == 0:
+                done.append(request)
+        for request in done:
+            running.remove(request)
+            client = request[1]
+            if sent[client] < waves:
+                sent[client] += 1
+                arrivals.append((now + rng.uniform(0.0, round_trip_s), client))
+        for at, _, client in finished:
+            ttft.append(now - at)
+            running.append([output_tokens - 1, client])
+    return np.asarray(ttft)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from infecon.formulations.closed_loop import chunk_budget_tokens, wave_mean_passes
 from infecon.formulations.errors import InstanceError
+from infecon.instances.engines import get_engine
 from infecon.solver import silicon, validation
 from infecon.solver.cli import main
 
@@ -137,3 +139,54 @@ def test_zero_means_none(tmp_path):
     frame = validation.read_measurements(write(tmp_path, [{**BASE, "tp_size": "8", "attention_dp_size": "0",
                                                             "moe_ep_size": "0"}]))
     assert [frame.iloc[0][c] for c in ("tp", "ep", "attention_dp")] == ["8", "1", "False"]
+
+
+class TestClosedLoopBenchmark:
+    """The sample's runs are closed-loop benchmarks (fixed concurrency, isl, osl): validation predicts their TTFT
+    as runs in waves (formulations/closed_loop.py); files without a ``waves`` column keep open-loop arrivals."""
+
+    def test_silicon_rows_are_predicted_as_closed_loop_runs(self, tmp_path):
+        frame = validation.read_measurements(write(tmp_path, [BASE]))
+        assert float(frame.iloc[0]["waves"]) == silicon.SILICON_WAVES
+        row = validation.prepare_row(0, frame.iloc[0])
+        assert row.passes.waves == silicon.SILICON_WAVES
+        assert float(row.passes.wave_requests) == 256.0  # all 256 prompts in flight on the one instance
+        open_loop = validation.prepare_row(0, {**frame.iloc[0].to_dict(), "waves": ""})
+        assert open_loop.passes.waves is None
+        engine = get_engine("trtllm")
+        closed_ttft = validation.predict_prepared(row, engine)["ttft_s"]
+        open_ttft = validation.predict_prepared(open_loop, engine)["ttft_s"]
+        # 256 prompts of 1,024 tokens in chunks of 8,192: the first wave waits 16.5 passes on average, later waves
+        # 1.5; the open-loop queue waits for about one prompt's pass.
+        assert closed_ttft > 3 * open_ttft
+        passes = wave_mean_passes(256, 1024, chunk_budget_tokens(engine, 1024))
+        assert passes == pytest.approx(16.5)
+
+    def test_disaggregated_waves_are_per_prefill_worker(self, tmp_path):
+        """4 decode workers of 64 requests; one prefill worker of TP 4 / EP 4 takes all 256 prompts of a wave, on its
+        own layout: half the GPUs of a decode worker's TP 8 / EP 8, so twice the arithmetic time per GPU."""
+        frame = validation.read_measurements(write(tmp_path, [DISAGG]))
+        row = validation.prepare_row(0, frame.iloc[0])
+        assert row.passes.waves == silicon.SILICON_WAVES
+        assert row.prefill_instances == pytest.approx(0.25)
+        assert float(row.passes.wave_requests) == 256.0
+        decode_layout = validation.prepare_row(0, {**frame.iloc[0].to_dict(), "prefill_tp": "", "prefill_pp": "",
+                                                   "prefill_ep": "", "prefill_attention_dp": ""})
+        assert decode_layout.prefill_instances == pytest.approx(0.125)
+        assert float(row.passes.prefill_one.compute_s) == pytest.approx(
+            2 * float(decode_layout.passes.prefill_one.compute_s))
+
+    def test_waves_below_one_are_one_clear_error(self, tmp_path):
+        frame = validation.read_measurements(write(tmp_path, [BASE]))
+        path = tmp_path / "measured.csv"
+        frame.assign(waves="0.5").to_csv(path, index=False)
+        with pytest.raises(InstanceError, match=r"row 2, column 'waves': must be a number >= 1"):
+            validation.read_measurements(path)
+
+
+def test_a_first_token_after_a_whole_decode_is_questioned(tmp_path):
+    """TTFT 30 s with osl 1,024 at 20 ms a token (20.5 s of decode): the requests queued for a running slot."""
+    frame = validation.read_measurements(write(tmp_path, [BASE, {**BASE, "silicon_ttft_ms": "30000"}]))
+    assert len(frame) == 1
+    assert frame.attrs["skipped"] == {
+        "TTFT longer than a whole request's decode: requests queued for a running slot (questioned)": 1}
