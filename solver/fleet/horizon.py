@@ -65,7 +65,6 @@ from infecon.solver.fleet.candidates import CANDIDATE_COLUMNS
 from infecon.solver.fleet.horizon_bounds import floor_bound, horizon_floors, lagrangian_bound, ratio_bound
 from infecon.solver.fleet.plan import _require_servable, fleet_data, generate_candidates, naive_solution
 from infecon.solver.fleet.solve import solve_fleet
-from infecon.solver.parallel import run_tasks
 
 SOURCES = ("reserved", "on_demand", "spot")
 SCHEDULE_COLUMNS = ["period", "workload", "hardware", "mode", "layout", "tp", "pp", "ep", "batch", "replicas",
@@ -127,8 +126,8 @@ def _period_task(task: tuple) -> FleetSolution:
 def on_demand_plan(data: HorizonData, backend: str, time_limit_s: float | None,
                    jobs: int | None = 1) -> HorizonSolution | None:
     """Everything on demand at each period's need: per period the least-cost one-hour fleet on on-demand GPUs
-    (``solve_fleet``, exact; a type without on demand is not used), periods of equal demand solved once, in
-    ``jobs`` processes (``parallel.run_tasks``).
+    (``solve_fleet``, exact; a type without on demand is not used), periods of equal demand solved once and a
+    workload's own optimum and Pareto patterns solved once per distinct demand of that workload (``memo``).
 
     None if some period cannot be served that way, or a plan breaks a rule the one-hour fleet does not
     know (a warm floor, the budget). Also the main solve's first incumbent.
@@ -140,14 +139,10 @@ def on_demand_plan(data: HorizonData, backend: str, time_limit_s: float | None,
     first: dict[bytes, int] = {}
     for k in range(K):
         first.setdefault(data.demand[:, k].tobytes(), k)
-    tasks = [(period_fleet(data, k, prices=prices, available=available), backend, time_limit_s)
-             for k in first.values()]
-    solved = {}
-    for key, (status, payload) in zip(first, run_tasks(_period_task, tasks, jobs=jobs, desc="periods",
-                                                       progress=False), strict=True):
-        if status != "ok":
-            raise InfeconError(f"on-demand baseline: {payload}")
-        solved[key] = payload
+    memo: dict = {}  # the periods differ only in demand: each workload's own solves are shared (solve_fleet)
+    solved = {key: solve_fleet(period_fleet(data, k, prices=prices, available=available), backend,
+                               time_limit_s=time_limit_s, jobs=jobs, memo=memo)
+              for key, k in first.items()}
     plans = [solved[data.demand[:, k].tobytes()] for k in range(K)]
     if any(plan.replicas is None for plan in plans):
         return None

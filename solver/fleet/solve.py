@@ -145,6 +145,20 @@ def _map(function, tasks: list[tuple], jobs: int | None) -> list:
     return results
 
 
+def _memo_map(function, tasks: list[tuple], keys: list[tuple], jobs: int | None, memo: dict | None) -> list:
+    """``_map`` that solves each key once: results already in ``memo`` are reused, new ones stored there."""
+    if memo is None:
+        return _map(function, tasks, jobs)
+    todo = {key: task for key, task in zip(keys, tasks, strict=True) if key not in memo}
+    memo.update(zip(todo, _map(function, list(todo.values()), jobs), strict=True))
+    return [memo[key] for key in keys]
+
+
+def _workload_key(data: FleetData, w: int, dropped: np.ndarray, *extra) -> tuple:
+    """What one workload's solve depends on within fleets that differ only in demand (``solve_fleet``'s memo)."""
+    return (w, data.demand[w].tobytes(), dropped.tobytes(), *extra)
+
+
 def pareto_patterns(alone: FleetData, dropped: np.ndarray, pools: list[int], solve, *,
                     max_scale_rank: int | None, time_limit_s: float | None,
                     first: FleetSolution | None = None) -> list[FleetSolution] | None:
@@ -226,7 +240,8 @@ def _pattern_master(data: FleetData, patterns: list[list[tuple[np.ndarray, np.nd
 
 def solve_by_patterns(data: FleetData, backend: str, own: list[tuple[FleetSolution, np.ndarray]],
                       dropped: np.ndarray, *, max_scale_rank: int | None, cost_cap: int | None,
-                      time_limit_s: float | None, jobs: int | None = 1) -> FleetSolution | None:
+                      time_limit_s: float | None, jobs: int | None = 1,
+                      memo: dict | None = None) -> FleetSolution | None:
     """The exact optimum by Pareto patterns over the binding GPU types (module docstring, step 3).
 
     ``B`` starts as the limited GPU types the workloads' own optima overrun. With every other
@@ -251,7 +266,9 @@ def solve_by_patterns(data: FleetData, backend: str, own: list[tuple[FleetSoluti
         todo = [w for w, (solution, _) in enumerate(own) if np.any(gpus_used(alone[w], solution.replicas)[binding] > 0)]
         tasks = [(alone[w], dropped[own[w][1]], binding, backend, max_scale_rank, time_limit_s, own[w][0])
                  for w in todo]
-        fronts = dict(zip(todo, _map(_patterns_task, tasks, jobs), strict=True))
+        keys = [_workload_key(data, w, task[1], "patterns", tuple(binding), max_scale_rank, time_limit_s)
+                for w, task in zip(todo, tasks, strict=True)]
+        fronts = dict(zip(todo, _memo_map(_patterns_task, tasks, keys, jobs, memo), strict=True))
         if any(front is None for front in fronts.values()):
             return None
         patterns, solutions = [], []
@@ -284,13 +301,15 @@ def solve_by_patterns(data: FleetData, backend: str, own: list[tuple[FleetSoluti
 
 def solve_fleet(data: FleetData, backend: str = "milp", *, max_scale_rank: int | None = None,
                 cost_cap: int | None = None, time_limit_s: float | None = None, hint: FleetSolution | None = None,
-                reduce: bool = True, jobs: int | None = 1) -> FleetSolution:
+                reduce: bool = True, jobs: int | None = 1, memo: dict | None = None) -> FleetSolution:
     """Least-cost fleet by the exact steps of the module docstring (``reduce=False``: the plain model, one solve).
 
     Args:
         backend: ``milp`` (HiGHS) or ``cpsat``; it solves the per-workload problems and the whole model.
         hint: a plan that meets every rule (e.g. the naive plan), to start from.
         jobs: processes for the per-workload solves (``parallel.run_tasks``; 1: in this process).
+        memo: per-workload results to share between fleets that differ ONLY in demand (the periods of a
+            horizon): a workload's own optimum and Pareto patterns depend on its own demand, not the others'.
 
     Returns:
         ``FleetSolution``; ``OPTIMAL`` only when proven (by the bound of step 2, the patterns of step 3 or the
@@ -309,7 +328,8 @@ def solve_fleet(data: FleetData, backend: str = "milp", *, max_scale_rank: int |
     for w in range(len(data.workload_names)):
         alone, mine = workload_alone(data, w)
         tasks.append((alone, dropped[mine], backend, max_scale_rank, time_limit_s))
-    for w, own in enumerate(_map(_own_optimum_task, tasks, jobs)):
+    keys = [_workload_key(data, w, task[1], "own", max_scale_rank, time_limit_s) for w, task in enumerate(tasks)]
+    for w, own in enumerate(_memo_map(_own_optimum_task, tasks, keys, jobs, memo)):
         mine = np.flatnonzero(data.workload == w)
         if own.status == "INFEASIBLE":  # lifting rules could not serve it: nothing can
             return FleetSolution("INFEASIBLE", backend=own.backend)
@@ -330,7 +350,7 @@ def solve_fleet(data: FleetData, backend: str = "milp", *, max_scale_rank: int |
             return FleetSolution("OPTIMAL", replicas, routed, nodes, bound, float(bound),
                                  f"{backend} (workloads apart)")
         by_patterns = solve_by_patterns(data, backend, optima, dropped, max_scale_rank=max_scale_rank,
-                                        cost_cap=cost_cap, time_limit_s=time_limit_s, jobs=jobs)
+                                        cost_cap=cost_cap, time_limit_s=time_limit_s, jobs=jobs, memo=memo)
         if by_patterns is not None:
             return by_patterns
     start = hint if hint is not None and hint.replicas is not None and \

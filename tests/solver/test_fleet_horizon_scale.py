@@ -89,3 +89,22 @@ class TestLargePlanPath:
         assert s["status"] in ("optimal", "feasible") and s["gap"] <= 0.5
         # the naive baseline is a plan on demand: never below the least-cost one
         assert s["on_demand_baseline_usd"] >= exact.summary["on_demand_baseline_usd"] - 1e-6
+
+
+class TestBaselineMemo:
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(tiny_horizons())
+    def test_shared_workload_solves_change_no_period(self, data):
+        """The on-demand baseline shares each workload's own optimum and Pareto patterns between periods
+        (``solve_fleet``'s memo): every period's status and least cost equal a solve of that period alone."""
+        from infecon.solver.fleet.solve import solve_fleet
+        prices = np.where(data.on_demand_cost >= 0, data.on_demand_cost, 1)
+        available = np.where(data.on_demand_cost >= 0, data.fleet.available, 0)
+        memo: dict = {}
+        for k in list(range(data.periods)) * 2:  # the second round is answered from the memo
+            period = horizon.period_fleet(data, k, prices=prices, available=available)
+            shared = solve_fleet(period, "milp", memo=memo)
+            alone = solve_fleet(period, "milp")
+            assert shared.status == alone.status
+            assert shared.objective == alone.objective
+        assert memo  # the own optima at least went through it
