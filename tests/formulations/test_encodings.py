@@ -35,6 +35,28 @@ def _problem(name, kwargs):
     return api.build_problem(name, "h100", batch_mode="all", **kwargs)
 
 
+
+def assert_options_bound_latency(problem) -> None:
+    """Every option's weighted lines plus its prefill line <= the enumeration's latency at every integer batch of
+    its segment (1e-12 relative absorbs summation-order rounding only)."""
+    options = build_options(problem)
+    table = tabulate(problem)
+    layout_of = {tuple(row): k for k, row in enumerate(options.layouts.tolist())}
+    rows = np.array([layout_of[tuple(row)] for row in table.layouts.tolist()])
+    for k in range(len(options)):
+        here = np.flatnonzero((rows == options.layout[k]) & (table.draft_tokens == options.draft_tokens[k]))
+        m = table.batch[here] // options.pp[k]
+        inside = here[(m >= options.m_lo[k]) & (m <= options.m_hi[k])]
+        m = table.batch[inside] // options.pp[k]
+        busy = np.maximum(options.compute_s_per_sequence[k] * m,
+                          options.hbm_intercept_s[k] + options.hbm_s_per_sequence[k] * m)
+        bound = (options.decode_weight[k] * (busy + options.serial_intercept_s[k]
+                                             + options.serial_s_per_sequence[k] * m)
+                 / options.tokens_per_iteration[k]
+                 + options.prefill_intercept_s[k] + options.prefill_s_per_sequence[k] * m)
+        assert (bound <= table.latency_s[inside] * (1 + 1e-12)).all(), (k, options.layouts[options.layout[k]])
+
+
 class TestRelaxationBoundsThePhysics:
     @pytest.mark.parametrize(("name", "kwargs"), CASES)
     def test_every_option_is_a_lower_bound_at_every_integer_batch(self, name, kwargs):
@@ -44,22 +66,7 @@ class TestRelaxationBoundsThePhysics:
         layout; 1e-12 relative absorbs summation-order rounding only.
         """
         problem = _problem(name, kwargs)
-        options = build_options(problem)
-        table = tabulate(problem)
-        layout_of = {tuple(row): k for k, row in enumerate(options.layouts.tolist())}
-        rows = np.array([layout_of[tuple(row)] for row in table.layouts.tolist()])
-        for k in range(len(options)):
-            here = np.flatnonzero((rows == options.layout[k]) & (table.draft_tokens == options.draft_tokens[k]))
-            m = table.batch[here] // options.pp[k]
-            inside = here[(m >= options.m_lo[k]) & (m <= options.m_hi[k])]
-            m = table.batch[inside] // options.pp[k]
-            busy = np.maximum(options.compute_s_per_sequence[k] * m,
-                              options.hbm_intercept_s[k] + options.hbm_s_per_sequence[k] * m)
-            bound = (options.decode_weight[k] * (busy + options.serial_intercept_s[k]
-                                                 + options.serial_s_per_sequence[k] * m)
-                     / options.tokens_per_iteration[k]
-                     + options.prefill_intercept_s[k] + options.prefill_s_per_sequence[k] * m)
-            assert (bound <= table.latency_s[inside] * (1 + 1e-12)).all(), (k, options.layouts[options.layout[k]])
+        assert_options_bound_latency(problem)
 
     @pytest.mark.parametrize(("name", "kwargs"), CASES)
     def test_floors_are_at_most_every_configuration_of_their_option(self, name, kwargs):
@@ -176,19 +183,4 @@ class TestRelaxationWithMeasuredKernels:
         hw = dataclasses.replace(get_hardware("h100"), measured_kernels={"trtllm": kernels})
         problem = api.build_problem("mixtral-8x7b", hw, batch_mode="all", max_gpus=16, engine="trtllm", isl=2000,
                                     osl=200, max_batch=64)
-        options = build_options(problem)
-        table = tabulate(problem)
-        layout_of = {tuple(row): k for k, row in enumerate(options.layouts.tolist())}
-        rows = np.array([layout_of[tuple(row)] for row in table.layouts.tolist()])
-        for k in range(len(options)):
-            here = np.flatnonzero((rows == options.layout[k]) & (table.draft_tokens == options.draft_tokens[k]))
-            m = table.batch[here] // options.pp[k]
-            inside = here[(m >= options.m_lo[k]) & (m <= options.m_hi[k])]
-            m = table.batch[inside] // options.pp[k]
-            busy = np.maximum(options.compute_s_per_sequence[k] * m,
-                              options.hbm_intercept_s[k] + options.hbm_s_per_sequence[k] * m)
-            bound = (options.decode_weight[k] * (busy + options.serial_intercept_s[k]
-                                                 + options.serial_s_per_sequence[k] * m)
-                     / options.tokens_per_iteration[k]
-                     + options.prefill_intercept_s[k] + options.prefill_s_per_sequence[k] * m)
-            assert (bound <= table.latency_s[inside] * (1 + 1e-12)).all(), (k, options.layouts[options.layout[k]])
+        assert_options_bound_latency(problem)
