@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -117,12 +118,6 @@ def period_fleet(data: HorizonData, k: int, *, prices: np.ndarray, available: np
                                budget=None)
 
 
-def _period_task(task: tuple) -> FleetSolution:
-    """Worker side: one period's least-cost one-hour fleet."""
-    fleet, backend, time_limit_s = task
-    return solve_fleet(fleet, backend, time_limit_s=time_limit_s)
-
-
 def on_demand_plan(data: HorizonData, backend: str, time_limit_s: float | None,
                    jobs: int | None = 1) -> HorizonSolution | None:
     """Everything on demand at each period's need: per period the least-cost one-hour fleet on on-demand GPUs
@@ -132,40 +127,13 @@ def on_demand_plan(data: HorizonData, backend: str, time_limit_s: float | None,
     None if some period cannot be served that way, or a plan breaks a rule the one-hour fleet does not
     know (a warm floor, the budget). Also the main solve's first incumbent.
     """
-    f = data.fleet
-    T, K = len(f.pool_names), data.periods
-    prices = np.where(data.on_demand_cost >= 0, data.on_demand_cost, 1)
-    available = np.where(data.on_demand_cost >= 0, f.available, 0)
-    first: dict[bytes, int] = {}
-    for k in range(K):
-        first.setdefault(data.demand[:, k].tobytes(), k)
     memo: dict = {}  # the periods differ only in demand: each workload's own solves are shared (solve_fleet)
-    solved = {key: solve_fleet(period_fleet(data, k, prices=prices, available=available), backend,
-                               time_limit_s=time_limit_s, jobs=jobs, memo=memo)
-              for key, k in first.items()}
-    plans = [solved[data.demand[:, k].tobytes()] for k in range(K)]
-    if any(plan.replicas is None for plan in plans):
-        return None
-    replicas = np.stack([p.replicas for p in plans], axis=1)
-    proven = all(p.status == "OPTIMAL" for p in plans)
-    # The one-hour fleet knows no warm floor: top a workload up with its cheapest replicas that generate tokens
-    # (then the baseline is a plan, no longer proven the least-cost one on demand).
-    price = f.gpus * prices[f.pool] * (available[f.pool] != 0)
-    for w in np.flatnonzero(data.min_replicas > 0):
-        counts = np.isin(f.kind, (0, 2)) & (f.workload == w) & (f.capacity > 0) & (available[f.pool] != 0)
-        if not counts.any():
-            return None
-        cheapest = np.flatnonzero(counts)[np.argmin(price[counts])]
-        short = np.maximum(data.min_replicas[w] - replicas[counts].sum(axis=0), 0)
-        if short.any():
-            replicas[cheapest] += short
-            proven = False
-    solution = HorizonSolution("OPTIMAL" if proven else "FEASIBLE", np.zeros(T, dtype=np.int64), replicas,
-                               np.zeros_like(replicas), np.stack([p.routed for p in plans], axis=1),
-                               np.stack([_units(data, gpus_used(f, replicas[:, k])) for k in range(K)], axis=1),
-                               np.zeros((T, K), dtype=np.int64),
-                               backend="on-demand baseline (least-cost one-hour fleets)")
-    return dataclasses.replace(solution, objective=horizon_cost(data, solution))
+
+    def least_cost(period: FleetData) -> FleetSolution:
+        return solve_fleet(period, backend, time_limit_s=time_limit_s, jobs=jobs, memo=memo)
+
+    return _each_period_on_demand(data, least_cost, exact=True,
+                                  backend="on-demand baseline (least-cost one-hour fleets)")
 
 
 def naive_on_demand_plan(data: HorizonData) -> HorizonSolution | None:
@@ -173,30 +141,42 @@ def naive_on_demand_plan(data: HorizonData) -> HorizonSolution | None:
     on-demand prices (``plan.naive_solution``, milliseconds), topped up to its warm floor. A plan of the model
     (checked by the caller), not the least-cost one: the baseline of large plans, where ``on_demand_plan``'s
     exact one-hour fleets would cost minutes each. None where some period finds nothing that fits."""
+    return _each_period_on_demand(data, naive_solution, exact=False, backend="naive on-demand baseline")
+
+
+def _each_period_on_demand(data: HorizonData, solve: Callable[[FleetData], FleetSolution | None], *, exact: bool,
+                           backend: str) -> HorizonSolution | None:
+    """The two on-demand baselines' common frame: each distinct period's one-hour fleet at on-demand prices
+    (``solve``; a type without on demand is not used), then every workload topped up to its warm floor with its
+    cheapest replicas that generate tokens (the one-hour fleet knows no warm floor). ``OPTIMAL`` only where
+    ``exact`` and every period's solve proved its optimum and no top-up was needed."""
     f = data.fleet
     T, K = len(f.pool_names), data.periods
     prices = np.where(data.on_demand_cost >= 0, data.on_demand_cost, 1)
     available = np.where(data.on_demand_cost >= 0, f.available, 0)
-    solved: dict[bytes, object] = {}
+    solved: dict[bytes, FleetSolution | None] = {}
     for k in range(K):
         key = data.demand[:, k].tobytes()
         if key not in solved:
-            period = period_fleet(data, k, prices=prices, available=available)
-            solved[key] = naive_solution(period)
+            solved[key] = solve(period_fleet(data, k, prices=prices, available=available))
     plans = [solved[data.demand[:, k].tobytes()] for k in range(K)]
-    if any(plan is None for plan in plans):
+    if any(plan is None or plan.replicas is None for plan in plans):
         return None
     replicas = np.stack([p.replicas for p in plans], axis=1)
+    proven = exact and all(p.status == "OPTIMAL" for p in plans)
     for w in np.flatnonzero(data.min_replicas > 0):
         counts = np.isin(f.kind, (0, 2)) & (f.workload == w) & (f.capacity > 0) & (available[f.pool] != 0)
         if not counts.any():
             return None
         cheapest = np.flatnonzero(counts)[np.argmin((f.gpus * prices[f.pool])[counts])]
-        replicas[cheapest] += np.maximum(data.min_replicas[w] - replicas[counts].sum(axis=0), 0)
-    solution = HorizonSolution("FEASIBLE", np.zeros(T, dtype=np.int64), replicas, np.zeros_like(replicas),
-                               np.stack([p.routed for p in plans], axis=1),
+        short = np.maximum(data.min_replicas[w] - replicas[counts].sum(axis=0), 0)
+        if short.any():
+            replicas[cheapest] += short
+            proven = False
+    solution = HorizonSolution("OPTIMAL" if proven else "FEASIBLE", np.zeros(T, dtype=np.int64), replicas,
+                               np.zeros_like(replicas), np.stack([p.routed for p in plans], axis=1),
                                np.stack([_units(data, gpus_used(f, replicas[:, k])) for k in range(K)], axis=1),
-                               np.zeros((T, K), dtype=np.int64), backend="naive on-demand baseline")
+                               np.zeros((T, K), dtype=np.int64), backend=backend)
     return dataclasses.replace(solution, objective=horizon_cost(data, solution))
 
 
