@@ -23,6 +23,21 @@ class SimulatedRequests:
     mean_running: float  # time-average number of requests decoding
 
 
+def take_chunk(waiting: deque[list], chunk_tokens: int) -> tuple[int, list[list]]:
+    """One step's prefill: up to ``chunk_tokens`` prompt tokens from the waiting prompts in arrival order (each
+    ``[..., tokens left, ...]`` at index 1, decremented in place); the tokens carried and the prompts finished."""
+    budget, carried, finished = chunk_tokens, 0, []
+    while waiting and budget > 0:
+        head = waiting[0]
+        take = min(budget, head[1])
+        head[1] -= take
+        budget -= take
+        carried += take
+        if head[1] == 0:
+            finished.append(waiting.popleft())
+    return carried, finished
+
+
 def simulate(*, arrivals_per_s: float, input_tokens: int, output_tokens: int, chunk_tokens: int, step_s: float,
              prefill_token_s: float, requests: int, seed: int = 0, warmup: int = 500) -> SimulatedRequests:
     """Serve ``requests`` Poisson arrivals; return the TTFT and TPOT of all but the first ``warmup``."""
@@ -41,15 +56,8 @@ def simulate(*, arrivals_per_s: float, input_tokens: int, output_tokens: int, ch
         if not waiting and not running:
             now = arrivals[nxt]
             continue
-        budget, carried, finished_prompts = chunk_tokens, 0, []
-        while waiting and budget > 0:
-            head = waiting[0]
-            take = min(budget, head[1])
-            head[1] -= take
-            budget -= take
-            carried += take
-            if head[1] == 0:
-                finished_prompts.append(waiting.popleft()[0])
+        carried, done_prompts = take_chunk(waiting, chunk_tokens)
+        finished_prompts = [prompt[0] for prompt in done_prompts]
         duration = step_s + prefill_token_s * carried
         busy_integral += len(running) * duration
         now += duration
@@ -95,15 +103,7 @@ def simulate_closed(*, concurrency: int, waves: int, input_tokens: int, output_t
         if not waiting and not running:
             now = arrivals[0][0]
             continue
-        budget, carried, finished = chunk_tokens, 0, []
-        while waiting and budget > 0:
-            head = waiting[0]
-            take = min(budget, head[1])
-            head[1] -= take
-            budget -= take
-            carried += take
-            if head[1] == 0:
-                finished.append(waiting.popleft())
+        carried, finished = take_chunk(waiting, chunk_tokens)
         decoding = running if (mixes or carried == 0) else []
         now += step_s + prefill_token_s * carried + sequence_s * len(decoding)
         done = []
